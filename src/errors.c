@@ -1,0 +1,76 @@
+/*
+ * Configuration error collection.
+ */
+#include "autoconf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+
+/* Append one formatted entry to a growable string list. */
+static void
+errors_push(char ***list, size_t *n, size_t *cap, const char *file,
+    size_t line, size_t col, const char *fmt, va_list ap)
+{
+	char	 msg[1024], *full, **nl;
+	int	 r;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (line > 0)
+		r = asprintf(&full, "%s:%zu:%zu: %s", file, line, col, msg);
+	else
+		r = asprintf(&full, "%s: %s", file, msg);
+	if (r == -1)
+		return;
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 8;
+		nl = realloc(*list, ncap * sizeof(*nl));
+		if (nl == NULL) {
+			free(full);
+			return;
+		}
+		*list = nl;
+		*cap = ncap;
+	}
+	(*list)[(*n)++] = full;
+}
+
+void
+errors_add(struct wsg_errors *e, const char *file, size_t line, size_t col,
+    const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	errors_push(&e->e_msgs, &e->e_n, &e->e_cap, file, line, col, fmt, ap);
+	va_end(ap);
+}
+
+void
+errors_warn(struct wsg_errors *e, const char *file, size_t line, size_t col,
+    const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	errors_push(&e->e_warnings, &e->e_nwarnings, &e->e_capwarnings, file,
+	    line, col, fmt, ap);
+	va_end(ap);
+}
+
+void
+errors_free(struct wsg_errors *e)
+{
+	size_t	i;
+
+	for (i = 0; i < e->e_n; i++)
+		free(e->e_msgs[i]);
+	for (i = 0; i < e->e_nwarnings; i++)
+		free(e->e_warnings[i]);
+	free(e->e_msgs);
+	free(e->e_warnings);
+	memset(e, 0, sizeof(*e));
+}
