@@ -48,6 +48,7 @@ struct wsg_server {
 	char			*srv_name;	/* as written, "127.0.0.1:9001" */
 	struct sockaddr_storage	 srv_addr;
 	socklen_t		 srv_addrlen;
+	int			 srv_active;	/* runtime, atomic: sessions */
 };
 
 struct wsg_upstream {
@@ -56,12 +57,13 @@ struct wsg_upstream {
 	size_t		  up_nservers;
 	enum wsg_balance  up_balance;
 	uint64_t	  up_connect_timeout_ms;
+	unsigned int	  up_rr;	/* runtime, atomic: next server */
 };
 
 struct wsg_route {
 	char		 *rt_path;	/* without the trailing "*" */
 	size_t		  rt_path_len;
-	int		  rt_prefix;	/* written as "/x/*" */
+	int		  rt_prefix;	/* written as "/x/" then "*" */
 	struct wsg_upstream *rt_upstream;
 	struct wsg_policy *rt_policy;
 };
@@ -155,7 +157,7 @@ void			 config_unref(struct wsg_config *);
 
 /*
  * The route of a listener that matches an (undecoded) request path: exact
- * routes by equality, "/x/*" routes by prefix "/x/" (and "/x" itself);
+ * routes by equality, "/x/" + "*" routes by prefix "/x/" (and "/x" itself);
  * first match in file order wins.  NULL: no route.
  */
 const struct wsg_route	*config_route_match(const struct wsg_listener_conf *,

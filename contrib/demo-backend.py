@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""
+Demo WebSocket echo backend for wsgate.
+
+A plaintext WebSocket server that sends every text and binary message
+back as it came.  It logs each connection to stderr and exits cleanly on
+SIGTERM or SIGINT.  Uses Debian 12's python3-websockets (10.4, asyncio
+API).
+
+    /usr/bin/python3 contrib/demo-backend.py --host 127.0.0.1 --port 9001
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import websockets
+
+log = logging.getLogger("demo-backend")
+
+
+async def echo(ws, path=None):
+    """Echo every message on one connection until it closes."""
+    # websockets 10.4 still passes the request path as a second argument.
+    if path is None:
+        path = getattr(ws, "path", "?")
+    peer = ws.remote_address
+    peer = "%s:%s" % (peer[0], peer[1]) if peer else "?"
+    fwd = ws.request_headers.get("X-Forwarded-For", "-")
+    log.info("open %s path=%s forwarded_for=%s subprotocol=%s",
+             peer, path, fwd, ws.subprotocol)
+    count = 0
+    try:
+        async for message in ws:
+            count += 1
+            await ws.send(message)
+    except websockets.ConnectionClosed:
+        pass
+    log.info("close %s messages=%d code=%s reason=%r",
+             peer, count, ws.close_code, ws.close_reason)
+
+
+async def serve(host, port, subprotocols, max_size):
+    """Serve until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set_result, sig)
+    async with websockets.serve(echo, host, port,
+                                subprotocols=subprotocols or None,
+                                max_size=max_size,
+                                compression=None):
+        log.info("listening on ws://%s:%d/", host, port)
+        sig = await stop
+        log.info("got %s, stopping", signal.Signals(sig).name)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="WebSocket echo backend")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=9001)
+    ap.add_argument("--subprotocol", action="append", default=[],
+                    help="accept this subprotocol (repeatable)")
+    ap.add_argument("--max-size", type=int, default=64 * 1024 * 1024,
+                    help="largest message accepted, in bytes")
+    args = ap.parse_args()
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s demo-backend: %(message)s")
+    # Keep websockets' own per-frame chatter out of the log.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    asyncio.run(serve(args.host, args.port, args.subprotocol,
+                      args.max_size))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

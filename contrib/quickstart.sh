@@ -1,0 +1,71 @@
+#!/bin/sh
+# The two quick-start commands of README.md:
+#   sh contrib/quickstart.sh run    install, build, run the demo
+#   sh contrib/quickstart.sh test   install, build, run the whole test suite
+set -eu
+
+cd "$(dirname "$0")/.."
+top=$(pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Configure (once) and build in a separate folder: build DIR [configure args]
+build() {
+	dir=$1
+	shift
+	[ -x configure ] || autoreconf -fi >/dev/null
+	mkdir -p "$dir"
+	if [ ! -f "$dir/Makefile" ]; then
+		(cd "$dir" && "$top/configure" -q "$@")
+	fi
+	make -s -C "$dir" -j"$jobs"
+}
+
+case "${1:-}" in
+run)
+	sh contrib/install-deps.sh
+	build build
+	mkdir -p etc/tls
+	if [ ! -f etc/tls/server.pem ]; then
+		echo "quickstart: making a self-signed certificate in etc/tls/"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 365 \
+		    -subj /CN=localhost \
+		    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+		    -keyout etc/tls/server.key -out etc/tls/server.pem \
+		    2>/dev/null
+	fi
+	/usr/bin/python3 contrib/demo-backend.py --host 127.0.0.1 \
+	    --port 9001 &
+	backend=$!
+	trap 'kill $backend 2>/dev/null' EXIT INT TERM
+	cat <<MSG
+
+wsgate is starting on wss://127.0.0.1:8443/echo in front of the demo
+echo backend on 127.0.0.1:9001 (self-signed certificate: etc/tls/server.pem).
+Connect from another terminal, for example:
+
+  /usr/bin/python3 -c 'import asyncio, ssl, websockets
+ctx = ssl.create_default_context(cafile="$top/etc/tls/server.pem")
+async def main():
+    async with websockets.connect("wss://127.0.0.1:8443/echo", ssl=ctx) as ws:
+        await ws.send("hello"); print(await ws.recv())
+asyncio.run(main())'
+
+Stop with Ctrl-C (wsgate drains: clients get close 1001).
+
+MSG
+	build/wsgate -c etc/wsgate.yaml
+	;;
+test)
+	sh contrib/install-deps.sh
+	build build
+	build build-asan --enable-asan
+	if command -v clang >/dev/null 2>&1; then
+		build build-fuzz --enable-fuzzing CC=clang
+	fi
+	sh tests/run-all.sh
+	;;
+*)
+	echo "usage: sh contrib/quickstart.sh run|test" >&2
+	exit 1
+	;;
+esac

@@ -1,0 +1,18 @@
+/*
+ * Listening sockets: bind each configured listener and hand accepted
+ * connections to new sessions.
+ */
+#ifndef WSG_LISTENER_H
+#define WSG_LISTENER_H
+
+struct wsg_worker;
+struct wsg_listener_conf;
+struct wsg_listener;
+
+/* Bind and listen; NULL (logged) on failure. */
+struct wsg_listener	*listener_start(struct wsg_worker *,
+			    const struct wsg_listener_conf *);
+/* Stop accepting and close the socket. */
+void			 listener_stop(struct wsg_listener *);
+
+#endif /* WSG_LISTENER_H */

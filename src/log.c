@@ -1,0 +1,260 @@
+/*
+ * Logging.  Error-log lines are single write(2)s so that lines from several
+ * threads never interleave; so are access-log lines.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "config.h"
+#include "log.h"
+
+static int	 log_level = WSG_LOG_INFO;
+static int	 log_verbose;
+static int	 log_error_fd = STDERR_FILENO;
+static int	 log_syslog;
+static int	 log_access_fd = STDOUT_FILENO;
+static char	*log_error_path;
+static char	*log_access_path;
+
+static const char *const log_level_names[] = { "error", "warn", "info",
+    "debug" };
+
+/* Open a log file for appending; -1 with errno on failure. */
+static int
+log_open_file(const char *path)
+{
+	return (open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+}
+
+int
+log_open(const char *error_log, const char *access_log, int level)
+{
+	int	efd = STDERR_FILENO, afd = -1, sys = 0;
+
+	if (strcmp(error_log, "syslog") == 0)
+		sys = 1;
+	else if (strcmp(error_log, "stderr") != 0 &&
+	    (efd = log_open_file(error_log)) == -1) {
+		log_warn("cannot open error log %s", error_log);
+		return (-1);
+	}
+	if (strcmp(access_log, "stdout") == 0)
+		afd = STDOUT_FILENO;
+	else if (strcmp(access_log, "off") != 0 &&
+	    (afd = log_open_file(access_log)) == -1) {
+		log_warn("cannot open access log %s", access_log);
+		if (efd > STDERR_FILENO)
+			close(efd);
+		return (-1);
+	}
+	if (log_error_fd > STDERR_FILENO)
+		close(log_error_fd);
+	if (log_access_fd > STDERR_FILENO)
+		close(log_access_fd);
+	log_error_fd = efd;
+	log_access_fd = afd;
+	if (sys && !log_syslog)
+		openlog("wsgate", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	log_syslog = sys;
+	log_level = level;
+	free(log_error_path);
+	free(log_access_path);
+	log_error_path = efd > STDERR_FILENO ? strdup(error_log) : NULL;
+	log_access_path = afd > STDERR_FILENO ? strdup(access_log) : NULL;
+	return (0);
+}
+
+void
+log_reopen(void)
+{
+	int	fd;
+
+	if (log_error_path != NULL && (fd = log_open_file(log_error_path)) !=
+	    -1) {
+		dup2(fd, log_error_fd);
+		close(fd);
+	}
+	if (log_access_path != NULL && (fd = log_open_file(log_access_path)) !=
+	    -1) {
+		dup2(fd, log_access_fd);
+		close(fd);
+	}
+}
+
+void
+log_set_verbose(int v)
+{
+	log_verbose = v;
+}
+
+int
+log_debug_enabled(void)
+{
+	return (log_level + log_verbose >= WSG_LOG_DEBUG);
+}
+
+/* Format and write one error-log line at a level. */
+static void
+log_vwrite(int level, const char *err, const char *fmt, va_list ap)
+{
+	char		 line[2048], ts[32];
+	struct timespec	 now;
+	struct tm	 tm;
+	size_t		 n;
+	int		 prio;
+
+	if (level > log_level + log_verbose)
+		return;
+	if (log_syslog) {
+		char msg[1800];
+
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		prio = level == WSG_LOG_ERROR ? LOG_ERR : level ==
+		    WSG_LOG_WARN ? LOG_WARNING : level == WSG_LOG_INFO ?
+		    LOG_INFO : LOG_DEBUG;
+		if (err != NULL)
+			syslog(prio, "%s: %s", msg, err);
+		else
+			syslog(prio, "%s", msg);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = snprintf(line, sizeof(line), "%s.%03ldZ %s: ", ts,
+	    now.tv_nsec / 1000000, log_level_names[level]);
+	n += vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	if (n < sizeof(line) && err != NULL)
+		n += snprintf(line + n, sizeof(line) - n, ": %s", err);
+	if (n >= sizeof(line) - 1)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)write(log_error_fd, line, n);
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 ebuf[128];
+	int	 saved = errno;
+
+	strerror_r(saved, ebuf, sizeof(ebuf));
+	va_start(ap, fmt);
+	log_vwrite(WSG_LOG_WARN, ebuf, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vwrite(WSG_LOG_WARN, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vwrite(WSG_LOG_INFO, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vwrite(WSG_LOG_DEBUG, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 ebuf[128];
+
+	strerror_r(errno, ebuf, sizeof(ebuf));
+	va_start(ap, fmt);
+	log_vwrite(WSG_LOG_ERROR, ebuf, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vwrite(WSG_LOG_ERROR, NULL, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+log_access(struct evbuffer *line)
+{
+	size_t		 len;
+	unsigned char	*p;
+
+	len = evbuffer_get_length(line);
+	if (log_access_fd != -1 && len > 0 &&
+	    (p = evbuffer_pullup(line, len)) != NULL)
+		(void)write(log_access_fd, p, len);
+	evbuffer_drain(line, len);
+}
+
+void
+log_json_str(struct evbuffer *b, const char *s, size_t len)
+{
+	static const char	hex[] = "0123456789abcdef";
+	size_t			i, start = 0;
+	unsigned char		c;
+	char			esc[6];
+
+	if (s == NULL) {
+		evbuffer_add(b, "null", 4);
+		return;
+	}
+	evbuffer_add(b, "\"", 1);
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f)
+			continue;
+		evbuffer_add(b, s + start, i - start);
+		start = i + 1;
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			evbuffer_add(b, esc, 2);
+		} else {
+			/* Controls and non-ASCII bytes: never raw in a log. */
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 0xf];
+			evbuffer_add(b, esc, 6);
+		}
+	}
+	evbuffer_add(b, s + start, len - start);
+	evbuffer_add(b, "\"", 1);
+}

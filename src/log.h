@@ -1,0 +1,34 @@
+/*
+ * The error log (stderr, syslog or a file, with a level) and the access
+ * log (JSON lines on stdout, a file, or off).
+ */
+#ifndef WSG_LOG_H
+#define WSG_LOG_H
+
+#include <stddef.h>
+
+struct evbuffer;
+
+/* Open the targets; on failure returns -1 and keeps the previous ones. */
+int	log_open(const char *, const char *, int);
+/* Reopen file targets, e.g. after log rotation (SIGUSR1). */
+void	log_reopen(void);
+/* -v on the command line raises the level this much above the config. */
+void	log_set_verbose(int);
+
+void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+int	log_debug_enabled(void);
+__attribute__((noreturn)) void
+	fatal(const char *, ...) __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn)) void
+	fatalx(const char *, ...) __attribute__((format(printf, 1, 2)));
+
+/* Write one access-log line (the evbuffer is drained). */
+void	log_access(struct evbuffer *);
+/* Append a JSON string (quoted, escaped) or null when s is NULL. */
+void	log_json_str(struct evbuffer *, const char *, size_t);
+
+#endif /* WSG_LOG_H */

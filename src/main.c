@@ -1,0 +1,83 @@
+/*
+ * wsgate: command line, configuration check, start-up.
+ */
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "errors.h"
+#include "log.h"
+#include "server.h"
+
+#ifndef WSG_SYSCONFDIR
+#define WSG_SYSCONFDIR	"/etc"
+#endif
+#define WSG_DEFAULT_CONFIG	WSG_SYSCONFDIR "/wsgate/wsgate.yaml"
+
+/* Print the usage line and exit 1. */
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: wsgate [-tVv] [-c config]\n");
+	exit(1);
+}
+
+int
+main(int argc, char *argv[])
+{
+	const char		*file = WSG_DEFAULT_CONFIG;
+	struct wsg_errors	 errs;
+	struct wsg_config	*conf;
+	size_t			 i;
+	int			 ch, check = 0, verbose = 0, rc;
+
+	while ((ch = getopt(argc, argv, "c:tvV")) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'V':
+			printf("wsgate %s\n", PACKAGE_VERSION);
+			return (0);
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	memset(&errs, 0, sizeof(errs));
+	conf = config_load(file, &errs);
+	for (i = 0; i < errs.e_n; i++)
+		fprintf(stderr, "%s\n", errs.e_msgs[i]);
+	for (i = 0; i < errs.e_nwarnings; i++)
+		fprintf(stderr, "%s\n", errs.e_warnings[i]);
+	if (conf == NULL) {
+		errors_free(&errs);
+		return (1);
+	}
+	errors_free(&errs);
+	if (check) {
+		printf("%s: ok\n", file);
+		config_unref(conf);
+		return (0);
+	}
+
+	log_set_verbose(verbose);
+	if (log_open(conf->c_error_log, conf->c_access_log,
+	    conf->c_log_level) == -1)
+		return (1);
+	rc = server_run(conf);
+	config_unref(conf);
+	return (rc);
+}

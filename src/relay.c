@@ -1,0 +1,335 @@
+/*
+ * The frame relay.  Each frame read from one half is parsed in place and
+ * checked against RFC 6455 and the policy before any of it moves.  Frames
+ * whose payload needs no inspection are streamed: the header is checked,
+ * then payload chains move to the other half's output without a copy.
+ * Text frames under UTF-8 validation and control frames are buffered whole
+ * (bounded by max_frame_size and 125 bytes), checked, then moved, so that
+ * a refused frame never reaches the other side, not even in part.
+ */
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "frame.h"
+#include "log.h"
+#include "relay.h"
+#include "session.h"
+#include "utf8.h"
+#include "wsgate.h"
+
+static void	relay_read_cb(struct bufferevent *, void *);
+static void	relay_event_cb(struct bufferevent *, short, void *);
+
+void
+relay_send_close(struct wsg_peer *p, uint16_t code, const char *reason)
+{
+	uint8_t		 buf[WSG_CLOSE_FRAME_MAX], mask[4];
+	uint32_t	 m;
+	size_t		 n;
+
+	if (p->p_bev == NULL || p->p_close_sent)
+		return;
+	/* A frame streamed half-way to this side cannot be interrupted. */
+	if (p->p_other->p_fwd_left > 0)
+		return;
+	m = arc4random();
+	memcpy(mask, &m, sizeof(mask));
+	n = frame_build_close(buf, code, reason, p->p_is_client ? NULL : mask);
+	evbuffer_add(bufferevent_get_output(p->p_bev), buf, n);
+	p->p_close_sent = 1;
+}
+
+void
+relay_start(struct wsg_peer *client, struct wsg_peer *upstream)
+{
+	const struct wsg_policy	*pol = client->p_session->s_route->rt_policy;
+	struct wsg_peer		*p;
+	size_t			 high;
+	int			 i;
+
+	/* Room for one whole inspected frame, and never less than that. */
+	high = pol->pol_max_frame_size + WSG_FRAME_MAX_HEADER;
+	if (high < WSG_HIGH_WATER)
+		high = WSG_HIGH_WATER;
+	for (i = 0; i < 2; i++) {
+		p = i == 0 ? client : upstream;
+		p->p_limits.fl_max_frame = pol->pol_max_frame_size;
+		p->p_limits.fl_max_message = pol->pol_max_message_size;
+		p->p_limits.fl_allow_binary = pol->pol_allow_binary;
+		p->p_limits.fl_expect_masked = p->p_is_client;
+		bufferevent_setwatermark(p->p_bev, EV_READ, 0, high);
+		bufferevent_setcb(p->p_bev, relay_read_cb, NULL,
+		    relay_event_cb, p);
+		bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
+	}
+	/* Frames the upstream sent right behind its 101. */
+	relay_process(upstream);
+}
+
+/* The far side's output drained: resume reading the side we paused. */
+static void
+relay_drained_cb(struct bufferevent *bev, void *arg)
+{
+	struct wsg_peer	*p = arg, *o = p->p_other;
+
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_setcb(bev, relay_read_cb, NULL, relay_event_cb, p);
+	if (o->p_paused && o->p_bev != NULL) {
+		o->p_paused = 0;
+		bufferevent_enable(o->p_bev, EV_READ);
+		relay_process(o);
+	}
+}
+
+/* The far side is not taking data: stop reading this side until it does. */
+static void
+relay_pause(struct wsg_peer *p)
+{
+	struct wsg_peer	*o = p->p_other;
+
+	if (p->p_paused)
+		return;
+	p->p_paused = 1;
+	bufferevent_disable(p->p_bev, EV_READ);
+	bufferevent_setwatermark(o->p_bev, EV_WRITE, WSG_LOW_WATER, 0);
+	bufferevent_setcb(o->p_bev, relay_read_cb, relay_drained_cb,
+	    relay_event_cb, o);
+}
+
+/* A frame broke a rule: close toward the side that broke it, cleanly
+ * toward the other. */
+static void
+relay_violation(struct wsg_peer *p, enum wsg_frame_result r)
+{
+	struct wsg_session	*s = p->p_session;
+	uint16_t		 code = frame_result_close_code(r);
+	const char		*reason = frame_result_reason(r);
+
+	log_info("conn %llu: %s frame refused: %s",
+	    (unsigned long long)s->s_id, p->p_name, reason);
+	if (p->p_is_client)
+		session_fail(s, reason, code, code, 1001);
+	else
+		session_fail(s, reason, code, 1014, code);
+}
+
+/* Validate the UTF-8 of a whole buffered text frame's payload. */
+static enum wsg_frame_result
+relay_check_utf8(struct wsg_peer *p, struct evbuffer *in)
+{
+	const struct wsg_frame	*f = &p->p_frame;
+	struct evbuffer_ptr	 pos;
+	struct evbuffer_iovec	 v[8];
+	uint64_t		 off = 0;
+	uint32_t		 st = p->p_msg.ms_utf8;
+	int			 i, nv;
+
+	if (evbuffer_ptr_set(in, &pos, f->f_hdr_len, EVBUFFER_PTR_SET) == -1)
+		return (WSG_FRAME_PROTOCOL);
+	while (off < f->f_len) {
+		nv = evbuffer_peek(in, f->f_len - off, &pos, v, 8);
+		if (nv <= 0)
+			return (WSG_FRAME_PROTOCOL);
+		if (nv > 8)
+			nv = 8;
+		for (i = 0; i < nv && off < f->f_len; i++) {
+			size_t n = v[i].iov_len;
+
+			if (n > f->f_len - off)
+				n = f->f_len - off;
+			if (f->f_masked)
+				st = utf8_validate_masked(st, v[i].iov_base, n,
+				    f->f_mask, off);
+			else
+				st = utf8_validate(st, v[i].iov_base, n);
+			if (st == WSG_UTF8_REJECT)
+				return (WSG_FRAME_INVALID_UTF8);
+			off += n;
+		}
+		if (off < f->f_len && evbuffer_ptr_set(in, &pos,
+		    f->f_hdr_len + off, EVBUFFER_PTR_SET) == -1)
+			return (WSG_FRAME_PROTOCOL);
+	}
+	p->p_msg.ms_utf8 = st;
+	return (WSG_FRAME_OK);
+}
+
+/* A whole control frame is buffered: check it and pass it on. */
+static void
+relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
+{
+	struct wsg_session	*s = p->p_session;
+	struct wsg_peer		*o = p->p_other;
+	const struct wsg_frame	*f = &p->p_frame;
+	uint8_t			 buf[WSG_FRAME_MAX_HEADER + 125];
+	enum wsg_frame_result	 r;
+	size_t			 total = f->f_hdr_len + f->f_len;
+	uint16_t		 code;
+
+	p->p_have_frame = 0;
+	if (f->f_opcode != WSG_OP_CLOSE) {
+		evbuffer_remove_buffer(in, out, total);
+		p->p_bytes += total;
+		return;
+	}
+	evbuffer_copyout(in, buf, total);
+	if (f->f_masked)
+		frame_unmask(buf + f->f_hdr_len, buf + f->f_hdr_len, f->f_len,
+		    f->f_mask, 0);
+	r = frame_check_close(buf + f->f_hdr_len, f->f_len,
+	    s->s_route->rt_policy->pol_validate_utf8, &code);
+	if (r != WSG_FRAME_OK) {
+		relay_violation(p, r);
+		return;
+	}
+	p->p_close_rcvd = 1;
+	p->p_close_code = code;
+	if (s->s_close_first == NULL)
+		s->s_close_first = p;
+	if (!o->p_close_sent) {
+		evbuffer_remove_buffer(in, out, total);
+		o->p_close_sent = 1;
+	} else
+		evbuffer_drain(in, total);
+	p->p_bytes += total;
+	if (o->p_close_rcvd) {
+		/* Both sides have closed: the close handshake is complete. */
+		s->s_close_code = s->s_close_first->p_close_code;
+		session_close(s, s->s_close_first->p_is_client ?
+		    "client_closed" : "upstream_closed");
+	}
+}
+
+/* A data frame's payload has gone through: end the message on FIN. */
+static void
+relay_frame_done(struct wsg_peer *p)
+{
+	p->p_have_frame = 0;
+	(void)frame_msg_end(&p->p_frame, &p->p_msg, 0);
+}
+
+void
+relay_process(struct wsg_peer *p)
+{
+	struct wsg_session	*s = p->p_session;
+	struct wsg_peer		*o = p->p_other;
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	struct evbuffer		*in, *out;
+	struct wsg_frame	*f = &p->p_frame;
+	enum wsg_frame_result	 r;
+	uint8_t			 hdr[WSG_FRAME_MAX_HEADER];
+	size_t			 avail, n;
+	uint64_t		 total;
+
+	if (s->s_state != WSG_S_OPEN || p->p_bev == NULL || o->p_bev == NULL)
+		return;
+	in = bufferevent_get_input(p->p_bev);
+	out = bufferevent_get_output(o->p_bev);
+	while (s->s_state == WSG_S_OPEN) {
+		if ((avail = evbuffer_get_length(in)) == 0)
+			return;
+		if (p->p_close_rcvd) {
+			/* Nothing may follow a close frame. */
+			evbuffer_drain(in, avail);
+			return;
+		}
+		if (evbuffer_get_length(out) >= WSG_HIGH_WATER) {
+			relay_pause(p);
+			return;
+		}
+		if (p->p_fwd_left > 0) {
+			n = avail < p->p_fwd_left ? avail : p->p_fwd_left;
+			evbuffer_remove_buffer(in, out, n);
+			p->p_bytes += n;
+			p->p_fwd_left -= n;
+			if (p->p_fwd_left == 0)
+				relay_frame_done(p);
+			continue;
+		}
+		if (!p->p_have_frame) {
+			n = evbuffer_copyout(in, hdr, avail < sizeof(hdr) ?
+			    avail : sizeof(hdr));
+			r = frame_parse_header(hdr, n, f);
+			if (r == WSG_FRAME_INCOMPLETE)
+				return;
+			if (r == WSG_FRAME_OK)
+				r = frame_check_header(f, &p->p_limits,
+				    &p->p_msg);
+			if (r != WSG_FRAME_OK) {
+				relay_violation(p, r);
+				return;
+			}
+			p->p_have_frame = 1;
+			p->p_frames++;
+			s->s_last_active = session_now_ms(s);
+		}
+		total = f->f_hdr_len + f->f_len;
+		if (f->f_opcode >= WSG_OP_CLOSE) {
+			if (avail < total)
+				return;
+			relay_control(p, in, out);
+			continue;
+		}
+		if (pol->pol_validate_utf8 && p->p_msg.ms_opcode ==
+		    WSG_OP_TEXT) {
+			if (avail < total)
+				return;		/* the read watermark allows it */
+			r = relay_check_utf8(p, in);
+			if (r == WSG_FRAME_OK)
+				r = frame_msg_end(f, &p->p_msg, 1);
+			if (r != WSG_FRAME_OK) {
+				relay_violation(p, r);
+				return;
+			}
+			evbuffer_remove_buffer(in, out, total);
+			p->p_bytes += total;
+			p->p_have_frame = 0;
+			continue;
+		}
+		/* No inspection: pass the header, then stream the payload. */
+		evbuffer_remove_buffer(in, out, f->f_hdr_len);
+		p->p_bytes += f->f_hdr_len;
+		p->p_fwd_left = f->f_len;
+		if (f->f_len == 0)
+			relay_frame_done(p);
+	}
+}
+
+/* New bytes from either half of an open session. */
+static void
+relay_read_cb(struct bufferevent *bev, void *arg)
+{
+	relay_process(arg);
+}
+
+/* EOF or error on a half of an open session. */
+static void
+relay_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct wsg_peer		*p = arg;
+	struct wsg_session	*s = p->p_session;
+
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	/* What arrived before the end is relayed first. */
+	relay_process(p);
+	session_peer_free(p);
+	if (s->s_state != WSG_S_OPEN)
+		return;
+	if (p->p_close_rcvd) {
+		/* It closed properly, then hung up: a server does that. */
+		s->s_close_code = s->s_close_first->p_close_code;
+		session_close(s, s->s_close_first->p_is_client ?
+		    "client_closed" : "upstream_closed");
+	} else if (p->p_is_client)
+		session_fail(s, "client_dropped", 1006, 0, 1001);
+	else
+		session_fail(s, "upstream_error", 1014, 1014, 0);
+}

@@ -1,0 +1,26 @@
+/*
+ * The frame relay: parse and check every frame read from one half of a
+ * session and move it to the other half, without copying payloads that
+ * need no inspection.
+ */
+#ifndef WSG_RELAY_H
+#define WSG_RELAY_H
+
+#include <stdint.h>
+
+struct bufferevent;
+struct wsg_peer;
+
+/* Set up the relay state and callbacks of both halves of an open session. */
+void	relay_start(struct wsg_peer *, struct wsg_peer *);
+
+/* Process whatever is buffered from this half. */
+void	relay_process(struct wsg_peer *);
+
+/*
+ * Queue a close frame with code and reason to this half, unless one was
+ * sent already or a partial frame is on its way there.
+ */
+void	relay_send_close(struct wsg_peer *, uint16_t, const char *);
+
+#endif /* WSG_RELAY_H */

@@ -1,0 +1,38 @@
+/*
+ * The process: workers with their event loops, listeners, signals, the
+ * current configuration generation, and draining on shutdown.
+ */
+#ifndef WSG_SERVER_H
+#define WSG_SERVER_H
+
+#include <sys/queue.h>
+#include <stdint.h>
+
+struct event_base;
+struct event;
+struct wsg_config;
+struct wsg_session;
+
+TAILQ_HEAD(wsg_session_list, wsg_session);
+
+struct wsg_worker {
+	struct event_base	*w_base;
+	struct wsg_config	*w_conf;	/* current generation */
+	struct wsg_session_list	 w_sessions;
+	size_t			 w_nsessions;
+	struct wsg_listener	**w_listeners;
+	size_t			 w_nlisteners;
+	int			 w_draining;
+	struct event		*w_drain_timer;
+};
+
+/* Run the gateway on a loaded configuration until it has drained. */
+int	server_run(struct wsg_config *);
+
+/* A session ended and was freed: maybe finish draining. */
+void	server_session_gone(struct wsg_worker *);
+
+/* A connection id unique in this process. */
+uint64_t	server_next_id(void);
+
+#endif /* WSG_SERVER_H */

@@ -1,0 +1,625 @@
+/*
+ * Sessions: accepting a client, reading and judging its upgrade request,
+ * refusing it or handing it to the upstream half, and the one way out,
+ * session_close().
+ */
+#include "autoconf.h"
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "frame.h"
+#include "http.h"
+#include "log.h"
+#include "relay.h"
+#include "server.h"
+#include "session.h"
+#include "units.h"
+#include "upstream.h"
+#include "wsgate.h"
+
+/* How long a closed session waits for its peers to take their last bytes. */
+#define WSG_LINGER_MS		2000
+/* Re-parse a growing request head only after this many new bytes. */
+#define WSG_REPARSE_STEP	256
+
+static void	session_client_read_cb(struct bufferevent *, void *);
+static void	session_timer_cb(evutil_socket_t, short, void *);
+
+/* Arm the session's timer for ms milliseconds from now. */
+static void
+session_timer_set(struct wsg_session *s, uint64_t ms)
+{
+	struct timeval	tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(s->s_timer, &tv);
+}
+
+uint64_t
+session_now_ms(struct wsg_session *s)
+{
+	struct timeval	tv;
+
+	event_base_gettimeofday_cached(s->s_worker->w_base, &tv);
+	return ((uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
+/* Set up one half of a session around its bufferevent. */
+static void
+session_peer_init(struct wsg_session *s, struct wsg_peer *p, int is_client)
+{
+	p->p_session = s;
+	p->p_is_client = is_client;
+	p->p_name = is_client ? "client" : "upstream";
+	p->p_other = is_client ? &s->s_upstream : &s->s_client;
+}
+
+void
+session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
+    int fd, struct sockaddr *sa, int salen)
+{
+	struct wsg_session	*s;
+	SSL			*ssl = NULL;
+	int			 one = 1;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->s_timer = evtimer_new(w->w_base, session_timer_cb, s)) ==
+	    NULL) {
+		log_warn("accept: session");
+		free(s);
+		close(fd);
+		return;
+	}
+	s->s_id = server_next_id();
+	s->s_worker = w;
+	s->s_conf = config_ref(w->w_conf);
+	s->s_listener = lc;
+	s->s_state = WSG_S_HANDSHAKE;
+	clock_gettime(CLOCK_MONOTONIC, &s->s_start);
+	memcpy(&s->s_addr, sa, salen < (int)sizeof(s->s_addr) ? (size_t)salen :
+	    sizeof(s->s_addr));
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &sin->sin_addr, s->s_client_ip,
+		    sizeof(s->s_client_ip));
+		s->s_client_port = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, s->s_client_ip,
+		    sizeof(s->s_client_ip));
+		s->s_client_port = ntohs(sin6->sin6_port);
+	}
+	session_peer_init(s, &s->s_client, 1);
+	session_peer_init(s, &s->s_upstream, 0);
+	TAILQ_INSERT_TAIL(&w->w_sessions, s, s_entry);
+	w->w_nsessions++;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (lc->lc_tls) {
+		if ((ssl = SSL_new(lc->lc_ssl_ctx)) != NULL)
+			s->s_client.p_bev = bufferevent_openssl_socket_new(
+			    w->w_base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+			    BEV_OPT_CLOSE_ON_FREE);
+	} else
+		s->s_client.p_bev = bufferevent_socket_new(w->w_base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	if (s->s_client.p_bev == NULL) {
+		if (ssl != NULL)
+			SSL_free(ssl);
+		close(fd);
+		log_warnx("conn %llu: cannot set up the client connection",
+		    (unsigned long long)s->s_id);
+		session_close(s, "internal_error");
+		return;
+	}
+	/* Never buffer more than one head (plus a little) before judging it. */
+	bufferevent_setwatermark(s->s_client.p_bev, EV_READ, 0,
+	    lc->lc_max_header_bytes + 1);
+	bufferevent_setcb(s->s_client.p_bev, session_client_read_cb, NULL,
+	    session_event_cb, &s->s_client);
+	bufferevent_enable(s->s_client.p_bev, EV_READ | EV_WRITE);
+	session_timer_set(s, lc->lc_handshake_timeout_ms);
+	log_debug("conn %llu: accepted from %s port %d on %s",
+	    (unsigned long long)s->s_id, s->s_client_ip, s->s_client_port,
+	    lc->lc_name);
+}
+
+/* Copy a header value into a NUL-terminated string; NULL if absent. */
+static char *
+session_strdup(struct wsg_str v)
+{
+	char	*p;
+
+	if (v.p == NULL)
+		return (NULL);
+	if ((p = malloc(v.len + 1)) == NULL)
+		return (NULL);
+	memcpy(p, v.p, v.len);
+	p[v.len] = '\0';
+	return (p);
+}
+
+/*
+ * Filter the offered subprotocols through the policy.  Returns -1 when
+ * some were offered and none is allowed, -2 on allocation failure.
+ */
+static int
+session_filter_protocols(struct wsg_session *s,
+    const struct wsg_http_request *req)
+{
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	size_t			 i, j;
+	int			 ok;
+
+	if (req->nprotocols == 0)
+		return (0);
+	if ((s->s_protocols = calloc(req->nprotocols, sizeof(char *))) == NULL)
+		return (-2);
+	for (i = 0; i < req->nprotocols; i++) {
+		ok = !pol->pol_has_subprotocols;
+		for (j = 0; !ok && j < pol->pol_nsubprotocols; j++)
+			if (req->protocols[i].len ==
+			    strlen(pol->pol_subprotocols[j]) &&
+			    memcmp(req->protocols[i].p,
+			    pol->pol_subprotocols[j],
+			    req->protocols[i].len) == 0)
+				ok = 1;
+		if (!ok)
+			continue;
+		if ((s->s_protocols[s->s_nprotocols] =
+		    session_strdup(req->protocols[i])) == NULL)
+			return (-2);
+		s->s_nprotocols++;
+	}
+	return (s->s_nprotocols == 0 ? -1 : 0);
+}
+
+/* Judge a complete request head: refuse it or start the upstream half. */
+static void
+session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
+    size_t buffered)
+{
+	const struct wsg_listener_conf	*lc = s->s_listener;
+	int				 r;
+
+	s->s_path = session_strdup(req->path);
+	s->s_origin = session_strdup(req->origin);
+	s->s_host = session_strdup(req->host);
+	if (s->s_path == NULL || (req->origin.p && s->s_origin == NULL) ||
+	    s->s_host == NULL) {
+		session_refuse(s, 500, "internal_error", NULL);
+		return;
+	}
+	if (buffered > req->head_len) {
+		/* A client must wait for the 101 before sending anything. */
+		log_info("conn %llu: %zu bytes after the request head",
+		    (unsigned long long)s->s_id, buffered - req->head_len);
+		session_refuse(s, 400, "bad_request", NULL);
+		return;
+	}
+	s->s_route = config_route_match(lc, req->path.p, req->path.len);
+	if (s->s_route == NULL) {
+		session_refuse(s, 404, "no_route", NULL);
+		return;
+	}
+	r = session_filter_protocols(s, req);
+	if (r == -1) {
+		session_refuse(s, 400, "subprotocol_denied", NULL);
+		return;
+	} else if (r == -2) {
+		session_refuse(s, 500, "internal_error", NULL);
+		return;
+	}
+	http_accept_key(req->key.p, req->key.len, s->s_client_accept);
+	if (upstream_build_request(s, req) == -1) {
+		session_refuse(s, 500, "internal_error", NULL);
+		return;
+	}
+	evbuffer_drain(bufferevent_get_input(s->s_client.p_bev),
+	    req->head_len);
+	s->s_client.p_bytes += req->head_len;
+	s->s_state = WSG_S_UPSTREAM;
+	upstream_connect(s);
+}
+
+/* Client bytes before the session is open: the request head, or refusal. */
+static void
+session_client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct wsg_peer			*p = arg;
+	struct wsg_session		*s = p->p_session;
+	struct evbuffer			*in = bufferevent_get_input(bev);
+	struct wsg_http_request		 req;
+	enum wsg_http_result		 r;
+	size_t				 len, max, n;
+	const char			*buf;
+
+	len = evbuffer_get_length(in);
+	if (s->s_state == WSG_S_CLOSED) {
+		/* Lingering: discard whatever the client still sends. */
+		evbuffer_drain(in, len);
+		return;
+	}
+	if (s->s_state == WSG_S_UPSTREAM) {
+		log_info("conn %llu: client sent data before the 101",
+		    (unsigned long long)s->s_id);
+		session_refuse(s, 400, "bad_request", NULL);
+		return;
+	}
+	max = s->s_listener->lc_max_header_bytes;
+	if (len <= max && len < s->s_parsed_len + WSG_REPARSE_STEP &&
+	    evbuffer_search(in, "\r\n\r\n", 4, NULL).pos == -1)
+		return;
+	s->s_parsed_len = len;
+	n = len > max + 1 ? max + 1 : len;
+	if ((buf = (const char *)evbuffer_pullup(in, n)) == NULL) {
+		session_refuse(s, 500, "internal_error", NULL);
+		return;
+	}
+	r = http_request_parse(buf, n, max, &req);
+	if (r == WSG_HTTP_INCOMPLETE) {
+		if (len > max)
+			session_refuse(s, 431, "headers_too_large", NULL);
+		return;
+	}
+	if (r != WSG_HTTP_OK) {
+		log_info("conn %llu: refused: %s", (unsigned long long)s->s_id,
+		    req.error ? req.error : http_result_reason(r));
+		if (r != WSG_HTTP_TOO_LARGE) {
+			s->s_path = session_strdup(req.path);
+			s->s_origin = session_strdup(req.origin);
+		}
+		session_refuse(s, http_result_status(r), http_result_reason(r),
+		    r == WSG_HTTP_BAD_VERSION ? "Sec-WebSocket-Version: 13\r\n" :
+		    NULL);
+		return;
+	}
+	session_handle_request(s, &req, len);
+}
+
+void
+session_refuse(struct wsg_session *s, int status, const char *reason,
+    const char *extra)
+{
+	struct evbuffer	*out;
+
+	if (s->s_state == WSG_S_CLOSED)
+		return;
+	if (s->s_client.p_bev != NULL) {
+		out = bufferevent_get_output(s->s_client.p_bev);
+		evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
+		    "Connection: close\r\n"
+		    "Content-Type: text/plain\r\n"
+		    "Content-Length: %zu\r\n"
+		    "%s\r\n%s\n", status, http_status_text(status),
+		    strlen(reason) + 1, extra ? extra : "", reason);
+		s->s_status = status;
+	}
+	session_close(s, reason);
+}
+
+void
+session_open(struct wsg_session *s, const char *protocol)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->s_client.p_bev);
+
+	evbuffer_add_printf(out, "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: %s\r\n", s->s_client_accept);
+	if (protocol != NULL)
+		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %s\r\n",
+		    protocol);
+	evbuffer_add(out, "\r\n", 2);
+	s->s_status = 101;
+	s->s_state = WSG_S_OPEN;
+	evbuffer_free(s->s_upreq);
+	s->s_upreq = NULL;
+	s->s_last_active = session_now_ms(s);
+	evtimer_del(s->s_timer);
+	session_timer_set(s, s->s_route->rt_policy->pol_idle_timeout_ms);
+	log_debug("conn %llu: upgraded to %s", (unsigned long long)s->s_id,
+	    s->s_server->srv_name);
+	relay_start(&s->s_client, &s->s_upstream);
+}
+
+void
+session_fail(struct wsg_session *s, const char *reason, int log_code,
+    int to_client, int to_upstream)
+{
+	if (s->s_state == WSG_S_CLOSED)
+		return;
+	if (s->s_state == WSG_S_OPEN) {
+		if (to_client)
+			relay_send_close(&s->s_client, to_client, reason);
+		if (to_upstream)
+			relay_send_close(&s->s_upstream, to_upstream, reason);
+	}
+	if (s->s_close_code == 0)
+		s->s_close_code = log_code;
+	session_close(s, reason);
+}
+
+void
+session_shutdown(struct wsg_session *s)
+{
+	if (s->s_state == WSG_S_OPEN)
+		session_fail(s, "shutdown", 1001, 1001, 1001);
+	else if (s->s_state != WSG_S_CLOSED)
+		session_refuse(s, 503, "shutdown", NULL);
+}
+
+/* Write the session's one access-log line. */
+static void
+session_log_access(struct wsg_session *s)
+{
+	struct evbuffer		*b;
+	struct timespec		 now;
+	struct timeval		 tv;
+	struct tm		 tm;
+	char			 ts[40];
+	uint64_t		 ms;
+	const char		*str;
+
+	if (s->s_logged || (b = evbuffer_new()) == NULL)
+		return;
+	s->s_logged = 1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (uint64_t)(now.tv_sec - s->s_start.tv_sec) * 1000 +
+	    (now.tv_nsec - s->s_start.tv_nsec) / 1000000;
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	evbuffer_add_printf(b, "{\"time\":\"%s.%03ldZ\",\"id\":%llu,"
+	    "\"client\":", ts, (long)tv.tv_usec / 1000,
+	    (unsigned long long)s->s_id);
+	log_json_str(b, s->s_client_ip, strlen(s->s_client_ip));
+	evbuffer_add_printf(b, ",\"client_port\":%d,\"listener\":",
+	    s->s_client_port);
+	str = s->s_listener->lc_name;
+	log_json_str(b, str, strlen(str));
+	evbuffer_add_printf(b, ",\"route\":");
+	if (s->s_route != NULL) {
+		evbuffer_add_printf(b, "\"%s%s\"", s->s_route->rt_path,
+		    s->s_route->rt_prefix ? "*" : "");
+	} else
+		evbuffer_add(b, "null", 4);
+	evbuffer_add_printf(b, ",\"path\":");
+	log_json_str(b, s->s_path, s->s_path ? strlen(s->s_path) : 0);
+	evbuffer_add_printf(b, ",\"upstream\":");
+	str = s->s_route ? s->s_route->rt_upstream->up_name : NULL;
+	log_json_str(b, str, str ? strlen(str) : 0);
+	evbuffer_add_printf(b, ",\"upstream_server\":");
+	str = s->s_server ? s->s_server->srv_name : NULL;
+	log_json_str(b, str, str ? strlen(str) : 0);
+	evbuffer_add_printf(b, ",\"origin\":");
+	log_json_str(b, s->s_origin, s->s_origin ? strlen(s->s_origin) : 0);
+	evbuffer_add_printf(b, ",\"user\":null,\"country\":null,\"status\":");
+	if (s->s_status)
+		evbuffer_add_printf(b, "%d", s->s_status);
+	else
+		evbuffer_add(b, "null", 4);
+	evbuffer_add_printf(b, ",\"reason\":\"%s\",\"close_code\":",
+	    s->s_reason);
+	if (s->s_close_code)
+		evbuffer_add_printf(b, "%d", s->s_close_code);
+	else
+		evbuffer_add(b, "null", 4);
+	evbuffer_add_printf(b, ",\"subprotocol\":");
+	log_json_str(b, s->s_subprotocol, s->s_subprotocol ?
+	    strlen(s->s_subprotocol) : 0);
+	evbuffer_add_printf(b, ",\"duration_ms\":%llu,\"frames_in\":%llu,"
+	    "\"frames_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}\n",
+	    (unsigned long long)ms, (unsigned long long)s->s_client.p_frames,
+	    (unsigned long long)s->s_upstream.p_frames,
+	    (unsigned long long)s->s_client.p_bytes,
+	    (unsigned long long)s->s_upstream.p_bytes);
+	log_access(b);
+	evbuffer_free(b);
+}
+
+/* Free the session itself, once both halves are gone. */
+static void
+session_free(struct wsg_session *s)
+{
+	struct wsg_worker	*w = s->s_worker;
+	size_t			 i;
+
+	upstream_release(s);
+	if (s->s_timer != NULL)
+		event_free(s->s_timer);
+	if (s->s_upreq != NULL)
+		evbuffer_free(s->s_upreq);
+	for (i = 0; i < s->s_nprotocols; i++)
+		free(s->s_protocols[i]);
+	free(s->s_protocols);
+	free(s->s_origin);
+	free(s->s_path);
+	free(s->s_host);
+	free(s->s_subprotocol);
+	TAILQ_REMOVE(&w->w_sessions, s, s_entry);
+	w->w_nsessions--;
+	config_unref(s->s_conf);
+	free(s);
+	server_session_gone(w);
+}
+
+/* Deferred free: runs from the event loop, after every queued callback. */
+static void
+session_free_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	session_free(arg);
+}
+
+void
+session_peer_free(struct wsg_peer *p)
+{
+	struct wsg_session	*s = p->p_session;
+
+	if (p->p_bev != NULL) {
+		bufferevent_free(p->p_bev);
+		p->p_bev = NULL;
+	}
+	if (s->s_client.p_bev == NULL && s->s_upstream.p_bev == NULL &&
+	    !s->s_freeing) {
+		s->s_freeing = 1;
+		evtimer_del(s->s_timer);
+		if (event_base_once(s->s_worker->w_base, -1, EV_TIMEOUT,
+		    session_free_cb, s, NULL) == -1)
+			session_free(s);
+	}
+}
+
+/* Output flushed: say goodbye cleanly (TLS close_notify, FIN), linger. */
+static void
+session_peer_flushed(struct wsg_peer *p)
+{
+	SSL	*ssl;
+	int	 fd;
+
+	if (p->p_bev == NULL)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(p->p_bev)) > 0)
+		return;
+	if ((ssl = bufferevent_openssl_get_ssl(p->p_bev)) != NULL &&
+	    SSL_is_init_finished(ssl))
+		SSL_shutdown(ssl);
+	fd = bufferevent_getfd(p->p_bev);
+	if (fd != -1)
+		shutdown(fd, SHUT_WR);
+	/* The peer's EOF (or the linger timer) frees it. */
+	bufferevent_disable(p->p_bev, EV_WRITE);
+}
+
+/* A closed session's half may now write its last bytes. */
+static void
+session_linger_write_cb(struct bufferevent *bev, void *arg)
+{
+	session_peer_flushed(arg);
+}
+
+/* Lingering: throw away what a closing peer still sends. */
+static void
+session_linger_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer	*in = bufferevent_get_input(bev);
+
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/* Start closing one half: flush what is queued, then shut it down. */
+static void
+session_peer_close(struct wsg_peer *p)
+{
+	if (p->p_bev == NULL)
+		return;
+	bufferevent_setcb(p->p_bev, session_linger_read_cb,
+	    session_linger_write_cb, session_event_cb, p);
+	bufferevent_setwatermark(p->p_bev, EV_READ, 0, 0);
+	bufferevent_setwatermark(p->p_bev, EV_WRITE, 0, 0);
+	bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
+	evbuffer_drain(bufferevent_get_input(p->p_bev),
+	    evbuffer_get_length(bufferevent_get_input(p->p_bev)));
+	session_peer_flushed(p);
+}
+
+void
+session_close(struct wsg_session *s, const char *reason)
+{
+	if (s->s_state == WSG_S_CLOSED)
+		return;
+	s->s_state = WSG_S_CLOSED;
+	s->s_reason = reason;
+	session_log_access(s);
+	log_debug("conn %llu: closed: %s", (unsigned long long)s->s_id,
+	    reason);
+	evtimer_del(s->s_timer);
+	session_timer_set(s, WSG_LINGER_MS);
+	session_peer_close(&s->s_client);
+	session_peer_close(&s->s_upstream);
+	if (s->s_client.p_bev == NULL && s->s_upstream.p_bev == NULL)
+		session_peer_free(&s->s_client);
+}
+
+/* EOF and errors: the client before the upgrade, either half once closed. */
+void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct wsg_peer		*p = arg;
+	struct wsg_session	*s = p->p_session;
+	unsigned long		 e;
+
+	if (s->s_state == WSG_S_CLOSED) {
+		if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+			session_peer_free(p);
+		return;
+	}
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (s->s_state == WSG_S_HANDSHAKE &&
+	    (e = bufferevent_get_openssl_error(bev)) != 0) {
+		log_info("conn %llu: TLS handshake failed: %s",
+		    (unsigned long long)s->s_id, ERR_reason_error_string(e));
+		session_peer_free(p);
+		session_close(s, "handshake_failed");
+		return;
+	}
+	session_peer_free(p);
+	session_close(s, "client_dropped");
+}
+
+/* Handshake, upstream and idle timeouts, and the end of lingering. */
+static void
+session_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct wsg_session	*s = arg;
+	uint64_t		 idle, now;
+
+	switch (s->s_state) {
+	case WSG_S_HANDSHAKE:
+		log_info("conn %llu: handshake timeout",
+		    (unsigned long long)s->s_id);
+		session_close(s, "handshake_timeout");
+		break;
+	case WSG_S_UPSTREAM:
+		log_warnx("conn %llu: upstream %s timed out",
+		    (unsigned long long)s->s_id, s->s_server ?
+		    s->s_server->srv_name : "?");
+		session_refuse(s, 504, "upstream_unavailable", NULL);
+		break;
+	case WSG_S_OPEN:
+		idle = s->s_route->rt_policy->pol_idle_timeout_ms;
+		now = session_now_ms(s);
+		if (now - s->s_last_active >= idle) {
+			session_fail(s, "idle_timeout", 1001, 1001, 1001);
+			break;
+		}
+		session_timer_set(s, idle - (now - s->s_last_active));
+		break;
+	case WSG_S_CLOSED:
+		session_peer_free(&s->s_client);
+		session_peer_free(&s->s_upstream);
+		break;
+	}
+}

@@ -1,0 +1,138 @@
+/*
+ * A session: one client connection and, once its upgrade is accepted, one
+ * upstream connection.  The session owns both halves; each half's
+ * bufferevent owns its socket and SSL, and nothing else closes them.
+ */
+#ifndef WSG_SESSION_H
+#define WSG_SESSION_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+struct bufferevent;
+struct event;
+struct evbuffer;
+struct wsg_config;
+struct wsg_listener_conf;
+struct wsg_route;
+struct wsg_server;
+struct wsg_worker;
+
+enum wsg_session_state {
+	WSG_S_HANDSHAKE,	/* TLS and the client's request head */
+	WSG_S_UPSTREAM,		/* connecting, waiting for the upstream's 101 */
+	WSG_S_OPEN,		/* relaying frames */
+	WSG_S_CLOSED		/* flushing and lingering, then freed */
+};
+
+/* One half of a session; the same struct for both sides. */
+struct wsg_peer {
+	struct wsg_session	*p_session;
+	struct wsg_peer		*p_other;
+	struct bufferevent	*p_bev;
+	int			 p_is_client;
+	const char		*p_name;	/* "client" or "upstream" */
+
+	/* Frame relay state, for frames read from this side. */
+	struct wsg_frame_limits	 p_limits;
+	struct wsg_msg_state	 p_msg;
+	struct wsg_frame	 p_frame;	/* current frame */
+	int			 p_have_frame;	/* p_frame parsed and checked */
+	uint64_t		 p_fwd_left;	/* payload still to stream */
+	int			 p_paused;	/* reading stopped: far side full */
+
+	int			 p_close_rcvd;	/* this side sent a close */
+	int			 p_close_sent;	/* we sent a close to this side */
+	uint16_t		 p_close_code;	/* code of the close it sent */
+
+	uint64_t		 p_frames;	/* frames read from this side */
+	uint64_t		 p_bytes;	/* bytes read from this side */
+};
+
+struct wsg_session {
+	TAILQ_ENTRY(wsg_session)	 s_entry;
+	uint64_t			 s_id;
+	struct wsg_worker		*s_worker;
+	struct wsg_config		*s_conf;	/* held reference */
+	const struct wsg_listener_conf	*s_listener;
+	const struct wsg_route		*s_route;
+	struct wsg_server		*s_server;	/* chosen upstream server */
+	size_t				 s_server_tries;
+
+	enum wsg_session_state		 s_state;
+	struct wsg_peer			 s_client;
+	struct wsg_peer			 s_upstream;
+	struct event			*s_timer;	/* per-state timeout */
+	uint64_t			 s_last_active;	/* ms, for idle */
+	size_t				 s_parsed_len;	/* head bytes parsed */
+
+	/* What the access log says. */
+	struct sockaddr_storage		 s_addr;
+	char				 s_client_ip[64];
+	int				 s_client_port;
+	char				*s_origin;
+	char				*s_path;
+	char				*s_host;
+	char				*s_subprotocol;
+	struct timespec			 s_start;
+	int				 s_status;	/* HTTP status sent, or 0 */
+	const char			*s_reason;	/* first reason, static */
+	int				 s_close_code;	/* 0: none */
+	struct wsg_peer			*s_close_first;	/* side that closed first */
+	int				 s_logged;
+	int				 s_freeing;	/* free scheduled */
+	int				 s_server_held;	/* counted in srv_active */
+	int				 s_up_connected;
+
+	/* Upgrade in progress. */
+	char				 s_client_accept[29];
+	char				 s_upstream_key[25];
+	struct evbuffer			*s_upreq;	/* request for upstream */
+	char				**s_protocols;	/* offered, allowed */
+	size_t				 s_nprotocols;
+};
+
+/* Take a new client connection from a listener. */
+void	session_accept(struct wsg_worker *, const struct wsg_listener_conf *,
+	    int, struct sockaddr *, int);
+
+/*
+ * End a session for a reason (a reason code of SPEC.md): the one way out.
+ * Idempotent; the first reason wins.  Writes the access-log line, flushes
+ * and closes both halves, and frees the session later.
+ */
+void	session_close(struct wsg_session *, const char *);
+
+/*
+ * Send close frames (code 0: none) to the client and the upstream, record
+ * close_code for the log, then session_close().
+ */
+void	session_fail(struct wsg_session *, const char *, int, int, int);
+
+/* Refuse an upgrade with an HTTP status and reason, then close. */
+void	session_refuse(struct wsg_session *, int, const char *,
+	    const char *);
+
+/* The upstream's 101 was checked: send ours and start relaying. */
+void	session_open(struct wsg_session *, const char *);
+
+/*
+ * Free one half (its socket is gone or done); when both are gone the
+ * session is freed from the event loop.
+ */
+void	session_peer_free(struct wsg_peer *);
+
+/* The event callback of a closing session's halves and of the client
+ * before the upgrade. */
+void	session_event_cb(struct bufferevent *, short, void *);
+
+/* Drain: close a session for shutdown. */
+void	session_shutdown(struct wsg_session *);
+
+/* A monotonic clock in milliseconds (cached by the event loop). */
+uint64_t	session_now_ms(struct wsg_session *);
+
+#endif /* WSG_SESSION_H */

@@ -1,0 +1,315 @@
+/*
+ * The upstream half: choose a server, connect, send a fresh upgrade
+ * request, and accept only an exact, valid 101 before a single frame is
+ * relayed.  Anything else is answered to the client and never tunnelled.
+ */
+#include "autoconf.h"
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "server.h"
+#include "session.h"
+#include "upstream.h"
+#include "wsgate.h"
+
+static void	upstream_read_cb(struct bufferevent *, void *);
+static void	upstream_event_cb(struct bufferevent *, short, void *);
+
+int
+upstream_build_request(struct wsg_session *s,
+    const struct wsg_http_request *req)
+{
+	struct evbuffer	*b;
+	size_t		 i;
+	int		 tls = s->s_listener->lc_tls;
+
+	if ((b = evbuffer_new()) == NULL || http_new_key(s->s_upstream_key) ==
+	    -1) {
+		if (b != NULL)
+			evbuffer_free(b);
+		return (-1);
+	}
+	s->s_upreq = b;
+	evbuffer_add_printf(b, "GET %.*s HTTP/1.1\r\n"
+	    "Host: %.*s\r\n"
+	    "Upgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Key: %s\r\n"
+	    "Sec-WebSocket-Version: 13\r\n",
+	    (int)req->target.len, req->target.p,
+	    (int)req->host.len, req->host.p, s->s_upstream_key);
+	for (i = 0; i < s->s_nprotocols; i++)
+		evbuffer_add_printf(b, "%s%s", i == 0 ?
+		    "Sec-WebSocket-Protocol: " : ", ", s->s_protocols[i]);
+	if (s->s_nprotocols > 0)
+		evbuffer_add(b, "\r\n", 2);
+	/* End-to-end headers, as the client sent them. */
+	for (i = 0; i < req->nheaders; i++) {
+		const struct wsg_http_header *h = &req->headers[i];
+
+		if (http_header_is_dropped(req, h->name))
+			continue;
+		evbuffer_add(b, h->name.p, h->name.len);
+		evbuffer_add(b, ": ", 2);
+		evbuffer_add(b, h->value.p, h->value.len);
+		evbuffer_add(b, "\r\n", 2);
+	}
+	/* Set by the gateway only; client copies were dropped above. */
+	evbuffer_add_printf(b, "X-Forwarded-For: %s\r\n"
+	    "X-Forwarded-Proto: %s\r\n"
+	    "X-Forwarded-Host: %.*s\r\n\r\n", s->s_client_ip,
+	    tls ? "https" : "http", (int)req->host.len, req->host.p);
+	return (0);
+}
+
+/* Choose the server for the next try: balance on the first, then rotate. */
+static struct wsg_server *
+upstream_pick(struct wsg_session *s)
+{
+	struct wsg_upstream	*up = s->s_route->rt_upstream;
+	size_t			 i, best, n = up->up_nservers;
+	int			 a, besta;
+	unsigned int		 rr;
+
+	if (s->s_server_tries > 0)
+		return (&up->up_servers[(s->s_server - up->up_servers + 1) %
+		    n]);
+	rr = __atomic_fetch_add(&up->up_rr, 1, __ATOMIC_RELAXED);
+	best = rr % n;
+	if (up->up_balance == WSG_BALANCE_LEAST_CONN) {
+		/* Fewest sessions wins; ties go round robin. */
+		besta = __atomic_load_n(&up->up_servers[best].srv_active,
+		    __ATOMIC_RELAXED);
+		for (i = 1; i < n; i++) {
+			size_t j = (rr + i) % n;
+
+			a = __atomic_load_n(&up->up_servers[j].srv_active,
+			    __ATOMIC_RELAXED);
+			if (a < besta) {
+				best = j;
+				besta = a;
+			}
+		}
+	}
+	return (&up->up_servers[best]);
+}
+
+void
+upstream_release(struct wsg_session *s)
+{
+	if (s->s_server_held) {
+		__atomic_fetch_sub(&s->s_server->srv_active, 1,
+		    __ATOMIC_RELAXED);
+		s->s_server_held = 0;
+	}
+}
+
+/* A connect failed: try the next server, or refuse with 502. */
+static void
+upstream_connect_failed(struct wsg_session *s, int err)
+{
+	struct wsg_upstream	*up = s->s_route->rt_upstream;
+
+	log_warnx("conn %llu: upstream %s server %s: connect failed: %s",
+	    (unsigned long long)s->s_id, up->up_name, s->s_server->srv_name,
+	    strerror(err));
+	upstream_release(s);
+	if (s->s_upstream.p_bev != NULL) {
+		bufferevent_free(s->s_upstream.p_bev);
+		s->s_upstream.p_bev = NULL;
+	}
+	if (++s->s_server_tries < up->up_nservers) {
+		upstream_connect(s);
+		return;
+	}
+	session_refuse(s, 502, "upstream_unavailable", NULL);
+}
+
+void
+upstream_connect(struct wsg_session *s)
+{
+	struct wsg_upstream	*up = s->s_route->rt_upstream;
+	struct wsg_server	*srv;
+	struct bufferevent	*bev;
+	struct timeval		 tv;
+
+	srv = upstream_pick(s);
+	s->s_server = srv;
+	s->s_up_connected = 0;
+	bev = bufferevent_socket_new(s->s_worker->w_base, -1,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		session_refuse(s, 500, "internal_error", NULL);
+		return;
+	}
+	s->s_upstream.p_bev = bev;
+	__atomic_fetch_add(&srv->srv_active, 1, __ATOMIC_RELAXED);
+	s->s_server_held = 1;
+	bufferevent_setwatermark(bev, EV_READ, 0, WSG_MAX_UPSTREAM_HEAD +
+	    WSG_MAX_UPSTREAM_BODY);
+	bufferevent_setcb(bev, upstream_read_cb, NULL, upstream_event_cb,
+	    &s->s_upstream);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (s->s_server_tries == 0) {
+		/* One deadline for connecting and for the 101, all tries. */
+		tv.tv_sec = up->up_connect_timeout_ms / 1000;
+		tv.tv_usec = (up->up_connect_timeout_ms % 1000) * 1000;
+		evtimer_add(s->s_timer, &tv);
+	}
+	log_debug("conn %llu: connecting to %s", (unsigned long long)s->s_id,
+	    srv->srv_name);
+	if (bufferevent_socket_connect(bev, (struct sockaddr *)&srv->srv_addr,
+	    srv->srv_addrlen) == -1)
+		upstream_connect_failed(s, errno ? errno : ECONNREFUSED);
+}
+
+/* Connected, refused, reset or closed before the 101. */
+static void
+upstream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct wsg_peer		*p = arg;
+	struct wsg_session	*s = p->p_session;
+	int			 one = 1, err;
+
+	if (s->s_state == WSG_S_CLOSED) {
+		session_event_cb(bev, what, arg);
+		return;
+	}
+	if (what & BEV_EVENT_CONNECTED) {
+		s->s_up_connected = 1;
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
+		    &one, sizeof(one));
+		bufferevent_write_buffer(bev, s->s_upreq);
+		return;
+	}
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	err = EVUTIL_SOCKET_ERROR();
+	if (!s->s_up_connected) {
+		upstream_connect_failed(s, err ? err : ECONNREFUSED);
+		return;
+	}
+	log_warnx("conn %llu: upstream %s closed before its 101",
+	    (unsigned long long)s->s_id, s->s_server->srv_name);
+	session_peer_free(p);
+	if (evbuffer_get_length(bufferevent_get_input(bev)) == 0)
+		session_refuse(s, 502, "upstream_unavailable", NULL);
+	else
+		session_refuse(s, 502, "upstream_bad_handshake", NULL);
+}
+
+/* Pass a non-101 answer through: its status, a bounded body, then close. */
+static void
+upstream_refused(struct wsg_session *s, const struct wsg_http_response *r,
+    const char *body, size_t bodylen)
+{
+	static const char *const pass[] = { "Content-Type", "WWW-Authenticate",
+	    "Retry-After", "Location", NULL };
+	struct evbuffer		*out;
+	const struct wsg_http_header *h;
+	size_t			 i;
+
+	log_info("conn %llu: upstream %s answered %d",
+	    (unsigned long long)s->s_id, s->s_server->srv_name, r->status);
+	out = bufferevent_get_output(s->s_client.p_bev);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nConnection: close\r\n",
+	    r->status, http_status_text(r->status));
+	for (i = 0; pass[i] != NULL; i++)
+		if ((h = http_header_find(r->headers, r->nheaders, pass[i])) !=
+		    NULL && body != NULL)
+			evbuffer_add_printf(out, "%s: %.*s\r\n", pass[i],
+			    (int)h->value.len, h->value.p);
+	if (body == NULL) {
+		body = "upstream_refused\n";
+		bodylen = strlen(body);
+		evbuffer_add_printf(out, "Content-Type: text/plain\r\n");
+	}
+	evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", bodylen);
+	evbuffer_add(out, body, bodylen);
+	s->s_status = r->status;
+	session_close(s, "upstream_refused");
+}
+
+/* The upstream's answer to our upgrade request. */
+static void
+upstream_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct wsg_peer			*p = arg;
+	struct wsg_session		*s = p->p_session;
+	struct evbuffer			*in = bufferevent_get_input(bev);
+	struct wsg_http_response	 r;
+	struct wsg_str			 offered[WSG_MAX_SUBPROTOCOLS], chosen;
+	enum wsg_http_result		 res;
+	const char			*buf, *why;
+	size_t				 len, n, i;
+
+	if (s->s_state != WSG_S_UPSTREAM)
+		return;
+	len = evbuffer_get_length(in);
+	n = len > WSG_MAX_UPSTREAM_HEAD + WSG_MAX_UPSTREAM_BODY ?
+	    WSG_MAX_UPSTREAM_HEAD + WSG_MAX_UPSTREAM_BODY : len;
+	if ((buf = (const char *)evbuffer_pullup(in, n)) == NULL) {
+		session_refuse(s, 500, "internal_error", NULL);
+		return;
+	}
+	res = http_response_parse(buf, n, WSG_MAX_UPSTREAM_HEAD, &r);
+	if (res == WSG_HTTP_INCOMPLETE)
+		return;
+	if (res != WSG_HTTP_OK) {
+		log_warnx("conn %llu: upstream %s: bad response: %s",
+		    (unsigned long long)s->s_id, s->s_server->srv_name,
+		    r.error ? r.error : "malformed");
+		session_refuse(s, 502, "upstream_bad_handshake", NULL);
+		return;
+	}
+	if (r.status == 101) {
+		for (i = 0; i < s->s_nprotocols; i++) {
+			offered[i].p = s->s_protocols[i];
+			offered[i].len = strlen(s->s_protocols[i]);
+		}
+		if (http_response_check_upgrade(&r, s->s_upstream_key, offered,
+		    s->s_nprotocols, &chosen, &why) == -1) {
+			log_warnx("conn %llu: upstream %s: bad 101: %s",
+			    (unsigned long long)s->s_id,
+			    s->s_server->srv_name, why);
+			session_refuse(s, 502, "upstream_bad_handshake", NULL);
+			return;
+		}
+		if (chosen.p != NULL && (s->s_subprotocol = strndup(chosen.p,
+		    chosen.len)) == NULL) {
+			session_refuse(s, 500, "internal_error", NULL);
+			return;
+		}
+		evbuffer_drain(in, r.head_len);
+		session_open(s, s->s_subprotocol);
+		return;
+	}
+	if (r.status < 200) {
+		log_warnx("conn %llu: upstream %s: unexpected status %d",
+		    (unsigned long long)s->s_id, s->s_server->srv_name,
+		    r.status);
+		session_refuse(s, 502, "upstream_bad_handshake", NULL);
+		return;
+	}
+	if (r.content_length >= 0 &&
+	    r.content_length <= WSG_MAX_UPSTREAM_BODY) {
+		if (n < r.head_len + (size_t)r.content_length)
+			return;		/* wait for the body (bounded) */
+		upstream_refused(s, &r, buf + r.head_len,
+		    (size_t)r.content_length);
+		return;
+	}
+	upstream_refused(s, &r, NULL, 0);
+}

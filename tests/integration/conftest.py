@@ -1,0 +1,474 @@
+"""Integration fixtures: the real wsgate daemon, real backends, real TLS.
+
+Run with:  /usr/bin/python3 -m pytest -q tests/integration
+The daemon binary is $WSGATE (default <repo>/wsgate).
+"""
+
+import asyncio
+import copy
+import json
+import os
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+WSGATE = os.environ.get("WSGATE", str(REPO / "wsgate"))
+ECHO_PY = HERE / "backends" / "echo.py"
+
+sys.path.insert(0, str(HERE))
+
+import rawclient  # noqa: E402
+import rawup  # noqa: E402
+
+# Gateways alive now, and every gateway a running test has used: their logs
+# are dumped when the test fails.
+RUNNING = []
+TOUCHED = []
+
+DEFAULT_POLICY = {
+    "frames": {
+        "max_frame_size": "64KiB",
+        "max_message_size": "1MiB",
+        "validate_utf8": True,
+        "allow_binary": True,
+        "compression": "strip",
+    },
+    "timeouts": {"idle": "300s"},
+}
+
+
+def pytest_sessionstart(session):
+    if not (os.path.isfile(WSGATE) and os.access(WSGATE, os.X_OK)):
+        pytest.exit("wsgate binary not found or not executable at %s: "
+                    "build it (make wsgate) or set WSGATE=/abs/path" % WSGATE,
+                    returncode=3)
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+# -- small helpers -------------------------------------------------------------
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def stop_process(proc, sig=signal.SIGTERM, grace=5.0):
+    """Stop a process we started, by PID: sig, then SIGKILL after grace."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        return proc.wait()
+    try:
+        return proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        return proc.wait(5)
+
+
+def run(coro, timeout=20.0):
+    """Run a coroutine with a hard deadline."""
+    async def bounded():
+        return await asyncio.wait_for(coro, timeout)
+    return asyncio.run(bounded())
+
+
+def wait_for(pred, timeout=5.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" %
+                                 (timeout, what))
+        time.sleep(interval)
+
+
+def deep_merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def policy(frames=None, **over):
+    """A policy: the defaults with some frames values and sections changed."""
+    p = deep_merge(DEFAULT_POLICY, {"frames": frames or {}})
+    return deep_merge(p, over)
+
+
+def tail(path, n=200):
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no file %s)" % path
+    return "\n".join(lines[-n:])
+
+
+# -- TLS -----------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    cert, key = d / "server.pem", d / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec",
+         "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30)
+    return {"cert": str(cert), "key": str(key)}
+
+
+@pytest.fixture(scope="session")
+def client_ssl(certs):
+    ctx = ssl.create_default_context(cafile=certs["cert"])
+    ctx.check_hostname = True
+    return ctx
+
+
+# -- the daemon ----------------------------------------------------------------
+
+class Gateway:
+    def __init__(self, tmp, certs, client_ssl, routes, upstreams,
+                 policies=None, listener=None, tls=True, top=None):
+        self.tmp = Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.tls = tls
+        self.ssl = client_ssl if tls else None
+        self.port = free_port()
+        self.probe_ports = set()
+        self.proc = None
+        self.error_log = self.tmp / "error.log"
+        self.access_log = self.tmp / "access.log"
+        self.stderr_path = self.tmp / "stderr.log"
+        self.cfg_path = self.tmp / "wsgate.yaml"
+        pol_dir = self.tmp / "policies"
+        pol_dir.mkdir(exist_ok=True)
+        policies = dict(policies or {})
+        policies.setdefault("default", copy.deepcopy(DEFAULT_POLICY))
+        for name, body in policies.items():
+            (pol_dir / ("%s.yaml" % name)).write_text(
+                yaml.safe_dump(body, sort_keys=False))
+        ups = {}
+        for name, u in upstreams.items():
+            if isinstance(u, (list, tuple)):
+                u = {"servers": list(u)}
+            u = dict(u)
+            u.setdefault("balance", "round_robin")
+            u.setdefault("connect_timeout", "1s")
+            ups[name] = u
+        rts = []
+        for r in routes:
+            if isinstance(r, (list, tuple)):
+                r = {"path": r[0], "upstream": r[1],
+                     "policy": r[2] if len(r) > 2 else "default"}
+            rts.append(r)
+        lst = {"name": "public", "listen": "127.0.0.1:%d" % self.port}
+        if tls:
+            lst["tls"] = {"certificate": certs["cert"], "key": certs["key"]}
+        lst["handshake_timeout"] = "10s"
+        lst["max_header_bytes"] = "8KiB"
+        lst.update(listener or {})
+        lst["routes"] = rts
+        cfg = {
+            "workers": 1,
+            "shutdown_timeout": "5s",
+            "log": {"level": "debug", "error_log": str(self.error_log),
+                    "access_log": str(self.access_log)},
+            "listeners": [lst],
+            "upstreams": ups,
+            "policies_dir": str(pol_dir),
+        }
+        cfg.update(top or {})
+        self.config = cfg
+        self.cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    # -- process --------------------------------------------------------------
+
+    def start(self, timeout=10.0):
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([WSGATE, "-c", str(self.cfg_path)],
+                                     stdout=self._stderr,
+                                     stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL,
+                                     cwd=str(self.tmp))
+        RUNNING.append(self)
+        TOUCHED.append(self)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail("wsgate exited with %s during start-up:\n%s" %
+                            (self.proc.returncode, self.dump()))
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(1.0)
+            try:
+                s.connect(("127.0.0.1", self.port))
+                self.probe_ports.add(s.getsockname()[1])
+                s.close()
+                return self
+            except OSError:
+                s.close()
+            if time.monotonic() > deadline:
+                pytest.fail("wsgate did not accept on port %d within %.0fs:"
+                            "\n%s" % (self.port, timeout, self.dump()))
+            time.sleep(0.05)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, grace=5.0):
+        if self.proc is None:
+            return None
+        rc = stop_process(self.proc, sig, grace)
+        if self in RUNNING:
+            RUNNING.remove(self)
+        try:
+            self._stderr.close()
+        except Exception:
+            pass
+        return rc
+
+    def dump(self):
+        out = ["==== wsgate %s (port %d, pid %s, rc %s)" % (
+            self.tmp, self.port, self.proc.pid if self.proc else None,
+            self.proc.poll() if self.proc else None)]
+        out.append("---- stdout/stderr:\n" + tail(self.stderr_path))
+        out.append("---- error log:\n" + tail(self.error_log))
+        out.append("---- access log:\n" + tail(self.access_log))
+        return "\n".join(out)
+
+    # -- logs -----------------------------------------------------------------
+
+    def entries(self):
+        """Complete access-log lines, minus the readiness probes."""
+        try:
+            text = self.access_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.split("\n")[:-1]:      # last piece may be partial
+            if not line.strip():
+                continue
+            try:
+                e = json.loads(line)
+            except ValueError:
+                raise AssertionError("access log line is not JSON: %r" % line)
+            if e.get("client_port") in self.probe_ports:
+                continue
+            out.append(e)
+        return out
+
+    def wait_entry(self, client_port=None, pred=None, timeout=5.0):
+        """The access-log entry of this client port (and/or predicate)."""
+        def find():
+            for e in self.entries():
+                if client_port is not None and \
+                        e.get("client_port") != client_port:
+                    continue
+                if pred is not None and not pred(e):
+                    continue
+                return e
+            return None
+        return wait_for(find, timeout, what="access-log entry (client_port=%s)"
+                        % client_port)
+
+    def wait_entries(self, n, timeout=5.0):
+        return wait_for(lambda: len(self.entries()) >= n and self.entries(),
+                        timeout, what="%d access-log entries" % n)
+
+    def error_text(self):
+        try:
+            return self.error_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- clients --------------------------------------------------------------
+
+    def uri(self, path="/echo"):
+        return "%s://127.0.0.1:%d%s" % ("wss" if self.tls else "ws",
+                                         self.port, path)
+
+    def connect(self, path="/echo", **kw):
+        import websockets
+        kw.setdefault("ping_interval", None)
+        kw.setdefault("open_timeout", 5)
+        kw.setdefault("close_timeout", 3)
+        kw.setdefault("max_size", 1 << 24)
+        if self.tls:
+            kw.setdefault("ssl", self.ssl)
+            kw.setdefault("server_hostname", "localhost")
+        return websockets.connect(self.uri(path), **kw)
+
+    def raw(self, **kw):
+        return rawclient.RawClient(self.port, self.ssl, **kw)
+
+
+class EchoBackend:
+    """backends/echo.py in a subprocess (real websockets server)."""
+    counter = 0
+
+    def __init__(self, tmp, name="", subprotocols=()):
+        EchoBackend.counter += 1
+        tmp = Path(tmp)
+        self.name = name
+        self.record = tmp / ("backend-%s-%d.jsonl" %
+                             (name or "echo", EchoBackend.counter))
+        self.record.write_text("")
+        self.stderr_path = tmp / ("backend-%s-%d.stderr" %
+                                  (name or "echo", EchoBackend.counter))
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ECHO_PY), "--record", str(self.record),
+             "--name", name, "--subprotocols", ",".join(subprotocols)],
+            stdout=subprocess.PIPE, stderr=self._stderr,
+            stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        line = b""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in line:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.proc.poll() is not None:
+                self.stop()
+                pytest.fail("echo backend did not start:\n%s" %
+                            tail(self.stderr_path))
+            r, _, _ = select.select([fd], [], [], remaining)
+            if r:
+                chunk = os.read(fd, 256)
+                if not chunk:
+                    continue
+                line += chunk
+        self.port = int(line.split()[1])
+        self.addr = "127.0.0.1:%d" % self.port
+
+    def events(self, kind=None):
+        out = []
+        for line in self.record.read_text().split("\n")[:-1]:
+            if line:
+                e = json.loads(line)
+                if kind is None or e["event"] == kind:
+                    out.append(e)
+        return out
+
+    def wait_event(self, kind, n=1, timeout=5.0):
+        return wait_for(lambda: len(self.events(kind)) >= n and
+                        self.events(kind), timeout,
+                        what="%d backend %s events" % (n, kind))
+
+    def stop(self):
+        stop_process(self.proc)
+        try:
+            self.proc.stdout.close()
+        except Exception:
+            pass
+        self._stderr.close()
+
+
+def headers_of(open_event, name):
+    return [v for k, v in open_event["headers"] if k.lower() == name.lower()]
+
+
+# -- fixtures --------------------------------------------------------------------
+
+class _Factory:
+    def __init__(self, tmpdir, certs, client_ssl):
+        self.tmpdir = Path(tmpdir)
+        self.certs = certs
+        self.client_ssl = client_ssl
+        self.made = []
+        self.n = 0
+
+    def gateway(self, routes, upstreams, start=True, **kw):
+        self.n += 1
+        gw = Gateway(self.tmpdir / ("gw%d" % self.n), self.certs,
+                     self.client_ssl, routes, upstreams, **kw)
+        self.made.append(gw)
+        if start:
+            gw.start()
+        return gw
+
+    def echo(self, name="", subprotocols=()):
+        b = EchoBackend(self.tmpdir, name, subprotocols)
+        self.made.append(b)
+        return b
+
+    def raw_upstream(self, behavior=None):
+        u = rawup.RawUpstream(behavior)
+        self.made.append(u)
+        return u
+
+    def close(self):
+        for obj in reversed(self.made):
+            if isinstance(obj, Gateway):
+                obj.stop()
+            elif isinstance(obj, EchoBackend):
+                obj.stop()
+            else:
+                obj.close()
+
+
+@pytest.fixture
+def factory(tmp_path, certs, client_ssl):
+    f = _Factory(tmp_path, certs, client_ssl)
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="module")
+def module_factory(tmp_path_factory, certs, client_ssl):
+    f = _Factory(tmp_path_factory.mktemp("module"), certs, client_ssl)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def echo_gateway(factory):
+    """A TLS gateway routing /echo to a websockets echo backend."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    gw.backend = be
+    return gw
+
+
+@pytest.fixture(autouse=True)
+def _dump_logs_on_failure(request):
+    del TOUCHED[:]
+    TOUCHED.extend(RUNNING)
+    yield
+    failed = any(getattr(request.node, "rep_" + w, None) is not None and
+                 getattr(request.node, "rep_" + w).failed
+                 for w in ("setup", "call"))
+    if failed:
+        for gw in list(TOUCHED):
+            print(gw.dump())
+    del TOUCHED[:]
