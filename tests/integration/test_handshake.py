@@ -1,0 +1,272 @@
+"""SPEC first table: refusals before the upgrade.
+
+One gateway for the module (hostile inputs must not hurt the process; the
+last test checks it still relays).  Its upstream is a raw recording
+WebSocket echo server, so "nothing forwarded upstream" is checked on the
+bytes it received.
+"""
+
+import asyncio
+import time
+
+import pytest
+
+import rawclient
+import wsproto
+from conftest import policy, run
+
+B = rawclient.build_request
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+GOOD_LINES = [
+    "GET /echo HTTP/1.1",
+    "Host: localhost",
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Key: " + KEY,
+    "Sec-WebSocket-Version: 13",
+]
+
+
+def req(lines, eol="\r\n"):
+    return (eol.join(lines) + eol + eol).encode("latin-1")
+
+
+def with_line(line, at=None):
+    lines = list(GOOD_LINES)
+    lines.insert(len(lines) if at is None else at, line)
+    return req(lines)
+
+
+def replaced(i, line):
+    lines = list(GOOD_LINES)
+    if line is None:
+        del lines[i]
+    else:
+        lines[i] = line
+    return req(lines)
+
+
+@pytest.fixture(scope="module")
+def gw(module_factory):
+    up = module_factory.raw_upstream()
+    g = module_factory.gateway(
+        routes=[("/echo", "rec"), ("/sub", "rec", "sub")],
+        upstreams={"rec": [up.addr]},
+        policies={"sub": policy(subprotocols=["chat.v2"])})
+    g.up = up
+    return g
+
+
+@pytest.fixture
+def up(gw):
+    gw.up.clear()
+    return gw.up
+
+
+def refused(gw, data, status, reason, up=None):
+    """Send raw bytes; expect a refusal with this status and reason."""
+    c = gw.raw()
+    try:
+        c.send(data)
+        resp = c.http_response(timeout=5)
+    finally:
+        c.close()
+    assert resp.status == status, resp
+    assert [v.lower() for v in resp.header("Connection")] == ["close"], resp
+    ctype = resp.header("Content-Type")
+    assert ctype and ctype[0].lower().startswith("text/plain"), resp
+    assert reason.encode() in resp.body, resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == reason, e
+    assert e["status"] == status, e
+    assert e["close_code"] is None, e
+    if up is not None:
+        assert up.connections() == [], \
+            "gateway forwarded a refused request upstream: %r" % \
+            up.all_bytes()[:500]
+    return resp, e
+
+
+MALFORMED = {
+    "bare_lf": req(GOOD_LINES[:2]) .replace(b"\r\n\r\n", b"\r\n") +
+    b"Upgrade: websocket\nConnection: Upgrade\r\nSec-WebSocket-Key: " +
+    KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    "obs_fold": with_line("X-Folded: a\r\n  b"),
+    "space_before_colon": with_line("X-Foo : bar"),
+    "nul_in_value": with_line("X-Foo: a\x00b"),
+    "duplicate_host": with_line("Host: other.example"),
+    "duplicate_upgrade": with_line("Upgrade: websocket"),
+    "duplicate_key": with_line("Sec-WebSocket-Key: " + wsproto.new_key()),
+    "duplicate_version": with_line("Sec-WebSocket-Version: 13"),
+    "content_length": with_line("Content-Length: 0"),
+    "transfer_encoding": with_line("Transfer-Encoding: chunked"),
+    "absolute_form": replaced(0, "GET http://localhost/echo HTTP/1.1"),
+    "fragment_in_target": replaced(0, "GET /echo#frag HTTP/1.1"),
+    "http_1_0": replaced(0, "GET /echo HTTP/1.0"),
+    "missing_host": replaced(1, None),
+    "missing_key": replaced(4, None),
+    "bad_key_not_base64": replaced(4, "Sec-WebSocket-Key: not*base64!"),
+    "bad_key_15_bytes": replaced(4, "Sec-WebSocket-Key: " +
+                                 "QUFBQUFBQUFBQUFBQUFB"),
+    "upgrade_websocket_h2c": replaced(2, "Upgrade: websocket, h2c"),
+    "upgrade_h2c": replaced(2, "Upgrade: h2c"),
+    "no_connection_upgrade": replaced(3, "Connection: keep-alive"),
+    "no_upgrade_header": replaced(2, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_is_400_bad_request(gw, up, case):
+    refused(gw, MALFORMED[case], 400, "bad_request", up)
+
+
+def test_post_is_405(gw, up):
+    refused(gw, B("/echo", method="POST"), 405, "bad_method", up)
+
+
+def test_version_8_is_426_with_version_header(gw, up):
+    resp, _ = refused(gw, B("/echo", version="8"), 426, "bad_version", up)
+    assert resp.header("Sec-WebSocket-Version") == ["13"], resp
+
+
+def test_headers_over_max_is_431(gw, up):
+    data = B("/echo", extra=[("X-Pad", "a" * 9000)])
+    refused(gw, data, 431, "headers_too_large", up)
+
+
+def test_many_small_headers_over_max_is_431(gw, up):
+    data = B("/echo", extra=[("X-Pad-%d" % i, "b" * 200) for i in range(50)])
+    refused(gw, data, 431, "headers_too_large", up)
+
+
+def test_unknown_path_is_404(gw, up):
+    refused(gw, B("/nope"), 404, "no_route", up)
+
+
+def test_route_prefix_does_not_match_longer_name(gw, up):
+    # "/echo" is an exact route: "/echo2" and "/echo/x" have no route
+    refused(gw, B("/echo2"), 404, "no_route", up)
+    refused(gw, B("/echo/x"), 404, "no_route", up)
+
+
+def test_refusal_logged_in_error_log_with_conn_id(gw, up):
+    _, e = refused(gw, B("/echo", method="POST"), 405, "bad_method", up)
+    assert e["id"] is not None
+    from conftest import wait_for
+    wait_for(lambda: ("conn %s" % e["id"]) in gw.error_text(), 5,
+             what="error-log line naming conn %s" % e["id"])
+
+
+def test_subprotocol_none_allowed_is_400(gw, up):
+    refused(gw, B("/sub", protocols="chat.v1, other"), 400,
+            "subprotocol_denied", up)
+
+
+def test_subprotocol_only_allowed_ones_reach_backend(gw, up):
+    c = gw.raw()
+    try:
+        resp = c.upgrade("/sub", protocols="chat.v1, chat.v2, x.y")
+        assert resp.header("Sec-WebSocket-Protocol") == ["chat.v2"], resp
+        c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000))
+        f, _ = c.read_close()
+        assert f.close_code == 1000
+    finally:
+        c.close()
+    (uc,) = up.wait_conns(1)
+    offered = ",".join(uc.header("Sec-WebSocket-Protocol"))
+    assert [p.strip() for p in offered.split(",")] == ["chat.v2"], uc.head
+
+
+def test_subprotocol_absent_is_fine_when_policy_lists_some(gw, up):
+    # The list filters what is offered; offering nothing is not a refusal.
+    c = gw.raw()
+    try:
+        resp = c.upgrade("/sub")
+        assert resp.header("Sec-WebSocket-Protocol") == [], resp
+    finally:
+        c.close()
+
+
+def test_normal_echo_still_works(gw, up):
+    async def go():
+        async with gw.connect("/echo") as ws:
+            await ws.send("still alive")
+            assert await asyncio.wait_for(ws.recv(), 5) == "still alive"
+    run(go())
+    assert gw.alive()
+
+
+# -- handshake_timeout: separate gateways with 1s -------------------------------
+
+@pytest.fixture
+def slow_gw(factory):
+    up = factory.raw_upstream()
+    g = factory.gateway(routes=[("/echo", "rec")],
+                        upstreams={"rec": [up.addr]},
+                        listener={"handshake_timeout": "1s"})
+    g.up = up
+    return g
+
+
+def test_half_request_hits_handshake_timeout(slow_gw):
+    c = slow_gw.raw()
+    try:
+        c.send(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgr")
+        assert c.wait_closed(8), "gateway kept a half request open"
+        assert not c.buf.startswith(b"HTTP/1.1 101"), bytes(c.buf)
+    finally:
+        c.close()
+    e = slow_gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "handshake_timeout", e
+    assert slow_gw.up.connections() == []
+
+
+def test_unfinished_tls_handshake_hits_handshake_timeout(slow_gw):
+    import socket
+    s = socket.create_connection(("127.0.0.1", slow_gw.port), timeout=8)
+    port = s.getsockname()[1]
+    try:
+        s.sendall(b"\x16\x03\x01")      # the start of a ClientHello, no more
+        deadline = time.monotonic() + 8
+        closed = False
+        while time.monotonic() < deadline:
+            try:
+                if not s.recv(4096):
+                    closed = True
+                    break
+            except ConnectionResetError:
+                closed = True
+                break
+            except socket.timeout:
+                break
+        assert closed, "gateway kept a TLS handshake open past the timeout"
+    finally:
+        s.close()
+    e = slow_gw.wait_entry(client_port=port)
+    assert e["reason"] == "handshake_timeout", e
+
+
+def test_trickled_request_hits_handshake_timeout(slow_gw):
+    # The whole handshake has one deadline: sending a byte every 200ms
+    # must not keep the connection alive.
+    c = slow_gw.raw()
+    data = B("/echo", extra=[("X-Slow", "z" * 40)])
+    try:
+        closed = False
+        deadline = time.monotonic() + 6
+        for b in data:
+            if time.monotonic() > deadline:
+                break
+            if not c.try_send(bytes([b])):
+                closed = True
+                break
+            time.sleep(0.2)
+            if c.wait_closed(0.01):
+                closed = True
+                break
+        assert closed, "trickling client was never cut off"
+    finally:
+        c.close()
+    e = slow_gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "handshake_timeout", e
