@@ -13,12 +13,14 @@
 /* Append one formatted entry to a growable string list. */
 static void
 errors_push(char ***list, size_t *n, size_t *cap, const char *file,
-    size_t line, size_t col, const char *fmt, va_list ap)
+    size_t line, size_t col, const char *prefix, const char *fmt,
+    va_list ap)
 {
 	char	 msg[1024], *full, **nl;
 	int	 r;
 
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	r = snprintf(msg, sizeof(msg), "%s", prefix);
+	vsnprintf(msg + r, sizeof(msg) - r, fmt, ap);
 	if (line > 0)
 		r = asprintf(&full, "%s:%zu:%zu: %s", file, line, col, msg);
 	else
@@ -45,7 +47,8 @@ errors_add(struct wsg_errors *e, const char *file, size_t line, size_t col,
 	va_list	ap;
 
 	va_start(ap, fmt);
-	errors_push(&e->e_msgs, &e->e_n, &e->e_cap, file, line, col, fmt, ap);
+	errors_push(&e->e_msgs, &e->e_n, &e->e_cap, file, line, col, "", fmt,
+	    ap);
 	va_end(ap);
 }
 
@@ -57,7 +60,7 @@ errors_warn(struct wsg_errors *e, const char *file, size_t line, size_t col,
 
 	va_start(ap, fmt);
 	errors_push(&e->e_warnings, &e->e_nwarnings, &e->e_capwarnings, file,
-	    line, col, fmt, ap);
+	    line, col, "warning: ", fmt, ap);
 	va_end(ap);
 }
 

@@ -652,7 +652,7 @@ http_status_line(const char *p, size_t n, int complete,
 {
 	size_t	i;
 
-	if (memcmp(p, "HTTP/1.1 ", n < 9 ? n : 9) != 0) {
+	if (n > 0 && memcmp(p, "HTTP/1.1 ", n < 9 ? n : 9) != 0) {
 		resp->error = "bad status line";
 		return WSG_HTTP_BAD_REQUEST;
 	}

@@ -586,7 +586,9 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	session_peer_free(p);
-	session_close(s, "client_dropped");
+	/* Gone before its request was judged, or while we asked upstream. */
+	session_close(s, s->s_state == WSG_S_HANDSHAKE ? "handshake_failed" :
+	    "client_dropped");
 }
 
 /* Handshake, upstream and idle timeouts, and the end of lingering. */

@@ -42,17 +42,43 @@ fuzz_check_rebuild(const uint8_t *buf, const struct wsg_frame *f)
 	FUZZ_ASSERT(memcmp(out + 1, buf + 1, n - 1) == 0);
 }
 
+/* Unmasking in two pieces at an odd offset equals unmasking at once. */
+static void
+fuzz_check_unmask(const uint8_t *plain, const uint8_t *wire, size_t n,
+    const struct wsg_frame *f)
+{
+	uint8_t	*two;
+	size_t	 k, i;
+
+	if (!f->f_masked || n == 0)
+		return;
+	two = malloc(n);
+	if (two == NULL)
+		return;
+	k = wire[0] % (n + 1);
+	frame_unmask(two, wire, k, f->f_mask, 0);
+	frame_unmask(two + k, wire + k, n - k, f->f_mask, k);
+	FUZZ_ASSERT(memcmp(two, plain, n) == 0);
+	for (i = 0; i < n; i++)
+		FUZZ_ASSERT(plain[i] == (wire[i] ^ f->f_mask[i % 4]));
+	free(two);
+}
+
 /* UTF-8 validation three ways (whole, masked, bytewise) must agree. */
 static uint32_t
 fuzz_utf8(uint32_t st, const uint8_t *plain, const uint8_t *wire, size_t n,
     const struct wsg_frame *f)
 {
 	uint32_t	a, b, c;
-	size_t		i;
+	size_t		i, k;
 
 	a = utf8_validate(st, plain, n);
 	if (f->f_masked) {
 		b = utf8_validate_masked(st, wire, n, f->f_mask, 0);
+		FUZZ_ASSERT(a == b);
+		k = n ? wire[n - 1] % (n + 1) : 0;
+		b = utf8_validate_masked(st, wire, k, f->f_mask, 0);
+		b = utf8_validate_masked(b, wire + k, n - k, f->f_mask, k);
 		FUZZ_ASSERT(a == b);
 	}
 	c = st;
@@ -166,6 +192,7 @@ fuzz_stream(const uint8_t *data, size_t size,
 			frame_unmask(plain, data + pos, avail, f.f_mask, 0);
 		else
 			memcpy(plain, data + pos, avail);
+		fuzz_check_unmask(plain, data + pos, avail, &f);
 
 		if (f.f_opcode == WSG_OP_CLOSE && avail == f.f_len) {
 			r = frame_check_close(plain, avail, validate, &code);

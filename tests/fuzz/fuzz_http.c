@@ -110,8 +110,7 @@ fuzz_check_response(enum wsg_http_result r,
 
 /* Run the upgrade check on a parsed response with a few offers. */
 static void
-fuzz_check_upgrade(const struct wsg_http_response *resp, const char *buf,
-    size_t len)
+fuzz_check_upgrade(const struct wsg_http_response *resp)
 {
 	static const struct wsg_str offers[2] = {
 		{ "chat", 4 }, { "superchat", 9 }
@@ -132,8 +131,6 @@ fuzz_check_upgrade(const struct wsg_http_response *resp, const char *buf,
 	    &why);
 	if (rc == 0 && proto.p != NULL)
 		abort();
-	(void)buf;
-	(void)len;
 }
 
 /*
@@ -178,12 +175,13 @@ fuzz_prefixes(const char *buf, size_t len, size_t max_head)
 			shead = resp.head_len;
 		}
 		if (s == WSG_HTTP_OK && k == len)
-			fuzz_check_upgrade(&resp, buf, len);
+			fuzz_check_upgrade(&resp);
 		if (k == len)
 			break;
 	}
 }
 
+/* Entry point: every parser, at several head limits. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -813,6 +813,7 @@ test_helpers(void)
 	CHECK_STR(http_status_text(-1), "Unknown");
 }
 
+/* Run every group; the exit status says whether all checks passed. */
 int
 main(void)
 {

@@ -1,0 +1,303 @@
+"""The upstream side: the request the backend sees, upstream failures, and
+load balancing."""
+
+import asyncio
+import base64
+import socket
+
+import pytest
+
+import rawclient
+import rawup
+import wsproto
+from conftest import headers_of, run
+
+
+def upgrade_and_close(gw, path="/echo", **kw):
+    """Raw client: upgrade, close 1000, return the client's key."""
+    c = gw.raw()
+    try:
+        c.upgrade(path, **kw)
+        c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000))
+        f, _ = c.read_close()
+        assert f.close_code == 1000, f
+        return c.key
+    finally:
+        c.close()
+
+
+# -- what the backend receives ------------------------------------------------
+
+def test_backend_request_headers(echo_gateway):
+    gw, be = echo_gateway, echo_gateway.backend
+    key = upgrade_and_close(
+        gw, "/echo?x=1&y=two",
+        host="app.example.test:8443",
+        extra=[("Origin", "https://app.example.com"),
+               ("X-Forwarded-For", "6.6.6.6"),
+               ("Forwarded", "for=6.6.6.6;proto=https"),
+               ("X-Forwarded-Proto", "gopher"),
+               ("X-Forwarded-Host", "evil.example"),
+               ("Keep-Alive", "timeout=5"),
+               ("TE", "trailers"),
+               ("X-Hop", "secret"),
+               ("Sec-WebSocket-Extensions",
+                "permessage-deflate; client_max_window_bits"),
+               ("X-Custom", "kept")],
+        connection="Upgrade, X-Hop")
+    (ev,) = be.wait_event("open")
+    h = lambda name: headers_of(ev, name)  # noqa: E731
+    assert ev["path"] == "/echo?x=1&y=two"
+    (bkey,) = h("Sec-WebSocket-Key")
+    assert bkey != key, "client's Sec-WebSocket-Key was reused upstream"
+    assert len(base64.b64decode(bkey, validate=True)) == 16
+    assert h("Sec-WebSocket-Version") == ["13"]
+    assert h("X-Forwarded-For") == ["127.0.0.1"], ev["headers"]
+    assert h("X-Forwarded-Proto") == ["https"], ev["headers"]
+    assert h("X-Forwarded-Host") == ["app.example.test:8443"], ev["headers"]
+    assert h("Forwarded") == [], ev["headers"]
+    assert h("Keep-Alive") == [], ev["headers"]
+    assert h("TE") == [], ev["headers"]
+    assert h("X-Hop") == [], ev["headers"]
+    assert h("Sec-WebSocket-Extensions") == [], ev["headers"]
+    assert h("Origin") == ["https://app.example.com"], ev["headers"]
+    assert h("X-Custom") == ["kept"], ev["headers"]
+    e = gw.wait_entry(pred=lambda e: e["status"] == 101)
+    assert e["origin"] == "https://app.example.com", e
+
+
+def test_forwarded_headers_named_in_connection_are_still_replaced(
+        echo_gateway):
+    # A client listing X-Forwarded-For in Connection must not make the
+    # gateway drop its own X-Forwarded-For, nor keep the client's.
+    gw, be = echo_gateway, echo_gateway.backend
+    upgrade_and_close(
+        gw, "/echo",
+        extra=[("X-Forwarded-For", "6.6.6.6"), ("Forwarded", "for=6.6.6.6")],
+        connection="Upgrade, X-Forwarded-For, Forwarded, X-Forwarded-Proto")
+    (ev,) = be.wait_event("open")
+    assert headers_of(ev, "X-Forwarded-For") == ["127.0.0.1"], ev["headers"]
+    assert headers_of(ev, "X-Forwarded-Proto") == ["https"], ev["headers"]
+    assert headers_of(ev, "Forwarded") == [], ev["headers"]
+
+
+def test_plaintext_listener_forwards_proto_http(factory):
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, tls=False)
+
+    async def go():
+        async with gw.connect("/echo") as ws:
+            await ws.send("plain")
+            assert await asyncio.wait_for(ws.recv(), 5) == "plain"
+    run(go())
+    (ev,) = be.wait_event("open")
+    assert headers_of(ev, "X-Forwarded-Proto") == ["http"], ev["headers"]
+    assert headers_of(ev, "X-Forwarded-For") == ["127.0.0.1"], ev["headers"]
+
+
+# -- upstream failures ------------------------------------------------------------
+
+def one_refusal(gw, status, reason, timeout=8):
+    c = gw.raw()
+    try:
+        c.send(rawclient.build_request("/echo"))
+        resp = c.http_response(timeout=timeout)
+    finally:
+        c.close()
+    assert resp.status == status, resp
+    assert [v.lower() for v in resp.header("Connection")] == ["close"], resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["status"] == status, e
+    assert e["reason"] == reason, e
+    assert e["upstream"] == "up", e
+    return resp, e, c
+
+
+def raw_gateway(factory, behavior, **kw):
+    up = factory.raw_upstream(behavior)
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": {"servers": [up.addr],
+                                           "connect_timeout": "1s"}}, **kw)
+    return gw, up
+
+
+def test_nothing_listening_is_502(factory):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()                        # bound then closed: refuses
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": ["127.0.0.1:%d" % port]})
+    one_refusal(gw, 502, "upstream_unavailable")
+
+
+def test_listener_that_never_accepts_is_504(factory):
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    port = ls.getsockname()[1]
+    fillers = []
+    try:
+        # fill the accept queue so further SYNs go unanswered
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+            fillers.append(f)
+        gw = factory.gateway(routes=[("/echo", "up")],
+                             upstreams={"up": {"servers":
+                                               ["127.0.0.1:%d" % port],
+                                               "connect_timeout": "1s"}})
+        one_refusal(gw, 504, "upstream_unavailable")
+    finally:
+        for f in fillers:
+            f.close()
+        ls.close()
+
+
+def test_upstream_that_accepts_and_never_answers_is_504(factory):
+    gw, up = raw_gateway(factory, rawup.silent)
+    one_refusal(gw, 504, "upstream_unavailable")
+    (uc,) = up.connections()
+    assert uc.data.startswith(b"GET /echo HTTP/1.1\r\n"), bytes(uc.data)
+
+
+def test_bare_101_is_502_bad_handshake(factory):
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+    one_refusal(gw, 502, "upstream_bad_handshake")
+
+
+def test_wrong_accept_is_502_bad_handshake(factory):
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"))
+    one_refusal(gw, 502, "upstream_bad_handshake")
+
+
+def test_subprotocol_not_offered_is_502_bad_handshake(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101(protocol="evil.v9")
+        c.drain(10)
+    gw, up = raw_gateway(factory, behavior)
+    one_refusal(gw, 502, "upstream_bad_handshake")
+
+
+def test_frames_after_bad_101_are_not_relayed(factory):
+    # wrong Accept followed by a frame: the frame must never reach the client
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n" +
+        wsproto.encode_frame(wsproto.OP_TEXT, b"LEAKED-FRAME", mask=False)))
+    resp, _, _ = one_refusal(gw, 502, "upstream_bad_handshake")
+    assert b"LEAKED-FRAME" not in resp.body
+
+
+def test_403_is_passed_through_as_upstream_refused(factory):
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 8\r\n\r\ngo away\n"))
+    resp, _, _ = one_refusal(gw, 403, "upstream_refused")
+    assert b"go away" in resp.body, resp
+
+
+def test_200_with_upgrade_header_is_not_tunnelled(factory):
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Content-Length: 2\r\n\r\nok"))
+    c = gw.raw()
+    try:
+        c.send(rawclient.build_request("/echo"))
+        head = c.read_until(b"\r\n\r\n", 8)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        # Try to use the connection as a tunnel.
+        c.try_send(b"GET /tunnelled HTTP/1.1\r\nHost: x\r\n\r\n" +
+                   wsproto.encode_frame(wsproto.OP_TEXT, b"TUNNELLED"))
+        c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["status"] == 200, e
+    assert e["reason"] == "upstream_refused", e
+    (uc,) = up.connections()
+    uc.done.wait(3)
+    assert b"/tunnelled" not in uc.data, bytes(uc.data)
+    assert uc.data.count(b"GET ") == 1, bytes(uc.data)
+
+
+def test_gateway_survives_upstream_failures(factory):
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+    for _ in range(3):
+        one_refusal(gw, 502, "upstream_bad_handshake")
+    up.behavior = rawup.ws_echo
+
+    async def go():
+        async with gw.connect("/echo") as ws:
+            await ws.send("ok now")
+            assert await asyncio.wait_for(ws.recv(), 5) == "ok now"
+    run(go())
+    assert gw.alive()
+
+
+# -- balancing ------------------------------------------------------------------
+
+async def tag_of(gw):
+    async with gw.connect("/echo") as ws:
+        await ws.send("who")
+        return (await asyncio.wait_for(ws.recv(), 5)).split(":")[0]
+
+
+def test_first_server_down_second_is_used(factory):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dport = dead.getsockname()[1]
+    dead.close()
+    be = factory.echo(name="b")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:%d" % dport,
+                                             be.addr]})
+    for _ in range(3):
+        assert run(tag_of(gw)) == "b"
+
+
+def test_round_robin_alternates(factory):
+    a, b = factory.echo(name="a"), factory.echo(name="b")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": {"servers": [a.addr, b.addr],
+                                             "balance": "round_robin"}})
+    tags = [run(tag_of(gw)) for _ in range(4)]
+    assert set(tags) == {"a", "b"}, tags
+    assert tags[0] != tags[1] and tags[0] == tags[2] and \
+        tags[1] == tags[3], tags
+
+
+def test_least_conn_prefers_less_loaded(factory):
+    a, b = factory.echo(name="a"), factory.echo(name="b")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": {"servers": [a.addr, b.addr],
+                                             "balance": "least_conn"}})
+
+    async def go():
+        async with gw.connect("/echo") as c1:
+            await c1.send("who")
+            t1 = (await asyncio.wait_for(c1.recv(), 5)).split(":")[0]
+            async with gw.connect("/echo") as c2:
+                await c2.send("who")
+                t2 = (await asyncio.wait_for(c2.recv(), 5)).split(":")[0]
+                assert t1 != t2, (t1, t2)
+                port2 = c2.local_address[1]
+            # c2 closed: its server now has fewer open connections
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: gw.wait_entry(client_port=port2))
+            # round_robin would pick t1 here; least_conn must pick t2
+            async with gw.connect("/echo") as c3:
+                await c3.send("who")
+                t3 = (await asyncio.wait_for(c3.recv(), 5)).split(":")[0]
+                assert t3 == t2, (t1, t2, t3)
+    run(go())
