@@ -108,9 +108,9 @@ typedef void	(*config_fn)(struct config_ctx *, const struct config_slot *,
 /* The half of a table row that only the loader needs. */
 struct config_slot {
 	enum config_scope	 s_scope;
-	enum config_scope	 s_sub;		/* MAP rows walked generically */
+	enum config_scope	 s_sub;		/* MAP: the nested scope */
 	size_t			 s_off;		/* into the scope's struct */
-	config_fn		 s_fn;		/* rows with their own handler */
+	config_fn		 s_fn;		/* own handler, or NULL */
 	int			 s_flags;
 };
 
@@ -1031,7 +1031,8 @@ config_frames(struct config_ctx *x, const struct config_slot *s, void *obj,
 	if (pol->pol_max_message_size < pol->pol_max_frame_size)
 		errors_warn(x->x_errs, x->x_file, config_line(v),
 		    config_col(v), "max_message_size %s is below "
-		    "max_frame_size %s, so frames are capped at %s", b1, b2, b1);
+		    "max_frame_size %s, so frames are capped at %s", b1, b2,
+		    b1);
 	if (seen[iutf] != NULL && seen[iutf]->type == YAML_SCALAR_NODE &&
 	    strcmp(config_str(seen[iutf]), "false") == 0)
 		errors_warn(x->x_errs, x->x_file, config_line(seen[iutf]),
@@ -1225,6 +1226,7 @@ config_policy_new(const char *name, const char *file)
 	return pol;
 }
 
+/* Load one policy file on its own; its name defaults to the file's. */
 struct wsg_policy *
 config_load_policy(const char *name, const char *file,
     struct wsg_errors *errs)
@@ -1562,6 +1564,7 @@ config_free(struct wsg_config *cf)
 	free(cf);
 }
 
+/* Load, check and build a whole generation. */
 struct wsg_config *
 config_load(const char *file, struct wsg_errors *errs)
 {
@@ -1610,6 +1613,7 @@ config_load(const char *file, struct wsg_errors *errs)
 	return cf;
 }
 
+/* Take a reference for a session or a thread. */
 struct wsg_config *
 config_ref(struct wsg_config *cf)
 {
@@ -1617,6 +1621,7 @@ config_ref(struct wsg_config *cf)
 	return cf;
 }
 
+/* Drop a reference; the last one frees the generation. */
 void
 config_unref(struct wsg_config *cf)
 {
@@ -1626,6 +1631,7 @@ config_unref(struct wsg_config *cf)
 		config_free(cf);
 }
 
+/* The first route of a listener that a request path matches. */
 const struct wsg_route *
 config_route_match(const struct wsg_listener_conf *lc, const char *path,
     size_t len)

@@ -54,7 +54,7 @@ struct wsg_frame_limits {
 /* State of the data message being received in one direction. */
 struct wsg_msg_state {
 	int		 ms_opcode;	/* TEXT or BINARY while in progress, else 0 */
-	uint64_t	 ms_len;	/* payload bytes so far, headers included */
+	uint64_t	 ms_len;	/* payload bytes so far */
 	uint32_t	 ms_utf8;	/* utf8_validate() state across fragments */
 };
 

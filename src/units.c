@@ -102,6 +102,7 @@ units_parse_number(const char *s, const char *end,
 	return -1;
 }
 
+/* A duration into milliseconds; a bare number is seconds. */
 int
 units_parse_duration(const char *s, uint64_t *ms, const char **err)
 {
@@ -109,6 +110,7 @@ units_parse_duration(const char *s, uint64_t *ms, const char **err)
 	    "unknown unit (use ms, s, m, h, or a bare number of seconds)");
 }
 
+/* A size into bytes: a bare number or KiB, MiB, GiB. */
 int
 units_parse_size(const char *s, uint64_t *bytes, const char **err)
 {
@@ -116,6 +118,7 @@ units_parse_size(const char *s, uint64_t *bytes, const char **err)
 	    "unknown unit (use KiB, MiB, GiB, or a bare number of bytes)");
 }
 
+/* AMOUNT/PERIOD, the amount being a size. */
 int
 units_parse_rate(const char *s, struct wsg_rate *r, const char **err)
 {
@@ -170,6 +173,7 @@ units_parse_port(const char *s, uint16_t *port, const char **err)
 	return 0;
 }
 
+/* A listen or server address: numeric or localhost, port required. */
 int
 units_parse_hostport(const char *s, struct sockaddr_storage *ss,
     socklen_t *len, const char **err)
@@ -242,6 +246,7 @@ units_parse_hostport(const char *s, struct sockaddr_storage *ss,
 	return 0;
 }
 
+/* An address as it would be written in the config. */
 void
 units_format_addr(const struct sockaddr *sa, char *buf, size_t len)
 {

@@ -258,6 +258,7 @@ fuzz_build_close(const uint8_t *data, size_t size)
 		    f.f_len == 2);
 }
 
+/* Replay one input under both directions' limits. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

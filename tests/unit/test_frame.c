@@ -944,6 +944,7 @@ test_stream(void)
 	CHECK_INT(st.ms_opcode, 0);
 }
 
+/* Run every frame codec test and report the counts. */
 int
 main(void)
 {

@@ -115,6 +115,7 @@ addr_bad(const char *s, const char *msg)
 #define PORT "the port must be a number from 1 to 65535"
 #define HOST "the host must be a numeric address or localhost"
 
+/* Run every check; exit 1 if any failed. */
 int
 main(void)
 {

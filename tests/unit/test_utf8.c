@@ -539,6 +539,7 @@ test_masked(void)
 	}
 }
 
+/* Run every UTF-8 test and report the counts. */
 int
 main(void)
 {

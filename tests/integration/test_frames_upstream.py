@@ -1,0 +1,117 @@
+"""SPEC second table, upstream side: a deliberately broken upstream that
+completes a correct 101 and then misbehaves.  The client gets close 1014,
+the access log names the violation, and the offending bytes never reach the
+client.
+
+One gateway for the module; its "broken" upstream's behaviour is swapped
+per test.  The last test checks the gateway still relays.
+"""
+
+import asyncio
+
+import pytest
+
+import rawup
+import wsproto
+from conftest import policy, run
+
+MARK = b"UPSTREAM-OFFENDING"
+enc = wsproto.encode_frame
+T, BIN = wsproto.OP_TEXT, wsproto.OP_BINARY
+
+
+@pytest.fixture(scope="module")
+def gw(module_factory):
+    broken = module_factory.raw_upstream()
+    echo = module_factory.raw_upstream(rawup.ws_echo)
+    g = module_factory.gateway(
+        routes=[("/echo", "echo"), ("/broken/*", "broken", "limits")],
+        upstreams={"echo": [echo.addr], "broken": [broken.addr]},
+        policies={"limits": policy(frames={"max_frame_size": "1KiB"})})
+    g.broken = broken
+    return g
+
+
+def upstream_violation(gw, after, reason, then="read", code=1014,
+                       path="/broken/x"):
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(after, then=then)
+    c = gw.raw()
+    try:
+        c.upgrade(path)
+        f, others = c.read_close(timeout=5)
+        assert f.close_code == code, (f, others)
+        for o in others:
+            assert MARK not in o.payload, others
+        c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == reason, e
+    assert e["status"] == 101, e
+    assert e["upstream"] == "broken", e
+    (uc,) = gw.broken.connections()
+    assert uc.done.wait(5), "gateway left the broken upstream open"
+    return e, uc
+
+
+CASES = {
+    "masked_frame": enc(T, MARK, mask=True),
+    "rsv1": enc(T, MARK, mask=False, rsv=4),
+    "rsv2": enc(BIN, MARK, mask=False, rsv=2),
+    "opcode_3": enc(3, MARK, mask=False),
+    "opcode_0xC": enc(0xC, MARK, mask=False),
+    "ping_126": enc(wsproto.OP_PING, MARK + b"x" * (126 - len(MARK)),
+                    mask=False),
+    "ping_fragmented": enc(wsproto.OP_PING, MARK, fin=False, mask=False),
+    "continuation_without_message": enc(wsproto.OP_CONT, MARK, mask=False),
+    "non_minimal_length": enc(T, MARK, mask=False, length_form=16),
+    "close_1005": enc(wsproto.OP_CLOSE, wsproto.close_payload(1005),
+                      mask=False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_upstream_protocol_error(gw, case):
+    upstream_violation(gw, CASES[case], "protocol_error")
+
+
+def test_upstream_frame_too_large_from_header(gw):
+    data = enc(BIN, MARK, mask=False, declared_len=4096)
+    upstream_violation(gw, data, "frame_too_large")
+
+
+def test_upstream_invalid_utf8(gw):
+    upstream_violation(gw, enc(T, b"\xff\xfe" + MARK, mask=False),
+                       "invalid_utf8")
+
+
+def test_upstream_drop_without_close(gw):
+    e, _ = upstream_violation(gw, b"", "upstream_error", then="drop")
+    assert e["close_code"] == 1014, e
+
+
+def test_upstream_drop_after_data(gw):
+    # data already sent is delivered, then 1014
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(enc(T, b"last words", mask=False),
+                                       then="drop")
+    c = gw.raw()
+    try:
+        c.upgrade("/broken/y")
+        f, others = c.read_close(timeout=5)
+    finally:
+        c.close()
+    assert [o.payload for o in others] == [b"last words"], others
+    assert f.close_code == 1014, f
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "upstream_error", e
+
+
+def test_normal_echo_still_works(gw):
+    async def go():
+        async with gw.connect("/echo") as ws:
+            await ws.send("still alive")
+            assert await asyncio.wait_for(ws.recv(), 5) == "still alive"
+    run(go())
+    assert gw.alive()
