@@ -41,6 +41,8 @@ def test_slow_reader_blocks_flooding_backend(factory):
         time.sleep(2)
         sent2, rss2 = uc.sent, rss_bytes(gw.pid)
         peak = max(rss1, rss2)
+        print("backend sent %d -> %d MiB; gateway RSS %d -> %d -> %d KiB" % (
+            sent1 // MiB, sent2 // MiB, base >> 10, rss1 >> 10, rss2 >> 10))
         assert peak < 64 * MiB, \
             "gateway RSS %d MiB (started at %d MiB) with a slow reader" % (
                 peak // MiB, base // MiB)

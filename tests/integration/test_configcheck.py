@@ -1,0 +1,102 @@
+"""wsgate -t: validate a config and report every error with its position."""
+
+import re
+import subprocess
+
+from conftest import WSGATE, Gateway
+
+
+def check(path, timeout=20):
+    p = subprocess.run([WSGATE, "-t", "-c", str(path)], capture_output=True,
+                       text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout + p.stderr
+
+
+def make_config(tmp_path, certs, client_ssl):
+    gw = Gateway(tmp_path / "gw", certs, client_ssl,
+                 routes=[("/echo", "echo")],
+                 upstreams={"echo": ["127.0.0.1:9"]})
+    return gw
+
+
+def test_good_config_is_ok(tmp_path, certs, client_ssl):
+    gw = make_config(tmp_path, certs, client_ssl)
+    rc, out = check(gw.cfg_path)
+    assert rc == 0, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+    # -t does not start serving
+    import socket
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", gw.port))
+    finally:
+        s.close()
+
+
+def test_unknown_key_is_reported_with_position(tmp_path, certs, client_ssl):
+    gw = make_config(tmp_path, certs, client_ssl)
+    text = gw.cfg_path.read_text()
+    lines = text.splitlines()
+    # put an unknown key at the top level, on a known line and column
+    lines.insert(1, "bogus_option: 1")
+    gw.cfg_path.write_text("\n".join(lines) + "\n")
+    rc, out = check(gw.cfg_path)
+    assert rc == 1, out
+    pat = re.compile(r"^%s:2:1: .*unknown.*bogus_option|"
+                     r"^%s:2:1: .*bogus_option.*unknown" %
+                     (re.escape(str(gw.cfg_path)), re.escape(str(gw.cfg_path))),
+                     re.I | re.M)
+    assert pat.search(out), out
+    assert ": ok" not in out, out
+
+
+def test_every_error_is_reported(tmp_path, certs, client_ssl):
+    gw = make_config(tmp_path, certs, client_ssl)
+    lines = gw.cfg_path.read_text().splitlines()
+    lines.insert(1, "bogus_one: 1")
+    lines.append("bogus_two: 2")
+    gw.cfg_path.write_text("\n".join(lines) + "\n")
+    rc, out = check(gw.cfg_path)
+    assert rc == 1, out
+    errs = [l for l in out.splitlines()
+            if re.match(r"^%s:\d+:\d+: " % re.escape(str(gw.cfg_path)), l)]
+    assert any("bogus_one" in l for l in errs), out
+    assert any("bogus_two" in l for l in errs), out
+    assert any(l.startswith("%s:%d:1: " % (gw.cfg_path, len(lines)))
+               for l in errs), out
+
+
+def test_unknown_key_in_policy_names_the_policy_file(tmp_path, certs,
+                                                     client_ssl):
+    gw = make_config(tmp_path, certs, client_ssl)
+    pol = gw.tmp / "policies" / "default.yaml"
+    pol.write_text(pol.read_text() + "not_a_section: {x: 1}\n")
+    nlines = len(pol.read_text().splitlines())
+    rc, out = check(gw.cfg_path)
+    assert rc == 1, out
+    assert re.search(r"^%s:%d:1: .*not_a_section" %
+                     (re.escape(str(pol)), nlines), out, re.M), out
+
+
+def test_bad_value_is_reported(tmp_path, certs, client_ssl):
+    gw = make_config(tmp_path, certs, client_ssl)
+    text = gw.cfg_path.read_text().replace("handshake_timeout: 10s",
+                                           "handshake_timeout: ten")
+    assert "handshake_timeout: ten" in text
+    gw.cfg_path.write_text(text)
+    lineno = [i + 1 for i, l in enumerate(text.splitlines())
+              if "handshake_timeout" in l][0]
+    rc, out = check(gw.cfg_path)
+    assert rc == 1, out
+    assert re.search(r"^%s:%d:\d+: " % (re.escape(str(gw.cfg_path)), lineno),
+                     out, re.M), out
+
+
+def test_daemon_refuses_to_start_with_bad_config(tmp_path, certs,
+                                                 client_ssl):
+    gw = make_config(tmp_path, certs, client_ssl)
+    gw.cfg_path.write_text(gw.cfg_path.read_text() + "bogus_option: 1\n")
+    p = subprocess.run([WSGATE, "-c", str(gw.cfg_path)], capture_output=True,
+                       text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert p.returncode != 0
+    assert "bogus_option" in p.stdout + p.stderr + gw.error_text()
