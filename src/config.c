@@ -980,7 +980,8 @@ config_tls(struct config_ctx *x, const struct config_slot *s, void *obj,
 	    lc->lc_key_file == NULL)
 		return;
 	lc->lc_ssl_ctx = tls_ctx_new(lc->lc_cert_file, lc->lc_key_file,
-	    lc->lc_tls_min_version, x->x_errs, x->x_file, config_line(n),
+	    lc->lc_tls_min_version, lc->lc_client_ca, x->x_errs, x->x_file,
+	    config_line(n),
 	    config_col(n));
 }
 

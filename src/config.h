@@ -15,6 +15,19 @@
 #include "errors.h"
 #include "units.h"
 
+struct wsg_cidr;
+struct wsg_geoip;
+struct wsg_jwt_key;
+struct wsg_jwt_policy;
+struct wsg_origin_policy;
+struct wsg_regex;
+
+/* forward_claims: a JWT claim copied into an upstream request header. */
+struct wsg_forward_claim {
+	char		*fc_claim;
+	char		*fc_header;
+};
+
 enum wsg_log_level {
 	WSG_LOG_ERROR = 0,
 	WSG_LOG_WARN,
@@ -42,6 +55,33 @@ struct wsg_policy {
 	size_t		  pol_nsubprotocols;
 	/* timeouts */
 	uint64_t	  pol_idle_timeout_ms;
+	/* origin: NULL when the section is absent (no check) */
+	struct wsg_origin_policy *pol_origin;
+	/* auth: NULL when the section is absent */
+	struct wsg_jwt_policy *pol_jwt;		/* jp_key = pol_jwt_key */
+	struct wsg_jwt_key *pol_jwt_key;
+	char		 *pol_auth_header;	/* default "Authorization" */
+	char		 *pol_auth_query_param;	/* NULL: none */
+	char		**pol_required_claims;	/* jp_required points here */
+	size_t		  pol_nrequired_claims;
+	struct wsg_forward_claim *pol_forward_claims;
+	size_t		  pol_nforward_claims;
+	int		  pol_expiry_close;	/* on_expiry: close (1) */
+	/* ip */
+	struct wsg_cidr	 *pol_ip_allow;
+	size_t		  pol_nip_allow;
+	struct wsg_cidr	 *pol_ip_deny;
+	size_t		  pol_nip_deny;
+	/* geoip: pol_geoip NULL when the section is absent */
+	struct wsg_geoip *pol_geoip;
+	char		(*pol_geo_allow)[3];	/* "DE", ... */
+	size_t		  pol_ngeo_allow;
+	char		(*pol_geo_deny)[3];
+	size_t		  pol_ngeo_deny;
+	int		  pol_geo_unknown_allow;	/* unknown: allow (1) */
+	/* messages */
+	struct wsg_regex **pol_deny_regex;
+	size_t		  pol_ndeny_regex;
 };
 
 struct wsg_server {
@@ -80,6 +120,10 @@ struct wsg_listener_conf {
 	SSL_CTX			*lc_ssl_ctx;	/* built by tls_ctx_new() */
 	uint64_t		 lc_handshake_timeout_ms;
 	uint64_t		 lc_max_header_bytes;
+	char			*lc_client_ca;	/* NULL: no mTLS */
+	int			 lc_proxy_protocol;
+	struct wsg_cidr		*lc_trusted_proxies;
+	size_t			 lc_ntrusted_proxies;
 	struct wsg_route	*lc_routes;
 	size_t			 lc_nroutes;
 };
@@ -93,6 +137,12 @@ struct wsg_config {
 	char			 *c_error_log;	/* "stderr", "syslog" or a path */
 	char			 *c_access_log;	/* "stdout", "off" or a path */
 	char			 *c_policies_dir;	/* absolute */
+	int			  c_has_admin;
+	char			 *c_admin_listen;
+	struct sockaddr_storage	  c_admin_addr;
+	socklen_t		  c_admin_addrlen;
+	char			 *c_user;	/* NULL: keep privileges */
+	uint64_t		  c_max_connections;	/* 0: no cap */
 	struct wsg_listener_conf *c_listeners;
 	size_t			  c_nlisteners;
 	struct wsg_upstream	**c_upstreams;

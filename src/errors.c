@@ -11,7 +11,7 @@
 #include "errors.h"
 
 /* Append one formatted entry to a growable string list. */
-static void
+static void __attribute__((format(printf, 8, 0)))
 errors_push(char ***list, size_t *n, size_t *cap, const char *file,
     size_t line, size_t col, const char *prefix, const char *fmt,
     va_list ap)

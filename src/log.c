@@ -105,7 +105,7 @@ log_debug_enabled(void)
 }
 
 /* Format and write one error-log line at a level. */
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_vwrite(int level, const char *err, const char *fmt, va_list ap)
 {
 	char		 line[2048], ts[32];

@@ -42,7 +42,8 @@ tls_errstr(char *buf, size_t len)
 
 SSL_CTX *
 tls_ctx_new(const char *cert, const char *key, int min_version,
-    struct wsg_errors *errs, const char *file, size_t line, size_t col)
+    const char *client_ca, struct wsg_errors *errs, const char *file,
+    size_t line, size_t col)
 {
 	SSL_CTX	*ctx;
 	char	 ebuf[256];
@@ -77,6 +78,22 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 		ERR_clear_error();
 		SSL_CTX_free(ctx);
 		return (NULL);
+	}
+	if (client_ca != NULL) {
+		STACK_OF(X509_NAME)	*names;
+
+		if (SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1) {
+			errors_add(errs, file, line, col, "client_ca %s: %s",
+			    client_ca, tls_errstr(ebuf, sizeof(ebuf)));
+			SSL_CTX_free(ctx);
+			return (NULL);
+		}
+		if ((names = SSL_load_client_CA_file(client_ca)) != NULL)
+			SSL_CTX_set_client_CA_list(ctx, names);
+		ERR_clear_error();
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
+		    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+		SSL_CTX_set_verify_depth(ctx, 8);
 	}
 	return (ctx);
 }
