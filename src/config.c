@@ -11,21 +11,31 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
 #include <yaml.h>
 
+#include "cidr.h"
 #include "config.h"
 #include "errors.h"
+#include "geoip.h"
+#include "jwt.h"
+#include "origin.h"
+#include "regex.h"
 #include "tls.h"
 #include "units.h"
 #include "wsgate.h"
@@ -38,6 +48,16 @@
 #define CONFIG_MAX_UPSTREAMS	256
 #define CONFIG_MAX_SERVERS	64	/* per upstream */
 #define CONFIG_MAX_POLICY_NAME	64
+#define CONFIG_MAX_CONNECTIONS	1000000	/* cap of max_connections */
+#define CONFIG_MAX_TRUSTED	64	/* trusted_proxies per listener */
+#define CONFIG_MAX_ORIGINS	256	/* origin.allow */
+#define CONFIG_MAX_REGEXES	64	/* allow_regex, deny_regex */
+#define CONFIG_MAX_CLAIMS	32	/* required_claims */
+#define CONFIG_MAX_FORWARD	16	/* forward_claims */
+#define CONFIG_MAX_CLAIM_NAME	64	/* bytes of a claim name */
+#define CONFIG_MAX_QUERY_PARAM	64	/* bytes of auth.query_param */
+#define CONFIG_MAX_CIDRS	1024	/* ip.allow, ip.deny */
+#define CONFIG_MAX_COUNTRIES	256	/* allow_countries, deny_countries */
 
 /* Scopes: where a key may appear, and which man page documents it. */
 enum config_scope {
@@ -50,7 +70,14 @@ enum config_scope {
 	SC_UPSTREAM,
 	SC_POLICY,
 	SC_FRAMES,
-	SC_TIMEOUTS
+	SC_TIMEOUTS,
+	SC_ADMIN,
+	SC_ORIGIN,
+	SC_AUTH,
+	SC_JWT,
+	SC_IP,
+	SC_GEOIP,
+	SC_MESSAGES
 };
 
 #define SCOPE_NAME_MAIN		"main"
@@ -62,6 +89,13 @@ enum config_scope {
 #define SCOPE_NAME_POLICY	"policy"
 #define SCOPE_NAME_FRAMES	"policy.frames"
 #define SCOPE_NAME_TIMEOUTS	"policy.timeouts"
+#define SCOPE_NAME_ADMIN	"admin"
+#define SCOPE_NAME_ORIGIN	"policy.origin"
+#define SCOPE_NAME_AUTH		"policy.auth"
+#define SCOPE_NAME_JWT		"policy.auth.jwt"
+#define SCOPE_NAME_IP		"policy.ip"
+#define SCOPE_NAME_GEOIP	"policy.geoip"
+#define SCOPE_NAME_MESSAGES	"policy.messages"
 
 #define SCOPE_MAN_MAIN		MAN_MAIN
 #define SCOPE_MAN_LOG		MAN_MAIN
@@ -72,12 +106,38 @@ enum config_scope {
 #define SCOPE_MAN_POLICY	MAN_POLICY
 #define SCOPE_MAN_FRAMES	MAN_POLICY
 #define SCOPE_MAN_TIMEOUTS	MAN_POLICY
+#define SCOPE_MAN_ADMIN		MAN_MAIN
+#define SCOPE_MAN_ORIGIN	MAN_POLICY
+#define SCOPE_MAN_AUTH		MAN_POLICY
+#define SCOPE_MAN_JWT		MAN_POLICY
+#define SCOPE_MAN_IP		MAN_POLICY
+#define SCOPE_MAN_GEOIP		MAN_POLICY
+#define SCOPE_MAN_MESSAGES	MAN_POLICY
 
 /* A route as written, before its upstream and policy are looked up. */
 struct config_route_src {
 	char		*rs_path;
 	char		*rs_upstream;
 	char		*rs_policy;
+};
+
+/* The admin mapping as written, before it is checked and kept. */
+struct config_admin_src {
+	char			*as_listen;
+	struct sockaddr_storage	 as_addr;
+	socklen_t		 as_addrlen;
+	int			 as_allow_public;
+};
+
+/* auth.jwt as written, before the key is loaded and pol_jwt is built. */
+struct config_jwt_src {
+	struct wsg_policy	*js_pol;	/* claims go straight here */
+	unsigned int		 js_algs;	/* WSG_JWT_ALG_BIT()s */
+	yaml_node_t		*js_alg_node[WSG_JWT_NALGS];
+	char			*js_key_file;
+	char			*js_issuer;
+	char			*js_audience;
+	uint64_t		 js_leeway_ms;
 };
 
 /* A route whose upstream and policy are looked up after the walk. */
@@ -99,6 +159,7 @@ struct config_ctx {
 	char			*x_dir;		/* its absolute folder */
 	yaml_document_t		*x_doc;
 	struct wsg_config	*x_cf;		/* NULL for a lone policy */
+	yaml_node_t		*x_admin_node;	/* admin.listen, if valid */
 };
 
 struct config_slot;
@@ -116,6 +177,7 @@ struct config_slot {
 
 #define F_REQ		0x1	/* required */
 #define F_PATH		0x2	/* a path, unless one of o_enum */
+#define F_U64		0x4	/* INT stored as uint64_t, not int */
 #define NOFF		((size_t)-1)
 
 #define CF(f)		offsetof(struct wsg_config, f)
@@ -123,6 +185,26 @@ struct config_slot {
 #define RS(f)		offsetof(struct config_route_src, f)
 #define UP(f)		offsetof(struct wsg_upstream, f)
 #define PO(f)		offsetof(struct wsg_policy, f)
+#define AD(f)		offsetof(struct config_admin_src, f)
+#define OR(f)		offsetof(struct wsg_origin_policy, f)
+#define JS(f)		offsetof(struct config_jwt_src, f)
+
+/*
+ * The list handlers (config_cidrs, config_regexes, config_countries) are
+ * given the offset of an array pointer and keep the count in the size_t
+ * that follows it; these fields must stay paired.
+ */
+#define CONFIG_PAIRED(t, arr, cnt)					\
+	_Static_assert(offsetof(t, cnt) == offsetof(t, arr) +		\
+	    sizeof(void *), #arr " must be followed by " #cnt)
+CONFIG_PAIRED(struct wsg_listener_conf, lc_trusted_proxies,
+    lc_ntrusted_proxies);
+CONFIG_PAIRED(struct wsg_policy, pol_ip_allow, pol_nip_allow);
+CONFIG_PAIRED(struct wsg_policy, pol_ip_deny, pol_nip_deny);
+CONFIG_PAIRED(struct wsg_policy, pol_geo_allow, pol_ngeo_allow);
+CONFIG_PAIRED(struct wsg_policy, pol_geo_deny, pol_ngeo_deny);
+CONFIG_PAIRED(struct wsg_policy, pol_deny_regex, pol_ndeny_regex);
+CONFIG_PAIRED(struct wsg_origin_policy, op_regex, op_nregex);
 
 #define MS_S		1000ULL
 #define MS_M		(60 * MS_S)
@@ -147,6 +229,34 @@ static void	config_frames(struct config_ctx *, const struct config_slot *,
 		    void *, yaml_node_t *);
 static void	config_subprotocols(struct config_ctx *,
 		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_admin(struct config_ctx *, const struct config_slot *,
+		    void *, yaml_node_t *);
+static void	config_admin_listen(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_user(struct config_ctx *, const struct config_slot *,
+		    void *, yaml_node_t *);
+static void	config_cidrs(struct config_ctx *, const struct config_slot *,
+		    void *, yaml_node_t *);
+static void	config_regexes(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_origin(struct config_ctx *, const struct config_slot *,
+		    void *, yaml_node_t *);
+static void	config_origins(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_auth(struct config_ctx *, const struct config_slot *,
+		    void *, yaml_node_t *);
+static void	config_jwt(struct config_ctx *, const struct config_slot *,
+		    void *, yaml_node_t *);
+static void	config_jwt_algs(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_required_claims(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_forward_claims(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_geoip_db(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_countries(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
 
 static const char *const config_levels[] = {
 	"error", "warn", "info", "debug", NULL
@@ -158,6 +268,9 @@ static const char *const config_balances[] = {
 	"round_robin", "least_conn", NULL
 };
 static const char *const config_compressions[] = { "strip", NULL };
+/* Ordered so that the index is the flag: close = 1, allow = 1. */
+static const char *const config_expiries[] = { "ignore", "close", NULL };
+static const char *const config_unknowns[] = { "deny", "allow", NULL };
 
 /*
  * THE option table.  One row per key:
@@ -183,6 +296,17 @@ static const char *const config_compressions[] = { "strip", NULL };
 	    UPSTREAM, NOFF, config_upstreams, F_REQ)			\
 	X(MAIN, "listeners", LIST, NULL, 1, CONFIG_MAX_LISTENERS, NULL,	\
 	    LISTENER, NOFF, config_listeners, F_REQ)			\
+	X(MAIN, "user", STRING, NULL, 0, 0, NULL,			\
+	    NONE, NOFF, config_user, 0)					\
+	X(MAIN, "max_connections", INT, "0", 0, CONFIG_MAX_CONNECTIONS,	\
+	    NULL, NONE, CF(c_max_connections), NULL, F_U64)		\
+	X(MAIN, "admin", MAP, NULL, 0, 0, NULL,				\
+	    ADMIN, NOFF, config_admin, 0)				\
+	/* admin */							\
+	X(ADMIN, "listen", ADDR, NULL, 0, 0, NULL,			\
+	    NONE, NOFF, config_admin_listen, F_REQ)			\
+	X(ADMIN, "allow_public", BOOL, "false", 0, 0, NULL,		\
+	    NONE, AD(as_allow_public), NULL, 0)				\
 	/* log */							\
 	X(LOG, "level", ENUM, "info", 0, 0, config_levels,		\
 	    NONE, CF(c_log_level), NULL, 0)				\
@@ -202,6 +326,11 @@ static const char *const config_compressions[] = { "strip", NULL };
 	X(LISTENER, "max_header_bytes", SIZE, "8KiB", KIB,		\
 	    WSG_MAX_HEADER_BYTES_LIMIT, NULL,				\
 	    NONE, LC(lc_max_header_bytes), NULL, 0)			\
+	X(LISTENER, "proxy_protocol", BOOL, "false", 0, 0, NULL,	\
+	    NONE, LC(lc_proxy_protocol), NULL, 0)			\
+	X(LISTENER, "trusted_proxies", LIST, NULL, 0,			\
+	    CONFIG_MAX_TRUSTED, NULL,					\
+	    NONE, LC(lc_trusted_proxies), config_cidrs, 0)		\
 	X(LISTENER, "routes", LIST, NULL, 1, CONFIG_MAX_ROUTES, NULL,	\
 	    ROUTE, NOFF, config_routes, F_REQ)				\
 	/* listener.tls */						\
@@ -211,6 +340,8 @@ static const char *const config_compressions[] = { "strip", NULL };
 	    NONE, LC(lc_key_file), NULL, F_REQ | F_PATH)		\
 	X(TLS, "min_version", ENUM, "1.2", 0, 0, config_tls_versions,	\
 	    NONE, LC(lc_tls_min_version), NULL, 0)			\
+	X(TLS, "client_ca", STRING, NULL, 0, 0, NULL,			\
+	    NONE, LC(lc_client_ca), NULL, F_PATH)			\
 	/* route */							\
 	X(ROUTE, "path", STRING, NULL, 0, 0, NULL,			\
 	    NONE, RS(rs_path), NULL, F_REQ)				\
@@ -232,6 +363,16 @@ static const char *const config_compressions[] = { "strip", NULL };
 	    NULL, NONE, NOFF, config_subprotocols, 0)			\
 	X(POLICY, "timeouts", MAP, NULL, 0, 0, NULL,			\
 	    TIMEOUTS, NOFF, NULL, 0)					\
+	X(POLICY, "origin", MAP, NULL, 0, 0, NULL,			\
+	    ORIGIN, NOFF, config_origin, 0)				\
+	X(POLICY, "auth", MAP, NULL, 0, 0, NULL,			\
+	    AUTH, NOFF, config_auth, 0)					\
+	X(POLICY, "ip", MAP, NULL, 0, 0, NULL,				\
+	    IP, NOFF, NULL, 0)						\
+	X(POLICY, "geoip", MAP, NULL, 0, 0, NULL,			\
+	    GEOIP, NOFF, NULL, 0)					\
+	X(POLICY, "messages", MAP, NULL, 0, 0, NULL,			\
+	    MESSAGES, NOFF, NULL, 0)					\
 	/* policy: frames */						\
 	X(FRAMES, "max_frame_size", SIZE, "64KiB", 1,			\
 	    WSG_MAX_FRAME_SIZE_LIMIT, NULL,				\
@@ -247,7 +388,57 @@ static const char *const config_compressions[] = { "strip", NULL };
 	    config_compressions, NONE, NOFF, NULL, 0)			\
 	/* policy: timeouts */						\
 	X(TIMEOUTS, "idle", DURATION, "300s", MS_S, 24 * MS_H, NULL,	\
-	    NONE, PO(pol_idle_timeout_ms), NULL, 0)
+	    NONE, PO(pol_idle_timeout_ms), NULL, 0)			\
+	/* policy: origin */						\
+	X(ORIGIN, "allow", LIST, NULL, 0, CONFIG_MAX_ORIGINS, NULL,	\
+	    NONE, OR(op_allow), config_origins, 0)			\
+	X(ORIGIN, "allow_regex", LIST, NULL, 0, CONFIG_MAX_REGEXES,	\
+	    NULL, NONE, OR(op_regex), config_regexes, 0)		\
+	X(ORIGIN, "allow_missing", BOOL, "false", 0, 0, NULL,		\
+	    NONE, OR(op_allow_missing), NULL, 0)			\
+	/* policy: auth */						\
+	X(AUTH, "header", STRING, "Authorization", 0, 0, NULL,		\
+	    NONE, PO(pol_auth_header), NULL, 0)				\
+	X(AUTH, "query_param", STRING, NULL, 0, 0, NULL,		\
+	    NONE, PO(pol_auth_query_param), NULL, 0)			\
+	X(AUTH, "jwt", MAP, NULL, 0, 0, NULL,				\
+	    JWT, NOFF, config_jwt, F_REQ)				\
+	X(AUTH, "on_expiry", ENUM, "close", 0, 0, config_expiries,	\
+	    NONE, PO(pol_expiry_close), NULL, 0)			\
+	/* policy: auth.jwt */						\
+	X(JWT, "algorithms", LIST, NULL, 1, WSG_JWT_NALGS, NULL,	\
+	    NONE, NOFF, config_jwt_algs, F_REQ)				\
+	X(JWT, "key_file", STRING, NULL, 0, 0, NULL,			\
+	    NONE, JS(js_key_file), NULL, F_REQ | F_PATH)		\
+	X(JWT, "issuer", STRING, NULL, 0, 0, NULL,			\
+	    NONE, JS(js_issuer), NULL, 0)				\
+	X(JWT, "audience", STRING, NULL, 0, 0, NULL,			\
+	    NONE, JS(js_audience), NULL, 0)				\
+	X(JWT, "leeway", DURATION, "0s", 0, MS_H, NULL,			\
+	    NONE, JS(js_leeway_ms), NULL, 0)				\
+	X(JWT, "required_claims", LIST, NULL, 0, CONFIG_MAX_CLAIMS,	\
+	    NULL, NONE, NOFF, config_required_claims, 0)		\
+	X(JWT, "forward_claims", MAP, NULL, 0, CONFIG_MAX_FORWARD,	\
+	    NULL, NONE, NOFF, config_forward_claims, 0)			\
+	/* policy: ip */						\
+	X(IP, "allow", LIST, NULL, 0, CONFIG_MAX_CIDRS, NULL,		\
+	    NONE, PO(pol_ip_allow), config_cidrs, 0)			\
+	X(IP, "deny", LIST, NULL, 0, CONFIG_MAX_CIDRS, NULL,		\
+	    NONE, PO(pol_ip_deny), config_cidrs, 0)			\
+	/* policy: geoip */						\
+	X(GEOIP, "database", STRING, NULL, 0, 0, NULL,			\
+	    NONE, NOFF, config_geoip_db, F_REQ | F_PATH)		\
+	X(GEOIP, "allow_countries", LIST, NULL, 0,			\
+	    CONFIG_MAX_COUNTRIES, NULL,					\
+	    NONE, PO(pol_geo_allow), config_countries, 0)		\
+	X(GEOIP, "deny_countries", LIST, NULL, 0,			\
+	    CONFIG_MAX_COUNTRIES, NULL,					\
+	    NONE, PO(pol_geo_deny), config_countries, 0)		\
+	X(GEOIP, "unknown", ENUM, "allow", 0, 0, config_unknowns,	\
+	    NONE, PO(pol_geo_unknown_allow), NULL, 0)			\
+	/* policy: messages */						\
+	X(MESSAGES, "deny_regex", LIST, NULL, 0, CONFIG_MAX_REGEXES,	\
+	    NULL, NONE, PO(pol_deny_regex), config_regexes, 0)
 
 #define CONFIG_OPTION_ROW(sc, key, type, def, min, max, en, sub, off,	\
 	    fn, flags)							\
@@ -294,6 +485,20 @@ config_scope_label(enum config_scope sc)
 		return "frames";
 	case SC_TIMEOUTS:
 		return "timeouts";
+	case SC_ADMIN:
+		return "admin";
+	case SC_ORIGIN:
+		return "origin";
+	case SC_AUTH:
+		return "auth";
+	case SC_JWT:
+		return "jwt";
+	case SC_IP:
+		return "ip";
+	case SC_GEOIP:
+		return "geoip";
+	case SC_MESSAGES:
+		return "messages";
 	default:
 		return NULL;
 	}
@@ -625,7 +830,8 @@ config_store(struct config_ctx *x, const struct config_slot *s, void *obj,
 	}
 	if (s->s_off == NOFF)
 		return;
-	if (o->o_type == WSG_OPT_DURATION || o->o_type == WSG_OPT_SIZE)
+	if (o->o_type == WSG_OPT_DURATION || o->o_type == WSG_OPT_SIZE ||
+	    (s->s_flags & F_U64))
 		memcpy(base + s->s_off, &u, sizeof(u));
 	else
 		memcpy(base + s->s_off, &i, sizeof(i));
@@ -759,6 +965,19 @@ config_walk(struct config_ctx *x, enum config_scope sc, void *obj,
 		if (seen[i] == NULL)
 			config_absent(x, &config_slots[i], obj, map, what);
 	}
+}
+
+/* The value node a walk saw for a row, found by its offset in scope sc. */
+static yaml_node_t *
+config_seen_off(yaml_node_t *const *seen, enum config_scope sc, size_t off)
+{
+	size_t	i;
+
+	for (i = 0; i < CONFIG_NOPT; i++)
+		if (config_slots[i].s_scope == sc &&
+		    config_slots[i].s_off == off)
+			return seen[i];
+	return NULL;
 }
 
 /* Check a list's length against its row's bounds. */
@@ -954,7 +1173,6 @@ config_tls(struct config_ctx *x, const struct config_slot *s, void *obj,
 {
 	struct wsg_listener_conf *lc = obj;
 	yaml_node_t		*seen[CONFIG_NOPT];
-	size_t			 i, icert = 0, ikey = 0;
 	size_t			 n0 = x->x_errs->e_n;
 	int			 ok = 1;
 
@@ -962,17 +1180,17 @@ config_tls(struct config_ctx *x, const struct config_slot *s, void *obj,
 		return;
 	lc->lc_tls = 1;
 	config_walk(x, SC_TLS, lc, n, "tls", seen);
-	for (i = 0; i < CONFIG_NOPT; i++) {
-		if (config_slots[i].s_off == LC(lc_cert_file))
-			icert = i;
-		else if (config_slots[i].s_off == LC(lc_key_file))
-			ikey = i;
-	}
-	if (lc->lc_cert_file != NULL && config_readable(x, seen[icert],
-	    "certificate", lc->lc_cert_file) == -1)
+	if (lc->lc_cert_file != NULL && config_readable(x,
+	    config_seen_off(seen, SC_TLS, LC(lc_cert_file)), "certificate",
+	    lc->lc_cert_file) == -1)
 		ok = 0;
-	if (lc->lc_key_file != NULL && config_readable(x, seen[ikey],
-	    "key", lc->lc_key_file) == -1)
+	if (lc->lc_key_file != NULL && config_readable(x,
+	    config_seen_off(seen, SC_TLS, LC(lc_key_file)), "key",
+	    lc->lc_key_file) == -1)
+		ok = 0;
+	if (lc->lc_client_ca != NULL && config_readable(x,
+	    config_seen_off(seen, SC_TLS, LC(lc_client_ca)), "client_ca",
+	    lc->lc_client_ca) == -1)
 		ok = 0;
 	lc->lc_tls_min_version = lc->lc_tls_min_version == 1 ?
 	    TLS1_3_VERSION : TLS1_2_VERSION;
@@ -996,6 +1214,40 @@ config_free_policy(struct wsg_policy *pol)
 	for (i = 0; i < pol->pol_nsubprotocols; i++)
 		free(pol->pol_subprotocols[i]);
 	free(pol->pol_subprotocols);
+	if (pol->pol_origin != NULL) {
+		for (i = 0; i < pol->pol_origin->op_nallow; i++)
+			free(pol->pol_origin->op_allow[i]);
+		free(pol->pol_origin->op_allow);
+		for (i = 0; i < pol->pol_origin->op_nregex; i++)
+			regex_free(pol->pol_origin->op_regex[i]);
+		free(pol->pol_origin->op_regex);
+		free(pol->pol_origin);
+	}
+	if (pol->pol_jwt != NULL) {
+		/* Owned here; const only for the verifier. */
+		free((char *)(uintptr_t)pol->pol_jwt->jp_issuer);
+		free((char *)(uintptr_t)pol->pol_jwt->jp_audience);
+		free(pol->pol_jwt);
+	}
+	jwt_key_free(pol->pol_jwt_key);
+	free(pol->pol_auth_header);
+	free(pol->pol_auth_query_param);
+	for (i = 0; i < pol->pol_nrequired_claims; i++)
+		free(pol->pol_required_claims[i]);
+	free(pol->pol_required_claims);
+	for (i = 0; i < pol->pol_nforward_claims; i++) {
+		free(pol->pol_forward_claims[i].fc_claim);
+		free(pol->pol_forward_claims[i].fc_header);
+	}
+	free(pol->pol_forward_claims);
+	free(pol->pol_ip_allow);
+	free(pol->pol_ip_deny);
+	geoip_close(pol->pol_geoip);
+	free(pol->pol_geo_allow);
+	free(pol->pol_geo_deny);
+	for (i = 0; i < pol->pol_ndeny_regex; i++)
+		regex_free(pol->pol_deny_regex[i]);
+	free(pol->pol_deny_regex);
 	free(pol->pol_name);
 	free(pol->pol_file);
 	free(pol);
@@ -1007,8 +1259,7 @@ config_frames(struct config_ctx *x, const struct config_slot *s, void *obj,
     yaml_node_t *n)
 {
 	struct wsg_policy	*pol = obj;
-	yaml_node_t		*seen[CONFIG_NOPT], *v;
-	size_t			 i, imsg = 0, iutf = 0;
+	yaml_node_t		*seen[CONFIG_NOPT], *v, *utf;
 	char			 b1[32], b2[32];
 
 	if (n == NULL) {
@@ -1016,13 +1267,10 @@ config_frames(struct config_ctx *x, const struct config_slot *s, void *obj,
 		return;
 	}
 	config_walk(x, SC_FRAMES, pol, n, "frames", seen);
-	for (i = 0; i < CONFIG_NOPT; i++) {
-		if (config_slots[i].s_off == PO(pol_max_message_size))
-			imsg = i;
-		else if (config_slots[i].s_off == PO(pol_validate_utf8))
-			iutf = i;
-	}
-	v = seen[imsg] != NULL ? seen[imsg] : n;
+	v = config_seen_off(seen, SC_FRAMES, PO(pol_max_message_size));
+	utf = config_seen_off(seen, SC_FRAMES, PO(pol_validate_utf8));
+	if (v == NULL)
+		v = n;
 	config_fmt_size(pol->pol_max_message_size, b1, sizeof(b1));
 	config_fmt_size(pol->pol_max_frame_size, b2, sizeof(b2));
 	if (pol->pol_max_message_size > 64 * MIB)
@@ -1034,11 +1282,11 @@ config_frames(struct config_ctx *x, const struct config_slot *s, void *obj,
 		    config_col(v), "max_message_size %s is below "
 		    "max_frame_size %s, so frames are capped at %s", b1, b2,
 		    b1);
-	if (seen[iutf] != NULL && seen[iutf]->type == YAML_SCALAR_NODE &&
-	    strcmp(config_str(seen[iutf]), "false") == 0)
-		errors_warn(x->x_errs, x->x_file, config_line(seen[iutf]),
-		    config_col(seen[iutf]), "validate_utf8: false lets "
-		    "invalid text through to the upstream");
+	if (utf != NULL && utf->type == YAML_SCALAR_NODE &&
+	    strcmp(config_str(utf), "false") == 0)
+		errors_warn(x->x_errs, x->x_file, config_line(utf),
+		    config_col(utf), "validate_utf8: false lets invalid text "
+		    "through to the upstream");
 }
 
 /* Is c an RFC 7230 token character? */
@@ -1105,6 +1353,721 @@ config_subprotocols(struct config_ctx *x, const struct config_slot *s,
 			continue;
 		}
 		pol->pol_nsubprotocols++;
+	}
+}
+
+/* The count that follows a list handler's array pointer (CONFIG_PAIRED). */
+static size_t *
+config_paired_count(void *obj, const struct config_slot *s)
+{
+	return (size_t *)(void *)((char *)obj + s->s_off + sizeof(void *));
+}
+
+/* The scalar items of a list, each reported if it is not a scalar. */
+static yaml_node_t *
+config_item(struct config_ctx *x, yaml_node_item_t *it, const char *key)
+{
+	yaml_node_t	*v;
+
+	if ((v = yaml_document_get_node(x->x_doc, *it)) == NULL ||
+	    config_expect(x, v, YAML_SCALAR_NODE, key) == -1)
+		return NULL;
+	return v;
+}
+
+/* Is an address on the loopback interface: 127.0.0.0/8, ::1, ::ffff:127/104? */
+static int
+config_is_loopback(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in	*sin;
+	const struct sockaddr_in6	*sin6;
+	const uint8_t			*a;
+	static const uint8_t		 mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+	};
+
+	if (ss->ss_family == AF_INET) {
+		sin = (const struct sockaddr_in *)(const void *)ss;
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family != AF_INET6)
+		return 0;
+	sin6 = (const struct sockaddr_in6 *)(const void *)ss;
+	a = sin6->sin6_addr.s6_addr;
+	if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
+		return 1;
+	return memcmp(a, mapped, sizeof(mapped)) == 0 && a[12] == 127;
+}
+
+/* admin.listen: host:port of the plaintext metrics and health listener. */
+static void
+config_admin_listen(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	struct config_admin_src	*as = obj;
+	const char		*err;
+
+	if (config_expect(x, n, YAML_SCALAR_NODE, "listen") == -1)
+		return;
+	if (units_parse_hostport(config_str(n), &as->as_addr,
+	    &as->as_addrlen, &err) == -1) {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "listen: invalid address '%s': %s", config_str(n), err);
+		return;
+	}
+	if ((as->as_listen = strdup(config_str(n))) == NULL)
+		config_nomem(x, n);
+}
+
+/*
+ * main.admin: the admin listener serves metrics without authentication,
+ * so it stays on loopback unless allow_public says otherwise.
+ */
+static void
+config_admin(struct config_ctx *x, const struct config_slot *s, void *obj,
+    yaml_node_t *n)
+{
+	struct wsg_config	*cf = obj;
+	struct config_admin_src	 as;
+	yaml_node_t		*seen[CONFIG_NOPT], *v;
+	size_t			 i, ilisten = 0;
+
+	if (n == NULL)
+		return;
+	memset(&as, 0, sizeof(as));
+	config_walk(x, SC_ADMIN, &as, n, "admin", seen);
+	if (as.as_listen == NULL)
+		return;
+	for (i = 0; i < CONFIG_NOPT; i++)
+		if (config_slots[i].s_fn == config_admin_listen)
+			ilisten = i;
+	v = seen[ilisten];
+	if (!config_is_loopback(&as.as_addr)) {
+		if (!as.as_allow_public)
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "listen: %s is not a loopback "
+			    "address; the admin listener is plaintext and "
+			    "unauthenticated (set allow_public: true to allow "
+			    "it)", as.as_listen);
+		else
+			errors_warn(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "admin listener on a public address "
+			    "(%s): metrics are served without authentication",
+			    as.as_listen);
+	}
+	cf->c_has_admin = 1;
+	free(cf->c_admin_listen);
+	cf->c_admin_listen = as.as_listen;
+	memcpy(&cf->c_admin_addr, &as.as_addr, sizeof(as.as_addr));
+	cf->c_admin_addrlen = as.as_addrlen;
+	x->x_admin_node = v;
+}
+
+/* main.user: the account to switch to after binding; it must exist. */
+static void
+config_user(struct config_ctx *x, const struct config_slot *s, void *obj,
+    yaml_node_t *n)
+{
+	struct wsg_config	*cf = obj;
+	struct passwd		 pw, *res = NULL;
+	char			 buf[16384];
+	const char		*name;
+	int			 r;
+
+	if (n == NULL || config_expect(x, n, YAML_SCALAR_NODE, "user") == -1)
+		return;
+	name = config_str(n);
+	if (*name == '\0') {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "user: must not be empty");
+		return;
+	}
+	r = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+	if (res == NULL) {
+		if (r != 0 && r != ENOENT && r != ESRCH && r != EBADF &&
+		    r != EPERM)
+			errors_add(x->x_errs, x->x_file, config_line(n),
+			    config_col(n), "user: cannot look up '%s': %s",
+			    name, strerror(r));
+		else
+			errors_add(x->x_errs, x->x_file, config_line(n),
+			    config_col(n), "user '%s' does not exist", name);
+		return;
+	}
+	free(cf->c_user);
+	if ((cf->c_user = strdup(name)) == NULL)
+		config_nomem(x, n);
+}
+
+/* A list of CIDRs (trusted_proxies, ip.allow, ip.deny). */
+static void
+config_cidrs(struct config_ctx *x, const struct config_slot *s, void *obj,
+    yaml_node_t *n)
+{
+	const char		*key = config_opt(s)->o_key, *err;
+	struct wsg_cidr		**arr = (struct wsg_cidr **)(void *)
+				    ((char *)obj + s->s_off);
+	size_t			*cnt = config_paired_count(obj, s);
+	yaml_node_item_t	*it;
+	yaml_node_t		*v;
+	int			 r;
+
+	if (n == NULL || config_list_count(x, s, n, config_seq_len(n)) == -1 ||
+	    config_seq_len(n) == 0)
+		return;
+	if ((*arr = calloc(config_seq_len(n), sizeof(**arr))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	for (it = n->data.sequence.items.start;
+	    it < n->data.sequence.items.top; it++) {
+		if ((v = config_item(x, it, key)) == NULL)
+			continue;
+		err = NULL;
+		r = cidr_parse(config_str(v), &(*arr)[*cnt], &err);
+		if (r == -1) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "%s: invalid CIDR '%s': %s", key,
+			    config_str(v), err != NULL ? err : "malformed");
+			continue;
+		}
+		if (r == 1)
+			errors_warn(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "%s: '%s': %s", key, config_str(v),
+			    err != NULL ? err : "host bits cleared");
+		(*cnt)++;
+	}
+}
+
+/* A list of PCRE2 patterns (origin.allow_regex, messages.deny_regex). */
+static void
+config_regexes(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	const char		*key = config_opt(s)->o_key;
+	struct wsg_regex	***arr = (struct wsg_regex ***)(void *)
+				    ((char *)obj + s->s_off);
+	size_t			*cnt = config_paired_count(obj, s);
+	yaml_node_item_t	*it;
+	yaml_node_t		*v;
+	char			 err[WSG_REGEX_ERR_MAX];
+
+	if (n == NULL || config_list_count(x, s, n, config_seq_len(n)) == -1 ||
+	    config_seq_len(n) == 0)
+		return;
+	if ((*arr = calloc(config_seq_len(n), sizeof(**arr))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	for (it = n->data.sequence.items.start;
+	    it < n->data.sequence.items.top; it++) {
+		if ((v = config_item(x, it, key)) == NULL)
+			continue;
+		if (*config_str(v) == '\0') {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "%s: a pattern must not be empty",
+			    key);
+			continue;
+		}
+		err[0] = '\0';
+		if (((*arr)[*cnt] = regex_compile(config_str(v), err,
+		    sizeof(err))) == NULL) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "%s: invalid regex '%s': %s", key,
+			    config_str(v), err);
+			continue;
+		}
+		(*cnt)++;
+	}
+}
+
+/* policy.origin: the section turns the Origin check on. */
+static void
+config_origin(struct config_ctx *x, const struct config_slot *s, void *obj,
+    yaml_node_t *n)
+{
+	struct wsg_policy	*pol = obj;
+	struct wsg_origin_policy *op;
+
+	if (n == NULL)
+		return;
+	if ((op = pol->pol_origin = calloc(1, sizeof(*op))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	config_walk(x, SC_ORIGIN, op, n, "origin", NULL);
+	if (op->op_nallow == 0 && op->op_nregex == 0 && !op->op_allow_missing)
+		errors_warn(x->x_errs, x->x_file, config_line(n),
+		    config_col(n), "origin: nothing is allowed, so every "
+		    "client is refused");
+}
+
+/* origin.allow: origins, normalised as they will be compared. */
+static void
+config_origins(struct config_ctx *x, const struct config_slot *s, void *obj,
+    yaml_node_t *n)
+{
+	struct wsg_origin_policy *op = obj;
+	yaml_node_item_t	*it;
+	yaml_node_t		*v;
+	char			 norm[WSG_ORIGIN_BUFSZ];
+	size_t			 i;
+
+	if (n == NULL || config_list_count(x, s, n, config_seq_len(n)) == -1 ||
+	    config_seq_len(n) == 0)
+		return;
+	if ((op->op_allow = calloc(config_seq_len(n),
+	    sizeof(*op->op_allow))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	for (it = n->data.sequence.items.start;
+	    it < n->data.sequence.items.top; it++) {
+		if ((v = config_item(x, it, "allow")) == NULL)
+			continue;
+		if (origin_allow_entry(config_str(v), norm,
+		    sizeof(norm)) == -1) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "origin: '%s' is not a "
+			    "scheme://host[:port] origin", config_str(v));
+			continue;
+		}
+		for (i = 0; i < op->op_nallow; i++)
+			if (strcmp(op->op_allow[i], norm) == 0)
+				break;
+		if (i < op->op_nallow) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "origin: '%s' is listed twice",
+			    config_str(v));
+			continue;
+		}
+		if ((op->op_allow[op->op_nallow] = strdup(norm)) == NULL) {
+			config_nomem(x, v);
+			continue;
+		}
+		op->op_nallow++;
+	}
+}
+
+/* Is a string an HTTP token (a header name) of 1 to max characters? */
+static int
+config_is_token(const char *t, size_t max)
+{
+	size_t	i, len = strlen(t);
+
+	if (len == 0 || len > max)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!config_tchar((unsigned char)t[i]))
+			return 0;
+	return 1;
+}
+
+/* policy.auth: the token's place, its JWT checks, what expiry does. */
+static void
+config_auth(struct config_ctx *x, const struct config_slot *s, void *obj,
+    yaml_node_t *n)
+{
+	struct wsg_policy	*pol = obj;
+	yaml_node_t		*seen[CONFIG_NOPT], *v;
+	const char		*q;
+	size_t			 i;
+
+	if (n == NULL)
+		return;
+	config_walk(x, SC_AUTH, pol, n, "auth", seen);
+	v = config_seen_off(seen, SC_AUTH, PO(pol_auth_header));
+	if (v != NULL && pol->pol_auth_header != NULL &&
+	    !config_is_token(pol->pol_auth_header, WSG_MAX_TOKEN_LEN))
+		errors_add(x->x_errs, x->x_file, config_line(v), config_col(v),
+		    "header: '%s' is not an HTTP header name",
+		    pol->pol_auth_header);
+	v = config_seen_off(seen, SC_AUTH, PO(pol_auth_query_param));
+	if (v == NULL || (q = pol->pol_auth_query_param) == NULL)
+		return;
+	for (i = 0; q[i] != '\0'; i++)
+		if (!((q[i] >= 'a' && q[i] <= 'z') ||
+		    (q[i] >= 'A' && q[i] <= 'Z') ||
+		    (q[i] >= '0' && q[i] <= '9') || q[i] == '-' ||
+		    q[i] == '.' || q[i] == '_' || q[i] == '~'))
+			break;
+	if (q[i] != '\0' || i > CONFIG_MAX_QUERY_PARAM)
+		errors_add(x->x_errs, x->x_file, config_line(v), config_col(v),
+		    "query_param: '%s' must be 1 to %d letters, digits, '-', "
+		    "'.', '_' or '~'", q, CONFIG_MAX_QUERY_PARAM);
+}
+
+/* How a key reads in "algorithm HS256 cannot be used with an RSA key". */
+static const char *
+config_key_kind(const struct wsg_jwt_key *key)
+{
+	if (jwt_key_allows(key, WSG_JWT_RS256))
+		return "an RSA public key";
+	if (jwt_key_allows(key, WSG_JWT_ES256))
+		return "a P-256 public key";
+	if (jwt_key_allows(key, WSG_JWT_ES384))
+		return "a P-384 public key";
+	if (jwt_key_allows(key, WSG_JWT_EDDSA))
+		return "an Ed25519 public key";
+	if (jwt_key_allows(key, WSG_JWT_HS256))
+		return "an HMAC secret";
+	return "this key";
+}
+
+/*
+ * auth.jwt: the algorithms, then the key, which must suit every one of
+ * them (an RSA public key must never serve as an HMAC secret), then the
+ * verification policy the handshake uses.
+ */
+static void
+config_jwt(struct config_ctx *x, const struct config_slot *s, void *obj,
+    yaml_node_t *n)
+{
+	struct wsg_policy	*pol = obj;
+	struct wsg_jwt_policy	*jp;
+	struct config_jwt_src	 js;
+	yaml_node_t		*seen[CONFIG_NOPT], *v;
+	char			 err[256];
+	int			 a;
+
+	if (n == NULL)
+		return;
+	memset(&js, 0, sizeof(js));
+	js.js_pol = pol;
+	config_walk(x, SC_JWT, &js, n, "jwt", seen);
+	v = config_seen_off(seen, SC_JWT, JS(js_key_file));
+	if (js.js_key_file != NULL && v != NULL &&
+	    config_readable(x, v, "key_file", js.js_key_file) == 0) {
+		err[0] = '\0';
+		pol->pol_jwt_key = jwt_key_load(js.js_key_file, err,
+		    sizeof(err));
+		/* Some of jwt_key_load()'s messages name the file. */
+		if (pol->pol_jwt_key == NULL &&
+		    strncmp(err, js.js_key_file, strlen(js.js_key_file)) == 0)
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "key_file: %s", err);
+		else if (pol->pol_jwt_key == NULL)
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "key_file: %s: %s", js.js_key_file,
+			    err);
+	}
+	for (a = 0; a < WSG_JWT_NALGS && pol->pol_jwt_key != NULL; a++) {
+		if (!(js.js_algs & WSG_JWT_ALG_BIT(a)) ||
+		    jwt_key_allows(pol->pol_jwt_key, (enum wsg_jwt_alg)a))
+			continue;
+		v = js.js_alg_node[a];
+		errors_add(x->x_errs, x->x_file, config_line(v), config_col(v),
+		    "algorithm %s cannot be used with %s",
+		    jwt_alg_name((enum wsg_jwt_alg)a),
+		    config_key_kind(pol->pol_jwt_key));
+	}
+	free(js.js_key_file);
+	if ((jp = pol->pol_jwt = calloc(1, sizeof(*jp))) == NULL) {
+		free(js.js_issuer);
+		free(js.js_audience);
+		config_nomem(x, n);
+		return;
+	}
+	jp->jp_algs = js.js_algs;
+	jp->jp_key = pol->pol_jwt_key;
+	jp->jp_issuer = js.js_issuer;
+	jp->jp_audience = js.js_audience;
+	jp->jp_leeway = (int64_t)(js.js_leeway_ms / MS_S);
+	jp->jp_required = (const char *const *)pol->pol_required_claims;
+	jp->jp_nrequired = pol->pol_nrequired_claims;
+}
+
+/* jwt.algorithms: an allow-list of JWS names; "none" never. */
+static void
+config_jwt_algs(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	struct config_jwt_src	*js = obj;
+	yaml_node_item_t	*it;
+	yaml_node_t		*v;
+	const char		*name;
+	char			 all[256];
+	size_t			 used = 0;
+	int			 a, r;
+
+	if (n == NULL || config_list_count(x, s, n, config_seq_len(n)) == -1)
+		return;
+	all[0] = '\0';
+	for (a = 0; a < WSG_JWT_NALGS && used < sizeof(all); a++) {
+		r = snprintf(all + used, sizeof(all) - used, "%s%s",
+		    a == 0 ? "" : a + 1 == WSG_JWT_NALGS ? " or " : ", ",
+		    jwt_alg_name((enum wsg_jwt_alg)a));
+		if (r < 0)
+			break;
+		used += (size_t)r;
+	}
+	for (it = n->data.sequence.items.start;
+	    it < n->data.sequence.items.top; it++) {
+		if ((v = config_item(x, it, "algorithms")) == NULL)
+			continue;
+		name = config_str(v);
+		if (strcasecmp(name, "none") == 0) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "algorithm 'none' is never "
+			    "accepted");
+			continue;
+		}
+		if ((a = jwt_alg_parse(name)) < 0 || a >= WSG_JWT_NALGS) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "algorithms: unknown algorithm "
+			    "'%s' (use %s)", name, all);
+			continue;
+		}
+		if (js->js_algs & WSG_JWT_ALG_BIT(a)) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "algorithms: '%s' is listed twice",
+			    name);
+			continue;
+		}
+		js->js_algs |= WSG_JWT_ALG_BIT(a);
+		js->js_alg_node[a] = v;
+	}
+}
+
+/* Is a claim name usable: 1 to CONFIG_MAX_CLAIM_NAME printable bytes? */
+static int
+config_claim_ok(const char *c)
+{
+	size_t	i, len = strlen(c);
+
+	if (len == 0 || len > CONFIG_MAX_CLAIM_NAME)
+		return 0;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)c[i] <= ' ' || (unsigned char)c[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* jwt.required_claims: names that every token must carry. */
+static void
+config_required_claims(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	struct wsg_policy	*pol = ((struct config_jwt_src *)obj)->js_pol;
+	yaml_node_item_t	*it;
+	yaml_node_t		*v;
+	const char		*c;
+	size_t			 i;
+
+	if (n == NULL || config_list_count(x, s, n, config_seq_len(n)) == -1 ||
+	    config_seq_len(n) == 0)
+		return;
+	if ((pol->pol_required_claims = calloc(config_seq_len(n),
+	    sizeof(*pol->pol_required_claims))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	for (it = n->data.sequence.items.start;
+	    it < n->data.sequence.items.top; it++) {
+		if ((v = config_item(x, it, "required_claims")) == NULL)
+			continue;
+		c = config_str(v);
+		if (!config_claim_ok(c)) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "required_claims: '%s' is not a "
+			    "claim name of 1 to %d printable characters", c,
+			    CONFIG_MAX_CLAIM_NAME);
+			continue;
+		}
+		for (i = 0; i < pol->pol_nrequired_claims; i++)
+			if (strcmp(pol->pol_required_claims[i], c) == 0)
+				break;
+		if (i < pol->pol_nrequired_claims) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "required_claims: '%s' is listed "
+			    "twice", c);
+			continue;
+		}
+		if ((pol->pol_required_claims[pol->pol_nrequired_claims] =
+		    strdup(c)) == NULL) {
+			config_nomem(x, v);
+			continue;
+		}
+		pol->pol_nrequired_claims++;
+	}
+}
+
+/*
+ * Headers the gateway owns on the upstream request: framing, the
+ * handshake itself, and the forwarding headers it sets.  A claim may
+ * not be copied into them.
+ */
+static int
+config_header_reserved(const char *h)
+{
+	static const char *const names[] = {
+		"Host", "Connection", "Upgrade", "Content-Length",
+		"Transfer-Encoding", "Keep-Alive", "TE", "Trailer",
+		"Proxy-Connection", "Forwarded", NULL
+	};
+	size_t	i;
+
+	for (i = 0; names[i] != NULL; i++)
+		if (strcasecmp(h, names[i]) == 0)
+			return 1;
+	return (strncasecmp(h, "Sec-WebSocket-", 14) == 0 ||
+	    strncasecmp(h, "X-Forwarded-", 12) == 0);
+}
+
+/* jwt.forward_claims: claim name to upstream request header. */
+static void
+config_forward_claims(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	struct wsg_policy	*pol = ((struct config_jwt_src *)obj)->js_pol;
+	struct wsg_forward_claim *fc;
+	yaml_node_pair_t	*p;
+	yaml_node_t		*k, *v;
+	const char		*c, *h;
+	size_t			 i;
+
+	if (n == NULL || config_list_count(x, s, n, config_map_len(n)) == -1 ||
+	    config_map_len(n) == 0)
+		return;
+	if ((pol->pol_forward_claims = calloc(config_map_len(n),
+	    sizeof(*pol->pol_forward_claims))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	    p++) {
+		k = yaml_document_get_node(x->x_doc, p->key);
+		v = yaml_document_get_node(x->x_doc, p->value);
+		if (k == NULL || v == NULL ||
+		    config_expect(x, k, YAML_SCALAR_NODE,
+		    "forward_claims") == -1 ||
+		    config_expect(x, v, YAML_SCALAR_NODE,
+		    "forward_claims") == -1)
+			continue;
+		c = config_str(k);
+		h = config_str(v);
+		if (!config_claim_ok(c)) {
+			errors_add(x->x_errs, x->x_file, config_line(k),
+			    config_col(k), "forward_claims: '%s' is not a "
+			    "claim name of 1 to %d printable characters", c,
+			    CONFIG_MAX_CLAIM_NAME);
+			continue;
+		}
+		if (!config_is_token(h, WSG_MAX_TOKEN_LEN)) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "forward_claims: '%s' is not an "
+			    "HTTP header name", h);
+			continue;
+		}
+		if (config_header_reserved(h)) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "forward_claims: header '%s' is "
+			    "set by the gateway and cannot carry a claim", h);
+			continue;
+		}
+		for (i = 0; i < pol->pol_nforward_claims; i++) {
+			fc = &pol->pol_forward_claims[i];
+			if (strcmp(fc->fc_claim, c) == 0 ||
+			    strcasecmp(fc->fc_header, h) == 0)
+				break;
+		}
+		if (i < pol->pol_nforward_claims) {
+			errors_add(x->x_errs, x->x_file, config_line(k),
+			    config_col(k), "forward_claims: claim '%s' or "
+			    "header '%s' is used twice", c, h);
+			continue;
+		}
+		fc = &pol->pol_forward_claims[pol->pol_nforward_claims];
+		fc->fc_claim = strdup(c);
+		fc->fc_header = strdup(h);
+		if (fc->fc_claim == NULL || fc->fc_header == NULL) {
+			free(fc->fc_claim);
+			free(fc->fc_header);
+			fc->fc_claim = fc->fc_header = NULL;
+			config_nomem(x, k);
+			continue;
+		}
+		pol->pol_nforward_claims++;
+	}
+}
+
+/* geoip.database: a MaxMind country database, opened now. */
+static void
+config_geoip_db(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	struct wsg_policy	*pol = obj;
+	char			*path, err[256];
+
+	if (config_expect(x, n, YAML_SCALAR_NODE, "database") == -1)
+		return;
+	if (*config_str(n) == '\0') {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "database: must not be empty");
+		return;
+	}
+	if ((path = config_join(x->x_dir, config_str(n))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	if (config_readable(x, n, "database", path) == 0) {
+		err[0] = '\0';
+		geoip_close(pol->pol_geoip);
+		if ((pol->pol_geoip = geoip_open(path, err,
+		    sizeof(err))) == NULL)
+			errors_add(x->x_errs, x->x_file, config_line(n),
+			    config_col(n), "database: %s", err);
+	}
+	free(path);
+}
+
+/* geoip.allow_countries, deny_countries: ISO 3166-1 alpha-2 codes. */
+static void
+config_countries(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	const char		*key = config_opt(s)->o_key, *c;
+	char			(**arr)[3] = (char (**)[3])(void *)
+				    ((char *)obj + s->s_off);
+	size_t			*cnt = config_paired_count(obj, s), i;
+	yaml_node_item_t	*it;
+	yaml_node_t		*v;
+	char			 code[3];
+
+	if (n == NULL || config_list_count(x, s, n, config_seq_len(n)) == -1 ||
+	    config_seq_len(n) == 0)
+		return;
+	if ((*arr = calloc(config_seq_len(n), sizeof(**arr))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	for (it = n->data.sequence.items.start;
+	    it < n->data.sequence.items.top; it++) {
+		if ((v = config_item(x, it, key)) == NULL)
+			continue;
+		c = config_str(v);
+		if (strlen(c) == 2) {
+			code[0] = (char)toupper((unsigned char)c[0]);
+			code[1] = (char)toupper((unsigned char)c[1]);
+			code[2] = '\0';
+		} else
+			code[0] = '\0';
+		if (code[0] == '\0' || !geoip_country_code_valid(code)) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "%s: '%s' is not a two-letter "
+			    "country code (ISO 3166-1 alpha-2)", key, c);
+			continue;
+		}
+		for (i = 0; i < *cnt; i++)
+			if (strcmp((*arr)[i], code) == 0)
+				break;
+		if (i < *cnt) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "%s: '%s' is listed twice", key,
+			    code);
+			continue;
+		}
+		memcpy((*arr)[(*cnt)++], code, sizeof(code));
 	}
 }
 
@@ -1546,6 +2509,8 @@ config_free(struct wsg_config *cf)
 		free(lc->lc_listen);
 		free(lc->lc_cert_file);
 		free(lc->lc_key_file);
+		free(lc->lc_client_ca);
+		free(lc->lc_trusted_proxies);
 		SSL_CTX_free(lc->lc_ssl_ctx);
 		for (j = 0; j < lc->lc_nroutes; j++)
 			free(lc->lc_routes[j].rt_path);
@@ -1562,7 +2527,37 @@ config_free(struct wsg_config *cf)
 	free(cf->c_error_log);
 	free(cf->c_access_log);
 	free(cf->c_policies_dir);
+	free(cf->c_admin_listen);
+	free(cf->c_user);
 	free(cf);
+}
+
+/* The admin listener may not take the address of a listener. */
+static void
+config_check_admin(struct config_ctx *x)
+{
+	struct wsg_config	*cf = x->x_cf;
+	const struct wsg_listener_conf *lc;
+	yaml_node_t		*v = x->x_admin_node;
+	char			 a1[64], a2[64];
+	size_t			 i;
+
+	if (!cf->c_has_admin)
+		return;
+	units_format_addr((struct sockaddr *)&cf->c_admin_addr, a1,
+	    sizeof(a1));
+	for (i = 0; i < cf->c_nlisteners; i++) {
+		lc = &cf->c_listeners[i];
+		if (lc->lc_listen == NULL)
+			continue;
+		units_format_addr((const struct sockaddr *)&lc->lc_addr, a2,
+		    sizeof(a2));
+		if (strcmp(a1, a2) == 0)
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "listen: %s is already used by "
+			    "listener '%s'", a1, lc->lc_name != NULL ?
+			    lc->lc_name : "");
+	}
 }
 
 /* Load, check and build a whole generation. */
@@ -1603,6 +2598,7 @@ config_load(const char *file, struct wsg_errors *errs)
 	if (root == NULL || config_expect(&x, root, YAML_MAPPING_NODE,
 	    "config") == 0)
 		config_walk(&x, SC_MAIN, cf, root, "config", NULL);
+	config_check_admin(&x);
 	config_resolve_routes(&x);
 	config_free_pending(&x);
 	yaml_document_delete(&doc);

@@ -372,6 +372,47 @@ http_is_prefix_of(const char *p, size_t n, int complete, const char *lit)
 }
 
 /*
+ * Would a backend read this path differently from the route match?  Dot
+ * segments ("/./", "/../", also percent-encoded), encoded slashes and
+ * backslashes let "/pub/../admin" pass a "/pub/" prefix route and land
+ * elsewhere, so they are refused rather than normalised.
+ */
+static int
+http_path_ambiguous(const char *p, size_t len)
+{
+	size_t	i, seg, dots, j;
+
+	for (i = 0; i < len; i++) {
+		if (p[i] == '\\')
+			return 1;
+		if (p[i] == '%' && i + 2 < len && ((p[i + 1] == '2' &&
+		    (p[i + 2] == 'f' || p[i + 2] == 'F')) || (p[i + 1] == '5' &&
+		    (p[i + 2] == 'c' || p[i + 2] == 'C'))))
+			return 1;
+	}
+	for (seg = 1; seg <= len; seg = j + 1) {
+		/* A segment of only "." or "%2e", one or two of them. */
+		dots = 0;
+		for (j = seg; j < len && p[j] != '/'; ) {
+			if (p[j] == '.') {
+				j++;
+			} else if (p[j] == '%' && j + 2 < len &&
+			    p[j + 1] == '2' && (p[j + 2] == 'e' ||
+			    p[j + 2] == 'E')) {
+				j += 3;
+			} else
+				break;
+			dots++;
+		}
+		if ((j == len || p[j] == '/') && (dots == 1 || dots == 2))
+			return 1;
+		while (j < len && p[j] != '/')
+			j++;
+	}
+	return 0;
+}
+
+/*
  * Check the request line, or the prefix of one when !complete:
  * method SP origin-form SP "HTTP/1.1".  Fills req when complete.
  */
@@ -426,6 +467,10 @@ http_request_line(const char *p, size_t n, int complete,
 		req->query.p = q + 1;
 		req->query.len = req->target.len - req->path.len - 1;
 		req->has_query = 1;
+	}
+	if (http_path_ambiguous(req->path.p, req->path.len)) {
+		req->error = "dot segment or encoded slash in path";
+		return WSG_HTTP_BAD_REQUEST;
 	}
 	return WSG_HTTP_OK;
 

@@ -96,6 +96,18 @@ listener_start(struct wsg_worker *w, const struct wsg_listener_conf *lc)
 	return (l);
 }
 
+const struct wsg_listener_conf *
+listener_conf(const struct wsg_listener *l)
+{
+	return (l->l_conf);
+}
+
+void
+listener_set_conf(struct wsg_listener *l, const struct wsg_listener_conf *lc)
+{
+	l->l_conf = lc;
+}
+
 void
 listener_stop(struct wsg_listener *l)
 {

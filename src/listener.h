@@ -12,6 +12,11 @@ struct wsg_listener;
 /* Bind and listen; NULL (logged) on failure. */
 struct wsg_listener	*listener_start(struct wsg_worker *,
 			    const struct wsg_listener_conf *);
+/* The configuration a listener uses for new connections. */
+const struct wsg_listener_conf	*listener_conf(const struct wsg_listener *);
+/* After a reload: new connections use this listener configuration. */
+void			 listener_set_conf(struct wsg_listener *,
+			    const struct wsg_listener_conf *);
 /* Stop accepting and close the socket. */
 void			 listener_stop(struct wsg_listener *);
 

@@ -78,6 +78,5 @@ main(int argc, char *argv[])
 	    conf->c_log_level) == -1)
 		return (1);
 	rc = server_run(conf);
-	config_unref(conf);
 	return (rc);
 }

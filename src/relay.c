@@ -19,6 +19,7 @@
 #include "config.h"
 #include "frame.h"
 #include "log.h"
+#include "regex.h"
 #include "relay.h"
 #include "session.h"
 #include "utf8.h"
@@ -207,6 +208,82 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	}
 }
 
+/*
+ * messages.deny_regex: a client's text message is held, frame by frame,
+ * until its last fragment, then matched whole (at most max_message_size)
+ * and either forwarded as received or refused.  Control frames between its
+ * fragments go on meanwhile.  Returns 0, or -1 once the session was closed.
+ */
+static int
+relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
+{
+	struct wsg_session	*s = p->p_session;
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	const struct wsg_frame	*f = &p->p_frame;
+	struct evbuffer_iovec	 v;
+	struct evbuffer_ptr	 pos;
+	enum wsg_frame_result	 r = WSG_FRAME_OK;
+	size_t			 i, len;
+	const char		*text;
+	int			 m;
+
+	if (pol->pol_validate_utf8)
+		r = relay_check_utf8(p, in);
+	if (r == WSG_FRAME_OK)
+		r = frame_msg_end(f, &p->p_msg, pol->pol_validate_utf8);
+	if (r != WSG_FRAME_OK) {
+		relay_violation(p, r);
+		return (-1);
+	}
+	if ((p->p_held == NULL && (p->p_held = evbuffer_new()) == NULL) ||
+	    (p->p_text == NULL && (p->p_text = evbuffer_new()) == NULL))
+		goto fail;
+	if (f->f_len > 0) {
+		if (evbuffer_reserve_space(p->p_text, f->f_len, &v, 1) != 1 ||
+		    evbuffer_ptr_set(in, &pos, f->f_hdr_len,
+		    EVBUFFER_PTR_SET) == -1 ||
+		    evbuffer_copyout_from(in, &pos, v.iov_base, f->f_len) !=
+		    (ssize_t)f->f_len)
+			goto fail;
+		if (f->f_masked)
+			frame_unmask(v.iov_base, v.iov_base, f->f_len,
+			    f->f_mask, 0);
+		v.iov_len = f->f_len;
+		if (evbuffer_commit_space(p->p_text, &v, 1) == -1)
+			goto fail;
+	}
+	evbuffer_remove_buffer(in, p->p_held, f->f_hdr_len + f->f_len);
+	p->p_bytes += f->f_hdr_len + f->f_len;
+	p->p_have_frame = 0;
+	if (!f->f_fin)
+		return (0);
+	len = evbuffer_get_length(p->p_text);
+	text = (const char *)evbuffer_pullup(p->p_text, -1);
+	if (len > 0 && text == NULL)
+		goto fail;
+	for (i = 0; i < pol->pol_ndeny_regex; i++) {
+		m = regex_match_flags(pol->pol_deny_regex[i], text ? text : "",
+		    len, pol->pol_validate_utf8 ? WSG_REGEX_VALID_UTF8 : 0);
+		if (m != 0) {
+			/* A match, or a limit hit: either way, refused. */
+			log_info("conn %llu: message refused by deny_regex "
+			    "'%s'%s", (unsigned long long)s->s_id,
+			    regex_pattern(pol->pol_deny_regex[i]),
+			    m == -1 ? " (match limit)" : "");
+			session_fail(s, "content_denied", 1008, 1008, 1001);
+			return (-1);
+		}
+	}
+	evbuffer_drain(p->p_text, len);
+	evbuffer_add_buffer(out, p->p_held);
+	return (0);
+fail:
+	log_warnx("conn %llu: out of memory holding a message",
+	    (unsigned long long)s->s_id);
+	session_fail(s, "internal_error", 1011, 1011, 1011);
+	return (-1);
+}
+
 /* A data frame's payload has gone through: end the message on FIN. */
 static void
 relay_frame_done(struct wsg_peer *p)
@@ -275,6 +352,14 @@ relay_process(struct wsg_peer *p)
 			if (avail < total)
 				return;
 			relay_control(p, in, out);
+			continue;
+		}
+		if (p->p_is_client && pol->pol_ndeny_regex > 0 &&
+		    p->p_msg.ms_opcode == WSG_OP_TEXT) {
+			if (avail < total)
+				return;
+			if (relay_hold_text(p, in, out) == -1)
+				return;
 			continue;
 		}
 		if (pol->pol_validate_utf8 && p->p_msg.ms_opcode ==

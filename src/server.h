@@ -12,6 +12,8 @@ struct event_base;
 struct event;
 struct wsg_config;
 struct wsg_session;
+struct wsg_admin;
+struct wsg_listener;
 
 TAILQ_HEAD(wsg_session_list, wsg_session);
 
@@ -23,10 +25,14 @@ struct wsg_worker {
 	struct wsg_listener	**w_listeners;
 	size_t			 w_nlisteners;
 	int			 w_draining;
+	struct wsg_admin	*w_admin;
 	struct event		*w_drain_timer;
 };
 
-/* Run the gateway on a loaded configuration until it has drained. */
+/*
+ * Run the gateway on a loaded configuration until it has drained; takes
+ * over the caller's reference.
+ */
 int	server_run(struct wsg_config *);
 
 /* A session ended and was freed: maybe finish draining. */

@@ -24,10 +24,15 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "cidr.h"
 #include "config.h"
 #include "frame.h"
 #include "http.h"
+#include "jwt.h"
 #include "log.h"
+#include "metrics.h"
+#include "policy.h"
+#include "proxy.h"
 #include "relay.h"
 #include "server.h"
 #include "session.h"
@@ -37,6 +42,8 @@
 
 /* How long a closed session waits for its peers to take their last bytes. */
 #define WSG_LINGER_MS		2000
+/* ... and how much it reads from them meanwhile. */
+#define WSG_LINGER_MAX_DISCARD	(64 * 1024)
 /* Re-parse a growing request head only after this many new bytes. */
 #define WSG_REPARSE_STEP	256
 
@@ -52,6 +59,17 @@ session_timer_set(struct wsg_session *s, uint64_t ms)
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(s->s_timer, &tv);
+}
+
+/* Seconds since the connection was accepted. */
+static double
+session_elapsed(const struct wsg_session *s)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return ((now.tv_sec - s->s_start.tv_sec) +
+	    (now.tv_nsec - s->s_start.tv_nsec) / 1e9);
 }
 
 uint64_t
@@ -73,56 +91,50 @@ session_peer_init(struct wsg_session *s, struct wsg_peer *p, int is_client)
 	p->p_other = is_client ? &s->s_upstream : &s->s_client;
 }
 
-void
-session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
-    int fd, struct sockaddr *sa, int salen)
+/* Record the client's address (the peer, or what PROXY/XFF said). */
+static void
+session_set_addr(struct wsg_session *s, const struct sockaddr *sa,
+    socklen_t salen, int keep_port)
 {
-	struct wsg_session	*s;
-	SSL			*ssl = NULL;
-	int			 one = 1;
-
-	if ((s = calloc(1, sizeof(*s))) == NULL ||
-	    (s->s_timer = evtimer_new(w->w_base, session_timer_cb, s)) ==
-	    NULL) {
-		log_warn("accept: session");
-		free(s);
-		close(fd);
-		return;
-	}
-	s->s_id = server_next_id();
-	s->s_worker = w;
-	s->s_conf = config_ref(w->w_conf);
-	s->s_listener = lc;
-	s->s_state = WSG_S_HANDSHAKE;
-	clock_gettime(CLOCK_MONOTONIC, &s->s_start);
-	memcpy(&s->s_addr, sa, salen < (int)sizeof(s->s_addr) ? (size_t)salen :
+	memset(&s->s_addr, 0, sizeof(s->s_addr));
+	memcpy(&s->s_addr, sa, salen < sizeof(s->s_addr) ? salen :
 	    sizeof(s->s_addr));
+	s->s_client_ip[0] = '\0';
+	s->s_client_port = 0;
 	if (sa->sa_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
 
 		inet_ntop(AF_INET, &sin->sin_addr, s->s_client_ip,
 		    sizeof(s->s_client_ip));
-		s->s_client_port = ntohs(sin->sin_port);
+		if (keep_port)
+			s->s_client_port = ntohs(sin->sin_port);
 	} else if (sa->sa_family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
+		const struct sockaddr_in6 *sin6 =
+		    (const struct sockaddr_in6 *)sa;
 
 		inet_ntop(AF_INET6, &sin6->sin6_addr, s->s_client_ip,
 		    sizeof(s->s_client_ip));
-		s->s_client_port = ntohs(sin6->sin6_port);
+		if (keep_port)
+			s->s_client_port = ntohs(sin6->sin6_port);
 	}
-	session_peer_init(s, &s->s_client, 1);
-	session_peer_init(s, &s->s_upstream, 0);
-	TAILQ_INSERT_TAIL(&w->w_sessions, s, s_entry);
-	w->w_nsessions++;
+}
 
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+/* Put the client's socket under a (TLS) bufferevent and start reading. */
+static void
+session_start_client(struct wsg_session *s, int fd)
+{
+	const struct wsg_listener_conf	*lc = s->s_listener;
+	struct event_base		*base = s->s_worker->w_base;
+	SSL				*ssl = NULL;
+
+	s->s_fd = -1;
 	if (lc->lc_tls) {
 		if ((ssl = SSL_new(lc->lc_ssl_ctx)) != NULL)
 			s->s_client.p_bev = bufferevent_openssl_socket_new(
-			    w->w_base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+			    base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 			    BEV_OPT_CLOSE_ON_FREE);
 	} else
-		s->s_client.p_bev = bufferevent_socket_new(w->w_base, fd,
+		s->s_client.p_bev = bufferevent_socket_new(base, fd,
 		    BEV_OPT_CLOSE_ON_FREE);
 	if (s->s_client.p_bev == NULL) {
 		if (ssl != NULL)
@@ -139,10 +151,96 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
 	bufferevent_setcb(s->s_client.p_bev, session_client_read_cb, NULL,
 	    session_event_cb, &s->s_client);
 	bufferevent_enable(s->s_client.p_bev, EV_READ | EV_WRITE);
+}
+
+/*
+ * A PROXY protocol header comes before anything else, TLS included.  It is
+ * peeked at (edge-triggered, so an unfinished header does not spin) and
+ * only its own bytes are consumed, so the TLS layer starts exactly after.
+ */
+static void
+session_proxy_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct wsg_session	*s = arg;
+	struct wsg_proxy_info	 pi;
+	uint8_t			 buf[WSG_PROXY_MAX_HEADER];
+	enum wsg_proxy_result	 r;
+	ssize_t			 n;
+
+	n = recv(fd, buf, sizeof(buf), MSG_PEEK);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		session_close(s, "handshake_failed");
+		return;
+	}
+	r = proxy_parse(buf, (size_t)n, &pi);
+	if (r == WSG_PROXY_INCOMPLETE && (size_t)n < sizeof(buf))
+		return;
+	if (r != WSG_PROXY_OK) {
+		log_info("conn %llu: bad PROXY protocol header",
+		    (unsigned long long)s->s_id);
+		session_close(s, "bad_proxy_header");
+		return;
+	}
+	if (recv(fd, buf, pi.pi_len, 0) != (ssize_t)pi.pi_len) {
+		session_close(s, "handshake_failed");
+		return;
+	}
+	event_free(s->s_proxy_ev);
+	s->s_proxy_ev = NULL;
+	if (!pi.pi_local)
+		session_set_addr(s, (struct sockaddr *)&pi.pi_src,
+		    pi.pi_srclen, 1);
+	log_debug("conn %llu: PROXY header: client %s port %d",
+	    (unsigned long long)s->s_id, s->s_client_ip, s->s_client_port);
+	session_start_client(s, fd);
+}
+
+void
+session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
+    int fd, struct sockaddr *sa, int salen)
+{
+	struct wsg_session	*s;
+	int			 one = 1;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->s_timer = evtimer_new(w->w_base, session_timer_cb, s)) ==
+	    NULL) {
+		log_warn("accept: session");
+		free(s);
+		close(fd);
+		return;
+	}
+	s->s_id = server_next_id();
+	s->s_worker = w;
+	s->s_conf = config_ref(w->w_conf);
+	s->s_listener = lc;
+	s->s_state = WSG_S_HANDSHAKE;
+	s->s_fd = fd;
+	clock_gettime(CLOCK_MONOTONIC, &s->s_start);
+	session_set_addr(s, sa, salen, 1);
+	session_peer_init(s, &s->s_client, 1);
+	session_peer_init(s, &s->s_upstream, 0);
+	TAILQ_INSERT_TAIL(&w->w_sessions, s, s_entry);
+	w->w_nsessions++;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	session_timer_set(s, lc->lc_handshake_timeout_ms);
 	log_debug("conn %llu: accepted from %s port %d on %s",
 	    (unsigned long long)s->s_id, s->s_client_ip, s->s_client_port,
 	    lc->lc_name);
+	if (lc->lc_proxy_protocol) {
+		s->s_proxy_ev = event_new(w->w_base, fd,
+		    EV_READ | EV_PERSIST | EV_ET, session_proxy_cb, s);
+		if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) ==
+		    -1) {
+			session_close(s, "internal_error");
+			return;
+		}
+		return;
+	}
+	session_start_client(s, fd);
 }
 
 /* Copy a header value into a NUL-terminated string; NULL if absent. */
@@ -195,12 +293,56 @@ session_filter_protocols(struct wsg_session *s,
 	return (s->s_nprotocols == 0 ? -1 : 0);
 }
 
+/*
+ * Who the client is: a trusted proxy's X-Forwarded-For moves the address
+ * (the right-most entry not itself a trusted proxy); a client certificate
+ * gives a subject for the log.
+ */
+static void
+session_identify(struct wsg_session *s, const struct wsg_http_request *req)
+{
+	const struct wsg_listener_conf	*lc = s->s_listener;
+	const char			*vals[WSG_MAX_HEADERS];
+	size_t				 lens[WSG_MAX_HEADERS], i, n = 0;
+	struct sockaddr_storage		 ss;
+	socklen_t			 sslen;
+	SSL				*ssl;
+	X509				*cert;
+	char				 subj[256];
+
+	if (lc->lc_ntrusted_proxies > 0 && cidr_list_match(
+	    lc->lc_trusted_proxies, lc->lc_ntrusted_proxies,
+	    (struct sockaddr *)&s->s_addr)) {
+		for (i = 0; i < req->nheaders; i++)
+			if (http_str_eq(req->headers[i].name,
+			    "X-Forwarded-For")) {
+				vals[n] = req->headers[i].value.p;
+				lens[n++] = req->headers[i].value.len;
+			}
+		if (n > 0 && proxy_xff_client(vals, lens, n,
+		    lc->lc_trusted_proxies, lc->lc_ntrusted_proxies, &ss,
+		    &sslen) == 0) {
+			session_set_addr(s, (struct sockaddr *)&ss, sslen, 0);
+			log_debug("conn %llu: X-Forwarded-For: client %s",
+			    (unsigned long long)s->s_id, s->s_client_ip);
+		}
+	}
+	if (lc->lc_client_ca != NULL && s->s_client.p_bev != NULL &&
+	    (ssl = bufferevent_openssl_get_ssl(s->s_client.p_bev)) != NULL &&
+	    (cert = SSL_get0_peer_certificate(ssl)) != NULL) {
+		X509_NAME_oneline(X509_get_subject_name(cert), subj,
+		    sizeof(subj));
+		s->s_tls_subject = strdup(subj);
+	}
+}
+
 /* Judge a complete request head: refuse it or start the upstream half. */
 static void
 session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
     size_t buffered)
 {
 	const struct wsg_listener_conf	*lc = s->s_listener;
+	struct wsg_verdict		 v;
 	int				 r;
 
 	s->s_path = session_strdup(req->path);
@@ -221,6 +363,13 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 	s->s_route = config_route_match(lc, req->path.p, req->path.len);
 	if (s->s_route == NULL) {
 		session_refuse(s, 404, "no_route", NULL);
+		return;
+	}
+	session_identify(s, req);
+	if (policy_check(s, req, &v) == -1) {
+		log_info("conn %llu: refused: %s: %s",
+		    (unsigned long long)s->s_id, v.v_reason, v.v_detail);
+		session_refuse(s, v.v_status, v.v_reason, v.v_header);
 		return;
 	}
 	r = session_filter_protocols(s, req);
@@ -319,6 +468,37 @@ session_refuse(struct wsg_session *s, int status, const char *reason,
 	session_close(s, reason);
 }
 
+/* The token's exp passed while the session was open. */
+static void
+session_expiry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct wsg_session	*s = arg;
+
+	log_info("conn %llu: token expired", (unsigned long long)s->s_id);
+	session_fail(s, "token_expired", 1008, 1008, 1001);
+}
+
+/* With on_expiry: close, close the session when its token expires. */
+static void
+session_expiry_arm(struct wsg_session *s)
+{
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	struct timeval		 tv;
+	int64_t			 exp, now;
+
+	if (s->s_claims == NULL || !pol->pol_expiry_close ||
+	    (exp = jwt_claims_exp(s->s_claims)) == 0)
+		return;
+	exp += pol->pol_jwt->jp_leeway;
+	now = (int64_t)time(NULL);
+	if ((s->s_expiry = evtimer_new(s->s_worker->w_base, session_expiry_cb,
+	    s)) == NULL)
+		return;
+	tv.tv_sec = exp > now ? exp - now : 0;
+	tv.tv_usec = 0;
+	evtimer_add(s->s_expiry, &tv);
+}
+
 void
 session_open(struct wsg_session *s, const char *protocol)
 {
@@ -334,11 +514,14 @@ session_open(struct wsg_session *s, const char *protocol)
 	evbuffer_add(out, "\r\n", 2);
 	s->s_status = 101;
 	s->s_state = WSG_S_OPEN;
+	metrics_handshake(1, NULL, session_elapsed(s));
+	metrics_active(1);
 	evbuffer_free(s->s_upreq);
 	s->s_upreq = NULL;
 	s->s_last_active = session_now_ms(s);
 	evtimer_del(s->s_timer);
 	session_timer_set(s, s->s_route->rt_policy->pol_idle_timeout_ms);
+	session_expiry_arm(s);
 	log_debug("conn %llu: upgraded to %s", (unsigned long long)s->s_id,
 	    s->s_server->srv_name);
 	relay_start(&s->s_client, &s->s_upstream);
@@ -370,6 +553,18 @@ session_shutdown(struct wsg_session *s)
 		session_refuse(s, 503, "shutdown", NULL);
 }
 
+void
+session_drain(struct wsg_session *s, uint64_t ms)
+{
+	if (s->s_state != WSG_S_OPEN || ms == 0) {
+		session_shutdown(s);
+		return;
+	}
+	s->s_draining = 1;
+	evtimer_del(s->s_timer);
+	session_timer_set(s, ms);
+}
+
 /* Write the session's one access-log line. */
 static void
 session_log_access(struct wsg_session *s)
@@ -395,8 +590,11 @@ session_log_access(struct wsg_session *s)
 	    "\"client\":", ts, (long)tv.tv_usec / 1000,
 	    (unsigned long long)s->s_id);
 	log_json_str(b, s->s_client_ip, strlen(s->s_client_ip));
-	evbuffer_add_printf(b, ",\"client_port\":%d,\"listener\":",
-	    s->s_client_port);
+	if (s->s_client_port)
+		evbuffer_add_printf(b, ",\"client_port\":%d,\"listener\":",
+		    s->s_client_port);
+	else
+		evbuffer_add_printf(b, ",\"client_port\":null,\"listener\":");
 	str = s->s_listener->lc_name;
 	log_json_str(b, str, strlen(str));
 	evbuffer_add_printf(b, ",\"route\":");
@@ -415,7 +613,15 @@ session_log_access(struct wsg_session *s)
 	log_json_str(b, str, str ? strlen(str) : 0);
 	evbuffer_add_printf(b, ",\"origin\":");
 	log_json_str(b, s->s_origin, s->s_origin ? strlen(s->s_origin) : 0);
-	evbuffer_add_printf(b, ",\"user\":null,\"country\":null,\"status\":");
+	evbuffer_add_printf(b, ",\"user\":");
+	log_json_str(b, s->s_user, s->s_user ? strlen(s->s_user) : 0);
+	evbuffer_add_printf(b, ",\"country\":");
+	log_json_str(b, s->s_country[0] ? s->s_country : NULL,
+	    strlen(s->s_country));
+	evbuffer_add_printf(b, ",\"tls_subject\":");
+	log_json_str(b, s->s_tls_subject, s->s_tls_subject ?
+	    strlen(s->s_tls_subject) : 0);
+	evbuffer_add_printf(b, ",\"status\":");
 	if (s->s_status)
 		evbuffer_add_printf(b, "%d", s->s_status);
 	else
@@ -449,6 +655,12 @@ session_free(struct wsg_session *s)
 	upstream_release(s);
 	if (s->s_timer != NULL)
 		event_free(s->s_timer);
+	if (s->s_expiry != NULL)
+		event_free(s->s_expiry);
+	if (s->s_claims != NULL)
+		jwt_claims_free(s->s_claims);
+	free(s->s_user);
+	free(s->s_tls_subject);
 	if (s->s_upreq != NULL)
 		evbuffer_free(s->s_upreq);
 	for (i = 0; i < s->s_nprotocols; i++)
@@ -480,6 +692,14 @@ session_peer_free(struct wsg_peer *p)
 	if (p->p_bev != NULL) {
 		bufferevent_free(p->p_bev);
 		p->p_bev = NULL;
+	}
+	if (p->p_held != NULL) {
+		evbuffer_free(p->p_held);
+		p->p_held = NULL;
+	}
+	if (p->p_text != NULL) {
+		evbuffer_free(p->p_text);
+		p->p_text = NULL;
 	}
 	if (s->s_client.p_bev == NULL && s->s_upstream.p_bev == NULL &&
 	    !s->s_freeing) {
@@ -519,13 +739,22 @@ session_linger_write_cb(struct bufferevent *bev, void *arg)
 	session_peer_flushed(arg);
 }
 
-/* Lingering: throw away what a closing peer still sends. */
+/*
+ * Lingering: throw away what a closing peer still sends, so that closing
+ * does not reset the connection under our last bytes; but only so much,
+ * or a peer that keeps sending would keep us reading.
+ */
 static void
 session_linger_read_cb(struct bufferevent *bev, void *arg)
 {
+	struct wsg_peer	*p = arg;
 	struct evbuffer	*in = bufferevent_get_input(bev);
 
+	p->p_discarded += evbuffer_get_length(in);
 	evbuffer_drain(in, evbuffer_get_length(in));
+	if (p->p_discarded > WSG_LINGER_MAX_DISCARD &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		session_peer_free(p);
 }
 
 /* Start closing one half: flush what is queued, then shut it down. */
@@ -539,8 +768,8 @@ session_peer_close(struct wsg_peer *p)
 	bufferevent_setwatermark(p->p_bev, EV_READ, 0, 0);
 	bufferevent_setwatermark(p->p_bev, EV_WRITE, 0, 0);
 	bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
-	evbuffer_drain(bufferevent_get_input(p->p_bev),
-	    evbuffer_get_length(bufferevent_get_input(p->p_bev)));
+	p->p_discarded = evbuffer_get_length(bufferevent_get_input(p->p_bev));
+	evbuffer_drain(bufferevent_get_input(p->p_bev), p->p_discarded);
 	session_peer_flushed(p);
 }
 
@@ -549,8 +778,23 @@ session_close(struct wsg_session *s, const char *reason)
 {
 	if (s->s_state == WSG_S_CLOSED)
 		return;
+	if (s->s_state == WSG_S_OPEN) {
+		metrics_close(reason);
+		metrics_active(-1);
+	} else
+		metrics_handshake(0, reason, session_elapsed(s));
 	s->s_state = WSG_S_CLOSED;
 	s->s_reason = reason;
+	if (s->s_proxy_ev != NULL) {
+		event_free(s->s_proxy_ev);
+		s->s_proxy_ev = NULL;
+	}
+	if (s->s_fd != -1) {
+		close(s->s_fd);
+		s->s_fd = -1;
+	}
+	if (s->s_expiry != NULL)
+		evtimer_del(s->s_expiry);
 	session_log_access(s);
 	log_debug("conn %llu: closed: %s", (unsigned long long)s->s_id,
 	    reason);
@@ -608,9 +852,14 @@ session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		log_warnx("conn %llu: upstream %s timed out",
 		    (unsigned long long)s->s_id, s->s_server ?
 		    s->s_server->srv_name : "?");
+		metrics_upstream_failure(s->s_route->rt_upstream->up_name);
 		session_refuse(s, 504, "upstream_unavailable", NULL);
 		break;
 	case WSG_S_OPEN:
+		if (s->s_draining) {
+			session_shutdown(s);
+			break;
+		}
 		idle = s->s_route->rt_policy->pol_idle_timeout_ms;
 		now = session_now_ms(s);
 		if (now - s->s_last_active >= idle) {

@@ -16,6 +16,7 @@ struct bufferevent;
 struct event;
 struct evbuffer;
 struct wsg_config;
+struct wsg_jwt_claims;
 struct wsg_listener_conf;
 struct wsg_route;
 struct wsg_server;
@@ -43,6 +44,9 @@ struct wsg_peer {
 	int			 p_have_frame;	/* p_frame parsed and checked */
 	uint64_t		 p_fwd_left;	/* payload still to stream */
 	int			 p_paused;	/* reading stopped: far side full */
+	/* deny_regex: a text message is held whole until it is judged. */
+	struct evbuffer		*p_held;	/* its frames, as received */
+	struct evbuffer		*p_text;	/* its unmasked payload */
 
 	int			 p_close_rcvd;	/* this side sent a close */
 	int			 p_close_sent;	/* we sent a close to this side */
@@ -50,6 +54,7 @@ struct wsg_peer {
 
 	uint64_t		 p_frames;	/* frames read from this side */
 	uint64_t		 p_bytes;	/* bytes read from this side */
+	size_t			 p_discarded;	/* thrown away while lingering */
 };
 
 struct wsg_session {
@@ -66,6 +71,9 @@ struct wsg_session {
 	struct wsg_peer			 s_client;
 	struct wsg_peer			 s_upstream;
 	struct event			*s_timer;	/* per-state timeout */
+	struct event			*s_expiry;	/* token exp, or NULL */
+	struct event			*s_proxy_ev;	/* PROXY header read */
+	int				 s_fd;		/* until the bev owns it */
 	uint64_t			 s_last_active;	/* ms, for idle */
 	size_t				 s_parsed_len;	/* head bytes parsed */
 
@@ -77,6 +85,10 @@ struct wsg_session {
 	char				*s_path;
 	char				*s_host;
 	char				*s_subprotocol;
+	char				*s_user;	/* JWT sub */
+	char				 s_country[3];	/* "" when unknown */
+	char				*s_tls_subject;	/* client certificate */
+	struct wsg_jwt_claims		*s_claims;
 	struct timespec			 s_start;
 	int				 s_status;	/* HTTP status sent, or 0 */
 	const char			*s_reason;	/* first reason, static */
@@ -86,6 +98,7 @@ struct wsg_session {
 	int				 s_freeing;	/* free scheduled */
 	int				 s_server_held;	/* counted in srv_active */
 	int				 s_up_connected;
+	int				 s_draining;	/* shutdown is queued */
 
 	/* Upgrade in progress. */
 	char				 s_client_accept[29];
@@ -129,8 +142,10 @@ void	session_peer_free(struct wsg_peer *);
  * before the upgrade. */
 void	session_event_cb(struct bufferevent *, short, void *);
 
-/* Drain: close a session for shutdown. */
+/* Drain: close a session for shutdown now. */
 void	session_shutdown(struct wsg_session *);
+/* Drain: close an open session for shutdown in ms milliseconds. */
+void	session_drain(struct wsg_session *, uint64_t);
 
 /* A monotonic clock in milliseconds (cached by the event loop). */
 uint64_t	session_now_ms(struct wsg_session *);

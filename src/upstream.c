@@ -18,7 +18,10 @@
 
 #include "config.h"
 #include "http.h"
+#include "jwt.h"
 #include "log.h"
+#include "metrics.h"
+#include "policy.h"
 #include "server.h"
 #include "session.h"
 #include "upstream.h"
@@ -31,14 +34,17 @@ int
 upstream_build_request(struct wsg_session *s,
     const struct wsg_http_request *req)
 {
-	struct evbuffer	*b;
-	size_t		 i;
-	int		 tls = s->s_listener->lc_tls;
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	struct evbuffer		*b;
+	char			 target[WSG_MAX_HEADER_BYTES_LIMIT], val[1024];
+	size_t			 i;
+	int			 tls = s->s_listener->lc_tls, tlen;
 
-	if ((b = evbuffer_new()) == NULL || http_new_key(s->s_upstream_key) ==
-	    -1) {
-		if (b != NULL)
-			evbuffer_free(b);
+	tlen = policy_upstream_target(s, req, target, sizeof(target));
+	if (tlen == -1 || (b = evbuffer_new()) == NULL)
+		return (-1);
+	if (http_new_key(s->s_upstream_key) == -1) {
+		evbuffer_free(b);
 		return (-1);
 	}
 	s->s_upreq = b;
@@ -48,8 +54,7 @@ upstream_build_request(struct wsg_session *s,
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Key: %s\r\n"
 	    "Sec-WebSocket-Version: 13\r\n",
-	    (int)req->target.len, req->target.p,
-	    (int)req->host.len, req->host.p, s->s_upstream_key);
+	    tlen, target, (int)req->host.len, req->host.p, s->s_upstream_key);
 	for (i = 0; i < s->s_nprotocols; i++)
 		evbuffer_add_printf(b, "%s%s", i == 0 ?
 		    "Sec-WebSocket-Protocol: " : ", ", s->s_protocols[i]);
@@ -59,13 +64,20 @@ upstream_build_request(struct wsg_session *s,
 	for (i = 0; i < req->nheaders; i++) {
 		const struct wsg_http_header *h = &req->headers[i];
 
-		if (http_header_is_dropped(req, h->name))
+		if (http_header_is_dropped(req, h->name) ||
+		    policy_is_forwarded_header(s, h->name.p, h->name.len))
 			continue;
 		evbuffer_add(b, h->name.p, h->name.len);
 		evbuffer_add(b, ": ", 2);
 		evbuffer_add(b, h->value.p, h->value.len);
 		evbuffer_add(b, "\r\n", 2);
 	}
+	/* Claims of the verified token, in place of any client copies. */
+	for (i = 0; s->s_claims != NULL && i < pol->pol_nforward_claims; i++)
+		if (jwt_claims_get(s->s_claims,
+		    pol->pol_forward_claims[i].fc_claim, val, sizeof(val)) == 0)
+			evbuffer_add_printf(b, "%s: %s\r\n",
+			    pol->pol_forward_claims[i].fc_header, val);
 	/* Set by the gateway only; client copies were dropped above. */
 	evbuffer_add_printf(b, "X-Forwarded-For: %s\r\n"
 	    "X-Forwarded-Proto: %s\r\n"
@@ -125,6 +137,7 @@ upstream_connect_failed(struct wsg_session *s, int err)
 	log_warnx("conn %llu: upstream %s server %s: connect failed: %s",
 	    (unsigned long long)s->s_id, up->up_name, s->s_server->srv_name,
 	    strerror(err));
+	metrics_upstream_failure(up->up_name);
 	upstream_release(s);
 	if (s->s_upstream.p_bev != NULL) {
 		bufferevent_free(s->s_upstream.p_bev);

@@ -215,6 +215,11 @@ def ws_echo(c, delay=0.0, lifetime=60.0):
     offered = ",".join(c.header("Sec-WebSocket-Protocol"))
     proto = offered.split(",")[0].strip() if offered else None
     c.accept_101(proto)
+    ws_echo_frames(c, lifetime)
+
+
+def ws_echo_frames(c, lifetime=60.0):
+    """The frame loop of ws_echo, after the 101."""
     deadline = time.monotonic() + lifetime
     while time.monotonic() < deadline:
         f = c.read_frame(max(0.01, deadline - time.monotonic()))
@@ -295,4 +300,15 @@ def flood(total=400 << 20, seconds=15.0, chunk=1 << 20, sndbuf=None):
                 return
             c.sent += n
             off = (off + n) % len(frame)
+    return behavior
+
+
+def deaf(seconds=20.0):
+    """Complete a correct 101, then never read (until stopped)."""
+    def behavior(c):
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        if not c.read_head():
+            return
+        c.accept_101()
+        c.up.stopping.wait(seconds)
     return behavior

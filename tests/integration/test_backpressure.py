@@ -65,3 +65,56 @@ def test_slow_reader_blocks_flooding_backend(factory):
             assert await asyncio.wait_for(ws.recv(), 5) == "after flood"
     run(go())
     assert rss_bytes(gw.pid) < 64 * MiB
+
+
+def test_fast_client_blocked_by_deaf_backend(factory):
+    import socket
+    import threading
+    import wsproto
+    deaf = factory.raw_upstream(rawup.deaf(seconds=20))
+    gw = factory.gateway(routes=[("/deaf", "deaf", "big")],
+                         upstreams={"deaf": [deaf.addr]},
+                         policies={"big": policy(frames={
+                             "max_frame_size": "2MiB",
+                             "max_message_size": "4MiB"})})
+    c = gw.raw()
+    c.upgrade("/deaf")
+    frame = wsproto.encode_frame(wsproto.OP_BINARY, b"\0" * MiB,
+                                 mask_key=b"\0\0\0\0")
+    state = {"sent": 0}
+    stop = threading.Event()
+
+    def pump():
+        view = memoryview(frame)
+        off = 0
+        c.sock.settimeout(0.5)
+        deadline = time.monotonic() + 15
+        while not stop.is_set() and state["sent"] < 400 * MiB and \
+                time.monotonic() < deadline:
+            try:
+                n = c.sock.send(view[off:off + 256 * 1024])
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            state["sent"] += n
+            off = (off + n) % len(frame)
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    try:
+        time.sleep(4)
+        sent1, rss1 = state["sent"], rss_bytes(gw.pid)
+        time.sleep(2)
+        sent2, rss2 = state["sent"], rss_bytes(gw.pid)
+        print("client sent %d -> %d MiB; gateway RSS %d -> %d KiB" % (
+            sent1 // MiB, sent2 // MiB, rss1 >> 10, rss2 >> 10))
+        assert max(rss1, rss2) < 64 * MiB, \
+            "gateway RSS %d MiB with a backend that never reads" % (
+                max(rss1, rss2) // MiB)
+        assert sent2 < 200 * MiB, "client pushed %d MiB" % (sent2 // MiB)
+        assert sent2 - sent1 < 8 * MiB, "client not blocked"
+        assert gw.alive()
+    finally:
+        stop.set()
+        t.join(5)
+        c.close()

@@ -27,7 +27,8 @@ def gw(module_factory):
     g = module_factory.gateway(
         routes=[("/echo", "echo"), ("/broken/*", "broken", "limits")],
         upstreams={"echo": [echo.addr], "broken": [broken.addr]},
-        policies={"limits": policy(frames={"max_frame_size": "1KiB"})})
+        policies={"limits": policy(frames={"max_frame_size": "1KiB",
+                                           "max_message_size": "4KiB"})})
     g.broken = broken
     return g
 
@@ -68,6 +69,11 @@ CASES = {
     "non_minimal_length": enc(T, MARK, mask=False, length_form=16),
     "close_1005": enc(wsproto.OP_CLOSE, wsproto.close_payload(1005),
                       mask=False),
+    "close_1_byte": enc(wsproto.OP_CLOSE, b"\x03", mask=False),
+    "new_text_mid_message": enc(T, b"first", fin=False, mask=False) +
+    enc(T, MARK, mask=False),
+    "length_top_bit": enc(BIN, b"", mask=False, length_form=64,
+                          declared_len=1 << 63) + MARK,
 }
 
 
@@ -84,6 +90,27 @@ def test_upstream_frame_too_large_from_header(gw):
 def test_upstream_invalid_utf8(gw):
     upstream_violation(gw, enc(T, b"\xff\xfe" + MARK, mask=False),
                        "invalid_utf8")
+
+
+def test_upstream_invalid_utf8_split_across_fragments(gw):
+    upstream_violation(gw, enc(T, b"ok\xe2\x82", fin=False, mask=False) +
+                       enc(wsproto.OP_CONT, b"\x28" + MARK, mask=False),
+                       "invalid_utf8")
+
+
+def test_upstream_invalid_utf8_close_reason(gw):
+    upstream_violation(gw, enc(wsproto.OP_CLOSE,
+                               wsproto.close_payload(1000, b"\xff" + MARK),
+                               mask=False), "invalid_utf8")
+
+
+def test_upstream_message_too_large(gw):
+    part = b"u" * 1000
+    data = enc(BIN, part, fin=False, mask=False)
+    for _ in range(3):
+        data += enc(wsproto.OP_CONT, part, fin=False, mask=False)
+    data += enc(wsproto.OP_CONT, MARK + part[len(MARK):], mask=False)
+    upstream_violation(gw, data, "message_too_large")
 
 
 def test_upstream_drop_without_close(gw):

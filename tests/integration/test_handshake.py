@@ -51,7 +51,7 @@ def replaced(i, line):
 def gw(module_factory):
     up = module_factory.raw_upstream()
     g = module_factory.gateway(
-        routes=[("/echo", "rec"), ("/sub", "rec", "sub")],
+        routes=[("/echo", "rec"), ("/sub", "rec", "sub"), ("/pub/*", "rec")],
         upstreams={"rec": [up.addr]},
         policies={"sub": policy(subprotocols=["chat.v2"])})
     g.up = up
@@ -113,6 +113,14 @@ MALFORMED = {
     "upgrade_h2c": replaced(2, "Upgrade: h2c"),
     "no_connection_upgrade": replaced(3, "Connection: keep-alive"),
     "no_upgrade_header": replaced(2, None),
+    "bare_cr_in_value": with_line("X-Foo: a\rb"),
+    "bad_char_in_field_name": with_line("X@Foo: bar"),
+    "empty_field_name": with_line(": bar"),
+    "double_space_request_line": replaced(0, "GET  /echo HTTP/1.1"),
+    "no_version_in_request_line": replaced(0, "GET /echo"),
+    "http_2_0": replaced(0, "GET /echo HTTP/2.0"),
+    "lowercase_http_version": replaced(0, "GET /echo http/1.1"),
+    "bad_protocol_token": with_line("Sec-WebSocket-Protocol: a b"),
 }
 
 
@@ -138,6 +146,71 @@ def test_headers_over_max_is_431(gw, up):
 def test_many_small_headers_over_max_is_431(gw, up):
     data = B("/echo", extra=[("X-Pad-%d" % i, "b" * 200) for i in range(50)])
     refused(gw, data, 431, "headers_too_large", up)
+
+
+def test_long_request_line_without_end_is_431(gw, up):
+    # no CRLF at all: the gateway must not wait for more
+    c = gw.raw()
+    try:
+        c.send(b"GET /" + b"a" * 9000)
+        resp = c.http_response(timeout=5)
+    finally:
+        c.close()
+    assert resp.status == 431, resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "headers_too_large", e
+    assert up.connections() == []
+
+
+def test_dot_segments_do_not_escape_a_prefix_route(gw, up):
+    # "/echo/*" is not a route here, "/pub/*" is; "/pub/../secret" must not
+    # be upgraded and sent upstream as a path outside the matched prefix
+    c = gw.raw()
+    try:
+        c.send(B("/pub/../secret/x"))
+        head = c.read_until(b"\r\n\r\n", 5)
+    finally:
+        c.close()
+    resp = rawclient.HTTPResponse(head[:-4], b"")
+    assert resp.status in (400, 404), resp
+    assert all(b"/../" not in uc.data for uc in up.connections())
+
+
+def test_plaintext_http_to_tls_port(gw, up):
+    import socket
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    try:
+        s.sendall(B("/echo"))
+        data = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(4096)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            data += chunk
+        assert not data.startswith(b"HTTP/1.1 101"), data
+    finally:
+        s.close()
+    assert up.connections() == []
+
+
+def test_too_many_header_fields_is_refused(gw, up):
+    # 100 tiny fields, well under max_header_bytes
+    data = B("/echo", extra=[("X-A%d" % i, "b") for i in range(100)])
+    assert len(data) < 8192
+    c = gw.raw()
+    try:
+        c.send(data)
+        resp = c.http_response(timeout=5)
+    finally:
+        c.close()
+    assert resp.status in (400, 431), resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] in ("bad_request", "headers_too_large"), e
+    assert up.connections() == []
 
 
 def test_unknown_path_is_404(gw, up):
@@ -178,6 +251,18 @@ def test_subprotocol_only_allowed_ones_reach_backend(gw, up):
     assert [p.strip() for p in offered.split(",")] == ["chat.v2"], uc.head
 
 
+def test_subprotocols_pass_when_policy_has_no_list(gw, up):
+    c = gw.raw()
+    try:
+        resp = c.upgrade("/echo", protocols="a.b, c.d")
+        assert resp.header("Sec-WebSocket-Protocol") == ["a.b"], resp
+    finally:
+        c.close()
+    (uc,) = up.wait_conns(1)
+    offered = ",".join(uc.header("Sec-WebSocket-Protocol"))
+    assert [p.strip() for p in offered.split(",")] == ["a.b", "c.d"], uc.head
+
+
 def test_subprotocol_absent_is_fine_when_policy_lists_some(gw, up):
     # The list filters what is offered; offering nothing is not a refusal.
     c = gw.raw()
@@ -186,15 +271,6 @@ def test_subprotocol_absent_is_fine_when_policy_lists_some(gw, up):
         assert resp.header("Sec-WebSocket-Protocol") == [], resp
     finally:
         c.close()
-
-
-def test_normal_echo_still_works(gw, up):
-    async def go():
-        async with gw.connect("/echo") as ws:
-            await ws.send("still alive")
-            assert await asyncio.wait_for(ws.recv(), 5) == "still alive"
-    run(go())
-    assert gw.alive()
 
 
 # -- handshake_timeout: separate gateways with 1s -------------------------------
@@ -270,3 +346,74 @@ def test_trickled_request_hits_handshake_timeout(slow_gw):
         c.close()
     e = slow_gw.wait_entry(client_port=c.local_port)
     assert e["reason"] == "handshake_timeout", e
+
+
+# -- valid variants must not be refused (strict is not the same as picky) ----
+
+VALID_VARIANTS = {
+    "mixed_case_values": replaced(2, "Upgrade: WebSocket"),
+    "connection_list": replaced(3, "Connection: keep-alive, Upgrade"),
+    "lowercase_names": req([GOOD_LINES[0]] +
+                           [l.split(":")[0].lower() + ":" +
+                            l.split(":", 1)[1] for l in GOOD_LINES[1:]]),
+    "no_space_after_colon": replaced(1, "Host:localhost"),
+    "trailing_spaces": replaced(2, "Upgrade: websocket  "),
+    "two_connection_fields": with_line("Connection: keep-alive"),
+    "protocol_in_two_fields": with_line("Sec-WebSocket-Protocol: a.b") +
+    b"",
+}
+
+
+@pytest.mark.parametrize("case", sorted(VALID_VARIANTS))
+def test_valid_variants_are_upgraded(gw, up, case):
+    c = gw.raw()
+    try:
+        c.send(VALID_VARIANTS[case])
+        head = c.read_until(b"\r\n\r\n", 5)
+        resp = rawclient.HTTPResponse(head[:-4], b"")
+        assert resp.status == 101, resp
+        assert resp.one("Sec-WebSocket-Accept") == wsproto.accept_for(KEY)
+        assert resp.header("Sec-WebSocket-Extensions") == [], resp
+        c.send_frame(wsproto.OP_TEXT, b"variant ok")
+        f = c.read_frame(5)
+        assert f is not None and f.payload == b"variant ok", f
+    finally:
+        c.close()
+
+
+def test_head_just_under_max_header_bytes_is_accepted(gw, up):
+    base = len(B("/echo", key=KEY, extra=[("X-Pad", "")]))
+    data = B("/echo", key=KEY, extra=[("X-Pad", "p" * (8000 - base))])
+    assert 7900 < len(data) <= 8000
+    c = gw.raw()
+    try:
+        c.send(data)
+        head = c.read_until(b"\r\n\r\n", 5)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+    finally:
+        c.close()
+
+
+def test_handshake_timeout_does_not_apply_after_upgrade(slow_gw):
+    slow_gw.up.behavior = __import__("rawup").ws_echo
+    c = slow_gw.raw()
+    try:
+        c.upgrade("/echo")
+        time.sleep(1.8)                 # past the 1s handshake_timeout
+        c.send_frame(wsproto.OP_TEXT, b"still here")
+        f = c.read_frame(5)
+        assert f is not None and f.payload == b"still here", \
+            (f, slow_gw.entries())
+    finally:
+        c.close()
+
+
+# -- last: the module's gateway survived all of the above -------------------
+
+def test_zz_normal_echo_still_works(gw, up):
+    async def go():
+        async with gw.connect("/echo") as ws:
+            await ws.send("still alive")
+            assert await asyncio.wait_for(ws.recv(), 5) == "still alive"
+    run(go())
+    assert gw.alive()

@@ -218,3 +218,148 @@ def test_access_log_fields_of_a_session(echo_gateway):
     port2 = run(go())
     e2 = gw.wait_entry(client_port=port2)
     assert e2["id"] != e["id"]
+
+
+def test_compression_offer_is_stripped(echo_gateway):
+    gw, be = echo_gateway, echo_gateway.backend
+
+    async def go():
+        # the websockets client offers permessage-deflate by default
+        async with gw.connect("/echo") as ws:
+            assert ws.extensions == [], ws.extensions
+            assert ws.response_headers.get_all(
+                "Sec-WebSocket-Extensions") == []
+            await ws.send("x" * 5000)
+            assert await asyncio.wait_for(ws.recv(), 5) == "x" * 5000
+    run(go())
+    (ev,) = be.wait_event("open")
+    assert [k for k, v in ev["headers"]
+            if k.lower() == "sec-websocket-extensions"] == []
+
+
+def test_control_frames_between_fragments(factory):
+    up = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": [up.addr]})
+    enc = wsproto.encode_frame
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        c.send(enc(wsproto.OP_TEXT, b"part1-", fin=False) +
+               enc(wsproto.OP_PING, b"mid") +
+               enc(wsproto.OP_CONT, b"part2", fin=True))
+        got, pong = b"", None
+        for _ in range(3):
+            f = c.read_frame(5)
+            assert f is not None
+            if f.opcode == wsproto.OP_PONG:
+                pong = f.payload
+            else:
+                got += f.payload
+        assert got == b"part1-part2" and pong == b"mid"
+        c.send(enc(wsproto.OP_CLOSE, b""))     # close without a code
+        f, _ = c.read_close(5)
+        assert f.payload in (b"", wsproto.close_payload(1000)), f
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "client_closed", e
+
+
+def test_large_message_near_limit(factory):
+    # the echo backend answers with one frame, so frames may be big here
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo", "big")],
+                         upstreams={"echo": [be.addr]},
+                         policies={"big": policy(frames={
+                             "max_frame_size": "1MiB"})})
+
+    async def go():
+        async with gw.connect("/echo") as ws:
+            blob = bytes(range(256)) * 4000           # ~1000 KiB
+            await ws.send([blob[i:i + 60000]
+                           for i in range(0, len(blob), 60000)])
+            assert await asyncio.wait_for(ws.recv(), 10) == blob
+    run(go())
+
+
+def test_many_concurrent_sessions(echo_gateway):
+    gw = echo_gateway
+
+    async def one(i):
+        async with gw.connect("/echo") as ws:
+            for j in range(5):
+                await ws.send("s%d-%d" % (i, j))
+                assert await asyncio.wait_for(ws.recv(), 10) == \
+                    "s%d-%d" % (i, j)
+
+    async def go():
+        await asyncio.gather(*(one(i) for i in range(40)))
+    run(go(), timeout=40)
+    entries = gw.wait_entries(40, timeout=10)
+    ok = [e for e in entries if e["status"] == 101 and
+          e["reason"] == "client_closed"]
+    assert len(ok) == 40, entries
+
+
+def test_backend_ping_reaches_client_and_pong_returns(factory):
+    up = factory.raw_upstream(rawup.ws_then(
+        wsproto.encode_frame(wsproto.OP_PING, b"srv-ping", mask=False)))
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": [up.addr]})
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        f = c.read_frame(5)
+        assert f.opcode == wsproto.OP_PING and f.payload == b"srv-ping", f
+        c.send_frame(wsproto.OP_PONG, b"srv-ping")
+        (uc,) = up.wait_conns(1)
+        from conftest import wait_for
+        wait_for(lambda: any(x.opcode == wsproto.OP_PONG and
+                             x.payload == b"srv-ping" for x in uc.frames),
+                 5, what="pong at the backend")
+    finally:
+        c.close()
+
+
+def test_pings_keep_idle_timer_away(factory):
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo", "idle")],
+                         upstreams={"echo": [be.addr]},
+                         policies={"idle": policy(timeouts={"idle": "1s"})})
+
+    async def go():
+        async with gw.connect("/echo") as ws:
+            for i in range(8):          # 2.4s of pings only
+                w = await ws.ping(b"k%d" % i)
+                await asyncio.wait_for(w, 5)
+                await asyncio.sleep(0.3)
+            await ws.send("after pings")
+            assert await asyncio.wait_for(ws.recv(), 5) == "after pings"
+    run(go())
+
+
+def test_data_then_close_in_one_write_keeps_order(factory):
+    up = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": [up.addr]})
+    enc = wsproto.encode_frame
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        c.send(b"".join(enc(wsproto.OP_TEXT, b"m%03d" % i)
+                        for i in range(50)) +
+               enc(wsproto.OP_BINARY, b"") +
+               enc(wsproto.OP_CLOSE, wsproto.close_payload(1000, "end")))
+        f, others = c.read_close(5)
+        assert f.close_code == 1000
+        assert [o.payload for o in others] == \
+            [b"m%03d" % i for i in range(50)] + [b""], others
+    finally:
+        c.close()
+    (uc,) = up.wait_conns(1)
+    uc.done.wait(5)
+    got = [(f.opcode, f.payload) for f in uc.frames]
+    assert got[:51] == [(1, b"m%03d" % i) for i in range(50)] + [(2, b"")]
+    assert got[51][0] == wsproto.OP_CLOSE and \
+        wsproto.parse_close(got[51][1]) == (1000, b"end"), got[51:]

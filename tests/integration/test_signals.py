@@ -93,3 +93,90 @@ def test_unresponsive_client_does_not_block_exit(factory):
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert e["reason"] == "shutdown", e
+
+
+def test_sighup_reload_new_config_for_new_connections(factory):
+    a, b = factory.echo(name="a"), factory.echo(name="b")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [a.addr]})
+
+    async def tag(ws):
+        await ws.send("who")
+        return (await asyncio.wait_for(ws.recv(), 5)).split(":")[0]
+
+    async def go():
+        async with gw.connect("/echo") as old:
+            assert await tag(old) == "a"
+            text = gw.cfg_path.read_text()
+            gw.cfg_path.write_text(text.replace(a.addr, b.addr))
+            gw.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            new_tag = None
+            while time.monotonic() < deadline:
+                async with gw.connect("/echo") as new:
+                    new_tag = await tag(new)
+                if new_tag == "b":
+                    break
+                await asyncio.sleep(0.2)
+            assert new_tag == "b", "reload not applied to new connections"
+            # the established session keeps its upstream
+            assert await tag(old) == "a"
+
+            # a broken config is refused and the running one stays
+            gw.cfg_path.write_text(gw.cfg_path.read_text() +
+                                   "bogus_option: 1\n")
+            gw.proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(1.0)
+            assert gw.alive()
+            async with gw.connect("/echo") as new:
+                assert await tag(new) == "b"
+    run(go(), timeout=30)
+    assert "bogus_option" in gw.error_text()
+
+
+def test_sigusr1_reopens_logs(echo_gateway):
+    gw = echo_gateway
+
+    async def once():
+        async with gw.connect("/echo") as ws:
+            port = ws.local_address[1]
+            await ws.send("x")
+            await asyncio.wait_for(ws.recv(), 5)
+        return port
+    p1 = run(once())
+    gw.wait_entry(client_port=p1)
+    rotated = gw.access_log.with_name("access.log.1")
+    gw.access_log.rename(rotated)
+    gw.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    p2 = run(once())
+    e = gw.wait_entry(client_port=p2)      # read from the new access.log
+    assert e["status"] == 101
+    assert str(p2) not in rotated.read_text()
+
+
+def test_version_flag():
+    from conftest import WSGATE
+    p = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
+                       timeout=10, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0
+    assert (p.stdout + p.stderr).strip(), "wsgate -V printed nothing"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+def test_signal_with_handshake_in_progress(echo_gateway, sig):
+    gw = echo_gateway
+    c = gw.raw()
+    try:
+        c.send(b"GET /echo HTTP/1.1\r\nHost: local")     # half a request
+        time.sleep(0.2)
+        gw.proc.send_signal(sig)
+        try:
+            rc = gw.proc.wait(8)
+        except subprocess.TimeoutExpired:
+            pytest.fail("wsgate did not exit with a handshake in progress")
+        assert rc == 0
+        assert c.wait_closed(3)
+    finally:
+        c.close()

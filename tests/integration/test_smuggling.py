@@ -110,6 +110,24 @@ def test_refused_then_pipelined_upgrade(gw, up, first):
         "the upstream received: %r" % up.all_bytes()[:500]
 
 
+@pytest.mark.parametrize("split", [5, -3, -1], ids=["early", "mid_crlfcrlf",
+                                                   "last_byte"])
+def test_head_split_across_writes_is_not_smuggling(gw, up, split):
+    data = B("/echo")
+    c = gw.raw()
+    try:
+        c.send(data[:split])
+        time.sleep(0.2)
+        c.send(data[split:])
+        head = c.read_until(b"\r\n\r\n", 5)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        c.send_frame(wsproto.OP_TEXT, b"after split")
+        f = c.read_frame(5)
+        assert f is not None and f.payload == b"after split", f
+    finally:
+        c.close()
+
+
 def test_normal_echo_still_works(gw, up):
     async def go():
         async with gw.connect("/echo") as ws:

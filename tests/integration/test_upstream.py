@@ -4,6 +4,7 @@ load balancing."""
 import asyncio
 import base64
 import socket
+import time
 
 import pytest
 
@@ -301,3 +302,116 @@ def test_least_conn_prefers_less_loaded(factory):
                 t3 = (await asyncio.wait_for(c3.recv(), 5)).split(":")[0]
                 assert t3 == t2, (t1, t2, t3)
     run(go())
+
+
+def test_frame_in_same_segment_as_101_reaches_client(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        key = c.header("Sec-WebSocket-Key")[0]
+        c.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Accept: " +
+               wsproto.accept_for(key).encode() + b"\r\n\r\n" +
+               wsproto.encode_frame(wsproto.OP_TEXT, b"hello at once",
+                                    mask=False))
+        c.drain(5)
+    gw, up = raw_gateway(factory, behavior)
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        f = c.read_frame(5)
+        assert f is not None and f.payload == b"hello at once", f
+    finally:
+        c.close()
+
+
+def test_upstream_negotiating_extension_is_502(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101(extra=b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+        c.drain(5)
+    gw, up = raw_gateway(factory, behavior)
+    one_refusal(gw, 502, "upstream_bad_handshake")
+
+
+def test_upstream_101_without_upgrade_header_is_502(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        key = c.header("Sec-WebSocket-Key")[0]
+        c.send(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Accept: " + wsproto.accept_for(key).encode() +
+               b"\r\n\r\n")
+        c.drain(5)
+    gw, up = raw_gateway(factory, behavior)
+    one_refusal(gw, 502, "upstream_bad_handshake")
+
+
+def test_upstream_garbage_response_is_502(factory):
+    gw, up = raw_gateway(factory, rawup.respond(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"))
+    one_refusal(gw, 502, "upstream_bad_handshake")
+
+
+def test_upstream_closes_before_answering_is_502(factory):
+    def behavior(c):
+        c.read_head()
+    gw, up = raw_gateway(factory, behavior)
+    c = gw.raw()
+    try:
+        c.send(rawclient.build_request("/echo"))
+        resp = c.http_response(timeout=8)
+    finally:
+        c.close()
+    assert resp.status == 502, resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] in ("upstream_unavailable", "upstream_bad_handshake"), e
+
+
+def test_upstream_101_in_slow_pieces_is_accepted(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        key = c.header("Sec-WebSocket-Key")[0]
+        resp = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " +
+                wsproto.accept_for(key).encode() + b"\r\n\r\n")
+        for i in range(0, len(resp), 40):
+            c.send(resp[i:i + 40])
+            time.sleep(0.1)
+        rawup.ws_echo_frames(c)
+    gw, up = raw_gateway(factory, behavior)
+
+    async def go():
+        async with gw.connect("/echo") as ws:
+            await ws.send("slow 101")
+            assert await asyncio.wait_for(ws.recv(), 5) == "slow 101"
+    run(go())
+
+
+def test_oversized_upstream_response_head_is_502(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101(extra=b"".join(b"X-Big-%d: %s\r\n" % (i, b"h" * 1000)
+                                    for i in range(20)))
+        c.drain(5)
+    gw, up = raw_gateway(factory, behavior)
+    one_refusal(gw, 502, "upstream_bad_handshake")
+
+
+def test_upstream_close_right_after_101_is_relayed(factory):
+    gw, up = raw_gateway(factory, rawup.ws_then(
+        wsproto.encode_frame(wsproto.OP_CLOSE,
+                             wsproto.close_payload(1000, "bye now"),
+                             mask=False), delay=0))
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        f, others = c.read_close(5)
+        assert (f.close_code, f.close_reason) == (1000, b"bye now"), f
+        c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000))
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "upstream_closed" and e["close_code"] == 1000, e

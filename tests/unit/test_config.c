@@ -8,13 +8,20 @@
 
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <dirent.h>
 #include <limits.h>
 #include <stdint.h>
 #include <unistd.h>
 
+#include "cidr.h"
 #include "config.h"
+#include "geoip.h"
+#include "jwt.h"
+#include "origin.h"
+#include "regex.h"
 #include "unit.h"
 
 static const char	*top;
@@ -58,6 +65,23 @@ fixture(const char *name)
 	return buf[i];
 }
 
+/* Replace each "{dir}" of a pattern by the absolute fixture folder. */
+static void
+expand(const char *pat, char *out, size_t len)
+{
+	const char	*p;
+	size_t		 used = 0;
+
+	out[0] = '\0';
+	while ((p = strstr(pat, "{dir}")) != NULL && used < len) {
+		used += (size_t)snprintf(out + used, len - used, "%.*s%s",
+		    (int)(p - pat), pat, absdir);
+		pat = p + 5;
+	}
+	if (used < len)
+		snprintf(out + used, len - used, "%s", pat);
+}
+
 /*
  * Load a bad file and compare every error with the expected list: each
  * expected string is "LINE:COL: message" after the file name, or starts
@@ -88,6 +112,51 @@ check_bad(const char *name, const char *const *want)
 	}
 	for (; i < e.e_n; i++)
 		fprintf(stderr, "  unexpected: %s\n", e.e_msgs[i]);
+	errors_free(&e);
+}
+
+/*
+ * Load a lone policy of the fixture folder and compare its errors and its
+ * warnings with the lists ("LINE:COL: message", "{dir}" standing for the
+ * absolute fixture folder).  want NULL: the policy must load.
+ */
+static void
+check_policy(const char *name, const char *const *want,
+    const char *const *warns)
+{
+	struct wsg_errors	 e;
+	struct wsg_policy	*pol;
+	char			 file[PATH_MAX], msg[2 * PATH_MAX];
+	char			 full[3 * PATH_MAX];
+	size_t			 i, n = 0, nw = 0;
+
+	snprintf(file, sizeof(file), "%s/policies/%s", cfgdir, name);
+	memset(&e, 0, sizeof(e));
+	pol = config_load_policy(NULL, file, &e);
+	if (want != NULL)
+		for (n = 0; want[n] != NULL; n++)
+			;
+	if (warns != NULL)
+		for (nw = 0; warns[nw] != NULL; nw++)
+			;
+	CHECK(want == NULL ? pol != NULL : pol == NULL);
+	CHECK_INT(e.e_n, n);
+	for (i = 0; i < n && i < e.e_n; i++) {
+		expand(want[i], msg, sizeof(msg));
+		snprintf(full, sizeof(full), "%s:%s", file, msg);
+		CHECK_STR(e.e_msgs[i], full);
+	}
+	for (; i < e.e_n; i++)
+		fprintf(stderr, "  unexpected: %s\n", e.e_msgs[i]);
+	CHECK_INT(e.e_nwarnings, nw);
+	for (i = 0; i < nw && i < e.e_nwarnings; i++) {
+		expand(warns[i], msg, sizeof(msg));
+		snprintf(full, sizeof(full), "%s:%s", file, msg);
+		CHECK_STR(e.e_warnings[i], full);
+	}
+	for (; i < e.e_nwarnings; i++)
+		fprintf(stderr, "  unexpected: %s\n", e.e_warnings[i]);
+	config_free_policy(pol);
 	errors_free(&e);
 }
 
@@ -146,6 +215,14 @@ test_good(void)
 		return;
 	CHECK_INT(cf->c_refcnt, 1);
 	CHECK_INT(cf->c_workers, 4);
+	CHECK_STR(cf->c_user, "root");
+	CHECK_INT(cf->c_max_connections, 5000);
+	CHECK_INT(cf->c_has_admin, 1);
+	CHECK_STR(cf->c_admin_listen, "127.0.0.1:9180");
+	CHECK_INT(cf->c_admin_addr.ss_family, AF_INET);
+	CHECK_INT(ntohs(((struct sockaddr_in *)&cf->c_admin_addr)->sin_port),
+	    9180);
+	CHECK_INT(cf->c_admin_addrlen, sizeof(struct sockaddr_in));
 	CHECK_INT(cf->c_shutdown_timeout_ms, 60000);
 	CHECK_INT(cf->c_log_level, WSG_LOG_DEBUG);
 	snprintf(buf, sizeof(buf), "%s/logs/error.log", absdir);
@@ -180,7 +257,19 @@ test_good(void)
 	snprintf(buf, sizeof(buf), "%s/server.key", absdir);
 	CHECK_STR(lc->lc_key_file, buf);
 	CHECK_INT(lc->lc_tls_min_version, TLS1_3_VERSION);
+	snprintf(buf, sizeof(buf), "%s/server.pem", absdir);
+	CHECK_STR(lc->lc_client_ca, buf);
 	CHECK(lc->lc_ssl_ctx != NULL);
+	CHECK_INT(lc->lc_proxy_protocol, 1);
+	CHECK_INT(lc->lc_ntrusted_proxies, 3);
+	if (lc->lc_ntrusted_proxies == 3) {
+		CHECK_INT(lc->lc_trusted_proxies[0].c_family, AF_INET);
+		CHECK_INT(lc->lc_trusted_proxies[0].c_prefix, 8);
+		CHECK_INT(lc->lc_trusted_proxies[0].c_addr[0], 10);
+		CHECK_INT(lc->lc_trusted_proxies[1].c_family, AF_INET6);
+		CHECK_INT(lc->lc_trusted_proxies[1].c_prefix, 128);
+		CHECK_INT(lc->lc_trusted_proxies[2].c_prefix, 24);
+	}
 	CHECK_INT(lc->lc_handshake_timeout_ms, 5000);
 	CHECK_INT(lc->lc_max_header_bytes, 16384);
 	CHECK_INT(lc->lc_nroutes, 3);
@@ -215,6 +304,9 @@ test_good(void)
 	CHECK_INT(lc->lc_addr.ss_family, AF_INET6);
 	CHECK_INT(lc->lc_tls, 0);
 	CHECK(lc->lc_ssl_ctx == NULL);
+	CHECK(lc->lc_client_ca == NULL);
+	CHECK_INT(lc->lc_proxy_protocol, 0);
+	CHECK_INT(lc->lc_ntrusted_proxies, 0);
 	CHECK_INT(lc->lc_handshake_timeout_ms, 10000);
 	CHECK_INT(lc->lc_max_header_bytes, 8192);
 	CHECK_INT(route_index(lc, "/"), 0);
@@ -235,6 +327,8 @@ test_good(void)
 		CHECK_STR(pol->pol_subprotocols[0], "chat.v2");
 		CHECK_STR(pol->pol_subprotocols[1], "chat.v1");
 		CHECK_INT(pol->pol_idle_timeout_ms, 90000);
+		CHECK(pol->pol_origin == NULL);
+		CHECK(pol->pol_jwt == NULL);
 	}
 
 	/* Sessions hold references; the last unref frees. */
@@ -265,6 +359,14 @@ test_defaults(void)
 	CHECK_INT(cf->c_log_level, WSG_LOG_INFO);
 	CHECK_STR(cf->c_error_log, "stderr");
 	CHECK_STR(cf->c_access_log, "stdout");
+	CHECK(cf->c_user == NULL);
+	CHECK_INT(cf->c_max_connections, 0);
+	CHECK_INT(cf->c_has_admin, 0);
+	CHECK(cf->c_admin_listen == NULL);
+	CHECK_INT(cf->c_listeners[0].lc_proxy_protocol, 0);
+	CHECK_INT(cf->c_listeners[0].lc_ntrusted_proxies, 0);
+	CHECK(cf->c_listeners[0].lc_trusted_proxies == NULL);
+	CHECK(cf->c_listeners[0].lc_client_ca == NULL);
 	CHECK_INT(cf->c_listeners[0].lc_handshake_timeout_ms, 10000);
 	CHECK_INT(cf->c_listeners[0].lc_max_header_bytes, 8192);
 	CHECK_INT(cf->c_upstreams[0]->up_balance, WSG_BALANCE_ROUND_ROBIN);
@@ -280,6 +382,16 @@ test_defaults(void)
 		CHECK_INT(pol->pol_allow_binary, 1);
 		CHECK_INT(pol->pol_has_subprotocols, 0);
 		CHECK_INT(pol->pol_idle_timeout_ms, 300000);
+		/* Sections left out: their checks are off. */
+		CHECK(pol->pol_origin == NULL);
+		CHECK(pol->pol_jwt == NULL);
+		CHECK(pol->pol_jwt_key == NULL);
+		CHECK(pol->pol_auth_header == NULL);
+		CHECK_INT(pol->pol_nip_allow, 0);
+		CHECK_INT(pol->pol_nip_deny, 0);
+		CHECK(pol->pol_geoip == NULL);
+		CHECK_INT(pol->pol_ngeo_allow, 0);
+		CHECK_INT(pol->pol_ndeny_regex, 0);
 	}
 	config_unref(cf);
 }
@@ -528,8 +640,8 @@ test_bad(void)
 	char			 buf[2 * PATH_MAX];
 
 	check_bad("bad-unknown-key.yaml", (const char *const[]){
-	    "1:1: unknown key 'admin'",
-	    "6:5: unknown key 'proxy_protocol' in listener",
+	    "1:1: unknown key 'rate_limit_store'",
+	    "6:5: unknown key 'proxy_protocl' in listener",
 	    NULL });
 	check_bad("bad-type.yaml", (const char *const[]){
 	    "1:12: listeners: expected a list, got a scalar",
@@ -582,7 +694,7 @@ test_bad(void)
 	    "false, got 'yes'",
 	    "/policies/broken.yaml:5:9: idle: invalid duration '2d': "
 	    "unknown unit (use ms, s, m, h, or a bare number of seconds)",
-	    "/policies/broken.yaml:6:1: unknown key 'origin'",
+	    "/policies/broken.yaml:6:1: unknown key 'rate_limit'",
 	    NULL });
 	check_bad("bad-syntax.yaml", (const char *const[]){
 	    "4:4: syntax error: did not find expected '-' indicator",
@@ -635,13 +747,442 @@ test_bad(void)
 	errors_free(&e);
 }
 
+/* The main-file keys of the access-control release: errors and warnings. */
+static void
+test_main_keys(void)
+{
+	struct wsg_errors	 e;
+	struct wsg_config	*cf;
+	const struct wsg_policy	*pol;
+	char			 buf[2 * PATH_MAX];
+
+	snprintf(buf, sizeof(buf), "11:18: client_ca: cannot open "
+	    "%s/missing-ca.pem: No such file or directory", absdir);
+	check_bad("bad-main-keys.yaml", (const char *const[]){
+	    "1:7: user 'wsgate-no-such-user' does not exist",
+	    "2:18: max_connections: 2000000 is above the maximum 1000000",
+	    "4:11: listen: 0.0.0.0:9180 is not a loopback address; the "
+	    "admin listener is plaintext and unauthenticated (set "
+	    "allow_public: true to allow it)",
+	    buf,
+	    "12:21: proxy_protocol: expected true or false, got 'maybe'",
+	    "13:35: trusted_proxies: invalid CIDR '10.0.0.0/33': IPv4 "
+	    "prefix length over 32",
+	    "13:55: trusted_proxies: invalid CIDR 'fe80::1%eth0': not a "
+	    "numeric IPv4 or IPv6 address",
+	    NULL });
+	check_bad("bad-admin.yaml", (const char *const[]){
+	    "2:17: allow_public: expected true or false, got 'sure'",
+	    "2:3: admin is missing 'listen'",
+	    NULL });
+	check_bad("bad-admin-clash.yaml", (const char *const[]){
+	    "3:3: unknown key 'port' in admin",
+	    "2:11: listen: 127.0.0.1:8080 is already used by listener 'l'",
+	    NULL });
+
+	/* allow_public: loads, with a warning at the address. */
+	memset(&e, 0, sizeof(e));
+	cf = config_load(fixture("admin-public.yaml"), &e);
+	CHECK(cf != NULL);
+	CHECK_INT(e.e_n, 0);
+	CHECK_INT(e.e_nwarnings, 1);
+	snprintf(buf, sizeof(buf), "%s:3:11: warning: admin listener on a "
+	    "public address ([::]:9180): metrics are served without "
+	    "authentication", fixture("admin-public.yaml"));
+	if (e.e_nwarnings == 1)
+		CHECK_STR(e.e_warnings[0], buf);
+	errors_free(&e);
+	if (cf == NULL)
+		return;
+	CHECK_INT(cf->c_has_admin, 1);
+	CHECK_INT(cf->c_admin_addr.ss_family, AF_INET6);
+	/* A policy with every section, loaded through a route. */
+	pol = cf->c_listeners[0].lc_routes[0].rt_policy;
+	CHECK(pol != NULL && pol->pol_jwt != NULL &&
+	    pol->pol_jwt->jp_key != NULL);
+	config_unref(cf);
+}
+
+/* policies/full.yaml: every section but geoip, every value kept. */
+static void
+test_policy_full(void)
+{
+	struct wsg_errors	 e;
+	struct wsg_policy	*pol;
+	const struct wsg_origin_policy *op;
+	const struct wsg_jwt_policy *jp;
+	struct sockaddr_in	 sin;
+
+	memset(&e, 0, sizeof(e));
+	pol = config_load_policy(NULL, fixture("policies/full.yaml"), &e);
+	CHECK(pol != NULL);
+	CHECK_INT(e.e_n, 0);
+	CHECK_INT(e.e_nwarnings, 0);
+	errors_free(&e);
+	if (pol == NULL)
+		return;
+	CHECK_STR(pol->pol_name, "full");
+	op = pol->pol_origin;
+	CHECK(op != NULL);
+	if (op != NULL) {
+		CHECK_INT(op->op_nallow, 4);
+		if (op->op_nallow == 4) {
+			CHECK_STR(op->op_allow[0], "https://chat.example.com");
+			/* Normalised: lowercase, default port dropped. */
+			CHECK_STR(op->op_allow[1], "https://app.example.com");
+			CHECK_STR(op->op_allow[2], "http://127.0.0.1:8080");
+			CHECK_STR(op->op_allow[3], "null");
+		}
+		CHECK_INT(op->op_nregex, 1);
+		CHECK_INT(op->op_allow_missing, 1);
+		CHECK_INT(origin_check(op, "https://eu.chat.example.com",
+		    27), WSG_ORIGIN_OK);
+		CHECK_INT(origin_check(op, "https://evil.example", 20),
+		    WSG_ORIGIN_DENIED);
+	}
+	CHECK_STR(pol->pol_auth_header, "X-Token");
+	CHECK_STR(pol->pol_auth_query_param, "access_token");
+	CHECK_INT(pol->pol_expiry_close, 0);
+	jp = pol->pol_jwt;
+	CHECK(jp != NULL);
+	if (jp != NULL) {
+		CHECK_INT(jp->jp_algs, WSG_JWT_ALG_BIT(WSG_JWT_RS256) |
+		    WSG_JWT_ALG_BIT(WSG_JWT_PS256));
+		CHECK(jp->jp_key == pol->pol_jwt_key);
+		CHECK(jp->jp_key != NULL &&
+		    jwt_key_allows(jp->jp_key, WSG_JWT_RS256));
+		CHECK_STR(jp->jp_issuer, "https://auth.example.com");
+		CHECK_STR(jp->jp_audience, "chat");
+		CHECK_INT(jp->jp_leeway, 30);
+		CHECK_INT(jp->jp_nrequired, 2);
+		CHECK(jp->jp_required ==
+		    (const char *const *)pol->pol_required_claims);
+		if (jp->jp_nrequired == 2) {
+			CHECK_STR(jp->jp_required[0], "sub");
+			CHECK_STR(jp->jp_required[1], "tenant");
+		}
+	}
+	CHECK_INT(pol->pol_nforward_claims, 2);
+	if (pol->pol_nforward_claims == 2) {
+		CHECK_STR(pol->pol_forward_claims[0].fc_claim, "sub");
+		CHECK_STR(pol->pol_forward_claims[0].fc_header,
+		    "X-Wsgate-User");
+		CHECK_STR(pol->pol_forward_claims[1].fc_claim, "tenant");
+		CHECK_STR(pol->pol_forward_claims[1].fc_header,
+		    "x-wsgate-tenant");
+	}
+	CHECK_INT(pol->pol_nip_allow, 2);
+	CHECK_INT(pol->pol_nip_deny, 2);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	inet_pton(AF_INET, "10.66.1.2", &sin.sin_addr);
+	CHECK(cidr_list_match(pol->pol_ip_allow, pol->pol_nip_allow,
+	    (struct sockaddr *)&sin));
+	CHECK(cidr_list_match(pol->pol_ip_deny, pol->pol_nip_deny,
+	    (struct sockaddr *)&sin));
+	inet_pton(AF_INET, "203.0.113.8", &sin.sin_addr);
+	CHECK(!cidr_list_match(pol->pol_ip_deny, pol->pol_nip_deny,
+	    (struct sockaddr *)&sin));
+	CHECK(pol->pol_geoip == NULL);
+	CHECK_INT(pol->pol_ndeny_regex, 2);
+	if (pol->pol_ndeny_regex == 2) {
+		CHECK_INT(regex_match(pol->pol_deny_regex[0],
+		    "hi <SCRIPT>", 11), 1);
+		CHECK_INT(regex_match(pol->pol_deny_regex[1],
+		    "1 UNION  Select x", 17), 1);
+		CHECK_INT(regex_match(pol->pol_deny_regex[1],
+		    "reunion selected", 16), 0);
+	}
+	config_free_policy(pol);
+
+	/* An HMAC secret with HS*; auth defaults. */
+	memset(&e, 0, sizeof(e));
+	pol = config_load_policy(NULL, fixture("policies/hmac.yaml"), &e);
+	CHECK(pol != NULL);
+	CHECK_INT(e.e_n, 0);
+	errors_free(&e);
+	if (pol == NULL)
+		return;
+	CHECK_STR(pol->pol_auth_header, "Authorization");
+	CHECK(pol->pol_auth_query_param == NULL);
+	CHECK_INT(pol->pol_expiry_close, 1);
+	CHECK(pol->pol_origin == NULL);
+	if (pol->pol_jwt != NULL) {
+		CHECK_INT(pol->pol_jwt->jp_algs,
+		    WSG_JWT_ALG_BIT(WSG_JWT_HS256) |
+		    WSG_JWT_ALG_BIT(WSG_JWT_HS512));
+		CHECK(pol->pol_jwt->jp_issuer == NULL);
+		CHECK(pol->pol_jwt->jp_audience == NULL);
+		CHECK_INT(pol->pol_jwt->jp_leeway, 0);
+		CHECK_INT(pol->pol_jwt->jp_nrequired, 0);
+	} else
+		CHECK(0);
+	CHECK_INT(pol->pol_nforward_claims, 0);
+	config_free_policy(pol);
+}
+
+/* Each bad policy section: exactly these errors, at these places. */
+static void
+test_policy_bad(void)
+{
+	check_policy("bad-origin.yaml", (const char *const[]){
+	    "2:37: origin: 'https://x.example.com/path' is not a "
+	    "scheme://host[:port] origin",
+	    "2:67: origin: 'HTTPS://Chat.Example.com:443' is listed twice",
+	    "2:99: origin: 'ftp://example.com' is not a scheme://host[:port] "
+	    "origin",
+	    "3:51: allow_regex: invalid regex '(unclosed': offset 9: missing "
+	    "closing parenthesis",
+	    "3:64: allow_regex: a pattern must not be empty",
+	    "4:18: allow_missing: expected true or false, got 'perhaps'",
+	    "5:3: unknown key 'extra' in origin",
+	    NULL }, NULL);
+	check_policy("bad-origin-empty.yaml", NULL, (const char *const[]){
+	    "2:3: warning: origin: nothing is allowed, so every client is "
+	    "refused",
+	    NULL });
+	check_policy("bad-auth.yaml", (const char *const[]){
+	    "5:25: algorithm 'none' is never accepted",
+	    "5:38: algorithms: unknown algorithm 'XX512' (use HS256, HS384, "
+	    "HS512, RS256, RS384, RS512, PS256, ES256, ES384 or EdDSA)",
+	    "5:45: algorithms: 'RS256' is listed twice",
+	    "7:13: leeway: 2h is above the maximum 1h",
+	    "8:28: required_claims: 'sub' is listed twice",
+	    "9:28: forward_claims: header 'Host' is set by the gateway and "
+	    "cannot carry a claim",
+	    "9:56: forward_claims: header 'X-Forwarded-For' is set by the "
+	    "gateway and cannot carry a claim",
+	    "9:79: forward_claims: 'Bad Header' is not an HTTP header name",
+	    "9:98: forward_claims: header 'sec-websocket-protocol' is set by "
+	    "the gateway and cannot carry a claim",
+	    "9:122: forward_claims: claim 'grp' or header 'x-role' is used "
+	    "twice",
+	    "5:31: algorithm HS256 cannot be used with an RSA public key",
+	    "10:14: on_expiry: 'later' is not one of ignore or close",
+	    "2:11: header: 'X Token' is not an HTTP header name",
+	    "3:16: query_param: 'a&b' must be 1 to 64 letters, digits, '-', "
+	    "'.', '_' or '~'",
+	    NULL }, NULL);
+	check_policy("bad-auth-nojwt.yaml", (const char *const[]){
+	    "2:3: auth is missing 'jwt'",
+	    NULL }, NULL);
+	check_policy("bad-jwt-empty.yaml", (const char *const[]){
+	    "3:17: algorithms: needs at least 1 entry",
+	    "4:15: audience: must not be empty",
+	    "3:5: jwt is missing 'key_file'",
+	    NULL }, NULL);
+	check_policy("bad-jwt-key.yaml", (const char *const[]){
+	    "3:25: algorithm RS256 cannot be used with a P-256 public key",
+	    "3:32: algorithm EdDSA cannot be used with a P-256 public key",
+	    NULL }, NULL);
+	check_policy("bad-jwt-short.yaml", (const char *const[]){
+	    "4:15: key_file: {dir}/policies/keys/short.key: HMAC secret is 8 "
+	    "bytes; at least 32 are required",
+	    NULL }, NULL);
+	check_policy("bad-jwt-nokey.yaml", (const char *const[]){
+	    "4:15: key_file: cannot open {dir}/policies/keys/none.key: No "
+	    "such file or directory",
+	    NULL }, NULL);
+	check_policy("bad-ip.yaml", (const char *const[]){
+	    "2:23: allow: invalid CIDR '300.1.1.1/8': not a numeric IPv4 or "
+	    "IPv6 address",
+	    "2:48: allow: invalid CIDR '::1/129': IPv6 prefix length over 128",
+	    "3:9: deny: expected a list, got a scalar",
+	    NULL }, (const char *const[]){
+	    "2:36: warning: allow: '10.1.2.3/8': host bits set; cleared to "
+	    "the network address",
+	    NULL });
+	check_policy("bad-geoip.yaml", (const char *const[]){
+	    "2:13: database: cannot open {dir}/policies/missing.mmdb: No such "
+	    "file or directory",
+	    "3:29: allow_countries: 'DEU' is not a two-letter country code "
+	    "(ISO 3166-1 alpha-2)",
+	    "3:34: allow_countries: '1A' is not a two-letter country code "
+	    "(ISO 3166-1 alpha-2)",
+	    "3:40: allow_countries: 'DE' is listed twice",
+	    "5:12: unknown: 'maybe' is not one of deny or allow",
+	    NULL }, NULL);
+	check_policy("bad-geoip-nodb.yaml", (const char *const[]){
+	    "2:3: geoip is missing 'database'",
+	    NULL }, NULL);
+	check_policy("bad-geoip-notdb.yaml", (const char *const[]){
+	    "2:13: database: {dir}/policies/keys/hmac.key: not a usable "
+	    "MaxMind DB file: The MaxMind DB file contains invalid metadata",
+	    NULL }, NULL);
+	check_policy("bad-messages.yaml", (const char *const[]){
+	    "2:31: deny_regex: invalid regex '[z-a]': offset 3: range out of "
+	    "order in character class",
+	    "2:40: deny_regex: a pattern must not be empty",
+	    "3:3: unknown key 'allow_regex' in messages",
+	    NULL }, NULL);
+}
+
+/*
+ * geoip with a real database, built by tests/geoip/make-mmdb.pl into a
+ * temporary folder next to a policy that names it by a relative path.
+ */
+static void
+test_geoip(void)
+{
+	struct wsg_errors	 e;
+	struct wsg_policy	*pol;
+	struct sockaddr_in	 sin;
+	char			 tmp[] = "/tmp/wsgate-geoip.XXXXXX";
+	char			 cmd[3 * PATH_MAX], pfile[PATH_MAX + 32];
+	char			 db[PATH_MAX + 32], cc[3];
+	FILE			*fp;
+
+	snprintf(cmd, sizeof(cmd), "%s/tests/geoip/make-mmdb.pl", top);
+	if (access(cmd, R_OK) != 0 ||
+	    system("perl -MMaxMind::DB::Writer::Tree -e 1 2>/dev/null") != 0) {
+		fprintf(stderr, "  skipped: no make-mmdb.pl or "
+		    "MaxMind::DB::Writer\n");
+		return;
+	}
+	if (mkdtemp(tmp) == NULL) {
+		CHECK(0);
+		return;
+	}
+	snprintf(db, sizeof(db), "%s/country.mmdb", tmp);
+	snprintf(cmd, sizeof(cmd), "perl '%s/tests/geoip/make-mmdb.pl' '%s' "
+	    "127.0.0.0/24=DE 10.0.0.0/8=KP", top, db);
+	CHECK_INT(system(cmd), 0);
+	snprintf(pfile, sizeof(pfile), "%s/geo.yaml", tmp);
+	if ((fp = fopen(pfile, "w")) == NULL) {
+		CHECK(0);
+		rmdir(tmp);
+		return;
+	}
+	fputs("geoip:\n"
+	    "  database: country.mmdb\n"
+	    "  allow_countries: [de, FR]\n"
+	    "  deny_countries: [KP]\n"
+	    "  unknown: deny\n", fp);
+	fclose(fp);
+
+	memset(&e, 0, sizeof(e));
+	pol = config_load_policy(NULL, pfile, &e);
+	CHECK(pol != NULL);
+	CHECK_INT(e.e_n, 0);
+	if (e.e_n > 0)
+		fprintf(stderr, "  %s\n", e.e_msgs[0]);
+	errors_free(&e);
+	if (pol != NULL) {
+		CHECK(pol->pol_geoip != NULL);
+		CHECK_INT(pol->pol_ngeo_allow, 2);
+		if (pol->pol_ngeo_allow == 2) {
+			CHECK_STR(pol->pol_geo_allow[0], "DE");
+			CHECK_STR(pol->pol_geo_allow[1], "FR");
+		}
+		CHECK_INT(pol->pol_ngeo_deny, 1);
+		if (pol->pol_ngeo_deny == 1)
+			CHECK_STR(pol->pol_geo_deny[0], "KP");
+		CHECK_INT(pol->pol_geo_unknown_allow, 0);
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		inet_pton(AF_INET, "127.0.0.9", &sin.sin_addr);
+		memset(cc, 0, sizeof(cc));
+		if (pol->pol_geoip != NULL) {
+			CHECK_INT(geoip_country(pol->pol_geoip,
+			    (struct sockaddr *)&sin, cc), 1);
+			CHECK_STR(cc, "DE");
+		}
+	}
+	config_free_policy(pol);
+
+	/* The default of unknown is allow. */
+	if ((fp = fopen(pfile, "w")) != NULL) {
+		fputs("geoip: { database: country.mmdb }\n", fp);
+		fclose(fp);
+	}
+	memset(&e, 0, sizeof(e));
+	pol = config_load_policy(NULL, pfile, &e);
+	CHECK(pol != NULL);
+	CHECK_INT(e.e_n, 0);
+	if (pol != NULL) {
+		CHECK_INT(pol->pol_geo_unknown_allow, 1);
+		CHECK_INT(pol->pol_ngeo_allow, 0);
+	}
+	config_free_policy(pol);
+	errors_free(&e);
+	unlink(pfile);
+	unlink(db);
+	rmdir(tmp);
+}
+
+/* The shipped example policies say what their comments promise. */
+static void
+test_examples(void)
+{
+	struct wsg_errors	 e;
+	struct wsg_policy	*pol;
+	char			 path[PATH_MAX];
+
+	memset(&e, 0, sizeof(e));
+	snprintf(path, sizeof(path), "%s/policies/public-chat.yaml", top);
+	pol = config_load_policy(NULL, path, &e);
+	CHECK(pol != NULL);
+	if (pol != NULL) {
+		CHECK(pol->pol_origin != NULL &&
+		    pol->pol_origin->op_nallow == 1 &&
+		    pol->pol_origin->op_nregex == 1 &&
+		    !pol->pol_origin->op_allow_missing);
+		CHECK(pol->pol_jwt != NULL && pol->pol_jwt->jp_algs ==
+		    WSG_JWT_ALG_BIT(WSG_JWT_RS256));
+		CHECK(pol->pol_jwt != NULL && pol->pol_jwt->jp_leeway == 30);
+		CHECK_INT(pol->pol_nrequired_claims, 1);
+		CHECK_INT(pol->pol_nforward_claims, 1);
+		CHECK_INT(pol->pol_expiry_close, 1);
+		CHECK_INT(pol->pol_max_message_size, 65536);
+		CHECK_INT(pol->pol_idle_timeout_ms, 120000);
+		CHECK_INT(pol->pol_nsubprotocols, 1);
+		if (pol->pol_origin != NULL) {
+			CHECK_INT(origin_check(pol->pol_origin,
+			    "https://acme.chat.example.com", 29),
+			    WSG_ORIGIN_OK);
+			CHECK_INT(origin_check(pol->pol_origin,
+			    "https://acme.chat.example.com.evil.io", 37),
+			    WSG_ORIGIN_DENIED);
+		}
+	}
+	config_free_policy(pol);
+	errors_free(&e);
+
+	snprintf(path, sizeof(path), "%s/policies/internal-service.yaml",
+	    top);
+	pol = config_load_policy(NULL, path, &e);
+	CHECK(pol != NULL);
+	if (pol != NULL) {
+		CHECK(pol->pol_origin == NULL);
+		CHECK_INT(pol->pol_nip_allow, 4);
+		CHECK_INT(pol->pol_nip_deny, 1);
+		CHECK_INT(pol->pol_allow_binary, 1);
+	}
+	config_free_policy(pol);
+	errors_free(&e);
+
+	snprintf(path, sizeof(path), "%s/policies/strict.yaml", top);
+	pol = config_load_policy(NULL, path, &e);
+	CHECK(pol != NULL);
+	if (pol != NULL) {
+		CHECK_INT(pol->pol_max_frame_size, 4096);
+		CHECK_INT(pol->pol_max_message_size, 16384);
+		CHECK_INT(pol->pol_allow_binary, 0);
+		CHECK(pol->pol_origin != NULL);
+		CHECK_INT(pol->pol_ndeny_regex, 2);
+		CHECK_INT(pol->pol_idle_timeout_ms, 30000);
+	}
+	config_free_policy(pol);
+	errors_free(&e);
+}
+
 /* The table itself: sane rows, defaults within their own bounds. */
 static void
 test_table(void)
 {
 	size_t	i, j;
 
-	CHECK(config_noptions >= 29);
+	CHECK(config_noptions >= 60);
 	for (i = 0; i < config_noptions; i++) {
 		CHECK(config_options[i].o_scope != NULL);
 		CHECK(config_options[i].o_key != NULL);
@@ -734,6 +1275,11 @@ main(void)
 	test_shipped_policies();
 	test_policies();
 	test_bad();
+	test_main_keys();
+	test_policy_full();
+	test_policy_bad();
+	test_geoip();
+	test_examples();
 	test_man();
 	return unit_done("test_config");
 }

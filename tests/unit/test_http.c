@@ -813,6 +813,34 @@ test_helpers(void)
 	CHECK_STR(http_status_text(-1), "Unknown");
 }
 
+/* Paths a backend could read past a prefix route are refused. */
+static void
+test_ambiguous_paths(void)
+{
+	static const char *const bad[] = { "/pub/../x", "/pub/./x",
+	    "/pub/%2e%2E/x", "/pub/.%2e/x", "/a/..", "/a/.", "/..", "/a/%2e",
+	    "/a%2fb", "/a%2Fb", "/a%5cb", "/a\\b", NULL };
+	static const char *const good[] = { "/a/...", "/a/.b", "/a/b.c/",
+	    "/.well-known/x", "/a//b", "/a/b?x=/../", "/a/%2", NULL };
+	char	buf[512];
+	size_t	i;
+
+	for (i = 0; bad[i] != NULL; i++) {
+		snprintf(buf, sizeof(buf), "GET %s HTTP/1.1\r\nHost: x\r\n"
+		    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n\r\n", bad[i]);
+		REFUSED(buf, WSG_HTTP_BAD_REQUEST);
+	}
+	for (i = 0; good[i] != NULL; i++) {
+		snprintf(buf, sizeof(buf), "GET %s HTTP/1.1\r\nHost: x\r\n"
+		    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n\r\n", good[i]);
+		CHECK_INT(parse(buf), WSG_HTTP_OK);
+	}
+}
+
 /* Run every group; the exit status says whether all checks passed. */
 int
 main(void)
@@ -829,5 +857,6 @@ main(void)
 	test_keys();
 	test_dropped();
 	test_helpers();
+	test_ambiguous_paths();
 	return unit_done("test_http");
 }

@@ -1,0 +1,106 @@
+/*
+ * The admin listener, on libevent's evhttp: a small, well-kept HTTP server
+ * is the right tool for two plaintext GET endpoints on loopback.
+ */
+#include "autoconf.h"
+
+#include <sys/socket.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include "admin.h"
+#include "log.h"
+#include "metrics.h"
+
+struct wsg_admin {
+	struct evhttp	*a_http;
+	const int	*a_draining;
+};
+
+/* Answer one admin request. */
+static void
+admin_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct wsg_admin	*a = arg;
+	struct evbuffer		*b;
+	const char		*uri = evhttp_request_get_uri(req);
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+
+	if ((b = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_add_header(h, "Allow", "GET");
+		evbuffer_add_printf(b, "method not allowed\n");
+		evhttp_send_reply(req, 405, "Method Not Allowed", b);
+	} else if (strcmp(uri, "/metrics") == 0) {
+		metrics_render(b, *a->a_draining);
+		evhttp_add_header(h, "Content-Type",
+		    "text/plain; version=0.0.4; charset=utf-8");
+		evhttp_send_reply(req, 200, "OK", b);
+	} else if (strcmp(uri, "/healthz") == 0) {
+		evhttp_add_header(h, "Content-Type", "text/plain");
+		if (*a->a_draining) {
+			evbuffer_add_printf(b, "draining\n");
+			evhttp_send_reply(req, 503, "Service Unavailable", b);
+		} else {
+			evbuffer_add_printf(b, "ok\n");
+			evhttp_send_reply(req, 200, "OK", b);
+		}
+	} else {
+		evhttp_add_header(h, "Content-Type", "text/plain");
+		evbuffer_add_printf(b, "not found\n");
+		evhttp_send_reply(req, 404, "Not Found", b);
+	}
+	evbuffer_free(b);
+}
+
+struct wsg_admin *
+admin_start(struct event_base *base, const struct sockaddr *sa, int salen,
+    const char *name, const int *draining)
+{
+	struct wsg_admin	*a;
+	struct evconnlistener	*lev;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return (NULL);
+	a->a_draining = draining;
+	if ((a->a_http = evhttp_new(base)) == NULL) {
+		free(a);
+		return (NULL);
+	}
+	evhttp_set_allowed_methods(a->a_http, EVHTTP_REQ_GET |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+	    EVHTTP_REQ_DELETE);
+	evhttp_set_max_headers_size(a->a_http, 8192);
+	evhttp_set_max_body_size(a->a_http, 0);
+	evhttp_set_timeout(a->a_http, 10);
+	evhttp_set_gencb(a->a_http, admin_request_cb, a);
+	lev = evconnlistener_new_bind(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE |
+	    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128, sa, salen);
+	if (lev == NULL || evhttp_bind_listener(a->a_http, lev) == NULL) {
+		log_warn("admin: cannot listen on %s", name);
+		if (lev != NULL)
+			evconnlistener_free(lev);
+		evhttp_free(a->a_http);
+		free(a);
+		return (NULL);
+	}
+	log_info("admin: listening on %s", name);
+	return (a);
+}
+
+void
+admin_stop(struct wsg_admin *a)
+{
+	if (a == NULL)
+		return;
+	evhttp_free(a->a_http);
+	free(a);
+}

@@ -1,0 +1,230 @@
+/*
+ * Country lookups in a MaxMind DB with libmaxminddb.  The file is mmap()ed
+ * once by geoip_open(); lookups only read the mapping and the MMDB_s that
+ * MMDB_open() filled in, so they need no locking.  IPv4-mapped IPv6
+ * addresses are turned back into IPv4 before the lookup, which makes them
+ * work in IPv4-only databases and in IPv6 databases without IPv4 aliases.
+ */
+#include "autoconf.h"
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <maxminddb.h>
+
+#include "geoip.h"
+
+#define WSG_GEOIP_CC_LEN	2	/* ISO 3166-1 alpha-2 */
+
+struct wsg_geoip {
+	MMDB_s		 g_mmdb;
+};
+
+/*
+ * Database types whose records carry country.iso_code: MaxMind's and
+ * DB-IP's "...-Country", "...-City" and "...-Enterprise" files.  Anything
+ * else (an ASN or ISP database, say) would make every client "unknown", so
+ * it is refused when the config is loaded rather than discovered later.
+ */
+static const char *const geoip_types[] = {
+	"country",
+	"city",
+	"enterprise",
+};
+
+static int	geoip_ascii_lower(int);
+static int	geoip_type_ok(const char *);
+static int	geoip_entry_code(MMDB_entry_s *, const char *, char[3]);
+
+/* tolower() for ASCII only, whatever the locale. */
+static int
+geoip_ascii_lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/* Whether a metadata database_type names a database with country data. */
+static int
+geoip_type_ok(const char *type)
+{
+	const char	*p, *t;
+	size_t		 i, n;
+
+	if (type == NULL)
+		return 0;
+	for (i = 0; i < sizeof(geoip_types) / sizeof(geoip_types[0]); i++) {
+		t = geoip_types[i];
+		for (p = type; *p != '\0'; p++) {
+			for (n = 0; t[n] != '\0' &&
+			    geoip_ascii_lower((unsigned char)p[n]) == t[n]; n++)
+				;
+			if (t[n] == '\0')
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* Open path read-only (mmap) and check that it is a country database. */
+struct wsg_geoip *
+geoip_open(const char *path, char *err, size_t errlen)
+{
+	struct stat		 sb;
+	struct wsg_geoip	*g;
+	const char		*type;
+	int			 rc, saved;
+
+	/* MMDB_open() would say "Invalid argument" or "No such device". */
+	if (stat(path, &sb) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		return NULL;
+	}
+	if (sb.st_size == 0) {
+		snprintf(err, errlen, "%s: empty file, not a MaxMind DB",
+		    path);
+		return NULL;
+	}
+
+	if ((g = calloc(1, sizeof(*g))) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	errno = 0;
+	rc = MMDB_open(path, MMDB_MODE_MMAP, &g->g_mmdb);
+	if (rc != MMDB_SUCCESS) {
+		saved = errno;
+		if ((rc == MMDB_FILE_OPEN_ERROR || rc == MMDB_IO_ERROR) &&
+		    saved != 0)
+			snprintf(err, errlen, "%s: %s", path,
+			    strerror(saved));
+		else
+			snprintf(err, errlen, "%s: not a usable MaxMind DB "
+			    "file: %s", path, MMDB_strerror(rc));
+		free(g);
+		return NULL;
+	}
+	type = g->g_mmdb.metadata.database_type;
+	if (!geoip_type_ok(type)) {
+		snprintf(err, errlen, "%s: database type \"%s\" has no "
+		    "country data (want a Country or City database)", path,
+		    type != NULL ? type : "");
+		geoip_close(g);
+		return NULL;
+	}
+	return g;
+}
+
+/* Unmap the database and free the handle. */
+void
+geoip_close(struct wsg_geoip *g)
+{
+	if (g == NULL)
+		return;
+	MMDB_close(&g->g_mmdb);
+	free(g);
+}
+
+/*
+ * Read <key>.iso_code from a record into cc, uppercased.  Returns 1, 0 if
+ * the record has no such code, or -1 if it is not two ASCII letters or the
+ * data section is corrupt.
+ */
+static int
+geoip_entry_code(MMDB_entry_s *entry, const char *key, char cc[3])
+{
+	MMDB_entry_data_s	 data;
+	const char		*s;
+	int			 i, rc;
+
+	/*
+	 * libmaxminddb reports a missing key (and a path through a value
+	 * that is not a map) as "does not match data", not as an error.
+	 */
+	rc = MMDB_get_value(entry, &data, key, "iso_code", NULL);
+	if (rc == MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR)
+		return 0;
+	if (rc != MMDB_SUCCESS)
+		return -1;
+	if (!data.has_data)
+		return 0;
+	if (data.type != MMDB_DATA_TYPE_UTF8_STRING ||
+	    data.data_size != WSG_GEOIP_CC_LEN)
+		return -1;
+	s = data.utf8_string;
+	for (i = 0; i < WSG_GEOIP_CC_LEN; i++) {
+		if (s[i] >= 'a' && s[i] <= 'z')
+			cc[i] = s[i] - 'a' + 'A';
+		else if (s[i] >= 'A' && s[i] <= 'Z')
+			cc[i] = s[i];
+		else
+			return -1;
+	}
+	cc[WSG_GEOIP_CC_LEN] = '\0';
+	return 1;
+}
+
+/* The country of an address: 1 found, 0 unknown, -1 database error. */
+int
+geoip_country(const struct wsg_geoip *g, const struct sockaddr *sa,
+    char cc[3])
+{
+	struct sockaddr_in		 sin;
+	const struct sockaddr_in6	*sin6;
+	MMDB_lookup_result_s		 res;
+	int				 mmerr, rv;
+
+	cc[0] = '\0';
+	switch (sa->sa_family) {
+	case AF_INET:
+		break;
+	case AF_INET6:
+		sin6 = (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			memset(&sin, 0, sizeof(sin));
+			sin.sin_family = AF_INET;
+			sin.sin_port = sin6->sin6_port;
+			memcpy(&sin.sin_addr, &sin6->sin6_addr.s6_addr[12],
+			    sizeof(sin.sin_addr));
+			sa = (const struct sockaddr *)&sin;
+		}
+		break;
+	default:
+		return 0;	/* AF_UNIX and the like have no country */
+	}
+
+	res = MMDB_lookup_sockaddr(&g->g_mmdb, sa, &mmerr);
+	if (mmerr == MMDB_IPV6_LOOKUP_IN_IPV4_DATABASE_ERROR)
+		return 0;
+	if (mmerr != MMDB_SUCCESS)
+		return -1;
+	if (!res.found_entry)
+		return 0;
+
+	rv = geoip_entry_code(&res.entry, "country", cc);
+	if (rv == 0)
+		rv = geoip_entry_code(&res.entry, "registered_country", cc);
+	if (rv != 1)
+		cc[0] = '\0';
+	return rv;
+}
+
+/* A config value for allow_countries/deny_countries: "DE", not "de". */
+int
+geoip_country_code_valid(const char *s)
+{
+	if (s == NULL)
+		return 0;
+	return s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
+	    s[2] == '\0';
+}

@@ -1,0 +1,231 @@
+/*
+ * Metrics.  Reason codes are a closed set (SPEC.md's tables plus the few
+ * this implementation adds), so their counters are fixed arrays indexed by
+ * the code's position; anything unknown counts as "other".
+ */
+#include "autoconf.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "metrics.h"
+
+static const char *const metrics_reasons[] = {
+	"bad_request", "bad_method", "bad_version", "headers_too_large",
+	"no_route", "ip_denied", "geo_denied", "origin_denied",
+	"auth_missing", "auth_invalid", "auth_expired", "subprotocol_denied",
+	"rate_connections", "rate_concurrent", "upstream_unavailable",
+	"upstream_bad_handshake", "upstream_refused", "handshake_timeout",
+	"overloaded", "store_unavailable", "frame_too_large",
+	"message_too_large", "protocol_error", "invalid_utf8",
+	"binary_denied", "rate_messages", "rate_bytes", "content_denied",
+	"token_expired", "idle_timeout", "shutdown", "upstream_error",
+	"client_closed", "upstream_closed", "client_dropped",
+	"handshake_failed", "bad_proxy_header", "internal_error", "other"
+};
+#define METRICS_NREASONS	(sizeof(metrics_reasons) / sizeof(char *))
+
+static const double metrics_buckets[] = {
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
+};
+#define METRICS_NBUCKETS	(sizeof(metrics_buckets) / sizeof(double))
+
+#define METRICS_MAX_UPSTREAMS	256
+
+static uint64_t	metrics_accepted;
+static uint64_t	metrics_rejected[METRICS_NREASONS];
+static uint64_t	metrics_closed[METRICS_NREASONS];
+static int64_t	metrics_active_now;
+static uint64_t	metrics_nframes[2];
+static uint64_t	metrics_nbytes[2];
+static uint64_t	metrics_reloads[2];
+static uint64_t	metrics_hist[METRICS_NBUCKETS + 1];
+static uint64_t	metrics_hist_count;
+static uint64_t	metrics_hist_sum_us;
+
+static pthread_mutex_t	 metrics_up_lock = PTHREAD_MUTEX_INITIALIZER;
+static char		*metrics_up_names[METRICS_MAX_UPSTREAMS];
+static uint64_t		 metrics_up_failures[METRICS_MAX_UPSTREAMS];
+static size_t		 metrics_nup;
+
+/* Index of a reason code in the fixed table. */
+static size_t
+metrics_reason_index(const char *reason)
+{
+	size_t	i;
+
+	for (i = 0; i < METRICS_NREASONS - 1; i++)
+		if (strcmp(metrics_reasons[i], reason) == 0)
+			return (i);
+	return (METRICS_NREASONS - 1);
+}
+
+/* Add to a counter from any thread. */
+static void
+metrics_add(uint64_t *c, uint64_t n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+/* Read a counter from any thread. */
+static uint64_t
+metrics_get(const uint64_t *c)
+{
+	return (__atomic_load_n(c, __ATOMIC_RELAXED));
+}
+
+void
+metrics_handshake(int accepted, const char *reason, double seconds)
+{
+	size_t	i;
+
+	if (accepted)
+		metrics_add(&metrics_accepted, 1);
+	else
+		metrics_add(&metrics_rejected[metrics_reason_index(reason)], 1);
+	for (i = 0; i < METRICS_NBUCKETS; i++)
+		if (seconds <= metrics_buckets[i])
+			break;
+	metrics_add(&metrics_hist[i], 1);
+	metrics_add(&metrics_hist_count, 1);
+	metrics_add(&metrics_hist_sum_us, (uint64_t)(seconds * 1e6));
+}
+
+void
+metrics_close(const char *reason)
+{
+	metrics_add(&metrics_closed[metrics_reason_index(reason)], 1);
+}
+
+void
+metrics_active(int delta)
+{
+	__atomic_fetch_add(&metrics_active_now, delta, __ATOMIC_RELAXED);
+}
+
+void
+metrics_frames(enum wsg_metric_dir dir, uint64_t frames, uint64_t bytes)
+{
+	if (frames)
+		metrics_add(&metrics_nframes[dir], frames);
+	if (bytes)
+		metrics_add(&metrics_nbytes[dir], bytes);
+}
+
+void
+metrics_upstream_failure(const char *name)
+{
+	size_t	i;
+
+	pthread_mutex_lock(&metrics_up_lock);
+	for (i = 0; i < metrics_nup; i++)
+		if (strcmp(metrics_up_names[i], name) == 0)
+			break;
+	if (i == metrics_nup && metrics_nup < METRICS_MAX_UPSTREAMS &&
+	    (metrics_up_names[i] = strdup(name)) != NULL)
+		metrics_nup++;
+	if (i < metrics_nup)
+		metrics_up_failures[i]++;
+	pthread_mutex_unlock(&metrics_up_lock);
+}
+
+void
+metrics_reload(int ok)
+{
+	metrics_add(&metrics_reloads[ok ? 0 : 1], 1);
+}
+
+void
+metrics_render(struct evbuffer *b, int draining)
+{
+	static const char *const dirs[] = { "client_to_upstream",
+	    "upstream_to_client" };
+	uint64_t	cum = 0, rej = 0;
+	size_t		i;
+
+	for (i = 0; i < METRICS_NREASONS; i++)
+		rej += metrics_get(&metrics_rejected[i]);
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_handshakes_total Upgrade requests judged.\n"
+	    "# TYPE wsgate_handshakes_total counter\n"
+	    "wsgate_handshakes_total{result=\"accepted\"} %llu\n"
+	    "wsgate_handshakes_total{result=\"rejected\"} %llu\n",
+	    (unsigned long long)metrics_get(&metrics_accepted),
+	    (unsigned long long)rej);
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_rejections_total Refused handshakes by reason.\n"
+	    "# TYPE wsgate_rejections_total counter\n");
+	for (i = 0; i < METRICS_NREASONS; i++)
+		evbuffer_add_printf(b,
+		    "wsgate_rejections_total{reason=\"%s\"} %llu\n",
+		    metrics_reasons[i],
+		    (unsigned long long)metrics_get(&metrics_rejected[i]));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_closes_total Upgraded sessions ended, by reason.\n"
+	    "# TYPE wsgate_closes_total counter\n");
+	for (i = 0; i < METRICS_NREASONS; i++)
+		evbuffer_add_printf(b,
+		    "wsgate_closes_total{reason=\"%s\"} %llu\n",
+		    metrics_reasons[i],
+		    (unsigned long long)metrics_get(&metrics_closed[i]));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_active_connections Upgraded sessions open now.\n"
+	    "# TYPE wsgate_active_connections gauge\n"
+	    "wsgate_active_connections %lld\n",
+	    (long long)__atomic_load_n(&metrics_active_now, __ATOMIC_RELAXED));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_frames_total Frames relayed.\n"
+	    "# TYPE wsgate_frames_total counter\n");
+	for (i = 0; i < 2; i++)
+		evbuffer_add_printf(b,
+		    "wsgate_frames_total{direction=\"%s\"} %llu\n", dirs[i],
+		    (unsigned long long)metrics_get(&metrics_nframes[i]));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_bytes_total Frame bytes relayed.\n"
+	    "# TYPE wsgate_bytes_total counter\n");
+	for (i = 0; i < 2; i++)
+		evbuffer_add_printf(b,
+		    "wsgate_bytes_total{direction=\"%s\"} %llu\n", dirs[i],
+		    (unsigned long long)metrics_get(&metrics_nbytes[i]));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_upstream_connect_failures_total Failed connects.\n"
+	    "# TYPE wsgate_upstream_connect_failures_total counter\n");
+	pthread_mutex_lock(&metrics_up_lock);
+	for (i = 0; i < metrics_nup; i++)
+		evbuffer_add_printf(b, "wsgate_upstream_connect_failures_total"
+		    "{upstream=\"%s\"} %llu\n", metrics_up_names[i],
+		    (unsigned long long)metrics_up_failures[i]);
+	pthread_mutex_unlock(&metrics_up_lock);
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_config_reloads_total Configuration reloads.\n"
+	    "# TYPE wsgate_config_reloads_total counter\n"
+	    "wsgate_config_reloads_total{result=\"ok\"} %llu\n"
+	    "wsgate_config_reloads_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)metrics_get(&metrics_reloads[0]),
+	    (unsigned long long)metrics_get(&metrics_reloads[1]));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_handshake_duration_seconds From accept to the "
+	    "101 or the refusal.\n"
+	    "# TYPE wsgate_handshake_duration_seconds histogram\n");
+	for (i = 0; i < METRICS_NBUCKETS; i++) {
+		cum += metrics_get(&metrics_hist[i]);
+		evbuffer_add_printf(b, "wsgate_handshake_duration_seconds_bucket"
+		    "{le=\"%g\"} %llu\n", metrics_buckets[i],
+		    (unsigned long long)cum);
+	}
+	cum += metrics_get(&metrics_hist[METRICS_NBUCKETS]);
+	evbuffer_add_printf(b,
+	    "wsgate_handshake_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+	    "wsgate_handshake_duration_seconds_sum %.6f\n"
+	    "wsgate_handshake_duration_seconds_count %llu\n",
+	    (unsigned long long)cum,
+	    metrics_get(&metrics_hist_sum_us) / 1e6,
+	    (unsigned long long)metrics_get(&metrics_hist_count));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_draining 1 while the gateway drains.\n"
+	    "# TYPE wsgate_draining gauge\n"
+	    "wsgate_draining %d\n", draining ? 1 : 0);
+}

@@ -1,0 +1,31 @@
+/*
+ * Process-wide counters, exported in the Prometheus text format on the
+ * admin listener.  Counters are relaxed atomics: cheap on the hot path and
+ * summed only when scraped.
+ */
+#ifndef WSG_METRICS_H
+#define WSG_METRICS_H
+
+#include <stdint.h>
+
+struct evbuffer;
+
+enum wsg_metric_dir {
+	WSG_DIR_C2U = 0,	/* client_to_upstream */
+	WSG_DIR_U2C		/* upstream_to_client */
+};
+
+/* A handshake was judged: 101 sent, or refused with this reason. */
+void	metrics_handshake(int, const char *, double);
+/* An upgraded session ended for this reason. */
+void	metrics_close(const char *);
+void	metrics_active(int);
+void	metrics_frames(enum wsg_metric_dir, uint64_t, uint64_t);
+void	metrics_upstream_failure(const char *);
+void	metrics_reload(int);
+/* Counters of anything else worth graphing ("store_transitions", ...). */
+
+/* Append the whole exposition; draining tells /healthz's state. */
+void	metrics_render(struct evbuffer *, int);
+
+#endif /* WSG_METRICS_H */

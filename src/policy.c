@@ -1,0 +1,262 @@
+/*
+ * Handshake policy checks.  They run after the request parsed and its
+ * route was found, in the order of SPEC.md's first table, and a refusal
+ * here means no upstream connection is ever opened.
+ */
+#include "autoconf.h"
+
+#include <sys/socket.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "cidr.h"
+#include "config.h"
+#include "geoip.h"
+#include "http.h"
+#include "jwt.h"
+#include "origin.h"
+#include "policy.h"
+#include "session.h"
+
+/* Fill a refusal and return -1. */
+static int
+policy_refuse(struct wsg_verdict *v, int status, const char *reason,
+    const char *header, const char *detail)
+{
+	v->v_status = status;
+	v->v_reason = reason;
+	v->v_header = header;
+	v->v_detail = detail;
+	return (-1);
+}
+
+/* Is a two-letter code in a list? */
+static int
+policy_country_listed(char (*list)[3], size_t n, const char *cc)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(list[i], cc) == 0)
+			return (1);
+	return (0);
+}
+
+/*
+ * Find the value of a query parameter (first occurrence).  Returns 1 and
+ * the value, or 0 when absent.
+ */
+static int
+policy_query_param(struct wsg_str q, const char *name, struct wsg_str *val)
+{
+	const char	*p = q.p, *end = q.p + q.len, *amp, *eq;
+	size_t		 nlen = strlen(name);
+
+	while (p != NULL && p < end) {
+		amp = memchr(p, '&', end - p);
+		if (amp == NULL)
+			amp = end;
+		eq = memchr(p, '=', amp - p);
+		if (eq != NULL && (size_t)(eq - p) == nlen &&
+		    memcmp(p, name, nlen) == 0) {
+			val->p = eq + 1;
+			val->len = amp - (eq + 1);
+			return (1);
+		}
+		p = amp + 1;
+	}
+	return (0);
+}
+
+/*
+ * The bearer token of a request: from the configured header ("Bearer"
+ * scheme for Authorization, the raw value for any other header), else from
+ * the query parameter.  Returns 1 found, 0 missing, -1 present but not a
+ * usable token.
+ */
+static int
+policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
+    struct wsg_str *tok)
+{
+	const struct wsg_http_header	*h;
+	struct wsg_str			 v;
+
+	h = http_header_find(req->headers, req->nheaders,
+	    pol->pol_auth_header);
+	if (h != NULL) {
+		v = h->value;
+		if (strcasecmp(pol->pol_auth_header, "Authorization") == 0) {
+			if (v.len < 7 || strncasecmp(v.p, "Bearer ", 7) != 0)
+				return (-1);
+			v.p += 7;
+			v.len -= 7;
+			while (v.len > 0 && *v.p == ' ') {
+				v.p++;
+				v.len--;
+			}
+		}
+		if (v.len == 0)
+			return (-1);
+		*tok = v;
+		return (1);
+	}
+	if (pol->pol_auth_query_param != NULL && req->has_query &&
+	    policy_query_param(req->query, pol->pol_auth_query_param, tok))
+		return (tok->len > 0 ? 1 : -1);
+	return (0);
+}
+
+int
+policy_check(struct wsg_session *s, const struct wsg_http_request *req,
+    struct wsg_verdict *v)
+{
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	const struct sockaddr	*sa = (const struct sockaddr *)&s->s_addr;
+	struct wsg_jwt_claims	*claims = NULL;
+	enum wsg_jwt_result	 jr;
+	struct wsg_str		 tok;
+	char			 cc[3];
+	int			 r;
+
+	/* Addresses: deny wins over allow. */
+	if (pol->pol_nip_deny > 0 && cidr_list_match(pol->pol_ip_deny,
+	    pol->pol_nip_deny, sa))
+		return (policy_refuse(v, 403, "ip_denied", NULL,
+		    "address in ip.deny"));
+	if (pol->pol_nip_allow > 0 && !cidr_list_match(pol->pol_ip_allow,
+	    pol->pol_nip_allow, sa))
+		return (policy_refuse(v, 403, "ip_denied", NULL,
+		    "address not in ip.allow"));
+
+	/* Countries. */
+	if (pol->pol_geoip != NULL) {
+		r = geoip_country(pol->pol_geoip, sa, cc);
+		if (r == 1) {
+			memcpy(s->s_country, cc, sizeof(s->s_country));
+			if (policy_country_listed(pol->pol_geo_deny,
+			    pol->pol_ngeo_deny, cc))
+				return (policy_refuse(v, 403, "geo_denied",
+				    NULL, "country in deny_countries"));
+			if (pol->pol_ngeo_allow > 0 &&
+			    !policy_country_listed(pol->pol_geo_allow,
+			    pol->pol_ngeo_allow, cc))
+				return (policy_refuse(v, 403, "geo_denied",
+				    NULL, "country not in allow_countries"));
+		} else if (!pol->pol_geo_unknown_allow)
+			return (policy_refuse(v, 403, "geo_denied", NULL,
+			    "country unknown"));
+	}
+
+	/* Origin. */
+	if (pol->pol_origin != NULL) {
+		switch (origin_check(pol->pol_origin, req->origin.p,
+		    req->origin.len)) {
+		case WSG_ORIGIN_OK:
+			break;
+		case WSG_ORIGIN_MISSING:
+			return (policy_refuse(v, 403, "origin_denied", NULL,
+			    "no Origin"));
+		case WSG_ORIGIN_ERROR:
+			return (policy_refuse(v, 403, "origin_denied", NULL,
+			    "origin regex match limit"));
+		default:
+			return (policy_refuse(v, 403, "origin_denied", NULL,
+			    "Origin not allowed"));
+		}
+	}
+
+	/* Token. */
+	if (pol->pol_jwt != NULL) {
+		r = policy_token(pol, req, &tok);
+		if (r == 0)
+			return (policy_refuse(v, 401, "auth_missing",
+			    "WWW-Authenticate: Bearer realm=\"wsgate\"\r\n",
+			    "no token"));
+		if (r == -1)
+			return (policy_refuse(v, 401, "auth_invalid",
+			    "WWW-Authenticate: Bearer realm=\"wsgate\", "
+			    "error=\"invalid_request\"\r\n",
+			    "not a bearer token"));
+		jr = jwt_verify(tok.p, tok.len, pol->pol_jwt,
+		    (int64_t)time(NULL), &claims);
+		if (jr == WSG_JWT_EXPIRED)
+			return (policy_refuse(v, 401, "auth_expired",
+			    "WWW-Authenticate: Bearer realm=\"wsgate\", "
+			    "error=\"invalid_token\"\r\n", jwt_result_str(jr)));
+		if (jr != WSG_JWT_OK)
+			return (policy_refuse(v, 401, "auth_invalid",
+			    "WWW-Authenticate: Bearer realm=\"wsgate\", "
+			    "error=\"invalid_token\"\r\n", jwt_result_str(jr)));
+		s->s_claims = claims;
+		if (jwt_claims_sub(claims) != NULL)
+			s->s_user = strdup(jwt_claims_sub(claims));
+	}
+	return (0);
+}
+
+int
+policy_upstream_target(const struct wsg_session *s,
+    const struct wsg_http_request *req, char *buf, size_t len)
+{
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	const char		*name = pol->pol_auth_query_param;
+	const char		*p, *end, *amp;
+	size_t			 n = 0, nlen, seg;
+	int			 first = 1;
+
+	if (req->path.len + 1 > len)
+		return (-1);
+	memcpy(buf, req->path.p, req->path.len);
+	n = req->path.len;
+	if (!req->has_query)
+		goto done;
+	if (pol->pol_jwt == NULL || name == NULL) {
+		if (n + 1 + req->query.len + 1 > len)
+			return (-1);
+		buf[n++] = '?';
+		memcpy(buf + n, req->query.p, req->query.len);
+		n += req->query.len;
+		goto done;
+	}
+	nlen = strlen(name);
+	p = req->query.p;
+	end = req->query.p + req->query.len;
+	while (p <= end) {
+		amp = memchr(p, '&', end - p);
+		if (amp == NULL)
+			amp = end;
+		seg = amp - p;
+		/* Drop "name=..." and a bare "name". */
+		if (!((seg == nlen || (seg > nlen && p[nlen] == '=')) &&
+		    memcmp(p, name, nlen) == 0) && seg > 0) {
+			if (n + 1 + seg + 1 > len)
+				return (-1);
+			buf[n++] = first ? '?' : '&';
+			memcpy(buf + n, p, seg);
+			n += seg;
+			first = 0;
+		}
+		p = amp + 1;
+	}
+done:
+	buf[n] = '\0';
+	return ((int)n);
+}
+
+int
+policy_is_forwarded_header(const struct wsg_session *s, const char *name,
+    size_t len)
+{
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	size_t			 i;
+
+	for (i = 0; i < pol->pol_nforward_claims; i++)
+		if (strlen(pol->pol_forward_claims[i].fc_header) == len &&
+		    strncasecmp(pol->pol_forward_claims[i].fc_header, name,
+		    len) == 0)
+			return (1);
+	return (0);
+}

@@ -1,0 +1,147 @@
+/*
+ * PCRE2 wrapper: compile with JIT when available, match under limits.
+ * See regex.h for the thread-safety contract.
+ */
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "regex.h"
+
+struct wsg_regex {
+	pcre2_code		*re_code;
+	pcre2_match_context	*re_mctx;	/* read-only once built */
+	char			*re_pattern;
+	int			 re_jit;	/* JIT compile succeeded */
+};
+
+/* Write a PCRE2 error code as text, prefixed, into err. */
+static void
+regex_error(char *err, size_t errlen, const char *prefix, int code,
+    size_t offset)
+{
+	PCRE2_UCHAR	msg[WSG_REGEX_ERR_MAX];
+
+	if (err == NULL || errlen == 0)
+		return;
+	if (prefix != NULL)
+		snprintf(err, errlen, "%s", prefix);
+	else if (pcre2_get_error_message(code, msg, sizeof(msg)) < 0)
+		snprintf(err, errlen, "offset %zu: error %d", offset, code);
+	else
+		snprintf(err, errlen, "offset %zu: %s", offset, (char *)msg);
+}
+
+/* Compile pattern; the match context carries every limit. */
+struct wsg_regex *
+regex_compile(const char *pattern, char *err, size_t errlen)
+{
+	struct wsg_regex	*re;
+	size_t			 plen, eoff = 0;
+	int			 ecode = 0;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (pattern == NULL) {
+		regex_error(err, errlen, "no pattern", 0, 0);
+		return NULL;
+	}
+	plen = strnlen(pattern, WSG_REGEX_MAX_PATTERN + 1);
+	if (plen > WSG_REGEX_MAX_PATTERN) {
+		regex_error(err, errlen, "pattern too long", 0, 0);
+		return NULL;
+	}
+	if ((re = calloc(1, sizeof(*re))) == NULL) {
+		regex_error(err, errlen, "out of memory", 0, 0);
+		return NULL;
+	}
+	if ((re->re_pattern = strdup(pattern)) == NULL)
+		goto nomem;
+	/* \C can split a UTF-8 character: never useful, sometimes unsafe. */
+	re->re_code = pcre2_compile((PCRE2_SPTR)pattern, plen,
+	    PCRE2_UTF | PCRE2_NEVER_BACKSLASH_C, &ecode, &eoff, NULL);
+	if (re->re_code == NULL) {
+		regex_error(err, errlen, NULL, ecode, eoff);
+		regex_free(re);
+		return NULL;
+	}
+	/* JIT is an optimisation: without it the interpreter does the work. */
+	re->re_jit = pcre2_jit_compile(re->re_code, PCRE2_JIT_COMPLETE) == 0;
+
+	if ((re->re_mctx = pcre2_match_context_create(NULL)) == NULL)
+		goto nomem;
+	pcre2_set_match_limit(re->re_mctx, WSG_REGEX_MATCH_LIMIT);
+	pcre2_set_depth_limit(re->re_mctx, WSG_REGEX_DEPTH_LIMIT);
+	pcre2_set_heap_limit(re->re_mctx, WSG_REGEX_HEAP_LIMIT);
+	/*
+	 * No JIT stack is assigned: JIT then uses 32 KiB of the calling
+	 * thread's own stack, which is both the JIT stack limit and what
+	 * keeps concurrent matches from sharing a stack.
+	 */
+	return re;
+
+nomem:
+	regex_error(err, errlen, "out of memory", 0, 0);
+	regex_free(re);
+	return NULL;
+}
+
+/* Match with flags; see regex.h for the results. */
+int
+regex_match_flags(const struct wsg_regex *re, const char *subject,
+    size_t len, int flags)
+{
+	pcre2_match_data	*md;
+	uint32_t		 opts = 0;
+	int			 rc;
+
+	if (re == NULL || (subject == NULL && len > 0))
+		return -1;
+	if (subject == NULL)
+		subject = "";
+	if (flags & WSG_REGEX_VALID_UTF8)
+		opts |= PCRE2_NO_UTF_CHECK;
+	/* Per call, so threads sharing re never share match data. */
+	if ((md = pcre2_match_data_create_from_pattern(re->re_code,
+	    NULL)) == NULL)
+		return -1;
+	rc = pcre2_match(re->re_code, (PCRE2_SPTR)subject, len, 0, opts, md,
+	    re->re_mctx);
+	pcre2_match_data_free(md);
+	if (rc >= 0)
+		return 1;	/* 0 means a match with a short ovector */
+	if (rc == PCRE2_ERROR_NOMATCH || rc == PCRE2_ERROR_PARTIAL)
+		return 0;
+	return -1;
+}
+
+/* Match a subject PCRE2 must itself check for valid UTF-8. */
+int
+regex_match(const struct wsg_regex *re, const char *subject, size_t len)
+{
+	return regex_match_flags(re, subject, len, 0);
+}
+
+/* The source pattern. */
+const char *
+regex_pattern(const struct wsg_regex *re)
+{
+	return re->re_pattern;
+}
+
+/* Free everything regex_compile() allocated. */
+void
+regex_free(struct wsg_regex *re)
+{
+	if (re == NULL)
+		return;
+	pcre2_match_context_free(re->re_mctx);
+	pcre2_code_free(re->re_code);
+	free(re->re_pattern);
+	free(re);
+}

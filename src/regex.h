@@ -1,0 +1,60 @@
+/*
+ * A thin wrapper around PCRE2 (8-bit, UTF mode) for the policy regexes:
+ * compiled once at load time, JIT-compiled when the platform allows, and
+ * matched under fixed match, depth and heap limits so that a hostile
+ * subject against a backtracking pattern fails promptly instead of
+ * stalling a worker.
+ *
+ * Thread safety: a compiled struct wsg_regex is immutable after
+ * regex_compile() and may be shared by any number of threads.  Each
+ * regex_match() call creates its own match data; JIT matching uses the
+ * default 32 KiB block on the calling thread's machine stack (no JIT stack
+ * object is shared), so no state is shared between concurrent matches.
+ */
+#ifndef WSG_REGEX_H
+#define WSG_REGEX_H
+
+#include <stddef.h>
+
+#define WSG_REGEX_MAX_PATTERN	4096	/* bytes in one pattern */
+#define WSG_REGEX_MATCH_LIMIT	10000	/* pcre2_set_match_limit() */
+#define WSG_REGEX_DEPTH_LIMIT	1000	/* pcre2_set_depth_limit() */
+#define WSG_REGEX_HEAP_LIMIT	1024	/* KiB, pcre2_set_heap_limit() */
+#define WSG_REGEX_ERR_MAX	128	/* a useful size for regex_compile's err */
+
+/*
+ * regex_match_flags() flag: the caller has already validated the subject
+ * as UTF-8 (utf8_validate() returned WSG_UTF8_ACCEPT), so PCRE2 may skip
+ * its own check.  Passing an invalid subject with this flag is undefined
+ * behaviour in PCRE2; without it an invalid subject is an error (-1).
+ */
+#define WSG_REGEX_VALID_UTF8	0x01
+
+struct wsg_regex;
+
+/*
+ * Compile a NUL-terminated pattern in UTF mode.  Returns NULL with a
+ * message ("offset N: ...") in err on failure.
+ */
+struct wsg_regex	*regex_compile(const char *, char *, size_t);
+
+/*
+ * Match len bytes of subject (no NUL needed).  Returns 1 on a match, 0 on
+ * none, -1 on an error: a match, depth, heap or JIT stack limit hit, an
+ * invalid UTF-8 subject, or an allocation failure.  Callers treat -1 as a
+ * refusal.
+ */
+int			 regex_match(const struct wsg_regex *, const char *,
+			    size_t);
+
+/* The same with WSG_REGEX_* flags. */
+int			 regex_match_flags(const struct wsg_regex *,
+			    const char *, size_t, int);
+
+/* The source pattern, for messages and logs. */
+const char		*regex_pattern(const struct wsg_regex *);
+
+/* Free a compiled regex; NULL is allowed. */
+void			 regex_free(struct wsg_regex *);
+
+#endif /* WSG_REGEX_H */

@@ -1,0 +1,237 @@
+/*
+ * Unit tests of the PCRE2 wrapper: compile errors, matching, UTF-8
+ * handling, and that catastrophic backtracking ends in a refusal rather
+ * than a stall or a false match.
+ */
+#include "autoconf.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "regex.h"
+#include "unit.h"
+
+#define TEST_THREADS	4
+#define TEST_ROUNDS	2000
+
+/* Compile a pattern that must compile. */
+static struct wsg_regex *
+must_compile(const char *pattern)
+{
+	struct wsg_regex	*re;
+	char			 err[WSG_REGEX_ERR_MAX];
+
+	re = regex_compile(pattern, err, sizeof(err));
+	CHECK(re != NULL);
+	if (re == NULL) {
+		fprintf(stderr, "compile %s: %s\n", pattern, err);
+		exit(1);
+	}
+	CHECK_STR(regex_pattern(re), pattern);
+	return re;
+}
+
+/* Match a NUL-terminated subject. */
+static int
+match(const struct wsg_regex *re, const char *s)
+{
+	return regex_match(re, s, strlen(s));
+}
+
+/* Patterns that must not compile, with a message naming the offset. */
+static void
+test_compile_errors(void)
+{
+	static const char	*bad[] = { "(", "a{2,1}", "[z-a]", "\\", "(?<",
+	    "a\\C", "\xff", NULL };
+	char			 err[WSG_REGEX_ERR_MAX], *big;
+	size_t			 i;
+
+	for (i = 0; bad[i] != NULL; i++) {
+		err[0] = '\0';
+		CHECK(regex_compile(bad[i], err, sizeof(err)) == NULL);
+		CHECK(strncmp(err, "offset ", 7) == 0);
+	}
+	CHECK(regex_compile(NULL, err, sizeof(err)) == NULL);
+	CHECK_STR(err, "no pattern");
+
+	big = malloc(WSG_REGEX_MAX_PATTERN + 2);
+	CHECK(big != NULL);
+	if (big == NULL)
+		return;
+	memset(big, 'a', WSG_REGEX_MAX_PATTERN + 1);
+	big[WSG_REGEX_MAX_PATTERN + 1] = '\0';
+	CHECK(regex_compile(big, err, sizeof(err)) == NULL);
+	CHECK_STR(err, "pattern too long");
+	big[WSG_REGEX_MAX_PATTERN] = '\0';
+	regex_free(must_compile(big));
+	free(big);
+
+	/* A short error buffer truncates, never overflows. */
+	CHECK(regex_compile("(", err, 4) == NULL);
+	CHECK_INT(strlen(err), 3);
+	CHECK(regex_compile("(", NULL, 0) == NULL);
+}
+
+/* Ordinary matching, anchoring and embedded NULs. */
+static void
+test_match(void)
+{
+	struct wsg_regex	*re;
+
+	re = must_compile("^https://[a-z0-9-]+\\.example\\.com$");
+	CHECK_INT(match(re, "https://app.example.com"), 1);
+	CHECK_INT(match(re, "https://app.example.com.evil.example"), 0);
+	CHECK_INT(match(re, "https://app.example.com\n"), 1);	/* PCRE $ */
+	CHECK_INT(match(re, "http://app.example.com"), 0);
+	CHECK_INT(match(re, ""), 0);
+	CHECK_INT(regex_match(re, NULL, 0), 0);
+	CHECK_INT(regex_match(re, NULL, 3), -1);
+	CHECK_INT(regex_match(NULL, "x", 1), -1);
+	/* The length counts, not a NUL. */
+	CHECK_INT(regex_match(re, "https://app.example.com/x", 23), 1);
+	CHECK_INT(regex_match(re, "https://a\0.example.com", 22), 0);
+	regex_free(re);
+
+	re = must_compile("(?i)bad\\s*word");
+	CHECK_INT(match(re, "this is a BAD   Word here"), 1);
+	CHECK_INT(match(re, "this is fine"), 0);
+	regex_free(re);
+
+	re = must_compile("a\\x00b");
+	CHECK_INT(regex_match(re, "xa\0b", 4), 1);
+	regex_free(re);
+
+	regex_free(NULL);
+}
+
+/* UTF mode: characters, not bytes; invalid subjects are refused. */
+static void
+test_utf8(void)
+{
+	struct wsg_regex	*re;
+
+	re = must_compile("^.$");
+	CHECK_INT(match(re, "\xc3\xa9"), 1);		/* e-acute, one char */
+	CHECK_INT(match(re, "\xf0\x9f\x98\x80"), 1);	/* U+1F600 */
+	CHECK_INT(match(re, "ab"), 0);
+	CHECK_INT(match(re, "\xc3"), -1);		/* truncated */
+	CHECK_INT(match(re, "\xc0\xaf"), -1);		/* overlong */
+	CHECK_INT(match(re, "\xed\xa0\x80"), -1);	/* surrogate */
+	CHECK_INT(regex_match_flags(re, "\xc3\xa9", 2, WSG_REGEX_VALID_UTF8),
+	    1);
+	regex_free(re);
+
+	/* Invalid bytes cannot hide a denied word: the match is refused. */
+	re = must_compile("secret");
+	CHECK_INT(match(re, "sec\xffret"), -1);
+	CHECK_INT(match(re, "\xff secret"), -1);
+	regex_free(re);
+
+	re = must_compile("caf\xc3\xa9");
+	CHECK_INT(match(re, "un caf\xc3\xa9"), 1);
+	regex_free(re);
+}
+
+/* Catastrophic backtracking returns promptly and never as a match. */
+static void
+test_limits(void)
+{
+	static const char	*evil[] = { "^(a+)+$", "^(a|a)*$", "^(a*)*b$",
+	    "(x+x+)+y", "^(\\w+\\s?)*$", NULL };
+	struct wsg_regex	*re;
+	char			 subj[64];
+	char			*big;
+	size_t			 i, n;
+	int			 r;
+
+	for (i = 0; evil[i] != NULL; i++) {
+		re = must_compile(evil[i]);
+		for (n = 30; n <= 40; n += 5) {
+			memset(subj, strchr(evil[i], 'x') ? 'x' : 'a', n);
+			subj[n] = '!';
+			subj[n + 1] = '\0';
+			r = match(re, subj);
+			CHECK(r == -1 || r == 0);
+		}
+		regex_free(re);
+	}
+
+	/* The classic one must actually hit the limit, not just be lucky. */
+	re = must_compile("^(a+)+$");
+	memset(subj, 'a', 35);
+	memcpy(subj + 35, "!", 2);
+	CHECK_INT(match(re, subj), -1);
+	CHECK_INT(match(re, "aaaa"), 1);
+	regex_free(re);
+
+	/* A simple pattern over a 1 MiB message stays within the limits. */
+	n = 1024 * 1024;
+	big = malloc(n + 1);
+	CHECK(big != NULL);
+	if (big == NULL)
+		return;
+	memset(big, 'x', n);
+	big[n] = '\0';
+	re = must_compile("(?i)[b]ad\\s*word");
+	CHECK_INT(regex_match(re, big, n), 0);
+	memcpy(big + n - 8, "bad word", 8);
+	CHECK_INT(regex_match(re, big, n), 1);
+	regex_free(re);
+	re = must_compile("\\bbad\\b");
+	CHECK_INT(regex_match(re, big, n), 0);	/* "xbad" has no \b */
+	big[n - 9] = ' ';
+	CHECK_INT(regex_match(re, big, n), 1);
+	regex_free(re);
+	free(big);
+}
+
+struct test_shared {
+	struct wsg_regex	*ts_re;
+	int			 ts_bad;
+};
+
+/* One worker: matches and non-matches on the shared regex. */
+static void *
+test_worker(void *arg)
+{
+	struct test_shared	*ts = arg;
+	int			 i;
+
+	for (i = 0; i < TEST_ROUNDS; i++) {
+		if (regex_match(ts->ts_re, "https://a1.example.com", 22) != 1 ||
+		    regex_match(ts->ts_re, "https://a1.example.org", 22) != 0)
+			__atomic_store_n(&ts->ts_bad, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* Several threads share one compiled regex. */
+static void
+test_threads(void)
+{
+	struct test_shared	 ts;
+	pthread_t		 t[TEST_THREADS];
+	int			 i;
+
+	ts.ts_re = must_compile("^https://([a-z0-9]+)\\.example\\.com$");
+	ts.ts_bad = 0;
+	for (i = 0; i < TEST_THREADS; i++)
+		CHECK_INT(pthread_create(&t[i], NULL, test_worker, &ts), 0);
+	for (i = 0; i < TEST_THREADS; i++)
+		pthread_join(t[i], NULL);
+	CHECK_INT(ts.ts_bad, 0);
+	regex_free(ts.ts_re);
+}
+
+int
+main(void)
+{
+	test_compile_errors();
+	test_match();
+	test_utf8();
+	test_limits();
+	test_threads();
+	return unit_done("test_regex");
+}
