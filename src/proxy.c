@@ -74,17 +74,22 @@ proxy_v4_ok(const char *s, size_t n, int complete)
 	return complete ? dots == 3 && glen > 0 : 1;
 }
 
-/* Can s[0..n) still become an IPv6 address? */
+/*
+ * Can s[0..n) still become an IPv6 address?  At most one "::", groups of
+ * at most 4 hex digits, at most 8 groups (7 with "::"; a dotted tail counts
+ * 2), at most 7 colons (8 with "::"), and a dotted tail only last.
+ */
 static int
 proxy_v6_prefix(const char *s, size_t n)
 {
-	size_t	i, colons = 0, glen = 0, tail = 0;
+	size_t	i, colons = 0, glen = 0, groups = 0, tail = 0;
 	int	dot = 0, dcolon = 0;
 
 	for (i = 0; i < n; i++) {
 		if (s[i] == ':') {
-			if (dot || ++colons > 8)
+			if (dot)
 				return 0;
+			colons++;
 			if (i > 0 && s[i - 1] == ':') {
 				if (dcolon++)
 					return 0;	/* a second "::" */
@@ -93,14 +98,21 @@ proxy_v6_prefix(const char *s, size_t n)
 			}
 			glen = 0;
 			tail = i + 1;
-		} else if (s[i] == '.')
+		} else if (s[i] == '.') {
+			if (!dot)
+				groups++;	/* a.b.c.d is two groups */
 			dot = 1;
-		else if ((s[i] >= '0' && s[i] <= '9') ||
+		} else if ((s[i] >= '0' && s[i] <= '9') ||
 		    (s[i] >= 'a' && s[i] <= 'f') ||
 		    (s[i] >= 'A' && s[i] <= 'F')) {
-			if (!dot && ++glen > 4)
+			if (!dot && glen++ == 0)
+				groups++;
+			if (glen > 4)
 				return 0;
 		} else
+			return 0;
+		if (colons > (dcolon ? 8U : 7U) ||
+		    groups > (dcolon ? 7U : 8U))
 			return 0;
 	}
 	if (dot)
@@ -440,7 +452,7 @@ proxy_xff_entry(const char *s, size_t n, struct sockaddr_storage *ss,
 		n -= 2;
 		bracket = 1;
 	}
-	if (n == 0 || n >= sizeof(buf))
+	if (n == 0 || n >= sizeof(buf) || memchr(s, '\0', n) != NULL)
 		return -1;
 	memcpy(buf, s, n);
 	buf[n] = '\0';

@@ -1,14 +1,13 @@
 /*
  * libFuzzer harness for the JWT verifier.  The first input byte picks a
  * mode and a policy; the rest is either a whole compact token, checked
- * against a fixed HMAC secret or a fixed RSA public key, or raw header and
- * payload JSON (split at the first NUL) that the harness encodes and signs
- * with the HMAC secret, so the claim checks are reached too.
+ * against a fixed HMAC secret or a fixed RSA, P-256, P-384 or Ed25519
+ * public key, or raw header and payload JSON (split at the first NUL) that
+ * the harness encodes and signs with the HMAC secret, so that the claim
+ * checks are reached too.
  *
- * Config byte: bits 0-1 mode (0 token/HMAC key, 1 token/RSA key, 2 JSON
- * signed HS256, 3 JSON signed HS512); bit 2 issuer; bit 3 audience; bit 4
- * required claims; bit 5 leeway; bit 6 allow only HS256 and RS256; bit 7
- * do not ask for the claims.
+ * Config byte: bits 0-2 mode (FUZZ_MODE_*); bit 3 issuer; bit 4 audience;
+ * bit 5 required claims; bit 6 leeway; bit 7 do not ask for the claims.
  */
 #include "autoconf.h"
 
@@ -31,6 +30,18 @@
 #define FUZZ_RSA_ALGS	((1u << WSG_JWT_RS256) | (1u << WSG_JWT_RS384) | \
 			    (1u << WSG_JWT_RS512) | (1u << WSG_JWT_PS256))
 
+enum fuzz_mode {
+	FUZZ_MODE_HMAC,		/* token against the HMAC secret */
+	FUZZ_MODE_RSA,		/* token against the RSA key */
+	FUZZ_MODE_P256,
+	FUZZ_MODE_ED25519,
+	FUZZ_MODE_JSON256,	/* JSON, encoded and signed HS256 */
+	FUZZ_MODE_JSON512,	/* the same, HS512 */
+	FUZZ_MODE_P384,
+	FUZZ_MODE_HMAC_HS,	/* token, HMAC secret, only HS* allowed */
+	FUZZ_NMODES
+};
+
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -47,6 +58,39 @@ static const char	fuzz_rsa_pem[] =
     "EQIDAQAB\n"
     "-----END PUBLIC KEY-----\n";
 
+static const char	fuzz_p256_pem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEFBTcm5/cCGau4xigV/B0E1X9IKqH\n"
+    "u3hK98SNzU1DfmnecvmWcGwD8Q7m5dRyZK42qZayF/mk1heMuB4mJxAkwQ==\n"
+    "-----END PUBLIC KEY-----\n";
+
+static const char	fuzz_p384_pem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEAjUtBMZNd0cOZHkJk4ZEwyDeCQ9N25UG\n"
+    "b0crDLjo1PbQl9SZFWfGwaqAgI2BXkiZYqkIsYH1V8PAyJ2dsPLA+4pblTF6B90I\n"
+    "7f3gS/X3escYJI5RRGBvw2BimjgWAerB\n"
+    "-----END PUBLIC KEY-----\n";
+
+static const char	fuzz_ed25519_pem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MCowBQYDK2VwAyEAijCPFCOg7SjQPNIfgB7lrsMUxUEcgSNbdf9TBNrDHgE=\n"
+    "-----END PUBLIC KEY-----\n";
+
+/* Per mode: the key's file contents and the algorithms it may verify. */
+static const struct {
+	const char	*fm_key;
+	unsigned int	 fm_algs;
+} fuzz_modes[FUZZ_NMODES] = {
+	{ fuzz_secret, FUZZ_HS_ALGS },
+	{ fuzz_rsa_pem, FUZZ_RSA_ALGS },
+	{ fuzz_p256_pem, 1u << WSG_JWT_ES256 },
+	{ fuzz_ed25519_pem, 1u << WSG_JWT_EDDSA },
+	{ fuzz_secret, FUZZ_HS_ALGS },
+	{ fuzz_secret, FUZZ_HS_ALGS },
+	{ fuzz_p384_pem, 1u << WSG_JWT_ES384 },
+	{ fuzz_secret, FUZZ_HS_ALGS }
+};
+
 static const char *const fuzz_required[] = { "sub", "tenant" };
 
 static const char *const fuzz_names[] = {
@@ -54,21 +98,22 @@ static const char *const fuzz_names[] = {
 	"name", "email", "x", ""
 };
 
-static struct wsg_jwt_key	*fuzz_hmac_key, *fuzz_rsa_key;
+static struct wsg_jwt_key	*fuzz_keys[FUZZ_NMODES];
 
-/* Load the two fixed keys once. */
+/* Load the fixed keys once. */
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char	err[256];
+	int	i;
 
 	(void)argc;
 	(void)argv;
-	fuzz_hmac_key = jwt_key_load_mem(fuzz_secret, strlen(fuzz_secret),
-	    err, sizeof(err));
-	fuzz_rsa_key = jwt_key_load_mem(fuzz_rsa_pem, strlen(fuzz_rsa_pem),
-	    err, sizeof(err));
-	FUZZ_ASSERT(fuzz_hmac_key != NULL && fuzz_rsa_key != NULL);
+	for (i = 0; i < FUZZ_NMODES; i++) {
+		fuzz_keys[i] = jwt_key_load_mem(fuzz_modes[i].fm_key,
+		    strlen(fuzz_modes[i].fm_key), err, sizeof(err));
+		FUZZ_ASSERT(fuzz_keys[i] != NULL);
+	}
 	return 0;
 }
 
@@ -178,27 +223,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg = data[0];
 	data++;
 	size--;
-	mode = cfg & 3;
+	mode = cfg & 7;
 
 	memset(&pol, 0, sizeof(pol));
-	pol.jp_key = mode == 1 ? fuzz_rsa_key : fuzz_hmac_key;
-	pol.jp_algs = (cfg & 0x40) ? (1u << WSG_JWT_HS256) |
-	    (1u << WSG_JWT_RS256) : FUZZ_ALL_ALGS;
-	if (cfg & 0x04)
-		pol.jp_issuer = "https://auth.example.com";
+	pol.jp_key = fuzz_keys[mode];
+	pol.jp_algs = mode == FUZZ_MODE_HMAC_HS ? FUZZ_HS_ALGS : FUZZ_ALL_ALGS;
 	if (cfg & 0x08)
+		pol.jp_issuer = "https://auth.example.com";
+	if (cfg & 0x10)
 		pol.jp_audience = "chat";
-	if (cfg & 0x10) {
+	if (cfg & 0x20) {
 		pol.jp_required = fuzz_required;
 		pol.jp_nrequired = 2;
 	}
-	if (cfg & 0x20)
+	if (cfg & 0x40)
 		pol.jp_leeway = 30;
 	out = (cfg & 0x80) ? NULL : &c;
 
-	if (mode >= 2) {
+	if (mode == FUZZ_MODE_JSON256 || mode == FUZZ_MODE_JSON512) {
 		if ((len = fuzz_build(tok, sizeof(tok), data, size,
-		    mode == 3)) == 0)
+		    mode == FUZZ_MODE_JSON512)) == 0)
 			return 0;
 		t = tok;
 	} else {
@@ -218,10 +262,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r != WSG_JWT_OK)
 		return 0;
 
-	/* The key's type, not the token, chose the algorithm family. */
-	pol.jp_algs &= mode == 1 ? FUZZ_RSA_ALGS : FUZZ_HS_ALGS;
+	/* The key's type, not the token, chose the algorithm. */
+	pol.jp_algs &= fuzz_modes[mode].fm_algs;
 	FUZZ_ASSERT(jwt_verify(t, len, &pol, FUZZ_NOW, NULL) == WSG_JWT_OK);
-	pol.jp_algs = mode == 1 ? FUZZ_HS_ALGS : ~FUZZ_HS_ALGS;
+	pol.jp_algs = ~fuzz_modes[mode].fm_algs;
 	FUZZ_ASSERT(jwt_verify(t, len, &pol, FUZZ_NOW, NULL) ==
 	    WSG_JWT_BAD_ALG);
 	pol.jp_algs = FUZZ_ALL_ALGS;
