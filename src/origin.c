@@ -94,8 +94,8 @@ origin_host_v6(const char *h, size_t len, char *out, size_t outlen)
 	char		buf[INET6_ADDRSTRLEN];
 	struct in6_addr	in6;
 
-	if (len == 0 || len >= sizeof(buf))
-		return -1;
+	if (len == 0 || len >= sizeof(buf) || memchr(h, '\0', len) != NULL)
+		return -1;	/* a NUL would end inet_pton()'s string early */
 	memcpy(buf, h, len);
 	buf[len] = '\0';
 	if (inet_pton(AF_INET6, buf, &in6) != 1)

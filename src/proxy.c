@@ -45,7 +45,9 @@ static const uint8_t	proxy_v2_sig[PROXY_V2_SIG_LEN] = {
 	0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a
 };
 
-static const char	*const proxy_v1_protos[] = { "TCP4", "TCP6", "UNKNOWN" };
+static const char	*const proxy_v1_protos[] = {
+	"TCP4", "TCP6", "UNKNOWN"
+};
 
 /* Is s[0..n) a prefix of a dotted quad; if complete, a whole one? */
 static int

@@ -20,7 +20,7 @@
 #define WSG_REGEX_MATCH_LIMIT	10000	/* pcre2_set_match_limit() */
 #define WSG_REGEX_DEPTH_LIMIT	1000	/* pcre2_set_depth_limit() */
 #define WSG_REGEX_HEAP_LIMIT	1024	/* KiB, pcre2_set_heap_limit() */
-#define WSG_REGEX_ERR_MAX	128	/* a useful size for regex_compile's err */
+#define WSG_REGEX_ERR_MAX	128	/* enough for regex_compile()'s err */
 
 /*
  * regex_match_flags() flag: the caller has already validated the subject

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "regex.h"
 #include "relay.h"
 #include "session.h"
@@ -292,8 +293,9 @@ relay_frame_done(struct wsg_peer *p)
 	(void)frame_msg_end(&p->p_frame, &p->p_msg, 0);
 }
 
-void
-relay_process(struct wsg_peer *p)
+/* Parse, check and move what is buffered from one half. */
+static void
+relay_move(struct wsg_peer *p)
 {
 	struct wsg_session	*s = p->p_session;
 	struct wsg_peer		*o = p->p_other;
@@ -385,6 +387,17 @@ relay_process(struct wsg_peer *p)
 		if (f->f_len == 0)
 			relay_frame_done(p);
 	}
+}
+
+void
+relay_process(struct wsg_peer *p)
+{
+	uint64_t	frames = p->p_frames, bytes = p->p_bytes;
+
+	relay_move(p);
+	/* One counter update per read, not per frame. */
+	metrics_frames(p->p_is_client ? WSG_DIR_C2U : WSG_DIR_U2C,
+	    p->p_frames - frames, p->p_bytes - bytes);
 }
 
 /* New bytes from either half of an open session. */

@@ -50,6 +50,9 @@
 static void	session_client_read_cb(struct bufferevent *, void *);
 static void	session_timer_cb(evutil_socket_t, short, void *);
 
+/* Sessions past their handshake checks, for max_connections. */
+static uint64_t	session_admitted;
+
 /* Arm the session's timer for ms milliseconds from now. */
 static void
 session_timer_set(struct wsg_session *s, uint64_t ms)
@@ -380,6 +383,15 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 		session_refuse(s, 500, "internal_error", NULL);
 		return;
 	}
+	if (s->s_conf->c_max_connections > 0 &&
+	    __atomic_load_n(&session_admitted, __ATOMIC_RELAXED) >=
+	    s->s_conf->c_max_connections) {
+		log_warnx("conn %llu: max_connections (%llu) reached",
+		    (unsigned long long)s->s_id,
+		    (unsigned long long)s->s_conf->c_max_connections);
+		session_refuse(s, 503, "overloaded", "Retry-After: 1\r\n");
+		return;
+	}
 	http_accept_key(req->key.p, req->key.len, s->s_client_accept);
 	if (upstream_build_request(s, req) == -1) {
 		session_refuse(s, 500, "internal_error", NULL);
@@ -389,6 +401,9 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 	    req->head_len);
 	s->s_client.p_bytes += req->head_len;
 	s->s_state = WSG_S_UPSTREAM;
+	/* From here on it counts against max_connections. */
+	__atomic_add_fetch(&session_admitted, 1, __ATOMIC_RELAXED);
+	s->s_admitted = 1;
 	upstream_connect(s);
 }
 
@@ -653,6 +668,8 @@ session_free(struct wsg_session *s)
 	size_t			 i;
 
 	upstream_release(s);
+	if (s->s_admitted)
+		__atomic_sub_fetch(&session_admitted, 1, __ATOMIC_RELAXED);
 	if (s->s_timer != NULL)
 		event_free(s->s_timer);
 	if (s->s_expiry != NULL)

@@ -99,6 +99,7 @@ struct wsg_session {
 	int				 s_server_held;	/* counted in srv_active */
 	int				 s_up_connected;
 	int				 s_draining;	/* shutdown is queued */
+	int				 s_admitted;	/* counted in admitted */
 
 	/* Upgrade in progress. */
 	char				 s_client_accept[29];

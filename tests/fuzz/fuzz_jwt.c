@@ -152,7 +152,8 @@ fuzz_b64url(char *dst, size_t *off, const uint8_t *p, size_t n)
 static size_t
 fuzz_build(char *t, size_t tlen, const uint8_t *p, size_t n, int hs512)
 {
-	static const char	 hdr256[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+	static const char	 hdr256[] =
+				    "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
 	static const char	 hdr512[] = "{\"alg\":\"HS512\"}";
 	const uint8_t		*hdr, *pay, *nul;
 	uint8_t			 mac[EVP_MAX_MD_SIZE];
@@ -205,6 +206,7 @@ fuzz_check_claims(const struct wsg_jwt_claims *c)
 	(void)jwt_claims_sub(c);
 }
 
+/* One verification per input, with invariants on the outcome. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

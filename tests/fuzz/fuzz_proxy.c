@@ -116,7 +116,8 @@ fuzz_v6_text(const uint8_t *a, int style, char *out, size_t outlen)
 		    a[6] << 8 | a[7], a[8] << 8 | a[9], a[10] << 8 | a[11],
 		    a[12] << 8 | a[13], a[14] << 8 | a[15]);
 	if (style == 2)
-		snprintf(out, outlen, "%04X:%04X:%04X:%04X:%04X:%04X:%u.%u.%u.%u",
+		snprintf(out, outlen,
+		    "%04X:%04X:%04X:%04X:%04X:%04X:%u.%u.%u.%u",
 		    a[0] << 8 | a[1], a[2] << 8 | a[3], a[4] << 8 | a[5],
 		    a[6] << 8 | a[7], a[8] << 8 | a[9], a[10] << 8 | a[11],
 		    a[12], a[13], a[14], a[15]);

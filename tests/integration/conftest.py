@@ -121,6 +121,46 @@ def policy(frames=None, **over):
     return deep_merge(p, over)
 
 
+def admin_request(port, path, method="GET", timeout=5.0):
+    """One request to the admin listener: (status, body text, headers).
+    Retries refused connections until the deadline (it may still be
+    binding just after start-up)."""
+    import http.client
+    deadline = time.monotonic() + timeout
+    while True:
+        c = http.client.HTTPConnection("127.0.0.1", port,
+                                       timeout=max(0.5, deadline -
+                                                   time.monotonic()))
+        try:
+            c.request(method, path)
+            r = c.getresponse()
+            return r.status, r.read().decode("utf-8", "replace"), \
+                dict((k.lower(), v) for k, v in r.getheaders())
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        finally:
+            c.close()
+
+
+def parse_metrics(text):
+    """Prometheus text exposition -> {(sample name, ((label, value), ...)):
+    value}, parsed by the reference client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric(samples, name, **labels):
+    """One sample's value; 0 when the series is absent (a labelled counter
+    that has not been touched yet)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
 def tail(path, n=200):
     try:
         lines = Path(path).read_text(errors="replace").splitlines()
@@ -156,7 +196,8 @@ def client_ssl(certs):
 
 class Gateway:
     def __init__(self, tmp, certs, client_ssl, routes, upstreams,
-                 policies=None, listener=None, tls=True, top=None):
+                 policies=None, listener=None, tls=True, top=None,
+                 admin=False):
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.tls = tls
@@ -205,19 +246,24 @@ class Gateway:
             "upstreams": ups,
             "policies_dir": str(pol_dir),
         }
+        self.admin_port = None
+        if admin:
+            self.admin_port = free_port()
+            cfg["admin"] = {"listen": "127.0.0.1:%d" % self.admin_port}
         cfg.update(top or {})
         self.config = cfg
+        self.pol_dir = pol_dir
         self.cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     # -- process --------------------------------------------------------------
 
-    def start(self, timeout=10.0):
+    def start(self, timeout=10.0, env=None):
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([WSGATE, "-c", str(self.cfg_path)],
                                      stdout=self._stderr,
                                      stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL,
-                                     cwd=str(self.tmp))
+                                     cwd=str(self.tmp), env=env)
         RUNNING.append(self)
         TOUCHED.append(self)
         deadline = time.monotonic() + timeout
@@ -231,6 +277,10 @@ class Gateway:
                 s.connect(("127.0.0.1", self.port))
                 self.probe_ports.add(s.getsockname()[1])
                 s.close()
+                if self.admin_port is not None:
+                    admin_request(self.admin_port, "/healthz",
+                                  timeout=max(1.0, deadline -
+                                              time.monotonic()))
                 return self
             except OSError:
                 s.close()
@@ -311,6 +361,58 @@ class Gateway:
             return self.error_log.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    # -- operations: config rewrite, reload, admin ------------------------------
+
+    def write_config(self, cfg=None):
+        """Write self.config (or cfg, which becomes self.config)."""
+        if cfg is not None:
+            self.config = cfg
+        self.cfg_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def write_policy(self, name, body):
+        (self.pol_dir / ("%s.yaml" % name)).write_text(
+            yaml.safe_dump(body, sort_keys=False))
+
+    def reload(self, expect="done", timeout=5.0):
+        """SIGHUP; wait for the next "reload done" (or "reload failed")."""
+        assert expect in ("done", "failed")
+        marks = ("reload done", "reload failed")
+        before = [self.error_text().count(m) for m in marks]
+        self.proc.send_signal(signal.SIGHUP)
+
+        def finished():
+            now = [self.error_text().count(m) for m in marks]
+            return now != before and now
+        now = wait_for(finished, timeout, what="the end of a reload")
+        got = "done" if now[0] > before[0] else "failed"
+        assert got == expect, "reload %s, expected %s:\n%s" % (
+            got, expect, tail(self.error_log, 30))
+
+    def settle_probes(self, timeout=5.0):
+        """Wait until the readiness probes have their access-log lines, so
+        that they are counted before a test takes its first metrics."""
+        def logged():
+            try:
+                text = self.access_log.read_text(errors="replace")
+            except FileNotFoundError:
+                return False
+            ports = set()
+            for line in text.split("\n")[:-1]:
+                try:
+                    ports.add(json.loads(line).get("client_port"))
+                except ValueError:
+                    pass
+            return self.probe_ports <= ports
+        wait_for(logged, timeout, what="the readiness probes' log lines")
+
+    def admin(self, path, method="GET", timeout=5.0):
+        return admin_request(self.admin_port, path, method, timeout)
+
+    def metrics(self):
+        status, body, _ = self.admin("/metrics")
+        assert status == 200, (status, body)
+        return parse_metrics(body)
 
     # -- clients --------------------------------------------------------------
 
@@ -472,3 +574,105 @@ def _dump_logs_on_failure(request):
         for gw in list(TOUCHED):
             print(gw.dump())
     del TOUCHED[:]
+
+
+# -- shared by the test_policy_* modules -----------------------------------------
+
+def openssl(*args, cwd=None):
+    """Run the openssl CLI (keys and certificates for the policy tests)."""
+    subprocess.run(["openssl"] + [str(a) for a in args], check=True,
+                   capture_output=True, timeout=60, cwd=cwd)
+
+
+def ipv6_loopback_available():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return False
+    try:
+        s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class PreClient(rawclient.RawClient):
+    """A raw client that connects first, may send bytes in the clear (a
+    PROXY protocol header) and then starts TLS itself; IPv4 or IPv6.
+
+    local_port is known before the TLS handshake, so a test can find the
+    access-log line of a connection whose handshake fails.
+    """
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect((host, port))
+        self.local_port = s.getsockname()[1]
+        self.sock = s
+        self.buf = bytearray()
+        self.eof = False
+        self.key = None
+
+    def start_tls(self, ctx, server_hostname="localhost"):
+        self.sock = ctx.wrap_socket(self.sock,
+                                    server_hostname=server_hostname)
+        return self
+
+
+def http_refusal(gw, data, status, reason, client=None, up=None,
+                 log_port=None, pred=None):
+    """Send an upgrade request; expect a refusal with status and reason,
+    the access-log line to say so, and (with up) no upstream connection.
+    Returns (response, access-log entry)."""
+    c = client or gw.raw()
+    try:
+        c.send(data)
+        resp = c.http_response(timeout=5)
+    finally:
+        c.close()
+    assert resp.status == status, resp
+    assert reason.encode() in resp.body, resp
+    if pred is not None:
+        e = gw.wait_entry(pred=pred)
+    else:
+        e = gw.wait_entry(client_port=log_port or c.local_port)
+    assert e["status"] == status and e["reason"] == reason, e
+    if up is not None:
+        assert up.connections() == [], \
+            "a refused handshake reached the upstream: %r" % \
+            up.all_bytes()[:300]
+    return resp, e
+
+
+def http_upgrade(gw, data, client=None):
+    """Send an upgrade request, expect 101; returns (client, response).
+    The caller closes the client."""
+    c = client or gw.raw()
+    try:
+        c.send(data)
+        head = c.read_until(b"\r\n\r\n", 5)
+    except BaseException:
+        c.close()
+        raise
+    resp = rawclient.HTTPResponse(head[:-4], b"")
+    if resp.status != 101:
+        c.close()
+        raise AssertionError("expected 101, got %r" % resp)
+    return c, resp
+
+
+def assert_not_logged(gw, secret):
+    """A secret (a token) appears in neither the error log nor the access
+    log of this gateway."""
+    if isinstance(secret, bytes):
+        secret = secret.decode()
+    for path in (gw.error_log, gw.access_log, gw.stderr_path):
+        try:
+            text = Path(path).read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        assert secret not in text, "token written to %s" % path

@@ -143,8 +143,8 @@ sign(int alg, const struct tkey *k, const uint8_t *msg, size_t len,
 }
 
 /*
- * Build "b64(hdr).b64(pay).b64(sig)" in a rotating static slot.  alg < 0:
- * no signature part at all; nosig: an empty one.
+ * Build "b64(hdr).b64(pay).b64(sig)" in a rotating static slot, signed
+ * with alg whatever the header says; alg < 0: "b64(hdr).b64(pay)" only.
  */
 static const char *
 tok_full(const char *hdr, const char *pay, int alg, const struct tkey *k,
@@ -285,6 +285,7 @@ load_fails(const char *path, const char *want)
 	jwt_key_free(k);
 }
 
+/* Algorithm names both ways, "none" never, and result strings. */
 static void
 test_alg_names(void)
 {
@@ -314,6 +315,7 @@ test_alg_names(void)
 	CHECK_STR(jwt_result_str((enum wsg_jwt_result)99), "unknown result");
 }
 
+/* The strict base64url decoder. */
 static void
 test_b64url(void)
 {
@@ -353,11 +355,12 @@ test_b64url(void)
 	CHECK_INT(n, 4);
 }
 
+/* Key files: what loads, what is refused and with which message. */
 static void
 test_key_load(EVP_PKEY *rsa, EVP_PKEY *rsa1024, EVP_PKEY *p256)
 {
 	static const char	 badpem[] = "-----BEGIN PUBLIC KEY-----\n"
-				    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+				    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
 				    "-----END PUBLIC KEY-----\n";
 	static const char	 jwk[] = "{\"kty\":\"RSA\",\"n\":\"AQAB0123456"
 				    "789abcdef\",\"e\":\"AQAB\"}\n";
@@ -1076,6 +1079,7 @@ test_claims_get(const struct wsg_jwt_key *k, const struct tkey *sk)
 	jwt_claims_free(c);
 }
 
+/* Generate the keys, load their public halves, run every group. */
 int
 main(void)
 {

@@ -41,6 +41,10 @@ norm_bad(const char *in, size_t len)
 
 #define NORM_BAD(s)	norm_bad((s), sizeof(s) - 1)
 
+/* A 63-byte DNS label, the longest allowed. */
+#define L63	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" \
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
 /* Schemes, hosts and ports that normalise. */
 static void
 test_normalise_good(void)
@@ -60,7 +64,8 @@ test_normalise_good(void)
 	norm_ok("https://app.example.com:65535",
 	    "https://app.example.com:65535");
 	norm_ok("http://localhost:8080", "http://localhost:8080");
-	norm_ok("https://xn--bcher-kva.example", "https://xn--bcher-kva.example");
+	norm_ok("https://xn--bcher-kva.example",
+	    "https://xn--bcher-kva.example");
 	norm_ok("https://a-b.c-d.example", "https://a-b.c-d.example");
 	norm_ok("https://123.example.com", "https://123.example.com");
 	norm_ok("http://127.0.0.1:8080", "http://127.0.0.1:8080");
@@ -70,8 +75,7 @@ test_normalise_good(void)
 	norm_ok("https://[2001:db8::1]:443", "https://[2001:db8::1]");
 	norm_ok("https://[::ffff:1.2.3.4]", "https://[::ffff:1.2.3.4]");
 	/* 63-byte label, 253-byte name. */
-	norm_ok("https://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x",
-	    "https://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x");
+	norm_ok("https://" L63 ".x", "https://" L63 ".x");
 }
 
 /* The longest names and the smallest output buffers. */
@@ -102,7 +106,7 @@ test_normalise_sizes(void)
 	in[n + 253] = '\0';
 	CHECK_INT(origin_normalise(in, strlen(in), out, sizeof(out)), -1);
 	/* 64-byte label. */
-	NORM_BAD("https://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x");
+	NORM_BAD("https://a" L63 ".x");
 	/* Input over the cap. */
 	memset(in, 'a', sizeof(in));
 	memcpy(in, "https://", 8);
@@ -166,8 +170,9 @@ test_normalise_bad(void)
 	NORM_BAD("https://app.example.com\t");
 	NORM_BAD("https://%61pp.example.com");
 	NORM_BAD("https://b\xc3\xbc" "cher.example");	/* raw UTF-8 */
-	NORM_BAD("https://app\xe3\x80\x82" "example.com");	/* ideographic . */
-	NORM_BAD("https://app.example.com\xef\xbc\x8e");	/* fullwidth . */
+	/* Ideographic and fullwidth full stops. */
+	NORM_BAD("https://app\xe3\x80\x82" "example.com");
+	NORM_BAD("https://app.example.com\xef\xbc\x8e");
 	NORM_BAD("https://\xff");
 	/* Numeric hosts must be real dotted quads. */
 	NORM_BAD("http://127.1");
@@ -195,6 +200,8 @@ test_normalise_bad(void)
 	NORM_BAD("https://app.example.com\0.evil.example");
 	NORM_BAD("https://app.example.com:443\0");
 	NORM_BAD("https\0://app.example.com");
+	NORM_BAD("http://[19::1\0\0\0\0\0\0\0\1]:8080");	/* NUL in [] */
+	NORM_BAD("http://[::1\0]");
 	norm_bad("https://app.example.com", 8);	/* cut after "//" */
 	norm_bad("https://app.example.com", 7);
 	CHECK_INT(origin_normalise("https://app.example.com", 22, NULL, 0), -1);
