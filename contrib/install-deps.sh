@@ -1,14 +1,35 @@
 #!/bin/sh
 # Install what wsgate needs to build, run and test on Debian 12, from
-# Debian's packages only.  Idempotent: does nothing when all is there.
+# Debian's packages, plus playwright-core from the npm registry for the
+# browser test (tests/browser, driving Debian's chromium).  Idempotent:
+# does nothing when all is there.
 set -eu
+
+cd "$(dirname "$0")/.."
 
 PKGS="build-essential autoconf automake pkg-config
 libevent-dev libssl-dev libpcre2-dev libyaml-dev libmaxminddb-dev
 libhiredis-dev libjansson-dev libmaxmind-db-writer-perl
 openssl ca-certificates
 python3 python3-websockets python3-jwt python3-pytest python3-prometheus-client
-mandoc clang libclang-rt-14-dev"
+mandoc clang libclang-rt-14-dev
+chromium"
+
+# Node.js and npm are usually preinstalled; take Debian's when they are not.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1
+then
+	PKGS="$PKGS nodejs npm"
+fi
+
+# The browser test's driver: playwright-core, exactly as package-lock.json
+# pins it.  It downloads no browser; the test uses /usr/bin/chromium.
+npm_deps() {
+	if [ -f tests/browser/node_modules/playwright-core/package.json ]; then
+		return 0
+	fi
+	echo "install-deps: npm ci in tests/browser"
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+}
 
 missing=""
 for p in $PKGS; do
@@ -19,6 +40,7 @@ for p in $PKGS; do
 done
 if [ -z "$missing" ]; then
 	echo "install-deps: all packages present"
+	npm_deps
 	exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -30,3 +52,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+npm_deps

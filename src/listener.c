@@ -5,9 +5,11 @@
 #include "autoconf.h"
 
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -65,34 +67,66 @@ listener_error_cb(struct evconnlistener *lev, void *arg)
 	evtimer_add(l->l_resume, &tv);
 }
 
+int
+listener_bind(const struct wsg_listener_conf *lc)
+{
+	int	fd, one = 1;
+
+	fd = socket(lc->lc_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_warn("listener %s: socket", lc->lc_name);
+		return (-1);
+	}
+	/* Every worker binds its own socket; the kernel spreads accepts. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ==
+	    -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+	    sizeof(one)) == -1 || (lc->lc_addr.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) ==
+	    -1)) {
+		log_warn("listener %s: setsockopt", lc->lc_name);
+		close(fd);
+		return (-1);
+	}
+	if (bind(fd, (const struct sockaddr *)&lc->lc_addr,
+	    lc->lc_addrlen) == -1 || listen(fd, WSG_ACCEPT_BACKLOG) == -1) {
+		log_warn("listener %s: cannot listen on %s", lc->lc_name,
+		    lc->lc_listen);
+		close(fd);
+		return (-1);
+	}
+	return (fd);
+}
+
 struct wsg_listener *
-listener_start(struct wsg_worker *w, const struct wsg_listener_conf *lc)
+listener_start(struct wsg_worker *w, const struct wsg_listener_conf *lc,
+    int fd)
 {
 	struct wsg_listener	*l;
 
-	if ((l = calloc(1, sizeof(*l))) == NULL)
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		close(fd);
 		return (NULL);
+	}
 	l->l_worker = w;
 	l->l_conf = lc;
 	if ((l->l_resume = evtimer_new(w->w_base, listener_resume_cb, l)) ==
 	    NULL) {
+		close(fd);
 		free(l);
 		return (NULL);
 	}
-	l->l_lev = evconnlistener_new_bind(w->w_base, listener_accept_cb, l,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-	    WSG_ACCEPT_BACKLOG, (struct sockaddr *)&lc->lc_addr,
-	    lc->lc_addrlen);
+	l->l_lev = evconnlistener_new(w->w_base, listener_accept_cb, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (l->l_lev == NULL) {
-		log_warn("listener %s: cannot listen on %s", lc->lc_name,
+		log_warn("listener %s: cannot accept on %s", lc->lc_name,
 		    lc->lc_listen);
+		close(fd);
 		event_free(l->l_resume);
 		free(l);
 		return (NULL);
 	}
 	evconnlistener_set_error_cb(l->l_lev, listener_error_cb);
-	log_info("listener %s: listening on %s (%s)", lc->lc_name,
-	    lc->lc_listen, lc->lc_tls ? "wss" : "ws");
 	return (l);
 }
 

@@ -9,9 +9,14 @@ struct wsg_worker;
 struct wsg_listener_conf;
 struct wsg_listener;
 
-/* Bind and listen; NULL (logged) on failure. */
+/*
+ * Make a listening socket for a listener (SO_REUSEPORT: each worker has
+ * its own); -1 (logged) on failure.
+ */
+int			 listener_bind(const struct wsg_listener_conf *);
+/* Accept on a bound socket in a worker's loop; NULL (logged) on failure. */
 struct wsg_listener	*listener_start(struct wsg_worker *,
-			    const struct wsg_listener_conf *);
+			    const struct wsg_listener_conf *, int);
 /* The configuration a listener uses for new connections. */
 const struct wsg_listener_conf	*listener_conf(const struct wsg_listener *);
 /* After a reload: new connections use this listener configuration. */

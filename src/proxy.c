@@ -174,8 +174,9 @@ proxy_v1_complete(enum proxy_kind kind, const char *s, size_t n)
 
 /*
  * Take the token at *pos up to the separator sep into tok (NUL-ended),
- * checking each prefix and then the whole.  more is what running out of
- * bytes means: INCOMPLETE, or INVALID once the line's cap is reached.
+ * checking it as a prefix if the bytes end first, else as a whole.  more
+ * is what running out of bytes means: INCOMPLETE, or INVALID once the
+ * line's cap is reached.
  */
 static enum wsg_proxy_result
 proxy_v1_token(const uint8_t *buf, size_t avail, enum wsg_proxy_result more,
@@ -187,15 +188,14 @@ proxy_v1_token(const uint8_t *buf, size_t avail, enum wsg_proxy_result more,
 		if (n >= PROXY_V1_TOKEN_MAX)
 			return WSG_PROXY_INVALID;
 		tok[n++] = (char)buf[(*pos)++];
-		tok[n] = '\0';
-		if (!proxy_v1_prefix(kind, tok, n))
-			return WSG_PROXY_INVALID;
 	}
 	tok[n] = '\0';
+	/* The prefix checks are monotone: checking the last one suffices. */
 	if (*pos >= avail)
-		return more;
+		return proxy_v1_prefix(kind, tok, n) ? more : WSG_PROXY_INVALID;
 	(*pos)++;
-	if (!proxy_v1_complete(kind, tok, n))
+	/* The prefix check also keeps NULs away from inet_pton(). */
+	if (!proxy_v1_prefix(kind, tok, n) || !proxy_v1_complete(kind, tok, n))
 		return WSG_PROXY_INVALID;
 	return WSG_PROXY_OK;
 }

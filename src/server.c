@@ -1,7 +1,10 @@
 /*
- * The process: the worker event loop, its listeners and admin endpoint,
- * signals, reloads as transactions, privilege drop, systemd readiness, and
- * the drain on SIGTERM/SIGINT.
+ * The process.  The main thread owns signals, the admin endpoint, loading
+ * configurations and binding sockets; each worker thread runs its own
+ * event loop with its own SO_REUSEPORT listening sockets and its own
+ * sessions, which never move between threads.  The main thread talks to a
+ * worker only by posting it a message (a new generation with the sockets
+ * it needs, or "drain") and waking its loop.
  */
 #include "autoconf.h"
 
@@ -9,6 +12,7 @@
 #include <sys/un.h>
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -17,6 +21,7 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/thread.h>
 
 #include "admin.h"
 #include "config.h"
@@ -28,8 +33,24 @@
 
 /* The longest the drain spreads its close frames over. */
 #define WSG_DRAIN_SPREAD_MS	2000
+/* How often the main thread looks whether draining workers are done. */
+#define WSG_DRAIN_POLL_MS	50
+#define WSG_MAX_WORKERS		256
 
-static uint64_t	server_ids;
+enum wsg_msg_type {
+	WSG_MSG_NONE = 0,
+	WSG_MSG_RECONF,
+	WSG_MSG_DRAIN
+};
+
+static uint64_t			 server_ids;
+static struct event_base	*server_base;
+static struct wsg_worker	*server_workers;
+static size_t			 server_nworkers;
+static struct wsg_config	*server_conf;
+static struct wsg_admin		*server_admin_ep;
+static int			 server_draining;
+static struct event		*server_drain_poll;
 
 uint64_t
 server_next_id(void)
@@ -63,7 +84,56 @@ server_notify(const char *state)
 	close(fd);
 }
 
-/* shutdown_timeout passed: stop waiting for sessions. */
+/* Are two listen addresses the same socket? */
+static int
+server_same_addr(const struct wsg_listener_conf *a,
+    const struct wsg_listener_conf *b)
+{
+	return (a->lc_addrlen == b->lc_addrlen &&
+	    memcmp(&a->lc_addr, &b->lc_addr, a->lc_addrlen) == 0);
+}
+
+/* The listener of the old generation at the same address, if any. */
+static const struct wsg_listener_conf *
+server_old_listener(const struct wsg_config *old,
+    const struct wsg_listener_conf *lc)
+{
+	size_t	i;
+
+	for (i = 0; old != NULL && i < old->c_nlisteners; i++)
+		if (server_same_addr(&old->c_listeners[i], lc))
+			return (&old->c_listeners[i]);
+	return (NULL);
+}
+
+/* Post a message to a worker and wake its loop. */
+static void
+server_post(struct wsg_worker *w, int type, struct wsg_config *conf,
+    int *fds)
+{
+	pthread_mutex_lock(&w->w_lock);
+	if (w->w_msg_conf != NULL) {
+		/* An older reconfiguration it has not taken yet: replace it. */
+		size_t i;
+
+		for (i = 0; i < w->w_msg_conf->c_nlisteners; i++)
+			if (w->w_msg_fds[i] != -1)
+				close(w->w_msg_fds[i]);
+		free(w->w_msg_fds);
+		config_unref(w->w_msg_conf);
+		w->w_msg_conf = NULL;
+		w->w_msg_fds = NULL;
+	}
+	if (type == WSG_MSG_RECONF) {
+		w->w_msg_conf = conf;
+		w->w_msg_fds = fds;
+	} else
+		w->w_msg_drain = 1;
+	pthread_mutex_unlock(&w->w_lock);
+	event_active(w->w_msg_ev, EV_READ, 0);
+}
+
+/* shutdown_timeout passed in a worker: stop waiting for its sessions. */
 static void
 server_drain_timeout_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -74,12 +144,12 @@ server_drain_timeout_cb(evutil_socket_t fd, short ev, void *arg)
 }
 
 /*
- * Stop accepting and close every session with 1001.  The close frames of
- * open sessions are spread over a short random window so that a large
- * fleet of clients does not reconnect all at once.
+ * Drain one worker: stop accepting and close every session with 1001.  The
+ * close frames of open sessions are spread over a short random window so
+ * that a large fleet of clients does not reconnect all at once.
  */
 static void
-server_drain(struct wsg_worker *w)
+server_worker_drain(struct wsg_worker *w)
 {
 	struct wsg_session	*s, *next;
 	struct timeval		 tv;
@@ -89,8 +159,6 @@ server_drain(struct wsg_worker *w)
 	if (w->w_draining)
 		return;
 	w->w_draining = 1;
-	server_notify("STOPPING=1");
-	log_info("draining %zu sessions", w->w_nsessions);
 	for (i = 0; i < w->w_nlisteners; i++) {
 		listener_stop(w->w_listeners[i]);
 		w->w_listeners[i] = NULL;
@@ -115,6 +183,93 @@ server_drain(struct wsg_worker *w)
 		evtimer_add(w->w_drain_timer, &tv);
 }
 
+/*
+ * A worker takes a new generation: listeners at addresses it already has
+ * are retargeted (new certificates and routes for new connections), new
+ * ones start on the sockets the main thread bound, old ones stop.
+ * Sessions keep the generation they hold a reference to.
+ */
+static void
+server_worker_reconf(struct wsg_worker *w, struct wsg_config *conf, int *fds)
+{
+	struct wsg_listener	**nl;
+	size_t			  i, j;
+	int			 *kept;
+
+	nl = calloc(conf->c_nlisteners, sizeof(*nl));
+	kept = calloc(w->w_nlisteners + 1, sizeof(int));
+	if (nl == NULL || kept == NULL) {
+		log_warnx("worker %d: out of memory taking the new "
+		    "configuration", w->w_index);
+		for (i = 0; i < conf->c_nlisteners; i++)
+			if (fds[i] != -1)
+				close(fds[i]);
+		free(nl);
+		free(kept);
+		config_unref(conf);
+		return;
+	}
+	for (i = 0; i < conf->c_nlisteners; i++) {
+		if (fds[i] != -1) {
+			nl[i] = listener_start(w, &conf->c_listeners[i],
+			    fds[i]);
+			continue;
+		}
+		for (j = 0; j < w->w_nlisteners; j++)
+			if (!kept[j] && w->w_listeners[j] != NULL &&
+			    server_same_addr(&conf->c_listeners[i],
+			    listener_conf(w->w_listeners[j])))
+				break;
+		if (j == w->w_nlisteners)
+			continue;
+		kept[j] = 1;
+		nl[i] = w->w_listeners[j];
+		listener_set_conf(nl[i], &conf->c_listeners[i]);
+	}
+	for (j = 0; j < w->w_nlisteners; j++)
+		if (!kept[j] && w->w_listeners[j] != NULL)
+			listener_stop(w->w_listeners[j]);
+	free(kept);
+	free(w->w_listeners);
+	w->w_listeners = nl;
+	w->w_nlisteners = conf->c_nlisteners;
+	if (w->w_conf != NULL)
+		config_unref(w->w_conf);
+	w->w_conf = conf;
+}
+
+/* A message from the main thread. */
+static void
+server_worker_msg_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct wsg_worker	*w = arg;
+	struct wsg_config	*conf;
+	int			*fds, drain;
+
+	pthread_mutex_lock(&w->w_lock);
+	conf = w->w_msg_conf;
+	fds = w->w_msg_fds;
+	drain = w->w_msg_drain;
+	w->w_msg_conf = NULL;
+	w->w_msg_fds = NULL;
+	w->w_msg_drain = 0;
+	pthread_mutex_unlock(&w->w_lock);
+	if (conf != NULL) {
+		if (w->w_draining) {
+			size_t i;
+
+			for (i = 0; i < conf->c_nlisteners; i++)
+				if (fds[i] != -1)
+					close(fds[i]);
+			config_unref(conf);
+		} else
+			server_worker_reconf(w, conf, fds);
+		free(fds);
+	}
+	if (drain)
+		server_worker_drain(w);
+}
+
 void
 server_session_gone(struct wsg_worker *w)
 {
@@ -122,47 +277,111 @@ server_session_gone(struct wsg_worker *w)
 		event_base_loopexit(w->w_base, NULL);
 }
 
-/* Are two listen addresses the same socket? */
-static int
-server_same_addr(const struct wsg_listener_conf *a,
-    const struct wsg_listener_conf *b)
+/* A worker thread: run its loop until it has drained, then clean up. */
+static void *
+server_worker_main(void *arg)
 {
-	return (a->lc_addrlen == b->lc_addrlen &&
-	    memcmp(&a->lc_addr, &b->lc_addr, a->lc_addrlen) == 0);
+	struct wsg_worker	*w = arg;
+	struct wsg_session	*s;
+	size_t			 i;
+
+	event_base_loop(w->w_base, EVLOOP_NO_EXIT_ON_EMPTY);
+	/* Whatever is still open at the deadline is cut off. */
+	while ((s = TAILQ_FIRST(&w->w_sessions)) != NULL) {
+		session_close(s, "shutdown");
+		session_peer_free(&s->s_client);
+		session_peer_free(&s->s_upstream);
+		event_base_loop(w->w_base, EVLOOP_NONBLOCK);
+	}
+	for (i = 0; i < w->w_nlisteners; i++)
+		listener_stop(w->w_listeners[i]);
+	free(w->w_listeners);
+	w->w_listeners = NULL;
+	__atomic_store_n(&w->w_done, 1, __ATOMIC_RELEASE);
+	return (NULL);
+}
+
+/*
+ * Bind, for each worker, a socket for every listener of conf that old does
+ * not already have (all of them when old is NULL).  Returns one array of
+ * fds per worker (-1 where the worker keeps its socket), or NULL, with
+ * nothing left open, if any bind fails.
+ */
+static int **
+server_bind_all(struct wsg_config *conf, const struct wsg_config *old)
+{
+	int	**fds;
+	size_t	  i, j, k;
+
+	if ((fds = calloc(server_nworkers, sizeof(*fds))) == NULL)
+		return (NULL);
+	for (i = 0; i < server_nworkers; i++) {
+		if ((fds[i] = malloc((conf->c_nlisteners + 1) *
+		    sizeof(int))) == NULL)
+			goto fail;
+		for (j = 0; j < conf->c_nlisteners; j++)
+			fds[i][j] = -1;
+	}
+	for (i = 0; i < server_nworkers; i++)
+		for (j = 0; j < conf->c_nlisteners; j++) {
+			if (server_old_listener(old, &conf->c_listeners[j]) !=
+			    NULL)
+				continue;
+			if ((fds[i][j] = listener_bind(&conf->c_listeners[j])) ==
+			    -1)
+				goto fail;
+		}
+	for (j = 0; j < conf->c_nlisteners; j++)
+		if (server_old_listener(old, &conf->c_listeners[j]) == NULL)
+			log_info("listener %s: listening on %s (%s)",
+			    conf->c_listeners[j].lc_name,
+			    conf->c_listeners[j].lc_listen,
+			    conf->c_listeners[j].lc_tls ? "wss" : "ws");
+	return (fds);
+fail:
+	for (k = 0; k < server_nworkers; k++) {
+		if (fds[k] == NULL)
+			continue;
+		for (j = 0; j < conf->c_nlisteners; j++)
+			if (fds[k][j] != -1)
+				close(fds[k][j]);
+		free(fds[k]);
+	}
+	free(fds);
+	return (NULL);
 }
 
 /* (Re)start the admin endpoint for a configuration, if it has one. */
 static void
-server_admin(struct wsg_worker *w, struct wsg_config *conf)
+server_admin(struct wsg_config *conf, const struct wsg_config *old)
 {
-	if (w->w_admin != NULL && conf->c_has_admin && w->w_conf->c_has_admin &&
-	    w->w_conf != conf && w->w_conf->c_admin_addrlen ==
-	    conf->c_admin_addrlen && memcmp(&w->w_conf->c_admin_addr,
+	if (server_admin_ep != NULL && conf->c_has_admin && old != NULL &&
+	    old->c_has_admin && old->c_admin_addrlen ==
+	    conf->c_admin_addrlen && memcmp(&old->c_admin_addr,
 	    &conf->c_admin_addr, conf->c_admin_addrlen) == 0)
 		return;
-	admin_stop(w->w_admin);
-	w->w_admin = NULL;
+	admin_stop(server_admin_ep);
+	server_admin_ep = NULL;
 	if (conf->c_has_admin)
-		w->w_admin = admin_start(w->w_base,
+		server_admin_ep = admin_start(server_base,
 		    (struct sockaddr *)&conf->c_admin_addr,
 		    conf->c_admin_addrlen, conf->c_admin_listen,
-		    &w->w_draining);
+		    &server_draining);
 }
 
 /*
  * SIGHUP: load and validate a whole new generation; only if all of it is
- * good (and its new listeners bind) does it replace the current one for
- * new connections.  Established sessions keep the generation they started
+ * good and its new sockets bind does it go to the workers, for new
+ * connections.  Established sessions keep the generation they started
  * with, so a reload never drops one.
  */
 static void
-server_reload(struct wsg_worker *w)
+server_reload(void)
 {
 	struct wsg_errors	  errs;
-	struct wsg_config	 *conf, *old = w->w_conf;
-	struct wsg_listener	**nl;
-	size_t			  i, j;
-	int			 *kept;
+	struct wsg_config	 *conf, *old = server_conf;
+	int			**fds;
+	size_t			  i;
 
 	server_notify("RELOADING=1");
 	memset(&errs, 0, sizeof(errs));
@@ -175,62 +394,21 @@ server_reload(struct wsg_worker *w)
 	errors_free(&errs);
 	if (conf == NULL)
 		goto fail;
-	nl = calloc(conf->c_nlisteners, sizeof(*nl));
-	kept = calloc(w->w_nlisteners ? w->w_nlisteners : 1, sizeof(int));
-	if (nl == NULL || kept == NULL) {
-		free(nl);
-		free(kept);
+	if ((fds = server_bind_all(conf, old)) == NULL) {
 		config_unref(conf);
 		goto fail;
 	}
-	/* Bind what is new first: a bind failure leaves all as it was. */
-	for (i = 0; i < conf->c_nlisteners; i++) {
-		for (j = 0; j < w->w_nlisteners; j++)
-			if (!kept[j] && server_same_addr(&conf->c_listeners[i],
-			    listener_conf(w->w_listeners[j])))
-				break;
-		if (j < w->w_nlisteners) {
-			kept[j] = 1;
-			continue;
-		}
-		if ((nl[i] = listener_start(w, &conf->c_listeners[i])) ==
-		    NULL) {
-			for (j = 0; j < i; j++)
-				listener_stop(nl[j]);
-			free(nl);
-			free(kept);
-			config_unref(conf);
-			goto fail;
-		}
-	}
-	/* Commit: keep, retarget or stop each old listener. */
-	memset(kept, 0, w->w_nlisteners * sizeof(int));
-	for (i = 0; i < conf->c_nlisteners; i++) {
-		if (nl[i] != NULL)
-			continue;
-		for (j = 0; j < w->w_nlisteners; j++)
-			if (!kept[j] && server_same_addr(&conf->c_listeners[i],
-			    listener_conf(w->w_listeners[j])))
-				break;
-		kept[j] = 1;
-		nl[i] = w->w_listeners[j];
-		listener_set_conf(nl[i], &conf->c_listeners[i]);
-	}
-	for (j = 0; j < w->w_nlisteners; j++)
-		if (!kept[j]) {
-			log_info("listener %s: removed",
-			    listener_conf(w->w_listeners[j])->lc_name);
-			listener_stop(w->w_listeners[j]);
-		}
-	free(kept);
-	free(w->w_listeners);
-	w->w_listeners = nl;
-	w->w_nlisteners = conf->c_nlisteners;
-	server_admin(w, conf);
+	if (conf->c_workers != old->c_workers)
+		log_warnx("reload: a new number of workers needs a restart");
+	for (i = 0; i < server_nworkers; i++)
+		server_post(&server_workers[i], WSG_MSG_RECONF,
+		    config_ref(conf), fds[i]);
+	free(fds);
+	server_admin(conf, old);
 	if (log_open(conf->c_error_log, conf->c_access_log,
 	    conf->c_log_level) == -1)
 		log_warnx("reload: keeping the previous log files");
-	w->w_conf = conf;
+	server_conf = conf;
 	config_unref(old);
 	metrics_reload(1);
 	log_info("reload done");
@@ -242,25 +420,60 @@ fail:
 	server_notify("READY=1");
 }
 
-/* SIGTERM, SIGINT, SIGHUP, SIGUSR1. */
+/* Draining: exit the main loop once every worker has finished. */
+static void
+server_drain_poll_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct timeval	tv = { 0, WSG_DRAIN_POLL_MS * 1000 };
+	size_t		i;
+
+	for (i = 0; i < server_nworkers; i++)
+		if (!__atomic_load_n(&server_workers[i].w_done,
+		    __ATOMIC_ACQUIRE)) {
+			evtimer_add(server_drain_poll, &tv);
+			return;
+		}
+	event_base_loopexit(server_base, NULL);
+}
+
+/* SIGTERM/SIGINT: every worker drains; /healthz says so meanwhile. */
+static void
+server_drain(void)
+{
+	struct timeval	tv = { 0, 0 };
+	size_t		i;
+
+	if (server_draining)
+		return;
+	server_draining = 1;
+	server_notify("STOPPING=1");
+	log_info("draining");
+	for (i = 0; i < server_nworkers; i++)
+		server_post(&server_workers[i], WSG_MSG_DRAIN, NULL, NULL);
+	if ((server_drain_poll = evtimer_new(server_base,
+	    server_drain_poll_cb, NULL)) == NULL)
+		event_base_loopexit(server_base, NULL);
+	else
+		evtimer_add(server_drain_poll, &tv);
+}
+
+/* SIGTERM, SIGINT, SIGHUP, SIGUSR1 (on the main thread only). */
 static void
 server_signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
-	struct wsg_worker	*w = arg;
-
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
 		log_info("signal %d: shutting down", (int)sig);
-		server_drain(w);
+		server_drain();
 		break;
 	case SIGUSR1:
 		log_reopen();
 		log_info("log files reopened");
 		break;
 	case SIGHUP:
-		if (!w->w_draining)
-			server_reload(w);
+		if (!server_draining)
+			server_reload();
 		break;
 	}
 }
@@ -288,61 +501,110 @@ server_drop_privileges(const char *user)
 	    (unsigned)pw->pw_gid);
 }
 
-/* Takes over the caller's reference to conf. */
+/* How many workers a configuration asks for; 0 means one per CPU. */
+static size_t
+server_worker_count(const struct wsg_config *conf)
+{
+	long	n = conf->c_workers;
+
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	if (n > WSG_MAX_WORKERS)
+		n = WSG_MAX_WORKERS;
+	return ((size_t)n);
+}
+
 int
 server_run(struct wsg_config *conf)
 {
 	static const int	 sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
-	struct wsg_worker	 w;
 	struct event		*sigev[4];
-	struct wsg_session	*s;
+	struct wsg_worker	*w;
+	int			**fds;
+	sigset_t		 set, oset;
 	size_t			 i;
 
-	memset(&w, 0, sizeof(w));
-	TAILQ_INIT(&w.w_sessions);
 	signal(SIGPIPE, SIG_IGN);
-	if ((w.w_base = event_base_new()) == NULL)
+	if (evthread_use_pthreads() == -1)
+		fatalx("libevent has no thread support");
+	if ((server_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
-	w.w_conf = conf;
-	w.w_nlisteners = conf->c_nlisteners;
-	if ((w.w_listeners = calloc(w.w_nlisteners, sizeof(void *))) == NULL)
-		fatal("listeners");
-	for (i = 0; i < conf->c_nlisteners; i++)
-		if ((w.w_listeners[i] = listener_start(&w,
-		    &conf->c_listeners[i])) == NULL)
-			fatalx("cannot start listener %s",
-			    conf->c_listeners[i].lc_name);
-	server_admin(&w, conf);
-	if (conf->c_has_admin && w.w_admin == NULL)
+	server_conf = conf;
+	server_nworkers = server_worker_count(conf);
+	if ((server_workers = calloc(server_nworkers,
+	    sizeof(*server_workers))) == NULL)
+		fatal("workers");
+	if ((fds = server_bind_all(conf, NULL)) == NULL)
+		fatalx("cannot start the listeners");
+	server_admin(conf, NULL);
+	if (conf->c_has_admin && server_admin_ep == NULL)
 		fatalx("cannot start the admin listener");
 	if (conf->c_user != NULL)
 		server_drop_privileges(conf->c_user);
+
+	/* Workers never see the signals: the main thread takes them all. */
+	sigemptyset(&set);
+	for (i = 0; i < 4; i++)
+		sigaddset(&set, sigs[i]);
+	pthread_sigmask(SIG_BLOCK, &set, &oset);
+	for (i = 0; i < server_nworkers; i++) {
+		w = &server_workers[i];
+		w->w_index = (int)i;
+		TAILQ_INIT(&w->w_sessions);
+		pthread_mutex_init(&w->w_lock, NULL);
+		if ((w->w_base = event_base_new()) == NULL ||
+		    (w->w_msg_ev = event_new(w->w_base, -1, EV_PERSIST,
+		    server_worker_msg_cb, w)) == NULL ||
+		    event_add(w->w_msg_ev, NULL) == -1)
+			fatalx("cannot create worker %zu", i);
+		server_worker_reconf(w, config_ref(conf), fds[i]);
+		free(fds[i]);
+		if (pthread_create(&w->w_thread, NULL, server_worker_main, w) !=
+		    0)
+			fatalx("cannot start worker %zu", i);
+	}
+	free(fds);
+	pthread_sigmask(SIG_SETMASK, &oset, NULL);
 	for (i = 0; i < 4; i++) {
-		sigev[i] = evsignal_new(w.w_base, sigs[i], server_signal_cb,
-		    &w);
+		sigev[i] = evsignal_new(server_base, sigs[i],
+		    server_signal_cb, NULL);
 		if (sigev[i] == NULL || evsignal_add(sigev[i], NULL) == -1)
 			fatalx("cannot set up signal %d", sigs[i]);
 	}
-	log_info("wsgate %s started", PACKAGE_VERSION);
+	log_info("wsgate %s started with %zu worker%s", PACKAGE_VERSION,
+	    server_nworkers, server_nworkers == 1 ? "" : "s");
 	server_notify("READY=1");
-	event_base_dispatch(w.w_base);
-	/* Whatever is still open at the deadline is cut off. */
-	while ((s = TAILQ_FIRST(&w.w_sessions)) != NULL) {
-		session_close(s, "shutdown");
-		session_peer_free(&s->s_client);
-		session_peer_free(&s->s_upstream);
-		event_base_loop(w.w_base, EVLOOP_NONBLOCK);
+	event_base_loop(server_base, EVLOOP_NO_EXIT_ON_EMPTY);
+
+	for (i = 0; i < server_nworkers; i++) {
+		w = &server_workers[i];
+		pthread_join(w->w_thread, NULL);
+		if (w->w_drain_timer != NULL)
+			event_free(w->w_drain_timer);
+		event_free(w->w_msg_ev);
+		if (w->w_msg_conf != NULL) {
+			size_t j;
+
+			for (j = 0; j < w->w_msg_conf->c_nlisteners; j++)
+				if (w->w_msg_fds[j] != -1)
+					close(w->w_msg_fds[j]);
+			free(w->w_msg_fds);
+			config_unref(w->w_msg_conf);
+		}
+		config_unref(w->w_conf);
+		event_base_free(w->w_base);
+		pthread_mutex_destroy(&w->w_lock);
 	}
+	free(server_workers);
 	for (i = 0; i < 4; i++)
 		event_free(sigev[i]);
-	for (i = 0; i < w.w_nlisteners; i++)
-		listener_stop(w.w_listeners[i]);
-	free(w.w_listeners);
-	admin_stop(w.w_admin);
-	if (w.w_drain_timer != NULL)
-		event_free(w.w_drain_timer);
-	event_base_free(w.w_base);
-	config_unref(w.w_conf);
+	if (server_drain_poll != NULL)
+		event_free(server_drain_poll);
+	admin_stop(server_admin_ep);
+	event_base_free(server_base);
+	config_unref(server_conf);
 	log_info("exiting");
 	return (0);
 }

@@ -6,27 +6,35 @@
 #define WSG_SERVER_H
 
 #include <sys/queue.h>
+#include <pthread.h>
 #include <stdint.h>
 
 struct event_base;
 struct event;
 struct wsg_config;
 struct wsg_session;
-struct wsg_admin;
 struct wsg_listener;
 
 TAILQ_HEAD(wsg_session_list, wsg_session);
 
 struct wsg_worker {
+	int			 w_index;
+	pthread_t		 w_thread;
 	struct event_base	*w_base;
-	struct wsg_config	*w_conf;	/* current generation */
+	struct wsg_config	*w_conf;	/* generation for new sessions */
 	struct wsg_session_list	 w_sessions;
 	size_t			 w_nsessions;
 	struct wsg_listener	**w_listeners;
 	size_t			 w_nlisteners;
 	int			 w_draining;
-	struct wsg_admin	*w_admin;
 	struct event		*w_drain_timer;
+	int			 w_done;	/* atomic: loop has ended */
+	/* Messages from the main thread, under w_lock. */
+	pthread_mutex_t		 w_lock;
+	struct event		*w_msg_ev;
+	struct wsg_config	*w_msg_conf;	/* a new generation ... */
+	int			*w_msg_fds;	/* ... and its new sockets */
+	int			 w_msg_drain;
 };
 
 /*

@@ -39,79 +39,88 @@ function out(obj, code) {
   process.stdout.write(JSON.stringify(obj) + '\n', () => process.exit(code));
 }
 
-// Hard deadline for the whole run, whatever hangs.
+// Hard deadline for the whole run, whatever hangs.  process.exit() makes
+// playwright-core kill the browser it launched (its exit handler).
 const hardMs = 20000 + urls.length * (pageTimeout + 5000);
-let browser = null;
 const hard = setTimeout(() => {
-  try { browser?.process?.()?.kill('SIGKILL'); } catch { /* gone */ }
   out({ ok: false, error: `drive.mjs: hard deadline ${hardMs} ms passed` }, 2);
 }, hardMs);
 hard.unref();
 
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch (e) {
-  out({ ok: false, error: 'cannot load playwright-core (run npm ci in ' +
-        'tests/browser): ' + e.message }, 2);
-  await new Promise(() => {});
-}
-if (!fs.existsSync(chromiumPath)) {
-  out({ ok: false, error: `no Chromium at ${chromiumPath}` }, 2);
-  await new Promise(() => {});
+async function visit(browser, url) {
+  const rec = { url, origin: new URL(url).origin, result: null,
+                error: null, console: [] };
+  // A fresh context per page: no shared sockets, cache or storage.
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+  ctx.setDefaultTimeout(pageTimeout);
+  ctx.setDefaultNavigationTimeout(pageTimeout);
+  let page = null;
+  try {
+    page = await ctx.newPage();
+    page.on('console', (m) => rec.console.push(`${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => rec.console.push(`pageerror: ${e.message}`));
+    await page.goto(url, { waitUntil: 'load', timeout: pageTimeout });
+    await page.waitForFunction(() => window.result && window.result.done,
+                               null, { timeout: pageTimeout, polling: 50 });
+    rec.result = await page.evaluate(() => window.result);
+  } catch (e) {
+    rec.error = String((e && e.message) || e).split('\n')[0];
+    if (page) {
+      // Whatever the page had recorded so far, for the report.
+      rec.result = await Promise.race([
+        page.evaluate(() => window.result ?? null).catch(() => null),
+        new Promise((r) => setTimeout(() => r(null), 2000))]);
+    }
+  } finally {
+    await Promise.race([ctx.close().catch(() => {}),
+                        new Promise((r) => setTimeout(r, 5000))]);
+  }
+  return rec;
 }
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'wsgate-chromium-'));
-const pages = [];
-let code = 0;
-try {
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    timeout: 30000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-           '--no-first-run', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync',
-           '--ignore-certificate-errors', `--user-data-dir=${profile}`],
-    env: { ...process.env, HOME: profile },
-  });
-  for (const url of urls) {
-    const rec = { url, origin: new URL(url).origin, result: null,
-                  error: null, console: [] };
-    pages.push(rec);
-    // A fresh context per page: no shared sockets, cache or storage.
-    const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
-    ctx.setDefaultTimeout(pageTimeout);
-    ctx.setDefaultNavigationTimeout(pageTimeout);
-    try {
-      const page = await ctx.newPage();
-      page.on('console', (m) => rec.console.push(`${m.type()}: ${m.text()}`));
-      page.on('pageerror', (e) => rec.console.push(`pageerror: ${e.message}`));
-      await page.goto(url, { waitUntil: 'load', timeout: pageTimeout });
-      await page.waitForFunction(() => window.result && window.result.done,
-                                 null, { timeout: pageTimeout, polling: 50 });
-      rec.result = await page.evaluate(() => window.result);
-    } catch (e) {
-      rec.error = String(e && e.message || e).split('\n')[0];
-      code = 1;
-      try {
-        // Whatever the page had recorded so far, for the report.
-        const p = ctx.pages()[0];
-        if (p) rec.result = await p.evaluate(() => window.result ?? null);
-      } catch { /* page gone */ }
-    } finally {
-      await ctx.close().catch(() => {});
-    }
+async function main() {
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    return [{ ok: false, error: 'cannot load playwright-core (run npm ci ' +
+              'in tests/browser): ' + e.message }, 2];
   }
-  out({ ok: true, browser: browser.version(), pages }, code);
-} catch (e) {
-  out({ ok: false, error: String(e && e.message || e), pages }, 2);
-} finally {
-  if (browser) {
-    const closing = browser.close().catch(() => {});
-    const timer = new Promise((r) => setTimeout(r, 5000));
-    await Promise.race([closing, timer]);
-    try { browser.process?.()?.kill('SIGKILL'); } catch { /* gone */ }
+  if (!fs.existsSync(chromiumPath))
+    return [{ ok: false, error: `no Chromium at ${chromiumPath}` }, 2];
+
+  // A fresh profile every run: playwright-core refuses --user-data-dir in
+  // launch() and makes its own playwright_chromiumdev_profile-* under
+  // os.tmpdir(), so point TMPDIR at a new folder of ours and remove it all
+  // at the end (also whatever Chromium leaves in /tmp-like places there).
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'wsgate-chromium-'));
+  process.env.TMPDIR = profile;
+  let browser = null;
+  const pages = [];
+  try {
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      headless: true,
+      timeout: 30000,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+             '--no-first-run', '--disable-background-networking',
+             '--disable-component-update', '--disable-sync',
+             '--ignore-certificate-errors'],
+      env: { ...process.env, HOME: profile, TMPDIR: profile },
+    });
+    for (const url of urls)
+      pages.push(await visit(browser, url));
+    const allDone = pages.every((p) => p.error === null);
+    return [{ ok: true, browser: browser.version(), pages }, allDone ? 0 : 1];
+  } catch (e) {
+    return [{ ok: false, error: String((e && e.message) || e), pages }, 2];
+  } finally {
+    if (browser)
+      await Promise.race([browser.close().catch(() => {}),
+                          new Promise((r) => setTimeout(r, 5000))]);
+    fs.rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
   }
-  fs.rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
 }
+
+const [obj, code] = await main();
+out(obj, code);

@@ -233,6 +233,12 @@ test_v1_bad(void)
 	    WSG_PROXY_INVALID);
 	CHECK_INT(parse("PROXY UNKNOWN \0\r\n", 17, &pi),
 	    WSG_PROXY_INVALID);
+	CHECK_INT(parse("PROXY TCP6 ::1\0x ::1 1 2\r\n", 26, &pi),
+	    WSG_PROXY_INVALID);
+	CHECK_INT(parse("PROXY TCP4 1.2.3.4\0 5.6.7.8 1 2\r\n", 33, &pi),
+	    WSG_PROXY_INVALID);
+	CHECK_INT(parse("PROXY TCP4 1.2.3.4 5.6.7.8 1\0 2\r\n", 33, &pi),
+	    WSG_PROXY_INVALID);
 	/* Ports. */
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", WSG_PROXY_INVALID);
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n", WSG_PROXY_INVALID);

@@ -1,0 +1,44 @@
+"""SIGUSR1 after an external rotation (rename): new lines go to new files
+at the configured paths, the renamed files keep the old lines."""
+
+import asyncio
+import json
+import signal
+
+from conftest import run, wait_for
+
+
+def test_sigusr1_reopens_after_rename(echo_gateway):
+    gw = echo_gateway
+
+    async def once(text):
+        async with gw.connect("/echo") as ws:
+            await ws.send(text)
+            assert await asyncio.wait_for(ws.recv(), 5) == text
+            return ws.local_address[1]
+
+    p1 = run(once("before"))
+    gw.wait_entry(client_port=p1)
+    old_access = gw.access_log.with_name("access.log.1")
+    old_error = gw.error_log.with_name("error.log.1")
+    gw.access_log.rename(old_access)
+    gw.error_log.rename(old_error)
+    gw.proc.send_signal(signal.SIGUSR1)
+    # The acknowledgement is the first line of the new error log.
+    wait_for(lambda: gw.error_log.exists() and
+             "log files reopened" in gw.error_text(), 5,
+             what="'log files reopened' in a new error.log")
+
+    p2 = run(once("after"))
+    e = gw.wait_entry(client_port=p2)
+    assert e["status"] == 101 and e["reason"] == "client_closed", e
+
+    new_ports = [json.loads(s)["client_port"] for s in
+                 gw.access_log.read_text().splitlines()]
+    old_ports = [json.loads(s)["client_port"] for s in
+                 old_access.read_text().splitlines()]
+    assert p2 in new_ports and p1 not in new_ports
+    assert p1 in old_ports and p2 not in old_ports
+    assert "conn " in gw.error_text()       # later lines land there too
+    assert "log files reopened" not in old_error.read_text()
+    assert "started" in old_error.read_text()

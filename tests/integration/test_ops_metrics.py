@@ -1,0 +1,210 @@
+"""The admin listener: exact metric deltas for known traffic (parsed with
+the reference Prometheus client parser), 404/405, and the loopback rule
+that `wsgate -t` enforces."""
+
+import subprocess
+
+import yaml
+
+import wsproto
+from conftest import WSGATE, free_port, metric
+from rawclient import build_request
+
+N = 5                       # messages per session
+DIRS = ("client_to_upstream", "upstream_to_client")
+
+
+def frame_len(payload_len, masked):
+    n = 2 + (4 if masked else 0)
+    if payload_len >= 65536:
+        n += 8
+    elif payload_len >= 126:
+        n += 2
+    return n + payload_len
+
+
+def session(gw, i):
+    """One upgraded session: N messages echoed, then a clean close.
+    Returns (frames, bytes) per direction as put on the wire."""
+    c = gw.raw()
+    sent_f = sent_b = got_f = got_b = 0
+    try:
+        c.upgrade("/echo")
+        for k in range(N):
+            payload = ("s%d-m%d-" % (i, k)).encode() + b"y" * (10 * k)
+            c.send_frame(wsproto.OP_TEXT, payload)
+            sent_f, sent_b = sent_f + 1, sent_b + frame_len(len(payload),
+                                                            True)
+            f = c.read_frame(5)
+            assert (f.opcode, f.payload) == (wsproto.OP_TEXT, b"a:" + payload)
+            got_f, got_b = got_f + 1, got_b + frame_len(len(f.payload),
+                                                        False)
+        close = wsproto.close_payload(1000, "bye")
+        c.send_frame(wsproto.OP_CLOSE, close)
+        sent_f, sent_b = sent_f + 1, sent_b + frame_len(len(close), True)
+        f, others = c.read_close(5)
+        assert others == [] and f.close_code == 1000, (f, others)
+        got_f, got_b = got_f + 1, got_b + frame_len(len(f.payload), False)
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    return c.local_port, {DIRS[0]: (sent_f, sent_b), DIRS[1]: (got_f, got_b)}
+
+
+def refuse(gw, raw_request, status):
+    c = gw.raw()
+    try:
+        c.send(raw_request)
+        r = c.http_response()
+        assert r.status == status, r
+    finally:
+        c.close()
+    return c.local_port
+
+
+def test_metrics_exact_deltas(factory):
+    be = factory.echo(name="a")
+    dead = free_port()          # nothing listens there
+    gw = factory.gateway(routes=[("/echo", "echo"), ("/dead", "dead")],
+                         upstreams={"echo": [be.addr],
+                                    "dead": ["127.0.0.1:%d" % dead]},
+                         admin=True)
+    gw.settle_probes()
+    m0 = gw.metrics()
+
+    # 2 accepted sessions with known frames.
+    ports, wire = [], []
+    for i in range(2):
+        p, w = session(gw, i)
+        ports.append(p)
+        wire.append(w)
+    # 3 refused handshakes with known reasons, 1 upstream connect failure.
+    refused = [
+        refuse(gw, build_request("/nope"), 404),
+        refuse(gw, build_request("/echo", method="POST"), 405),
+        refuse(gw, build_request("/echo", version="8"), 426),
+        refuse(gw, build_request("/dead"), 502),
+    ]
+    for p in ports + refused:
+        gw.wait_entry(client_port=p)
+    m1 = gw.metrics()
+
+    def d(name, **labels):
+        return metric(m1, name, **labels) - metric(m0, name, **labels)
+
+    assert d("wsgate_handshakes_total", result="accepted") == 2
+    assert d("wsgate_handshakes_total", result="rejected") == 4
+    want_rej = {"no_route": 1, "bad_method": 1, "bad_version": 1,
+                "upstream_unavailable": 1}
+    got_rej = {}
+    for (name, labels), v in m1.items():
+        if name == "wsgate_rejections_total":
+            delta = v - m0.get((name, labels), 0)
+            if delta:
+                got_rej[dict(labels)["reason"]] = delta
+    assert got_rej == want_rej
+    got_close = {}
+    for (name, labels), v in m1.items():
+        if name == "wsgate_closes_total":
+            delta = v - m0.get((name, labels), 0)
+            if delta:
+                got_close[dict(labels)["reason"]] = delta
+    assert got_close == {"client_closed": 2}
+    assert metric(m1, "wsgate_active_connections") == 0
+    for di in DIRS:
+        frames = sum(w[di][0] for w in wire)
+        nbytes = sum(w[di][1] for w in wire)
+        assert (d("wsgate_frames_total", direction=di),
+                d("wsgate_bytes_total", direction=di)) == (frames, nbytes), di
+    assert d("wsgate_upstream_connect_failures_total", upstream="dead") == 1
+    assert d("wsgate_upstream_connect_failures_total", upstream="echo") == 0
+    assert d("wsgate_config_reloads_total", result="ok") == 0
+    assert d("wsgate_config_reloads_total", result="failed") == 0
+    assert metric(m1, "wsgate_draining") == 0
+
+    # The histogram: one observation per judged handshake, cumulative.
+    h = "wsgate_handshake_duration_seconds"
+    assert d(h + "_count") == 6
+    buckets = sorted(((float(dict(lb)["le"]), v) for (name, lb), v in
+                      m1.items() if name == h + "_bucket"))
+    assert buckets[-1][0] == float("inf")
+    assert buckets[-1][1] == metric(m1, h + "_count")
+    assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), buckets
+    assert d(h + "_sum") >= 0
+
+    # The access log agrees with the frame counters.
+    entries = [gw.wait_entry(client_port=p) for p in ports]
+    assert sum(e["frames_in"] for e in entries) == \
+        d("wsgate_frames_total", direction=DIRS[0])
+    assert sum(e["frames_out"] for e in entries) == \
+        d("wsgate_frames_total", direction=DIRS[1])
+
+
+def test_metrics_active_connections_gauge(factory):
+    be = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        assert metric(gw.metrics(), "wsgate_active_connections") == 1
+        c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000))
+        c.read_close(5)
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    gw.wait_entry(client_port=c.local_port)
+    assert metric(gw.metrics(), "wsgate_active_connections") == 0
+
+
+def test_admin_paths_and_methods(factory):
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    status, body, hdrs = gw.admin("/metrics")
+    assert status == 200
+    assert hdrs["content-type"].startswith("text/plain; version=0.0.4")
+    assert gw.admin("/nope")[0] == 404
+    assert gw.admin("/metrics/x")[0] == 404
+    status, _, hdrs = gw.admin("/metrics", method="POST")
+    assert status == 405
+    assert hdrs.get("allow") == "GET"
+    assert gw.admin("/healthz", method="DELETE")[0] == 405
+    assert gw.alive()
+
+
+def check(tmp_path, admin):
+    cfg = {
+        "log": {"error_log": "stderr", "access_log": "off"},
+        "admin": admin,
+        "listeners": [{"name": "public",
+                       "listen": "127.0.0.1:%d" % free_port(),
+                       "routes": [{"path": "/echo", "upstream": "echo",
+                                   "policy": "default"}]}],
+        "upstreams": {"echo": {"servers": ["127.0.0.1:9"]}},
+        "policies_dir": "policies",
+    }
+    (tmp_path / "policies").mkdir(exist_ok=True)
+    (tmp_path / "policies" / "default.yaml").write_text("frames: {}\n")
+    f = tmp_path / "wsgate.yaml"
+    f.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    p = subprocess.run([WSGATE, "-t", "-c", str(f)], capture_output=True,
+                       text=True, timeout=10, stdin=subprocess.DEVNULL)
+    return f, p
+
+
+def test_admin_public_address_needs_allow_public(tmp_path):
+    f, p = check(tmp_path, {"listen": "0.0.0.0:%d" % free_port()})
+    assert p.returncode == 1, p
+    text = f.read_text().splitlines()
+    line = next(i for i, s in enumerate(text, 1) if "0.0.0.0" in s)
+    col = text[line - 1].index("0.0.0.0") + 1
+    prefix = "%s:%d:%d: " % (f, line, col)
+    errs = [s for s in p.stderr.splitlines() if s.startswith(prefix)]
+    assert errs and "listen" in errs[0] and "allow_public" in errs[0], \
+        p.stderr
+
+    f, p = check(tmp_path, {"listen": "0.0.0.0:%d" % free_port(),
+                            "allow_public": True})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "%s: ok" % f

@@ -1,0 +1,96 @@
+"""`user:` drops privileges after binding: the process runs with the
+user's uid/gid and no other group, still relays, and still reloads
+(certificate, key, policies and logs are readable/writable by that user,
+as the man page asks)."""
+
+import asyncio
+import copy
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import Gateway, run
+
+USER = "wsgate-test"
+
+
+@pytest.fixture
+def unprivileged_user():
+    if os.geteuid() != 0:
+        pytest.skip("privilege drop needs root (euid %d)" % os.geteuid())
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        pass
+    p = subprocess.run(["useradd", "--system", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", USER],
+                       capture_output=True, text=True, timeout=30)
+    if p.returncode not in (0, 9):        # 9: already exists (a race)
+        pytest.skip("cannot create user %s: %s" % (USER, p.stderr.strip()))
+    return pwd.getpwnam(USER)
+
+
+def ids(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Uid", "Gid", "Groups"):
+                out[k] = [int(x) for x in v.split()]
+    return out
+
+
+def test_privilege_drop_then_reload(factory, certs, client_ssl,
+                                    unprivileged_user):
+    pw = unprivileged_user
+    # pytest's tmp dirs are root-only (0700); the dropped process must reach
+    # its files for reloads, so it gets a world-traversable dir of its own.
+    top = tempfile.mkdtemp(prefix="wsgate-priv-", dir="/tmp")
+    try:
+        os.chmod(top, 0o755)
+        tls = os.path.join(top, "tls")
+        os.mkdir(tls, 0o755)
+        mine = {}
+        for k in ("cert", "key"):
+            mine[k] = os.path.join(tls, os.path.basename(certs[k]))
+            shutil.copy(certs[k], mine[k])
+            os.chown(mine[k], pw.pw_uid, pw.pw_gid)
+            os.chmod(mine[k], 0o600)
+        a, b = factory.echo(name="a"), factory.echo(name="b")
+        gw = Gateway(os.path.join(top, "gw"), mine, client_ssl,
+                     routes=[("/echo", "echo")],
+                     upstreams={"echo": [a.addr]},
+                     top={"user": USER})
+        factory.made.append(gw)
+        os.chmod(gw.tmp, 0o755)
+        for f in (gw.error_log, gw.access_log):     # as LogsDirectory= does
+            f.touch(mode=0o640)
+            os.chown(f, pw.pw_uid, pw.pw_gid)
+        gw.start()
+
+        st = ids(gw.pid)
+        assert st["Uid"] == [pw.pw_uid] * 4, st
+        assert st["Gid"] == [pw.pw_gid] * 4, st
+        assert set(st["Groups"]) <= {pw.pw_gid}, st
+        assert "running as %s" % USER in gw.error_text()
+
+        async def echo(path, text):
+            async with gw.connect(path) as ws:
+                await ws.send(text)
+                return await asyncio.wait_for(ws.recv(), 5)
+        assert run(echo("/echo", "hi")) == "a:hi"
+
+        cfg = copy.deepcopy(gw.config)
+        cfg["upstreams"]["echo"]["servers"] = [b.addr]
+        gw.write_config(cfg)
+        gw.reload("done")
+        assert run(echo("/echo", "hi")) == "b:hi"
+        assert ids(gw.pid)["Uid"] == [pw.pw_uid] * 4
+        gw.stop()
+        assert gw.proc.returncode == 0
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

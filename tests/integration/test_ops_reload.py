@@ -1,0 +1,309 @@
+"""SIGHUP reloads as a transaction: a good new generation serves new
+connections (policies, routes, certificates, listeners) while established
+sessions keep theirs and carry on; a bad one is logged as FILE:LINE:COL,
+counted as failed, and changes nothing."""
+
+import asyncio
+import copy
+import hashlib
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+
+import pytest
+import websockets
+
+from conftest import metric, policy, run, wait_for
+
+BIG = "x" * 2000            # over 1KiB, under the 64KiB default
+
+
+def reloads(gw):
+    m = gw.metrics()
+    return (metric(m, "wsgate_config_reloads_total", result="ok"),
+            metric(m, "wsgate_config_reloads_total", result="failed"))
+
+
+async def pump(ws, i, counts, stop, tag):
+    """Send and check echoes on one session until stop is set."""
+    while not stop.is_set():
+        msg = "%d-%d-%s" % (i, counts[i], BIG)
+        await ws.send(msg)
+        got = await asyncio.wait_for(ws.recv(), 5)
+        assert got == tag + msg, "session %d: echo %r" % (i, got[:40])
+        counts[i] += 1
+        await asyncio.sleep(0.005)
+
+
+async def wait_counts(counts, tasks, targets, timeout=10):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while any(c < t for c, t in zip(counts, targets)):
+        for t in tasks:
+            if t.done():
+                t.result()      # raises what went wrong in the session
+                raise AssertionError("a session stopped early")
+        if loop.time() > deadline:
+            raise AssertionError("sessions stalled: %r, wanted %r" %
+                                 (counts, targets))
+        await asyncio.sleep(0.02)
+
+
+def test_reload_with_busy_sessions(factory):
+    a, b = factory.echo(name="a"), factory.echo(name="b")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [a.addr]}, admin=True)
+    ok0, failed0 = reloads(gw)
+
+    async def go():
+        # Before: no /echo2 route.
+        with pytest.raises(websockets.InvalidStatusCode) as ei:
+            async with gw.connect("/echo2"):
+                pass
+        assert ei.value.status_code == 404
+
+        stop = asyncio.Event()
+        counts = [0, 0, 0]
+        async with gw.connect() as s0, gw.connect() as s1, \
+                gw.connect() as s2:
+            sessions = [s0, s1, s2]
+            tasks = [asyncio.create_task(pump(ws, i, counts, stop, "a:"))
+                     for i, ws in enumerate(sessions)]
+            await wait_counts(counts, tasks, [3, 3, 3])
+
+            # New generation: frames over 1KiB refused, a new route.
+            gw.write_policy("default",
+                            policy(frames={"max_frame_size": "1KiB"}))
+            cfg = copy.deepcopy(gw.config)
+            cfg["upstreams"]["two"] = {"servers": [b.addr],
+                                       "balance": "round_robin",
+                                       "connect_timeout": "1s"}
+            cfg["listeners"][0]["routes"].append(
+                {"path": "/echo2", "upstream": "two", "policy": "default"})
+            gw.write_config(cfg)
+            await asyncio.to_thread(gw.reload, "done")
+
+            # The three sessions keep their generation, 2000-byte frames
+            # included, while traffic flows.
+            after = list(counts)
+            await wait_counts(counts, tasks, [c + 10 for c in after])
+
+            # A new session gets the new generation: the new route answers
+            async with gw.connect("/echo2") as n:
+                await n.send("hi")
+                assert await asyncio.wait_for(n.recv(), 5) == "b:hi"
+            # ... and a 2000-byte frame is now over max_frame_size.
+            async with gw.connect("/echo") as n:
+                await n.send("small")
+                assert await asyncio.wait_for(n.recv(), 5) == "a:small"
+                await n.send(BIG)
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(n.recv(), 5)
+                assert n.close_code == 1009, n.close_code
+
+            await wait_counts(counts, tasks, [c + 15 for c in after])
+            stop.set()
+            await asyncio.gather(*tasks)
+            for ws in sessions:
+                assert ws.close_code is None, "session closed: %s %s" % (
+                    ws.close_code, ws.close_reason)
+            ports = [ws.local_address[1] for ws in sessions]
+        return ports, counts
+    ports, counts = run(go(), timeout=60)
+
+    assert "reload done" in gw.error_text()
+    for p, n in zip(ports, counts):
+        e = gw.wait_entry(client_port=p)
+        assert e["reason"] == "client_closed" and e["status"] == 101, e
+        assert e["frames_in"] >= n, (e, n)
+    ok1, failed1 = reloads(gw)
+    assert (ok1 - ok0, failed1 - failed0) == (1, 0)
+    # nothing was dropped by the reload: the only abnormal close upstream
+    # is the new session refused for its frame size
+    odd = [(ev["code"], ev["reason"]) for ev in a.events("close")
+           if ev["code"] != 1000]
+    assert odd == [(1001, "frame_too_large")], a.events("close")
+
+
+def yaml_pos(text, needle):
+    """1-based line and column of the first occurrence of needle."""
+    for i, line in enumerate(text.splitlines(), 1):
+        j = line.find(needle)
+        if j >= 0:
+            return i, j + 1
+    raise AssertionError("%r not in config" % needle)
+
+
+@pytest.mark.parametrize("breakage", ["unknown_key", "missing_cert"])
+def test_reload_broken_config_keeps_running_one(factory, breakage):
+    a, b = factory.echo(name="a"), factory.echo(name="b")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [a.addr]}, admin=True)
+    ok0, failed0 = reloads(gw)
+
+    async def tag(path="/echo"):
+        async with gw.connect(path) as ws:
+            await ws.send("who")
+            return await asyncio.wait_for(ws.recv(), 5)
+
+    async def go():
+        async with gw.connect() as old:
+            # The broken generation would also send /echo to b.
+            cfg = copy.deepcopy(gw.config)
+            cfg["upstreams"]["echo"]["servers"] = [b.addr]
+            missing = str(gw.tmp / "missing.pem")
+            if breakage == "missing_cert":
+                cfg["listeners"][0]["tls"]["certificate"] = missing
+            gw.write_config(cfg)
+            text = gw.cfg_path.read_text()
+            if breakage == "unknown_key":
+                text += "bogus_option: 1\n"
+                gw.cfg_path.write_text(text)
+                line, col = len(text.splitlines()), 1
+                what = "bogus_option"
+            else:
+                line, col = yaml_pos(text, missing)
+                what = missing
+            await asyncio.to_thread(gw.reload, "failed")
+            assert gw.alive()
+            pat = r"reload: %s:%d:%d: .*%s" % (
+                re.escape(str(gw.cfg_path)), line, col, re.escape(what))
+            assert re.search(pat, gw.error_text()), \
+                "no %r in the error log" % pat
+            # Old behaviour for new connections and the established one.
+            assert await tag() == "a:who"
+            await old.send("still")
+            assert await asyncio.wait_for(old.recv(), 5) == "a:still"
+    run(go(), timeout=30)
+    assert gw.alive()
+    assert "reload done" not in gw.error_text()
+    ok1, failed1 = reloads(gw)
+    assert (ok1 - ok0, failed1 - failed0) == (0, 1)
+    assert not b.events("open"), "the refused generation was used"
+
+
+# -- certificates --------------------------------------------------------------
+
+def make_cert(d, name, serial):
+    cert, key = d / ("%s.pem" % name), d / ("%s.key" % name)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec",
+         "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-set_serial", str(serial), "-subj", "/CN=wsgate-%s" % name,
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30)
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    return cert, key, hashlib.sha256(der).hexdigest()
+
+
+def served_fingerprint(port):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            return hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest()
+
+
+def test_reload_serves_new_certificate(factory, tmp_path):
+    d = tmp_path / "pki"
+    d.mkdir()
+    cert_a, key_a, fp_a = make_cert(d, "a", 1001)
+    cert_b, key_b, fp_b = make_cert(d, "b", 2002)
+    assert fp_a != fp_b
+    live_cert, live_key = d / "live.pem", d / "live.key"
+    shutil.copy(cert_a, live_cert)
+    shutil.copy(key_a, live_key)
+    be = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]},
+                         listener={"tls": {"certificate": str(live_cert),
+                                           "key": str(live_key)}})
+    assert served_fingerprint(gw.port) == fp_a
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    async def go():
+        async with gw.connect(ssl=ctx) as old:
+            await old.send("1")
+            assert await asyncio.wait_for(old.recv(), 5) == "a:1"
+            # Renew: replace both files, as certbot or an operator would.
+            for src, dst in ((cert_b, live_cert), (key_b, live_key)):
+                tmp = dst.with_suffix(".new")
+                shutil.copy(src, tmp)
+                os.replace(tmp, dst)
+            await asyncio.to_thread(gw.reload, "done")
+            assert served_fingerprint(gw.port) == fp_b
+            async with gw.connect(ssl=ctx) as new:
+                await new.send("2")
+                assert await asyncio.wait_for(new.recv(), 5) == "a:2"
+            # The session opened under certificate A still works.
+            await old.send("3")
+            assert await asyncio.wait_for(old.recv(), 5) == "a:3"
+    run(go(), timeout=30)
+
+
+# -- listeners -----------------------------------------------------------------
+
+def refused(port):
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        return True
+    finally:
+        s.close()
+    return False
+
+
+def test_reload_adds_and_removes_listeners(factory):
+    from conftest import free_port
+    be = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    p1, p2 = gw.port, free_port()
+    assert refused(p2)
+
+    def connect(port, path="/echo"):
+        return websockets.connect("wss://127.0.0.1:%d%s" % (port, path),
+                                  ssl=gw.ssl, server_hostname="localhost",
+                                  ping_interval=None, open_timeout=5,
+                                  close_timeout=3)
+
+    async def echo(ws, text):
+        await ws.send(text)
+        return await asyncio.wait_for(ws.recv(), 5)
+
+    async def go():
+        cfg = copy.deepcopy(gw.config)
+        second = copy.deepcopy(cfg["listeners"][0])
+        second["name"] = "second"
+        second["listen"] = "127.0.0.1:%d" % p2
+        cfg["listeners"].append(second)
+        gw.write_config(cfg)
+        await asyncio.to_thread(gw.reload, "done")
+        async with connect(p2) as ws:
+            assert await echo(ws, "on-2") == "a:on-2"
+            port2 = ws.local_address[1]
+
+        async with connect(p1) as old:
+            assert await echo(old, "x") == "a:x"
+            cfg = copy.deepcopy(gw.config)
+            cfg["listeners"] = [second]
+            gw.write_config(cfg)
+            await asyncio.to_thread(gw.reload, "done")
+            assert refused(p1), "removed listener still accepts"
+            async with connect(p2) as ws:
+                assert await echo(ws, "again") == "a:again"
+            # a session accepted by the removed listener carries on
+            assert await echo(old, "y") == "a:y"
+        return port2
+    port2 = run(go(), timeout=30)
+    e = gw.wait_entry(client_port=port2)
+    assert e["listener"] == "second" and e["status"] == 101, e

@@ -1,0 +1,322 @@
+"""Policy `auth`: JSON Web Tokens at the handshake and during the session.
+
+Real keys from the openssl CLI (RSA 2048, EC P-256, Ed25519, an HMAC secret
+file), real tokens from Debian's python3-jwt.  One gateway for the module:
+routes under /ok/ go to the websockets echo backend (which records the
+request path and headers), routes under /no/ go to a raw recording upstream
+so "a refused handshake opens no upstream connection" is checked on the
+connections it accepted.  No token ever appears in a log.
+"""
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.parse
+
+import jwt
+import pytest
+import websockets
+
+import rawclient
+from conftest import (assert_not_logged, headers_of, http_refusal,
+                      http_upgrade, openssl, policy, run)
+
+B = rawclient.build_request
+ISS, AUD = "https://issuer.wsgate.test", "chat-api"
+HMAC_SECRET = b"wsgate-policy-tests-hmac-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("jwtkeys")
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt",
+            "rsa_keygen_bits:2048", "-out", d / "rsa.key")
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt",
+            "rsa_keygen_bits:2048", "-out", d / "rsa-other.key")
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt",
+            "ec_paramgen_curve:P-256", "-out", d / "ec.key")
+    openssl("genpkey", "-algorithm", "ED25519", "-out", d / "ed.key")
+    for k in ("rsa", "ec", "ed"):
+        openssl("pkey", "-in", d / (k + ".key"), "-pubout",
+                "-out", d / (k + ".pub"))
+    (d / "hmac.secret").write_bytes(HMAC_SECRET)
+    assert len(HMAC_SECRET) >= 32
+    return d
+
+
+def auth(alg, key_file, leeway="0s", on_expiry="close"):
+    return policy(auth={
+        "header": "Authorization",
+        "query_param": "access_token",
+        "jwt": {"algorithms": [alg], "key_file": str(key_file),
+                "issuer": ISS, "audience": AUD, "leeway": leeway,
+                "required_claims": ["sub"],
+                "forward_claims": {"sub": "X-Wsgate-User"}},
+        "on_expiry": on_expiry})
+
+
+@pytest.fixture(scope="module")
+def gw(module_factory, keys):
+    be = module_factory.echo()
+    up = module_factory.raw_upstream()
+    pols = {
+        "rs": auth("RS256", keys / "rsa.pub"),
+        "es": auth("ES256", keys / "ec.pub"),
+        "ed": auth("EdDSA", keys / "ed.pub"),
+        "hs": auth("HS256", keys / "hmac.secret"),
+        "lw": auth("RS256", keys / "rsa.pub", leeway="30s"),
+    }
+    routes = []
+    for name in pols:
+        routes.append(("/ok/" + name, "echo", name))
+        routes.append(("/no/" + name, "rec", name))
+    g = module_factory.gateway(routes=routes,
+                               upstreams={"echo": [be.addr],
+                                          "rec": [up.addr]},
+                               policies=pols)
+    g.backend = be
+    g.up = up
+    return g
+
+
+@pytest.fixture
+def up(gw):
+    gw.up.clear()
+    return gw.up
+
+
+def key_for(keys, alg):
+    if alg == "HS256":
+        return HMAC_SECRET
+    name = {"RS256": "rsa", "ES256": "ec", "EdDSA": "ed"}[alg]
+    return (keys / (name + ".key")).read_bytes()
+
+
+def claims(**over):
+    now = int(time.time())
+    c = {"sub": "alice", "iss": ISS, "aud": AUD, "iat": now, "exp": now + 300}
+    c.update(over)
+    return {k: v for k, v in c.items() if v is not None}
+
+
+def make_token(keys, alg="RS256", key=None, **over):
+    return jwt.encode(claims(**over), key or key_for(keys, alg),
+                      algorithm=alg)
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def hand_built(header, body, sign=None):
+    """A compact JWS from parts; sign(signing_input) -> signature bytes."""
+    si = b64(json.dumps(header).encode()) + b"." + \
+        b64(json.dumps(body).encode())
+    sig = sign(si) if sign else b""
+    return (si + b"." + b64(sig)).decode()
+
+
+def bearer(tok):
+    return [("Authorization", "Bearer " + tok)]
+
+
+def refused_401(gw, up, data, reason, token=None):
+    resp, e = http_refusal(gw, data, 401, reason, up=up)
+    www = resp.header("WWW-Authenticate")
+    assert len(www) == 1 and www[0].lower().startswith("bearer"), resp
+    assert e["user"] is None, e
+    if token:
+        assert_not_logged(gw, token)
+    return resp, e
+
+
+def accepted(gw, data, token=None, sub="alice"):
+    """101 on an /ok/ route; the access-log user is sub; returns the
+    backend's open event."""
+    be = gw.backend
+    n = len(be.events("open"))
+    c, _ = http_upgrade(gw, data)
+    try:
+        ev = be.wait_event("open", n + 1)[n]
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["status"] == 101 and e["user"] == sub, e
+    if token:
+        assert_not_logged(gw, token)
+    return ev
+
+
+# -- happy paths ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("alg,route", [
+    ("RS256", "rs"), ("ES256", "es"), ("EdDSA", "ed"), ("HS256", "hs")])
+def test_valid_token_is_accepted_and_user_is_sub(gw, keys, alg, route):
+    tok = make_token(keys, alg, sub="user-" + route)
+    ev = accepted(gw, B("/ok/" + route, extra=bearer(tok)), tok,
+                  sub="user-" + route)
+    assert headers_of(ev, "X-Wsgate-User") == ["user-" + route], \
+        ev["headers"]
+    # the token itself is the gateway's business, not the backend's
+    assert headers_of(ev, "Authorization") in ([], ["Bearer " + tok])
+
+
+def test_leeway_accepts_token_expired_5s_ago(gw, keys):
+    tok = make_token(keys, exp=int(time.time()) - 5)
+    accepted(gw, B("/ok/lw", extra=bearer(tok)), tok)
+
+
+def test_leeway_does_not_accept_token_expired_long_ago(gw, keys, up):
+    tok = make_token(keys, exp=int(time.time()) - 120)
+    refused_401(gw, up, B("/no/lw", extra=bearer(tok)), "auth_expired", tok)
+
+
+def test_list_audience_containing_ours_is_accepted(gw, keys):
+    tok = make_token(keys, aud=["other", AUD])
+    accepted(gw, B("/ok/rs", extra=bearer(tok)), tok)
+
+
+# -- refusals ------------------------------------------------------------------------
+
+def test_missing_token_is_401_auth_missing(gw, up):
+    refused_401(gw, up, B("/no/rs"), "auth_missing")
+
+
+def test_basic_authorization_is_auth_invalid(gw, up):
+    basic = base64.b64encode(b"alice:secret").decode()
+    refused_401(gw, up, B("/no/rs", extra=[("Authorization",
+                                            "Basic " + basic)]),
+                "auth_invalid")
+
+
+def test_expired_token_is_auth_expired(gw, keys, up):
+    tok = make_token(keys, exp=int(time.time()) - 5)
+    refused_401(gw, up, B("/no/rs", extra=bearer(tok)), "auth_expired", tok)
+
+
+INVALID = ["nbf_in_future", "wrong_issuer", "wrong_audience",
+           "missing_required_claim", "bad_signature", "alg_none",
+           "alg_none_unsigned_claims_of_valid_token", "es256_on_rs_route",
+           "garbage", "empty_bearer"]
+
+
+@pytest.mark.parametrize("case", INVALID)
+def test_invalid_token_is_auth_invalid(gw, keys, up, case):
+    if case == "nbf_in_future":
+        tok = make_token(keys, nbf=int(time.time()) + 3600)
+    elif case == "wrong_issuer":
+        tok = make_token(keys, iss="https://evil.example")
+    elif case == "wrong_audience":
+        tok = make_token(keys, aud="another-api")
+    elif case == "missing_required_claim":
+        tok = make_token(keys, sub=None)
+    elif case == "bad_signature":
+        tok = make_token(keys, key=(keys / "rsa-other.key").read_bytes())
+    elif case == "alg_none":
+        tok = hand_built({"alg": "none", "typ": "JWT"}, claims())
+    elif case == "alg_none_unsigned_claims_of_valid_token":
+        # a valid token with its header swapped for alg none, no signature
+        good = make_token(keys)
+        _, payload, _ = good.split(".")
+        tok = "%s.%s." % (b64(b'{"alg":"none","typ":"JWT"}').decode(),
+                          payload)
+    elif case == "es256_on_rs_route":
+        tok = make_token(keys, "ES256")
+    elif case == "garbage":
+        tok = "not.a.jwt"
+    elif case == "empty_bearer":
+        tok = ""
+    resp, e = refused_401(gw, up, B("/no/rs", extra=bearer(tok)),
+                          "auth_invalid", tok if len(tok) > 10 else None)
+
+
+def test_hs256_signed_with_rsa_public_key_is_auth_invalid(gw, keys, up):
+    # The classic confusion: an RS256 route must never verify an HS256 token
+    # using the RSA public key's PEM bytes as the HMAC secret.
+    pub = (keys / "rsa.pub").read_bytes()
+    for secret in (pub, pub.rstrip(b"\n")):
+        tok = hand_built({"alg": "HS256", "typ": "JWT"}, claims(),
+                         lambda si: hmac.new(secret, si,
+                                             hashlib.sha256).digest())
+        refused_401(gw, up, B("/no/rs", extra=bearer(tok)), "auth_invalid",
+                    tok)
+        up.clear()
+
+
+# -- token in the query string ---------------------------------------------------------
+
+def test_query_param_token_works_and_is_removed_upstream(gw, keys):
+    tok = make_token(keys, sub="qbob")
+    path = "/ok/rs?room=42&access_token=%s&lang=de" % urllib.parse.quote(tok)
+    ev = accepted(gw, B(path), tok, sub="qbob")
+    got = ev["path"]
+    assert "access_token" not in got, got
+    assert tok not in got, got
+    assert urllib.parse.urlsplit(got).path == "/ok/rs", got
+    q = urllib.parse.parse_qsl(urllib.parse.urlsplit(got).query)
+    assert q == [("room", "42"), ("lang", "de")], got
+    assert headers_of(ev, "X-Wsgate-User") == ["qbob"], ev["headers"]
+
+
+def test_query_param_only_token_is_removed(gw, keys):
+    tok = make_token(keys, sub="qcarol")
+    ev = accepted(gw, B("/ok/rs?access_token=" + tok), tok, sub="qcarol")
+    assert "access_token" not in ev["path"] and tok not in ev["path"], ev
+    assert urllib.parse.urlsplit(ev["path"]).path == "/ok/rs", ev
+
+
+def test_query_param_bad_token_is_refused(gw, keys, up):
+    tok = make_token(keys, iss="https://evil.example")
+    refused_401(gw, up, B("/no/rs?access_token=" + tok), "auth_invalid", tok)
+
+
+# -- forward_claims --------------------------------------------------------------------
+
+def test_forward_claims_replace_client_sent_copies(gw, keys):
+    tok = make_token(keys, sub="alice")
+    ev = accepted(gw, B("/ok/rs", extra=[("X-Wsgate-User", "admin")] +
+                        bearer(tok) + [("x-wsgate-user", "root")]), tok)
+    assert headers_of(ev, "X-Wsgate-User") == ["alice"], ev["headers"]
+
+
+# -- expiry during the session ----------------------------------------------------------
+
+def test_token_expiring_mid_session_closes_1008_token_expired(gw, keys):
+    tok = make_token(keys, exp=int(time.time()) + 2)
+    be = gw.backend
+    nclose = len(be.events("close"))
+
+    async def go():
+        async with gw.connect("/ok/rs", extra_headers=bearer(tok)) as ws:
+            port = ws.local_address[1]
+            await ws.send("before expiry")
+            assert await asyncio.wait_for(ws.recv(), 5) == "before expiry"
+            # the session stays open on its own; the gateway ends it
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 6)
+            except websockets.ConnectionClosed:
+                pass
+            return port, ws.close_code
+    port, code = run(go(), timeout=15)
+    assert code == 1008
+    e = gw.wait_entry(client_port=port)
+    assert e["status"] == 101 and e["close_code"] == 1008, e
+    assert e["reason"] == "token_expired" and e["user"] == "alice", e
+    be.wait_event("close", nclose + 1)
+    assert_not_logged(gw, tok)
+
+
+def test_zz_gateway_still_relays(gw, keys):
+    tok = make_token(keys, "HS256")
+
+    async def go():
+        async with gw.connect("/ok/hs", extra_headers=bearer(tok)) as ws:
+            await ws.send("still here")
+            return await asyncio.wait_for(ws.recv(), 5)
+    assert run(go()) == "still here"
+    assert gw.alive()
+    assert_not_logged(gw, tok)

@@ -1,0 +1,180 @@
+"""Policy `messages.deny_regex` (client text messages, matched whole after
+reassembly) and policy `subprotocols` (filtering the client's offer).
+
+The upstream is a raw recording WebSocket echo server, so "the upstream
+never receives that message" is checked on the frames it decoded, and
+"the backend gets close 1001" on its close frames.
+"""
+
+import asyncio
+
+import pytest
+
+import rawclient
+import wsproto
+from conftest import http_refusal, http_upgrade, policy, run, wait_for
+
+B = rawclient.build_request
+T, C, BIN = wsproto.OP_TEXT, wsproto.OP_CONT, wsproto.OP_BINARY
+
+
+@pytest.fixture(scope="module")
+def gw(module_factory):
+    up = module_factory.raw_upstream()
+    free = module_factory.raw_upstream()
+    g = module_factory.gateway(
+        routes=[("/c", "rec", "content"), ("/sub", "rec", "sub"),
+                ("/free", "free")],
+        upstreams={"rec": [up.addr], "free": [free.addr]},
+        policies={
+            "content": policy(messages={"deny_regex": [
+                "(?i)<script", r"\bDROP\s+TABLE\b", "^(a+)+$"]}),
+            "sub": policy(subprotocols=["chat.v2"]),
+        })
+    g.up = up
+    return g
+
+
+@pytest.fixture
+def up(gw):
+    gw.up.clear()
+    return gw.up
+
+
+def echo_ok(c, payload, opcode=T):
+    c.send_frame(opcode, payload)
+    got = b""
+    while True:
+        f = c.read_frame(5)
+        assert f is not None, "connection ended; wanted echo of %r" % payload
+        assert f.opcode in (opcode, C), f
+        got += f.payload
+        if f.fin:
+            break
+    assert got == payload
+
+
+def expect_content_denied(gw, up, c, forbidden):
+    """Client gets close 1008 content_denied; the upstream never saw any
+    piece of the forbidden message and got close 1001."""
+    close, others = c.read_close(5)
+    assert close.close_code == 1008, (close, others)
+    assert close.close_reason == b"content_denied", close
+    c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "content_denied" and e["close_code"] == 1008, e
+    conn = up.wait_conns(1)[0]
+    wait_for(lambda: conn.close_frames(), 5, what="upstream close frame")
+    assert conn.close_frames()[0].close_code == 1001, conn.frames
+    for f in conn.frames:
+        if f.opcode in (T, C, BIN):
+            for piece in forbidden:
+                assert piece not in f.payload, \
+                    "upstream received %r" % f.payload
+
+
+def test_non_matching_messages_pass(gw, up):
+    c, _ = http_upgrade(gw, B("/c"))
+    try:
+        for msg in (b"hello", b"scripting is fun", b"drop the table",
+                    b"aaaa!", "gr\u00fc\u00dfe <scr ipt>".encode()):
+            echo_ok(c, msg)
+        # binary messages are not matched
+        echo_ok(c, b"<script>alert(1)</script>", BIN)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("msg", [
+    b"x <SCRIPT>alert(1)</script>", b"please DROP   TABLE users",
+    b"aaaaaaaa"])
+def test_matching_message_closes_1008_and_is_not_forwarded(gw, up, msg):
+    c, _ = http_upgrade(gw, B("/c"))
+    echo_ok(c, b"harmless first")
+    c.send_frame(T, msg)
+    expect_content_denied(gw, up, c, [msg])
+
+
+def test_match_split_across_fragments(gw, up):
+    c, _ = http_upgrade(gw, B("/c"))
+    echo_ok(c, b"harmless first")
+    c.send_frame(T, b"hello <scr", fin=False)
+    c.send_frame(C, b"ipt", fin=False)
+    c.send_frame(C, b">alert(1)", fin=True)
+    expect_content_denied(gw, up, c, [b"hello <scr", b"ipt", b">alert(1)"])
+
+
+def test_fragmented_non_matching_message_passes_whole(gw, up):
+    c, _ = http_upgrade(gw, B("/c"))
+    try:
+        c.send_frame(T, b"hello <scr", fin=False)
+        c.send_frame(C, b"ibble> ok", fin=True)
+        got = b""
+        while True:
+            f = c.read_frame(5)
+            assert f is not None
+            got += f.payload
+            if f.fin:
+                break
+        assert got == b"hello <scribble> ok"
+    finally:
+        c.close()
+
+
+def test_pathological_message_is_refused_without_stalling(gw, up):
+    evil = b"a" * 40 + b"!"
+
+    async def go():
+        # another session on the same (single-worker) gateway
+        async with gw.connect("/free") as ws:
+            await ws.send("before")
+            assert await asyncio.wait_for(ws.recv(), 5) == "before"
+            c, _ = http_upgrade(gw, B("/c"))
+            c.send_frame(T, evil)
+            await ws.send("meanwhile")
+            assert await asyncio.wait_for(ws.recv(), 5) == "meanwhile"
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.run_in_executor(
+                None, expect_content_denied, gw, up, c, [evil]), 15)
+            await ws.send("after")
+            assert await asyncio.wait_for(ws.recv(), 5) == "after"
+    run(go(), timeout=30)
+
+
+# -- subprotocols ------------------------------------------------------------------
+
+def test_offer_is_filtered_to_the_policy(gw, up):
+    c, resp = http_upgrade(gw, B("/sub", protocols="a, chat.v2"))
+    try:
+        assert resp.header("Sec-WebSocket-Protocol") == ["chat.v2"], resp
+        conn = up.wait_conns(1)[0]
+        wait_for(lambda: conn.head is not None, 5, what="upstream head")
+        offered = [p.strip() for v in conn.header("Sec-WebSocket-Protocol")
+                   for p in v.split(",")]
+        assert offered == ["chat.v2"], conn.headers
+        echo_ok(c, b"v2 talk")
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["subprotocol"] == "chat.v2", e
+
+
+@pytest.mark.parametrize("offer", ["a", "a, b", "CHAT.V2", "chat.v1"])
+def test_offer_with_nothing_allowed_is_400(gw, up, offer):
+    http_refusal(gw, B("/sub", protocols=offer), 400, "subprotocol_denied",
+                 up=up)
+
+
+def test_no_offer_is_not_affected(gw, up):
+    c, resp = http_upgrade(gw, B("/sub"))
+    c.close()
+    assert resp.header("Sec-WebSocket-Protocol") == [], resp
+
+
+def test_zz_gateway_still_relays(gw, up):
+    c, _ = http_upgrade(gw, B("/c"))
+    try:
+        echo_ok(c, b"still here")
+    finally:
+        c.close()
+    assert gw.alive()

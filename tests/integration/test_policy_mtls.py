@@ -1,0 +1,122 @@
+"""Listener `tls.client_ca`: mutual TLS.
+
+A CA and client certificates made with the openssl CLI.  No client
+certificate, or one from another CA, fails the TLS handshake (access-log
+reason handshake_failed, no upstream connection); a certificate from the
+CA works and its subject is the access-log field `tls_subject`.
+"""
+
+import ssl
+
+import pytest
+
+import rawclient
+import wsproto
+from conftest import PreClient, http_upgrade, openssl
+
+B = rawclient.build_request
+
+
+def make_ca(d, name):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-keyout", d / (name + ".key"), "-out", d / (name + ".pem"),
+            "-subj", "/CN=%s" % name,
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+
+def make_client(d, name, ca, cn):
+    ext = d / (name + ".ext")
+    ext.write_text("basicConstraints=CA:FALSE\n"
+                   "keyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=clientAuth\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", d / (name + ".key"), "-out", d / (name + ".csr"),
+            "-subj", "/O=wsgate tests/CN=%s" % cn)
+    openssl("x509", "-req", "-in", d / (name + ".csr"), "-CA",
+            d / (ca + ".pem"), "-CAkey", d / (ca + ".key"),
+            "-CAcreateserial", "-days", "2", "-extfile", ext,
+            "-out", d / (name + ".pem"))
+    return d / (name + ".pem"), d / (name + ".key")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    make_ca(d, "clientca")
+    make_ca(d, "rogueca")
+    return {"dir": d,
+            "good": make_client(d, "good", "clientca", "svc-alpha"),
+            "rogue": make_client(d, "rogue", "rogueca", "svc-rogue")}
+
+
+@pytest.fixture(scope="module")
+def gw(module_factory, pki, certs):
+    up = module_factory.raw_upstream()
+    g = module_factory.gateway(
+        routes=[("/m", "rec")], upstreams={"rec": [up.addr]},
+        listener={"tls": {"certificate": certs["cert"], "key": certs["key"],
+                          "client_ca": str(pki["dir"] / "clientca.pem")}})
+    g.up = up
+    return g
+
+
+@pytest.fixture
+def up(gw):
+    gw.up.clear()
+    return gw.up
+
+
+def ctx_with(certs, cert=None, max_version=None):
+    ctx = ssl.create_default_context(cafile=certs["cert"])
+    if cert is not None:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    return ctx
+
+
+@pytest.mark.parametrize("who,tls", [
+    ("none", None), ("none", ssl.TLSVersion.TLSv1_2),
+    ("rogue", None), ("rogue", ssl.TLSVersion.TLSv1_2)])
+def test_without_a_cert_from_the_ca_the_handshake_fails(gw, up, pki, certs,
+                                                         who, tls):
+    ctx = ctx_with(certs, None if who == "none" else pki[who], tls)
+    c = PreClient(gw.port)
+    upgraded = False
+    try:
+        try:
+            # with TLS 1.3 the client may only learn of the refusal when
+            # it reads
+            c.start_tls(ctx)
+            c.send(B("/m"))
+            head = c.read_until(b"\r\n\r\n", 5)
+            upgraded = head.startswith(b"HTTP/1.1 101")
+        except (ssl.SSLError, OSError, AssertionError):
+            pass
+    finally:
+        c.close()
+    assert not upgraded
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "handshake_failed", e
+    assert e["status"] != 101 and e["tls_subject"] is None, e
+    assert up.connections() == []
+
+
+@pytest.mark.parametrize("tls", [None, ssl.TLSVersion.TLSv1_2])
+def test_cert_from_the_ca_works_and_subject_is_logged(gw, up, pki, certs,
+                                                      tls):
+    c = PreClient(gw.port).start_tls(ctx_with(certs, pki["good"], tls))
+    c, _ = http_upgrade(gw, B("/m"), client=c)
+    try:
+        c.send_frame(wsproto.OP_TEXT, b"hello mtls")
+        f = c.read_frame(5)
+        assert f is not None and f.payload == b"hello mtls", f
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["status"] == 101, e
+    assert e["tls_subject"] and "svc-alpha" in e["tls_subject"], e
+    assert len(up.connections()) == 1
