@@ -19,12 +19,20 @@
 #include "config.h"
 #include "log.h"
 
-static int	 log_level = WSG_LOG_INFO;
+/*
+ * Worker threads write while the main thread reopens or retargets the logs
+ * (SIGUSR1, reload).  So the two descriptors are fixed slots, made once and
+ * never closed: a new target is dup2()ed onto its slot, which is atomic,
+ * and a write never lands on a closed or reused descriptor.
+ */
+static int	 log_level = WSG_LOG_INFO;	/* atomic */
 static int	 log_verbose;
 static int	 log_error_fd = STDERR_FILENO;
-static int	 log_syslog;
+static int	 log_syslog;			/* atomic */
 static int	 log_access_fd = STDOUT_FILENO;
-static char	*log_error_path;
+static int	 log_access_off;		/* atomic */
+static int	 log_slots;			/* slots made */
+static char	*log_error_path;		/* main thread only */
 static char	*log_access_path;
 
 static const char *const log_level_names[] = { "error", "warn", "info",
@@ -37,10 +45,19 @@ log_open_file(const char *path)
 	return (open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
 }
 
+/* Point a slot at a new descriptor (closed here) or at a standard one. */
+static void
+log_retarget(int slot, int fd)
+{
+	dup2(fd, slot);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
 int
 log_open(const char *error_log, const char *access_log, int level)
 {
-	int	efd = STDERR_FILENO, afd = -1, sys = 0;
+	int	efd = STDERR_FILENO, afd = STDOUT_FILENO, sys = 0, off = 0;
 
 	if (strcmp(error_log, "syslog") == 0)
 		sys = 1;
@@ -49,25 +66,34 @@ log_open(const char *error_log, const char *access_log, int level)
 		log_warn("cannot open error log %s", error_log);
 		return (-1);
 	}
-	if (strcmp(access_log, "stdout") == 0)
-		afd = STDOUT_FILENO;
-	else if (strcmp(access_log, "off") != 0 &&
+	if (strcmp(access_log, "off") == 0)
+		off = 1;
+	else if (strcmp(access_log, "stdout") != 0 &&
 	    (afd = log_open_file(access_log)) == -1) {
 		log_warn("cannot open access log %s", access_log);
 		if (efd > STDERR_FILENO)
 			close(efd);
 		return (-1);
 	}
-	if (log_error_fd > STDERR_FILENO)
-		close(log_error_fd);
-	if (log_access_fd > STDERR_FILENO)
-		close(log_access_fd);
-	log_error_fd = efd;
-	log_access_fd = afd;
-	if (sys && !log_syslog)
+	if (!log_slots) {
+		int e = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+		int a = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+
+		if (e == -1 || a == -1) {
+			log_warn("cannot make log descriptors");
+			return (-1);
+		}
+		log_error_fd = e;
+		log_access_fd = a;
+		log_slots = 1;
+	}
+	log_retarget(log_error_fd, efd);
+	log_retarget(log_access_fd, afd);
+	if (sys && !__atomic_load_n(&log_syslog, __ATOMIC_RELAXED))
 		openlog("wsgate", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	log_syslog = sys;
-	log_level = level;
+	__atomic_store_n(&log_syslog, sys, __ATOMIC_RELAXED);
+	__atomic_store_n(&log_access_off, off, __ATOMIC_RELAXED);
+	__atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
 	free(log_error_path);
 	free(log_access_path);
 	log_error_path = efd > STDERR_FILENO ? strdup(error_log) : NULL;
@@ -81,15 +107,11 @@ log_reopen(void)
 	int	fd;
 
 	if (log_error_path != NULL && (fd = log_open_file(log_error_path)) !=
-	    -1) {
-		dup2(fd, log_error_fd);
-		close(fd);
-	}
+	    -1)
+		log_retarget(log_error_fd, fd);
 	if (log_access_path != NULL && (fd = log_open_file(log_access_path)) !=
-	    -1) {
-		dup2(fd, log_access_fd);
-		close(fd);
-	}
+	    -1)
+		log_retarget(log_access_fd, fd);
 }
 
 void
@@ -101,7 +123,8 @@ log_set_verbose(int v)
 int
 log_debug_enabled(void)
 {
-	return (log_level + log_verbose >= WSG_LOG_DEBUG);
+	return (__atomic_load_n(&log_level, __ATOMIC_RELAXED) + log_verbose >=
+	    WSG_LOG_DEBUG);
 }
 
 /* Format and write one error-log line at a level. */
@@ -114,9 +137,10 @@ log_vwrite(int level, const char *err, const char *fmt, va_list ap)
 	size_t		 n;
 	int		 prio;
 
-	if (level > log_level + log_verbose)
+	if (level > __atomic_load_n(&log_level, __ATOMIC_RELAXED) +
+	    log_verbose)
 		return;
-	if (log_syslog) {
+	if (__atomic_load_n(&log_syslog, __ATOMIC_RELAXED)) {
 		char msg[1800];
 
 		vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -218,7 +242,7 @@ log_access(struct evbuffer *line)
 	unsigned char	*p;
 
 	len = evbuffer_get_length(line);
-	if (log_access_fd != -1 && len > 0 &&
+	if (!__atomic_load_n(&log_access_off, __ATOMIC_RELAXED) && len > 0 &&
 	    (p = evbuffer_pullup(line, len)) != NULL)
 		(void)write(log_access_fd, p, len);
 	evbuffer_drain(line, len);
