@@ -35,7 +35,9 @@
 #include "geoip.h"
 #include "jwt.h"
 #include "origin.h"
+#include "ratelimit.h"
 #include "regex.h"
+#include "store.h"
 #include "tls.h"
 #include "units.h"
 #include "wsgate.h"
@@ -58,6 +60,8 @@
 #define CONFIG_MAX_QUERY_PARAM	64	/* bytes of auth.query_param */
 #define CONFIG_MAX_CIDRS	1024	/* ip.allow, ip.deny */
 #define CONFIG_MAX_COUNTRIES	256	/* allow_countries, deny_countries */
+#define CONFIG_MIN_RL_ENTRIES	1000	/* rate_limit_table.max_entries */
+#define CONFIG_MAX_RL_ENTRIES	10000000
 
 /* Scopes: where a key may appear, and which man page documents it. */
 enum config_scope {
@@ -77,7 +81,13 @@ enum config_scope {
 	SC_JWT,
 	SC_IP,
 	SC_GEOIP,
-	SC_MESSAGES
+	SC_MESSAGES,
+	SC_RLTABLE,
+	SC_STORE,
+	SC_RATE,
+	SC_RL_CONN,
+	SC_RL_MSG,
+	SC_RL_BYTES
 };
 
 #define SCOPE_NAME_MAIN		"main"
@@ -96,6 +106,12 @@ enum config_scope {
 #define SCOPE_NAME_IP		"policy.ip"
 #define SCOPE_NAME_GEOIP	"policy.geoip"
 #define SCOPE_NAME_MESSAGES	"policy.messages"
+#define SCOPE_NAME_RLTABLE	"rate_limit_table"
+#define SCOPE_NAME_STORE	"rate_limit_store"
+#define SCOPE_NAME_RATE		"policy.rate_limit"
+#define SCOPE_NAME_RL_CONN	"policy.rate_limit.connections_per_ip"
+#define SCOPE_NAME_RL_MSG	"policy.rate_limit.messages_per_connection"
+#define SCOPE_NAME_RL_BYTES	"policy.rate_limit.bytes_per_connection"
 
 #define SCOPE_MAN_MAIN		MAN_MAIN
 #define SCOPE_MAN_LOG		MAN_MAIN
@@ -113,6 +129,12 @@ enum config_scope {
 #define SCOPE_MAN_IP		MAN_POLICY
 #define SCOPE_MAN_GEOIP		MAN_POLICY
 #define SCOPE_MAN_MESSAGES	MAN_POLICY
+#define SCOPE_MAN_RLTABLE	MAN_MAIN
+#define SCOPE_MAN_STORE		MAN_MAIN
+#define SCOPE_MAN_RATE		MAN_POLICY
+#define SCOPE_MAN_RL_CONN	MAN_POLICY
+#define SCOPE_MAN_RL_MSG	MAN_POLICY
+#define SCOPE_MAN_RL_BYTES	MAN_POLICY
 
 /* A route as written, before its upstream and policy are looked up. */
 struct config_route_src {
@@ -188,6 +210,9 @@ struct config_slot {
 #define AD(f)		offsetof(struct config_admin_src, f)
 #define OR(f)		offsetof(struct wsg_origin_policy, f)
 #define JS(f)		offsetof(struct config_jwt_src, f)
+#define RC(f)		offsetof(struct wsg_ratelimit_conf, f)
+#define RL(f)		offsetof(struct wsg_rl_limit, f)
+#define ST(f)		offsetof(struct wsg_store_conf, f)
 
 /*
  * The list handlers (config_cidrs, config_regexes, config_countries) are
@@ -257,6 +282,16 @@ static void	config_geoip_db(struct config_ctx *,
 		    const struct config_slot *, void *, yaml_node_t *);
 static void	config_countries(struct config_ctx *,
 		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_rate_limit(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_rl_limit(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_rl_rate(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_rl_store(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
+static void	config_redis(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
 
 static const char *const config_levels[] = {
 	"error", "warn", "info", "debug", NULL
@@ -271,6 +306,10 @@ static const char *const config_compressions[] = { "strip", NULL };
 /* Ordered so that the index is the flag: close = 1, allow = 1. */
 static const char *const config_expiries[] = { "ignore", "close", NULL };
 static const char *const config_unknowns[] = { "deny", "allow", NULL };
+/* Ordered as enum wsg_store_failure. */
+static const char *const config_failures[] = {
+	"local", "allow", "deny", NULL
+};
 
 /*
  * THE option table.  One row per key:
@@ -302,6 +341,26 @@ static const char *const config_unknowns[] = { "deny", "allow", NULL };
 	    NULL, NONE, CF(c_max_connections), NULL, F_U64)		\
 	X(MAIN, "admin", MAP, NULL, 0, 0, NULL,				\
 	    ADMIN, NOFF, config_admin, 0)				\
+	X(MAIN, "rate_limit_table", MAP, NULL, 0, 0, NULL,		\
+	    RLTABLE, NOFF, NULL, 0)					\
+	X(MAIN, "rate_limit_store", MAP, NULL, 0, 0, NULL,		\
+	    STORE, NOFF, config_rl_store, 0)				\
+	/* rate_limit_table */						\
+	X(RLTABLE, "max_entries", INT, "100000", CONFIG_MIN_RL_ENTRIES,	\
+	    CONFIG_MAX_RL_ENTRIES, NULL,				\
+	    NONE, CF(c_rl_max_entries), NULL, F_U64)			\
+	X(RLTABLE, "idle_expiry", DURATION, "10m", MS_S, 24 * MS_H,	\
+	    NULL, NONE, CF(c_rl_idle_ms), NULL, 0)			\
+	/* rate_limit_store */						\
+	X(STORE, "redis", STRING, NULL, 0, 0, NULL,			\
+	    NONE, NOFF, config_redis, F_REQ)				\
+	X(STORE, "on_failure", ENUM, "local", 0, 0, config_failures,	\
+	    NONE, ST(sc_on_failure), NULL, 0)				\
+	X(STORE, "lease_ttl", DURATION, "30s", 5 * MS_S, 10 * MS_M,	\
+	    NULL, NONE, ST(sc_lease_ttl_ms), NULL, 0)			\
+	X(STORE, "key_prefix", STRING, "wsgate:", 1,			\
+	    WSG_STORE_MAX_PREFIX, NULL,					\
+	    NONE, ST(sc_key_prefix), NULL, 0)				\
 	/* admin */							\
 	X(ADMIN, "listen", ADDR, NULL, 0, 0, NULL,			\
 	    NONE, NOFF, config_admin_listen, F_REQ)			\
@@ -373,6 +432,8 @@ static const char *const config_unknowns[] = { "deny", "allow", NULL };
 	    GEOIP, NOFF, NULL, 0)					\
 	X(POLICY, "messages", MAP, NULL, 0, 0, NULL,			\
 	    MESSAGES, NOFF, NULL, 0)					\
+	X(POLICY, "rate_limit", MAP, NULL, 0, 0, NULL,			\
+	    RATE, NOFF, config_rate_limit, 0)				\
 	/* policy: frames */						\
 	X(FRAMES, "max_frame_size", SIZE, "64KiB", 1,			\
 	    WSG_MAX_FRAME_SIZE_LIMIT, NULL,				\
@@ -438,7 +499,32 @@ static const char *const config_unknowns[] = { "deny", "allow", NULL };
 	    NONE, PO(pol_geo_unknown_allow), NULL, 0)			\
 	/* policy: messages */						\
 	X(MESSAGES, "deny_regex", LIST, NULL, 0, CONFIG_MAX_REGEXES,	\
-	    NULL, NONE, PO(pol_deny_regex), config_regexes, 0)
+	    NULL, NONE, PO(pol_deny_regex), config_regexes, 0)		\
+	/* policy: rate_limit */					\
+	X(RATE, "connections_per_ip", MAP, NULL, 0, 0, NULL,		\
+	    RL_CONN, RC(rc_connections), config_rl_limit, 0)		\
+	X(RATE, "concurrent_per_ip", INT, NULL, 1,			\
+	    WSG_RL_MAX_CONCURRENT, NULL,				\
+	    NONE, RC(rc_concurrent), NULL, F_U64)			\
+	X(RATE, "messages_per_connection", MAP, NULL, 0, 0, NULL,	\
+	    RL_MSG, RC(rc_messages), config_rl_limit, 0)		\
+	X(RATE, "bytes_per_connection", MAP, NULL, 0, 0, NULL,		\
+	    RL_BYTES, RC(rc_bytes), config_rl_limit, 0)			\
+	X(RATE, "ipv6_prefix", INT, "64", 1, 128, NULL,			\
+	    NONE, RC(rc_ipv6_prefix), NULL, 0)				\
+	/* policy: rate_limit, each {rate, burst} */			\
+	X(RL_CONN, "rate", RATE, NULL, 1, WSG_RL_MAX_AMOUNT, NULL,	\
+	    NONE, RL(rl_rate), config_rl_rate, F_REQ)			\
+	X(RL_CONN, "burst", INT, NULL, 1, WSG_RL_MAX_AMOUNT, NULL,	\
+	    NONE, RL(rl_burst), NULL, F_U64)				\
+	X(RL_MSG, "rate", RATE, NULL, 1, WSG_RL_MAX_AMOUNT, NULL,	\
+	    NONE, RL(rl_rate), config_rl_rate, F_REQ)			\
+	X(RL_MSG, "burst", INT, NULL, 1, WSG_RL_MAX_AMOUNT, NULL,	\
+	    NONE, RL(rl_burst), NULL, F_U64)				\
+	X(RL_BYTES, "rate", RATE, NULL, 1, WSG_RL_MAX_BYTES, NULL,	\
+	    NONE, RL(rl_rate), config_rl_rate, F_REQ)			\
+	X(RL_BYTES, "burst", SIZE, NULL, 1, WSG_RL_MAX_BYTES, NULL,	\
+	    NONE, RL(rl_burst), NULL, 0)
 
 #define CONFIG_OPTION_ROW(sc, key, type, def, min, max, en, sub, off,	\
 	    fn, flags)							\
@@ -499,6 +585,18 @@ config_scope_label(enum config_scope sc)
 		return "geoip";
 	case SC_MESSAGES:
 		return "messages";
+	case SC_RLTABLE:
+		return "rate_limit_table";
+	case SC_STORE:
+		return "rate_limit_store";
+	case SC_RATE:
+		return "rate_limit";
+	case SC_RL_CONN:
+		return "connections_per_ip";
+	case SC_RL_MSG:
+		return "messages_per_connection";
+	case SC_RL_BYTES:
+		return "bytes_per_connection";
 	default:
 		return NULL;
 	}
@@ -1248,6 +1346,7 @@ config_free_policy(struct wsg_policy *pol)
 	for (i = 0; i < pol->pol_ndeny_regex; i++)
 		regex_free(pol->pol_deny_regex[i]);
 	free(pol->pol_deny_regex);
+	free(pol->pol_rate);
 	free(pol->pol_name);
 	free(pol->pol_file);
 	free(pol);
@@ -2071,6 +2170,119 @@ config_countries(struct config_ctx *x, const struct config_slot *s,
 	}
 }
 
+/* policy.rate_limit: the section turns the limits it names on. */
+static void
+config_rate_limit(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	struct wsg_policy	*pol = obj;
+
+	if (n == NULL)
+		return;
+	if ((pol->pol_rate = calloc(1, sizeof(*pol->pol_rate))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	config_walk(x, SC_RATE, pol->pol_rate, n, "rate_limit", NULL);
+}
+
+/* A {rate, burst} limit; the burst defaults to the rate's amount. */
+static void
+config_rl_limit(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	struct wsg_rl_limit	*l = (struct wsg_rl_limit *)(void *)
+				    ((char *)obj + s->s_off);
+
+	if (n == NULL)
+		return;
+	config_walk(x, s->s_sub, l, n, config_opt(s)->o_key, NULL);
+	if (l->rl_rate.r_amount != 0 && l->rl_burst == 0)
+		l->rl_burst = l->rl_rate.r_amount;
+}
+
+/* rate: "10/s", "600/m", "1MiB/s"; the amount within the row's bounds. */
+static void
+config_rl_rate(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	const struct wsg_option	*o = config_opt(s);
+	struct wsg_rl_limit	*l = obj;
+	struct wsg_rate		 r;
+	const char		*v, *err = NULL;
+	char			 max[32];
+
+	if (n == NULL || config_expect(x, n, YAML_SCALAR_NODE, "rate") == -1)
+		return;
+	v = config_str(n);
+	if (units_parse_rate(v, &r, &err) == -1) {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "rate: invalid rate '%s': %s", v, err);
+		return;
+	}
+	if (r.r_amount > o->o_max) {
+		if (s->s_scope == SC_RL_BYTES)
+			config_fmt_size(o->o_max, max, sizeof(max));
+		else
+			snprintf(max, sizeof(max), "%llu",
+			    (unsigned long long)o->o_max);
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "rate: %s is above the maximum %s%s", v, max,
+		    strchr(v, '/'));
+		return;
+	}
+	l->rl_rate = r;
+}
+
+/* main.rate_limit_store: Redis shares the per-address limits. */
+static void
+config_rl_store(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	struct wsg_config	*cf = obj;
+	struct wsg_store_conf	*sc;
+	yaml_node_t		*seen[CONFIG_NOPT], *v;
+	const char		*p;
+	size_t			 i;
+
+	if (n == NULL)
+		return;
+	if ((sc = cf->c_store = calloc(1, sizeof(*sc))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	config_walk(x, SC_STORE, sc, n, "rate_limit_store", seen);
+	v = config_seen_off(seen, SC_STORE, ST(sc_key_prefix));
+	if (v == NULL || (p = sc->sc_key_prefix) == NULL)
+		return;
+	for (i = 0; p[i] != '\0'; i++)
+		if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
+			break;
+	if (p[i] != '\0' || i > WSG_STORE_MAX_PREFIX)
+		errors_add(x->x_errs, x->x_file, config_line(v), config_col(v),
+		    "key_prefix: '%s' must be 1 to %d printable characters "
+		    "without spaces", p, WSG_STORE_MAX_PREFIX);
+}
+
+/* rate_limit_store.redis: redis://HOST:PORT/DB or unix:///path?db=N. */
+static void
+config_redis(struct config_ctx *x, const struct config_slot *s, void *obj,
+    yaml_node_t *n)
+{
+	struct wsg_store_conf	*sc = obj;
+	const char		*err = NULL;
+
+	if (n == NULL || config_expect(x, n, YAML_SCALAR_NODE, "redis") == -1)
+		return;
+	if (store_parse_url(config_str(n), sc, &err) == -1) {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "redis: invalid URL '%s': %s", config_str(n), err);
+		return;
+	}
+	if ((sc->sc_url = strdup(config_str(n))) == NULL)
+		config_nomem(x, n);
+}
+
 /* Report a libyaml parser error at its mark. */
 static void
 config_yaml_error(struct wsg_errors *errs, const char *file,
@@ -2529,6 +2741,7 @@ config_free(struct wsg_config *cf)
 	free(cf->c_policies_dir);
 	free(cf->c_admin_listen);
 	free(cf->c_user);
+	store_conf_free(cf->c_store);
 	free(cf);
 }
 

@@ -20,7 +20,9 @@ struct wsg_geoip;
 struct wsg_jwt_key;
 struct wsg_jwt_policy;
 struct wsg_origin_policy;
+struct wsg_ratelimit_conf;
 struct wsg_regex;
+struct wsg_store_conf;
 
 /* forward_claims: a JWT claim copied into an upstream request header. */
 struct wsg_forward_claim {
@@ -82,6 +84,8 @@ struct wsg_policy {
 	/* messages */
 	struct wsg_regex **pol_deny_regex;
 	size_t		  pol_ndeny_regex;
+	/* rate_limit: NULL when the section is absent (no limits) */
+	struct wsg_ratelimit_conf *pol_rate;
 };
 
 struct wsg_server {
@@ -143,6 +147,9 @@ struct wsg_config {
 	socklen_t		  c_admin_addrlen;
 	char			 *c_user;	/* NULL: keep privileges */
 	uint64_t		  c_max_connections;	/* 0: no cap */
+	uint64_t		  c_rl_max_entries;	/* rate_limit_table */
+	uint64_t		  c_rl_idle_ms;
+	struct wsg_store_conf	 *c_store;	/* NULL: limits are local */
 	struct wsg_listener_conf *c_listeners;
 	size_t			  c_nlisteners;
 	struct wsg_upstream	**c_upstreams;
@@ -165,7 +172,8 @@ enum wsg_opt_type {
 	WSG_OPT_ENUM,
 	WSG_OPT_LIST,
 	WSG_OPT_MAP,
-	WSG_OPT_ADDR
+	WSG_OPT_ADDR,
+	WSG_OPT_RATE		/* min, max: of the amount */
 };
 
 struct wsg_option {

@@ -68,6 +68,28 @@ listener_error_cb(struct evconnlistener *lev, void *arg)
 }
 
 int
+listener_probe(const struct wsg_listener_conf *lc)
+{
+	int	fd, one = 1, rc = 0;
+
+	fd = socket(lc->lc_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return (-1);
+	if (lc->lc_addr.ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+		    sizeof(one));
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&lc->lc_addr,
+	    lc->lc_addrlen) == -1) {
+		log_warn("listener %s: %s is in use", lc->lc_name,
+		    lc->lc_listen);
+		rc = -1;
+	}
+	close(fd);
+	return (rc);
+}
+
+int
 listener_bind(const struct wsg_listener_conf *lc)
 {
 	int	fd, one = 1;

@@ -10,6 +10,12 @@ struct wsg_listener_conf;
 struct wsg_listener;
 
 /*
+ * Is the address free?  SO_REUSEPORT would let a second gateway (or any
+ * process of the same user) share a port silently; a plain bind first
+ * makes that the error it should be.  -1 (logged) if it is taken.
+ */
+int			 listener_probe(const struct wsg_listener_conf *);
+/*
  * Make a listening socket for a listener (SO_REUSEPORT: each worker has
  * its own); -1 (logged) on failure.
  */

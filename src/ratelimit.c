@@ -159,7 +159,8 @@ rlkey_make(struct wsg_rlkey *k, const char *policy,
 		if ((int)(i * 8) >= ipv6_prefix)
 			k->k_addr[i] = 0;
 		else if ((int)(i * 8) + 8 > ipv6_prefix)
-			k->k_addr[i] &= (uint8_t)(0xff << (8 - ipv6_prefix % 8));
+			k->k_addr[i] &= (uint8_t)(0xff <<
+			    (8 - ipv6_prefix % 8));
 	}
 	return 0;
 }
@@ -189,7 +190,7 @@ struct rl_entry {
 	TAILQ_ENTRY(rl_entry)	 e_lru;		/* head: most recent */
 	struct wsg_rlkey	 e_key;
 	struct wsg_bucket	 e_conn;	/* connections_per_ip */
-	struct wsg_rl_limit	 e_limit;	/* the limit it was spent under */
+	struct wsg_rl_limit	 e_limit;	/* the one last spent under */
 	uint64_t		 e_concurrent;
 	uint64_t		 e_used_ms;
 };

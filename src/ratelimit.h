@@ -62,7 +62,7 @@ struct wsg_bucket {
  * monotonic clock in milliseconds.  Returns 1 when they were there (and
  * are now spent), 0 when the limit is exceeded (nothing is spent).  A
  * limit that is off always admits.  n larger than the burst is never
- * admitted, so a byte burst should be at least the largest message.
+ * admitted, so a byte burst should be at least the largest frame.
  */
 int		 bucket_take(struct wsg_bucket *, const struct wsg_rl_limit *,
 		    uint64_t, uint64_t);

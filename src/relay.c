@@ -20,6 +20,7 @@
 #include "frame.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "regex.h"
 #include "relay.h"
 #include "session.h"
@@ -103,6 +104,36 @@ relay_pause(struct wsg_peer *p)
 	bufferevent_setwatermark(o->p_bev, EV_WRITE, WSG_LOW_WATER, 0);
 	bufferevent_setcb(o->p_bev, relay_read_cb, relay_drained_cb,
 	    relay_event_cb, o);
+}
+
+/*
+ * messages_per_connection (data messages and pings/pongs) and
+ * bytes_per_connection, on what the client sends.  Returns -1 once the
+ * session was closed for it.
+ */
+static int
+relay_rate(struct wsg_peer *p)
+{
+	const struct wsg_ratelimit_conf	*rc = p->p_session->s_route->rt_policy->
+					    pol_rate;
+	const struct wsg_frame		*f = &p->p_frame;
+	uint64_t			 now = ratelimit_now_ms();
+
+	if (f->f_opcode != WSG_OP_CONT && f->f_opcode != WSG_OP_CLOSE &&
+	    !bucket_take(&p->p_msg_bucket, &rc->rc_messages, 1, now)) {
+		log_info("conn %llu: message rate exceeded",
+		    (unsigned long long)p->p_session->s_id);
+		session_fail(p->p_session, "rate_messages", 1008, 1008, 1001);
+		return (-1);
+	}
+	if (f->f_len > 0 &&
+	    !bucket_take(&p->p_byte_bucket, &rc->rc_bytes, f->f_len, now)) {
+		log_info("conn %llu: byte rate exceeded",
+		    (unsigned long long)p->p_session->s_id);
+		session_fail(p->p_session, "rate_bytes", 1008, 1008, 1001);
+		return (-1);
+	}
+	return (0);
 }
 
 /* A frame broke a rule: close toward the side that broke it, cleanly
@@ -348,6 +379,9 @@ relay_move(struct wsg_peer *p)
 			p->p_have_frame = 1;
 			p->p_frames++;
 			s->s_last_active = session_now_ms(s);
+			if (p->p_is_client && pol->pol_rate != NULL &&
+			    relay_rate(p) == -1)
+				return;
 		}
 		total = f->f_hdr_len + f->f_len;
 		if (f->f_opcode >= WSG_OP_CLOSE) {

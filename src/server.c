@@ -28,6 +28,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "session.h"
 
@@ -51,6 +52,13 @@ static struct wsg_config	*server_conf;
 static struct wsg_admin		*server_admin_ep;
 static int			 server_draining;
 static struct event		*server_drain_poll;
+static struct wsg_rltable	*server_rl;
+
+struct wsg_rltable *
+server_rltable(void)
+{
+	return (server_rl);
+}
 
 uint64_t
 server_next_id(void)
@@ -322,6 +330,10 @@ server_bind_all(struct wsg_config *conf, const struct wsg_config *old)
 		for (j = 0; j < conf->c_nlisteners; j++)
 			fds[i][j] = -1;
 	}
+	for (j = 0; j < conf->c_nlisteners; j++)
+		if (server_old_listener(old, &conf->c_listeners[j]) == NULL &&
+		    listener_probe(&conf->c_listeners[j]) == -1)
+			goto fail;
 	for (i = 0; i < server_nworkers; i++)
 		for (j = 0; j < conf->c_nlisteners; j++) {
 			if (server_old_listener(old, &conf->c_listeners[j]) !=
@@ -400,6 +412,9 @@ server_reload(void)
 	}
 	if (conf->c_workers != old->c_workers)
 		log_warnx("reload: a new number of workers needs a restart");
+	if (conf->c_rl_max_entries != old->c_rl_max_entries ||
+	    conf->c_rl_idle_ms != old->c_rl_idle_ms)
+		log_warnx("reload: a new rate_limit_table needs a restart");
 	for (i = 0; i < server_nworkers; i++)
 		server_post(&server_workers[i], WSG_MSG_RECONF,
 		    config_ref(conf), fds[i]);
@@ -532,6 +547,9 @@ server_run(struct wsg_config *conf)
 	if ((server_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	server_conf = conf;
+	if ((server_rl = rltable_new(conf->c_rl_max_entries,
+	    conf->c_rl_idle_ms)) == NULL)
+		fatalx("cannot create the rate-limit table");
 	server_nworkers = server_worker_count(conf);
 	if ((server_workers = calloc(server_nworkers,
 	    sizeof(*server_workers))) == NULL)
@@ -604,6 +622,7 @@ server_run(struct wsg_config *conf)
 		event_free(server_drain_poll);
 	admin_stop(server_admin_ep);
 	event_base_free(server_base);
+	rltable_free(server_rl);
 	config_unref(server_conf);
 	log_info("exiting");
 	return (0);

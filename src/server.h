@@ -46,6 +46,9 @@ int	server_run(struct wsg_config *);
 /* A session ended and was freed: maybe finish draining. */
 void	server_session_gone(struct wsg_worker *);
 
+/* The process-wide per-address rate-limit table. */
+struct wsg_rltable	*server_rltable(void);
+
 /* A connection id unique in this process. */
 uint64_t	server_next_id(void);
 

@@ -339,6 +339,43 @@ session_identify(struct wsg_session *s, const struct wsg_http_request *req)
 	}
 }
 
+/*
+ * connections_per_ip and concurrent_per_ip, exact across worker threads.
+ * Returns 0 to go on, -1 when the session was refused with 429.
+ */
+static int
+session_rate_admit(struct wsg_session *s)
+{
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	const struct wsg_ratelimit_conf *rc = pol->pol_rate;
+	char			 hdr[64];
+	uint32_t		 retry = 1;
+
+	if (rc == NULL || (rc->rc_connections.rl_burst == 0 &&
+	    rc->rc_concurrent == 0))
+		return (0);
+	if (rlkey_make(&s->s_rlkey, pol->pol_name,
+	    (struct sockaddr *)&s->s_addr, rc->rc_ipv6_prefix) == -1)
+		return (0);
+	switch (rltable_admit(server_rltable(), &s->s_rlkey, rc,
+	    ratelimit_now_ms(), &retry)) {
+	case WSG_RL_OK:
+		return (0);
+	case WSG_RL_RATE:
+		snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", retry);
+		log_info("conn %llu: refused: rate_connections",
+		    (unsigned long long)s->s_id);
+		session_refuse(s, 429, "rate_connections", hdr);
+		return (-1);
+	default:
+		snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", retry);
+		log_info("conn %llu: refused: rate_concurrent",
+		    (unsigned long long)s->s_id);
+		session_refuse(s, 429, "rate_concurrent", hdr);
+		return (-1);
+	}
+}
+
 /* Judge a complete request head: refuse it or start the upstream half. */
 static void
 session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
@@ -383,6 +420,8 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 		session_refuse(s, 500, "internal_error", NULL);
 		return;
 	}
+	if (session_rate_admit(s) == -1)
+		return;
 	if (s->s_conf->c_max_connections > 0 &&
 	    __atomic_load_n(&session_admitted, __ATOMIC_RELAXED) >=
 	    s->s_conf->c_max_connections) {
@@ -668,6 +707,9 @@ session_free(struct wsg_session *s)
 	size_t			 i;
 
 	upstream_release(s);
+	if (s->s_rlkey.k_tracked)
+		rltable_release(server_rltable(), &s->s_rlkey,
+		    ratelimit_now_ms());
 	if (s->s_admitted)
 		__atomic_sub_fetch(&session_admitted, 1, __ATOMIC_RELAXED);
 	if (s->s_timer != NULL)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "ratelimit.h"
 
 struct bufferevent;
 struct event;
@@ -54,6 +55,8 @@ struct wsg_peer {
 
 	uint64_t		 p_frames;	/* frames read from this side */
 	uint64_t		 p_bytes;	/* bytes read from this side */
+	struct wsg_bucket	 p_msg_bucket;	/* messages_per_connection */
+	struct wsg_bucket	 p_byte_bucket;	/* bytes_per_connection */
 	size_t			 p_discarded;	/* thrown away while lingering */
 };
 
@@ -100,6 +103,7 @@ struct wsg_session {
 	int				 s_up_connected;
 	int				 s_draining;	/* shutdown is queued */
 	int				 s_admitted;	/* counted in admitted */
+	struct wsg_rlkey		 s_rlkey;	/* k_tracked: release */
 
 	/* Upgrade in progress. */
 	char				 s_client_accept[29];

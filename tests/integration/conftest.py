@@ -676,3 +676,17 @@ def assert_not_logged(gw, secret):
         except FileNotFoundError:
             continue
         assert secret not in text, "token written to %s" % path
+
+
+def make_mmdb(out, *specs):
+    """A small MaxMind DB from tests/geoip/make-mmdb.pl, as in
+    make_mmdb(path, "127.0.0.0/24=DE", "::1/128=FR").  A missing writer
+    (Debian's libmaxmind-db-writer-perl) fails the test; it does not skip."""
+    p = subprocess.run(["perl", str(REPO / "tests" / "geoip" /
+                                    "make-mmdb.pl"), str(out)] + list(specs),
+                       capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        pytest.fail("make-mmdb.pl failed (is libmaxmind-db-writer-perl "
+                    "installed?):\n%s%s" % (p.stdout, p.stderr))
+    return str(out)

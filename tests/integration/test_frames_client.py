@@ -50,7 +50,7 @@ def violation(gw, up, data, code, reason, path="/echo", mark=MARK):
         f, others = c.read_close(timeout=5)
         assert f.close_code == code, (f, others)
         assert not f.masked, "gateway masked a frame to the client"
-        c.wait_closed(5)
+        assert c.wait_closed(5), "TCP left open after the close frame"
     finally:
         c.close()
     e = gw.wait_entry(client_port=c.local_port)

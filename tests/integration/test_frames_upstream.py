@@ -44,7 +44,7 @@ def upstream_violation(gw, after, reason, then="read", code=1014,
         assert f.close_code == code, (f, others)
         for o in others:
             assert MARK not in o.payload, others
-        c.wait_closed(5)
+        assert c.wait_closed(5), "TCP left open after the close frame"
     finally:
         c.close()
     e = gw.wait_entry(client_port=c.local_port)

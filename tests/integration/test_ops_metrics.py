@@ -173,6 +173,17 @@ def test_admin_paths_and_methods(factory):
     assert gw.alive()
 
 
+def test_admin_other_methods_405(factory):
+    """Every method but GET gets 405, including those evhttp does not
+    know by default."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    got = {m: gw.admin("/metrics", method=m)[0]
+           for m in ("HEAD", "PUT", "OPTIONS", "PATCH", "TRACE")}
+    assert got == dict.fromkeys(got, 405), got
+
+
 def check(tmp_path, admin):
     cfg = {
         "log": {"error_log": "stderr", "access_log": "off"},

@@ -287,8 +287,6 @@ def test_deny_regex_across_fragments(gw):
     # the message is checked whole: a match split over fragments counts,
     # and no fragment of it reaches the backend
     import wsproto
-    be = gw.backend
-    n_open = len(be.events("open"))
     c = gw.raw()
     try:
         c.upgrade("/content")

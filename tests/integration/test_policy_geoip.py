@@ -5,24 +5,12 @@ libmaxmind-db-writer-perl; a missing writer is a failure, not a skip).
 The country found goes to the access-log field `country`.
 """
 
-import subprocess
-
 import pytest
 
 import rawclient
-from conftest import REPO, http_refusal, http_upgrade, policy
+from conftest import http_refusal, http_upgrade, make_mmdb, policy
 
 B = rawclient.build_request
-MAKE_MMDB = REPO / "tests" / "geoip" / "make-mmdb.pl"
-
-
-def make_mmdb(out, *specs):
-    p = subprocess.run(["perl", str(MAKE_MMDB), str(out)] + list(specs),
-                       capture_output=True, text=True, timeout=60)
-    if p.returncode != 0:
-        pytest.fail("make-mmdb.pl failed (is libmaxmind-db-writer-perl "
-                    "installed?):\n%s%s" % (p.stdout, p.stderr))
-    return str(out)
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,17 @@ def gw(module_factory, keys):
         "ed": auth("EdDSA", keys / "ed.pub"),
         "hs": auth("HS256", keys / "hmac.secret"),
         "lw": auth("RS256", keys / "rsa.pub", leeway="30s"),
+        "multi": policy(auth={
+            "header": "X-Token", "query_param": "t",
+            "jwt": {"algorithms": ["HS256"],
+                    "key_file": str(keys / "hmac.secret"),
+                    "forward_claims": {"sub": "X-Wsgate-User",
+                                       "role": "X-Wsgate-Role",
+                                       "n": "X-Wsgate-N",
+                                       "admin": "X-Wsgate-Admin",
+                                       "obj": "X-Wsgate-Obj",
+                                       "absent": "X-Wsgate-Absent"}},
+            "on_expiry": "ignore"}),
     }
     routes = []
     for name in pols:
@@ -229,8 +240,8 @@ def test_invalid_token_is_auth_invalid(gw, keys, up, case):
         tok = "not.a.jwt"
     elif case == "empty_bearer":
         tok = ""
-    resp, e = refused_401(gw, up, B("/no/rs", extra=bearer(tok)),
-                          "auth_invalid", tok if len(tok) > 10 else None)
+    refused_401(gw, up, B("/no/rs", extra=bearer(tok)), "auth_invalid",
+                tok if len(tok) > 10 else None)
 
 
 def test_hs256_signed_with_rsa_public_key_is_auth_invalid(gw, keys, up):
@@ -308,6 +319,108 @@ def test_token_expiring_mid_session_closes_1008_token_expired(gw, keys):
     assert e["reason"] == "token_expired" and e["user"] == "alice", e
     be.wait_event("close", nclose + 1)
     assert_not_logged(gw, tok)
+
+
+def test_leeway_and_on_expiry_ignore_keep_session_open(gw, keys):
+    # exp passes 1 to 2 seconds in; one route allows 30s of skew, the
+    # other ignores expiry mid-session: both sessions must still be open
+    # well after exp.
+    exp = int(time.time()) + 2
+    lw = make_token(keys, exp=exp)
+    ign = make_token(keys, "HS256", exp=exp)
+
+    async def session(path, headers):
+        async with gw.connect(path, extra_headers=headers) as ws:
+            await ws.send("one")
+            assert await asyncio.wait_for(ws.recv(), 5) == "one"
+            await asyncio.sleep(3.5)
+            await ws.send("two")
+            assert await asyncio.wait_for(ws.recv(), 5) == "two"
+
+    async def go():
+        await asyncio.gather(session("/ok/lw", bearer(lw)),
+                             session("/ok/multi", [("X-Token", ign)]))
+    run(go(), timeout=15)
+
+
+# -- a custom header, more claims, hostile claims -------------------------------------
+
+def test_custom_header_carries_bare_token(gw, keys, up):
+    tok = make_token(keys, "HS256", sub="hdr")
+    accepted(gw, B("/ok/multi", extra=[("X-Token", tok)]), tok, sub="hdr")
+    # on this route Authorization is not where the token is looked for
+    refused_401(gw, up, B("/no/multi", extra=bearer(tok)), "auth_missing",
+                tok)
+    up.clear()
+    refused_401(gw, up, B("/no/multi", extra=[("X-Token", "Bearer " + tok)]),
+                "auth_invalid", tok)
+
+
+def test_forward_claims_types(gw, keys):
+    tok = make_token(keys, "HS256", sub="typed", role="editor", n=42,
+                     admin=True, obj={"a": 1})
+    ev = accepted(gw, B("/ok/multi", extra=[
+        ("X-Token", tok), ("X-Wsgate-Obj", "forged"),
+        ("X-Wsgate-Absent", "forged"), ("X-Wsgate-Role", "owner")]),
+        tok, sub="typed")
+    h = lambda n: headers_of(ev, n)  # noqa: E731
+    assert h("X-Wsgate-User") == ["typed"], ev["headers"]
+    assert h("X-Wsgate-Role") == ["editor"], ev["headers"]
+    assert h("X-Wsgate-N") == ["42"], ev["headers"]
+    assert h("X-Wsgate-Admin") == ["true"], ev["headers"]
+    # not a string, number or boolean / absent: no header, and the
+    # client's copies are still removed
+    assert h("X-Wsgate-Obj") == [], ev["headers"]
+    assert h("X-Wsgate-Absent") == [], ev["headers"]
+
+
+@pytest.mark.parametrize("sub", ["evil\r\nX-Injected: 1",
+                                 "evil\nX-Injected: 1",
+                                 "evil\r\n\r\nGET / HTTP/1.1"])
+def test_claim_with_line_breaks_is_not_injected_upstream(gw, keys, sub):
+    tok = make_token(keys, "HS256", sub=sub)
+    be = gw.backend
+    n = len(be.events("open"))
+    c = gw.raw()
+    try:
+        c.send(B("/ok/multi", extra=[("X-Token", tok)]))
+        head = c.read_until(b"\r\n\r\n", 5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)     # the log is still JSON
+    if head.startswith(b"HTTP/1.1 101"):
+        ev = be.wait_event("open", n + 1)[n]
+        assert headers_of(ev, "X-Injected") == [], ev["headers"]
+        for v in headers_of(ev, "X-Wsgate-User"):
+            assert "\r" not in v and "\n" not in v, ev["headers"]
+    else:
+        assert e["status"] in (401, 502), e
+
+
+# -- header and query parameter together ------------------------------------------------
+
+def test_query_param_removed_even_when_header_carries_the_token(gw, keys):
+    tok = make_token(keys, sub="hdr-user")
+    other = make_token(keys, sub="someone-else")
+    ev = accepted(gw, B("/ok/rs?access_token=%s&keep=1" % other,
+                        extra=bearer(tok)), tok, sub="hdr-user")
+    assert "access_token" not in ev["path"] and other not in ev["path"], ev
+    assert_not_logged(gw, other)
+
+
+def test_query_param_look_alike_names_are_kept(gw, keys):
+    tok = make_token(keys, sub="qdave")
+    path = ("/ok/rs?xaccess_token=1&access_token=%s&access_tokens=2"
+            "&access_token_x=3" % tok)
+    ev = accepted(gw, B(path), tok, sub="qdave")
+    q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
+    assert q == [("xaccess_token", "1"), ("access_tokens", "2"),
+                 ("access_token_x", "3")], ev["path"]
+
+
+def test_nbf_within_leeway_is_accepted(gw, keys):
+    tok = make_token(keys, nbf=int(time.time()) + 10)
+    accepted(gw, B("/ok/lw", extra=bearer(tok)), tok)
 
 
 def test_zz_gateway_still_relays(gw, keys):

@@ -11,8 +11,7 @@ import jwt
 import pytest
 
 import rawclient
-from conftest import http_refusal, http_upgrade, policy
-from test_policy_geoip import make_mmdb
+from conftest import http_refusal, http_upgrade, make_mmdb, policy
 
 B = rawclient.build_request
 SECRET = b"order-test-hmac-secret-0123456789abcdefghij"

@@ -112,6 +112,78 @@ def test_proxy_header_moves_client_address(gw, up, case):
     assert e["client"] == addr and e["status"] == 101, e
 
 
+class BioClient:
+    """TLS over memory BIOs, so the PROXY header and the ClientHello can
+    leave in one write, as a load balancer forwarding at once sends them."""
+
+    def __init__(self, port, ctx, header):
+        self.sock = socket.create_connection(("127.0.0.1", port), 5)
+        self.local_port = self.sock.getsockname()[1]
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.out,
+                                server_hostname="localhost")
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        self.sock.sendall(header + self.out.read())
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._pump(deadline)
+        self._flush()
+
+    def _flush(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _pump(self, deadline):
+        self._flush()
+        self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        data = self.sock.recv(65536)
+        if not data:
+            raise AssertionError("EOF during TLS")
+        self.inc.write(data)
+
+    def send(self, data):
+        self.tls.write(data)
+        self._flush()
+
+    def read_until(self, marker, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while marker not in buf:
+            try:
+                buf += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self._pump(deadline)
+        return buf
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("header,addr,port", [
+    (v1("198.51.100.40", "127.0.0.1", 1131, 443), "198.51.100.40", 1131),
+    (v2("198.51.100.41", "127.0.0.1", 1132, 443), "198.51.100.41", 1132)])
+def test_proxy_header_and_client_hello_in_one_segment(gw, up, header, addr,
+                                                      port):
+    c = BioClient(gw.port, gw.ssl, header)
+    try:
+        c.send(B("/p"))
+        head = c.read_until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert upstream_xff(up) == [addr]
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=port)
+    assert e["client"] == addr and e["status"] == 101, e
+
+
 def test_v1_unknown_keeps_peer_address(gw, up):
     c = proxied(gw, b"PROXY UNKNOWN\r\n")
     c, _ = http_upgrade(gw, B("/p"), client=c)

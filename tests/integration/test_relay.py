@@ -8,6 +8,7 @@ import socket
 import pytest
 import websockets
 
+import rawclient
 import rawup
 import wsproto
 from conftest import policy, run
@@ -363,3 +364,65 @@ def test_data_then_close_in_one_write_keeps_order(factory):
     assert got[:51] == [(1, b"m%03d" % i) for i in range(50)] + [(2, b"")]
     assert got[51][0] == wsproto.OP_CLOSE and \
         wsproto.parse_close(got[51][1]) == (1000, b"end"), got[51:]
+
+
+def test_gateway_does_not_answer_pings_itself(factory):
+    # a backend that never answers pings: the client gets no pong, which
+    # shows that pongs come from the backend and not from the gateway
+    up = factory.raw_upstream(rawup.ws_then(b"", delay=0))
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": [up.addr]})
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        c.send_frame(wsproto.OP_PING, b"anyone?")
+        (uc,) = up.wait_conns(1)
+        from conftest import wait_for
+        wait_for(lambda: any(f.opcode == wsproto.OP_PING and
+                             f.payload == b"anyone?" for f in uc.frames),
+                 5, what="ping at the backend")
+        import rawclient
+        try:
+            got = c.read_frame(1.0)     # None would mean EOF: also wrong
+            what = "frame %r" % got if got else "EOF"
+        except rawclient.Timeout:       # nothing came: right
+            what = None
+        assert what is None, \
+            "client got %s from a backend that sent nothing" % what
+    finally:
+        c.close()
+
+
+def test_no_descriptor_leak_over_many_sessions(factory):
+    import os
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    fds = lambda: len(os.listdir("/proc/%d/fd" % gw.pid))  # noqa: E731
+
+    async def normal():
+        async with gw.connect("/echo") as ws:
+            await ws.send("x")
+            await asyncio.wait_for(ws.recv(), 5)
+
+    run(normal())                       # warm-up (log files, TLS, ...)
+    from conftest import wait_for
+    wait_for(lambda: len(gw.entries()) >= 1, 5)
+    base = fds()
+    n = 0
+    for i in range(10):
+        run(normal())
+        n += 1
+        c = gw.raw()                    # dropped mid-session
+        c.upgrade("/echo")
+        c.close()
+        n += 1
+        c = gw.raw()                    # refused
+        c.send(rawclient.build_request("/nope"))
+        c.read_to_eof(5)
+        c.close()
+        n += 1
+    wait_for(lambda: len(gw.entries()) >= n + 1, 10,
+             what="%d access-log lines" % (n + 1))
+    wait_for(lambda: fds() <= base, 5,
+             what="descriptors back to %d (now %d)" % (base, fds()))

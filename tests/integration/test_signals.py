@@ -54,7 +54,6 @@ def test_sigterm_stops_accepting(echo_gateway):
     f, _ = c.read_close(5)
     assert f.close_code == 1001
     # while draining (our close not answered yet) no new upgrade succeeds
-    import socket
     refused = False
     try:
         n = gw.raw(timeout=3)

@@ -6,7 +6,6 @@ import base64
 import socket
 import time
 
-import pytest
 
 import rawclient
 import rawup
@@ -415,3 +414,31 @@ def test_upstream_close_right_after_101_is_relayed(factory):
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert e["reason"] == "upstream_closed" and e["close_code"] == 1000, e
+
+
+def test_all_servers_down_is_502(factory):
+    ports = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        ports.append(s.getsockname()[1])
+        s.close()
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": ["127.0.0.1:%d" % p
+                                           for p in ports]})
+    one_refusal(gw, 502, "upstream_unavailable")
+
+
+def test_client_gone_during_upstream_handshake_closes_upstream(factory):
+    # the upstream waits 3s before its 101; the client leaves after 0.3s:
+    # the gateway must give up the upstream connection, not keep it
+    gw, up = raw_gateway(factory, lambda c: rawup.ws_echo(c, delay=3))
+    c = gw.raw()
+    c.send(rawclient.build_request("/echo"))
+    (uc,) = up.wait_conns(1)
+    time.sleep(0.3)
+    port = c.local_port
+    c.close()
+    gw.wait_entry(client_port=port, timeout=5)
+    assert uc.done.wait(8), "upstream connection kept after the client left"
+    assert uc.data.count(b"GET ") == 1

@@ -21,7 +21,9 @@
 #include "geoip.h"
 #include "jwt.h"
 #include "origin.h"
+#include "ratelimit.h"
 #include "regex.h"
+#include "store.h"
 #include "unit.h"
 
 static const char	*top;
@@ -640,7 +642,7 @@ test_bad(void)
 	char			 buf[2 * PATH_MAX];
 
 	check_bad("bad-unknown-key.yaml", (const char *const[]){
-	    "1:1: unknown key 'rate_limit_store'",
+	    "1:1: unknown key 'rate_limit_stor'",
 	    "6:5: unknown key 'proxy_protocl' in listener",
 	    NULL });
 	check_bad("bad-type.yaml", (const char *const[]){
@@ -694,7 +696,8 @@ test_bad(void)
 	    "false, got 'yes'",
 	    "/policies/broken.yaml:5:9: idle: invalid duration '2d': "
 	    "unknown unit (use ms, s, m, h, or a bare number of seconds)",
-	    "/policies/broken.yaml:6:1: unknown key 'rate_limit'",
+	    "/policies/broken.yaml:7:22: concurrent_per_ip: 0 is below the "
+	    "minimum 1",
 	    NULL });
 	check_bad("bad-syntax.yaml", (const char *const[]){
 	    "4:4: syntax error: did not find expected '-' indicator",
@@ -1263,6 +1266,138 @@ test_man(void)
 	}
 }
 
+/* A limit's rate and burst. */
+static int
+limit_is(const struct wsg_rl_limit *l, uint64_t amount, uint64_t per_ms,
+    uint64_t burst)
+{
+	return l->rl_rate.r_amount == amount && l->rl_rate.r_per_ms == per_ms &&
+	    l->rl_burst == burst;
+}
+
+/*
+ * rate_limit in policies, rate_limit_table and rate_limit_store in the
+ * main file: values, defaults, and the exact errors.
+ */
+static void
+test_rate_limit(void)
+{
+	struct wsg_errors		 e;
+	struct wsg_config		*cf;
+	struct wsg_policy		*pol;
+	const struct wsg_ratelimit_conf	*rc;
+	const struct wsg_store_conf	*sc;
+
+	memset(&e, 0, sizeof(e));
+	cf = config_load(fixture("good.yaml"), &e);
+	CHECK(cf != NULL);
+	CHECK_INT(e.e_n, 0);
+	errors_free(&e);
+	if (cf != NULL) {
+		CHECK_INT(cf->c_rl_max_entries, 50000);
+		CHECK_INT(cf->c_rl_idle_ms, 300000);
+		CHECK((sc = cf->c_store) != NULL);
+		if (sc != NULL) {
+			CHECK_STR(sc->sc_url, "redis://127.0.0.1:6379/2");
+			CHECK_STR(sc->sc_host, "127.0.0.1");
+			CHECK(sc->sc_path == NULL);
+			CHECK_INT(sc->sc_port, 6379);
+			CHECK_INT(sc->sc_db, 2);
+			CHECK_INT(sc->sc_on_failure, WSG_STORE_FAIL_DENY);
+			CHECK_INT(sc->sc_lease_ttl_ms, 60000);
+			CHECK_STR(sc->sc_key_prefix, "gw1:");
+		}
+		/* The chat policy has no rate_limit section. */
+		CHECK(cf->c_listeners[0].lc_routes[0].rt_policy != NULL &&
+		    cf->c_listeners[0].lc_routes[0].rt_policy->pol_rate ==
+		    NULL);
+	}
+	config_unref(cf);
+
+	cf = config_load(fixture("minimal.yaml"), &e);
+	CHECK(cf != NULL);
+	errors_free(&e);
+	if (cf != NULL) {
+		CHECK_INT(cf->c_rl_max_entries, 100000);
+		CHECK_INT(cf->c_rl_idle_ms, 600000);
+		CHECK(cf->c_store == NULL);
+	}
+	config_unref(cf);
+
+	pol = config_load_policy(NULL, fixture("policies/full.yaml"), &e);
+	CHECK(pol != NULL);
+	CHECK_INT(e.e_n, 0);
+	errors_free(&e);
+	if (pol != NULL && (rc = pol->pol_rate) != NULL) {
+		CHECK(limit_is(&rc->rc_connections, 10, 1000, 20));
+		CHECK_INT(rc->rc_concurrent, 100);
+		CHECK(limit_is(&rc->rc_messages, 50, 1000, 100));
+		CHECK(limit_is(&rc->rc_bytes, 1 << 20, 1000, 4 << 20));
+		CHECK_INT(rc->rc_ipv6_prefix, 56);
+	} else
+		CHECK(0);
+	config_free_policy(pol);
+
+	pol = config_load_policy(NULL, fixture("policies/ratelimit-min.yaml"),
+	    &e);
+	CHECK(pol != NULL);
+	CHECK_INT(e.e_n, 0);
+	errors_free(&e);
+	if (pol != NULL && (rc = pol->pol_rate) != NULL) {
+		CHECK(limit_is(&rc->rc_connections, 600, 60000, 600));
+		CHECK_INT(rc->rc_concurrent, 0);
+		CHECK(limit_is(&rc->rc_messages, 0, 0, 0));
+		CHECK(limit_is(&rc->rc_bytes, 0, 0, 0));
+		CHECK_INT(rc->rc_ipv6_prefix, 64);
+	} else
+		CHECK(0);
+	config_free_policy(pol);
+
+	check_policy("bad-ratelimit.yaml", (const char *const[]){
+	    "2:31: rate: invalid rate '10/x': unknown period (use /s, /m or "
+	    "/h)",
+	    "2:44: burst: 0 is below the minimum 1",
+	    "3:22: concurrent_per_ip: expected a number from 1 to 1000000, "
+	    "got 'many'",
+	    "4:28: messages_per_connection is missing 'rate'",
+	    "5:33: rate: 2GiB/s is above the maximum 1GiB/s",
+	    "5:48: burst: invalid size '1.5MiB': expected a whole number",
+	    "6:16: ipv6_prefix: 129 is above the maximum 128",
+	    "7:3: unknown key 'per_user' in rate_limit",
+	    NULL }, NULL);
+	check_policy("bad-ratelimit2.yaml", (const char *const[]){
+	    "2:23: connections_per_ip: expected a mapping, got a scalar",
+	    "3:36: rate: 2000000/s is above the maximum 1000000/s",
+	    "3:47: unknown key 'extra' in messages_per_connection",
+	    "4:22: concurrent_per_ip: 0 is below the minimum 1",
+	    "5:33: rate: expected a scalar, got a list",
+	    "5:50: burst: 2GiB is above the maximum 1GiB",
+	    NULL }, NULL);
+	check_bad("bad-store.yaml", (const char *const[]){
+	    "2:16: max_entries: 999 is below the minimum 1000",
+	    "3:16: idle_expiry: invalid duration '2d': unknown unit (use ms, "
+	    "s, m, h, or a bare number of seconds)",
+	    "5:10: redis: invalid URL 'redis://user:pw@127.0.0.1:6379/0': "
+	    "credentials in the URL are not supported",
+	    "6:15: on_failure: 'maybe' is not one of local, allow or deny",
+	    "7:14: lease_ttl: 1s is below the minimum 5s",
+	    "9:3: unknown key 'db' in rate_limit_store",
+	    "8:15: key_prefix: 'has space' must be 1 to 64 printable "
+	    "characters without spaces",
+	    NULL });
+	check_bad("bad-store2.yaml", (const char *const[]){
+	    "1:34: max_entries: 20000000 is above the maximum 10000000",
+	    "1:57: idle_expiry: 0s is below the minimum 1s",
+	    "1:61: unknown key 'size' in rate_limit_table",
+	    "2:51: lease_ttl: 11m is above the maximum 10m",
+	    "2:19: rate_limit_store is missing 'redis'",
+	    NULL });
+	check_bad("bad-store3.yaml", (const char *const[]){
+	    "2:10: redis: invalid URL 'unix:///run/redis/redis.sock?db=x': "
+	    "after the path only ?db=N may follow, N from 0 to 65535",
+	    NULL });
+}
+
 /* Run every group; exit 1 if any check failed. */
 int
 main(void)
@@ -1279,6 +1414,7 @@ main(void)
 	test_policy_full();
 	test_policy_bad();
 	test_geoip();
+	test_rate_limit();
 	test_examples();
 	test_man();
 	return unit_done("test_config");

@@ -7,6 +7,7 @@
 #include "autoconf.h"
 
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -102,7 +103,9 @@ test_bucket(void)
 	bytes = limit(WSG_RL_MAX_BYTES, 3600000, WSG_RL_MAX_BYTES);
 	memset(&b, 0, sizeof(b));
 	CHECK_INT(bucket_take(&b, &bytes, WSG_RL_MAX_BYTES, 1), 1);
-	CHECK_INT(bucket_take(&b, &bytes, 1, 2), 0);
+	CHECK_INT(bucket_take(&b, &bytes, 1, 1), 0);
+	CHECK_INT(bucket_take(&b, &bytes, 298, 2), 1);
+	CHECK_INT(bucket_take(&b, &bytes, 298, 2), 0);
 	CHECK(bucket_full(&b, &bytes, UINT64_MAX / 2));
 	/* Retry-After: whole seconds, rounded up, at least one. */
 	CHECK_INT(ratelimit_retry_after(0), 1);

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import sys
 
 import websockets
 

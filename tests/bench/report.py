@@ -1,0 +1,307 @@
+"""Turn the run files of run-bench.sh into a table and results.json.
+
+usage: report.py RESULTS_DIR OUT_JSON SECONDS IDLE_CONNS
+
+The table gives each figure for every proxy that ran, the ratios
+wsgate/nginx and wsgate/HAProxy, and, for the figures issue 6 sets a target
+on, the ratio to the better peer and whether the target is met.  It
+reports; it never fails the run on a figure.
+"""
+
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+PROXIES = ["wsgate", "nginx", "haproxy"]
+PEERS = ["nginx", "haproxy"]
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return json.loads(text.splitlines()[-1]) if text else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+
+    def version(cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True,
+                               timeout=10)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return None
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "openssl": version(["openssl", "version"]),
+        "nginx": version(["nginx", "-v"]),
+        "haproxy": version(["haproxy", "-v"]),
+        "date": datetime.datetime.now(datetime.timezone.utc)
+        .strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def callgrind_total(path):
+    try:
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"^(?:summary|totals):\s+(\d+)", line)
+                if m:
+                    return int(m.group(1))
+    except OSError:
+        pass
+    return None
+
+
+def callgrind_top(path, n=20):
+    """(Ir, function) of the top self-cost functions, from the annotate."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"^\s*([\d,]+)\s+(?:\([\s\d.%]+\)\s+)?(\S.*)$",
+                             line)
+                if not m or "PROGRAM TOTALS" in line:
+                    continue
+                ir = int(m.group(1).replace(",", ""))
+                fn = m.group(2).strip()
+                if ":" not in fn:
+                    continue
+                out.append({"ir": ir, "function": fn})
+    except OSError:
+        pass
+    return out[:n]
+
+
+def main():
+    res, out_path, seconds, idle_conns = sys.argv[1:5]
+    ran = [p for p in PROXIES if os.path.isdir(os.path.join(res, p))]
+    raw = {}
+    fig = {p: {} for p in ran}
+    for p in ran:
+        d = os.path.join(res, p)
+        raw[p] = {}
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".json"):
+                raw[p][name[:-5]] = load(os.path.join(d, name))
+        r = raw[p]
+        f = fig[p]
+        for k in range(1, 5):
+            x = r.get("small_k%d" % k)
+            if x:
+                f["small_k%d_rt_s" % k] = x["msgs_per_s"]
+                f["small_k%d_rt_cpu_s" % k] = x["msgs_per_cpu_s"]
+                f["small_k%d_cpu_util" % k] = \
+                    x["proxy_cpu_s"] / x["seconds"] if x["seconds"] else 0
+        vals = [f.get("small_k%d_rt_cpu_s" % k) for k in range(1, 5)]
+        vals = [v for v in vals if v]
+        if vals:
+            f["small_best_rt_cpu_s"] = max(vals)
+        vals = [f.get("small_k%d_rt_s" % k) for k in range(1, 5)]
+        vals = [v for v in vals if v]
+        if vals:
+            f["small_best_rt_s"] = max(vals)
+        x = r.get("large")
+        if x:
+            f["large_mb_s"] = x["mb_per_s"]
+            f["large_mb_cpu_s"] = (x["mb_per_s"] * x["seconds"] /
+                                   x["proxy_cpu_s"]) if x["proxy_cpu_s"] \
+                else 0
+            f["large_cpu_util"] = x["proxy_cpu_s"] / x["seconds"]
+        x = r.get("latency")
+        if x:
+            f["latency_p50_us"] = x["p50_us"]
+            f["latency_p90_us"] = x["p90_us"]
+            f["latency_p99_us"] = x["p99_us"]
+        for key, name in (("handshake", "hs"), ("handshake_tickets",
+                                                 "hs_tickets")):
+            x = r.get(key)
+            if x:
+                f[name + "_s"] = x["msgs_per_s"]
+                f[name + "_cpu_util"] = x["proxy_cpu_s"] / x["seconds"]
+                f[name + "_per_cpu_s"] = x["msgs_per_cpu_s"]
+                f[name + "_resumed"] = x["resumed"]
+        x = r.get("idle_rss")
+        y = r.get("idle")
+        if x and y and not y.get("setup_failed"):
+            n = x["connections"]
+            f["idle_conns"] = n
+            f["idle_kb_per_conn"] = (x["rss_after_kb"] -
+                                     x["rss_before_kb"]) / n
+        errors = sum((v or {}).get("errors", 0) for k, v in r.items()
+                     if k not in ("idle_rss",))
+        f["errors"] = errors
+
+    speed = load(os.path.join(res, "speed.json")) or {}
+    cg = {}
+    t1 = callgrind_total(os.path.join(res, "callgrind.2000.out"))
+    t2 = callgrind_total(os.path.join(res, "callgrind.22000.out"))
+    if t1 and t2:
+        cg = {"ir_total_2000": t1, "ir_total_22000": t2,
+              "ir_per_round_trip": (t2 - t1) / 20000.0,
+              "ir_per_relayed_frame": (t2 - t1) / 40000.0,
+              "top_self": callgrind_top(os.path.join(res,
+                                                     "callgrind_top.txt"))}
+        if "wsgate" in fig:
+            fig["wsgate"]["ir_per_round_trip"] = cg["ir_per_round_trip"]
+
+    # (key, label, format, better: "high"/"low", target ratio or None)
+    rows = [
+        ("small_k1_rt_s", "64x32B echo k=1: round trips/s", "%.0f",
+         "high", None),
+        ("small_k2_rt_s", "64x32B echo k=2: round trips/s", "%.0f",
+         "high", None),
+        ("small_k3_rt_s", "64x32B echo k=3: round trips/s", "%.0f",
+         "high", None),
+        ("small_k4_rt_s", "64x32B echo k=4: round trips/s", "%.0f",
+         "high", None),
+        ("small_k1_rt_cpu_s", "64x32B k=1: rt per proxy CPU-s", "%.0f",
+         "high", None),
+        ("small_k2_rt_cpu_s", "64x32B k=2: rt per proxy CPU-s", "%.0f",
+         "high", None),
+        ("small_k3_rt_cpu_s", "64x32B k=3: rt per proxy CPU-s", "%.0f",
+         "high", None),
+        ("small_k4_rt_cpu_s", "64x32B k=4: rt per proxy CPU-s", "%.0f",
+         "high", None),
+        ("small_k4_cpu_util", "64x32B k=4: proxy CPU use", "%.2f",
+         None, None),
+        ("small_best_rt_cpu_s", "small: best rt per proxy CPU-s", "%.0f",
+         "high", 1.25),
+        ("large_mb_s", "16x16KiB echo k=4: MB/s", "%.1f", "high", 1.25),
+        ("large_mb_cpu_s", "16KiB: MB per proxy CPU-s", "%.1f", "high",
+         None),
+        ("large_cpu_util", "16KiB: proxy CPU use", "%.2f", None, None),
+        ("latency_p50_us", "1 conn 32B: p50 us", "%.0f", "low", None),
+        ("latency_p99_us", "1 conn 32B: p99 us", "%.0f", "low", 0.8),
+        ("idle_kb_per_conn", "idle TLS conn: RSS KiB/conn", "%.1f", "low",
+         0.5),
+        ("hs_s", "handshakes/s, no resumption", "%.0f", "high", None),
+        ("hs_cpu_util", "handshakes: proxy CPU use", "%.2f", None, None),
+        ("hs_per_cpu_s", "handshakes per proxy CPU-s", "%.0f", "high",
+         None),
+        ("hs_tickets_s", "handshakes/s, tickets", "%.0f", "high", None),
+        ("hs_tickets_per_cpu_s", "ticket hs per proxy CPU-s", "%.0f",
+         "high", None),
+        ("ir_per_round_trip", "callgrind Ir per 32B round trip", "%.0f",
+         None, None),
+        ("errors", "wsload errors (all runs)", "%d", None, None),
+    ]
+
+    def cell(p, key, fmt):
+        v = fig.get(p, {}).get(key)
+        return "-" if v is None else fmt % v
+
+    headers = ["figure"] + ran + ["ws/" + p for p in PEERS if p in ran] + \
+        ["ws/best", "target", "met"]
+    table = []
+    summary = {}
+    for key, label, fmt, better, target in rows:
+        line = [label] + [cell(p, key, fmt) for p in ran]
+        w = fig.get("wsgate", {}).get(key)
+        ratios = {}
+        for p in PEERS:
+            if p not in ran:
+                continue
+            v = fig[p].get(key)
+            if w is not None and v and key != "errors":
+                ratios[p] = w / v
+                line.append("%.2f" % ratios[p])
+            else:
+                line.append("-")
+        best = None
+        if better and w is not None:
+            vals = [fig[p].get(key) for p in PEERS if p in ran and
+                    fig[p].get(key)]
+            if vals:
+                best = (max(vals) if better == "high" else min(vals))
+        if best:
+            rb = w / best
+            line.append("%.2f" % rb)
+        else:
+            rb = None
+            line.append("-")
+        met = None
+        if target is not None and rb is not None:
+            met = rb >= target if better == "high" else rb <= target
+            line.append(("%s%.2f" % (">=" if better == "high" else "<=",
+                                     target)))
+            line.append("yes" if met else "NO")
+        else:
+            line += ["", ""]
+        table.append(line)
+        summary[key] = {"label": label, "values": {p: fig[p].get(key)
+                                                    for p in ran},
+                        "ratios": ratios, "ratio_to_best_peer": rb,
+                        "target": target, "met": met}
+
+    # The handshake target is against the signing rate, not a peer.
+    sign = speed.get("sign_per_s")
+    hs = fig.get("wsgate", {}).get("hs_s")
+    if sign and hs:
+        r = hs / sign
+        table.append(["handshakes/s / RSA-2048 sign/s"] +
+                     [cell(p, "hs_s", "%.0f") + "/%.0f" % sign
+                      for p in ran] +
+                     ["" for p in PEERS if p in ran] +
+                     ["%.2f" % r, ">=0.85", "yes" if r >= 0.85 else "NO"])
+        summary["hs_vs_sign"] = {"ratio": r, "sign_per_s": sign,
+                                 "target": 0.85, "met": r >= 0.85}
+
+    widths = [max(len(str(row[i])) for row in [headers] + table)
+              for i in range(len(headers))]
+    lines = []
+    for row in [headers] + table:
+        lines.append("  ".join(str(c).ljust(widths[i]) if i == 0 else
+                               str(c).rjust(widths[i])
+                               for i, c in enumerate(row)))
+    m = machine()
+    print("wsgate benchmark: %s, nproc %s, %s, kernel %s; %s s per workload"
+          % (m["date"], m["nproc"], m["cpu"], m["kernel"], seconds))
+    print("\n".join(lines))
+    if sign:
+        print("openssl speed rsa2048 (one core): %.1f sign/s" % sign)
+    if cg:
+        print("callgrind: %.0f Ir per 32-byte round trip (%.0f per relayed "
+              "frame), TLS included" % (cg["ir_per_round_trip"],
+                                        cg["ir_per_relayed_frame"]))
+        for t in cg["top_self"][:15]:
+            print("  %12d  %s" % (t["ir"], t["function"]))
+
+    doc = {
+        "machine": m,
+        "seconds": float(seconds),
+        "idle_connections": int(idle_conns),
+        "figures": fig,
+        "summary": summary,
+        "openssl_speed": speed,
+        "callgrind": cg,
+        "raw": raw,
+        "table": [headers] + table,
+    }
+    with open(out_path, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print("wrote %s" % out_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,462 @@
+#!/bin/bash
+# The wsgate benchmark: the same workloads against wsgate, nginx and HAProxy,
+# each terminating TLS 1.3 with the same RSA-2048 certificate on one pinned
+# core in front of the same plaintext echo upstream (wsecho), driven by the
+# same load generator (wsload) on the other core.  Prints a table of
+# absolute figures and ratios and writes tests/bench/results.json.
+#
+#   tests/bench/run-bench.sh           the full run (installs nginx, haproxy
+#                                      and valgrind with apt-get if missing)
+#   tests/bench/run-bench.sh --smoke   wsecho + wsgate + wsload, 1-2 s per
+#                                      mode; exits non-zero unless every
+#                                      mode moved data with no error
+#
+# Environment: WSGATE (the daemon, default <repo>/wsgate), BENCH_BIN (where
+# wsload and wsecho are, default tests/bench next to WSGATE's folder),
+# BENCH_SECONDS (measured seconds per workload, default 10), BENCH_WARMUP
+# (default 2), BENCH_PROXIES (default "wsgate nginx haproxy"),
+# BENCH_IDLE_CONNS (default: min(10000, what the file limit allows)),
+# BENCH_CALLGRIND (0 skips the valgrind run), BENCH_OUT (results.json path),
+# BENCH_KEEP=1 keeps the work folder.
+#
+# Every process this script starts is stopped by its PID when it exits.
+
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+WSGATE=${WSGATE:-$top/wsgate}
+BENCH_BIN=${BENCH_BIN:-$(cd "$(dirname "$WSGATE")" && pwd)/tests/bench}
+WSLOAD=$BENCH_BIN/wsload
+WSECHO=$BENCH_BIN/wsecho
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_WARMUP=${BENCH_WARMUP:-2}
+BENCH_PROXIES=${BENCH_PROXIES:-wsgate nginx haproxy}
+BENCH_CALLGRIND=${BENCH_CALLGRIND:-1}
+BENCH_OUT=${BENCH_OUT:-$here/results.json}
+PY=/usr/bin/python3
+
+smoke=0
+case "${1:-}" in
+--smoke) smoke=1 ;;
+"") ;;
+*) echo "usage: $0 [--smoke]" >&2; exit 2 ;;
+esac
+
+for f in "$WSGATE" "$WSLOAD" "$WSECHO"; do
+	if [ ! -x "$f" ]; then
+		echo "run-bench: $f is missing: build it with make" >&2
+		exit 2
+	fi
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/wsbench.XXXXXX")
+pids=""
+
+# Stop every process we started, by PID: TERM, then KILL after a grace.
+cleanup() {
+	local p n
+	for p in $pids; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	for n in $(seq 50); do
+		local alive=0
+		for p in $pids; do
+			kill -0 "$p" 2>/dev/null && alive=1
+		done
+		[ $alive -eq 0 ] && break
+		sleep 0.1
+	done
+	for p in $pids; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	pids=""
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		echo "run-bench: work folder kept: $work" >&2
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "run-bench: $*" >&2; }
+
+# stop_pid PID [GRACE]: stop one of our processes and forget it.
+stop_pid() {
+	local p=$1 n
+	kill -TERM "$p" 2>/dev/null
+	for n in $(seq $((${2:-10} * 10))); do
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+	pids=$(echo " $pids " | sed "s/ $p / /")
+}
+
+# wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.
+wait_port() {
+	local i
+	for i in $(seq $(($2 * 10))); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+free_port() {
+	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Two cores or more: the proxy gets CPU 0, the load and the echo CPU 1.
+if [ "$(nproc)" -ge 2 ]; then
+	PIN_PROXY="taskset -c 0"
+	PIN_LOAD="taskset -c 1"
+else
+	PIN_PROXY=""
+	PIN_LOAD=""
+fi
+
+# One RSA-2048 self-signed certificate for every proxy.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" \
+    -out "$work/cert.pem" -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null ||
+	{ log "openssl req failed"; exit 1; }
+cat "$work/cert.pem" "$work/key.pem" >"$work/combined.pem"
+
+# The upstream.
+$PIN_LOAD "$WSECHO" -p 0 >"$work/wsecho.out" 2>&1 &
+echo_pid=$!
+pids="$pids $echo_pid"
+for i in $(seq 50); do
+	grep -q listening "$work/wsecho.out" && break
+	sleep 0.1
+done
+echo_port=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$work/wsecho.out")
+[ -n "$echo_port" ] || { log "wsecho did not start"; exit 1; }
+
+write_wsgate_conf() {
+	local port=$1 dir=$work/wsgate
+	mkdir -p "$dir/policies"
+	cat >"$dir/policies/bench.yaml" <<EOF
+frames:
+  max_frame_size: 64KiB
+  max_message_size: 1MiB
+  validate_utf8: true
+  allow_binary: true
+  compression: strip
+timeouts:
+  idle: 3600s
+EOF
+	cat >"$dir/wsgate.yaml" <<EOF
+workers: 1
+shutdown_timeout: 2s
+log:
+  level: warn
+  error_log: $dir/error.log
+  access_log: "off"
+policies_dir: $dir/policies
+upstreams:
+  echo:
+    servers: [127.0.0.1:$echo_port]
+    connect_timeout: 5s
+listeners:
+  - name: bench
+    listen: 127.0.0.1:$port
+    tls:
+      certificate: $work/cert.pem
+      key: $work/key.pem
+      min_version: "1.3"
+    handshake_timeout: 10s
+    routes:
+      - path: /echo
+        upstream: echo
+        policy: bench
+EOF
+}
+
+write_nginx_conf() {
+	local port=$1 dir=$work/nginx
+	mkdir -p "$dir/tmp"
+	cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $nofile;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events {
+    worker_connections $nofile;
+}
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    upstream echo {
+        server 127.0.0.1:$echo_port;
+    }
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_certificate $work/cert.pem;
+        ssl_certificate_key $work/key.pem;
+        ssl_protocols TLSv1.3;
+        location /echo {
+            proxy_pass http://echo;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_buffering off;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }
+    }
+}
+EOF
+}
+
+write_haproxy_conf() {
+	local port=$1 dir=$work/haproxy
+	mkdir -p "$dir"
+	cat >"$dir/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn $((idle_conns + 50))
+    ssl-default-bind-options ssl-min-ver TLSv1.3
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 3600s
+    timeout server 3600s
+    timeout tunnel 3600s
+    timeout http-request 10s
+frontend bench
+    bind 127.0.0.1:$port ssl crt $work/combined.pem ssl-min-ver TLSv1.3
+    maxconn $((idle_conns + 50))
+    default_backend echo
+backend echo
+    server echo 127.0.0.1:$echo_port maxconn $((idle_conns + 50))
+EOF
+}
+
+# start_proxy NAME PORT [WRAPPER...]: start it pinned; sets proxy_pid (the
+# process that relays: nginx's worker) and proxy_main (what we stop).
+start_proxy() {
+	local name=$1 port=$2 i
+	shift 2
+	case $name in
+	wsgate)
+		write_wsgate_conf "$port"
+		$PIN_PROXY "$@" "$WSGATE" -c "$work/wsgate/wsgate.yaml" \
+		    >"$work/wsgate/stdout.log" 2>&1 &
+		;;
+	nginx)
+		write_nginx_conf "$port"
+		$PIN_PROXY nginx -e "$work/nginx/error.log" \
+		    -p "$work/nginx" -c "$work/nginx/nginx.conf" \
+		    >"$work/nginx/stdout.log" 2>&1 &
+		;;
+	haproxy)
+		write_haproxy_conf "$port"
+		$PIN_PROXY haproxy -db -f "$work/haproxy/haproxy.cfg" \
+		    >"$work/haproxy/stdout.log" 2>&1 &
+		;;
+	esac
+	proxy_main=$!
+	pids="$pids $proxy_main"
+	if ! wait_port "$port" 90; then
+		log "$name did not accept on port $port"
+		cat "$work/$name"/*.log >&2 2>/dev/null
+		return 1
+	fi
+	proxy_pid=$proxy_main
+	if [ "$name" = nginx ]; then
+		for i in $(seq 50); do
+			proxy_pid=$(pgrep -P "$proxy_main" | head -n 1)
+			[ -n "$proxy_pid" ] && break
+			sleep 0.1
+		done
+		[ -n "$proxy_pid" ] || { log "no nginx worker"; return 1; }
+	fi
+	return 0
+}
+
+# load OUTFILE ARGS...: one wsload run pinned to the load core; its JSON
+# line goes to OUTFILE and to stderr.
+load() {
+	local out=$1
+	shift
+	$PIN_LOAD "$WSLOAD" "$@" >"$out" 2>"$out.err"
+	local rc=$?
+	log "  $(basename "$out" .json): $(cat "$out")"
+	return $rc
+}
+
+vmrss_kb() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+# -- smoke ---------------------------------------------------------------------
+
+if [ $smoke -eq 1 ]; then
+	port=$(free_port)
+	nofile=1024
+	start_proxy wsgate "$port" || exit 1
+	url=wss://127.0.0.1:$port/echo
+	mkdir -p "$work/smoke"
+	load "$work/smoke/echo.json" -m echo -c 4 -s 32 -k 2 -t -d 1 -w 0.3 \
+	    -p "$proxy_pid" "$url"
+	load "$work/smoke/echo16k.json" -m echo -c 2 -s 16384 -k 2 -d 1 \
+	    -w 0.2 "$url"
+	load "$work/smoke/flood.json" -m flood -c 2 -s 1024 -d 1 -w 0.2 "$url"
+	load "$work/smoke/idle.json" -m idle -c 50 -d 1 "$url"
+	load "$work/smoke/handshake.json" -m handshake -c 2 -d 1 -w 0.2 "$url"
+	load "$work/smoke/tickets.json" -m handshake -c 2 -d 1 -w 0.2 -T "$url"
+	$PY - "$work/smoke" <<'EOF'
+import json, os, sys
+d = sys.argv[1]
+bad = 0
+for name in sorted(os.listdir(d)):
+    if not name.endswith(".json"):
+        continue
+    text = open(os.path.join(d, name)).read().strip()
+    try:
+        r = json.loads(text)
+    except ValueError:
+        print("smoke %s: not one JSON line: %r" % (name, text))
+        bad += 1
+        continue
+    ok = r["messages"] > 0 and r["errors"] == 0 and not r["setup_failed"]
+    if name == "tickets.json":
+        ok = ok and r["resumed"] > 0
+    print("smoke %s: %s (messages %d, errors %d%s)" % (
+        name, "ok" if ok else "FAILED", r["messages"], r["errors"],
+        ", " + r["first_error"] if r["first_error"] else ""))
+    bad += not ok
+sys.exit(1 if bad else 0)
+EOF
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		cat "$work/wsgate/error.log" "$work/wsgate/stdout.log" >&2 \
+		    2>/dev/null
+	fi
+	exit $rc
+fi
+
+# -- the full run ----------------------------------------------------------------
+
+# Debian's packages; services are not started by the install.
+missing=""
+command -v nginx >/dev/null || missing="$missing nginx"
+command -v haproxy >/dev/null || missing="$missing haproxy"
+command -v valgrind >/dev/null || missing="$missing valgrind"
+if [ -n "$missing" ]; then
+	log "installing$missing"
+	made_policy=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	{ apt-get update -q && apt-get install -y -q $missing; } \
+	    >"$work/apt.log" 2>&1
+	rc=$?
+	[ $made_policy -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+	if [ $rc -ne 0 ]; then
+		tail -20 "$work/apt.log" >&2
+		log "apt-get failed"
+		exit 1
+	fi
+fi
+
+# Idle connections: each costs the proxy two descriptors and the load and
+# the echo one each; keep headroom under the hard limit.
+hard=$(ulimit -Hn)
+[ "$hard" = unlimited ] && hard=1048576
+ulimit -n "$hard"
+nofile=$hard
+idle_max=$(((hard - 200) / 2))
+idle_conns=${BENCH_IDLE_CONNS:-$((idle_max < 10000 ? idle_max : 10000))}
+
+S=$BENCH_SECONDS
+W=$BENCH_WARMUP
+res=$work/results
+mkdir -p "$res"
+
+for name in $BENCH_PROXIES; do
+	log "== $name"
+	d=$res/$name
+	mkdir -p "$d"
+	port=$(free_port)
+	start_proxy "$name" "$port" || exit 1
+	url=wss://127.0.0.1:$port/echo
+	for k in 1 2 3 4; do
+		load "$d/small_k$k.json" -m echo -c 64 -s 32 -k "$k" -t \
+		    -d "$S" -w "$W" -p "$proxy_pid" "$url"
+	done
+	load "$d/large.json" -m echo -c 16 -s 16384 -k 4 -t -d "$S" -w "$W" \
+	    -p "$proxy_pid" "$url"
+	load "$d/latency.json" -m echo -c 1 -s 32 -k 1 -t -d "$S" -w "$W" \
+	    -p "$proxy_pid" "$url"
+	load "$d/handshake.json" -m handshake -c 16 -d "$S" -w 1 \
+	    -p "$proxy_pid" "$url"
+	load "$d/handshake_tickets.json" -m handshake -c 16 -T -d "$S" -w 1 \
+	    -p "$proxy_pid" "$url"
+	stop_pid "$proxy_main"
+
+	# Idle connections on a fresh process, after a short warm-up.
+	port=$(free_port)
+	start_proxy "$name" "$port" || exit 1
+	url=wss://127.0.0.1:$port/echo
+	load "$d/idle_warm.json" -m echo -c 10 -s 32 -k 1 -t -d 1 -w 0 "$url"
+	sleep 1
+	rss0=$(vmrss_kb "$proxy_pid")
+	rm -f "$d/idle.ready"
+	$PIN_LOAD "$WSLOAD" -m idle -c "$idle_conns" -d 300 -o 30 \
+	    -r "$d/idle.ready" "$url" >"$d/idle.json" 2>"$d/idle.json.err" &
+	lpid=$!
+	pids="$pids $lpid"
+	while [ ! -e "$d/idle.ready" ] && kill -0 "$lpid" 2>/dev/null; do
+		sleep 0.2
+	done
+	sleep 2
+	rss1=$(vmrss_kb "$proxy_pid")
+	stop_pid "$lpid"
+	log "  idle: $(cat "$d/idle.json")"
+	echo "{\"connections\":$idle_conns,\"rss_before_kb\":$rss0,\"rss_after_kb\":$rss1}" \
+	    >"$d/idle_rss.json"
+	log "  idle RSS: $rss0 kB -> $rss1 kB for $idle_conns connections"
+	stop_pid "$proxy_main"
+done
+
+# One core's RSA-2048 signing rate, for the handshake target.
+log "== openssl speed rsa2048"
+$PIN_PROXY openssl speed -seconds 3 rsa2048 >"$res/speed.txt" 2>/dev/null
+awk '/^rsa 2048 bits/ { print "{\"sign_per_s\":" $6 ",\"verify_per_s\":" $7 "}" }' \
+    "$res/speed.txt" >"$res/speed.json"
+cat "$res/speed.json" >&2
+
+# Instructions per round trip under callgrind: two runs that differ only in
+# the number of messages, so start-up and the TLS handshake cancel out.
+if [ "$BENCH_CALLGRIND" != 0 ] && echo " $BENCH_PROXIES " | grep -q " wsgate "; then
+	log "== callgrind"
+	for n in 2000 22000; do
+		port=$(free_port)
+		start_proxy wsgate "$port" valgrind --tool=callgrind \
+		    --callgrind-out-file="$res/callgrind.$n.out" || exit 1
+		load "$res/callgrind_$n.json" -m echo -c 1 -s 32 -k 1 -t \
+		    -n "$n" -w 0 -d 600 -o 60 "wss://127.0.0.1:$port/echo"
+		stop_pid "$proxy_main" 60
+	done
+	if command -v callgrind_annotate >/dev/null; then
+		callgrind_annotate --inclusive=no "$res/callgrind.22000.out" \
+		    2>/dev/null | head -60 >"$res/callgrind_top.txt"
+	fi
+fi
+
+$PY "$here/report.py" "$res" "$BENCH_OUT" "$BENCH_SECONDS" "$idle_conns"

@@ -1,0 +1,172 @@
+"""Policy sections that must not load: `wsgate -t` reports each mistake as
+FILE:LINE:COL: message and exits non-zero (wsgate-policy(5)), and the
+risky-but-legal settings only warn.
+"""
+
+import re
+import subprocess
+
+import pytest
+
+from conftest import WSGATE, Gateway, make_mmdb, openssl, policy
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cfgkeys")
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt",
+            "rsa_keygen_bits:2048", "-out", d / "rsa.key")
+    openssl("pkey", "-in", d / "rsa.key", "-pubout", "-out", d / "rsa.pub")
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt",
+            "rsa_keygen_bits:1024", "-out", d / "rsa1024.key")
+    openssl("pkey", "-in", d / "rsa1024.key", "-pubout",
+            "-out", d / "rsa1024.pub")
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt",
+            "ec_paramgen_curve:P-256", "-out", d / "ec.key")
+    openssl("pkey", "-in", d / "ec.key", "-pubout", "-out", d / "ec.pub")
+    (d / "short.secret").write_bytes(b"x" * 31)
+    (d / "good.secret").write_bytes(b"y" * 32 + b"\n")
+    make_mmdb(d / "geo.mmdb", "127.0.0.0/24=DE")
+    return d
+
+
+def run_check(tmp_path, certs, client_ssl, pol, listener=None):
+    gw = Gateway(tmp_path / "gw", certs, client_ssl,
+                 routes=[("/echo", "echo", "p")],
+                 upstreams={"echo": ["127.0.0.1:9"]},
+                 policies={"p": pol}, listener=listener)
+    p = subprocess.run([WSGATE, "-t", "-c", str(gw.cfg_path)],
+                       capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    return gw, p.returncode, p.stdout + p.stderr
+
+
+def jwt_pol(keys, algs, key):
+    return policy(auth={"jwt": {"algorithms": algs,
+                                "key_file": str(keys / key)}})
+
+
+BAD_POLICIES = {
+    "alg_none": (lambda k: jwt_pol(k, ["none"], "good.secret"),
+                 r"algorithm 'none' is never accepted"),
+    "alg_NONE": (lambda k: jwt_pol(k, ["RS256", "NONE"], "rsa.pub"),
+                 r"never accepted"),
+    "hs256_with_rsa_key": (lambda k: jwt_pol(k, ["RS256", "HS256"],
+                                             "rsa.pub"),
+                           r"HS256 cannot be used with an RSA public key"),
+    "es256_with_rsa_key": (lambda k: jwt_pol(k, ["ES256"], "rsa.pub"),
+                           r"ES256"),
+    "rs256_with_ec_key": (lambda k: jwt_pol(k, ["RS256"], "ec.pub"),
+                          r"RS256"),
+    "private_key": (lambda k: jwt_pol(k, ["RS256"], "rsa.key"),
+                    r"private"),
+    "rsa_1024": (lambda k: jwt_pol(k, ["RS256"], "rsa1024.pub"),
+                 r"2048|bits|short|small|weak"),
+    "hmac_31_bytes": (lambda k: jwt_pol(k, ["HS256"], "short.secret"),
+                      r"32|short"),
+    "missing_key_file": (lambda k: jwt_pol(k, ["HS256"], "nope.secret"),
+                         r"nope\.secret"),
+    "origin_with_path": (lambda k: policy(origin={
+        "allow": ["https://x/path"]}),
+        r"not a scheme://host\[:port\] origin"),
+    "origin_bad_regex": (lambda k: policy(origin={
+        "allow_regex": ["^(https://"]}), r"\^\(https://"),
+    "deny_regex_bad": (lambda k: policy(messages={
+        "deny_regex": ["a{2,1}"]}), r"a\{2,1\}"),
+    "bad_cidr": (lambda k: policy(ip={"deny": ["300.0.0.0/8"]}),
+                 r"300\.0\.0\.0"),
+    "bad_prefix": (lambda k: policy(ip={"allow": ["10.0.0.0/33"]}),
+                   r"10\.0\.0\.0/33"),
+    "geoip_missing_db": (lambda k: policy(geoip={
+        "database": str(k / "none.mmdb")}), r"none\.mmdb"),
+    "geoip_no_database_key": (lambda k: policy(geoip={
+        "allow_countries": ["DE"]}), r"database"),
+    "geoip_not_a_db": (lambda k: policy(geoip={
+        "database": str(k / "rsa.pub")}), r"rsa\.pub|database|mmdb"),
+    "leeway_over_1h": (lambda k: policy(auth={"jwt": {
+        "algorithms": ["HS256"], "key_file": str(k / "good.secret"),
+        "leeway": "2h"}}), r"leeway"),
+    "forward_to_reserved_header": (lambda k: policy(auth={"jwt": {
+        "algorithms": ["HS256"], "key_file": str(k / "good.secret"),
+        "forward_claims": {"sub": "X-Forwarded-For"}}}),
+        r"X-Forwarded-For"),
+    "bad_query_param": (lambda k: policy(auth={
+        "query_param": "a b", "jwt": {
+            "algorithms": ["HS256"], "key_file": str(k / "good.secret")}}),
+        r"query_param"),
+    "rate_limit_unsupported": (lambda k: policy(rate_limit={
+        "messages_per_second": 10}), r"rate_limit"),
+    "unknown_on_expiry": (lambda k: policy(auth={
+        "on_expiry": "explode", "jwt": {
+            "algorithms": ["HS256"], "key_file": str(k / "good.secret")}}),
+        r"on_expiry|explode"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_POLICIES))
+def test_bad_policy_is_reported_with_position(tmp_path, certs, client_ssl,
+                                              keys, case):
+    make, want = BAD_POLICIES[case]
+    gw, rc, out = run_check(tmp_path, certs, client_ssl, make(keys))
+    assert rc != 0, out
+    pol = re.escape(str(gw.tmp / "policies" / "p.yaml"))
+    assert re.search(r"^%s:\d+:\d+: .*(%s)" % (pol, want), out,
+                     re.M | re.I), out
+    assert ": ok" not in out, out
+
+
+@pytest.mark.parametrize("listener,want", [
+    ({"trusted_proxies": ["not-a-cidr"]}, r"not-a-cidr"),
+    ({"proxy_protocol": "sometimes"}, r"proxy_protocol|sometimes"),
+])
+def test_bad_listener_policy_keys_are_reported(tmp_path, certs, client_ssl,
+                                               listener, want):
+    gw, rc, out = run_check(tmp_path, certs, client_ssl, policy(),
+                            listener=listener)
+    assert rc != 0, out
+    assert re.search(r"^%s:\d+:\d+: .*(%s)" % (re.escape(str(gw.cfg_path)),
+                                               want), out, re.M | re.I), out
+
+
+def test_unreadable_client_ca_is_reported(tmp_path, certs, client_ssl):
+    tls = {"certificate": certs["cert"], "key": certs["key"],
+           "client_ca": str(tmp_path / "no-such-ca.pem")}
+    gw, rc, out = run_check(tmp_path, certs, client_ssl, policy(),
+                            listener={"tls": tls})
+    assert rc != 0, out
+    assert "no-such-ca.pem" in out, out
+
+
+@pytest.mark.parametrize("pol,want", [
+    (lambda k: policy(origin={"allow": []}), r"origin"),
+    (lambda k: policy(ip={"allow": ["10.1.2.3/8"]}), r"10\.1\.2\.3/8"),
+])
+def test_risky_settings_warn_but_load(tmp_path, certs, client_ssl, keys, pol,
+                                      want):
+    gw, rc, out = run_check(tmp_path, certs, client_ssl, pol(keys))
+    assert rc == 0, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+    pf = re.escape(str(gw.tmp / "policies" / "p.yaml"))
+    assert re.search(r"^%s:\d+:\d+: .*(%s)" % (pf, want), out, re.M | re.I), \
+        out
+
+
+def test_good_policy_sections_load(tmp_path, certs, client_ssl, keys):
+    pol = policy(
+        ip={"allow": ["127.0.0.0/8", "::1"], "deny": ["10.66.0.0/16"]},
+        geoip={"database": str(keys / "geo.mmdb"),
+               "allow_countries": ["de"], "unknown": "deny"},
+        origin={"allow": ["https://a.example", "null"],
+                "allow_regex": [r"^https://[a-z]+\.example$"],
+                "allow_missing": True},
+        auth={"header": "X-Token", "query_param": "t",
+              "jwt": {"algorithms": ["HS256", "HS512"],
+                      "key_file": str(keys / "good.secret"),
+                      "leeway": "1h", "required_claims": ["sub"],
+                      "forward_claims": {"sub": "X-User"}},
+              "on_expiry": "ignore"},
+        subprotocols=["chat.v2"],
+        messages={"deny_regex": ["(?i)<script"]})
+    gw, rc, out = run_check(tmp_path, certs, client_ssl, pol)
+    assert rc == 0, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
