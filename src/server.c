@@ -31,6 +31,7 @@
 #include "ratelimit.h"
 #include "server.h"
 #include "session.h"
+#include "store.h"
 
 /* The longest the drain spreads its close frames over. */
 #define WSG_DRAIN_SPREAD_MS	2000
@@ -301,6 +302,10 @@ server_worker_main(void *arg)
 		session_peer_free(&s->s_upstream);
 		event_base_loop(w->w_base, EVLOOP_NONBLOCK);
 	}
+	if (w->w_store != NULL) {
+		store_free(w->w_store);
+		w->w_store = NULL;
+	}
 	for (i = 0; i < w->w_nlisteners; i++)
 		listener_stop(w->w_listeners[i]);
 	free(w->w_listeners);
@@ -412,6 +417,10 @@ server_reload(void)
 	}
 	if (conf->c_workers != old->c_workers)
 		log_warnx("reload: a new number of workers needs a restart");
+	if ((conf->c_store == NULL) != (old->c_store == NULL) ||
+	    (conf->c_store != NULL && strcmp(conf->c_store->sc_url,
+	    old->c_store->sc_url) != 0))
+		log_warnx("reload: a new rate_limit_store needs a restart");
 	if (conf->c_rl_max_entries != old->c_rl_max_entries ||
 	    conf->c_rl_idle_ms != old->c_rl_idle_ms)
 		log_warnx("reload: a new rate_limit_table needs a restart");
@@ -579,6 +588,9 @@ server_run(struct wsg_config *conf)
 			fatalx("cannot create worker %zu", i);
 		server_worker_reconf(w, config_ref(conf), fds[i]);
 		free(fds[i]);
+		if (conf->c_store != NULL && (w->w_store = store_new(w->w_base,
+		    conf->c_store)) == NULL)
+			fatalx("cannot set up the rate-limit store");
 		if (pthread_create(&w->w_thread, NULL, server_worker_main, w) !=
 		    0)
 			fatalx("cannot start worker %zu", i);

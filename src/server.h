@@ -14,6 +14,7 @@ struct event;
 struct wsg_config;
 struct wsg_session;
 struct wsg_listener;
+struct wsg_store;
 
 TAILQ_HEAD(wsg_session_list, wsg_session);
 
@@ -28,6 +29,7 @@ struct wsg_worker {
 	size_t			 w_nlisteners;
 	int			 w_draining;
 	struct event		*w_drain_timer;
+	struct wsg_store	*w_store;	/* shared limits, or NULL */
 	int			 w_done;	/* atomic: loop has ended */
 	/* Messages from the main thread, under w_lock. */
 	pthread_mutex_t		 w_lock;

@@ -36,6 +36,7 @@
 #include "relay.h"
 #include "server.h"
 #include "session.h"
+#include "store.h"
 #include "units.h"
 #include "upstream.h"
 #include "wsgate.h"
@@ -48,6 +49,8 @@
 #define WSG_REPARSE_STEP	256
 
 static void	session_client_read_cb(struct bufferevent *, void *);
+static void	session_admit_rest(struct wsg_session *,
+		    struct wsg_http_request *);
 static void	session_timer_cb(evutil_socket_t, short, void *);
 
 /* Sessions past their handshake checks, for max_connections. */
@@ -339,41 +342,119 @@ session_identify(struct wsg_session *s, const struct wsg_http_request *req)
 	}
 }
 
+/* Refuse for a per-address limit: 429 with Retry-After. */
+static void
+session_refuse_rate(struct wsg_session *s, const char *reason,
+    uint32_t retry)
+{
+	char	hdr[64];
+
+	snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", retry ? retry : 1);
+	log_info("conn %llu: refused: %s", (unsigned long long)s->s_id,
+	    reason);
+	session_refuse(s, 429, reason, hdr);
+}
+
 /*
- * connections_per_ip and concurrent_per_ip, exact across worker threads.
- * Returns 0 to go on, -1 when the session was refused with 429.
+ * connections_per_ip and concurrent_per_ip in this process, exact across
+ * worker threads.  Returns 0 to go on, -1 when the session was refused.
+ */
+static int
+session_rate_local(struct wsg_session *s)
+{
+	const struct wsg_ratelimit_conf *rc = s->s_route->rt_policy->pol_rate;
+	uint32_t			 retry = 1;
+
+	switch (rltable_admit(server_rltable(), &s->s_rlkey, rc,
+	    ratelimit_now_ms(), &retry)) {
+	case WSG_RL_OK:
+		return (0);
+	case WSG_RL_RATE:
+		session_refuse_rate(s, "rate_connections", retry);
+		return (-1);
+	default:
+		session_refuse_rate(s, "rate_concurrent", retry);
+		return (-1);
+	}
+}
+
+/* The shared store answered (or could not): go on, or refuse. */
+static void
+session_store_cb(void *arg, enum wsg_store_result r, uint32_t retry)
+{
+	struct wsg_session		*s = arg;
+	const struct wsg_store_conf	*sc = s->s_conf->c_store;
+	struct wsg_http_request		 req;
+	struct evbuffer			*in;
+	const char			*buf;
+	size_t				 len;
+
+	s->s_store_pending = 0;
+	if (s->s_state != WSG_S_ADMITTING)
+		return;
+	switch (r) {
+	case WSG_STORE_OK:
+		s->s_store_leased = 1;
+		break;
+	case WSG_STORE_RATE:
+		session_refuse_rate(s, "rate_connections", retry);
+		return;
+	case WSG_STORE_CONCURRENT:
+		session_refuse_rate(s, "rate_concurrent", retry);
+		return;
+	default:
+		if (sc->sc_on_failure == WSG_STORE_FAIL_DENY) {
+			session_refuse(s, 503, "store_unavailable",
+			    "Retry-After: 1\r\n");
+			return;
+		}
+		if (sc->sc_on_failure == WSG_STORE_FAIL_LOCAL &&
+		    session_rate_local(s) == -1)
+			return;
+		break;
+	}
+	/* The head is still buffered, untouched: judge the rest of it. */
+	in = bufferevent_get_input(s->s_client.p_bev);
+	len = evbuffer_get_length(in);
+	if ((buf = (const char *)evbuffer_pullup(in, len)) == NULL ||
+	    http_request_parse(buf, len, s->s_listener->lc_max_header_bytes,
+	    &req) != WSG_HTTP_OK) {
+		session_refuse(s, 500, "internal_error", NULL);
+		return;
+	}
+	session_admit_rest(s, &req);
+}
+
+/*
+ * connections_per_ip and concurrent_per_ip: in the shared store when one
+ * is configured (asynchronously: 1, the session waits in ADMITTING), else
+ * in this process.  Returns 0 to go on now, 1 when the store will call
+ * back, -1 when the session was refused.
  */
 static int
 session_rate_admit(struct wsg_session *s)
 {
 	const struct wsg_policy	*pol = s->s_route->rt_policy;
 	const struct wsg_ratelimit_conf *rc = pol->pol_rate;
-	char			 hdr[64];
-	uint32_t		 retry = 1;
+	char			 addr[WSG_RL_ADDRKEY_MAX];
 
-	if (rc == NULL || (rc->rc_connections.rl_burst == 0 &&
+	if (rc == NULL || (rc->rc_connections.rl_rate.r_amount == 0 &&
 	    rc->rc_concurrent == 0))
 		return (0);
 	if (rlkey_make(&s->s_rlkey, pol->pol_name,
 	    (struct sockaddr *)&s->s_addr, rc->rc_ipv6_prefix) == -1)
 		return (0);
-	switch (rltable_admit(server_rltable(), &s->s_rlkey, rc,
-	    ratelimit_now_ms(), &retry)) {
-	case WSG_RL_OK:
-		return (0);
-	case WSG_RL_RATE:
-		snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", retry);
-		log_info("conn %llu: refused: rate_connections",
-		    (unsigned long long)s->s_id);
-		session_refuse(s, 429, "rate_connections", hdr);
-		return (-1);
-	default:
-		snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", retry);
-		log_info("conn %llu: refused: rate_concurrent",
-		    (unsigned long long)s->s_id);
-		session_refuse(s, 429, "rate_concurrent", hdr);
-		return (-1);
+	if (s->s_worker->w_store == NULL)
+		return (session_rate_local(s));
+	if (rlkey_addr(&s->s_rlkey, addr, sizeof(addr)) == -1 ||
+	    store_admit(s->s_worker->w_store, pol->pol_name, addr, rc,
+	    s->s_id, session_store_cb, s) == -1) {
+		session_store_cb(s, WSG_STORE_DOWN, 0);
+		return (1);
 	}
+	s->s_store_pending = 1;
+	s->s_state = WSG_S_ADMITTING;
+	return (1);
 }
 
 /* Judge a complete request head: refuse it or start the upstream half. */
@@ -420,8 +501,15 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 		session_refuse(s, 500, "internal_error", NULL);
 		return;
 	}
-	if (session_rate_admit(s) == -1)
+	if (session_rate_admit(s) != 0)
 		return;
+	session_admit_rest(s, req);
+}
+
+/* Past the policy and rate checks: the process-wide cap, then upstream. */
+static void
+session_admit_rest(struct wsg_session *s, struct wsg_http_request *req)
+{
 	if (s->s_conf->c_max_connections > 0 &&
 	    __atomic_load_n(&session_admitted, __ATOMIC_RELAXED) >=
 	    s->s_conf->c_max_connections) {
@@ -464,7 +552,7 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, len);
 		return;
 	}
-	if (s->s_state == WSG_S_UPSTREAM) {
+	if (s->s_state == WSG_S_UPSTREAM || s->s_state == WSG_S_ADMITTING) {
 		log_info("conn %llu: client sent data before the 101",
 		    (unsigned long long)s->s_id);
 		session_refuse(s, 400, "bad_request", NULL);
@@ -710,6 +798,8 @@ session_free(struct wsg_session *s)
 	if (s->s_rlkey.k_tracked)
 		rltable_release(server_rltable(), &s->s_rlkey,
 		    ratelimit_now_ms());
+	if (s->s_store_leased && s->s_worker->w_store != NULL)
+		store_release(s->s_worker->w_store, s->s_id);
 	if (s->s_admitted)
 		__atomic_sub_fetch(&session_admitted, 1, __ATOMIC_RELAXED);
 	if (s->s_timer != NULL)
@@ -854,6 +944,10 @@ session_close(struct wsg_session *s, const char *reason)
 	}
 	if (s->s_expiry != NULL)
 		evtimer_del(s->s_expiry);
+	if (s->s_store_pending) {
+		store_cancel(s->s_worker->w_store, s->s_id);
+		s->s_store_pending = 0;
+	}
 	session_log_access(s);
 	log_debug("conn %llu: closed: %s", (unsigned long long)s->s_id,
 	    reason);
@@ -903,6 +997,7 @@ session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 	switch (s->s_state) {
 	case WSG_S_HANDSHAKE:
+	case WSG_S_ADMITTING:
 		log_info("conn %llu: handshake timeout",
 		    (unsigned long long)s->s_id);
 		session_close(s, "handshake_timeout");

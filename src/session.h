@@ -25,6 +25,7 @@ struct wsg_worker;
 
 enum wsg_session_state {
 	WSG_S_HANDSHAKE,	/* TLS and the client's request head */
+	WSG_S_ADMITTING,	/* waiting for the shared rate-limit store */
 	WSG_S_UPSTREAM,		/* connecting, waiting for the upstream's 101 */
 	WSG_S_OPEN,		/* relaying frames */
 	WSG_S_CLOSED		/* flushing and lingering, then freed */
@@ -104,6 +105,8 @@ struct wsg_session {
 	int				 s_draining;	/* shutdown is queued */
 	int				 s_admitted;	/* counted in admitted */
 	struct wsg_rlkey		 s_rlkey;	/* k_tracked: release */
+	int				 s_store_pending;
+	int				 s_store_leased;
 
 	/* Upgrade in progress. */
 	char				 s_client_accept[29];
