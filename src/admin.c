@@ -75,9 +75,11 @@ admin_start(struct event_base *base, const struct sockaddr *sa, int salen,
 		free(a);
 		return (NULL);
 	}
+	/* Every method reaches the handler, which answers 405 to all but GET. */
 	evhttp_set_allowed_methods(a->a_http, EVHTTP_REQ_GET |
 	    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_DELETE);
+	    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_max_headers_size(a->a_http, 8192);
 	evhttp_set_max_body_size(a->a_http, 0);
 	evhttp_set_timeout(a->a_http, 10);

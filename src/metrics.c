@@ -42,6 +42,7 @@ static int64_t	metrics_active_now;
 static uint64_t	metrics_nframes[2];
 static uint64_t	metrics_nbytes[2];
 static uint64_t	metrics_reloads[2];
+static uint64_t	metrics_store[2];
 static uint64_t	metrics_hist[METRICS_NBUCKETS + 1];
 static uint64_t	metrics_hist_count;
 static uint64_t	metrics_hist_sum_us;
@@ -139,6 +140,12 @@ metrics_reload(int ok)
 }
 
 void
+metrics_store_transition(int up)
+{
+	metrics_add(&metrics_store[up ? 0 : 1], 1);
+}
+
+void
 metrics_render(struct evbuffer *b, int draining)
 {
 	static const char *const dirs[] = { "client_to_upstream",
@@ -224,6 +231,14 @@ metrics_render(struct evbuffer *b, int draining)
 	    (unsigned long long)cum,
 	    metrics_get(&metrics_hist_sum_us) / 1e6,
 	    (unsigned long long)metrics_get(&metrics_hist_count));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_store_transitions_total The shared rate-limit "
+	    "store coming up or going down (per worker connection).\n"
+	    "# TYPE wsgate_store_transitions_total counter\n"
+	    "wsgate_store_transitions_total{to=\"up\"} %llu\n"
+	    "wsgate_store_transitions_total{to=\"down\"} %llu\n",
+	    (unsigned long long)metrics_get(&metrics_store[0]),
+	    (unsigned long long)metrics_get(&metrics_store[1]));
 	evbuffer_add_printf(b,
 	    "# HELP wsgate_draining 1 while the gateway drains.\n"
 	    "# TYPE wsgate_draining gauge\n"

@@ -23,6 +23,8 @@ void	metrics_active(int);
 void	metrics_frames(enum wsg_metric_dir, uint64_t, uint64_t);
 void	metrics_upstream_failure(const char *);
 void	metrics_reload(int);
+/* The shared rate-limit store went up (1) or down (0). */
+void	metrics_store_transition(int);
 /* Counters of anything else worth graphing ("store_transitions", ...). */
 
 /* Append the whole exposition; draining tells /healthz's state. */

@@ -513,6 +513,11 @@ server_drop_privileges(const char *user)
 
 	if ((pw = getpwnam(user)) == NULL)
 		fatalx("user %s does not exist", user);
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid &&
+	    pw->pw_uid != 0) {
+		log_info("already running as %s", user);
+		return;
+	}
 	if (initgroups(pw->pw_name, pw->pw_gid) == -1)
 		fatal("initgroups %s", user);
 	if (setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1)

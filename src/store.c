@@ -33,6 +33,7 @@
 #include <openssl/sha.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "store.h"
 #include "units.h"
@@ -334,6 +335,7 @@ store_report(struct wsg_store *st, int up, const char *why)
 		return;
 	st->st_reported = up;
 	st->st_stats.ss_connected = up;
+	metrics_store_transition(up);
 	if (up) {
 		st->st_stats.ss_up++;
 		log_info("rate_limit_store: connected to %s",
