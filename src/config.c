@@ -2592,6 +2592,39 @@ config_routes(struct config_ctx *x, const struct config_slot *s, void *obj,
 	}
 }
 
+/*
+ * A browser-facing (TLS) route without an origin check lets any web page
+ * open it with the user's cookies: cross-site WebSocket hijacking.  Legal
+ * for non-browser clients, so a warning.
+ */
+static void
+config_warn_origin(struct config_ctx *x, const struct config_pending *pd,
+    const struct wsg_policy *pol)
+{
+	const struct wsg_listener_conf	*lc;
+	const yaml_node_t		*n;
+	size_t				 i;
+
+	if (pol == NULL || pol->pol_origin != NULL)
+		return;
+	for (i = 0; i < x->x_cf->c_nlisteners; i++) {
+		lc = &x->x_cf->c_listeners[i];
+		if (pd->pd_route < lc->lc_routes ||
+		    pd->pd_route >= lc->lc_routes + lc->lc_nroutes)
+			continue;
+		if (!lc->lc_tls)
+			return;
+		n = pd->pd_policy_node != NULL ? pd->pd_policy_node :
+		    pd->pd_upstream_node;
+		errors_warn(x->x_errs, x->x_file, config_line(n),
+		    config_col(n), "route %s on TLS listener '%s': policy "
+		    "'%s' has no origin check, so any web page can open it",
+		    pd->pd_path != NULL ? pd->pd_path : "?", lc->lc_name,
+		    pol->pol_name);
+		return;
+	}
+}
+
 /* Look up the upstream and load the policy of every route. */
 static void
 config_resolve_routes(struct config_ctx *x)
@@ -2626,6 +2659,7 @@ config_resolve_routes(struct config_ctx *x)
 		if (pd->pd_route != NULL) {
 			pd->pd_route->rt_upstream = up;
 			pd->pd_route->rt_policy = pol;
+			config_warn_origin(x, pd, pol);
 		}
 	}
 }
