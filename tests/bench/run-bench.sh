@@ -188,7 +188,7 @@ daemon off;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events {
-    worker_connections $nofile;
+    worker_connections $((nofile * 2));
 }
 http {
     access_log off;
