@@ -112,7 +112,10 @@ manlint() {
 unit build
 unit build-asan
 manlint
-integration build
+# The integration suite runs once, against the ASan/UBSan daemon: slower
+# per test than the plain build, but it is the run that can find memory
+# errors and leaks; the plain build is covered by the unit tests and the
+# benchmark smoke test.
 integration build-asan
 if [ -d build-fuzz ]; then
 	fuzz build-fuzz
