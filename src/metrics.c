@@ -39,8 +39,20 @@ static uint64_t	metrics_accepted;
 static uint64_t	metrics_rejected[METRICS_NREASONS];
 static uint64_t	metrics_closed[METRICS_NREASONS];
 static int64_t	metrics_active_now;
-static uint64_t	metrics_nframes[2];
-static uint64_t	metrics_nbytes[2];
+/*
+ * Frame and byte counters move on every read, from every worker: each
+ * thread counts in its own block (no shared cache line), and a scrape
+ * sums the blocks.
+ */
+struct metrics_thread {
+	uint64_t	mt_frames[2];
+	uint64_t	mt_bytes[2];
+};
+#define METRICS_MAX_THREADS	512
+static __thread struct metrics_thread	*metrics_mine;
+static struct metrics_thread		*metrics_threads[METRICS_MAX_THREADS];
+static size_t				 metrics_nthreads;
+static struct metrics_thread		 metrics_spill;	/* past the cap */
 static uint64_t	metrics_reloads[2];
 static uint64_t	metrics_store[2];
 static uint64_t	metrics_hist[METRICS_NBUCKETS + 1];
@@ -107,13 +119,53 @@ metrics_active(int delta)
 	__atomic_fetch_add(&metrics_active_now, delta, __ATOMIC_RELAXED);
 }
 
+/* This thread's counter block, registered on first use. */
+static struct metrics_thread *
+metrics_thread_block(void)
+{
+	struct metrics_thread	*mt;
+
+	if (metrics_mine != NULL)
+		return (metrics_mine);
+	mt = calloc(1, sizeof(*mt));
+	pthread_mutex_lock(&metrics_up_lock);
+	if (mt != NULL && metrics_nthreads < METRICS_MAX_THREADS)
+		metrics_threads[metrics_nthreads++] = mt;
+	else {
+		free(mt);
+		mt = &metrics_spill;
+	}
+	pthread_mutex_unlock(&metrics_up_lock);
+	metrics_mine = mt;
+	return (mt);
+}
+
 void
 metrics_frames(enum wsg_metric_dir dir, uint64_t frames, uint64_t bytes)
 {
+	struct metrics_thread	*mt = metrics_thread_block();
+
 	if (frames)
-		metrics_add(&metrics_nframes[dir], frames);
+		metrics_add(&mt->mt_frames[dir], frames);
 	if (bytes)
-		metrics_add(&metrics_nbytes[dir], bytes);
+		metrics_add(&mt->mt_bytes[dir], bytes);
+}
+
+/* Sum one frame or byte counter over every thread's block. */
+static uint64_t
+metrics_sum(int bytes, int dir)
+{
+	uint64_t	sum;
+	size_t		i;
+
+	pthread_mutex_lock(&metrics_up_lock);
+	sum = bytes ? metrics_get(&metrics_spill.mt_bytes[dir]) :
+	    metrics_get(&metrics_spill.mt_frames[dir]);
+	for (i = 0; i < metrics_nthreads; i++)
+		sum += bytes ? metrics_get(&metrics_threads[i]->mt_bytes[dir]) :
+		    metrics_get(&metrics_threads[i]->mt_frames[dir]);
+	pthread_mutex_unlock(&metrics_up_lock);
+	return (sum);
 }
 
 void
@@ -189,14 +241,14 @@ metrics_render(struct evbuffer *b, int draining)
 	for (i = 0; i < 2; i++)
 		evbuffer_add_printf(b,
 		    "wsgate_frames_total{direction=\"%s\"} %llu\n", dirs[i],
-		    (unsigned long long)metrics_get(&metrics_nframes[i]));
+		    (unsigned long long)metrics_sum(0, (int)i));
 	evbuffer_add_printf(b,
 	    "# HELP wsgate_bytes_total Frame bytes relayed.\n"
 	    "# TYPE wsgate_bytes_total counter\n");
 	for (i = 0; i < 2; i++)
 		evbuffer_add_printf(b,
 		    "wsgate_bytes_total{direction=\"%s\"} %llu\n", dirs[i],
-		    (unsigned long long)metrics_get(&metrics_nbytes[i]));
+		    (unsigned long long)metrics_sum(1, (int)i));
 	evbuffer_add_printf(b,
 	    "# HELP wsgate_upstream_connect_failures_total Failed connects.\n"
 	    "# TYPE wsgate_upstream_connect_failures_total counter\n");
