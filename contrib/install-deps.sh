@@ -13,7 +13,7 @@ libhiredis-dev libjansson-dev libmaxmind-db-writer-perl redis-server
 openssl ca-certificates
 python3 python3-websockets python3-jwt python3-pytest python3-prometheus-client
 mandoc clang libclang-rt-14-dev
-chromium"
+chromium slowhttptest testssl.sh"
 
 # Node.js and npm are usually preinstalled; take Debian's when they are not.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1

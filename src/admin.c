@@ -16,6 +16,7 @@
 #include "admin.h"
 #include "log.h"
 #include "metrics.h"
+#include "server.h"
 
 struct wsg_admin {
 	struct evhttp	*a_http;
@@ -41,6 +42,7 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_reply(req, 405, "Method Not Allowed", b);
 	} else if (strcmp(uri, "/metrics") == 0) {
 		metrics_render(b, *a->a_draining);
+		server_metrics(b);
 		evhttp_add_header(h, "Content-Type",
 		    "text/plain; version=0.0.4; charset=utf-8");
 		evhttp_send_reply(req, 200, "OK", b);

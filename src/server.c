@@ -8,6 +8,7 @@
  */
 #include "autoconf.h"
 
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <errno.h>
@@ -19,9 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 
 #include "admin.h"
 #include "config.h"
@@ -59,6 +60,41 @@ struct wsg_rltable *
 server_rltable(void)
 {
 	return (server_rl);
+}
+
+void
+server_metrics(struct evbuffer *b)
+{
+	struct wsg_rl_stats	st;
+
+	if (server_rl == NULL)
+		return;
+	rltable_stats(server_rl, &st);
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_ratelimit_table_entries Addresses tracked now.\n"
+	    "# TYPE wsgate_ratelimit_table_entries gauge\n"
+	    "wsgate_ratelimit_table_entries %llu\n"
+	    "# HELP wsgate_ratelimit_table_max_entries The table's cap.\n"
+	    "# TYPE wsgate_ratelimit_table_max_entries gauge\n"
+	    "wsgate_ratelimit_table_max_entries %llu\n"
+	    "# HELP wsgate_ratelimit_table_evictions_total Idle addresses "
+	    "dropped at the cap.\n"
+	    "# TYPE wsgate_ratelimit_table_evictions_total counter\n"
+	    "wsgate_ratelimit_table_evictions_total %llu\n"
+	    "# HELP wsgate_ratelimit_table_expired_total Addresses dropped "
+	    "after idle_expiry.\n"
+	    "# TYPE wsgate_ratelimit_table_expired_total counter\n"
+	    "wsgate_ratelimit_table_expired_total %llu\n"
+	    "# HELP wsgate_ratelimit_table_full_total Connections admitted "
+	    "untracked: the table was full of addresses with open "
+	    "connections.\n"
+	    "# TYPE wsgate_ratelimit_table_full_total counter\n"
+	    "wsgate_ratelimit_table_full_total %llu\n",
+	    (unsigned long long)st.rs_entries,
+	    (unsigned long long)st.rs_max_entries,
+	    (unsigned long long)st.rs_evictions,
+	    (unsigned long long)st.rs_expired,
+	    (unsigned long long)st.rs_table_full);
 }
 
 uint64_t
@@ -139,7 +175,8 @@ server_post(struct wsg_worker *w, int type, struct wsg_config *conf,
 	} else
 		w->w_msg_drain = 1;
 	pthread_mutex_unlock(&w->w_lock);
-	event_active(w->w_msg_ev, EV_READ, 0);
+	/* Wake the worker's loop: its only cross-thread entry point. */
+	(void)eventfd_write(w->w_msg_fd, 1);
 }
 
 /* shutdown_timeout passed in a worker: stop waiting for its sessions. */
@@ -253,8 +290,10 @@ server_worker_msg_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct wsg_worker	*w = arg;
 	struct wsg_config	*conf;
+	eventfd_t		 n;
 	int			*fds, drain;
 
+	(void)eventfd_read(w->w_msg_fd, &n);
 	pthread_mutex_lock(&w->w_lock);
 	conf = w->w_msg_conf;
 	fds = w->w_msg_fds;
@@ -556,8 +595,6 @@ server_run(struct wsg_config *conf)
 	size_t			 i;
 
 	signal(SIGPIPE, SIG_IGN);
-	if (evthread_use_pthreads() == -1)
-		fatalx("libevent has no thread support");
 	if ((server_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	server_conf = conf;
@@ -586,8 +623,14 @@ server_run(struct wsg_config *conf)
 		w->w_index = (int)i;
 		TAILQ_INIT(&w->w_sessions);
 		pthread_mutex_init(&w->w_lock, NULL);
-		if ((w->w_base = event_base_new()) == NULL ||
-		    (w->w_msg_ev = event_new(w->w_base, -1, EV_PERSIST,
+		/*
+		 * A base belongs to its worker alone, so libevent needs no
+		 * locks; the main thread only writes to the worker's eventfd.
+		 */
+		if ((w->w_msg_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) ==
+		    -1 || (w->w_base = event_base_new()) == NULL ||
+		    (w->w_msg_ev = event_new(w->w_base, w->w_msg_fd,
+		    EV_READ | EV_PERSIST,
 		    server_worker_msg_cb, w)) == NULL ||
 		    event_add(w->w_msg_ev, NULL) == -1)
 			fatalx("cannot create worker %zu", i);
@@ -619,6 +662,7 @@ server_run(struct wsg_config *conf)
 		if (w->w_drain_timer != NULL)
 			event_free(w->w_drain_timer);
 		event_free(w->w_msg_ev);
+		close(w->w_msg_fd);
 		if (w->w_msg_conf != NULL) {
 			size_t j;
 

@@ -11,6 +11,7 @@
 
 struct event_base;
 struct event;
+struct evbuffer;
 struct wsg_config;
 struct wsg_session;
 struct wsg_listener;
@@ -33,6 +34,7 @@ struct wsg_worker {
 	int			 w_done;	/* atomic: loop has ended */
 	/* Messages from the main thread, under w_lock. */
 	pthread_mutex_t		 w_lock;
+	int			 w_msg_fd;	/* eventfd: wake up */
 	struct event		*w_msg_ev;
 	struct wsg_config	*w_msg_conf;	/* a new generation ... */
 	int			*w_msg_fds;	/* ... and its new sockets */
@@ -47,6 +49,9 @@ int	server_run(struct wsg_config *);
 
 /* A session ended and was freed: maybe finish draining. */
 void	server_session_gone(struct wsg_worker *);
+
+/* Append the process's own metrics (the rate-limit table). */
+void	server_metrics(struct evbuffer *);
 
 /* The process-wide per-address rate-limit table. */
 struct wsg_rltable	*server_rltable(void);

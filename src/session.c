@@ -510,15 +510,17 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 static void
 session_admit_rest(struct wsg_session *s, struct wsg_http_request *req)
 {
-	if (s->s_conf->c_max_connections > 0 &&
-	    __atomic_load_n(&session_admitted, __ATOMIC_RELAXED) >=
-	    s->s_conf->c_max_connections) {
+	/* Take a slot first, then look: two workers never share the last. */
+	if (__atomic_add_fetch(&session_admitted, 1, __ATOMIC_RELAXED) >
+	    s->s_conf->c_max_connections && s->s_conf->c_max_connections > 0) {
+		__atomic_sub_fetch(&session_admitted, 1, __ATOMIC_RELAXED);
 		log_warnx("conn %llu: max_connections (%llu) reached",
 		    (unsigned long long)s->s_id,
 		    (unsigned long long)s->s_conf->c_max_connections);
 		session_refuse(s, 503, "overloaded", "Retry-After: 1\r\n");
 		return;
 	}
+	s->s_admitted = 1;
 	http_accept_key(req->key.p, req->key.len, s->s_client_accept);
 	if (upstream_build_request(s, req) == -1) {
 		session_refuse(s, 500, "internal_error", NULL);
@@ -528,9 +530,6 @@ session_admit_rest(struct wsg_session *s, struct wsg_http_request *req)
 	    req->head_len);
 	s->s_client.p_bytes += req->head_len;
 	s->s_state = WSG_S_UPSTREAM;
-	/* From here on it counts against max_connections. */
-	__atomic_add_fetch(&session_admitted, 1, __ATOMIC_RELAXED);
-	s->s_admitted = 1;
 	upstream_connect(s);
 }
 

@@ -51,11 +51,15 @@ unit() {
 	record "unit($dir)" "$p" "$f"
 }
 
-# Integration tests: the real daemon of a build under pytest.
+# Integration tests: the real daemon of a build under pytest.  Against a
+# sanitizer build, LeakSanitizer checks the daemon at every exit; conftest.py
+# fails the test whose gateway printed a sanitizer report to its stderr.
 integration() {
 	dir=$1
 	xml="$top/$dir/pytest.xml"
 	rm -f "$xml"
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	UBSAN_OPTIONS=print_stacktrace=1 \
 	WSGATE="$top/$dir/wsgate" $PY -m pytest -q -p no:cacheprovider \
 	    --junitxml="$xml" tests/integration 2>&1 | tail -n 30
 	if [ ! -f "$xml" ]; then

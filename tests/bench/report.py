@@ -272,7 +272,7 @@ def main():
     for row in [headers] + table:
         lines.append("  ".join(str(c).ljust(widths[i]) if i == 0 else
                                str(c).rjust(widths[i])
-                               for i, c in enumerate(row)))
+                               for i, c in enumerate(row)).rstrip())
     m = machine()
     print("wsgate benchmark: %s, nproc %s, %s, kernel %s; %s s per workload"
           % (m["date"], m["nproc"], m["cpu"], m["kernel"], seconds))

@@ -161,6 +161,26 @@ def metric(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+# What a sanitizer build of the daemon writes to its stderr when it finds
+# something: ASan and LeakSanitizer reports, UBSan diagnostics.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   ": runtime error: ")
+
+
+def sanitizer_report(path, limit=8000):
+    """The first sanitizer report in a daemon's output file, from the start
+    of its line; None if there is none."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    hits = [i for i in (text.find(m) for m in SANITIZER_MARKS) if i >= 0]
+    if not hits:
+        return None
+    start = text.rfind("\n", 0, min(hits)) + 1
+    return text[start:start + limit]
+
+
 def tail(path, n=200):
     try:
         lines = Path(path).read_text(errors="replace").splitlines()
@@ -208,6 +228,7 @@ class Gateway:
         self.error_log = self.tmp / "error.log"
         self.access_log = self.tmp / "access.log"
         self.stderr_path = self.tmp / "stderr.log"
+        self.sanitizer = None   # a sanitizer report, once stopped
         self.cfg_path = self.tmp / "wsgate.yaml"
         pol_dir = self.tmp / "policies"
         pol_dir.mkdir(exist_ok=True)
@@ -306,6 +327,9 @@ class Gateway:
             self._stderr.close()
         except Exception:
             pass
+        # The process has exited, so LeakSanitizer has written its report.
+        if self.sanitizer is None:
+            self.sanitizer = sanitizer_report(self.stderr_path)
         return rc
 
     def dump(self):
@@ -537,12 +561,23 @@ class _Factory:
             else:
                 obj.close()
 
+    def check_sanitizers(self):
+        """Fail if a daemon of a sanitizer build reported a memory error,
+        undefined behaviour or a leak (at its exit, so after close())."""
+        bad = [gw for gw in self.made
+               if isinstance(gw, Gateway) and gw.sanitizer]
+        if bad:
+            pytest.fail("\n".join("sanitizer report from wsgate in %s:\n%s"
+                                   % (gw.tmp, gw.sanitizer) for gw in bad),
+                        pytrace=False)
+
 
 @pytest.fixture
 def factory(tmp_path, certs, client_ssl):
     f = _Factory(tmp_path, certs, client_ssl)
     yield f
     f.close()
+    f.check_sanitizers()
 
 
 @pytest.fixture(scope="module")
@@ -550,6 +585,7 @@ def module_factory(tmp_path_factory, certs, client_ssl):
     f = _Factory(tmp_path_factory.mktemp("module"), certs, client_ssl)
     yield f
     f.close()
+    f.check_sanitizers()
 
 
 @pytest.fixture
@@ -690,3 +726,41 @@ def make_mmdb(out, *specs):
         pytest.fail("make-mmdb.pl failed (is libmaxmind-db-writer-perl "
                     "installed?):\n%s%s" % (p.stdout, p.stderr))
     return str(out)
+
+
+# -- shared by the test_fault_* and test_hostile_* modules -----------------------
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: a long test (testssl.sh); still part of the suite")
+
+
+def fd_count(pid):
+    """Open descriptors of a process, from /proc/PID/fd."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def rss_bytes(pid):
+    """Resident set size of a process, from /proc/PID/status."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def wait_fds_at_most(gw, limit, timeout=8.0):
+    """Wait until the daemon holds at most limit descriptors."""
+    wait_for(lambda: fd_count(gw.pid) <= limit, timeout,
+             what="wsgate descriptors back to <= %d" % limit)
+    return fd_count(gw.pid)
+
+
+def echo_works(gw, path="/echo", msg="still serving", timeout=10.0):
+    """One normal WebSocket echo through gw: the daemon serves others."""
+    async def go():
+        async with gw.connect(path) as ws:
+            await ws.send(msg)
+            got = await asyncio.wait_for(ws.recv(), 5)
+            assert got == msg, got
+    run(go(), timeout)

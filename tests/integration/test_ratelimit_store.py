@@ -1,0 +1,378 @@
+"""`rate_limit_store`: connections_per_ip and concurrent_per_ip counted in a
+real Debian redis-server shared by two wsgate processes (issue 4).
+
+The Redis server is started by the test on a free loopback port, without
+persistence, and killed by PID; it can be restarted on the same port.
+Redis down: on_failure deny refuses with 503 store_unavailable, allow
+admits, local counts in the process; Redis back: sharing resumes.  A
+gateway killed with SIGKILL stops counting once its leases expire.
+"""
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+import rawclient
+import wsproto
+from conftest import (http_refusal, http_upgrade, metric, policy,
+                      stop_process, tail, wait_for)
+
+B = rawclient.build_request
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+LEASE_TTL = 5.0
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1:<port>, no RDB, no AOF."""
+
+    def __init__(self, tmp, port=None):
+        from conftest import free_port
+        self.tmp = tmp
+        self.port = port or free_port()
+        self.proc = None
+        self.log = tmp / ("redis-%d.log" % self.port)
+        self.starts = 0
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def start(self, timeout=10.0):
+        self.starts += 1
+        self._out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--save", "", "--appendonly",
+             "no", "--bind", "127.0.0.1", "--dir", str(self.tmp)],
+            stdout=self._out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail("redis-server exited with %s:\n%s" %
+                            (self.proc.returncode, tail(self.log, 40)))
+            if self.ping():
+                return self
+            if time.monotonic() > deadline:
+                pytest.fail("redis-server did not answer on port %d:\n%s" %
+                            (self.port, tail(self.log, 40)))
+            time.sleep(0.05)
+
+    def command(self, *args, timeout=2.0):
+        """One RESP command; the raw reply bytes (None when unreachable)."""
+        req = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            req += b"$%d\r\n%s\r\n" % (len(a), a)
+        try:
+            with socket.create_connection(("127.0.0.1", self.port),
+                                          timeout=timeout) as s:
+                s.sendall(req)
+                return s.recv(65536)
+        except OSError:
+            return None
+
+    def ping(self):
+        return self.command("PING", timeout=0.5) == b"+PONG\r\n"
+
+    def kill(self):
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGKILL)
+            self._out.close()
+            self.proc = None
+
+    def restart(self):
+        self.kill()
+        return self.start()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = RedisServer(tmp_path).start()
+    yield r
+    r.kill()
+
+
+def store_gateway(factory, redis, pol, on_failure="local", admin=False):
+    up = factory.raw_upstream()
+    gw = factory.gateway(
+        routes=[("/r", "rec", "shared")],
+        upstreams={"rec": [up.addr]},
+        policies={"shared": policy(rate_limit=pol)},
+        top={"rate_limit_store": {"redis": redis.url,
+                                  "on_failure": on_failure,
+                                  "lease_ttl": "%ds" % LEASE_TTL}},
+        admin=admin)
+    gw.up = up
+    # The store connects in the background: wait until it says so.
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to Redis")
+    return gw
+
+
+def echo_ok(c, payload=b"hello"):
+    c.send_frame(wsproto.OP_TEXT, payload)
+    f = c.read_frame(5)
+    assert f is not None and f.payload == payload, f
+
+
+def opened(gw, held):
+    c, _ = http_upgrade(gw, B("/r"))
+    held.append(c)
+    echo_ok(c)
+    return c
+
+
+def close_ws(c):
+    c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000))
+    try:
+        c.read_close(5)
+    finally:
+        c.close()
+
+
+def try_upgrade(gw):
+    """One handshake: (status, client or None, response)."""
+    c = gw.raw()
+    c.send(B("/r"))
+    head = c.read_until(b"\r\n\r\n", 5)
+    resp = rawclient.HTTPResponse(head[:-4], b"")
+    if resp.status == 101:
+        return 101, c, resp
+    c.close()
+    return resp.status, None, resp
+
+
+def count(gw, text):
+    return gw.error_text().count(text)
+
+
+# -- sharing -----------------------------------------------------------------
+
+def test_two_gateways_share_concurrent_per_ip(factory, redis):
+    a = store_gateway(factory, redis, {"concurrent_per_ip": 3})
+    b = store_gateway(factory, redis, {"concurrent_per_ip": 3})
+    held = []
+    try:
+        opened(a, held)
+        a2 = opened(a, held)
+        opened(b, held)
+        resp, _ = http_refusal(b, B("/r"), 429, "rate_concurrent")
+        assert resp.one("Retry-After") == "1", resp
+        http_refusal(a, B("/r"), 429, "rate_concurrent")
+        assert len(b.up.connections()) == 1
+        for c in held:
+            echo_ok(c, b"still open")
+        # One closed on A frees a slot for B.
+        close_ws(a2)
+        held.remove(a2)
+        deadline = time.monotonic() + 5
+        while True:
+            st, c, resp = try_upgrade(b)
+            if st == 101:
+                held.append(c)
+                break
+            assert st == 429, resp
+            assert time.monotonic() < deadline, \
+                "B still refused after A closed one: %r" % resp
+            time.sleep(0.1)
+        http_refusal(a, B("/r"), 429, "rate_concurrent")
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_two_gateways_share_connections_per_ip(factory, redis):
+    pol = {"connections_per_ip": {"rate": "2/m", "burst": 3}}
+    a = store_gateway(factory, redis, pol)
+    b = store_gateway(factory, redis, pol)
+    held = []
+    try:
+        opened(a, held)
+        opened(a, held)
+        opened(b, held)
+        resp, _ = http_refusal(b, B("/r"), 429, "rate_connections")
+        ra = int(resp.one("Retry-After"))
+        assert 20 <= ra <= 31, resp     # 2/m: a token every 30 s
+        resp, _ = http_refusal(a, B("/r"), 429, "rate_connections")
+        assert 20 <= int(resp.one("Retry-After")) <= 31, resp
+        for c in held:
+            echo_ok(c, b"untouched")
+    finally:
+        for c in held:
+            c.close()
+
+
+# -- Redis goes away, and comes back -------------------------------------------
+
+@pytest.mark.parametrize("mode", ["deny", "allow", "local"])
+def test_redis_outage_on_failure_and_recovery(factory, redis, mode):
+    a = store_gateway(factory, redis, {"concurrent_per_ip": 2}, mode,
+                      admin=True)
+    b = store_gateway(factory, redis, {"concurrent_per_ip": 2}, mode)
+    held = []
+    try:
+        opened(a, held)
+        opened(b, held)
+        http_refusal(b, B("/r"), 429, "rate_concurrent")
+
+        redis.kill()
+        for gw in (a, b):
+            wait_for(lambda: count(gw, "is unavailable") >= 1, 5,
+                     what="the store-down log line")
+        outage = []
+        if mode == "deny":
+            before = metric(a.metrics(), "wsgate_rejections_total",
+                            reason="store_unavailable")
+            for gw in (a, b, b):
+                resp, _ = http_refusal(gw, B("/r"), 503, "store_unavailable")
+            assert len(a.up.connections()) == 1
+            assert len(b.up.connections()) == 1
+            wait_for(lambda: metric(a.metrics(), "wsgate_rejections_total",
+                                    reason="store_unavailable") == before + 1,
+                     3, what="wsgate_rejections_total{store_unavailable}")
+        elif mode == "allow":
+            # Beyond the combined limit of 2 (and beyond a local 2 too).
+            for gw in (a, a, b, b):
+                outage.append(opened(gw, held))
+        else:
+            # In-process limits: B's table is empty (its open connection
+            # was counted in Redis), so it admits 2 more, then refuses.
+            outage.append(opened(b, held))
+            outage.append(opened(b, held))
+            http_refusal(b, B("/r"), 429, "rate_concurrent")
+        for c in held:
+            echo_ok(c, b"open through the outage")
+        time.sleep(1.0)         # a few reconnect attempts fail meanwhile
+        for c in outage:
+            close_ws(c)
+            held.remove(c)
+
+        redis.start()
+        for gw in (a, b):
+            wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2,
+                     10, what="the reconnection to Redis")
+            # Each transition logged once, however many attempts failed.
+            assert count(gw, "is unavailable") == 1, tail(gw.error_log, 60)
+            assert count(gw, "rate_limit_store: connected") == 2, \
+                tail(gw.error_log, 60)
+        # Sharing resumes: the combined limit of 2 holds again.
+        for c in held:
+            close_ws(c)
+        held.clear()
+        time.sleep(0.3)
+        opened(a, held)
+        opened(b, held)
+        http_refusal(b, B("/r"), 429, "rate_concurrent")
+        http_refusal(a, B("/r"), 429, "rate_concurrent")
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_leases_of_open_connections_come_back_after_redis_restart(
+        factory, redis):
+    """Redis restarted empty: the live gateways renew their leases, so
+    connections that stayed open count again within lease_ttl / 3."""
+    a = store_gateway(factory, redis, {"concurrent_per_ip": 2}, "deny")
+    b = store_gateway(factory, redis, {"concurrent_per_ip": 2}, "deny")
+    held = []
+    try:
+        opened(a, held)
+        opened(b, held)
+        redis.restart()
+        for gw in (a, b):
+            wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2,
+                     10, what="the reconnection to Redis")
+        # Within a renewal period (lease_ttl / 3, generously bounded) both
+        # open connections are counted again.
+        deadline = time.monotonic() + LEASE_TTL
+        while True:
+            st, c, resp = try_upgrade(b)
+            if st == 429:
+                break
+            if c is not None:
+                close_ws(c)
+            assert time.monotonic() < deadline, \
+                "open connections not counted after the restart: %r" % resp
+            time.sleep(0.3)
+        for c in held:
+            echo_ok(c, b"survived the restart")
+    finally:
+        for c in held:
+            c.close()
+
+
+# -- a crashed gateway's leases expire ---------------------------------------------
+
+def test_sigkilled_gateway_stops_counting_after_lease_ttl(factory, redis):
+    a = store_gateway(factory, redis, {"concurrent_per_ip": 2})
+    b = store_gateway(factory, redis, {"concurrent_per_ip": 2})
+    held = []
+    try:
+        opened(a, held)
+        opened(a, held)
+        a.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        http_refusal(b, B("/r"), 429, "rate_concurrent")
+        deadline = killed + 12
+        while True:
+            st, c, resp = try_upgrade(b)
+            if st == 101:
+                held.append(c)
+                break
+            assert st == 429 and resp.one("Retry-After") == "1", resp
+            assert time.monotonic() < deadline, \
+                "the killed gateway's leases still count after 12 s"
+            time.sleep(0.25)
+        waited = time.monotonic() - killed
+        # A lease is renewed every lease_ttl / 3, so it outlives its
+        # gateway by at least 2/3 of lease_ttl (a loose lower bound).
+        assert waited >= LEASE_TTL * 2 / 3 - 1.0, waited
+        echo_ok(held[-1])
+        opened(b, held)
+        http_refusal(b, B("/r"), 429, "rate_concurrent")
+        # B's own leases are renewed: still counted after lease_ttl.
+        time.sleep(LEASE_TTL + 1.5)
+        http_refusal(b, B("/r"), 429, "rate_concurrent")
+        for c in held[-2:]:
+            echo_ok(c, b"B's sessions live on")
+    finally:
+        for c in held:
+            c.close()
+
+
+# -- exact across gateways ----------------------------------------------------------
+
+def test_racing_gateways_never_both_take_the_last_slot(factory, redis):
+    import threading
+    a = store_gateway(factory, redis, {"concurrent_per_ip": 4})
+    b = store_gateway(factory, redis, {"concurrent_per_ip": 4})
+    clients = [g.raw() for g in (a, b) for _ in range(12)]
+    for c in clients:
+        c.sock.do_handshake()
+    go = threading.Barrier(len(clients))
+    statuses = [None] * len(clients)
+
+    def one(i):
+        try:
+            go.wait(10)
+            clients[i].send(B("/r"))
+            head = clients[i].read_until(b"\r\n\r\n", 10)
+            statuses[i] = rawclient.HTTPResponse(head[:-4], b"").status
+        except Exception as e:
+            statuses[i] = repr(e)
+    ts = [threading.Thread(target=one, args=(i,))
+          for i in range(len(clients))]
+    try:
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(20)
+        assert sorted(statuses, key=str) == [101] * 4 + [429] * 20, statuses
+    finally:
+        for c in clients:
+            c.close()
