@@ -54,20 +54,22 @@ relay_start(struct wsg_peer *client, struct wsg_peer *upstream)
 {
 	const struct wsg_policy	*pol = client->p_session->s_route->rt_policy;
 	struct wsg_peer		*p;
-	size_t			 high;
 	int			 i;
 
-	/* Room for one whole inspected frame, and never less than that. */
-	high = pol->pol_max_frame_size + WSG_FRAME_MAX_HEADER;
-	if (high < WSG_HIGH_WATER)
-		high = WSG_HIGH_WATER;
 	for (i = 0; i < 2; i++) {
 		p = i == 0 ? client : upstream;
 		p->p_limits.fl_max_frame = pol->pol_max_frame_size;
 		p->p_limits.fl_max_message = pol->pol_max_message_size;
 		p->p_limits.fl_allow_binary = pol->pol_allow_binary;
 		p->p_limits.fl_expect_masked = p->p_is_client;
-		bufferevent_setwatermark(p->p_bev, EV_READ, 0, high);
+		/*
+		 * No read high-water mark: libevent would re-arm the read
+		 * event each time the input drains below it, on every
+		 * message.  The input stays bounded without it: frames are
+		 * consumed as they come, a frame is at most max_frame_size,
+		 * and reading stops while the far side is full (relay_pause).
+		 */
+		bufferevent_setwatermark(p->p_bev, EV_READ, 0, 0);
 		bufferevent_setcb(p->p_bev, relay_read_cb, NULL,
 		    relay_event_cb, p);
 		bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
