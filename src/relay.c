@@ -9,6 +9,7 @@
  */
 #include "autoconf.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,11 @@
 #include "session.h"
 #include "utf8.h"
 #include "wsgate.h"
+
+/* How often a paused side is checked for having gone away. */
+#define WSG_PAUSED_CHECK_MS	500
+/* Frames up to this size move whole; larger ones stream. */
+#define WSG_STREAM_MIN	(256 * 1024)
 
 static void	relay_read_cb(struct bufferevent *, void *);
 static void	relay_event_cb(struct bufferevent *, short, void *);
@@ -78,6 +84,26 @@ relay_start(struct wsg_peer *client, struct wsg_peer *upstream)
 	relay_process(upstream);
 }
 
+/* Has a paused side hung up or been reset?  Then it is EOF for it. */
+static void
+relay_gone_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct wsg_peer	*p = arg;
+	struct pollfd	 pfd;
+
+	if (p->p_bev == NULL)
+		return;
+	pfd.fd = bufferevent_getfd(p->p_bev);
+	pfd.events = POLLRDHUP;
+	pfd.revents = 0;
+	if (pfd.fd == -1 || poll(&pfd, 1, 0) != 1 ||
+	    !(pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		return;
+	log_debug("conn %llu: %s went away while paused",
+	    (unsigned long long)p->p_session->s_id, p->p_name);
+	relay_event_cb(p->p_bev, BEV_EVENT_EOF, p);
+}
+
 /* The far side's output drained: resume reading the side we paused. */
 static void
 relay_drained_cb(struct bufferevent *bev, void *arg)
@@ -88,6 +114,8 @@ relay_drained_cb(struct bufferevent *bev, void *arg)
 	bufferevent_setcb(bev, relay_read_cb, NULL, relay_event_cb, p);
 	if (o->p_paused && o->p_bev != NULL) {
 		o->p_paused = 0;
+		if (o->p_gone_ev != NULL)
+			event_del(o->p_gone_ev);
 		bufferevent_enable(o->p_bev, EV_READ);
 		relay_process(o);
 	}
@@ -98,11 +126,23 @@ static void
 relay_pause(struct wsg_peer *p)
 {
 	struct wsg_peer	*o = p->p_other;
+	struct timeval	 tv = { 0, WSG_PAUSED_CHECK_MS * 1000 };
 
 	if (p->p_paused)
 		return;
 	p->p_paused = 1;
 	bufferevent_disable(p->p_bev, EV_READ);
+	/*
+	 * With reading off, libevent does not notice this side hanging up.
+	 * A level-triggered EV_CLOSED would spin on a reset socket, and an
+	 * edge-triggered one cannot share the descriptor with the
+	 * bufferevent's events, so look now and then until reading resumes.
+	 */
+	if (p->p_gone_ev == NULL)
+		p->p_gone_ev = event_new(bufferevent_get_base(p->p_bev), -1,
+		    EV_PERSIST, relay_gone_cb, p);
+	if (p->p_gone_ev != NULL)
+		event_add(p->p_gone_ev, &tv);
 	bufferevent_setwatermark(o->p_bev, EV_WRITE, WSG_LOW_WATER, 0);
 	bufferevent_setcb(o->p_bev, relay_read_cb, relay_drained_cb,
 	    relay_event_cb, o);
@@ -416,7 +456,21 @@ relay_move(struct wsg_peer *p)
 			p->p_have_frame = 0;
 			continue;
 		}
-		/* No inspection: pass the header, then stream the payload. */
+		/*
+		 * No inspection.  A frame up to WSG_STREAM_MIN moves whole,
+		 * once all of it is here, so that a peer lost mid-frame never
+		 * leaves half a frame on the other side, which can then still
+		 * get a clean close.  Larger ones stream: header, then payload
+		 * as it comes, and memory stays bounded.
+		 */
+		if (total <= WSG_STREAM_MIN) {
+			if (avail < total)
+				return;
+			evbuffer_remove_buffer(in, out, total);
+			p->p_bytes += total;
+			relay_frame_done(p);
+			continue;
+		}
 		evbuffer_remove_buffer(in, out, f->f_hdr_len);
 		p->p_bytes += f->f_hdr_len;
 		p->p_fwd_left = f->f_len;

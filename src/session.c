@@ -837,6 +837,10 @@ session_peer_free(struct wsg_peer *p)
 {
 	struct wsg_session	*s = p->p_session;
 
+	if (p->p_gone_ev != NULL) {
+		event_free(p->p_gone_ev);
+		p->p_gone_ev = NULL;
+	}
 	if (p->p_bev != NULL) {
 		bufferevent_free(p->p_bev);
 		p->p_bev = NULL;
@@ -911,6 +915,8 @@ session_peer_close(struct wsg_peer *p)
 {
 	if (p->p_bev == NULL)
 		return;
+	if (p->p_gone_ev != NULL)
+		event_del(p->p_gone_ev);
 	bufferevent_setcb(p->p_bev, session_linger_read_cb,
 	    session_linger_write_cb, session_event_cb, p);
 	bufferevent_setwatermark(p->p_bev, EV_READ, 0, 0);

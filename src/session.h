@@ -46,6 +46,7 @@ struct wsg_peer {
 	int			 p_have_frame;	/* p_frame parsed and checked */
 	uint64_t		 p_fwd_left;	/* payload still to stream */
 	int			 p_paused;	/* reading stopped: far side full */
+	struct event		*p_gone_ev;	/* EV_CLOSED while paused */
 	/* deny_regex: a text message is held whole until it is judged. */
 	struct evbuffer		*p_held;	/* its frames, as received */
 	struct evbuffer		*p_text;	/* its unmasked payload */

@@ -58,7 +58,7 @@ integration() {
 	dir=$1
 	xml="$top/$dir/pytest.xml"
 	rm -f "$xml"
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:quarantine_size_mb=16 \
 	UBSAN_OPTIONS=print_stacktrace=1 \
 	WSGATE="$top/$dir/wsgate" $PY -m pytest -q -p no:cacheprovider \
 	    --junitxml="$xml" tests/integration 2>&1 | tail -n 30
