@@ -2609,7 +2609,8 @@ config_warn_origin(struct config_ctx *x, const struct config_pending *pd,
 		return;
 	for (i = 0; i < x->x_cf->c_nlisteners; i++) {
 		lc = &x->x_cf->c_listeners[i];
-		if (pd->pd_route < lc->lc_routes ||
+		/* A listener without routes has lc_routes NULL: no NULL + 0. */
+		if (lc->lc_nroutes == 0 || pd->pd_route < lc->lc_routes ||
 		    pd->pd_route >= lc->lc_routes + lc->lc_nroutes)
 			continue;
 		if (!lc->lc_tls)

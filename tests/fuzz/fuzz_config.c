@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness for the main configuration loader.  The input becomes
- * a private wsgate.yaml (see fuzz_conf.h for the tree around it) and
+ * a private wsgate.yaml (see loader.h for the tree around it) and
  * config_load() reads it with every policy it names.  Besides not crashing
  * or leaking, the loader must return a generation exactly when it reported
  * no error, word every message "FILE:LINE:COL: " or "FILE: ", and hand
@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "fuzz_conf.h"
+#include "loader.h"
 
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);

@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness for the policy loader.  The input becomes a private
- * policy file (see fuzz_conf.h for the tree around it, with a few keys it
+ * policy file (see loader.h for the tree around it, with a few keys it
  * may name) and config_load_policy() reads it.  Besides not crashing or
  * leaking, the loader must return a policy exactly when it reported no
  * error, word every message "FILE:LINE:COL: " or "FILE: ", and hand back
@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "fuzz_conf.h"
+#include "loader.h"
 #include "jwt.h"
 #include "origin.h"
 #include "ratelimit.h"
