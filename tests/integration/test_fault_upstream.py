@@ -18,7 +18,7 @@ import rawclient
 import rawup
 import wsproto
 from conftest import (echo_works, fd_count, policy, rss_bytes,
-                      wait_fds_at_most, wait_for)
+                      wait_fds_at_most)
 
 MiB = 1 << 20
 FD_SLACK = 2
@@ -64,7 +64,7 @@ def rst(sock):
     sock.close()
 
 
-# -- nothing listening ----------------------------------------------------------
+# -- nothing listening --------------------------------------------------------
 
 def test_refusing_upstream_repeatedly_costs_nothing(factory):
     dead = socket.socket()
@@ -93,7 +93,7 @@ def test_refusing_upstream_repeatedly_costs_nothing(factory):
     echo_works(gw)
 
 
-# -- reset in the middle of a message -------------------------------------------
+# -- reset in the middle of a message -----------------------------------------
 
 def reset_mid_frame(opcode):
     """After a correct 101: a frame header announcing 1000 bytes, 10 bytes
@@ -116,7 +116,16 @@ def check_reset_mid_frame(factory, opcode):
     try:
         c.upgrade("/fault")
         t0 = time.monotonic()
-        close, others = c.read_close(5)
+        try:
+            close, others = c.read_close(5)
+        except AssertionError as e:
+            raise AssertionError(
+                "SPEC: upstream dropped without a close frame -> the client "
+                "gets 1014 upstream_error; after the upstream reset in the "
+                "middle of a %d-byte frame (10 bytes sent), the client got "
+                "no close frame (%s); unparsed bytes it received: %r; "
+                "access log: %r" % (1000, e, bytes(c.buf[:40]),
+                                    gw.entries()[-1:]))
         took = time.monotonic() - t0
         assert close.close_code == 1014, close
         assert close.close_reason == b"upstream_error", close
@@ -143,16 +152,11 @@ def test_upstream_reset_mid_binary_frame_is_1014(factory):
     check_reset_mid_frame(factory, wsproto.OP_BINARY)
 
 
-# -- an upstream that stops reading ---------------------------------------------
+# -- an upstream that stops reading -------------------------------------------
 
-def test_deaf_upstream_blocks_flooding_clients(factory):
-    """Three clients flood 1 MiB binary frames at upstreams that never read:
-    the gateway stops reading them (their sends block), its RSS stays
-    bounded and its descriptors constant; after they leave it is back to
-    its baseline and relays normally."""
-    n = 3
-    gw, up = gateway_with(factory, rawup.deaf(seconds=25))
-    base_rss = rss_bytes(gw.pid)
+def flood_until_blocked(gw, path, n, seconds=15):
+    """n clients upgrade on path and each floods 1 MiB binary frames from a
+    thread.  Returns (clients, sent counters, stop event, threads)."""
     frame = wsproto.encode_frame(wsproto.OP_BINARY, b"\0" * MiB,
                                  mask_key=b"\0\0\0\0")
     clients = []
@@ -163,7 +167,7 @@ def test_deaf_upstream_blocks_flooding_clients(factory):
         view = memoryview(frame)
         off = 0
         c.sock.settimeout(0.3)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + seconds
         while not stop.is_set() and sent[i] < 400 * MiB and \
                 time.monotonic() < deadline:
             try:
@@ -176,16 +180,29 @@ def test_deaf_upstream_blocks_flooding_clients(factory):
             off = (off + k) % len(frame)
 
     threads = []
+    for i in range(n):
+        c = gw.raw()
+        c.upgrade(path)
+        clients.append(c)
+    for i, c in enumerate(clients):
+        t = threading.Thread(target=pump, args=(i, c), daemon=True)
+        t.start()
+        threads.append(t)
+    return clients, sent, stop, threads
+
+
+def test_deaf_upstream_blocks_flooding_clients(factory):
+    """Three clients flood 1 MiB binary frames at upstreams that never read:
+    the gateway stops reading them (their sends block), its RSS stays
+    bounded and its descriptors constant, and it still serves others.  When
+    the deaf upstreams finally drop, each client gets 1014 and the daemon
+    is back to its baseline."""
+    n = 3
+    gw, up = gateway_with(factory, rawup.deaf(seconds=25))
+    base_rss = rss_bytes(gw.pid)
+    clients, sent, stop, threads = flood_until_blocked(gw, "/fault", n)
     try:
-        for i in range(n):
-            c = gw.raw()
-            c.upgrade("/fault")
-            clients.append(c)
         up.wait_conns(n)
-        for i, c in enumerate(clients):
-            t = threading.Thread(target=pump, args=(i, c), daemon=True)
-            t.start()
-            threads.append(t)
         time.sleep(3)
         s1, r1, f1 = list(sent), rss_bytes(gw.pid), fd_count(gw.pid)
         time.sleep(2)
@@ -214,17 +231,27 @@ def test_deaf_upstream_blocks_flooding_clients(factory):
         stop.set()
         for t in threads:
             t.join(5)
+    # the deaf upstreams hang up (with unread data: a reset)
+    up.close()
+    try:
         for c in clients:
-            rst(c.sock)
+            close, others = c.read_close(8)
+            assert close.close_code == 1014, close
+            assert close.close_reason == b"upstream_error", close
+            assert not others, others
+    finally:
+        for c in clients:
+            c.close()
     for c in clients:
         e = gw.wait_entry(client_port=c.local_port, timeout=10)
-        assert e["status"] == 101 and e["reason"] == "client_dropped", e
+        assert (e["status"], e["reason"], e["close_code"]) == \
+            (101, "upstream_error", 1014), e
     wait_fds_at_most(gw, gw.base_fds + FD_SLACK, timeout=10)
     assert gw.alive()
     echo_works(gw)
 
 
-# -- an upstream that hangs before its 101 --------------------------------------
+# -- an upstream that hangs before its 101 ------------------------------------
 
 def test_upstream_hanging_before_101_is_504_at_connect_timeout(factory):
     gw, up = gateway_with(factory, rawup.silent, connect_timeout="1s")
@@ -245,7 +272,7 @@ def test_upstream_hanging_before_101_is_504_at_connect_timeout(factory):
     echo_works(gw)
 
 
-# -- an upstream that answers one byte at a time --------------------------------
+# -- an upstream that answers one byte at a time ------------------------------
 
 def trickled_101(pause=0.02):
     def behavior(c):

@@ -1,0 +1,132 @@
+"""TLS posture (issue 7) of a default-style TLS listener (no min_version, so
+TLS 1.2 and up) with an RSA-2048 self-signed certificate, as the sample
+configuration ships.
+
+testssl.sh (Debian's package, command `testssl`) checks protocols, server
+defaults and the known vulnerabilities: nothing below TLS 1.2, no
+client-initiated renegotiation, no TLS compression, and no HIGH or
+CRITICAL finding except those that come from the test certificate being
+self-signed (no chain of trust, no CRL or OCSP URI in it).  A direct
+`openssl s_client` renegotiation attempt is checked too.
+"""
+
+import json
+import shutil
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import echo_works, openssl
+
+# Findings that come from the self-signed test certificate, not from the
+# gateway: the chain cannot be trusted, and a self-signed certificate has
+# neither a CRL distribution point nor an OCSP URI.
+CERT_TRUST_IDS = {"cert_chain_of_trust", "cert_revocation"}
+
+
+@pytest.fixture(scope="module")
+def rsa_cert(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rsa")
+    cert, key = d / "server.pem", d / "server.key"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", key, "-out", cert, "-days", "365",
+            "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+    return {"cert": str(cert), "key": str(key)}
+
+
+@pytest.fixture
+def tls_gw(factory, rsa_cert):
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]},
+                         listener={"tls": {"certificate": rsa_cert["cert"],
+                                           "key": rsa_cert["key"]},
+                                   "handshake_timeout": "5s"})
+    ctx = ssl.create_default_context(cafile=rsa_cert["cert"])
+    gw.ssl = ctx
+    echo_works(gw)
+    return gw
+
+
+def test_client_initiated_renegotiation_is_refused(tls_gw):
+    gw = tls_gw
+    # s_client reads "R" from stdin: renegotiate over TLS 1.2
+    p = subprocess.Popen(
+        ["openssl", "s_client", "-connect", "127.0.0.1:%d" % gw.port,
+         "-servername", "localhost", "-tls1_2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.0)                 # the handshake
+        p.stdin.write(b"R\n")
+        p.stdin.flush()
+        time.sleep(1.0)
+        out = p.communicate(timeout=10)[0].decode(errors="replace")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+    assert "Protocol  : TLSv1.2" in out or "TLSv1.2" in out, out[-2000:]
+    assert "RENEGOTIATING" in out, out[-2000:]
+    assert "no renegotiation" in out, \
+        "renegotiation was not refused:\n" + out[-2000:]
+    assert gw.alive()
+    echo_works(gw)
+
+
+@pytest.mark.slow
+def test_testssl_reports_no_high_findings(tls_gw, tmp_path):
+    gw = tls_gw
+    tool = shutil.which("testssl") or shutil.which("testssl.sh")
+    assert tool, "testssl.sh is not installed (contrib/install-deps.sh)"
+    out = tmp_path / "testssl.json"
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(
+            [tool, "--quiet", "--color", "0", "--warnings", "off",
+             "--protocols", "--server-defaults", "--vulnerable",
+             "--jsonfile", str(out), "127.0.0.1:%d" % gw.port],
+            capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail("testssl.sh did not finish within 120s")
+    took = time.monotonic() - t0
+    text = p.stdout.decode(errors="replace")
+    assert out.exists(), "testssl.sh wrote no JSON (rc %d):\n%s" % (
+        p.returncode, text[-3000:])
+    findings = json.loads(out.read_text())
+    by_id = {}
+    for f in findings:
+        by_id.setdefault(f["id"], []).append(f)
+    notable = ["%s %s: %s" % (f["id"], f["severity"], f["finding"])
+               for f in findings if f["severity"] not in ("OK", "INFO")]
+    print("testssl.sh took %.0fs, rc %d, %d findings; not OK/INFO:\n  %s" % (
+        took, p.returncode, len(findings), "\n  ".join(notable)))
+    assert not [f for f in findings if f["severity"] == "FATAL" or
+                f["id"] == "scanProblem"], notable
+
+    def one(fid):
+        assert fid in by_id, "testssl.sh did not report %s:\n%s" % (
+            fid, text[-3000:])
+        return by_id[fid][0]
+
+    # protocols: nothing below TLS 1.2
+    for fid in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"):
+        assert one(fid)["finding"].startswith("not offered"), one(fid)
+    assert one("TLS1_2")["finding"].startswith("offered"), one("TLS1_2")
+    # no client-initiated renegotiation; the secure renegotiation
+    # indication (RFC 5746) is fine
+    assert one("secure_client_renego")["finding"] == "not vulnerable", \
+        one("secure_client_renego")
+    assert one("secure_client_renego")["severity"] == "OK"
+    # no TLS compression
+    assert one("CRIME_TLS")["finding"] == "not vulnerable", one("CRIME_TLS")
+    # no HIGH or CRITICAL finding but the self-signed certificate's
+    bad = [f for f in findings if f["severity"] in ("HIGH", "CRITICAL") and
+           f["id"] not in CERT_TRUST_IDS]
+    assert not bad, "HIGH/CRITICAL findings:\n%s" % "\n".join(
+        "%s %s: %s" % (f["id"], f["severity"], f["finding"]) for f in bad)
+    assert gw.alive()
+    echo_works(gw)
