@@ -57,6 +57,14 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 	SSL_CTX_set_min_proto_version(ctx, min_version);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* TLS 1.2: forward secrecy and AEAD only (no CBC: Lucky13). */
+	if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:"
+	    "DHE+AESGCM:DHE+CHACHA20:!aNULL") != 1) {
+		errors_add(errs, file, line, col, "cannot set ciphers: %s",
+		    tls_errstr(ebuf, sizeof(ebuf)));
+		SSL_CTX_free(ctx);
+		return (NULL);
+	}
 	/* Release the read/write buffers of idle connections. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
