@@ -151,6 +151,19 @@ server_old_listener(const struct wsg_config *old,
 	return (NULL);
 }
 
+/* Drop a generation that was never taken, closing the sockets bound for it. */
+static void
+server_discard(struct wsg_config *conf, int *fds)
+{
+	size_t	i;
+
+	for (i = 0; i < conf->c_nlisteners; i++)
+		if (fds[i] != -1)
+			close(fds[i]);
+	free(fds);
+	config_unref(conf);
+}
+
 /* Post a message to a worker and wake its loop. */
 static void
 server_post(struct wsg_worker *w, int type, struct wsg_config *conf,
@@ -159,13 +172,7 @@ server_post(struct wsg_worker *w, int type, struct wsg_config *conf,
 	pthread_mutex_lock(&w->w_lock);
 	if (w->w_msg_conf != NULL) {
 		/* An older reconfiguration it has not taken yet: replace it. */
-		size_t i;
-
-		for (i = 0; i < w->w_msg_conf->c_nlisteners; i++)
-			if (w->w_msg_fds[i] != -1)
-				close(w->w_msg_fds[i]);
-		free(w->w_msg_fds);
-		config_unref(w->w_msg_conf);
+		server_discard(w->w_msg_conf, w->w_msg_fds);
 		w->w_msg_conf = NULL;
 		w->w_msg_fds = NULL;
 	}
@@ -302,16 +309,10 @@ server_worker_msg_cb(evutil_socket_t fd, short ev, void *arg)
 	w->w_msg_fds = NULL;
 	w->w_msg_drain = 0;
 	pthread_mutex_unlock(&w->w_lock);
-	if (conf != NULL) {
-		if (w->w_draining) {
-			size_t i;
-
-			for (i = 0; i < conf->c_nlisteners; i++)
-				if (fds[i] != -1)
-					close(fds[i]);
-			config_unref(conf);
-		} else
-			server_worker_reconf(w, conf, fds);
+	if (conf != NULL && w->w_draining)
+		server_discard(conf, fds);
+	else if (conf != NULL) {
+		server_worker_reconf(w, conf, fds);
 		free(fds);
 	}
 	if (drain)
@@ -663,15 +664,8 @@ server_run(struct wsg_config *conf)
 			event_free(w->w_drain_timer);
 		event_free(w->w_msg_ev);
 		close(w->w_msg_fd);
-		if (w->w_msg_conf != NULL) {
-			size_t j;
-
-			for (j = 0; j < w->w_msg_conf->c_nlisteners; j++)
-				if (w->w_msg_fds[j] != -1)
-					close(w->w_msg_fds[j]);
-			free(w->w_msg_fds);
-			config_unref(w->w_msg_conf);
-		}
+		if (w->w_msg_conf != NULL)
+			server_discard(w->w_msg_conf, w->w_msg_fds);
 		config_unref(w->w_conf);
 		event_base_free(w->w_base);
 		pthread_mutex_destroy(&w->w_lock);
