@@ -11,7 +11,8 @@ PKGS="build-essential autoconf automake pkg-config
 libevent-dev libssl-dev libpcre2-dev libyaml-dev libmaxminddb-dev
 libhiredis-dev libjansson-dev libmaxmind-db-writer-perl redis-server
 openssl ca-certificates
-python3 python3-websockets python3-jwt python3-pytest python3-prometheus-client
+python3 python3-websockets python3-jwt python3-cryptography python3-yaml
+python3-pytest python3-prometheus-client
 mandoc clang libclang-rt-14-dev
 chromium slowhttptest testssl.sh"
 
