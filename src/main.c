@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "errors.h"
+#include "failalloc.h"
 #include "log.h"
 #include "server.h"
 
@@ -35,6 +36,9 @@ main(int argc, char *argv[])
 	size_t			 i;
 	int			 ch, check = 0, verbose = 0, rc;
 
+	/* Before OpenSSL or libevent allocate anything. */
+	failalloc_init();
+
 	while ((ch = getopt(argc, argv, "c:tvV")) != -1) {
 		switch (ch) {
 		case 'c':
@@ -47,7 +51,8 @@ main(int argc, char *argv[])
 			verbose++;
 			break;
 		case 'V':
-			printf("wsgate %s\n", PACKAGE_VERSION);
+			printf("wsgate %s%s\n", PACKAGE_VERSION,
+			    failalloc_available() ? " (failalloc)" : "");
 			return (0);
 		default:
 			usage();

@@ -26,6 +26,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "failalloc.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -334,6 +335,7 @@ server_worker_main(void *arg)
 	struct wsg_session	*s;
 	size_t			 i;
 
+	failalloc_arm_thread();
 	event_base_loop(w->w_base, EVLOOP_NO_EXIT_ON_EMPTY);
 	/* Whatever is still open at the deadline is cut off. */
 	while ((s = TAILQ_FIRST(&w->w_sessions)) != NULL) {

@@ -49,6 +49,7 @@
 #define WSG_REPARSE_STEP	256
 
 static void	session_client_read_cb(struct bufferevent *, void *);
+static void	session_free_cb(evutil_socket_t, short, void *);
 static void	session_admit_rest(struct wsg_session *,
 		    struct wsg_http_request *);
 static void	session_timer_cb(evutil_socket_t, short, void *);
@@ -95,6 +96,7 @@ session_peer_init(struct wsg_session *s, struct wsg_peer *p, int is_client)
 	p->p_is_client = is_client;
 	p->p_name = is_client ? "client" : "upstream";
 	p->p_other = is_client ? &s->s_upstream : &s->s_client;
+	p->p_fd = -1;
 }
 
 /* Record the client's address (the peer, or what PROXY/XFF said). */
@@ -135,10 +137,19 @@ session_start_client(struct wsg_session *s, int fd)
 
 	s->s_fd = -1;
 	if (lc->lc_tls) {
+		/*
+		 * Without CLOSE_ON_FREE: when this fails, libevent may or may
+		 * not have freed the SSL and closed the socket, depending on
+		 * where; this way neither is touched and both are ours.  They
+		 * are released in session_free(), after libevent is done.
+		 */
 		if ((ssl = SSL_new(lc->lc_ssl_ctx)) != NULL)
 			s->s_client.p_bev = bufferevent_openssl_socket_new(
-			    base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-			    BEV_OPT_CLOSE_ON_FREE);
+			    base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, 0);
+		if (s->s_client.p_bev != NULL) {
+			s->s_client.p_ssl = ssl;
+			s->s_client.p_fd = fd;
+		}
 	} else
 		s->s_client.p_bev = bufferevent_socket_new(base, fd,
 		    BEV_OPT_CLOSE_ON_FREE);
@@ -212,8 +223,11 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
 
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->s_timer = evtimer_new(w->w_base, session_timer_cb, s)) ==
-	    NULL) {
+	    NULL || (s->s_free_ev = event_new(w->w_base, -1, 0,
+	    session_free_cb, s)) == NULL) {
 		log_warn("accept: session");
+		if (s != NULL && s->s_timer != NULL)
+			event_free(s->s_timer);
 		free(s);
 		close(fd);
 		return;
@@ -794,6 +808,16 @@ session_free(struct wsg_session *s)
 	size_t			 i;
 
 	upstream_release(s);
+	for (i = 0; i < 2; i++) {
+		struct wsg_peer *p = i == 0 ? &s->s_client : &s->s_upstream;
+
+		if (p->p_ssl != NULL)
+			SSL_free(p->p_ssl);
+		if (p->p_fd != -1)
+			close(p->p_fd);
+	}
+	if (s->s_free_ev != NULL)
+		event_free(s->s_free_ev);
 	if (s->s_rlkey.k_tracked)
 		rltable_release(server_rltable(), &s->s_rlkey,
 		    ratelimit_now_ms());
@@ -857,9 +881,8 @@ session_peer_free(struct wsg_peer *p)
 	    !s->s_freeing) {
 		s->s_freeing = 1;
 		evtimer_del(s->s_timer);
-		if (event_base_once(s->s_worker->w_base, -1, EV_TIMEOUT,
-		    session_free_cb, s, NULL) == -1)
-			session_free(s);
+		/* Made at accept, so freeing never needs an allocation. */
+		event_active(s->s_free_ev, EV_TIMEOUT, 0);
 	}
 }
 

@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "frame.h"
 #include "ratelimit.h"
 
@@ -36,6 +38,8 @@ struct wsg_peer {
 	struct wsg_session	*p_session;
 	struct wsg_peer		*p_other;
 	struct bufferevent	*p_bev;
+	SSL			*p_ssl;		/* owned: freed with the session */
+	int			 p_fd;		/* owned likewise, or -1 */
 	int			 p_is_client;
 	const char		*p_name;	/* "client" or "upstream" */
 
@@ -76,6 +80,7 @@ struct wsg_session {
 	struct wsg_peer			 s_client;
 	struct wsg_peer			 s_upstream;
 	struct event			*s_timer;	/* per-state timeout */
+	struct event			*s_free_ev;	/* the deferred free */
 	struct event			*s_expiry;	/* token exp, or NULL */
 	struct event			*s_proxy_ev;	/* PROXY header read */
 	int				 s_fd;		/* until the bev owns it */
