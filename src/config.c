@@ -1228,24 +1228,32 @@ config_servers(struct config_ctx *x, const struct config_slot *s,
 	}
 }
 
+/* A "listen" value: host:port, parsed into addr and kept as written. */
+static void
+config_hostport(struct config_ctx *x, yaml_node_t *n,
+    struct sockaddr_storage *addr, socklen_t *addrlen, char **written)
+{
+	const char	*err;
+
+	if (config_expect(x, n, YAML_SCALAR_NODE, "listen") == -1)
+		return;
+	if (units_parse_hostport(config_str(n), addr, addrlen, &err) == -1) {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "listen: invalid address '%s': %s", config_str(n), err);
+		return;
+	}
+	if ((*written = strdup(config_str(n))) == NULL)
+		config_nomem(x, n);
+}
+
 /* listener.listen: host:port, kept as written and parsed. */
 static void
 config_listen(struct config_ctx *x, const struct config_slot *s, void *obj,
     yaml_node_t *n)
 {
 	struct wsg_listener_conf *lc = obj;
-	const char		*err;
 
-	if (config_expect(x, n, YAML_SCALAR_NODE, "listen") == -1)
-		return;
-	if (units_parse_hostport(config_str(n), &lc->lc_addr,
-	    &lc->lc_addrlen, &err) == -1) {
-		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
-		    "listen: invalid address '%s': %s", config_str(n), err);
-		return;
-	}
-	if ((lc->lc_listen = strdup(config_str(n))) == NULL)
-		config_nomem(x, n);
+	config_hostport(x, n, &lc->lc_addr, &lc->lc_addrlen, &lc->lc_listen);
 }
 
 /* Check that a certificate or key file can be read. */
@@ -1504,18 +1512,8 @@ config_admin_listen(struct config_ctx *x, const struct config_slot *s,
     void *obj, yaml_node_t *n)
 {
 	struct config_admin_src	*as = obj;
-	const char		*err;
 
-	if (config_expect(x, n, YAML_SCALAR_NODE, "listen") == -1)
-		return;
-	if (units_parse_hostport(config_str(n), &as->as_addr,
-	    &as->as_addrlen, &err) == -1) {
-		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
-		    "listen: invalid address '%s': %s", config_str(n), err);
-		return;
-	}
-	if ((as->as_listen = strdup(config_str(n))) == NULL)
-		config_nomem(x, n);
+	config_hostport(x, n, &as->as_addr, &as->as_addrlen, &as->as_listen);
 }
 
 /*
