@@ -1405,6 +1405,30 @@ config_tchar(unsigned char c)
 	    strchr("!#$%&'*+-.^_`|~", c) != NULL));
 }
 
+/*
+ * Append a copy of str to a list of n strings (room is there), unless it
+ * is listed already: "KEY: 'str' is listed twice".
+ */
+static void
+config_add_unique(struct config_ctx *x, yaml_node_t *v, const char *key,
+    char **list, size_t *n, const char *str)
+{
+	size_t	i;
+
+	for (i = 0; i < *n; i++)
+		if (strcmp(list[i], str) == 0) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "%s: '%s' is listed twice", key,
+			    str);
+			return;
+		}
+	if ((list[*n] = strdup(str)) == NULL) {
+		config_nomem(x, v);
+		return;
+	}
+	(*n)++;
+}
+
 /* policy.subprotocols: a list of tokens. */
 static void
 config_subprotocols(struct config_ctx *x, const struct config_slot *s,
@@ -1445,21 +1469,8 @@ config_subprotocols(struct config_ctx *x, const struct config_slot *s,
 			    "of 1 to %d characters", t, WSG_MAX_TOKEN_LEN);
 			continue;
 		}
-		for (i = 0; i < pol->pol_nsubprotocols; i++)
-			if (strcmp(pol->pol_subprotocols[i], t) == 0)
-				break;
-		if (i < pol->pol_nsubprotocols) {
-			errors_add(x->x_errs, x->x_file, config_line(v),
-			    config_col(v), "subprotocols: '%s' is listed "
-			    "twice", t);
-			continue;
-		}
-		if ((pol->pol_subprotocols[pol->pol_nsubprotocols] =
-		    strdup(t)) == NULL) {
-			config_nomem(x, v);
-			continue;
-		}
-		pol->pol_nsubprotocols++;
+		config_add_unique(x, v, "subprotocols", pol->pol_subprotocols,
+		    &pol->pol_nsubprotocols, t);
 	}
 }
 
@@ -1949,7 +1960,6 @@ config_required_claims(struct config_ctx *x, const struct config_slot *s,
 	yaml_node_item_t	*it;
 	yaml_node_t		*v;
 	const char		*c;
-	size_t			 i;
 
 	if (n == NULL || config_list_count(x, s, n, config_seq_len(n)) == -1 ||
 	    config_seq_len(n) == 0)
@@ -1971,21 +1981,8 @@ config_required_claims(struct config_ctx *x, const struct config_slot *s,
 			    CONFIG_MAX_CLAIM_NAME);
 			continue;
 		}
-		for (i = 0; i < pol->pol_nrequired_claims; i++)
-			if (strcmp(pol->pol_required_claims[i], c) == 0)
-				break;
-		if (i < pol->pol_nrequired_claims) {
-			errors_add(x->x_errs, x->x_file, config_line(v),
-			    config_col(v), "required_claims: '%s' is listed "
-			    "twice", c);
-			continue;
-		}
-		if ((pol->pol_required_claims[pol->pol_nrequired_claims] =
-		    strdup(c)) == NULL) {
-			config_nomem(x, v);
-			continue;
-		}
-		pol->pol_nrequired_claims++;
+		config_add_unique(x, v, "required_claims",
+		    pol->pol_required_claims, &pol->pol_nrequired_claims, c);
 	}
 }
 
