@@ -58,7 +58,7 @@ MSG
 test)
 	sh contrib/install-deps.sh
 	build build
-	build build-asan --enable-asan
+	build build-asan --enable-asan --enable-failalloc
 	if command -v clang >/dev/null 2>&1; then
 		build build-fuzz --enable-fuzzing CC=clang
 	fi

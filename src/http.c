@@ -905,8 +905,11 @@ http_response_check_upgrade(const struct wsg_http_response *resp,
 		    "duplicate Sec-WebSocket-Accept";
 		return -1;
 	}
-	http_accept_key(key, strlen(key), accept);
-	if (accept[0] == '\0' || h->value.len != strlen(accept) ||
+	if (http_accept_key(key, strlen(key), accept) == -1) {
+		*why = "cannot compute Sec-WebSocket-Accept";
+		return -2;
+	}
+	if (h->value.len != strlen(accept) ||
 	    memcmp(h->value.p, accept, h->value.len) != 0) {
 		*why = "wrong Sec-WebSocket-Accept";
 		return -1;
@@ -938,9 +941,10 @@ http_response_check_upgrade(const struct wsg_http_response *resp,
 
 /*
  * Sec-WebSocket-Accept for a key.  A key longer than HTTP_ACCEPT_KEY_MAX
- * (never a valid one) or a digest failure gives "", which matches nothing.
+ * (never a valid one) or a digest failure gives -1 and "", which matches
+ * nothing.
  */
-void
+int
 http_accept_key(const char *key, size_t len, char out[29])
 {
 	unsigned char	buf[HTTP_ACCEPT_KEY_MAX + HTTP_WS_GUID_LEN];
@@ -949,13 +953,14 @@ http_accept_key(const char *key, size_t len, char out[29])
 
 	out[0] = '\0';
 	if (len > HTTP_ACCEPT_KEY_MAX)
-		return;
+		return (-1);
 	memcpy(buf, key, len);
 	memcpy(buf + len, HTTP_WS_GUID, HTTP_WS_GUID_LEN);
 	if (EVP_Digest(buf, len + HTTP_WS_GUID_LEN, md, &mdlen, EVP_sha1(),
 	    NULL) != 1 || mdlen != 20)
-		return;
+		return (-1);
 	http_base64(md, 20, out);
+	return (0);
 }
 
 /* A fresh random Sec-WebSocket-Key for the upstream request. */

@@ -95,14 +95,20 @@ enum wsg_http_result	http_response_parse(const char *, size_t, size_t,
  * the accept value of key, no Sec-WebSocket-Extensions, and at most one
  * Sec-WebSocket-Protocol naming one of the offered protocols (none if none
  * offered).  On success *proto is the chosen one (p == NULL if none).
- * Returns 0, or -1 with *why set to a static message.
+ * Returns 0, or -1 with *why set to a static message; -2 (with *why) when
+ * the expected Sec-WebSocket-Accept could not be computed (a local
+ * failure, not the upstream's).
  */
 int	http_response_check_upgrade(const struct wsg_http_response *,
 	    const char *, const struct wsg_str *, size_t, struct wsg_str *,
 	    const char **);
 
-/* The Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)), NUL-ended. */
-void	http_accept_key(const char *, size_t, char[29]);
+/*
+ * The Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)), NUL-ended.
+ * Returns 0, or -1 (out is "") for an over-long key or a digest failure
+ * (OpenSSL could not allocate).
+ */
+int	http_accept_key(const char *, size_t, char[29]);
 
 /* Make a fresh random Sec-WebSocket-Key (24 chars + NUL); -1 on failure. */
 int	http_new_key(char[25]);

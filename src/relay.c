@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 
 #include "config.h"
 #include "frame.h"
@@ -503,15 +504,23 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct wsg_peer		*p = arg;
 	struct wsg_session	*s = p->p_session;
+	unsigned long		 e;
+	int			 local;
 
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
+	e = session_tls_error(bev, &local);
 	/* What arrived before the end is relayed first. */
 	relay_process(p);
 	session_peer_free(p);
 	if (s->s_state != WSG_S_OPEN)
 		return;
-	if (p->p_close_rcvd) {
+	if (local) {
+		/* Our TLS failed (no memory), not the client. */
+		log_warnx("conn %llu: TLS failed in the gateway: %s",
+		    (unsigned long long)s->s_id, ERR_reason_error_string(e));
+		session_fail(s, "internal_error", 1011, 0, 1011);
+	} else if (p->p_close_rcvd) {
 		/* It closed properly, then hung up: a server does that. */
 		s->s_close_code = s->s_close_first->p_close_code;
 		session_close(s, s->s_close_first->p_is_client ?

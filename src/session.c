@@ -535,8 +535,8 @@ session_admit_rest(struct wsg_session *s, struct wsg_http_request *req)
 		return;
 	}
 	s->s_admitted = 1;
-	http_accept_key(req->key.p, req->key.len, s->s_client_accept);
-	if (upstream_build_request(s, req) == -1) {
+	if (http_accept_key(req->key.p, req->key.len,
+	    s->s_client_accept) == -1 || upstream_build_request(s, req) == -1) {
 		session_refuse(s, 500, "internal_error", NULL);
 		return;
 	}
@@ -994,6 +994,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct wsg_peer		*p = arg;
 	struct wsg_session	*s = p->p_session;
 	unsigned long		 e;
+	int			 local;
 
 	if (s->s_state == WSG_S_CLOSED) {
 		if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
@@ -1002,8 +1003,19 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
-	if (s->s_state == WSG_S_HANDSHAKE &&
-	    (e = bufferevent_get_openssl_error(bev)) != 0) {
+	e = session_tls_error(bev, &local);
+	if (local) {
+		log_warnx("conn %llu: TLS failed in the gateway: %s",
+		    (unsigned long long)s->s_id, ERR_reason_error_string(e));
+		session_peer_free(p);
+		if (s->s_state == WSG_S_HANDSHAKE || s->s_state ==
+		    WSG_S_ADMITTING)
+			session_close(s, "internal_error");
+		else
+			session_fail(s, "internal_error", 1011, 0, 1011);
+		return;
+	}
+	if (s->s_state == WSG_S_HANDSHAKE && e != 0) {
 		log_info("conn %llu: TLS handshake failed: %s",
 		    (unsigned long long)s->s_id, ERR_reason_error_string(e));
 		session_peer_free(p);
@@ -1014,6 +1026,24 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	/* Gone before its request was judged, or while we asked upstream. */
 	session_close(s, s->s_state == WSG_S_HANDSHAKE ? "handshake_failed" :
 	    "client_dropped");
+}
+
+unsigned long
+session_tls_error(struct bufferevent *bev, int *local)
+{
+	unsigned long	e, first = 0, mine = 0;
+	int		r;
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		if (first == 0)
+			first = e;
+		r = ERR_GET_REASON(e);
+		if (mine == 0 && (r == ERR_GET_REASON(ERR_R_MALLOC_FAILURE) ||
+		    r == ERR_GET_REASON(ERR_R_INTERNAL_ERROR)))
+			mine = e;
+	}
+	*local = mine != 0;
+	return (mine != 0 ? mine : first);
 }
 
 /* Handshake, upstream and idle timeouts, and the end of lingering. */

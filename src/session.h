@@ -152,6 +152,14 @@ void	session_open(struct wsg_session *, const char *);
  */
 void	session_peer_free(struct wsg_peer *);
 
+/*
+ * Empty the OpenSSL errors kept by a TLS half after an error event (0 for
+ * none or a plaintext half).  Returns the one to report: the first failure
+ * of the gateway itself (OpenSSL could not allocate, or an internal error,
+ * *local set to 1) or else the first one (*local 0).
+ */
+unsigned long	session_tls_error(struct bufferevent *, int *);
+
 /* The event callback of a closing session's halves and of the client
  * before the upgrade. */
 void	session_event_cb(struct bufferevent *, short, void *);

@@ -26,6 +26,100 @@ tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return (SSL_TLSEXT_ERR_OK);
 }
 
+/*
+ * Warming OpenSSL up.  OpenSSL 3.0 fetches each algorithm (key exchange
+ * group, signature, cipher, KDF) from its provider the first time a
+ * handshake needs it and caches it process-wide.  If an allocation fails
+ * during that first fetch on a worker, later handshakes needing the same
+ * algorithm keep failing ("internal error" from EVP_PKEY_generate) long
+ * after memory is back: one failure would cost every later connection.
+ * So every algorithm a handshake may use is fetched here, on the main
+ * thread, while the configuration loads: one in-memory handshake per
+ * group, per TLS 1.3 suite and per TLS 1.2 cipher family (each also issues
+ * a session ticket).  The full sweep runs once per process (the cache is
+ * process-wide); every later context (a reload) gets one handshake for
+ * its own key's signature algorithm.
+ */
+static const struct tls_warm_case {
+	int		 tw_version;	/* max version offered */
+	const char	*tw_groups;
+	const char	*tw_suites;	/* TLS 1.3 suites or TLS 1.2 ciphers */
+} tls_warm_cases[] = {
+	{ TLS1_3_VERSION, "X25519", "TLS_AES_128_GCM_SHA256" },
+	{ TLS1_3_VERSION, "P-256", "TLS_AES_256_GCM_SHA384" },
+	{ TLS1_3_VERSION, "P-384", "TLS_CHACHA20_POLY1305_SHA256" },
+	{ TLS1_3_VERSION, "P-521", NULL },
+	{ TLS1_3_VERSION, "X448", NULL },
+	{ TLS1_3_VERSION, "ffdhe2048", NULL },
+	/* an ECDSA certificate in TLS 1.2 needs its curve offered too */
+	{ TLS1_2_VERSION, "X25519:P-256:P-384:P-521", "ECDHE+AESGCM" },
+	{ TLS1_2_VERSION, "P-256:P-384:P-521", "ECDHE+CHACHA20" },
+};
+
+/*
+ * One handshake between a client and sctx over a BIO pair, bounded in
+ * steps.  The outcome does not matter, only what got fetched.
+ */
+static void
+tls_warm_one(SSL_CTX *sctx, SSL_CTX *cctx, const struct tls_warm_case *tw)
+{
+	SSL		*c = NULL, *s = NULL;
+	BIO		*cb = NULL, *sb = NULL;
+	unsigned char	 byte;
+	int		 i, rc, rs;
+
+	if ((c = SSL_new(cctx)) == NULL || (s = SSL_new(sctx)) == NULL ||
+	    BIO_new_bio_pair(&cb, 0, &sb, 0) != 1)
+		goto done;
+	SSL_set_bio(c, cb, cb);
+	SSL_set_bio(s, sb, sb);
+	SSL_set_connect_state(c);
+	SSL_set_accept_state(s);
+	SSL_set_max_proto_version(c, tw->tw_version);
+	if (tw->tw_groups != NULL)
+		SSL_set1_groups_list(c, tw->tw_groups);
+	if (tw->tw_suites != NULL) {
+		if (tw->tw_version == TLS1_3_VERSION)
+			SSL_set_ciphersuites(c, tw->tw_suites);
+		else
+			SSL_set_cipher_list(c, tw->tw_suites);
+	}
+	for (i = 0; i < 16; i++) {
+		rc = SSL_do_handshake(c);
+		rs = SSL_do_handshake(s);
+		if (rc == 1 && rs == 1)
+			break;
+		if ((rc != 1 && SSL_get_error(c, rc) != SSL_ERROR_WANT_READ) ||
+		    (rs != 1 && SSL_get_error(s, rs) != SSL_ERROR_WANT_READ))
+			goto done;
+	}
+	/* The client reads the tickets the server sent after its Finished. */
+	(void)SSL_read(c, &byte, 1);
+done:
+	SSL_free(c);
+	SSL_free(s);
+	ERR_clear_error();
+}
+
+static void
+tls_warm(SSL_CTX *sctx)
+{
+	static int	 swept;
+	SSL_CTX		*cctx;
+	size_t		 i, n;
+
+	if ((cctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		ERR_clear_error();
+		return;
+	}
+	n = swept ? 1 : sizeof(tls_warm_cases) / sizeof(tls_warm_cases[0]);
+	for (i = 0; i < n; i++)
+		tls_warm_one(sctx, cctx, &tls_warm_cases[i]);
+	swept = 1;
+	SSL_CTX_free(cctx);
+	ERR_clear_error();
+}
+
 /* The first OpenSSL error as text, for a config error message. */
 static const char *
 tls_errstr(char *buf, size_t len)
@@ -103,5 +197,6 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 		    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 		SSL_CTX_set_verify_depth(ctx, 8);
 	}
+	tls_warm(ctx);
 	return (ctx);
 }

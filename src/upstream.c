@@ -267,6 +267,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 	enum wsg_http_result		 res;
 	const char			*buf, *why;
 	size_t				 len, n, i;
+	int				 rc;
 
 	if (s->s_state != WSG_S_UPSTREAM)
 		return;
@@ -292,8 +293,15 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 			offered[i].p = s->s_protocols[i];
 			offered[i].len = strlen(s->s_protocols[i]);
 		}
-		if (http_response_check_upgrade(&r, s->s_upstream_key, offered,
-		    s->s_nprotocols, &chosen, &why) == -1) {
+		rc = http_response_check_upgrade(&r, s->s_upstream_key,
+		    offered, s->s_nprotocols, &chosen, &why);
+		if (rc == -2) {
+			log_warnx("conn %llu: %s", (unsigned long long)s->s_id,
+			    why);
+			session_refuse(s, 500, "internal_error", NULL);
+			return;
+		}
+		if (rc == -1) {
 			log_warnx("conn %llu: upstream %s: bad 101: %s",
 			    (unsigned long long)s->s_id,
 			    s->s_server->srv_name, why);

@@ -708,12 +708,15 @@ test_keys(void)
 {
 	char	 accept[29], key[25], key2[25], buf[512];
 
-	http_accept_key(SENT_KEY, strlen(SENT_KEY), accept);
+	CHECK_INT(http_accept_key(SENT_KEY, strlen(SENT_KEY), accept), 0);
 	CHECK_STR(accept, ACCEPT);
-	http_accept_key("x", 1, accept);
+	CHECK_INT(http_accept_key("x", 1, accept), 0);
 	CHECK_INT(strlen(accept), 28);
-	http_accept_key("", 0, accept);
+	CHECK_INT(http_accept_key("", 0, accept), 0);
 	CHECK_INT(strlen(accept), 28);
+	memset(buf, 'k', sizeof(buf));
+	CHECK_INT(http_accept_key(buf, sizeof(buf), accept), -1);
+	CHECK_STR(accept, "");
 
 	CHECK_INT(http_new_key(key), 0);
 	CHECK_INT(http_new_key(key2), 0);
