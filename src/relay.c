@@ -9,12 +9,16 @@
  */
 #include "autoconf.h"
 
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>	/* ev_write, for relay_kick() */
 #include <event2/event.h>
 #include <openssl/err.h>
 
@@ -31,6 +35,8 @@
 
 /* How often a paused side is checked for having gone away. */
 #define WSG_PAUSED_CHECK_MS	500
+/* The most relay_read_more() takes from an upstream socket at once. */
+#define WSG_READ_MORE	(128 * 1024)
 /* Frames up to this size move whole; larger ones stream. */
 #define WSG_STREAM_MIN	(256 * 1024)
 
@@ -77,6 +83,10 @@ relay_start(struct wsg_peer *client, struct wsg_peer *upstream)
 		 * and reading stops while the far side is full (relay_pause).
 		 */
 		bufferevent_setwatermark(p->p_bev, EV_READ, 0, 0);
+		/* libevent writes 16 KiB at most per turn by default. */
+		if (!p->p_is_client)
+			bufferevent_set_max_single_write(p->p_bev,
+			    WSG_HIGH_WATER);
 		bufferevent_setcb(p->p_bev, relay_read_cb, NULL,
 		    relay_event_cb, p);
 		bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
@@ -491,11 +501,85 @@ relay_process(struct wsg_peer *p)
 	    p->p_frames - frames, p->p_bytes - bytes);
 }
 
+/*
+ * Write what the relay just queued for o in this turn of the event loop.
+ * Left alone, libevent registers the write event (epoll_ctl), sleeps in
+ * epoll_wait until the socket says it is writable, writes, and removes the
+ * event again (epoll_ctl): per relayed message two system calls and a
+ * loop turn more than the write itself.  Activating the bufferevent's own
+ * write event runs its normal write path now; once the output is empty it
+ * removes the event, and the worker's event base (EPOLL_USE_CHANGELIST)
+ * folds that removal into the addition, so epoll hears of neither.  A
+ * write that would block leaves the event registered, as before.
+ */
+static void
+relay_kick(struct wsg_peer *o)
+{
+	struct bufferevent	*bev = o->p_bev;
+
+	if (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) >
+	    0 && event_pending(&bev->ev_write, EV_WRITE, NULL))
+		event_active(&bev->ev_write, EV_WRITE, 1);
+}
+
+/*
+ * libevent 2.1 reads at most 4096 bytes from a plain socket per read
+ * callback (EVBUFFER_MAX_READ), so a 16 KiB message from the upstream
+ * took four turns of the loop and went out as four TLS records.  When a
+ * callback brought a full 4096 bytes, read what else is waiting (up to
+ * WSG_READ_MORE) at once.  End of file and errors are left to libevent's
+ * next read, which reports them as usual.  The bufferevent keeps the end
+ * of its input frozen between its own reads; it is thawed for this one.
+ */
+static void
+relay_read_more(struct wsg_peer *p)
+{
+	struct evbuffer		*in = bufferevent_get_input(p->p_bev);
+	struct evbuffer_iovec	 v[2];
+	struct iovec		 iov[2];
+	evutil_socket_t		 fd = bufferevent_getfd(p->p_bev);
+	ssize_t			 r;
+	size_t			 left;
+	int			 i, n, avail = 0;
+
+	if (fd == -1 || ioctl(fd, FIONREAD, &avail) == -1 || avail <= 0)
+		return;
+	if (avail > WSG_READ_MORE)
+		avail = WSG_READ_MORE;
+	evbuffer_unfreeze(in, 0);
+	if ((n = evbuffer_reserve_space(in, avail, v, 2)) <= 0)
+		goto done;
+	for (i = 0; i < n; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	r = readv(fd, iov, n);
+	if (r <= 0) {
+		evbuffer_commit_space(in, v, 0);
+		goto done;
+	}
+	left = (size_t)r;
+	for (i = 0; i < n; i++) {
+		if (v[i].iov_len > left)
+			v[i].iov_len = left;
+		left -= v[i].iov_len;
+	}
+	evbuffer_commit_space(in, v, n);
+done:
+	evbuffer_freeze(in, 0);
+}
+
 /* New bytes from either half of an open session. */
 static void
 relay_read_cb(struct bufferevent *bev, void *arg)
 {
-	relay_process(arg);
+	struct wsg_peer	*p = arg;
+
+	if (!p->p_is_client && !p->p_paused &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) >= 4096)
+		relay_read_more(p);
+	relay_process(p);
+	relay_kick(p->p_other);
 }
 
 /* EOF or error on a half of an open session. */
