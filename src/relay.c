@@ -9,12 +9,10 @@
  */
 #include "autoconf.h"
 
-#include <sys/ioctl.h>
-#include <sys/uio.h>
-
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -35,8 +33,13 @@
 
 /* How often a paused side is checked for having gone away. */
 #define WSG_PAUSED_CHECK_MS	500
-/* The most relay_read_more() takes from an upstream socket at once. */
+/* What relay_read_more() takes from an upstream socket at once, at most. */
 #define WSG_READ_MORE	(128 * 1024)
+/*
+ * libevent rounds a new chain, with its header, up to a power of two: ask
+ * for a little under 16 KiB so that a chunk costs 16 KiB, not 32.
+ */
+#define WSG_READ_CHUNK	(16 * 1024 - 256)
 /* Frames up to this size move whole; larger ones stream. */
 #define WSG_STREAM_MIN	(256 * 1024)
 
@@ -526,46 +529,45 @@ relay_kick(struct wsg_peer *o)
  * libevent 2.1 reads at most 4096 bytes from a plain socket per read
  * callback (EVBUFFER_MAX_READ), so a 16 KiB message from the upstream
  * took four turns of the loop and went out as four TLS records.  When a
- * callback brought a full 4096 bytes, read what else is waiting (up to
- * WSG_READ_MORE) at once.  End of file and errors are left to libevent's
- * next read, which reports them as usual.  The bufferevent keeps the end
- * of its input frozen between its own reads; it is thawed for this one.
+ * callback brought a full 4096 bytes, read on now, in chunks of
+ * WSG_READ_CHUNK (big chains would be split and copied at frame
+ * boundaries, and a blocked session would hold twice its data), until a
+ * short read, WSG_READ_MORE in all, or the far side's high-water mark.
+ * End of file and errors are left to libevent's next read, which reports
+ * them as usual.  The bufferevent keeps the end of its input frozen
+ * between its own reads; it is thawed for these.
  */
 static void
 relay_read_more(struct wsg_peer *p)
 {
 	struct evbuffer		*in = bufferevent_get_input(p->p_bev);
-	struct evbuffer_iovec	 v[2];
-	struct iovec		 iov[2];
+	struct evbuffer_iovec	 v;
 	evutil_socket_t		 fd = bufferevent_getfd(p->p_bev);
 	ssize_t			 r;
-	size_t			 left;
-	int			 i, n, avail = 0;
+	size_t			 queued, total = 0;
 
-	if (fd == -1 || ioctl(fd, FIONREAD, &avail) == -1 || avail <= 0)
+	if (fd == -1 || p->p_other->p_bev == NULL)
 		return;
-	if (avail > WSG_READ_MORE)
-		avail = WSG_READ_MORE;
+	queued = evbuffer_get_length(bufferevent_get_output(
+	    p->p_other->p_bev)) + evbuffer_get_length(in);
 	evbuffer_unfreeze(in, 0);
-	if ((n = evbuffer_reserve_space(in, avail, v, 2)) <= 0)
-		goto done;
-	for (i = 0; i < n; i++) {
-		iov[i].iov_base = v[i].iov_base;
-		iov[i].iov_len = v[i].iov_len;
+	while (queued + total + WSG_READ_CHUNK <= WSG_HIGH_WATER &&
+	    total < WSG_READ_MORE) {
+		if (evbuffer_reserve_space(in, WSG_READ_CHUNK, &v, 1) != 1)
+			break;
+		if (v.iov_len > WSG_READ_CHUNK)
+			v.iov_len = WSG_READ_CHUNK;
+		r = read(fd, v.iov_base, v.iov_len);
+		if (r <= 0) {
+			evbuffer_commit_space(in, &v, 0);
+			break;
+		}
+		v.iov_len = (size_t)r;
+		evbuffer_commit_space(in, &v, 1);
+		total += (size_t)r;
+		if ((size_t)r < WSG_READ_CHUNK)
+			break;		/* drained, most likely */
 	}
-	r = readv(fd, iov, n);
-	if (r <= 0) {
-		evbuffer_commit_space(in, v, 0);
-		goto done;
-	}
-	left = (size_t)r;
-	for (i = 0; i < n; i++) {
-		if (v[i].iov_len > left)
-			v[i].iov_len = left;
-		left -= v[i].iov_len;
-	}
-	evbuffer_commit_space(in, v, n);
-done:
 	evbuffer_freeze(in, 0);
 }
 
