@@ -18,7 +18,6 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_struct.h>	/* ev_write, for relay_kick() */
 #include <event2/event.h>
-#include <openssl/err.h>
 
 #include "config.h"
 #include "frame.h"
@@ -603,9 +602,7 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	if (local) {
 		/* Our TLS failed (no memory), not the client. */
-		log_warnx("conn %llu: TLS failed in the gateway: %s",
-		    (unsigned long long)s->s_id, ERR_reason_error_string(e));
-		session_fail(s, "internal_error", 1011, 0, 1011);
+		session_tls_failed(s, e);
 	} else if (p->p_close_rcvd) {
 		/* It closed properly, then hung up: a server does that. */
 		s->s_close_code = s->s_close_first->p_close_code;

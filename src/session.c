@@ -1005,14 +1005,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	e = session_tls_error(bev, &local);
 	if (local) {
-		log_warnx("conn %llu: TLS failed in the gateway: %s",
-		    (unsigned long long)s->s_id, ERR_reason_error_string(e));
 		session_peer_free(p);
-		if (s->s_state == WSG_S_HANDSHAKE || s->s_state ==
-		    WSG_S_ADMITTING)
-			session_close(s, "internal_error");
-		else
-			session_fail(s, "internal_error", 1011, 0, 1011);
+		session_tls_failed(s, e);
 		return;
 	}
 	if (s->s_state == WSG_S_HANDSHAKE && e != 0) {
@@ -1044,6 +1038,17 @@ session_tls_error(struct bufferevent *bev, int *local)
 	}
 	*local = mine != 0;
 	return (mine != 0 ? mine : first);
+}
+
+void
+session_tls_failed(struct wsg_session *s, unsigned long e)
+{
+	log_warnx("conn %llu: TLS failed in the gateway: %s",
+	    (unsigned long long)s->s_id, ERR_reason_error_string(e));
+	if (s->s_state == WSG_S_OPEN)
+		session_fail(s, "internal_error", 1011, 0, 1011);
+	else
+		session_close(s, "internal_error");
 }
 
 /* Handshake, upstream and idle timeouts, and the end of lingering. */

@@ -160,6 +160,13 @@ void	session_peer_free(struct wsg_peer *);
  */
 unsigned long	session_tls_error(struct bufferevent *, int *);
 
+/*
+ * The client's TLS failed in the gateway itself (error e from
+ * session_tls_error, its half already freed): log it and end the session
+ * with internal_error, 1011 to the upstream once the session is open.
+ */
+void	session_tls_failed(struct wsg_session *, unsigned long);
+
 /* The event callback of a closing session's halves and of the client
  * before the upgrade. */
 void	session_event_cb(struct bufferevent *, short, void *);
