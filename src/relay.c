@@ -39,6 +39,11 @@
  * for a little under 16 KiB so that a chunk costs 16 KiB, not 32.
  */
 #define WSG_READ_CHUNK	(16 * 1024 - 256)
+/*
+ * Up to this much of a TLS side's output is made one piece before it is
+ * written (relay_kick()): just under a full record, for the same reason.
+ */
+#define WSG_TLS_COALESCE	(16 * 1024 - 256)
 /* Frames up to this size move whole; larger ones stream. */
 #define WSG_STREAM_MIN	(256 * 1024)
 
@@ -518,9 +523,28 @@ static void
 relay_kick(struct wsg_peer *o)
 {
 	struct bufferevent	*bev = o->p_bev;
+	struct evbuffer		*out;
+	size_t			 len, want;
 
-	if (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) >
-	    0 && event_pending(&bev->ev_write, EV_WRITE, NULL))
+	if (bev == NULL)
+		return;
+	out = bufferevent_get_output(bev);
+	if ((len = evbuffer_get_length(out)) == 0)
+		return;
+	/*
+	 * libevent's TLS bufferevent calls SSL_write once per chain, and
+	 * every call is a record and a write(2) of its own.  Moving frames
+	 * leaves several chains (copied head frames, then the tail chain
+	 * moved whole), so a batch of small messages went out as two or
+	 * more records.  Joining the head costs a copy of at most
+	 * WSG_TLS_COALESCE bytes and saves a system call and a record.
+	 */
+	if (o->p_ssl != NULL) {
+		want = len < WSG_TLS_COALESCE ? len : WSG_TLS_COALESCE;
+		if (evbuffer_get_contiguous_space(out) < want)
+			(void)evbuffer_pullup(out, (ssize_t)want);
+	}
+	if (event_pending(&bev->ev_write, EV_WRITE, NULL))
 		event_active(&bev->ev_write, EV_WRITE, 1);
 }
 
