@@ -100,6 +100,7 @@ relay_start(struct wsg_peer *client, struct wsg_peer *upstream)
 	}
 	/* Frames the upstream sent right behind its 101. */
 	relay_process(upstream);
+	session_tls_kick(client);
 }
 
 /* Has a paused side hung up or been reset?  Then it is EOF for it. */
@@ -136,6 +137,7 @@ relay_drained_cb(struct bufferevent *bev, void *arg)
 			event_del(o->p_gone_ev);
 		bufferevent_enable(o->p_bev, EV_READ);
 		relay_process(o);
+		session_tls_kick(o);
 	}
 }
 
@@ -605,6 +607,7 @@ relay_read_cb(struct bufferevent *bev, void *arg)
 		relay_read_more(p);
 	relay_process(p);
 	relay_kick(p->p_other);
+	session_tls_kick(p);
 }
 
 /* EOF or error on a half of an open session. */

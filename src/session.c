@@ -19,6 +19,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>	/* ev_read, for session_tls_kick() */
 #include <event2/event.h>
 
 #include <openssl/err.h>
@@ -549,9 +550,8 @@ session_admit_rest(struct wsg_session *s, struct wsg_http_request *req)
 
 /* Client bytes before the session is open: the request head, or refusal. */
 static void
-session_client_read_cb(struct bufferevent *bev, void *arg)
+session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 {
-	struct wsg_peer			*p = arg;
 	struct wsg_session		*s = p->p_session;
 	struct evbuffer			*in = bufferevent_get_input(bev);
 	struct wsg_http_request		 req;
@@ -600,6 +600,16 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	session_handle_request(s, &req, len);
+}
+
+static void
+session_client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct wsg_peer	*p = arg;
+
+	session_client_read(p, bev);
+	/* The session (and p within it) is freed in a later turn only. */
+	session_tls_kick(p);
 }
 
 void
@@ -915,6 +925,26 @@ session_linger_write_cb(struct bufferevent *bev, void *arg)
 }
 
 /*
+ * With read-ahead (tls.c), one read(2) can bring several TLS records, and
+ * OpenSSL keeps those it has not yet been asked for.  libevent's TLS
+ * bufferevent only reads when the socket is readable, and reads no further
+ * than the record it decrypted: what OpenSSL holds would wait for the
+ * client's next bytes.  Activating the bufferevent's own read event runs
+ * its normal read path in the next turn; if reading is disabled or
+ * suspended, that path reads nothing, and this is called again when it is
+ * enabled.
+ */
+void
+session_tls_kick(struct wsg_peer *p)
+{
+	struct bufferevent	*bev = p->p_bev;
+
+	if (bev != NULL && p->p_ssl != NULL && SSL_has_pending(p->p_ssl) &&
+	    (bufferevent_get_enabled(bev) & EV_READ))
+		event_active(&bev->ev_read, EV_READ, 1);
+}
+
+/*
  * Lingering: throw away what a closing peer still sends, so that closing
  * does not reset the connection under our last bytes; but only so much,
  * or a peer that keeps sending would keep us reading.
@@ -930,6 +960,8 @@ session_linger_read_cb(struct bufferevent *bev, void *arg)
 	if (p->p_discarded > WSG_LINGER_MAX_DISCARD &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		session_peer_free(p);
+	else
+		session_tls_kick(p);
 }
 
 /* Start closing one half: flush what is queued, then shut it down. */
@@ -947,6 +979,7 @@ session_peer_close(struct wsg_peer *p)
 	bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
 	p->p_discarded = evbuffer_get_length(bufferevent_get_input(p->p_bev));
 	evbuffer_drain(bufferevent_get_input(p->p_bev), p->p_discarded);
+	session_tls_kick(p);
 	session_peer_flushed(p);
 }
 
@@ -1001,6 +1034,9 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 			session_peer_free(p);
 		return;
 	}
+	/* The request may have come in the read that ended the handshake. */
+	if (what & BEV_EVENT_CONNECTED)
+		session_tls_kick(p);
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
 	e = session_tls_error(bev, &local);

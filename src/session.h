@@ -166,6 +166,12 @@ unsigned long	session_tls_error(struct bufferevent *, int *);
  * with internal_error, 1011 to the upstream once the session is open.
  */
 void	session_tls_failed(struct wsg_session *, unsigned long);
+/*
+ * Read on, in a coming turn of the loop, what OpenSSL has already taken
+ * from a peer's socket (read-ahead) but not yet handed out: call after
+ * reading from a TLS peer, and wherever its reading is enabled again.
+ */
+void	session_tls_kick(struct wsg_peer *);
 
 /* The event callback of a closing session's halves and of the client
  * before the upgrade. */

@@ -161,6 +161,12 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 	}
 	/* Release the read/write buffers of idle connections. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/*
+	 * Read what the socket has, several records at once, not a record
+	 * header and then its body in two read(2)s.  What OpenSSL holds is
+	 * read on by session_tls_kick().
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		errors_add(errs, file, line, col, "certificate %s: %s", cert,
