@@ -16,8 +16,10 @@
  *   idle       open N connections, finish every upgrade, print "READY n" on
  *              stderr, then hold them silent until the duration ends or a
  *              SIGTERM arrives (the caller reads the proxy's RSS meanwhile).
- *   handshake  C slots each loop: connect, TLS, upgrade, close; with -T the
- *              TLS session ticket of the last handshake is offered again.
+ *   handshake  C slots each loop: connect, TLS, upgrade, close; with -T a
+ *              TLS 1.3 session ticket is offered, each one once only (RFC
+ *              8446, C.4; OpenSSL marks a ticket spent once it resumed),
+ *              the newest first, from a pool of those the server sent.
  *
  * See tests/bench/README.md for the JSON fields.
  */
@@ -62,6 +64,7 @@
 #define WSL_FLOOD_QUEUE		(128 * 1024)
 #define WSL_READ_CHUNK		(64 * 1024)
 #define WSL_TICK_MS		20
+#define WSL_TICKETS		256	/* unused tickets kept, -T */
 
 static const char wsl_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -145,7 +148,8 @@ static struct {
 	uint64_t	 resumed;
 	int		 pending;	/* connections in setup */
 	int		 started;	/* idle: connections started */
-	SSL_SESSION	*session;
+	SSL_SESSION	*tickets[WSL_TICKETS];	/* unused, oldest first */
+	int		 ntickets;
 	char		 first_error[256];
 } g;
 
@@ -691,6 +695,7 @@ wsl_conn_frames(struct wsl_conn *c)
 static void
 wsl_conn_event(struct wsl_conn *c, uint32_t events)
 {
+	SSL_SESSION	*sess;
 	socklen_t	sl;
 	int		err, r;
 
@@ -713,8 +718,11 @@ wsl_conn_event(struct wsl_conn *c, uint32_t events)
 			if (inet_pton(AF_INET, opt.host, &(struct in_addr){0})
 			    != 1 && strchr(opt.host, ':') == NULL)
 				SSL_set_tlsext_host_name(c->c_ssl, opt.host);
-			if (opt.tickets && g.session != NULL)
-				SSL_set_session(c->c_ssl, g.session);
+			if (opt.tickets && g.ntickets > 0) {
+				sess = g.tickets[--g.ntickets];
+				SSL_set_session(c->c_ssl, sess);
+				SSL_SESSION_free(sess);
+			}
 			c->c_state = ST_TLS;
 		} else if (wsl_conn_request(c) == -1) {
 			wsl_conn_close(c, 0);
@@ -868,14 +876,18 @@ wsl_conn_start(struct wsl_conn *c)
 	return 0;
 }
 
-/* Keep a TLS 1.3 ticket for the next handshake. */
+/* Keep a TLS 1.3 ticket for a coming handshake: the pool is bounded. */
 static int
 wsl_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	(void)ssl;
-	if (g.session != NULL)
-		SSL_SESSION_free(g.session);
-	g.session = sess;
+	if (g.ntickets == WSL_TICKETS) {
+		SSL_SESSION_free(g.tickets[0]);
+		memmove(&g.tickets[0], &g.tickets[1],
+		    (WSL_TICKETS - 1) * sizeof(g.tickets[0]));
+		g.ntickets--;
+	}
+	g.tickets[g.ntickets++] = sess;
 	return 1;
 }
 
@@ -932,7 +944,7 @@ wsl_usage(void)
 	    "[-t] [-T] [-V] URL\n"
 	    "  URL       ws://host:port/path or wss://host:port/path\n"
 	    "  -t        text messages (default binary)\n"
-	    "  -T        offer the last TLS session ticket (handshake)\n"
+	    "  -T        offer an unused TLS session ticket (handshake)\n"
 	    "  -V        do not compare echoed payloads\n"
 	    "  -p pid    report that process's CPU time over the window\n");
 	exit(2);
