@@ -9,6 +9,7 @@
  */
 #include "autoconf.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_struct.h>	/* ev_write, for relay_kick() */
+#include <event2/bufferevent_struct.h>	/* ev_read, ev_write */
 #include <event2/event.h>
 
 #include "config.h"
@@ -32,7 +33,7 @@
 
 /* How often a paused side is checked for having gone away. */
 #define WSG_PAUSED_CHECK_MS	500
-/* What relay_read_more() takes from an upstream socket at once, at most. */
+/* What relay_plain_read_cb() takes from a socket at once, at most. */
 #define WSG_READ_MORE	(128 * 1024)
 /*
  * libevent rounds a new chain, with its header, up to a power of two: ask
@@ -49,6 +50,7 @@
 
 static void	relay_read_cb(struct bufferevent *, void *);
 static void	relay_event_cb(struct bufferevent *, short, void *);
+static void	relay_plain_read_cb(evutil_socket_t, short, void *);
 
 void
 relay_send_close(struct wsg_peer *p, uint16_t code, const char *reason)
@@ -96,6 +98,15 @@ relay_start(struct wsg_peer *client, struct wsg_peer *upstream)
 			    WSG_HIGH_WATER);
 		bufferevent_setcb(p->p_bev, relay_read_cb, NULL,
 		    relay_event_cb, p);
+		if (p->p_ssl == NULL) {
+			/* Same event, same descriptor, our reader. */
+			event_del(&p->p_bev->ev_read);
+			event_assign(&p->p_bev->ev_read,
+			    bufferevent_get_base(p->p_bev),
+			    bufferevent_getfd(p->p_bev),
+			    EV_READ | EV_PERSIST | EV_FINALIZE,
+			    relay_plain_read_cb, p->p_bev);
+		}
 		bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
 	}
 	/* Frames the upstream sent right behind its 101. */
@@ -551,49 +562,86 @@ relay_kick(struct wsg_peer *o)
 }
 
 /*
- * libevent 2.1 reads at most 4096 bytes from a plain socket per read
- * callback (EVBUFFER_MAX_READ), so a 16 KiB message from the upstream
- * took four turns of the loop and went out as four TLS records.  When a
- * callback brought a full 4096 bytes, read on now, in chunks of
- * WSG_READ_CHUNK (big chains would be split and copied at frame
- * boundaries, and a blocked session would hold twice its data), until a
- * short read, WSG_READ_MORE in all, or the far side's high-water mark.
- * End of file and errors are left to libevent's next read, which reports
- * them as usual.  The bufferevent keeps the end of its input frozen
- * between its own reads; it is thawed for these.
+ * The reader of a plaintext socket (the upstream; the client on a listener
+ * without TLS) once a session is open.  libevent 2.1's own asks the kernel
+ * how much is there (ioctl FIONREAD) before every read and reads 4096
+ * bytes at most, so a 16 KiB message took four turns of the loop, one
+ * ioctl and one readv each, and went out as four TLS records.  This one
+ * reads in chunks of WSG_READ_CHUNK (big chains would be split and copied
+ * at frame boundaries, and a blocked session would hold twice its data)
+ * until a short read, WSG_READ_MORE in all, or the far side's high-water
+ * mark, then runs the bufferevent's read callback as libevent's would.
+ * It is assigned to the bufferevent's own read event, so enabling,
+ * disabling and freeing the bufferevent work on it unchanged, and it
+ * keeps the bufferevent's conventions: the event's argument is the
+ * bufferevent (libevent finalizes it through that), a reference is held
+ * across the callbacks, the input's end stays frozen between reads, and
+ * end of file or an error disables reading and runs the event callback.
+ * The peer is the argument of the bufferevent's callbacks, in the relay
+ * and while lingering alike.
  */
 static void
-relay_read_more(struct wsg_peer *p)
+relay_plain_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct evbuffer		*in = bufferevent_get_input(p->p_bev);
+	struct bufferevent	*bev = arg;
+	struct wsg_peer		*p = NULL;
+	struct evbuffer		*in;
 	struct evbuffer_iovec	 v;
-	evutil_socket_t		 fd = bufferevent_getfd(p->p_bev);
 	ssize_t			 r;
-	size_t			 queued, total = 0;
+	size_t			 queued = 0, total = 0;
+	short			 ev = 0;
+	int			 err = 0;
 
-	if (fd == -1 || p->p_other->p_bev == NULL)
+	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&p);
+	if (p == NULL)
 		return;
-	queued = evbuffer_get_length(bufferevent_get_output(
-	    p->p_other->p_bev)) + evbuffer_get_length(in);
-	evbuffer_unfreeze(in, 0);
-	while (queued + total + WSG_READ_CHUNK <= WSG_HIGH_WATER &&
-	    total < WSG_READ_MORE) {
-		if (evbuffer_reserve_space(in, WSG_READ_CHUNK, &v, 1) != 1)
-			break;
-		if (v.iov_len > WSG_READ_CHUNK)
-			v.iov_len = WSG_READ_CHUNK;
-		r = read(fd, v.iov_base, v.iov_len);
-		if (r <= 0) {
-			evbuffer_commit_space(in, &v, 0);
-			break;
-		}
-		v.iov_len = (size_t)r;
-		evbuffer_commit_space(in, &v, 1);
-		total += (size_t)r;
-		if ((size_t)r < WSG_READ_CHUNK)
-			break;		/* drained, most likely */
+	bufferevent_incref(bev);
+	in = bufferevent_get_input(bev);
+	if (what & EV_TIMEOUT)
+		ev = BEV_EVENT_TIMEOUT;
+	else {
+		if (p->p_other->p_bev != NULL)
+			queued = evbuffer_get_length(bufferevent_get_output(
+			    p->p_other->p_bev));
+		queued += evbuffer_get_length(in);
+		evbuffer_unfreeze(in, 0);
+		do {
+			if (evbuffer_reserve_space(in, WSG_READ_CHUNK, &v, 1) !=
+			    1) {
+				err = ENOMEM;
+				ev = BEV_EVENT_ERROR;
+				break;
+			}
+			if (v.iov_len > WSG_READ_CHUNK)
+				v.iov_len = WSG_READ_CHUNK;
+			r = read(fd, v.iov_base, v.iov_len);
+			if (r <= 0) {
+				err = errno;
+				evbuffer_commit_space(in, &v, 0);
+				if (r == 0)
+					ev = BEV_EVENT_EOF;
+				else if (err != EAGAIN && err != EWOULDBLOCK &&
+				    err != EINTR)
+					ev = BEV_EVENT_ERROR;
+				break;
+			}
+			v.iov_len = (size_t)r;
+			evbuffer_commit_space(in, &v, 1);
+			total += (size_t)r;
+			if ((size_t)r < WSG_READ_CHUNK)
+				break;		/* drained, most likely */
+		} while (total < WSG_READ_MORE &&
+		    queued + total + WSG_READ_CHUNK <= WSG_HIGH_WATER);
+		evbuffer_freeze(in, 0);
+		if (total > 0)
+			bufferevent_trigger(bev, EV_READ, 0);
 	}
-	evbuffer_freeze(in, 0);
+	if (ev != 0) {
+		bufferevent_disable(bev, EV_READ);
+		errno = err;
+		bufferevent_trigger_event(bev, ev | BEV_EVENT_READING, 0);
+	}
+	bufferevent_decref(bev);
 }
 
 /* New bytes from either half of an open session. */
@@ -602,9 +650,7 @@ relay_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct wsg_peer	*p = arg;
 
-	if (!p->p_is_client && !p->p_paused &&
-	    evbuffer_get_length(bufferevent_get_input(bev)) >= 4096)
-		relay_read_more(p);
+	(void)bev;
 	relay_process(p);
 	relay_kick(p->p_other);
 	session_tls_kick(p);
