@@ -86,15 +86,36 @@ utf8_validate(uint32_t st, const uint8_t *p, size_t len)
 	return st;
 }
 
-/* Validate masked payload by unmasking small chunks onto the stack. */
+/*
+ * Validate masked payload.  Runs of ASCII are checked on the masked words
+ * themselves (a word is ASCII when its unmasked high bits are clear, and
+ * the mask lines up again every 8 bytes); the rest is unmasked in small
+ * chunks onto the stack and stepped through.
+ */
 uint32_t
 utf8_validate_masked(uint32_t st, const uint8_t *p, size_t len,
     const uint8_t mask[4], uint64_t off)
 {
-	uint8_t		buf[UTF8_MASKED_CHUNK];
-	size_t		n;
+	uint8_t		buf[UTF8_MASKED_CHUNK], m8[8];
+	uint64_t	m, w;
+	size_t		i, n, k;
 
 	while (len > 0 && st != WSG_UTF8_REJECT) {
+		if (st == WSG_UTF8_ACCEPT && len >= 8) {
+			for (k = 0; k < sizeof(m8); k++)
+				m8[k] = mask[(off + k) & 3];
+			memcpy(&m, m8, sizeof(m));
+			for (i = 0; len - i >= 8; i += 8) {
+				memcpy(&w, p + i, sizeof(w));
+				if ((w ^ m) & UTF8_ASCII_MASK)
+					break;
+			}
+			p += i;
+			len -= i;
+			off += i;
+			if (len == 0)
+				break;
+		}
 		n = len < sizeof(buf) ? len : sizeof(buf);
 		frame_unmask(buf, p, n, mask, off);
 		st = utf8_validate(st, buf, n);
