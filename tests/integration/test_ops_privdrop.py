@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from conftest import Gateway, run
+from conftest import Gateway, run, wait_for
 
 USER = "wsgate-test"
 
@@ -71,12 +71,15 @@ def test_privilege_drop_then_reload(factory, certs, client_ssl,
             f.touch(mode=0o640)
             os.chown(f, pw.pw_uid, pw.pw_gid)
         gw.start()
+        # The listeners are bound before the drop, so the port answers a
+        # moment before it happens: the log line says it is done.
+        wait_for(lambda: "running as %s" % USER in gw.error_text(),
+                 timeout=10, what="the privilege drop")
 
         st = ids(gw.pid)
         assert st["Uid"] == [pw.pw_uid] * 4, st
         assert st["Gid"] == [pw.pw_gid] * 4, st
         assert set(st["Groups"]) <= {pw.pw_gid}, st
-        assert "running as %s" % USER in gw.error_text()
 
         async def echo(path, text):
             async with gw.connect(path) as ws:
