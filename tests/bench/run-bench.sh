@@ -32,6 +32,10 @@ WSECHO=$BENCH_BIN/wsecho
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_PROXIES=${BENCH_PROXIES:-wsgate nginx haproxy}
+# wsgate's TLS 1.3 suites in its order (src/tls.c), given to nginx and
+# HAProxy too with the server's preference, so that every proxy negotiates
+# the same suite (TLS_AES_128_GCM_SHA256) with wsload.
+SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
 BENCH_CALLGRIND=${BENCH_CALLGRIND:-1}
 BENCH_OUT=${BENCH_OUT:-$here/results.json}
 PY=/usr/bin/python3
@@ -205,6 +209,8 @@ http {
         ssl_certificate $work/cert.pem;
         ssl_certificate_key $work/key.pem;
         ssl_protocols TLSv1.3;
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites $SUITES;
         location /echo {
             proxy_pass http://echo;
             proxy_http_version 1.1;
@@ -227,6 +233,7 @@ global
     nbthread 1
     maxconn $((idle_conns + 50))
     ssl-default-bind-options ssl-min-ver TLSv1.3
+    ssl-default-bind-ciphersuites $SUITES
 defaults
     mode http
     timeout connect 5s

@@ -12,6 +12,7 @@ self-signed (no chain of trust, no CRL or OCSP URI in it).  A direct
 
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -47,6 +48,7 @@ def tls_gw(factory, rsa_cert):
                                    "handshake_timeout": "5s"})
     ctx = ssl.create_default_context(cafile=rsa_cert["cert"])
     gw.ssl = ctx
+    gw.ssl_cafile = rsa_cert["cert"]
     echo_works(gw)
     return gw
 
@@ -73,6 +75,31 @@ def test_client_initiated_renegotiation_is_refused(tls_gw):
     assert "RENEGOTIATING" in out, out[-2000:]
     assert "no renegotiation" in out, \
         "renegotiation was not refused:\n" + out[-2000:]
+    assert gw.alive()
+    echo_works(gw)
+
+
+def test_tls13_prefers_aes128_and_still_takes_the_others(tls_gw):
+    """The server's order (AES-128-GCM first, as Mozilla's configurations
+    have it) wins over a client that lists AES-256 first, as OpenSSL's
+    default does; a client that offers only one of the other suites gets
+    it."""
+    gw = tls_gw
+    ctx = ssl.create_default_context(cafile=gw.ssl_cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with ctx.wrap_socket(socket.create_connection(
+            ("127.0.0.1", gw.port), timeout=5),
+            server_hostname="localhost") as s:
+        assert s.version() == "TLSv1.3"
+        assert s.cipher()[0] == "TLS_AES_128_GCM_SHA256", s.cipher()
+    for only in ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"):
+        p = subprocess.run(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % gw.port,
+             "-servername", "localhost", "-tls1_3", "-brief",
+             "-ciphersuites", only],
+            input=b"", capture_output=True, timeout=20)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        assert "Ciphersuite: %s" % only in out, out[-2000:]
     assert gw.alive()
     echo_works(gw)
 
