@@ -41,6 +41,11 @@
  */
 #define WSG_READ_CHUNK	(16 * 1024 - 256)
 /*
+ * After a small read, the next one starts with a chain that malloc serves
+ * from its per-thread cache (1 KiB with libevent's chain header).
+ */
+#define WSG_READ_SMALL	(1024 - 128)
+/*
  * Up to this much of a TLS side's output is made one piece before it is
  * written (relay_kick()): just under a full record, for the same reason.
  */
@@ -588,9 +593,9 @@ relay_plain_read_cb(evutil_socket_t fd, short what, void *arg)
 	struct evbuffer		*in;
 	struct evbuffer_iovec	 v;
 	ssize_t			 r;
-	size_t			 queued = 0, total = 0;
+	size_t			 queued = 0, total = 0, want;
 	short			 ev = 0;
-	int			 err = 0;
+	int			 err = 0, short_read;
 
 	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&p);
 	if (p == NULL)
@@ -605,15 +610,16 @@ relay_plain_read_cb(evutil_socket_t fd, short what, void *arg)
 			    p->p_other->p_bev));
 		queued += evbuffer_get_length(in);
 		evbuffer_unfreeze(in, 0);
+		want = p->p_last_read < WSG_READ_SMALL ? WSG_READ_SMALL :
+		    WSG_READ_CHUNK;
 		do {
-			if (evbuffer_reserve_space(in, WSG_READ_CHUNK, &v, 1) !=
-			    1) {
+			if (evbuffer_reserve_space(in, want, &v, 1) != 1) {
 				err = ENOMEM;
 				ev = BEV_EVENT_ERROR;
 				break;
 			}
-			if (v.iov_len > WSG_READ_CHUNK)
-				v.iov_len = WSG_READ_CHUNK;
+			if (v.iov_len > want)
+				v.iov_len = want;
 			r = read(fd, v.iov_base, v.iov_len);
 			if (r <= 0) {
 				err = errno;
@@ -625,14 +631,17 @@ relay_plain_read_cb(evutil_socket_t fd, short what, void *arg)
 					ev = BEV_EVENT_ERROR;
 				break;
 			}
+			short_read = (size_t)r < v.iov_len;
 			v.iov_len = (size_t)r;
 			evbuffer_commit_space(in, &v, 1);
 			total += (size_t)r;
-			if ((size_t)r < WSG_READ_CHUNK)
+			if (short_read)
 				break;		/* drained, most likely */
+			want = WSG_READ_CHUNK;
 		} while (total < WSG_READ_MORE &&
 		    queued + total + WSG_READ_CHUNK <= WSG_HIGH_WATER);
 		evbuffer_freeze(in, 0);
+		p->p_last_read = total;
 		if (total > 0)
 			bufferevent_trigger(bev, EV_READ, 0);
 	}

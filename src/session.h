@@ -64,6 +64,7 @@ struct wsg_peer {
 	struct wsg_bucket	 p_msg_bucket;	/* messages_per_connection */
 	struct wsg_bucket	 p_byte_bucket;	/* bytes_per_connection */
 	size_t			 p_discarded;	/* thrown away while lingering */
+	size_t			 p_last_read;	/* relay_plain_read_cb's last */
 };
 
 struct wsg_session {
