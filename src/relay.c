@@ -233,7 +233,7 @@ relay_violation(struct wsg_peer *p, enum wsg_frame_result r)
 
 /* Validate the UTF-8 of a whole buffered text frame's payload. */
 static enum wsg_frame_result
-relay_check_utf8(struct wsg_peer *p, struct evbuffer *in)
+relay_check_utf8(struct wsg_peer *p, struct evbuffer *in, size_t at)
 {
 	const struct wsg_frame	*f = &p->p_frame;
 	struct evbuffer_ptr	 pos;
@@ -242,7 +242,8 @@ relay_check_utf8(struct wsg_peer *p, struct evbuffer *in)
 	uint32_t		 st = p->p_msg.ms_utf8;
 	int			 i, nv;
 
-	if (evbuffer_ptr_set(in, &pos, f->f_hdr_len, EVBUFFER_PTR_SET) == -1)
+	if (evbuffer_ptr_set(in, &pos, at + f->f_hdr_len, EVBUFFER_PTR_SET) ==
+	    -1)
 		return (WSG_FRAME_PROTOCOL);
 	while (off < f->f_len) {
 		nv = evbuffer_peek(in, f->f_len - off, &pos, v, 8);
@@ -265,7 +266,7 @@ relay_check_utf8(struct wsg_peer *p, struct evbuffer *in)
 			off += n;
 		}
 		if (off < f->f_len && evbuffer_ptr_set(in, &pos,
-		    f->f_hdr_len + off, EVBUFFER_PTR_SET) == -1)
+		    at + f->f_hdr_len + off, EVBUFFER_PTR_SET) == -1)
 			return (WSG_FRAME_PROTOCOL);
 	}
 	p->p_msg.ms_utf8 = st;
@@ -338,7 +339,7 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	int			 m;
 
 	if (pol->pol_validate_utf8)
-		r = relay_check_utf8(p, in);
+		r = relay_check_utf8(p, in, 0);
 	if (r == WSG_FRAME_OK)
 		r = frame_msg_end(f, &p->p_msg, pol->pol_validate_utf8);
 	if (r != WSG_FRAME_OK) {
@@ -402,7 +403,26 @@ relay_frame_done(struct wsg_peer *p)
 	(void)frame_msg_end(&p->p_frame, &p->p_msg, 0);
 }
 
-/* Parse, check and move what is buffered from one half. */
+/* Move n checked bytes from the front of in to out. */
+static void
+relay_flush(struct evbuffer *in, struct evbuffer *out, size_t *pend)
+{
+	if (*pend > 0) {
+		evbuffer_remove_buffer(in, out, *pend);
+		*pend = 0;
+	}
+}
+
+/*
+ * Parse, check and move what is buffered from one half.  Whole frames
+ * that need nothing but the checks are moved together, once a run of them
+ * ends (pend bytes at the front of in): one evbuffer_remove_buffer() hands
+ * over the whole chains between them instead of copying each frame's tail
+ * into a small chain of its own, and a TLS side then writes fewer, fuller
+ * records.  Anything that acts on the session or needs the frame at the
+ * front of in moves the run first, so the order on the wire and what the
+ * far side got before a close are as before.
+ */
 static void
 relay_move(struct wsg_peer *p)
 {
@@ -410,10 +430,11 @@ relay_move(struct wsg_peer *p)
 	struct wsg_peer		*o = p->p_other;
 	const struct wsg_policy	*pol = s->s_route->rt_policy;
 	struct evbuffer		*in, *out;
+	struct evbuffer_ptr	 pos;
 	struct wsg_frame	*f = &p->p_frame;
 	enum wsg_frame_result	 r;
 	uint8_t			 hdr[WSG_FRAME_MAX_HEADER];
-	size_t			 avail, n;
+	size_t			 avail, n, pend = 0;
 	uint64_t		 total;
 
 	if (s->s_state != WSG_S_OPEN || p->p_bev == NULL || o->p_bev == NULL)
@@ -421,18 +442,21 @@ relay_move(struct wsg_peer *p)
 	in = bufferevent_get_input(p->p_bev);
 	out = bufferevent_get_output(o->p_bev);
 	while (s->s_state == WSG_S_OPEN) {
-		if ((avail = evbuffer_get_length(in)) == 0)
-			return;
+		if ((avail = evbuffer_get_length(in) - pend) == 0)
+			break;
 		if (p->p_close_rcvd) {
 			/* Nothing may follow a close frame. */
+			relay_flush(in, out, &pend);
 			evbuffer_drain(in, avail);
 			return;
 		}
-		if (evbuffer_get_length(out) >= WSG_HIGH_WATER) {
+		if (evbuffer_get_length(out) + pend >= WSG_HIGH_WATER) {
+			relay_flush(in, out, &pend);
 			relay_pause(p);
 			return;
 		}
 		if (p->p_fwd_left > 0) {
+			relay_flush(in, out, &pend);
 			n = avail < p->p_fwd_left ? avail : p->p_fwd_left;
 			evbuffer_remove_buffer(in, out, n);
 			p->p_bytes += n;
@@ -442,36 +466,46 @@ relay_move(struct wsg_peer *p)
 			continue;
 		}
 		if (!p->p_have_frame) {
-			n = evbuffer_copyout(in, hdr, avail < sizeof(hdr) ?
-			    avail : sizeof(hdr));
+			n = avail < sizeof(hdr) ? avail : sizeof(hdr);
+			if (pend == 0)
+				n = evbuffer_copyout(in, hdr, n);
+			else if (evbuffer_ptr_set(in, &pos, pend,
+			    EVBUFFER_PTR_SET) == -1 ||
+			    evbuffer_copyout_from(in, &pos, hdr, n) == -1)
+				n = 0;
 			r = frame_parse_header(hdr, n, f);
 			if (r == WSG_FRAME_INCOMPLETE)
-				return;
+				break;
 			if (r == WSG_FRAME_OK)
 				r = frame_check_header(f, &p->p_limits,
 				    &p->p_msg);
 			if (r != WSG_FRAME_OK) {
+				relay_flush(in, out, &pend);
 				relay_violation(p, r);
 				return;
 			}
 			p->p_have_frame = 1;
 			p->p_frames++;
 			s->s_last_active = session_now_ms(s);
-			if (p->p_is_client && pol->pol_rate != NULL &&
-			    relay_rate(p) == -1)
-				return;
+			if (p->p_is_client && pol->pol_rate != NULL) {
+				relay_flush(in, out, &pend);
+				if (relay_rate(p) == -1)
+					return;
+			}
 		}
 		total = f->f_hdr_len + f->f_len;
 		if (f->f_opcode >= WSG_OP_CLOSE) {
 			if (avail < total)
-				return;
+				break;
+			relay_flush(in, out, &pend);
 			relay_control(p, in, out);
 			continue;
 		}
 		if (p->p_is_client && pol->pol_ndeny_regex > 0 &&
 		    p->p_msg.ms_opcode == WSG_OP_TEXT) {
 			if (avail < total)
-				return;
+				break;
+			relay_flush(in, out, &pend);
 			if (relay_hold_text(p, in, out) == -1)
 				return;
 			continue;
@@ -479,15 +513,16 @@ relay_move(struct wsg_peer *p)
 		if (pol->pol_validate_utf8 && p->p_msg.ms_opcode ==
 		    WSG_OP_TEXT) {
 			if (avail < total)
-				return;		/* the read watermark allows it */
-			r = relay_check_utf8(p, in);
+				break;		/* the read watermark allows it */
+			r = relay_check_utf8(p, in, pend);
 			if (r == WSG_FRAME_OK)
 				r = frame_msg_end(f, &p->p_msg, 1);
 			if (r != WSG_FRAME_OK) {
+				relay_flush(in, out, &pend);
 				relay_violation(p, r);
 				return;
 			}
-			evbuffer_remove_buffer(in, out, total);
+			pend += total;
 			p->p_bytes += total;
 			p->p_have_frame = 0;
 			continue;
@@ -501,18 +536,21 @@ relay_move(struct wsg_peer *p)
 		 */
 		if (total <= WSG_STREAM_MIN) {
 			if (avail < total)
-				return;
-			evbuffer_remove_buffer(in, out, total);
+				break;
+			pend += total;
 			p->p_bytes += total;
 			relay_frame_done(p);
 			continue;
 		}
+		relay_flush(in, out, &pend);
 		evbuffer_remove_buffer(in, out, f->f_hdr_len);
 		p->p_bytes += f->f_hdr_len;
 		p->p_fwd_left = f->f_len;
 		if (f->f_len == 0)
 			relay_frame_done(p);
 	}
+	/* The session is still open here, or pend is 0. */
+	relay_flush(in, out, &pend);
 }
 
 void

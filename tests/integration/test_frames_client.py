@@ -121,6 +121,16 @@ def test_invalid_utf8_text(gw, up):
     violation(gw, up, enc(T, b"\xc3\x28" + MARK), 1007, "invalid_utf8")
 
 
+def test_frames_before_a_violation_reach_the_backend(gw, up):
+    """Whole frames that arrive in the same read as a bad one are relayed
+    first, in order and intact; the bad one never is."""
+    good = [b"one", b"two" * 100, "thr\u00e9e".encode(), b"", b"5" * 125]
+    data = b"".join(enc(T, g) for g in good) + enc(T, b"\xc3\x28" + MARK)
+    uc = violation(gw, up, data, 1007, "invalid_utf8")
+    got = [f.payload for f in uc.frames if f.opcode == T]
+    assert got == good, uc.frames
+
+
 def test_invalid_utf8_split_across_fragments(gw, up):
     # a valid start of a 3-byte sequence, then a bad continuation byte
     data = enc(T, b"ok\xe2\x82", fin=False) + enc(CONT, b"\x28" + MARK)
