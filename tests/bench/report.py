@@ -2,6 +2,10 @@
 
 usage: report.py RESULTS_DIR OUT_JSON SECONDS IDLE_CONNS
 
+Workload files named NAME.rN.json are round N of that workload; each
+figure is the median over the rounds, and the "rounds" column gives the
+range of wsgate / the better peer over them.
+
 The table gives each figure for every proxy that ran, the ratios
 wsgate/nginx and wsgate/HAProxy, and, for the figures issue 6 sets a target
 on, the ratio to the better peer and whether the target is met.  It
@@ -92,64 +96,104 @@ def callgrind_top(path, n=20):
     return out[:n]
 
 
+def figures(r):
+    """The figures of one round: r maps a workload to its JSON line."""
+    f = {}
+    for k in range(1, 5):
+        x = r.get("small_k%d" % k)
+        if x:
+            f["small_k%d_rt_s" % k] = x["msgs_per_s"]
+            f["small_k%d_rt_cpu_s" % k] = x["msgs_per_cpu_s"]
+            f["small_k%d_cpu_util" % k] = \
+                x["proxy_cpu_s"] / x["seconds"] if x["seconds"] else 0
+    vals = [f.get("small_k%d_rt_cpu_s" % k) for k in range(1, 5)]
+    vals = [v for v in vals if v]
+    if vals:
+        f["small_best_rt_cpu_s"] = max(vals)
+    vals = [f.get("small_k%d_rt_s" % k) for k in range(1, 5)]
+    vals = [v for v in vals if v]
+    if vals:
+        f["small_best_rt_s"] = max(vals)
+    x = r.get("large")
+    if x:
+        f["large_mb_s"] = x["mb_per_s"]
+        f["large_mb_cpu_s"] = (x["mb_per_s"] * x["seconds"] /
+                               x["proxy_cpu_s"]) if x["proxy_cpu_s"] \
+            else 0
+        f["large_cpu_util"] = x["proxy_cpu_s"] / x["seconds"]
+    x = r.get("latency")
+    if x:
+        f["latency_p50_us"] = x["p50_us"]
+        f["latency_p90_us"] = x["p90_us"]
+        f["latency_p99_us"] = x["p99_us"]
+    for key, name in (("handshake", "hs"), ("handshake_tickets",
+                                             "hs_tickets")):
+        x = r.get(key)
+        if x:
+            f[name + "_s"] = x["msgs_per_s"]
+            f[name + "_cpu_util"] = x["proxy_cpu_s"] / x["seconds"]
+            f[name + "_per_cpu_s"] = x["msgs_per_cpu_s"]
+            f[name + "_resumed"] = x["resumed"]
+    x = r.get("idle_rss")
+    y = r.get("idle")
+    if x and y and not y.get("setup_failed"):
+        n = x["connections"]
+        f["idle_conns"] = n
+        f["idle_kb_per_conn"] = (x["rss_after_kb"] -
+                                 x["rss_before_kb"]) / n
+    return f
+
+
+def median(vals):
+    v = sorted(vals)
+    n = len(v)
+    if n == 0:
+        return None
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
+
+
 def main():
     res, out_path, seconds, idle_conns = sys.argv[1:5]
     ran = [p for p in PROXIES if os.path.isdir(os.path.join(res, p))]
     raw = {}
     fig = {p: {} for p in ran}
+    # Workloads run in rounds (NAME.rN.json), each round every proxy in
+    # turn, so that a change in the machine's load hits all of them; a
+    # figure is the median of its rounds.  Files without a round (idle
+    # memory) count in every round.
+    per_round = {p: {} for p in ran}
     for p in ran:
         d = os.path.join(res, p)
         raw[p] = {}
         for name in sorted(os.listdir(d)):
             if name.endswith(".json"):
                 raw[p][name[:-5]] = load(os.path.join(d, name))
-        r = raw[p]
-        f = fig[p]
-        for k in range(1, 5):
-            x = r.get("small_k%d" % k)
-            if x:
-                f["small_k%d_rt_s" % k] = x["msgs_per_s"]
-                f["small_k%d_rt_cpu_s" % k] = x["msgs_per_cpu_s"]
-                f["small_k%d_cpu_util" % k] = \
-                    x["proxy_cpu_s"] / x["seconds"] if x["seconds"] else 0
-        vals = [f.get("small_k%d_rt_cpu_s" % k) for k in range(1, 5)]
-        vals = [v for v in vals if v]
-        if vals:
-            f["small_best_rt_cpu_s"] = max(vals)
-        vals = [f.get("small_k%d_rt_s" % k) for k in range(1, 5)]
-        vals = [v for v in vals if v]
-        if vals:
-            f["small_best_rt_s"] = max(vals)
-        x = r.get("large")
-        if x:
-            f["large_mb_s"] = x["mb_per_s"]
-            f["large_mb_cpu_s"] = (x["mb_per_s"] * x["seconds"] /
-                                   x["proxy_cpu_s"]) if x["proxy_cpu_s"] \
-                else 0
-            f["large_cpu_util"] = x["proxy_cpu_s"] / x["seconds"]
-        x = r.get("latency")
-        if x:
-            f["latency_p50_us"] = x["p50_us"]
-            f["latency_p90_us"] = x["p90_us"]
-            f["latency_p99_us"] = x["p99_us"]
-        for key, name in (("handshake", "hs"), ("handshake_tickets",
-                                                 "hs_tickets")):
-            x = r.get(key)
-            if x:
-                f[name + "_s"] = x["msgs_per_s"]
-                f[name + "_cpu_util"] = x["proxy_cpu_s"] / x["seconds"]
-                f[name + "_per_cpu_s"] = x["msgs_per_cpu_s"]
-                f[name + "_resumed"] = x["resumed"]
-        x = r.get("idle_rss")
-        y = r.get("idle")
-        if x and y and not y.get("setup_failed"):
-            n = x["connections"]
-            f["idle_conns"] = n
-            f["idle_kb_per_conn"] = (x["rss_after_kb"] -
-                                     x["rss_before_kb"]) / n
-        errors = sum((v or {}).get("errors", 0) for k, v in r.items()
-                     if k not in ("idle_rss",))
-        f["errors"] = errors
+        base = {}
+        rounds = {}
+        for name, x in raw[p].items():
+            m = re.match(r"^(.*)\.r(\d+)$", name)
+            if m:
+                rounds.setdefault(int(m.group(2)), {})[m.group(1)] = x
+            else:
+                base[name] = x
+        if not rounds:
+            rounds = {1: {}}
+        for n, r in sorted(rounds.items()):
+            merged = dict(base)
+            merged.update(r)
+            per_round[p][n] = figures(merged)
+        keys = set()
+        for f in per_round[p].values():
+            keys.update(f)
+        for key in keys:
+            vals = [f[key] for f in per_round[p].values()
+                    if f.get(key) is not None]
+            if vals:
+                fig[p][key] = median(vals)
+        fig[p]["errors"] = sum((v or {}).get("errors", 0)
+                               for k, v in raw[p].items()
+                               if not k.startswith("idle_rss"))
+    nrounds = max([len(per_round[p]) for p in ran] or [0])
 
     speed = load(os.path.join(res, "speed.json")) or {}
     cg = {}
@@ -211,7 +255,22 @@ def main():
         return "-" if v is None else fmt % v
 
     headers = ["figure"] + ran + ["ws/" + p for p in PEERS if p in ran] + \
-        ["ws/best", "target", "met"]
+        ["ws/best", "rounds", "target", "met"]
+
+    def round_range(key, better):
+        """min-max over the rounds of wsgate / the better peer."""
+        out = []
+        for n, w in per_round.get("wsgate", {}).items():
+            wv = w.get(key)
+            vals = [per_round[p][n].get(key) for p in PEERS if p in ran and
+                    n in per_round[p] and per_round[p][n].get(key)]
+            if wv is None or not vals:
+                continue
+            b = max(vals) if better == "high" else min(vals)
+            out.append(wv / b)
+        if len(out) < 2:
+            return None
+        return (min(out), max(out))
     table = []
     summary = {}
     for key, label, fmt, better, target in rows:
@@ -239,6 +298,10 @@ def main():
         else:
             rb = None
             line.append("-")
+        # Idle memory is measured once, on a fresh process.
+        rr = round_range(key, better) if better and \
+            not key.startswith("idle_") else None
+        line.append("%.2f-%.2f" % rr if rr else "")
         met = None
         if target is not None and rb is not None:
             met = rb >= target if better == "high" else rb <= target
@@ -251,6 +314,7 @@ def main():
         summary[key] = {"label": label, "values": {p: fig[p].get(key)
                                                     for p in ran},
                         "ratios": ratios, "ratio_to_best_peer": rb,
+                        "ratio_to_best_peer_rounds": rr,
                         "target": target, "met": met}
 
     # The handshake target is against the signing rate, not a peer.  Both
@@ -269,7 +333,7 @@ def main():
                      [cell(p, key, "%.0f") + "/%.0f" % sign
                       for p in ran] +
                      ["" for p in PEERS if p in ran] +
-                     ["%.2f" % r, ">=0.85", "yes" if r >= 0.85 else "NO"])
+                     ["%.2f" % r, "", ">=0.85", "yes" if r >= 0.85 else "NO"])
         summary[skey] = {"ratio": r, "sign_per_s": sign,
                          "target": 0.85, "met": r >= 0.85}
 
@@ -281,8 +345,9 @@ def main():
                                str(c).rjust(widths[i])
                                for i, c in enumerate(row)).rstrip())
     m = machine()
-    print("wsgate benchmark: %s, nproc %s, %s, kernel %s; %s s per workload"
-          % (m["date"], m["nproc"], m["cpu"], m["kernel"], seconds))
+    print("wsgate benchmark: %s, nproc %s, %s, kernel %s; %s s per workload,"
+          " median of %d round(s); rounds: the range of ws/best over them"
+          % (m["date"], m["nproc"], m["cpu"], m["kernel"], seconds, nrounds))
     print("\n".join(lines))
     if sign:
         print("openssl speed rsa2048 (one core): %.1f sign/s" % sign)
@@ -297,6 +362,7 @@ def main():
         "machine": m,
         "seconds": float(seconds),
         "idle_connections": int(idle_conns),
+        "rounds": per_round,
         "figures": fig,
         "summary": summary,
         "openssl_speed": speed,

@@ -13,8 +13,9 @@
 #
 # Environment: WSGATE (the daemon, default <repo>/wsgate), BENCH_BIN (where
 # wsload and wsecho are, default tests/bench next to WSGATE's folder),
-# BENCH_SECONDS (measured seconds per workload, default 10), BENCH_WARMUP
-# (default 2), BENCH_PROXIES (default "wsgate nginx haproxy"),
+# BENCH_SECONDS (measured seconds per workload and round, default 5),
+# BENCH_ROUNDS (default 3), BENCH_WARMUP (default 2), BENCH_PROXIES
+# (default "wsgate nginx haproxy"),
 # BENCH_IDLE_CONNS (default: min(10000, what the file limit allows)),
 # BENCH_CALLGRIND (0 skips the valgrind run), BENCH_OUT (results.json path),
 # BENCH_KEEP=1 keeps the work folder.
@@ -29,7 +30,8 @@ WSGATE=${WSGATE:-$top/wsgate}
 BENCH_BIN=${BENCH_BIN:-$(cd "$(dirname "$WSGATE")" && pwd)/tests/bench}
 WSLOAD=$BENCH_BIN/wsload
 WSECHO=$BENCH_BIN/wsecho
-BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_SECONDS=${BENCH_SECONDS:-5}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_PROXIES=${BENCH_PROXIES:-wsgate nginx haproxy}
 # wsgate's TLS 1.3 suites in its order (src/tls.c), given to nginx and
@@ -395,28 +397,45 @@ W=$BENCH_WARMUP
 res=$work/results
 mkdir -p "$res"
 
+# Every proxy runs at once, each on its own port and pinned to the proxy
+# core (an idle one costs nothing), and each round runs every workload
+# against each proxy in turn: a change in the machine's load during the
+# run then reaches all of them, and report.py takes the median per figure.
+declare -A main_of pid_of url_of
 for name in $BENCH_PROXIES; do
-	log "== $name"
-	d=$res/$name
-	mkdir -p "$d"
+	mkdir -p "$res/$name"
 	port=$(free_port)
 	start_proxy "$name" "$port" || exit 1
-	url=wss://127.0.0.1:$port/echo
-	for k in 1 2 3 4; do
-		load "$d/small_k$k.json" -m echo -c 64 -s 32 -k "$k" -t \
-		    -d "$S" -w "$W" -p "$proxy_pid" "$url"
+	main_of[$name]=$proxy_main
+	pid_of[$name]=$proxy_pid
+	url_of[$name]=wss://127.0.0.1:$port/echo
+done
+for r in $(seq "$BENCH_ROUNDS"); do
+	log "== round $r of $BENCH_ROUNDS"
+	for w in small_k1 small_k2 small_k3 small_k4 large latency \
+	    handshake handshake_tickets; do
+		case $w in
+		small_k*) args="-m echo -c 64 -s 32 -k ${w#small_k} -t -w $W" ;;
+		large) args="-m echo -c 16 -s 16384 -k 4 -t -w $W" ;;
+		latency) args="-m echo -c 1 -s 32 -k 1 -t -w $W" ;;
+		handshake) args="-m handshake -c 16 -w 1" ;;
+		handshake_tickets) args="-m handshake -c 16 -T -w 1" ;;
+		esac
+		for name in $BENCH_PROXIES; do
+			log " $name"
+			load "$res/$name/$w.r$r.json" $args -d "$S" \
+			    -p "${pid_of[$name]}" "${url_of[$name]}"
+		done
 	done
-	load "$d/large.json" -m echo -c 16 -s 16384 -k 4 -t -d "$S" -w "$W" \
-	    -p "$proxy_pid" "$url"
-	load "$d/latency.json" -m echo -c 1 -s 32 -k 1 -t -d "$S" -w "$W" \
-	    -p "$proxy_pid" "$url"
-	load "$d/handshake.json" -m handshake -c 16 -d "$S" -w 1 \
-	    -p "$proxy_pid" "$url"
-	load "$d/handshake_tickets.json" -m handshake -c 16 -T -d "$S" -w 1 \
-	    -p "$proxy_pid" "$url"
-	stop_pid "$proxy_main"
+done
+for name in $BENCH_PROXIES; do
+	stop_pid "${main_of[$name]}"
+done
 
-	# Idle connections on a fresh process, after a short warm-up.
+# Idle connections on a fresh process, after a short warm-up.
+for name in $BENCH_PROXIES; do
+	log "== $name: idle connections"
+	d=$res/$name
 	port=$(free_port)
 	start_proxy "$name" "$port" || exit 1
 	url=wss://127.0.0.1:$port/echo

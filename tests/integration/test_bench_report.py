@@ -1,0 +1,77 @@
+"""tests/bench/report.py: figures are the median of their rounds.
+
+run-bench.sh runs every workload in rounds, each proxy in turn, and names
+the files NAME.rN.json; report.py must take the median per figure, give
+the range of wsgate / the better peer over the rounds, and count idle
+memory (measured once) in every round.  Synthetic load lines, no network.
+"""
+
+import json
+import subprocess
+
+from conftest import REPO
+
+REPORT = REPO / "tests" / "bench" / "report.py"
+
+
+def line(msgs_per_s, cpu_s=1.0, mb_per_s=0.0, p99=100, errors=0):
+    return {"mode": "echo", "seconds": 1.0, "messages": int(msgs_per_s),
+            "msgs_per_s": msgs_per_s, "msgs_per_cpu_s": msgs_per_s / cpu_s,
+            "mb_per_s": mb_per_s, "proxy_cpu_s": cpu_s, "p50_us": p99 / 2,
+            "p90_us": p99, "p99_us": p99, "resumed": 0, "errors": errors,
+            "setup_failed": False}
+
+
+def write(d, name, obj):
+    d.mkdir(parents=True, exist_ok=True)
+    (d / (name + ".json")).write_text(json.dumps(obj) + "\n")
+
+
+def test_median_of_rounds_and_range(tmp_path):
+    res = tmp_path / "results"
+    # Large MB/s per round: wsgate 100, 300, 200; HAProxy 150, 150, 400;
+    # nginx 50 throughout.  Medians 200 and 150; per-round ratios to the
+    # better peer 0.667, 2.0, 0.5.
+    for r, (w, h) in enumerate(((100, 150), (300, 150), (200, 400)), 1):
+        write(res / "wsgate", "large.r%d" % r, line(w, mb_per_s=w))
+        write(res / "haproxy", "large.r%d" % r, line(h, mb_per_s=h))
+        write(res / "nginx", "large.r%d" % r, line(50, mb_per_s=50))
+    write(res / "wsgate", "latency.r1", line(1, p99=90, errors=2))
+    for p, kb in (("wsgate", 10000), ("haproxy", 20000), ("nginx", 40000)):
+        write(res / p, "idle_rss", {"connections": 1000,
+                                    "rss_before_kb": 0,
+                                    "rss_after_kb": kb})
+        write(res / p, "idle", line(0))
+    out = tmp_path / "out.json"
+    p = subprocess.run(["/usr/bin/python3", str(REPORT), str(res), str(out),
+                        "1", "1000"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(out.read_text())
+    s = doc["summary"]["large_mb_s"]
+    assert s["values"] == {"wsgate": 200, "nginx": 50, "haproxy": 150}
+    assert abs(s["ratio_to_best_peer"] - 200 / 150) < 1e-9
+    lo, hi = s["ratio_to_best_peer_rounds"]
+    assert abs(lo - 0.5) < 1e-9 and abs(hi - 2.0) < 1e-9
+    row = [r for r in doc["table"] if r[0].startswith("16x16KiB")][0]
+    assert "0.50-2.00" in row
+    # Idle memory: one measurement, in every round, no range.
+    i = doc["summary"]["idle_kb_per_conn"]
+    assert i["values"] == {"wsgate": 10.0, "nginx": 40.0, "haproxy": 20.0}
+    assert i["ratio_to_best_peer_rounds"] is None
+    assert doc["figures"]["wsgate"]["errors"] == 2
+    assert len(doc["rounds"]["wsgate"]) == 3
+
+
+def test_files_without_rounds_still_read(tmp_path):
+    res = tmp_path / "results"
+    write(res / "wsgate", "large", line(120, mb_per_s=120))
+    write(res / "haproxy", "large", line(100, mb_per_s=100))
+    out = tmp_path / "out.json"
+    p = subprocess.run(["/usr/bin/python3", str(REPORT), str(res), str(out),
+                        "1", "0"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(out.read_text())
+    assert abs(doc["summary"]["large_mb_s"]["ratio_to_best_peer"] - 1.2) \
+        < 1e-9
