@@ -3,8 +3,10 @@
 usage: report.py RESULTS_DIR OUT_JSON SECONDS IDLE_CONNS
 
 Workload files named NAME.rN.json are round N of that workload; each
-figure is the median over the rounds, and the "rounds" column gives the
-range of wsgate / the better peer over them.
+figure is the median over the rounds, each ratio the median of the
+rounds' own ratios (wsgate and its peers ran within a minute of each
+other in a round), and the "rounds" column gives the range of wsgate /
+the better peer over them.
 
 The table gives each figure for every proxy that ran, the ratios
 wsgate/nginx and wsgate/HAProxy, and, for the figures issue 6 sets a target
@@ -257,50 +259,55 @@ def main():
     headers = ["figure"] + ran + ["ws/" + p for p in PEERS if p in ran] + \
         ["ws/best", "rounds", "target", "met"]
 
-    def round_range(key, better):
-        """min-max over the rounds of wsgate / the better peer."""
+    def paired(key, peers, better):
+        """wsgate / the better of peers in each round, both measured
+        within a minute of each other: one ratio per round."""
         out = []
-        for n, w in per_round.get("wsgate", {}).items():
+        for n, w in sorted(per_round.get("wsgate", {}).items()):
             wv = w.get(key)
-            vals = [per_round[p][n].get(key) for p in PEERS if p in ran and
+            vals = [per_round[p][n].get(key) for p in peers if p in ran and
                     n in per_round[p] and per_round[p][n].get(key)]
             if wv is None or not vals:
                 continue
-            b = max(vals) if better == "high" else min(vals)
-            out.append(wv / b)
-        if len(out) < 2:
-            return None
-        return (min(out), max(out))
+            out.append(wv / (min(vals) if better == "low" else max(vals)))
+        return out
+
     table = []
     summary = {}
     for key, label, fmt, better, target in rows:
         line = [label] + [cell(p, key, fmt) for p in ran]
         w = fig.get("wsgate", {}).get(key)
+        # Ratios are the median of the rounds' own ratios, so that a
+        # stretch of slow machine that hits one round hits both sides of
+        # its ratio; idle memory is measured once, on a fresh process.
+        once = key.startswith("idle_") or key == "errors"
         ratios = {}
         for p in PEERS:
             if p not in ran:
                 continue
+            pr = [] if once else paired(key, [p], better or "high")
             v = fig[p].get(key)
-            if w is not None and v and key != "errors":
+            if pr:
+                ratios[p] = median(pr)
+            elif w is not None and v and key != "errors":
                 ratios[p] = w / v
+            if p in ratios:
                 line.append("%.2f" % ratios[p])
             else:
                 line.append("-")
-        best = None
+        rb = None
+        rr = None
         if better and w is not None:
+            pr = [] if once else paired(key, PEERS, better)
             vals = [fig[p].get(key) for p in PEERS if p in ran and
                     fig[p].get(key)]
-            if vals:
-                best = (max(vals) if better == "high" else min(vals))
-        if best:
-            rb = w / best
-            line.append("%.2f" % rb)
-        else:
-            rb = None
-            line.append("-")
-        # Idle memory is measured once, on a fresh process.
-        rr = round_range(key, better) if better and \
-            not key.startswith("idle_") else None
+            if pr:
+                rb = median(pr)
+                if len(pr) >= 2:
+                    rr = (min(pr), max(pr))
+            elif vals:
+                rb = w / (max(vals) if better == "high" else min(vals))
+        line.append("%.2f" % rb if rb is not None else "-")
         line.append("%.2f-%.2f" % rr if rr else "")
         met = None
         if target is not None and rb is not None:

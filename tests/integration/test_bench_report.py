@@ -1,9 +1,11 @@
 """tests/bench/report.py: figures are the median of their rounds.
 
 run-bench.sh runs every workload in rounds, each proxy in turn, and names
-the files NAME.rN.json; report.py must take the median per figure, give
-the range of wsgate / the better peer over the rounds, and count idle
-memory (measured once) in every round.  Synthetic load lines, no network.
+the files NAME.rN.json; report.py must take the median per figure, take
+each ratio as the median of the rounds' own ratios (not the ratio of the
+medians), give the range of wsgate / the better peer over the rounds, and
+count idle memory (measured once) in every round.  Synthetic load lines,
+no network.
 """
 
 import json
@@ -30,8 +32,9 @@ def write(d, name, obj):
 def test_median_of_rounds_and_range(tmp_path):
     res = tmp_path / "results"
     # Large MB/s per round: wsgate 100, 300, 200; HAProxy 150, 150, 400;
-    # nginx 50 throughout.  Medians 200 and 150; per-round ratios to the
-    # better peer 0.667, 2.0, 0.5.
+    # nginx 50 throughout.  Medians 200 and 150 (whose ratio, 1.33, is not
+    # what any round saw); per-round ratios to the better peer 0.667, 2.0,
+    # 0.5, median 0.667.
     for r, (w, h) in enumerate(((100, 150), (300, 150), (200, 400)), 1):
         write(res / "wsgate", "large.r%d" % r, line(w, mb_per_s=w))
         write(res / "haproxy", "large.r%d" % r, line(h, mb_per_s=h))
@@ -50,7 +53,10 @@ def test_median_of_rounds_and_range(tmp_path):
     doc = json.loads(out.read_text())
     s = doc["summary"]["large_mb_s"]
     assert s["values"] == {"wsgate": 200, "nginx": 50, "haproxy": 150}
-    assert abs(s["ratio_to_best_peer"] - 200 / 150) < 1e-9
+    assert abs(s["ratio_to_best_peer"] - 100 / 150) < 1e-9
+    assert abs(s["ratios"]["haproxy"] - 100 / 150) < 1e-9
+    assert abs(s["ratios"]["nginx"] - 200 / 50) < 1e-9
+    assert s["met"] is False
     lo, hi = s["ratio_to_best_peer_rounds"]
     assert abs(lo - 0.5) < 1e-9 and abs(hi - 2.0) < 1e-9
     row = [r for r in doc["table"] if r[0].startswith("16x16KiB")][0]
@@ -59,6 +65,7 @@ def test_median_of_rounds_and_range(tmp_path):
     i = doc["summary"]["idle_kb_per_conn"]
     assert i["values"] == {"wsgate": 10.0, "nginx": 40.0, "haproxy": 20.0}
     assert i["ratio_to_best_peer_rounds"] is None
+    assert abs(i["ratio_to_best_peer"] - 0.5) < 1e-9
     assert doc["figures"]["wsgate"]["errors"] == 2
     assert len(doc["rounds"]["wsgate"]) == 3
 
