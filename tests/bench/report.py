@@ -108,6 +108,8 @@ def figures(r):
             f["small_k%d_rt_cpu_s" % k] = x["msgs_per_cpu_s"]
             f["small_k%d_cpu_util" % k] = \
                 x["proxy_cpu_s"] / x["seconds"] if x["seconds"] else 0
+            if x.get("load_core_busy") is not None:
+                f["small_k%d_load_core" % k] = x["load_core_busy"]
     vals = [f.get("small_k%d_rt_cpu_s" % k) for k in range(1, 5)]
     vals = [v for v in vals if v]
     if vals:
@@ -123,6 +125,8 @@ def figures(r):
                                x["proxy_cpu_s"]) if x["proxy_cpu_s"] \
             else 0
         f["large_cpu_util"] = x["proxy_cpu_s"] / x["seconds"]
+        if x.get("load_core_busy") is not None:
+            f["large_load_core"] = x["load_core_busy"]
     x = r.get("latency")
     if x:
         f["latency_p50_us"] = x["p50_us"]
@@ -230,12 +234,15 @@ def main():
          "high", None),
         ("small_k4_cpu_util", "64x32B k=4: proxy CPU use", "%.2f",
          None, None),
+        ("small_k4_load_core", "64x32B k=4: load core busy", "%.2f",
+         None, None),
         ("small_best_rt_cpu_s", "small: best rt per proxy CPU-s", "%.0f",
          "high", 1.25),
         ("large_mb_s", "16x16KiB echo k=4: MB/s", "%.1f", "high", 1.25),
         ("large_mb_cpu_s", "16KiB: MB per proxy CPU-s", "%.1f", "high",
          None),
         ("large_cpu_util", "16KiB: proxy CPU use", "%.2f", None, None),
+        ("large_load_core", "16KiB: load core busy", "%.2f", None, None),
         ("latency_p50_us", "1 conn 32B: p50 us", "%.0f", "low", None),
         ("latency_p99_us", "1 conn 32B: p99 us", "%.0f", "low", 0.8),
         ("idle_kb_per_conn", "idle TLS conn: RSS KiB/conn", "%.1f", "low",

@@ -296,13 +296,34 @@ start_proxy() {
 
 # load OUTFILE ARGS...: one wsload run pinned to the load core; its JSON
 # line goes to OUTFILE and to stderr.
+# On two cores or more the line gets "load_core_busy": the share of the
+# load core (wsload and wsecho) that was busy while wsload ran (set-up and
+# warm-up included), from /proc/stat,
+# to show when the load generator rather than the proxy set the rate.
 load() {
-	local out=$1
+	local out=$1 c0 c1 busy
 	shift
+	c0=$(cpu_ticks 1)
 	$PIN_LOAD "$WSLOAD" "$@" >"$out" 2>"$out.err"
 	local rc=$?
+	c1=$(cpu_ticks 1)
+	if [ -n "$PIN_LOAD" ] && [ -n "$c0" ] && [ -n "$c1" ] &&
+	    grep -q '}$' "$out"; then
+		busy=$(echo "$c0 $c1" | awk '{ t = $3 - $1; b = $4 - $2;
+		    printf "%.3f", (t > 0 ? b / t : 0) }')
+		case $busy in
+		[0-9]*.[0-9]*)
+			sed -i "s/}\$/,\"load_core_busy\":$busy}/" "$out" ;;
+		esac
+	fi
 	log "  $(basename "$out" .json): $(cat "$out")"
 	return $rc
+}
+
+# cpu_ticks N: "total busy" jiffies of CPU N so far.
+cpu_ticks() {
+	awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= 9 && i <= NF; i++) t += $i;
+	    print t, t - $5 - $6 }' /proc/stat
 }
 
 vmrss_kb() {

@@ -36,7 +36,9 @@ def test_median_of_rounds_and_range(tmp_path):
     # what any round saw); per-round ratios to the better peer 0.667, 2.0,
     # 0.5, median 0.667.
     for r, (w, h) in enumerate(((100, 150), (300, 150), (200, 400)), 1):
-        write(res / "wsgate", "large.r%d" % r, line(w, mb_per_s=w))
+        x = line(w, mb_per_s=w)
+        x["load_core_busy"] = (0.5, 0.99, 0.8)[r - 1]
+        write(res / "wsgate", "large.r%d" % r, x)
         write(res / "haproxy", "large.r%d" % r, line(h, mb_per_s=h))
         write(res / "nginx", "large.r%d" % r, line(50, mb_per_s=50))
     write(res / "wsgate", "latency.r1", line(1, p99=90, errors=2))
@@ -68,6 +70,10 @@ def test_median_of_rounds_and_range(tmp_path):
     assert abs(i["ratio_to_best_peer"] - 0.5) < 1e-9
     assert doc["figures"]["wsgate"]["errors"] == 2
     assert len(doc["rounds"]["wsgate"]) == 3
+    # The load core's busy share, as run-bench.sh appends it.
+    assert abs(doc["figures"]["wsgate"]["large_load_core"] - 0.8) < 1e-9
+    row = [r for r in doc["table"] if r[0] == "16KiB: load core busy"][0]
+    assert row[1] == "0.80"
 
 
 def test_files_without_rounds_still_read(tmp_path):
