@@ -10,6 +10,7 @@
 #include "autoconf.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,9 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_struct.h>	/* ev_read, ev_write */
 #include <event2/event.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
 #include "frame.h"
@@ -45,6 +49,8 @@
  * from its per-thread cache (1 KiB with libevent's chain header).
  */
 #define WSG_READ_SMALL	(1024 - 128)
+/* A TLS read goes on in the chain's rest when at least this much is left. */
+#define WSG_READ_MIN	256
 /*
  * Up to this much of a TLS side's output is made one piece before it is
  * written (relay_kick()): just under a full record, for the same reason.
@@ -56,6 +62,8 @@
 static void	relay_read_cb(struct bufferevent *, void *);
 static void	relay_event_cb(struct bufferevent *, short, void *);
 static void	relay_plain_read_cb(evutil_socket_t, short, void *);
+static void	relay_tls_read_cb(evutil_socket_t, short, void *);
+static void	relay_tls_write_cb(evutil_socket_t, short, void *);
 
 void
 relay_send_close(struct wsg_peer *p, uint16_t code, const char *reason)
@@ -103,14 +111,19 @@ relay_start(struct wsg_peer *client, struct wsg_peer *upstream)
 			    WSG_HIGH_WATER);
 		bufferevent_setcb(p->p_bev, relay_read_cb, NULL,
 		    relay_event_cb, p);
-		if (p->p_ssl == NULL) {
-			/* Same event, same descriptor, our reader. */
-			event_del(&p->p_bev->ev_read);
-			event_assign(&p->p_bev->ev_read,
+		/* Same events, same descriptor, our reader (and writer). */
+		event_del(&p->p_bev->ev_read);
+		event_assign(&p->p_bev->ev_read, bufferevent_get_base(p->p_bev),
+		    bufferevent_getfd(p->p_bev),
+		    EV_READ | EV_PERSIST | EV_FINALIZE, p->p_ssl == NULL ?
+		    relay_plain_read_cb : relay_tls_read_cb, p->p_bev);
+		if (p->p_ssl != NULL) {
+			event_del(&p->p_bev->ev_write);
+			event_assign(&p->p_bev->ev_write,
 			    bufferevent_get_base(p->p_bev),
 			    bufferevent_getfd(p->p_bev),
-			    EV_READ | EV_PERSIST | EV_FINALIZE,
-			    relay_plain_read_cb, p->p_bev);
+			    EV_WRITE | EV_PERSIST | EV_FINALIZE,
+			    relay_tls_write_cb, p->p_bev);
 		}
 		bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
 	}
@@ -691,6 +704,239 @@ relay_plain_read_cb(evutil_socket_t fd, short what, void *arg)
 	bufferevent_decref(bev);
 }
 
+/*
+ * OpenSSL wants its thread's error queue empty before an I/O call, for
+ * SSL_get_error() to tell the right thing.  libevent clears it before
+ * each call, which walks every slot of the queue; it is nearly always
+ * empty already, and looking costs a tenth as much.
+ */
+static void
+relay_tls_errclear(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
+}
+
+/* Keep what OpenSSL said for session_tls_error(), then empty its queue. */
+static void
+relay_tls_keep_errors(struct wsg_peer *p)
+{
+	unsigned long	e;
+
+	while ((e = ERR_get_error()) != 0)
+		if (p->p_tls_nerr < WSG_TLS_ERRORS)
+			p->p_tls_err[p->p_tls_nerr++] = e;
+}
+
+/*
+ * Write what the TLS half's output holds: one SSL_write() per chain
+ * (relay_kick() made the first one up to a record long), until it is
+ * empty or the socket is full.  A write that would block is retried with
+ * the same length, as OpenSSL requires (libevent's TLS bufferevent allows
+ * the buffer to move).  Returns the events for the bufferevent's event
+ * callback, 0 if none; the bytes written are added to *done.
+ */
+static short
+relay_tls_write(struct bufferevent *bev, struct wsg_peer *p, size_t *done)
+{
+	struct evbuffer		*out = bufferevent_get_output(bev);
+	struct evbuffer_iovec	 v;
+	size_t			 len;
+	int			 r;
+
+	while (evbuffer_get_length(out) > 0 && *done < WSG_READ_MORE) {
+		len = p->p_tls_retry;
+		if (len > 0 && evbuffer_get_contiguous_space(out) < len)
+			(void)evbuffer_pullup(out, (ssize_t)len);
+		if (evbuffer_peek(out, -1, NULL, &v, 1) < 1)
+			break;
+		if (len == 0 || len > v.iov_len)
+			len = v.iov_len;
+		if (len > INT_MAX)
+			len = INT_MAX;
+		relay_tls_errclear();
+		r = SSL_write(p->p_ssl, v.iov_base, (int)len);
+		if (r > 0) {
+			evbuffer_drain(out, (size_t)r);
+			*done += (size_t)r;
+			p->p_tls_retry = 0;
+			continue;
+		}
+		switch (SSL_get_error(p->p_ssl, r)) {
+		case SSL_ERROR_WANT_WRITE:
+			p->p_tls_retry = len;
+			return (0);
+		case SSL_ERROR_WANT_READ:
+			/* It needs the client's bytes first: wait to read. */
+			p->p_tls_retry = len;
+			p->p_tls_wbor = 1;
+			event_del(&bev->ev_write);
+			if (!event_pending(&bev->ev_read, EV_READ, NULL))
+				event_add(&bev->ev_read, NULL);
+			return (0);
+		default:
+			relay_tls_keep_errors(p);
+			return (BEV_EVENT_ERROR | BEV_EVENT_WRITING);
+		}
+	}
+	if (evbuffer_get_length(out) == 0)
+		event_del(&bev->ev_write);
+	return (0);
+}
+
+/*
+ * Read what the client sent on a TLS half: every record OpenSSL has read
+ * ahead, then from the socket once more only if a record is still
+ * incomplete, WSG_READ_MORE in all, or up to the far side's high-water
+ * mark.  The
+ * relay then sees a batch of records at once and writes them upstream
+ * with one system call, where libevent's bufferevent hands over one record
+ * per turn of the event loop.  Returns the events for the bufferevent's
+ * event callback, 0 if none; the bytes read are added to *got.
+ */
+static short
+relay_tls_read(struct bufferevent *bev, struct wsg_peer *p, size_t *got)
+{
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	struct evbuffer_iovec	 v;
+	size_t			 queued, want;
+	short			 ev = 0;
+	int			 r;
+
+	queued = evbuffer_get_length(in);
+	if (p->p_other->p_bev != NULL)
+		queued += evbuffer_get_length(bufferevent_get_output(
+		    p->p_other->p_bev));
+	want = p->p_last_read < WSG_READ_SMALL ? WSG_READ_SMALL :
+	    WSG_READ_CHUNK;
+	evbuffer_unfreeze(in, 0);
+	for (;;) {
+		if (evbuffer_reserve_space(in, want, &v, 1) != 1) {
+			/* As OpenSSL failing to allocate would be. */
+			p->p_tls_err[0] = ERR_PACK(ERR_LIB_SSL, 0,
+			    ERR_R_MALLOC_FAILURE);
+			p->p_tls_nerr = 1;
+			ev = BEV_EVENT_ERROR | BEV_EVENT_READING;
+			break;
+		}
+		if (v.iov_len > WSG_READ_CHUNK)
+			v.iov_len = WSG_READ_CHUNK;
+		relay_tls_errclear();
+		r = SSL_read(p->p_ssl, v.iov_base, (int)v.iov_len);
+		if (r > 0) {
+			v.iov_len = (size_t)r;
+			evbuffer_commit_space(in, &v, 1);
+			*got += (size_t)r;
+			/*
+			 * Nothing held back: stop rather than have the socket
+			 * say EAGAIN; if it has more, it is still readable.
+			 */
+			if (!SSL_has_pending(p->p_ssl) ||
+			    *got >= WSG_READ_MORE ||
+			    queued + *got + WSG_READ_CHUNK > WSG_HIGH_WATER)
+				break;
+			/*
+			 * The rest of a record goes in a chain its size; the
+			 * next one starts in what is left of this chain.
+			 */
+			want = (size_t)SSL_pending(p->p_ssl);
+			if (want < WSG_READ_MIN)
+				want = WSG_READ_MIN;
+			continue;
+		}
+		evbuffer_commit_space(in, &v, 0);
+		switch (SSL_get_error(p->p_ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+			break;
+		case SSL_ERROR_WANT_WRITE:
+			/* It must send first and the socket is full. */
+			p->p_tls_rbow = 1;
+			event_del(&bev->ev_read);
+			if (!event_pending(&bev->ev_write, EV_WRITE, NULL))
+				event_add(&bev->ev_write, NULL);
+			break;
+		case SSL_ERROR_ZERO_RETURN:
+			ev = BEV_EVENT_EOF | BEV_EVENT_READING;
+			break;
+		default:
+			/* A reset, EOF without close_notify, bad records. */
+			relay_tls_keep_errors(p);
+			ev = BEV_EVENT_ERROR | BEV_EVENT_READING;
+			break;
+		}
+		break;
+	}
+	evbuffer_freeze(in, 0);
+	p->p_last_read = *got;
+	return (ev);
+}
+
+/*
+ * The reader and the writer of a TLS half (the client on a TLS listener)
+ * once a session is open, in place of libevent's.  They are assigned to
+ * the bufferevent's own events and keep its conventions, as
+ * relay_plain_read_cb() does; each can run the other's half when OpenSSL
+ * needs the socket the other way first.  Errors are kept in the peer for
+ * session_tls_error().
+ */
+static void
+relay_tls_io(struct bufferevent *bev, short what)
+{
+	struct wsg_peer	*p = NULL;
+	size_t		 got = 0, done = 0;
+	short		 ev = 0;
+
+	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&p);
+	if (p == NULL || p->p_ssl == NULL)
+		return;
+	bufferevent_incref(bev);
+	if (what & EV_TIMEOUT)
+		ev = BEV_EVENT_TIMEOUT | (what & EV_READ ? BEV_EVENT_READING :
+		    BEV_EVENT_WRITING);
+	else if (what & EV_READ) {
+		if (p->p_tls_wbor) {
+			p->p_tls_wbor = 0;
+			if (!(bufferevent_get_enabled(bev) & EV_READ))
+				event_del(&bev->ev_read);
+			if (bufferevent_get_enabled(bev) & EV_WRITE)
+				event_add(&bev->ev_write, NULL);
+			ev = relay_tls_write(bev, p, &done);
+		}
+		if (ev == 0 && (bufferevent_get_enabled(bev) & EV_READ))
+			ev = relay_tls_read(bev, p, &got);
+	} else {
+		if (p->p_tls_rbow) {
+			p->p_tls_rbow = 0;
+			if (bufferevent_get_enabled(bev) & EV_READ)
+				event_add(&bev->ev_read, NULL);
+			ev = relay_tls_read(bev, p, &got);
+		}
+		if (ev == 0)
+			ev = relay_tls_write(bev, p, &done);
+	}
+	if (ev & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
+	if (got > 0)
+		bufferevent_trigger(bev, EV_READ, 0);
+	if (done > 0)
+		bufferevent_trigger(bev, EV_WRITE, 0);
+	if (ev != 0)
+		bufferevent_trigger_event(bev, ev, 0);
+	bufferevent_decref(bev);
+}
+
+static void
+relay_tls_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	relay_tls_io(arg, what | EV_READ);
+}
+
+static void
+relay_tls_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	relay_tls_io(arg, what & ~EV_READ);
+}
+
 /* New bytes from either half of an open session. */
 static void
 relay_read_cb(struct bufferevent *bev, void *arg)
@@ -714,7 +960,7 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
-	e = session_tls_error(bev, &local);
+	e = session_tls_error(p, &local);
 	/* What arrived before the end is relayed first. */
 	relay_process(p);
 	session_peer_free(p);

@@ -932,7 +932,9 @@ session_linger_write_cb(struct bufferevent *bev, void *arg)
  * client's next bytes.  Activating the bufferevent's own read event runs
  * its normal read path in the next turn; if reading is disabled or
  * suspended, that path reads nothing, and this is called again when it is
- * enabled.
+ * enabled.  Once the session is open, the relay's own TLS reader takes
+ * every record held at once, and needs this only when it stopped early
+ * (its per-turn limit, or the far side full).
  */
 void
 session_tls_kick(struct wsg_peer *p)
@@ -1039,7 +1041,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_tls_kick(p);
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
-	e = session_tls_error(bev, &local);
+	e = session_tls_error(p, &local);
 	if (local) {
 		session_peer_free(p);
 		session_tls_failed(s, e);
@@ -1059,12 +1061,19 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 unsigned long
-session_tls_error(struct bufferevent *bev, int *local)
+session_tls_error(struct wsg_peer *p, int *local)
 {
 	unsigned long	e, first = 0, mine = 0;
-	int		r;
+	int		r, i = 0;
 
-	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+	for (;;) {
+		/* libevent's (handshake, request), then the relay's. */
+		if (p->p_bev == NULL ||
+		    (e = bufferevent_get_openssl_error(p->p_bev)) == 0) {
+			if (i >= p->p_tls_nerr)
+				break;
+			e = p->p_tls_err[i++];
+		}
 		if (first == 0)
 			first = e;
 		r = ERR_GET_REASON(e);
@@ -1072,6 +1081,7 @@ session_tls_error(struct bufferevent *bev, int *local)
 		    r == ERR_GET_REASON(ERR_R_INTERNAL_ERROR)))
 			mine = e;
 	}
+	p->p_tls_nerr = 0;
 	*local = mine != 0;
 	return (mine != 0 ? mine : first);
 }

@@ -15,6 +15,9 @@
 #include "frame.h"
 #include "ratelimit.h"
 
+/* OpenSSL errors kept for a TLS half, at most. */
+#define WSG_TLS_ERRORS	4
+
 struct bufferevent;
 struct event;
 struct evbuffer;
@@ -64,7 +67,13 @@ struct wsg_peer {
 	struct wsg_bucket	 p_msg_bucket;	/* messages_per_connection */
 	struct wsg_bucket	 p_byte_bucket;	/* bytes_per_connection */
 	size_t			 p_discarded;	/* thrown away while lingering */
-	size_t			 p_last_read;	/* relay_plain_read_cb's last */
+	size_t			 p_last_read;	/* what the relay last read */
+	/* The relay's TLS reader and writer (relay.c). */
+	size_t			 p_tls_retry;	/* a write to repeat, its size */
+	int			 p_tls_rbow;	/* a read waits to write */
+	int			 p_tls_wbor;	/* a write waits to read */
+	int			 p_tls_nerr;
+	unsigned long		 p_tls_err[WSG_TLS_ERRORS];
 };
 
 struct wsg_session {
@@ -154,12 +163,12 @@ void	session_open(struct wsg_session *, const char *);
 void	session_peer_free(struct wsg_peer *);
 
 /*
- * Empty the OpenSSL errors kept by a TLS half after an error event (0 for
+ * Empty the OpenSSL errors kept for a TLS half after an error event (0 for
  * none or a plaintext half).  Returns the one to report: the first failure
  * of the gateway itself (OpenSSL could not allocate, or an internal error,
  * *local set to 1) or else the first one (*local 0).
  */
-unsigned long	session_tls_error(struct bufferevent *, int *);
+unsigned long	session_tls_error(struct wsg_peer *, int *);
 
 /*
  * The client's TLS failed in the gateway itself (error e from
