@@ -32,6 +32,7 @@
 #include "regex.h"
 #include "relay.h"
 #include "session.h"
+#include "tls13.h"
 #include "utf8.h"
 #include "wsgate.h"
 
@@ -64,6 +65,11 @@ static void	relay_event_cb(struct bufferevent *, short, void *);
 static void	relay_plain_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_write_cb(evutil_socket_t, short, void *);
+static void	relay_tls13_takeover(struct wsg_peer *);
+static void	relay_tls13_io(struct bufferevent *, struct wsg_peer *, short);
+
+/* A TLS half: OpenSSL's record layer, or ours (tls13.c). */
+#define RELAY_TLS(p)	((p)->p_ssl != NULL || (p)->p_tls13 != NULL)
 
 void
 relay_send_close(struct wsg_peer *p, uint16_t code, const char *reason)
@@ -109,15 +115,17 @@ relay_start(struct wsg_peer *client, struct wsg_peer *upstream)
 		if (!p->p_is_client)
 			bufferevent_set_max_single_write(p->p_bev,
 			    WSG_HIGH_WATER);
+		if (p->p_ssl != NULL)
+			relay_tls13_takeover(p);
 		bufferevent_setcb(p->p_bev, relay_read_cb, NULL,
 		    relay_event_cb, p);
 		/* Same events, same descriptor, our reader (and writer). */
 		event_del(&p->p_bev->ev_read);
 		event_assign(&p->p_bev->ev_read, bufferevent_get_base(p->p_bev),
 		    bufferevent_getfd(p->p_bev),
-		    EV_READ | EV_PERSIST | EV_FINALIZE, p->p_ssl == NULL ?
-		    relay_plain_read_cb : relay_tls_read_cb, p->p_bev);
-		if (p->p_ssl != NULL) {
+		    EV_READ | EV_PERSIST | EV_FINALIZE, RELAY_TLS(p) ?
+		    relay_tls_read_cb : relay_plain_read_cb, p->p_bev);
+		if (RELAY_TLS(p)) {
 			event_del(&p->p_bev->ev_write);
 			event_assign(&p->p_bev->ev_write,
 			    bufferevent_get_base(p->p_bev),
@@ -872,6 +880,137 @@ relay_tls_read(struct bufferevent *bev, struct wsg_peer *p, size_t *got)
 }
 
 /*
+ * Move a TLS 1.3 client half to wsgate's own record layer (tls13.c): a
+ * plain socket bufferevent on the same descriptor takes over the
+ * buffered bytes, and the SSL is freed.  When OpenSSL still holds
+ * something, or any step fails, the half stays with OpenSSL.
+ */
+static void
+relay_tls13_takeover(struct wsg_peer *p)
+{
+	struct bufferevent	*old = p->p_bev, *nb;
+	struct evbuffer		*oin, *oout, *nin, *nout;
+	struct wsg_tls13	*t;
+	int			 rc;
+
+	if ((t = tls13_takeover(p->p_ssl)) == NULL)
+		return;
+	if ((nb = bufferevent_socket_new(bufferevent_get_base(old), p->p_fd,
+	    0)) == NULL) {
+		tls13_free(t);
+		/* Its keys are gone with the capture: OpenSSL goes on. */
+		return;
+	}
+	oin = bufferevent_get_input(old);
+	oout = bufferevent_get_output(old);
+	nin = bufferevent_get_input(nb);
+	nout = bufferevent_get_output(nb);
+	evbuffer_unfreeze(nin, 0);
+	evbuffer_unfreeze(oout, 1);
+	rc = evbuffer_add_buffer(nin, oin);
+	if (rc == 0)
+		rc = evbuffer_add_buffer(nout, oout);
+	evbuffer_freeze(oout, 1);
+	evbuffer_freeze(nin, 0);
+	if (rc != 0) {
+		/* Moving chains allocates nothing; put back what moved. */
+		evbuffer_unfreeze(nin, 0);
+		(void)evbuffer_prepend_buffer(oin, nin);
+		evbuffer_freeze(nin, 0);
+		bufferevent_free(nb);
+		tls13_free(t);
+		return;
+	}
+	bufferevent_free(old);
+	SSL_free(p->p_ssl);
+	p->p_ssl = NULL;
+	p->p_tls13 = t;
+	p->p_bev = nb;
+	log_debug("conn %llu: TLS records now sealed and opened by wsgate",
+	    (unsigned long long)p->p_session->s_id);
+}
+
+/* The TLS 1.3 half's reader (ours): see relay_tls_read(). */
+static short
+relay_tls13_read(struct bufferevent *bev, struct wsg_peer *p, size_t *got)
+{
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	size_t		 queued, want = WSG_READ_MORE;
+	unsigned long	 e = 0;
+	int		 rc;
+
+	queued = evbuffer_get_length(in);
+	if (p->p_other->p_bev != NULL)
+		queued += evbuffer_get_length(bufferevent_get_output(
+		    p->p_other->p_bev));
+	if (queued + want > WSG_HIGH_WATER)
+		want = queued < WSG_HIGH_WATER - WSG_READ_CHUNK ?
+		    WSG_HIGH_WATER - queued : WSG_READ_CHUNK;
+	evbuffer_unfreeze(in, 0);
+	rc = tls13_read(p->p_tls13, bufferevent_getfd(bev), in, want, got,
+	    &e);
+	evbuffer_freeze(in, 0);
+	p->p_last_read = *got;
+	if (tls13_write_pending(p->p_tls13) &&
+	    (bufferevent_get_enabled(bev) & EV_WRITE))
+		event_add(&bev->ev_write, NULL);
+	if (rc == TLS13_EOF)
+		return (BEV_EVENT_EOF | BEV_EVENT_READING);
+	if (rc == TLS13_ERROR) {
+		if (p->p_tls_nerr < WSG_TLS_ERRORS)
+			p->p_tls_err[p->p_tls_nerr++] = e;
+		return (BEV_EVENT_ERROR | BEV_EVENT_READING);
+	}
+	return (0);
+}
+
+/* The TLS 1.3 half's writer (ours): see relay_tls_write(). */
+static short
+relay_tls13_write(struct bufferevent *bev, struct wsg_peer *p, size_t *done)
+{
+	struct evbuffer	*out = bufferevent_get_output(bev);
+	unsigned long	 e = 0;
+	int		 rc;
+
+	evbuffer_unfreeze(out, 1);
+	rc = tls13_write(p->p_tls13, bufferevent_getfd(bev), out,
+	    WSG_READ_MORE, done, &e);
+	evbuffer_freeze(out, 1);
+	if (rc == TLS13_ERROR) {
+		if (p->p_tls_nerr < WSG_TLS_ERRORS)
+			p->p_tls_err[p->p_tls_nerr++] = e;
+		return (BEV_EVENT_ERROR | BEV_EVENT_WRITING);
+	}
+	if (evbuffer_get_length(out) == 0 && !tls13_write_pending(p->p_tls13))
+		event_del(&bev->ev_write);
+	return (0);
+}
+
+static void
+relay_tls13_io(struct bufferevent *bev, struct wsg_peer *p, short what)
+{
+	size_t	got = 0, done = 0;
+	short	ev = 0;
+
+	if (what & EV_TIMEOUT)
+		ev = BEV_EVENT_TIMEOUT | (what & EV_READ ? BEV_EVENT_READING :
+		    BEV_EVENT_WRITING);
+	else if (what & EV_READ) {
+		if (bufferevent_get_enabled(bev) & EV_READ)
+			ev = relay_tls13_read(bev, p, &got);
+	} else
+		ev = relay_tls13_write(bev, p, &done);
+	if (ev & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
+	if (got > 0)
+		bufferevent_trigger(bev, EV_READ, 0);
+	if (done > 0)
+		bufferevent_trigger(bev, EV_WRITE, 0);
+	if (ev != 0)
+		bufferevent_trigger_event(bev, ev, 0);
+}
+
+/*
  * The reader and the writer of a TLS half (the client on a TLS listener)
  * once a session is open, in place of libevent's.  They are assigned to
  * the bufferevent's own events and keep its conventions, as
@@ -887,9 +1026,14 @@ relay_tls_io(struct bufferevent *bev, short what)
 	short		 ev = 0;
 
 	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&p);
-	if (p == NULL || p->p_ssl == NULL)
+	if (p == NULL || !RELAY_TLS(p))
 		return;
 	bufferevent_incref(bev);
+	if (p->p_tls13 != NULL) {
+		relay_tls13_io(bev, p, what);
+		bufferevent_decref(bev);
+		return;
+	}
 	if (what & EV_TIMEOUT)
 		ev = BEV_EVENT_TIMEOUT | (what & EV_READ ? BEV_EVENT_READING :
 		    BEV_EVENT_WRITING);

@@ -34,6 +34,7 @@
 #include "server.h"
 #include "session.h"
 #include "store.h"
+#include "tls13.h"
 
 /* The longest the drain spreads its close frames over. */
 #define WSG_DRAIN_SPREAD_MS	2000
@@ -352,6 +353,7 @@ server_worker_main(void *arg)
 		listener_stop(w->w_listeners[i]);
 	free(w->w_listeners);
 	w->w_listeners = NULL;
+	tls13_thread_done();
 	__atomic_store_n(&w->w_done, 1, __ATOMIC_RELEASE);
 	return (NULL);
 }

@@ -38,6 +38,7 @@
 #include "server.h"
 #include "session.h"
 #include "store.h"
+#include "tls13.h"
 #include "units.h"
 #include "upstream.h"
 #include "wsgate.h"
@@ -823,6 +824,7 @@ session_free(struct wsg_session *s)
 
 		if (p->p_ssl != NULL)
 			SSL_free(p->p_ssl);
+		tls13_free(p->p_tls13);
 		if (p->p_fd != -1)
 			close(p->p_fd);
 	}
@@ -907,10 +909,15 @@ session_peer_flushed(struct wsg_peer *p)
 		return;
 	if (evbuffer_get_length(bufferevent_get_output(p->p_bev)) > 0)
 		return;
-	if ((ssl = bufferevent_openssl_get_ssl(p->p_bev)) != NULL &&
+	fd = bufferevent_getfd(p->p_bev);
+	if (p->p_tls13 != NULL) {
+		/* Our record layer's writer has not sent it all yet. */
+		if (tls13_write_pending(p->p_tls13))
+			return;
+		tls13_close_notify(p->p_tls13, fd);
+	} else if ((ssl = bufferevent_openssl_get_ssl(p->p_bev)) != NULL &&
 	    SSL_is_init_finished(ssl))
 		SSL_shutdown(ssl);
-	fd = bufferevent_getfd(p->p_bev);
 	if (fd != -1)
 		shutdown(fd, SHUT_WR);
 	/* The peer's EOF (or the linger timer) frees it. */

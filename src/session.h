@@ -42,6 +42,7 @@ struct wsg_peer {
 	struct wsg_peer		*p_other;
 	struct bufferevent	*p_bev;
 	SSL			*p_ssl;		/* owned: freed with the session */
+	struct wsg_tls13	*p_tls13;	/* owned likewise: in place of it */
 	int			 p_fd;		/* owned likewise, or -1 */
 	int			 p_is_client;
 	const char		*p_name;	/* "client" or "upstream" */

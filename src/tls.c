@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "tls.h"
+#include "tls13.h"
 
 /* Offer and accept only http/1.1 in ALPN: WebSocket upgrades need it. */
 static int
@@ -218,6 +219,8 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 		    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 		SSL_CTX_set_verify_depth(ctx, 8);
 	}
+	/* Open sessions move to tls13.c; without it they stay here. */
+	(void)tls13_ctx_setup(ctx);
 	tls_warm(ctx);
 	return (ctx);
 }

@@ -1,0 +1,846 @@
+/*
+ * TLS 1.3 record protection for open sessions (RFC 8446 section 5), the
+ * key update (4.6.3, 7.2) and the alerts a relay needs (6).
+ *
+ * Capture.  The key log callback hands over the client and server
+ * application traffic secrets as the handshake derives them.  The
+ * message callback counts the records each side protected with them:
+ * counting starts at that side's Finished message (the last record under
+ * the handshake keys; the callback for a handshake message comes after
+ * its record's header, written or read) and goes up by one per record
+ * header after it, which is the next record's sequence number.  A key
+ * update before the takeover spoils the capture, and the session stays
+ * with OpenSSL.
+ */
+#include "autoconf.h"
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/ssl.h>
+
+#include "tls13.h"
+
+#define T13_HDR		5
+#define T13_TAG		16
+#define T13_IVLEN	12
+#define T13_MAX_PLAIN	16384			/* 2^14 */
+#define T13_MAX_CIPHER	(T13_MAX_PLAIN + 256)	/* 2^14 + 256 */
+#define T13_RECORD_MAX	(T13_HDR + T13_MAX_CIPHER)
+#define T13_OVERHEAD	(T13_HDR + 1 + T13_TAG)	/* header, type, tag */
+#define T13_SECRET_MAX	48
+/* Records sealed for one send(2) at most. */
+#define T13_BATCH	4
+#define T13_OBUF	(T13_BATCH * (T13_MAX_PLAIN + T13_OVERHEAD) + \
+			    (4 + 1 + T13_OVERHEAD))
+#define T13_RBUF	(64 * 1024 + T13_RECORD_MAX)
+#define T13_IOV		16
+/*
+ * What a client may ask for at no cost of its own, bounded: empty
+ * records or warnings in a row (OpenSSL allows 32), and key updates
+ * (each costs us six HKDF derivations) closer than T13_UPDATE_GAP
+ * records apart.
+ */
+#define T13_MAX_EMPTY		32
+#define T13_UPDATE_GAP		64
+#define T13_MAX_RAPID_UPDATES	16
+
+/* Content types and the alerts sent. */
+#define T13_CT_ALERT		21
+#define T13_CT_HANDSHAKE	22
+#define T13_CT_APPDATA		23
+#define T13_AD_CLOSE_NOTIFY	0
+#define T13_AD_UNEXPECTED	10
+#define T13_AD_BAD_MAC		20
+#define T13_AD_OVERFLOW		22
+#define T13_AD_ILLEGAL		47
+#define T13_AD_DECODE		50
+#define T13_AD_PROTO_VERSION	70
+#define T13_AD_INTERNAL		80
+#define T13_AD_USER_CANCELED	90
+
+enum { T13_AES128GCM, T13_AES256GCM, T13_CHACHA, T13_NSUITES };
+
+struct t13_dir {
+	uint8_t		d_secret[T13_SECRET_MAX];
+	uint8_t		d_key[32];
+	uint8_t		d_iv[T13_IVLEN];
+	uint64_t	d_seq;
+	uint64_t	d_keyid;	/* tells the thread's contexts apart */
+};
+
+struct wsg_tls13 {
+	struct t13_dir	 t_rd;		/* client to us */
+	struct t13_dir	 t_wr;		/* us to client */
+	int		 t_suite;
+	size_t		 t_hashlen;
+	size_t		 t_keylen;
+	int		 t_update_due;	/* the client asked for our update */
+	int		 t_eof;		/* close_notify read */
+	int		 t_done;	/* fatal alert or close_notify sent */
+	unsigned int	 t_empty;	/* empty records in a row */
+	unsigned int	 t_rapid;	/* key updates too close together */
+	uint64_t	 t_since_update; /* records read since the last one */
+	uint8_t		*t_in;		/* the start of a record */
+	size_t		 t_inlen;
+	uint8_t		*t_out;		/* sealed, not yet written */
+	size_t		 t_outoff;
+	size_t		 t_outlen;
+};
+
+struct t13_capture {
+	uint8_t		 c_secret[2][T13_SECRET_MAX];	/* client, server */
+	size_t		 c_secretlen[2];
+	uint64_t	 c_count[2];			/* read, written */
+	int		 c_counting[2];
+	int		 c_spoiled;
+};
+
+static pthread_once_t	 t13_once = PTHREAD_ONCE_INIT;
+static int		 t13_index = -1;
+static EVP_KDF		*t13_hkdf;
+static EVP_CIPHER	*t13_ciphers[T13_NSUITES];
+static uint64_t		 t13_keyids;
+
+static __thread EVP_CIPHER_CTX	*t13_ctx[T13_NSUITES][2];
+static __thread uint64_t	 t13_ctx_key[T13_NSUITES][2];
+static __thread uint8_t		*t13_obuf;
+static __thread uint8_t		*t13_rbuf;
+
+static void
+t13_capture_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+    long argl, void *argp)
+{
+	if (ptr != NULL) {
+		OPENSSL_cleanse(ptr, sizeof(struct t13_capture));
+		free(ptr);
+	}
+}
+
+static void
+t13_init(void)
+{
+	static const char	*names[T13_NSUITES] = { "AES-128-GCM",
+				    "AES-256-GCM", "ChaCha20-Poly1305" };
+	int			 i;
+
+	if ((t13_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) == NULL)
+		return;
+	for (i = 0; i < T13_NSUITES; i++)
+		if ((t13_ciphers[i] = EVP_CIPHER_fetch(NULL, names[i],
+		    NULL)) == NULL)
+			return;
+	t13_index = SSL_get_ex_new_index(0, NULL, NULL, NULL,
+	    t13_capture_free);
+}
+
+static struct t13_capture *
+t13_capture_get(const SSL *ssl)
+{
+	struct t13_capture	*c;
+
+	if ((c = SSL_get_ex_data(ssl, t13_index)) != NULL)
+		return (c);
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return (NULL);
+	if (SSL_set_ex_data((SSL *)ssl, t13_index, c) != 1) {
+		free(c);
+		return (NULL);
+	}
+	return (c);
+}
+
+static int
+t13_hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return (ch - '0');
+	if (ch >= 'a' && ch <= 'f')
+		return (ch - 'a' + 10);
+	if (ch >= 'A' && ch <= 'F')
+		return (ch - 'A' + 10);
+	return (-1);
+}
+
+/* "LABEL <client random> <secret>", both in hex. */
+static void
+t13_keylog_cb(const SSL *ssl, const char *line)
+{
+	static const char	*labels[2] = { "CLIENT_TRAFFIC_SECRET_0 ",
+				    "SERVER_TRAFFIC_SECRET_0 " };
+	struct t13_capture	*c;
+	const char		*h;
+	size_t			 i, n;
+	int			 hi, lo;
+
+	for (i = 0; i < 2; i++)
+		if (strncmp(line, labels[i], strlen(labels[i])) == 0)
+			break;
+	if (i == 2 || (c = t13_capture_get(ssl)) == NULL)
+		return;
+	if ((h = strrchr(line, ' ')) == NULL) {
+		c->c_spoiled = 1;
+		return;
+	}
+	h++;
+	for (n = 0; h[0] != '\0'; h += 2) {
+		if (n == T13_SECRET_MAX || (hi = t13_hexval(h[0])) == -1 ||
+		    (lo = t13_hexval(h[1])) == -1) {
+			c->c_spoiled = 1;
+			return;
+		}
+		c->c_secret[i][n++] = (uint8_t)(hi << 4 | lo);
+	}
+	c->c_secretlen[i] = n;
+}
+
+static void
+t13_msg_cb(int write_p, int version, int type, const void *buf, size_t len,
+    SSL *ssl, void *arg)
+{
+	struct t13_capture	*c;
+	const uint8_t		*b = buf;
+	int			 dir = write_p ? 1 : 0;
+
+	if (type != SSL3_RT_HEADER && type != SSL3_RT_HANDSHAKE)
+		return;
+	if ((c = t13_capture_get(ssl)) == NULL)
+		return;
+	if (type == SSL3_RT_HEADER) {
+		if (c->c_counting[dir])
+			c->c_count[dir]++;
+		return;
+	}
+	if (len < 1)
+		return;
+	if (b[0] == SSL3_MT_FINISHED) {
+		c->c_counting[dir] = 1;
+		c->c_count[dir] = 0;
+	} else if (b[0] == SSL3_MT_KEY_UPDATE)
+		c->c_spoiled = 1;
+}
+
+int
+tls13_ctx_setup(SSL_CTX *ctx)
+{
+	(void)pthread_once(&t13_once, t13_init);
+	if (t13_index == -1)
+		return (-1);
+	SSL_CTX_set_keylog_callback(ctx, t13_keylog_cb);
+	SSL_CTX_set_msg_callback(ctx, t13_msg_cb);
+	return (0);
+}
+
+/* HKDF-Expand-Label(secret, label, "", outlen), RFC 8446 7.1. */
+static int
+t13_expand(const struct wsg_tls13 *t, const uint8_t *secret,
+    const char *label, uint8_t *out, size_t outlen)
+{
+	EVP_KDF_CTX	*k;
+	OSSL_PARAM	 params[5];
+	uint8_t		 info[2 + 1 + 6 + 32 + 1];
+	size_t		 ll = strlen(label), n = 0;
+	int		 mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, rc;
+
+	info[n++] = (uint8_t)(outlen >> 8);
+	info[n++] = (uint8_t)outlen;
+	info[n++] = (uint8_t)(6 + ll);
+	memcpy(info + n, "tls13 ", 6);
+	n += 6;
+	memcpy(info + n, label, ll);
+	n += ll;
+	info[n++] = 0;
+	params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+	    t->t_hashlen == 48 ? "SHA384" : "SHA256", 0);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+	    (void *)secret, t->t_hashlen);
+	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+	    info, n);
+	params[4] = OSSL_PARAM_construct_end();
+	if ((k = EVP_KDF_CTX_new(t13_hkdf)) == NULL)
+		return (-1);
+	rc = EVP_KDF_derive(k, out, outlen, params);
+	EVP_KDF_CTX_free(k);
+	return (rc == 1 ? 0 : -1);
+}
+
+static int
+t13_dir_set(struct wsg_tls13 *t, struct t13_dir *d, const uint8_t *secret,
+    uint64_t seq)
+{
+	if (secret != d->d_secret)
+		memcpy(d->d_secret, secret, t->t_hashlen);
+	if (t13_expand(t, d->d_secret, "key", d->d_key, t->t_keylen) == -1 ||
+	    t13_expand(t, d->d_secret, "iv", d->d_iv, T13_IVLEN) == -1)
+		return (-1);
+	d->d_seq = seq;
+	d->d_keyid = __atomic_add_fetch(&t13_keyids, 1, __ATOMIC_RELAXED);
+	return (0);
+}
+
+/* application_traffic_secret_N+1, RFC 8446 7.2. */
+static int
+t13_dir_update(struct wsg_tls13 *t, struct t13_dir *d)
+{
+	uint8_t	next[T13_SECRET_MAX];
+	int	rc;
+
+	if (t13_expand(t, d->d_secret, "traffic upd", next, t->t_hashlen) ==
+	    -1)
+		return (-1);
+	memcpy(d->d_secret, next, t->t_hashlen);
+	OPENSSL_cleanse(next, sizeof(next));
+	rc = t13_dir_set(t, d, d->d_secret, 0);
+	return (rc);
+}
+
+struct wsg_tls13 *
+tls13_takeover(SSL *ssl)
+{
+	struct t13_capture	*c = NULL;
+	struct wsg_tls13	*t = NULL;
+	const SSL_CIPHER	*cipher;
+	int			 suite;
+
+	if (t13_index == -1)
+		return (NULL);
+	SSL_set_msg_callback(ssl, NULL);
+	c = SSL_get_ex_data(ssl, t13_index);
+	(void)SSL_set_ex_data(ssl, t13_index, NULL);
+	if (c == NULL || c->c_spoiled || !c->c_counting[0] ||
+	    !c->c_counting[1] || SSL_version(ssl) != TLS1_3_VERSION ||
+	    !SSL_is_init_finished(ssl) || SSL_get_shutdown(ssl) != 0 ||
+	    SSL_has_pending(ssl) || SSL_free_buffers(ssl) != 1 ||
+	    (cipher = SSL_get_current_cipher(ssl)) == NULL)
+		goto fail;
+	switch (SSL_CIPHER_get_protocol_id(cipher)) {
+	case 0x1301:
+		suite = T13_AES128GCM;
+		break;
+	case 0x1302:
+		suite = T13_AES256GCM;
+		break;
+	case 0x1303:
+		suite = T13_CHACHA;
+		break;
+	default:
+		goto fail;
+	}
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		goto fail;
+	t->t_suite = suite;
+	t->t_hashlen = suite == T13_AES256GCM ? 48 : 32;
+	t->t_keylen = suite == T13_AES128GCM ? 16 : 32;
+	if (c->c_secretlen[0] != t->t_hashlen ||
+	    c->c_secretlen[1] != t->t_hashlen ||
+	    t13_dir_set(t, &t->t_rd, c->c_secret[0], c->c_count[0]) == -1 ||
+	    t13_dir_set(t, &t->t_wr, c->c_secret[1], c->c_count[1]) == -1)
+		goto fail;
+	t13_capture_free(NULL, c, NULL, 0, 0, NULL);
+	return (t);
+fail:
+	t13_capture_free(NULL, c, NULL, 0, 0, NULL);
+	tls13_free(t);
+	return (NULL);
+}
+
+void
+tls13_free(struct wsg_tls13 *t)
+{
+	if (t == NULL)
+		return;
+	free(t->t_in);
+	free(t->t_out);
+	OPENSSL_cleanse(t, sizeof(*t));
+	free(t);
+}
+
+void
+tls13_thread_done(void)
+{
+	int	i, j;
+
+	for (i = 0; i < T13_NSUITES; i++)
+		for (j = 0; j < 2; j++) {
+			EVP_CIPHER_CTX_free(t13_ctx[i][j]);
+			t13_ctx[i][j] = NULL;
+			t13_ctx_key[i][j] = 0;
+		}
+	free(t13_obuf);
+	free(t13_rbuf);
+	t13_obuf = t13_rbuf = NULL;
+}
+
+/* This thread's context for the suite and direction, keyed for d. */
+static EVP_CIPHER_CTX *
+t13_cipher(const struct wsg_tls13 *t, const struct t13_dir *d, int enc)
+{
+	EVP_CIPHER_CTX	**cp = &t13_ctx[t->t_suite][enc];
+	uint64_t	 *kp = &t13_ctx_key[t->t_suite][enc];
+
+	if (*cp == NULL) {
+		if ((*cp = EVP_CIPHER_CTX_new()) == NULL)
+			return (NULL);
+		if (EVP_CipherInit_ex(*cp, t13_ciphers[t->t_suite], NULL,
+		    NULL, NULL, enc) != 1) {
+			EVP_CIPHER_CTX_free(*cp);
+			*cp = NULL;
+			return (NULL);
+		}
+		*kp = 0;
+	}
+	if (*kp != d->d_keyid) {
+		*kp = 0;
+		if (EVP_CipherInit_ex(*cp, NULL, NULL, d->d_key, NULL, enc) !=
+		    1)
+			return (NULL);
+		*kp = d->d_keyid;
+	}
+	return (*cp);
+}
+
+static void
+t13_nonce(const struct t13_dir *d, uint8_t *nonce)
+{
+	int	i;
+
+	memcpy(nonce, d->d_iv, T13_IVLEN);
+	for (i = 0; i < 8; i++)
+		nonce[T13_IVLEN - 1 - i] ^= (uint8_t)(d->d_seq >> (8 * i));
+}
+
+/*
+ * Seal n bytes, from src (not drained) or else from plain, and the inner
+ * content type into out: T13_HDR + n + 1 + T13_TAG bytes.
+ */
+static int
+t13_seal(struct wsg_tls13 *t, uint8_t type, struct evbuffer *src,
+    const uint8_t *plain, size_t n, uint8_t *out)
+{
+	struct t13_dir		*d = &t->t_wr;
+	EVP_CIPHER_CTX		*ctx;
+	struct evbuffer_iovec	 vec[T13_IOV];
+	struct evbuffer_ptr	 pos;
+	uint8_t			 nonce[T13_IVLEN];
+	size_t			 clen = n + 1 + T13_TAG, off = 0, left, l;
+	int			 ol, nv, i;
+
+	if (d->d_seq == UINT64_MAX || (ctx = t13_cipher(t, d, 1)) == NULL)
+		return (-1);
+	t13_nonce(d, nonce);
+	out[0] = T13_CT_APPDATA;
+	out[1] = 3;
+	out[2] = 3;
+	out[3] = (uint8_t)(clen >> 8);
+	out[4] = (uint8_t)clen;
+	if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 1) != 1 ||
+	    EVP_EncryptUpdate(ctx, NULL, &ol, out, T13_HDR) != 1)
+		goto fail;
+	out += T13_HDR;
+	if (src == NULL) {
+		if (n > 0 && EVP_EncryptUpdate(ctx, out, &ol, plain,
+		    (int)n) != 1)
+			goto fail;
+		off = n > 0 ? (size_t)ol : 0;
+	} else {
+		if (evbuffer_ptr_set(src, &pos, 0, EVBUFFER_PTR_SET) == -1)
+			goto fail;
+		for (left = n; left > 0; ) {
+			nv = evbuffer_peek(src, (ssize_t)left, &pos, vec,
+			    T13_IOV);
+			if (nv <= 0)
+				goto fail;
+			for (i = 0; i < nv && i < T13_IOV && left > 0; i++) {
+				l = vec[i].iov_len < left ? vec[i].iov_len :
+				    left;
+				if (EVP_EncryptUpdate(ctx, out + off, &ol,
+				    vec[i].iov_base, (int)l) != 1)
+					goto fail;
+				off += (size_t)ol;
+				left -= l;
+				if (evbuffer_ptr_set(src, &pos, l,
+				    EVBUFFER_PTR_ADD) == -1 && left > 0)
+					goto fail;
+			}
+		}
+	}
+	if (EVP_EncryptUpdate(ctx, out + off, &ol, &type, 1) != 1)
+		goto fail;
+	off += (size_t)ol;
+	if (EVP_EncryptFinal_ex(ctx, out + off, &ol) != 1)
+		goto fail;
+	off += (size_t)ol;
+	if (off != n + 1 || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG,
+	    T13_TAG, out + off) != 1)
+		goto fail;
+	d->d_seq++;
+	return (0);
+fail:
+	/* The context is in an unknown state: key it again next time. */
+	t13_ctx_key[t->t_suite][1] = 0;
+	return (-1);
+}
+
+/* Open the record rec (header and clen bytes) into out (clen - tag). */
+static int
+t13_open(struct wsg_tls13 *t, const uint8_t *rec, size_t clen, uint8_t *out)
+{
+	struct t13_dir	*d = &t->t_rd;
+	EVP_CIPHER_CTX	*ctx;
+	uint8_t		 nonce[T13_IVLEN];
+	size_t		 plen = clen - T13_TAG;
+	int		 ol, fl;
+
+	if (d->d_seq == UINT64_MAX || (ctx = t13_cipher(t, d, 0)) == NULL)
+		return (-1);
+	t13_nonce(d, nonce);
+	if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 0) != 1 ||
+	    EVP_DecryptUpdate(ctx, NULL, &ol, rec, T13_HDR) != 1 ||
+	    EVP_DecryptUpdate(ctx, out, &ol, rec + T13_HDR, (int)plen) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, T13_TAG,
+	    (void *)(rec + T13_HDR + plen)) != 1 ||
+	    EVP_DecryptFinal_ex(ctx, out + ol, &fl) != 1 ||
+	    (size_t)ol + (size_t)fl != plen) {
+		t13_ctx_key[t->t_suite][0] = 0;
+		return (-1);
+	}
+	d->d_seq++;
+	return (0);
+}
+
+/* Send without blocking: bytes written, 0 when full, -1 on error. */
+static ssize_t
+t13_send(int fd, const uint8_t *buf, size_t len)
+{
+	ssize_t	n;
+
+	do
+		n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n == -1 && errno == EINTR);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return (0);
+	return (n);
+}
+
+/* A fatal alert, if nothing is queued ahead of it; no more writes. */
+static void
+t13_alert_out(struct wsg_tls13 *t, int fd, uint8_t level, uint8_t desc)
+{
+	uint8_t	rec[T13_HDR + 2 + 1 + T13_TAG], al[2];
+
+	if (t->t_done)
+		return;
+	t->t_done = 1;
+	if (t->t_outlen > 0)
+		return;
+	al[0] = level;
+	al[1] = desc;
+	if (t13_seal(t, T13_CT_ALERT, NULL, al, 2, rec) == 0)
+		(void)t13_send(fd, rec, sizeof(rec));
+}
+
+void
+tls13_close_notify(struct wsg_tls13 *t, int fd)
+{
+	t13_alert_out(t, fd, 1, T13_AD_CLOSE_NOTIFY);
+}
+
+int
+tls13_write_pending(const struct wsg_tls13 *t)
+{
+	return (t->t_outlen > 0 || (t->t_update_due && !t->t_done));
+}
+
+/* Fail with an alert to the client and an OpenSSL-style reason. */
+static int
+t13_fail(struct wsg_tls13 *t, int fd, uint8_t desc, int reason,
+    unsigned long *err)
+{
+	t13_alert_out(t, fd, 2, desc);
+	*err = ERR_PACK(ERR_LIB_SSL, 0, reason);
+	return (TLS13_ERROR);
+}
+
+/* Post-handshake messages: only KeyUpdate, ending its record. */
+static int
+t13_handshake_in(struct wsg_tls13 *t, int fd, const uint8_t *p, size_t n,
+    unsigned long *err)
+{
+	size_t	mlen;
+
+	while (n > 0) {
+		if (n < 4 || (mlen = (size_t)p[1] << 16 | (size_t)p[2] << 8 |
+		    p[3]) > n - 4)
+			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+			    SSL_R_UNEXPECTED_MESSAGE, err));
+		if (p[0] != SSL3_MT_KEY_UPDATE)
+			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+			    SSL_R_UNEXPECTED_MESSAGE, err));
+		if (mlen != 1)
+			return (t13_fail(t, fd, T13_AD_DECODE,
+			    SSL_R_BAD_KEY_UPDATE, err));
+		if (p[4] > 1)
+			return (t13_fail(t, fd, T13_AD_ILLEGAL,
+			    SSL_R_BAD_KEY_UPDATE, err));
+		/* A key change must end its record (RFC 8446 5.1). */
+		if (n != 5)
+			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+			    SSL_R_NOT_ON_RECORD_BOUNDARY, err));
+		if (t->t_since_update < T13_UPDATE_GAP &&
+		    ++t->t_rapid > T13_MAX_RAPID_UPDATES)
+			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+			    SSL_R_TOO_MANY_KEY_UPDATES, err));
+		t->t_since_update = 0;
+		if (t13_dir_update(t, &t->t_rd) == -1)
+			return (t13_fail(t, fd, T13_AD_INTERNAL,
+			    ERR_R_INTERNAL_ERROR, err));
+		if (p[4] == 1)
+			t->t_update_due = 1;
+		n = 0;
+	}
+	return (0);
+}
+
+static int
+t13_alert_in(struct wsg_tls13 *t, int fd, const uint8_t *p, size_t n,
+    unsigned long *err)
+{
+	if (n != 2)
+		return (t13_fail(t, fd, T13_AD_DECODE, SSL_R_BAD_LENGTH, err));
+	if (p[1] == T13_AD_CLOSE_NOTIFY) {
+		t->t_eof = 1;
+		return (TLS13_EOF);
+	}
+	if (p[1] == T13_AD_USER_CANCELED)
+		return (0);
+	/* Fatal: the client gave up on the connection, say why. */
+	t->t_eof = 1;
+	t->t_done = 1;
+	*err = ERR_PACK(ERR_LIB_SSL, 0, SSL_AD_REASON_OFFSET + p[1]);
+	return (TLS13_ERROR);
+}
+
+int
+tls13_read(struct wsg_tls13 *t, int fd, struct evbuffer *dst, size_t want,
+    size_t *got, unsigned long *err)
+{
+	struct evbuffer_iovec	 v;
+	const uint8_t		*r;
+	uint8_t			*b, *pt, type;
+	size_t			 have, off = 0, room, clen, plen, i;
+	ssize_t			 n;
+	int			 rc;
+
+	if (t->t_eof)
+		return (TLS13_EOF);
+	if (t13_rbuf == NULL && (t13_rbuf = malloc(T13_RBUF)) == NULL) {
+		*err = ERR_PACK(ERR_LIB_SSL, 0, ERR_R_MALLOC_FAILURE);
+		return (TLS13_ERROR);
+	}
+	b = t13_rbuf;
+	have = t->t_inlen;
+	if (have > 0)
+		memcpy(b, t->t_in, have);
+	room = T13_RBUF - have;
+	if (want > 0 && want < room)
+		room = want;
+	do
+		n = recv(fd, b + have, room, 0);
+	while (n == -1 && errno == EINTR);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return (0);
+	if (n == -1) {
+		*err = ERR_PACK(ERR_LIB_SYS, 0, errno);
+		return (TLS13_ERROR);
+	}
+	if (n == 0) {
+		/* Hung up without close_notify. */
+		t->t_eof = 1;
+		*err = ERR_PACK(ERR_LIB_SSL, 0,
+		    SSL_R_UNEXPECTED_EOF_WHILE_READING);
+		return (TLS13_ERROR);
+	}
+	free(t->t_in);
+	t->t_in = NULL;
+	t->t_inlen = 0;
+	have += (size_t)n;
+
+	while (have - off >= T13_HDR) {
+		r = b + off;
+		clen = (size_t)r[3] << 8 | r[4];
+		if (r[0] != T13_CT_APPDATA)
+			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+			    SSL_R_UNEXPECTED_RECORD, err));
+		if (r[1] != 3 || r[2] != 3)
+			return (t13_fail(t, fd, T13_AD_PROTO_VERSION,
+			    SSL_R_WRONG_VERSION_NUMBER, err));
+		if (clen > T13_MAX_CIPHER)
+			return (t13_fail(t, fd, T13_AD_OVERFLOW,
+			    SSL_R_ENCRYPTED_LENGTH_TOO_LONG, err));
+		if (clen < T13_TAG + 1)
+			return (t13_fail(t, fd, T13_AD_DECODE,
+			    SSL_R_BAD_LENGTH, err));
+		if (have - off < T13_HDR + clen)
+			break;
+		plen = clen - T13_TAG;
+		if (evbuffer_reserve_space(dst, (ssize_t)plen, &v, 1) != 1) {
+			*err = ERR_PACK(ERR_LIB_SSL, 0, ERR_R_MALLOC_FAILURE);
+			return (TLS13_ERROR);
+		}
+		pt = v.iov_base;
+		if (t13_open(t, r, clen, pt) == -1)
+			return (t13_fail(t, fd, T13_AD_BAD_MAC,
+			    SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC, err));
+		off += T13_HDR + clen;
+		/* TLSInnerPlaintext: content, type, zeros. */
+		for (i = plen; i > 0 && pt[i - 1] == 0; i--)
+			;
+		if (i == 0)
+			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+			    SSL_R_BAD_RECORD_TYPE, err));
+		type = pt[--i];
+		if (i > T13_MAX_PLAIN)
+			return (t13_fail(t, fd, T13_AD_OVERFLOW,
+			    SSL_R_DATA_LENGTH_TOO_LONG, err));
+		t->t_since_update++;
+		if (type == T13_CT_APPDATA && i > 0)
+			t->t_empty = 0;
+		else if (type != T13_CT_HANDSHAKE &&
+		    ++t->t_empty > T13_MAX_EMPTY)
+			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+			    SSL_R_RECORD_TOO_SMALL, err));
+		switch (type) {
+		case T13_CT_APPDATA:
+			v.iov_len = i;
+			evbuffer_commit_space(dst, &v, 1);
+			*got += i;
+			break;
+		case T13_CT_ALERT:
+			if ((rc = t13_alert_in(t, fd, pt, i, err)) != 0)
+				return (rc);
+			break;
+		case T13_CT_HANDSHAKE:
+			if ((rc = t13_handshake_in(t, fd, pt, i, err)) != 0)
+				return (rc);
+			break;
+		default:
+			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+			    SSL_R_UNEXPECTED_RECORD, err));
+		}
+	}
+	if (off < have) {
+		if ((t->t_in = malloc(have - off)) == NULL) {
+			*err = ERR_PACK(ERR_LIB_SSL, 0, ERR_R_MALLOC_FAILURE);
+			return (TLS13_ERROR);
+		}
+		memcpy(t->t_in, b + off, have - off);
+		t->t_inlen = have - off;
+	}
+	return (0);
+}
+
+/* Write the sealed bytes kept back; 1 when all are out, 0, or -1. */
+static int
+t13_flush(struct wsg_tls13 *t, int fd, size_t *sent, unsigned long *err)
+{
+	ssize_t	n;
+
+	while (t->t_outoff < t->t_outlen) {
+		n = t13_send(fd, t->t_out + t->t_outoff,
+		    t->t_outlen - t->t_outoff);
+		if (n == -1) {
+			*err = ERR_PACK(ERR_LIB_SYS, 0, errno);
+			return (-1);
+		}
+		if (n == 0)
+			return (0);
+		t->t_outoff += (size_t)n;
+		*sent += (size_t)n;
+	}
+	free(t->t_out);
+	t->t_out = NULL;
+	t->t_outoff = t->t_outlen = 0;
+	return (1);
+}
+
+int
+tls13_write(struct wsg_tls13 *t, int fd, struct evbuffer *src, size_t max,
+    size_t *sent, unsigned long *err)
+{
+	static const uint8_t	 ku[5] = { SSL3_MT_KEY_UPDATE, 0, 0, 1, 0 };
+	size_t			 len, avail, n;
+	ssize_t			 w;
+	int			 k, rc;
+
+	for (;;) {
+		if (t->t_outlen > 0 && (rc = t13_flush(t, fd, sent, err)) != 1)
+			return (rc == -1 ? TLS13_ERROR : 0);
+		if (*sent >= max)
+			return (0);
+		if (t->t_done) {
+			/* After our alert nothing more goes out. */
+			if (evbuffer_get_length(src) == 0)
+				return (0);
+			*err = ERR_PACK(ERR_LIB_SSL, 0,
+			    SSL_R_PROTOCOL_IS_SHUTDOWN);
+			return (TLS13_ERROR);
+		}
+		if (t13_obuf == NULL &&
+		    (t13_obuf = malloc(T13_OBUF)) == NULL)
+			goto nomem;
+		len = 0;
+		if (t->t_update_due) {
+			/* Ours, then the new key (RFC 8446 4.6.3). */
+			if (t13_seal(t, T13_CT_HANDSHAKE, NULL, ku, sizeof(ku),
+			    t13_obuf) == -1 || t13_dir_update(t, &t->t_wr) ==
+			    -1)
+				goto internal;
+			t->t_update_due = 0;
+			len += T13_OVERHEAD + sizeof(ku);
+		}
+		for (k = 0; k < T13_BATCH &&
+		    (avail = evbuffer_get_length(src)) > 0; k++) {
+			n = avail < T13_MAX_PLAIN ? avail : T13_MAX_PLAIN;
+			if (t13_seal(t, T13_CT_APPDATA, src, NULL, n,
+			    t13_obuf + len) == -1)
+				goto internal;
+			evbuffer_drain(src, n);
+			len += n + T13_OVERHEAD;
+		}
+		if (len == 0)
+			return (0);
+		if ((w = t13_send(fd, t13_obuf, len)) == -1) {
+			*err = ERR_PACK(ERR_LIB_SYS, 0, errno);
+			return (TLS13_ERROR);
+		}
+		*sent += (size_t)w;
+		if ((size_t)w < len) {
+			if ((t->t_out = malloc(len - (size_t)w)) == NULL)
+				goto nomem;
+			memcpy(t->t_out, t13_obuf + w, len - (size_t)w);
+			t->t_outoff = 0;
+			t->t_outlen = len - (size_t)w;
+			return (0);
+		}
+	}
+nomem:
+	*err = ERR_PACK(ERR_LIB_SSL, 0, ERR_R_MALLOC_FAILURE);
+	return (TLS13_ERROR);
+internal:
+	*err = ERR_PACK(ERR_LIB_SSL, 0, ERR_R_INTERNAL_ERROR);
+	return (TLS13_ERROR);
+}

@@ -1,0 +1,70 @@
+/*
+ * TLS 1.3 record protection for open sessions, in place of OpenSSL's
+ * record layer once the handshake is over (what kernel TLS does, in user
+ * space).  OpenSSL does the handshake; its traffic secrets and record
+ * counts are captured on the way (tls13_ctx_setup()), and when a session
+ * starts relaying, tls13_takeover() derives the keys and the SSL object
+ * can be freed: an idle connection then holds a few hundred bytes of
+ * record state instead of OpenSSL's 11 KB, and every record costs one
+ * AEAD call with no record-layer machinery around it.
+ */
+#ifndef WSG_TLS13_H
+#define WSG_TLS13_H
+
+#include <stddef.h>
+
+#include <event2/buffer.h>
+#include <openssl/ssl.h>
+
+struct wsg_tls13;
+
+/*
+ * Install the capture callbacks (key log and message callback) on a
+ * server context.  Returns 0, or -1 if the process-wide set-up failed,
+ * in which case sessions keep OpenSSL's record layer.
+ */
+int	 tls13_ctx_setup(SSL_CTX *);
+
+/*
+ * Record state for a finished TLS 1.3 handshake whose SSL holds nothing
+ * unread and nothing unsent, or NULL (another version, a key update
+ * already done, a capture that failed, no memory): the session then goes
+ * on with OpenSSL.  Either way the capture callbacks are removed from
+ * the SSL.  On success the caller stops using the SSL for I/O.
+ */
+struct wsg_tls13 *tls13_takeover(SSL *);
+void	 tls13_free(struct wsg_tls13 *);
+
+/* tls13_read() results besides 0 (read something, or nothing yet). */
+#define TLS13_EOF	1	/* close_notify, or the socket's EOF */
+#define TLS13_ERROR	(-1)	/* *err says what, as an OpenSSL error */
+
+/*
+ * Read once from the socket, at most about `want` bytes, and add the
+ * plaintext of every whole record to `dst` (*got grows by its length).
+ * A record's remainder waits in the state for the next read.  Alerts and
+ * key updates are handled here; a key update the peer asks for queues
+ * ours (tls13_write() sends it).
+ */
+int	 tls13_read(struct wsg_tls13 *, int, struct evbuffer *, size_t,
+	    size_t *, unsigned long *);
+
+/*
+ * Send what is still queued, then seal and send `src` in records of up
+ * to 16 KiB until it is empty, the socket is full or about `max` bytes
+ * went out.  *sent grows by the bytes written to the socket.  Returns 0
+ * or TLS13_ERROR.
+ */
+int	 tls13_write(struct wsg_tls13 *, int, struct evbuffer *, size_t,
+	    size_t *, unsigned long *);
+
+/* Bytes sealed but not yet written, or a key update to send. */
+int	 tls13_write_pending(const struct wsg_tls13 *);
+
+/* Best effort, never blocking: a close_notify alert. */
+void	 tls13_close_notify(struct wsg_tls13 *, int);
+
+/* Free this thread's cipher contexts (at a worker's end). */
+void	 tls13_thread_done(void);
+
+#endif /* WSG_TLS13_H */

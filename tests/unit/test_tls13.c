@@ -1,0 +1,454 @@
+/*
+ * Unit tests for wsgate's TLS 1.3 record layer (tls13.c) against OpenSSL
+ * as the client, over a socket pair: the server side does its handshake
+ * with OpenSSL in a context made by tls_ctx_new(), is taken over, and
+ * must then read what the client's OpenSSL sealed, and seal what the
+ * client's OpenSSL can open, in every suite, across key updates asked
+ * for by the client, and answer bad records with the right alert.
+ */
+#include "autoconf.h"
+
+#include <sys/socket.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "errors.h"
+#include "tls.h"
+#include "tls13.h"
+#include "unit.h"
+
+#define STEPS	2000	/* bound on every loop: 2000 x 5 ms at most */
+
+static char	 certpath[64], keypath[64];
+
+static int
+make_cert(void)
+{
+	EVP_PKEY	*pk;
+	X509		*x;
+	X509_NAME	*n;
+	FILE		*f;
+	int		 fd, ok = 0;
+
+	strcpy(certpath, "/tmp/wsg-t13-cert.XXXXXX");
+	strcpy(keypath, "/tmp/wsg-t13-key.XXXXXX");
+	if ((fd = mkstemp(certpath)) == -1)
+		return (-1);
+	close(fd);
+	if ((fd = mkstemp(keypath)) == -1)
+		return (-1);
+	close(fd);
+	if ((pk = EVP_EC_gen("P-256")) == NULL || (x = X509_new()) == NULL)
+		return (-1);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, pk);
+	n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"localhost", -1, -1, 0);
+	X509_set_issuer_name(x, n);
+	if (X509_sign(x, pk, EVP_sha256()) > 0 &&
+	    (f = fopen(certpath, "w")) != NULL) {
+		ok = PEM_write_X509(f, x);
+		fclose(f);
+		if (ok && (f = fopen(keypath, "w")) != NULL) {
+			ok = PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL,
+			    NULL);
+			fclose(f);
+		}
+	}
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	return (ok ? 0 : -1);
+}
+
+struct pair {
+	int		 cfd, sfd;
+	SSL		*c, *s;
+};
+
+static void
+wait_fd(int fd, short events)
+{
+	struct pollfd	pfd = { fd, events, 0 };
+
+	(void)poll(&pfd, 1, 5);
+}
+
+/* A handshaken pair, the request and a response already through. */
+static int
+pair_open(struct pair *p, SSL_CTX *sctx, SSL_CTX *cctx)
+{
+	int	sv[2], i, rc, rs, done = 0;
+	char	buf[256];
+
+	memset(p, 0, sizeof(*p));
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		return (-1);
+	p->cfd = sv[0];
+	p->sfd = sv[1];
+	fcntl(p->cfd, F_SETFL, O_NONBLOCK);
+	fcntl(p->sfd, F_SETFL, O_NONBLOCK);
+	p->c = SSL_new(cctx);
+	p->s = SSL_new(sctx);
+	SSL_set_fd(p->c, p->cfd);
+	SSL_set_fd(p->s, p->sfd);
+	SSL_set_connect_state(p->c);
+	SSL_set_accept_state(p->s);
+	for (i = 0, rc = rs = 0; i < STEPS && (rc != 1 || rs != 1); i++) {
+		if (rc != 1)
+			rc = SSL_do_handshake(p->c);
+		if (rs != 1)
+			rs = SSL_do_handshake(p->s);
+		wait_fd(p->sfd, POLLIN);
+	}
+	if (rc != 1 || rs != 1)
+		return (-1);
+	/* The request head, as two records, then the 101. */
+	if (SSL_write(p->c, "GET / HTTP/1.1\r\n", 16) != 16 ||
+	    SSL_write(p->c, "Host: x\r\n\r\n", 11) != 11)
+		return (-1);
+	for (i = 0; i < STEPS && done < 27; i++) {
+		if ((rs = SSL_read(p->s, buf, sizeof(buf))) > 0)
+			done += rs;
+		else
+			wait_fd(p->sfd, POLLIN);
+	}
+	if (done != 27 || SSL_write(p->s, "HTTP/1.1 101 OK\r\n\r\n", 19) != 19)
+		return (-1);
+	for (i = 0, done = 0; i < STEPS && done < 19; i++) {
+		if ((rc = SSL_read(p->c, buf, sizeof(buf))) > 0)
+			done += rc;
+		else
+			wait_fd(p->cfd, POLLIN);
+	}
+	return (done == 19 ? 0 : -1);
+}
+
+static void
+pair_close(struct pair *p)
+{
+	SSL_free(p->c);
+	SSL_free(p->s);
+	close(p->cfd);
+	close(p->sfd);
+}
+
+/* Read with the record layer until want bytes or a result besides 0. */
+static int
+t13_read_n(struct wsg_tls13 *t, int fd, struct evbuffer *dst, size_t want,
+    unsigned long *err)
+{
+	size_t	got = 0;
+	int	i, rc = 0;
+
+	for (i = 0; i < STEPS && evbuffer_get_length(dst) < want; i++) {
+		if ((rc = tls13_read(t, fd, dst, 0, &got, err)) != 0)
+			return (rc);
+		wait_fd(fd, POLLIN);
+	}
+	return (rc);
+}
+
+/* The client reads n bytes (its OpenSSL handles key updates too). */
+static int
+client_read_n(struct pair *p, struct wsg_tls13 *t, unsigned char *buf,
+    size_t n)
+{
+	struct evbuffer	*none = evbuffer_new();
+	size_t		 done = 0, sent = 0;
+	unsigned long	 err;
+	int		 i, r;
+
+	for (i = 0; i < STEPS && done < n; i++) {
+		/* Keep the server's queued records going out. */
+		if (t != NULL)
+			(void)tls13_write(t, p->sfd, none, SIZE_MAX, &sent,
+			    &err);
+		r = SSL_read(p->c, buf + done, (int)(n - done));
+		if (r > 0)
+			done += (size_t)r;
+		else if (SSL_get_error(p->c, r) == SSL_ERROR_WANT_READ)
+			wait_fd(p->cfd, POLLIN);
+		else
+			break;
+	}
+	evbuffer_free(none);
+	return (done == n ? 0 : -1);
+}
+
+/* Every suite: read, write, big messages, key updates, close_notify. */
+static void
+check_suite(SSL_CTX *sctx, const char *suite)
+{
+	SSL_CTX			*cctx;
+	struct pair		 p;
+	struct wsg_tls13	*t;
+	struct evbuffer		*in, *out;
+	unsigned char		*big, *back;
+	unsigned long		 err = 0;
+	size_t			 sent = 0, i, n = 40000;
+	int			 k;
+
+	cctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION);
+	CHECK(SSL_CTX_set_ciphersuites(cctx, suite) == 1);
+	in = evbuffer_new();
+	out = evbuffer_new();
+	big = malloc(n);
+	back = malloc(n);
+	for (i = 0; i < n; i++)
+		big[i] = (unsigned char)(i * 7 + 3);
+	if (pair_open(&p, sctx, cctx) == -1) {
+		CHECK(!"handshake");
+		goto done;
+	}
+	CHECK_STR(SSL_CIPHER_get_name(SSL_get_current_cipher(p.s)), suite);
+	t = tls13_takeover(p.s);
+	CHECK(t != NULL);
+	if (t == NULL)
+		goto closed;
+
+	/* Client to server: small records, then one over 16 KiB. */
+	CHECK_INT(SSL_write(p.c, "hello ", 6), 6);
+	CHECK_INT(SSL_write(p.c, "world", 5), 5);
+	CHECK_INT(t13_read_n(t, p.sfd, in, 11, &err), 0);
+	CHECK_INT(evbuffer_get_length(in), 11);
+	CHECK(memcmp(evbuffer_pullup(in, -1), "hello world", 11) == 0);
+	evbuffer_drain(in, 11);
+	for (i = 0; i < n; ) {
+		int r = SSL_write(p.c, big + i, (int)(n - i));
+
+		if (r > 0)
+			i += (size_t)r;
+		(void)t13_read_n(t, p.sfd, in, i, &err);
+	}
+	CHECK_INT(evbuffer_get_length(in), n);
+	CHECK(evbuffer_get_length(in) == n &&
+	    memcmp(evbuffer_pullup(in, -1), big, n) == 0);
+	evbuffer_drain(in, evbuffer_get_length(in));
+
+	/* Server to client: three records in one write. */
+	evbuffer_add(out, big, n);
+	CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err), 0);
+	CHECK(client_read_n(&p, t, back, n) == 0);
+	CHECK(memcmp(back, big, n) == 0);
+	CHECK_INT(evbuffer_get_length(out), 0);
+	CHECK(!tls13_write_pending(t));
+
+	/* The client updates its keys and asks for ours, twice. */
+	for (k = 0; k < 2; k++) {
+		CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_REQUESTED) == 1);
+		CHECK_INT(SSL_write(p.c, "after", 5), 5);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 5, &err), 0);
+		CHECK(evbuffer_get_length(in) == 5 &&
+		    memcmp(evbuffer_pullup(in, -1), "after", 5) == 0);
+		evbuffer_drain(in, 5);
+		CHECK(tls13_write_pending(t));
+		evbuffer_add(out, "reply", 5);
+		CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err), 0);
+		CHECK(client_read_n(&p, t, back, 5) == 0);
+		CHECK(memcmp(back, "reply", 5) == 0);
+	}
+	/* One it does not ask us to answer. */
+	CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+	CHECK_INT(SSL_write(p.c, "quiet", 5), 5);
+	CHECK_INT(t13_read_n(t, p.sfd, in, 5, &err), 0);
+	CHECK_INT(evbuffer_get_length(in), 5);
+	CHECK(!tls13_write_pending(t));
+	evbuffer_drain(in, evbuffer_get_length(in));
+
+	/* close_notify both ways. */
+	(void)SSL_shutdown(p.c);
+	CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_EOF);
+	tls13_close_notify(t, p.sfd);
+	CHECK_INT(SSL_read(p.c, back, 1), 0);
+	CHECK_INT(SSL_get_error(p.c, 0), SSL_ERROR_ZERO_RETURN);
+	tls13_free(t);
+closed:
+	pair_close(&p);
+done:
+	free(big);
+	free(back);
+	evbuffer_free(in);
+	evbuffer_free(out);
+	SSL_CTX_free(cctx);
+}
+
+/* A record that does not open, one too long: the alert and the reason. */
+static void
+check_bad(SSL_CTX *sctx, const unsigned char *rec, size_t len, int reason,
+    int alert)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair		 p;
+	struct wsg_tls13	*t = NULL;
+	struct evbuffer		*in = evbuffer_new();
+	unsigned char		 b;
+	unsigned long		 err = 0, e;
+	int			 r = 0, i;
+
+	if (pair_open(&p, sctx, cctx) == -1 ||
+	    (t = tls13_takeover(p.s)) == NULL) {
+		CHECK(!"set-up");
+		goto done;
+	}
+	CHECK_INT(send(p.cfd, rec, len, 0), len);
+	CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+	CHECK_INT(ERR_GET_REASON(err), reason);
+	CHECK_INT(evbuffer_get_length(in), 0);
+	/* The client's OpenSSL got our alert. */
+	ERR_clear_error();
+	for (i = 0; i < STEPS; i++) {
+		r = SSL_read(p.c, &b, 1);
+		if (r > 0 || SSL_get_error(p.c, r) != SSL_ERROR_WANT_READ)
+			break;
+		wait_fd(p.cfd, POLLIN);
+	}
+	CHECK_INT(SSL_get_error(p.c, r), SSL_ERROR_SSL);
+	e = ERR_peek_last_error();
+	CHECK_INT(ERR_GET_REASON(e), SSL_AD_REASON_OFFSET + alert);
+	ERR_clear_error();
+done:
+	tls13_free(t);
+	pair_close(&p);
+	evbuffer_free(in);
+	SSL_CTX_free(cctx);
+}
+
+/* Key updates one after another: the seventeenth ends the connection. */
+static void
+check_update_flood(SSL_CTX *sctx)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair		 p;
+	struct wsg_tls13	*t = NULL;
+	struct evbuffer		*in = evbuffer_new();
+	unsigned long		 err = 0;
+	int			 k, rc = 0;
+
+	if (pair_open(&p, sctx, cctx) == -1 ||
+	    (t = tls13_takeover(p.s)) == NULL) {
+		CHECK(!"set-up");
+		goto done;
+	}
+	for (k = 0; k < 17 && rc == 0; k++) {
+		CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+		CHECK_INT(SSL_write(p.c, "a", 1), 1);
+		rc = t13_read_n(t, p.sfd, in, (size_t)k + 1, &err);
+	}
+	CHECK_INT(k, 17);
+	CHECK_INT(rc, TLS13_ERROR);
+	CHECK_INT(ERR_GET_REASON(err), SSL_R_TOO_MANY_KEY_UPDATES);
+	/* What came before was read. */
+	CHECK_INT(evbuffer_get_length(in), 16);
+done:
+	tls13_free(t);
+	pair_close(&p);
+	evbuffer_free(in);
+	SSL_CTX_free(cctx);
+}
+
+/* TLS 1.2 stays with OpenSSL. */
+static void
+check_tls12(SSL_CTX *sctx)
+{
+	SSL_CTX		*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair	 p;
+
+	SSL_CTX_set_max_proto_version(cctx, TLS1_2_VERSION);
+	if (pair_open(&p, sctx, cctx) == -1) {
+		CHECK(!"handshake");
+	} else {
+		CHECK_INT(SSL_version(p.s), TLS1_2_VERSION);
+		CHECK(tls13_takeover(p.s) == NULL);
+		/* And OpenSSL goes on as before. */
+		CHECK_INT(SSL_write(p.s, "x", 1), 1);
+	}
+	pair_close(&p);
+	SSL_CTX_free(cctx);
+}
+
+/* Something unread in OpenSSL: no takeover, OpenSSL goes on. */
+static void
+check_pending(SSL_CTX *sctx)
+{
+	SSL_CTX		*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair	 p;
+	char		 buf[4];
+	int		 i, r = 0;
+
+	if (pair_open(&p, sctx, cctx) == -1) {
+		CHECK(!"handshake");
+		goto done;
+	}
+	CHECK_INT(SSL_write(p.c, "abcdefgh", 8), 8);
+	for (i = 0; i < STEPS && (r = SSL_read(p.s, buf, 4)) <= 0; i++)
+		wait_fd(p.sfd, POLLIN);
+	CHECK_INT(r, 4);
+	CHECK(tls13_takeover(p.s) == NULL);
+	CHECK_INT(SSL_read(p.s, buf, 4), 4);
+	CHECK(memcmp(buf, "efgh", 4) == 0);
+done:
+	pair_close(&p);
+	SSL_CTX_free(cctx);
+}
+
+int
+main(void)
+{
+	static const unsigned char	 garbage[5 + 32] = { 0x17, 0x03, 0x03,
+					    0x00, 0x20 };
+	static const unsigned char	 toolong[5] = { 0x17, 0x03, 0x03,
+					    0x41, 0x01 };
+	static const unsigned char	 plainalert[7] = { 0x15, 0x03, 0x03,
+					    0x00, 0x02, 0x02, 0x28 };
+	struct wsg_errors		 errs;
+	SSL_CTX				*s13, *s12;
+
+	memset(&errs, 0, sizeof(errs));
+	if (make_cert() == -1) {
+		CHECK(!"certificate");
+		return (unit_done("test_tls13"));
+	}
+	s13 = tls_ctx_new(certpath, keypath, TLS1_3_VERSION, NULL, &errs,
+	    "test", 0, 0);
+	s12 = tls_ctx_new(certpath, keypath, TLS1_2_VERSION, NULL, &errs,
+	    "test", 0, 0);
+	CHECK(s13 != NULL && s12 != NULL);
+	if (s13 != NULL && s12 != NULL) {
+		check_suite(s13, "TLS_AES_128_GCM_SHA256");
+		check_suite(s13, "TLS_AES_256_GCM_SHA384");
+		check_suite(s13, "TLS_CHACHA20_POLY1305_SHA256");
+		check_bad(s13, garbage, sizeof(garbage),
+		    SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC, 20);
+		check_bad(s13, toolong, sizeof(toolong),
+		    SSL_R_ENCRYPTED_LENGTH_TOO_LONG, 22);
+		check_bad(s13, plainalert, sizeof(plainalert),
+		    SSL_R_UNEXPECTED_RECORD, 10);
+		check_update_flood(s13);
+		check_tls12(s12);
+		check_pending(s13);
+	}
+	SSL_CTX_free(s13);
+	SSL_CTX_free(s12);
+	errors_free(&errs);
+	unlink(certpath);
+	unlink(keypath);
+	tls13_thread_done();
+	return (unit_done("test_tls13"));
+}
