@@ -115,8 +115,19 @@ static EVP_KDF		*t13_hkdf;
 static EVP_CIPHER	*t13_ciphers[T13_NSUITES];
 static uint64_t		 t13_keyids;
 
-static __thread EVP_CIPHER_CTX	*t13_ctx[T13_NSUITES][2];
-static __thread uint64_t	 t13_ctx_key[T13_NSUITES][2];
+/*
+ * Each thread keeps up to T13_CACHE keyed contexts per direction, slot by
+ * key id: a busy connection finds its key set up (a key schedule and the
+ * GHASH tables cost more than sealing a small record), and the memory is
+ * the thread's, whatever the number of idle connections.
+ */
+#define T13_CACHE	256
+struct t13_slot {
+	EVP_CIPHER_CTX	*s_ctx;
+	uint64_t	 s_keyid;	/* 0: not keyed */
+	int		 s_suite;
+};
+static __thread struct t13_slot	*t13_cache[2];
 static __thread uint8_t		*t13_obuf;
 static __thread uint8_t		*t13_rbuf;
 
@@ -374,43 +385,59 @@ tls13_thread_done(void)
 {
 	int	i, j;
 
-	for (i = 0; i < T13_NSUITES; i++)
-		for (j = 0; j < 2; j++) {
-			EVP_CIPHER_CTX_free(t13_ctx[i][j]);
-			t13_ctx[i][j] = NULL;
-			t13_ctx_key[i][j] = 0;
-		}
+	for (j = 0; j < 2; j++) {
+		if (t13_cache[j] == NULL)
+			continue;
+		for (i = 0; i < T13_CACHE; i++)
+			EVP_CIPHER_CTX_free(t13_cache[j][i].s_ctx);
+		free(t13_cache[j]);
+		t13_cache[j] = NULL;
+	}
 	free(t13_obuf);
 	free(t13_rbuf);
 	t13_obuf = t13_rbuf = NULL;
 }
 
-/* This thread's context for the suite and direction, keyed for d. */
+/* This thread's context for the direction, keyed for d. */
 static EVP_CIPHER_CTX *
 t13_cipher(const struct wsg_tls13 *t, const struct t13_dir *d, int enc)
 {
-	EVP_CIPHER_CTX	**cp = &t13_ctx[t->t_suite][enc];
-	uint64_t	 *kp = &t13_ctx_key[t->t_suite][enc];
+	struct t13_slot	*sl;
 
-	if (*cp == NULL) {
-		if ((*cp = EVP_CIPHER_CTX_new()) == NULL)
+	if (t13_cache[enc] == NULL &&
+	    (t13_cache[enc] = calloc(T13_CACHE, sizeof(*sl))) == NULL)
+		return (NULL);
+	sl = &t13_cache[enc][d->d_keyid % T13_CACHE];
+	if (sl->s_keyid == d->d_keyid && sl->s_suite == t->t_suite)
+		return (sl->s_ctx);
+	sl->s_keyid = 0;
+	if (sl->s_ctx != NULL && sl->s_suite != t->t_suite) {
+		EVP_CIPHER_CTX_free(sl->s_ctx);
+		sl->s_ctx = NULL;
+	}
+	if (sl->s_ctx == NULL) {
+		if ((sl->s_ctx = EVP_CIPHER_CTX_new()) == NULL)
 			return (NULL);
-		if (EVP_CipherInit_ex(*cp, t13_ciphers[t->t_suite], NULL,
+		if (EVP_CipherInit_ex(sl->s_ctx, t13_ciphers[t->t_suite], NULL,
 		    NULL, NULL, enc) != 1) {
-			EVP_CIPHER_CTX_free(*cp);
-			*cp = NULL;
+			EVP_CIPHER_CTX_free(sl->s_ctx);
+			sl->s_ctx = NULL;
 			return (NULL);
 		}
-		*kp = 0;
+		sl->s_suite = t->t_suite;
 	}
-	if (*kp != d->d_keyid) {
-		*kp = 0;
-		if (EVP_CipherInit_ex(*cp, NULL, NULL, d->d_key, NULL, enc) !=
-		    1)
-			return (NULL);
-		*kp = d->d_keyid;
-	}
-	return (*cp);
+	if (EVP_CipherInit_ex(sl->s_ctx, NULL, NULL, d->d_key, NULL, enc) != 1)
+		return (NULL);
+	sl->s_keyid = d->d_keyid;
+	return (sl->s_ctx);
+}
+
+/* A context that failed mid-record is keyed again before its next use. */
+static void
+t13_cipher_spoil(const struct t13_dir *d, int enc)
+{
+	if (t13_cache[enc] != NULL)
+		t13_cache[enc][d->d_keyid % T13_CACHE].s_keyid = 0;
 }
 
 static void
@@ -490,8 +517,7 @@ t13_seal(struct wsg_tls13 *t, uint8_t type, struct evbuffer *src,
 	d->d_seq++;
 	return (0);
 fail:
-	/* The context is in an unknown state: key it again next time. */
-	t13_ctx_key[t->t_suite][1] = 0;
+	t13_cipher_spoil(d, 1);
 	return (-1);
 }
 
@@ -515,7 +541,7 @@ t13_open(struct wsg_tls13 *t, const uint8_t *rec, size_t clen, uint8_t *out)
 	    (void *)(rec + T13_HDR + plen)) != 1 ||
 	    EVP_DecryptFinal_ex(ctx, out + ol, &fl) != 1 ||
 	    (size_t)ol + (size_t)fl != plen) {
-		t13_ctx_key[t->t_suite][0] = 0;
+		t13_cipher_spoil(d, 0);
 		return (-1);
 	}
 	d->d_seq++;
