@@ -760,6 +760,10 @@ tls13_read(struct wsg_tls13 *t, int fd, struct evbuffer *dst, size_t want,
 				return (rc);
 			break;
 		case T13_CT_HANDSHAKE:
+			/* Never empty (RFC 8446 5.1). */
+			if (i == 0)
+				return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+				    SSL_R_UNEXPECTED_MESSAGE, err));
 			if ((rc = t13_handshake_in(t, fd, pt, i, err)) != 0)
 				return (rc);
 			break;
