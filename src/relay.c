@@ -1105,6 +1105,12 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
 	e = session_tls_error(p, &local);
+	/* A hang-up without close_notify is common; a bad record is not. */
+	if (e != 0 && !local && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+	    ERR_GET_REASON(e) != SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		log_info("conn %llu: %s TLS error: %s",
+		    (unsigned long long)s->s_id, p->p_name,
+		    ERR_reason_error_string(e));
 	/* What arrived before the end is relayed first. */
 	relay_process(p);
 	session_peer_free(p);

@@ -11,8 +11,11 @@ import socket
 import ssl
 import time
 
+import pytest
+
 import rawclient
 import wsproto
+from conftest import echo_works, wait_for
 
 
 class RecordClient:
@@ -171,3 +174,89 @@ def test_many_records_in_one_segment_after_the_upgrade(echo_gateway):
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert e["status"] == 101 and e["frames_in"] == len(msgs), e
+
+
+def test_tls13_session_moves_to_wsgate_record_layer(echo_gateway):
+    """Once upgraded, a TLS 1.3 session's records are sealed and opened by
+    wsgate (src/tls13.c): a 40000-byte message crosses in three records
+    each way, byte for byte."""
+    gw = echo_gateway
+    c = RecordClient(gw.port, gw.ssl)
+    try:
+        c.handshake()
+        assert c.tls.version() == "TLSv1.3"
+        c.write(rawclient.build_request("/echo"))
+        c.flush()
+        assert upgrade(c).status == 101
+        wait_for(lambda: "TLS records now sealed and opened by wsgate"
+                 in gw.error_text(), what="the record layer's takeover")
+        msg = bytes((i * 7 + 3) & 0xff for i in range(40000))
+        c.write(wsproto.encode_frame(wsproto.OP_BINARY, msg))
+        c.flush()
+        got = []
+
+        def have_one(buf):
+            got[:] = frames_in(buf)[0]
+            return len(got) >= 1
+        c.read_until(have_one)
+        assert got[0].payload == msg
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["status"] == 101 and e["bytes_out"] >= 40000, e
+
+
+def test_forged_record_after_upgrade_is_refused_with_an_alert(echo_gateway):
+    """A record that does not decrypt: the client gets a bad_record_mac
+    alert, the session ends as client_dropped with the reason in the
+    error log, and the gateway serves others."""
+    gw = echo_gateway
+    c = RecordClient(gw.port, gw.ssl)
+    try:
+        c.handshake()
+        c.write(rawclient.build_request("/echo"))
+        c.flush()
+        assert upgrade(c).status == 101
+        c.sock.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
+        with pytest.raises(ssl.SSLError) as ei:
+            c.read_until(lambda b: False)
+        assert "BAD_RECORD_MAC" in str(ei.value).upper(), ei.value
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "client_dropped", e
+    wait_for(lambda: "client TLS error: decryption failed or bad record mac"
+             in gw.error_text(), what="the TLS error in the error log")
+    echo_works(gw)
+
+
+def test_tls12_session_stays_with_openssl(echo_gateway):
+    """TLS 1.2 keeps OpenSSL's record layer after the upgrade, and works."""
+    gw = echo_gateway
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    c = RecordClient(gw.port, ctx)
+    try:
+        c.handshake()
+        assert c.tls.version() == "TLSv1.2"
+        c.write(rawclient.build_request("/echo"))
+        c.flush()
+        assert upgrade(c).status == 101
+        msg = b"twelve" * 5000
+        c.write(wsproto.encode_frame(wsproto.OP_BINARY, msg))
+        c.flush()
+        got = []
+
+        def have_one(buf):
+            got[:] = frames_in(buf)[0]
+            return len(got) >= 1
+        c.read_until(have_one)
+        assert got[0].payload == msg
+    finally:
+        c.close()
+    gw.wait_entry(client_port=c.local_port)
+    assert "upgraded to" in gw.error_text()
+    assert "TLS records now sealed and opened by wsgate" \
+        not in gw.error_text()
