@@ -66,7 +66,6 @@ static void	relay_plain_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_write_cb(evutil_socket_t, short, void *);
 static void	relay_tls13_takeover(struct wsg_peer *);
-static void	relay_tls13_io(struct bufferevent *, struct wsg_peer *, short);
 
 /* A TLS half: OpenSSL's record layer, or ours (tls13.c). */
 #define RELAY_TLS(p)	((p)->p_ssl != NULL || (p)->p_tls13 != NULL)
@@ -986,30 +985,6 @@ relay_tls13_write(struct bufferevent *bev, struct wsg_peer *p, size_t *done)
 	return (0);
 }
 
-static void
-relay_tls13_io(struct bufferevent *bev, struct wsg_peer *p, short what)
-{
-	size_t	got = 0, done = 0;
-	short	ev = 0;
-
-	if (what & EV_TIMEOUT)
-		ev = BEV_EVENT_TIMEOUT | (what & EV_READ ? BEV_EVENT_READING :
-		    BEV_EVENT_WRITING);
-	else if (what & EV_READ) {
-		if (bufferevent_get_enabled(bev) & EV_READ)
-			ev = relay_tls13_read(bev, p, &got);
-	} else
-		ev = relay_tls13_write(bev, p, &done);
-	if (ev & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		bufferevent_disable(bev, EV_READ | EV_WRITE);
-	if (got > 0)
-		bufferevent_trigger(bev, EV_READ, 0);
-	if (done > 0)
-		bufferevent_trigger(bev, EV_WRITE, 0);
-	if (ev != 0)
-		bufferevent_trigger_event(bev, ev, 0);
-}
-
 /*
  * The reader and the writer of a TLS half (the client on a TLS listener)
  * once a session is open, in place of libevent's.  They are assigned to
@@ -1029,15 +1004,16 @@ relay_tls_io(struct bufferevent *bev, short what)
 	if (p == NULL || !RELAY_TLS(p))
 		return;
 	bufferevent_incref(bev);
-	if (p->p_tls13 != NULL) {
-		relay_tls13_io(bev, p, what);
-		bufferevent_decref(bev);
-		return;
-	}
 	if (what & EV_TIMEOUT)
 		ev = BEV_EVENT_TIMEOUT | (what & EV_READ ? BEV_EVENT_READING :
 		    BEV_EVENT_WRITING);
-	else if (what & EV_READ) {
+	else if (p->p_tls13 != NULL) {
+		/* Ours needs no crossing over: its key updates queue. */
+		if (!(what & EV_READ))
+			ev = relay_tls13_write(bev, p, &done);
+		else if (bufferevent_get_enabled(bev) & EV_READ)
+			ev = relay_tls13_read(bev, p, &got);
+	} else if (what & EV_READ) {
 		if (p->p_tls_wbor) {
 			p->p_tls_wbor = 0;
 			if (!(bufferevent_get_enabled(bev) & EV_READ))

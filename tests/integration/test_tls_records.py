@@ -101,6 +101,20 @@ def frames_in(buf):
         buf = buf[n:]
 
 
+def echo_one(c, payload):
+    """Send one binary frame and return the payload of the first frame
+    that comes back."""
+    c.write(wsproto.encode_frame(wsproto.OP_BINARY, payload))
+    c.flush()
+    got = []
+
+    def have_one(buf):
+        got[:] = frames_in(buf)[0]
+        return len(got) >= 1
+    c.read_until(have_one)
+    return got[0].payload
+
+
 def upgrade(c):
     head = c.read_until(lambda b: b"\r\n\r\n" in b)
     i = head.index(b"\r\n\r\n") + 4
@@ -191,15 +205,7 @@ def test_tls13_session_moves_to_wsgate_record_layer(echo_gateway):
         wait_for(lambda: "TLS records now sealed and opened by wsgate"
                  in gw.error_text(), what="the record layer's takeover")
         msg = bytes((i * 7 + 3) & 0xff for i in range(40000))
-        c.write(wsproto.encode_frame(wsproto.OP_BINARY, msg))
-        c.flush()
-        got = []
-
-        def have_one(buf):
-            got[:] = frames_in(buf)[0]
-            return len(got) >= 1
-        c.read_until(have_one)
-        assert got[0].payload == msg
+        assert echo_one(c, msg) == msg
     finally:
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
@@ -245,15 +251,7 @@ def test_tls12_session_stays_with_openssl(echo_gateway):
         c.flush()
         assert upgrade(c).status == 101
         msg = b"twelve" * 5000
-        c.write(wsproto.encode_frame(wsproto.OP_BINARY, msg))
-        c.flush()
-        got = []
-
-        def have_one(buf):
-            got[:] = frames_in(buf)[0]
-            return len(got) >= 1
-        c.read_until(have_one)
-        assert got[0].payload == msg
+        assert echo_one(c, msg) == msg
     finally:
         c.close()
     gw.wait_entry(client_port=c.local_port)
