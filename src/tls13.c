@@ -29,7 +29,6 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 
 #include "tls13.h"
@@ -111,7 +110,7 @@ struct t13_capture {
 
 static pthread_once_t	 t13_once = PTHREAD_ONCE_INIT;
 static int		 t13_index = -1;
-static EVP_KDF		*t13_hkdf;
+static EVP_MAC		*t13_hmac;
 static EVP_CIPHER	*t13_ciphers[T13_NSUITES];
 static uint64_t		 t13_keyids;
 
@@ -128,6 +127,8 @@ struct t13_slot {
 	int		 s_suite;
 };
 static __thread struct t13_slot	*t13_cache[2];
+/* HMAC contexts with their digest set: SHA-256, SHA-384. */
+static __thread EVP_MAC_CTX	*t13_mac[2];
 static __thread uint8_t		*t13_obuf;
 static __thread uint8_t		*t13_rbuf;
 
@@ -148,7 +149,7 @@ t13_init(void)
 				    "AES-256-GCM", "ChaCha20-Poly1305" };
 	int			 i;
 
-	if ((t13_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) == NULL)
+	if ((t13_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
 		return;
 	for (i = 0; i < T13_NSUITES; i++)
 		if ((t13_ciphers[i] = EVP_CIPHER_fetch(NULL, names[i],
@@ -255,17 +256,37 @@ tls13_ctx_setup(SSL_CTX *ctx)
 	return (0);
 }
 
-/* HKDF-Expand-Label(secret, label, "", outlen), RFC 8446 7.1. */
+/*
+ * HKDF-Expand-Label(secret, label, "", outlen), RFC 8446 7.1.  Every
+ * output here is at most the hash's length, so HKDF-Expand is one HMAC:
+ * T(1) = HMAC(secret, HkdfLabel | 0x01).  The thread's HMAC context keeps
+ * its digest; EVP_KDF would fetch and set it up on every call, about
+ * three times the cost.
+ */
 static int
 t13_expand(const struct wsg_tls13 *t, const uint8_t *secret,
     const char *label, uint8_t *out, size_t outlen)
 {
-	EVP_KDF_CTX	*k;
-	OSSL_PARAM	 params[5];
-	uint8_t		 info[2 + 1 + 6 + 32 + 1];
-	size_t		 ll = strlen(label), n = 0;
-	int		 mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, rc;
+	EVP_MAC_CTX	**mp = &t13_mac[t->t_hashlen == 48];
+	OSSL_PARAM	 params[2];
+	uint8_t		 info[2 + 1 + 6 + 32 + 1 + 1], md[EVP_MAX_MD_SIZE];
+	size_t		 ll = strlen(label), n = 0, mdlen;
 
+	if (outlen > t->t_hashlen || ll > 32)
+		return (-1);
+	if (*mp == NULL) {
+		if ((*mp = EVP_MAC_CTX_new(t13_hmac)) == NULL)
+			return (-1);
+		params[0] = OSSL_PARAM_construct_utf8_string(
+		    OSSL_MAC_PARAM_DIGEST, t->t_hashlen == 48 ? "SHA384" :
+		    "SHA256", 0);
+		params[1] = OSSL_PARAM_construct_end();
+		if (EVP_MAC_CTX_set_params(*mp, params) != 1) {
+			EVP_MAC_CTX_free(*mp);
+			*mp = NULL;
+			return (-1);
+		}
+	}
 	info[n++] = (uint8_t)(outlen >> 8);
 	info[n++] = (uint8_t)outlen;
 	info[n++] = (uint8_t)(6 + ll);
@@ -273,20 +294,16 @@ t13_expand(const struct wsg_tls13 *t, const uint8_t *secret,
 	n += 6;
 	memcpy(info + n, label, ll);
 	n += ll;
-	info[n++] = 0;
-	params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-	    t->t_hashlen == 48 ? "SHA384" : "SHA256", 0);
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-	    (void *)secret, t->t_hashlen);
-	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-	    info, n);
-	params[4] = OSSL_PARAM_construct_end();
-	if ((k = EVP_KDF_CTX_new(t13_hkdf)) == NULL)
+	info[n++] = 0;		/* empty context */
+	info[n++] = 1;		/* the block counter of T(1) */
+	if (EVP_MAC_init(*mp, secret, t->t_hashlen, NULL) != 1 ||
+	    EVP_MAC_update(*mp, info, n) != 1 ||
+	    EVP_MAC_final(*mp, md, &mdlen, sizeof(md)) != 1 ||
+	    mdlen != t->t_hashlen)
 		return (-1);
-	rc = EVP_KDF_derive(k, out, outlen, params);
-	EVP_KDF_CTX_free(k);
-	return (rc == 1 ? 0 : -1);
+	memcpy(out, md, outlen);
+	OPENSSL_cleanse(md, sizeof(md));
+	return (0);
 }
 
 static int
@@ -392,6 +409,10 @@ tls13_thread_done(void)
 			EVP_CIPHER_CTX_free(t13_cache[j][i].s_ctx);
 		free(t13_cache[j]);
 		t13_cache[j] = NULL;
+	}
+	for (j = 0; j < 2; j++) {
+		EVP_MAC_CTX_free(t13_mac[j]);
+		t13_mac[j] = NULL;
 	}
 	free(t13_obuf);
 	free(t13_rbuf);
