@@ -101,6 +101,15 @@ def frames_in(buf):
         buf = buf[n:]
 
 
+def open_session(c):
+    """Handshake, the request in one record, and the 101."""
+    c.handshake()
+    c.write(rawclient.build_request("/echo"))
+    c.flush()
+    resp = upgrade(c)
+    assert resp.status == 101, resp
+
+
 def echo_one(c, payload):
     """Send one binary frame and return the payload of the first frame
     that comes back."""
@@ -160,10 +169,7 @@ def test_many_records_in_one_segment_after_the_upgrade(echo_gateway):
     gw = echo_gateway
     c = RecordClient(gw.port, gw.ssl)
     try:
-        c.handshake()
-        c.write(rawclient.build_request("/echo"))
-        c.flush()
-        assert upgrade(c).status == 101
+        open_session(c)
         msgs = [("message %d" % i).encode() * (i + 1) for i in range(37)]
         for m in msgs[:-2]:
             c.write(wsproto.encode_frame(wsproto.OP_BINARY, m))
@@ -197,11 +203,8 @@ def test_tls13_session_moves_to_wsgate_record_layer(echo_gateway):
     gw = echo_gateway
     c = RecordClient(gw.port, gw.ssl)
     try:
-        c.handshake()
+        open_session(c)
         assert c.tls.version() == "TLSv1.3"
-        c.write(rawclient.build_request("/echo"))
-        c.flush()
-        assert upgrade(c).status == 101
         wait_for(lambda: "TLS records now sealed and opened by wsgate"
                  in gw.error_text(), what="the record layer's takeover")
         msg = bytes((i * 7 + 3) & 0xff for i in range(40000))
@@ -219,10 +222,7 @@ def test_forged_record_after_upgrade_is_refused_with_an_alert(echo_gateway):
     gw = echo_gateway
     c = RecordClient(gw.port, gw.ssl)
     try:
-        c.handshake()
-        c.write(rawclient.build_request("/echo"))
-        c.flush()
-        assert upgrade(c).status == 101
+        open_session(c)
         c.sock.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
         with pytest.raises(ssl.SSLError) as ei:
             c.read_until(lambda b: False)
@@ -245,11 +245,8 @@ def test_tls12_session_stays_with_openssl(echo_gateway):
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     c = RecordClient(gw.port, ctx)
     try:
-        c.handshake()
+        open_session(c)
         assert c.tls.version() == "TLSv1.2"
-        c.write(rawclient.build_request("/echo"))
-        c.flush()
-        assert upgrade(c).status == 101
         msg = b"twelve" * 5000
         assert echo_one(c, msg) == msg
     finally:

@@ -19,7 +19,9 @@
 
 #include <event2/buffer.h>
 #include <openssl/err.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -363,6 +365,156 @@ done:
 	SSL_CTX_free(cctx);
 }
 
+/*
+ * Records OpenSSL's client would not send (empty, padded, typeless), made
+ * by the test with the client's key from its own key log and derived
+ * here through EVP_KDF's HKDF, apart from tls13.c's derivation.
+ */
+static unsigned char	 cli_secret[32];
+static size_t		 cli_secretlen;
+
+static void
+cli_keylog(const SSL *ssl, const char *line)
+{
+	const char	*h;
+	unsigned int	 b;
+
+	if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) != 0 ||
+	    (h = strrchr(line, ' ')) == NULL)
+		return;
+	for (cli_secretlen = 0, h++; cli_secretlen < sizeof(cli_secret) &&
+	    sscanf(h, "%2x", &b) == 1; h += 2)
+		cli_secret[cli_secretlen++] = (unsigned char)b;
+}
+
+static int
+cli_expand(const char *label, unsigned char *out, size_t outlen)
+{
+	EVP_KDF		*kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX	*k = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+	OSSL_PARAM	 params[5];
+	unsigned char	 info[64];
+	size_t		 n = 0, ll = strlen(label);
+	int		 mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, rc = -1;
+
+	info[n++] = 0;
+	info[n++] = (unsigned char)outlen;
+	info[n++] = (unsigned char)(6 + ll);
+	memcpy(info + n, "tls13 ", 6);
+	memcpy(info + n + 6, label, ll);
+	n += 6 + ll;
+	info[n++] = 0;
+	params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+	    "SHA256", 0);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+	    cli_secret, cli_secretlen);
+	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+	    info, n);
+	params[4] = OSSL_PARAM_construct_end();
+	if (k != NULL && EVP_KDF_derive(k, out, outlen, params) == 1)
+		rc = 0;
+	EVP_KDF_CTX_free(k);
+	EVP_KDF_free(kdf);
+	return (rc);
+}
+
+/* Seal inner (content, type, pad zeros) as the client's record seq. */
+static void
+cli_send(int fd, uint64_t seq, const void *content, size_t len, int type,
+    size_t pad)
+{
+	unsigned char	 key[16], iv[12], rec[5 + 512 + 16], inner[512];
+	EVP_CIPHER_CTX	*ctx = EVP_CIPHER_CTX_new();
+	size_t		 n = 0, clen;
+	int		 ol, i;
+
+	memcpy(inner, content, len);
+	n = len;
+	if (type >= 0)
+		inner[n++] = (unsigned char)type;
+	memset(inner + n, 0, pad);
+	n += pad;
+	clen = n + 16;
+	if (cli_expand("key", key, 16) == -1 || cli_expand("iv", iv, 12) == -1)
+		CHECK(!"client keys");
+	for (i = 0; i < 8; i++)
+		iv[11 - i] ^= (unsigned char)(seq >> (8 * i));
+	rec[0] = 0x17;
+	rec[1] = rec[2] = 0x03;
+	rec[3] = (unsigned char)(clen >> 8);
+	rec[4] = (unsigned char)clen;
+	CHECK(EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), NULL, key, iv) == 1);
+	CHECK(EVP_EncryptUpdate(ctx, NULL, &ol, rec, 5) == 1);
+	CHECK(EVP_EncryptUpdate(ctx, rec + 5, &ol, inner, (int)n) == 1);
+	CHECK(EVP_EncryptFinal_ex(ctx, rec + 5 + ol, &ol) == 1);
+	CHECK(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16,
+	    rec + 5 + n) == 1);
+	EVP_CIPHER_CTX_free(ctx);
+	CHECK_INT(send(fd, rec, 5 + clen, 0), 5 + clen);
+}
+
+/* One connection per case; the client wrote two records so far. */
+static void
+check_crafted(SSL_CTX *sctx, int kase)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair		 p;
+	struct wsg_tls13	*t = NULL;
+	struct evbuffer		*in = evbuffer_new();
+	unsigned long		 err = 0;
+	uint64_t		 seq = 2;
+	int			 i;
+
+	SSL_CTX_set_ciphersuites(cctx, "TLS_AES_128_GCM_SHA256");
+	SSL_CTX_set_keylog_callback(cctx, cli_keylog);
+	cli_secretlen = 0;
+	if (pair_open(&p, sctx, cctx) == -1 || cli_secretlen != 32 ||
+	    (t = tls13_takeover(p.s)) == NULL) {
+		CHECK(!"set-up");
+		goto done;
+	}
+	switch (kase) {
+	case 0:
+		/* Padding is stripped; 32 empty records in a row pass. */
+		cli_send(p.cfd, seq++, "padded", 6, 0x17, 200);
+		for (i = 0; i < 32; i++)
+			cli_send(p.cfd, seq++, "", 0, 0x17, i);
+		cli_send(p.cfd, seq++, "ok", 2, 0x17, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 8, &err), 0);
+		CHECK(evbuffer_get_length(in) == 8 &&
+		    memcmp(evbuffer_pullup(in, -1), "paddedok", 8) == 0);
+		/* The 33rd costs the connection. */
+		for (i = 0; i < 33; i++)
+			cli_send(p.cfd, seq++, "", 0, 0x17, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 9, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_RECORD_TOO_SMALL);
+		break;
+	case 1:
+		cli_send(p.cfd, seq++, "", 0, 0x16, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_UNEXPECTED_MESSAGE);
+		break;
+	case 2:
+		/* Zeros only: no content type. */
+		cli_send(p.cfd, seq++, "", 0, -1, 7);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_BAD_RECORD_TYPE);
+		break;
+	case 3:
+		/* A change_cipher_spec after the handshake. */
+		cli_send(p.cfd, seq++, "\x01", 1, 0x14, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_UNEXPECTED_RECORD);
+		break;
+	}
+done:
+	tls13_free(t);
+	pair_close(&p);
+	evbuffer_free(in);
+	SSL_CTX_free(cctx);
+}
+
 /* TLS 1.2 stays with OpenSSL. */
 static void
 check_tls12(SSL_CTX *sctx)
@@ -419,6 +571,7 @@ main(void)
 					    0x00, 0x02, 0x02, 0x28 };
 	struct wsg_errors		 errs;
 	SSL_CTX				*s13, *s12;
+	int				 k;
 
 	memset(&errs, 0, sizeof(errs));
 	if (make_cert() == -1) {
@@ -441,6 +594,8 @@ main(void)
 		check_bad(s13, plainalert, sizeof(plainalert),
 		    SSL_R_UNEXPECTED_RECORD, 10);
 		check_update_flood(s13);
+		for (k = 0; k < 4; k++)
+			check_crafted(s13, k);
 		check_tls12(s12);
 		check_pending(s13);
 	}
