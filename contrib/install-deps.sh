@@ -14,7 +14,7 @@ openssl ca-certificates
 python3 python3-websockets python3-jwt python3-cryptography python3-yaml
 python3-pytest python3-prometheus-client
 mandoc clang libclang-rt-14-dev
-chromium slowhttptest testssl.sh"
+chromium slowhttptest testssl.sh strace"
 
 # Node.js and npm are usually preinstalled; take Debian's when they are not.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1

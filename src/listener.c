@@ -6,6 +6,7 @@
 
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,10 @@ listener_bind(const struct wsg_listener_conf *lc)
 	    -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
 	    sizeof(one)) == -1 || (lc->lc_addr.ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) ==
-	    -1)) {
+	    -1) ||
+	    /* Accepted sockets inherit it: no setsockopt per connection. */
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) ==
+	    -1) {
 		log_warn("listener %s: setsockopt", lc->lc_name);
 		close(fd);
 		return (-1);

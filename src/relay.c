@@ -66,6 +66,8 @@ static void	relay_plain_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_write_cb(evutil_socket_t, short, void *);
 static void	relay_tls13_takeover(struct wsg_peer *);
+static void	relay_kick(struct wsg_peer *);
+static void	relay_write_now(struct wsg_peer *);
 
 /* A TLS half: OpenSSL's record layer, or ours (tls13.c). */
 #define RELAY_TLS(p)	((p)->p_ssl != NULL || (p)->p_tls13 != NULL)
@@ -136,6 +138,11 @@ relay_start(struct wsg_peer *client, struct wsg_peer *upstream)
 	}
 	/* Frames the upstream sent right behind its 101. */
 	relay_process(upstream);
+	if (client->p_session->s_state != WSG_S_OPEN)
+		return;
+	/* The 101 leaves in this turn, not after epoll says writable. */
+	relay_write_now(client);
+	relay_write_now(upstream);
 	session_tls_kick(client);
 }
 
@@ -622,6 +629,27 @@ relay_kick(struct wsg_peer *o)
 	}
 	if (event_pending(&bev->ev_write, EV_WRITE, NULL))
 		event_active(&bev->ev_write, EV_WRITE, 1);
+}
+
+/*
+ * Enabling EV_WRITE on a bufferevent registers its write event whether or
+ * not there is anything to write, and epoll would wake the loop for a
+ * writable socket only to have the event removed again.  Write what is
+ * queued now (relay_kick()); with nothing queued, remove the event in this
+ * turn, which the change list folds into its addition.  Queuing output
+ * later adds it again, as for any write that starts from an empty buffer.
+ */
+static void
+relay_write_now(struct wsg_peer *p)
+{
+	struct bufferevent	*bev = p->p_bev;
+
+	if (bev == NULL)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		relay_kick(p);
+	else if (p->p_tls13 == NULL || !tls13_write_pending(p->p_tls13))
+		event_del(&bev->ev_write);
 }
 
 /*

@@ -7,7 +7,6 @@
 
 #include <sys/socket.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -19,7 +18,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h>	/* ev_read, for session_tls_kick() */
+#include <event2/bufferevent_struct.h>	/* ev_read, ev_write */
 #include <event2/event.h>
 
 #include <openssl/err.h>
@@ -221,7 +220,6 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
     int fd, struct sockaddr *sa, int salen)
 {
 	struct wsg_session	*s;
-	int			 one = 1;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->s_timer = evtimer_new(w->w_base, session_timer_cb, s)) ==
@@ -247,7 +245,6 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
 	TAILQ_INSERT_TAIL(&w->w_sessions, s, s_entry);
 	w->w_nsessions++;
 
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	session_timer_set(s, lc->lc_handshake_timeout_ms);
 	log_debug("conn %llu: accepted from %s port %d on %s",
 	    (unsigned long long)s->s_id, s->s_client_ip, s->s_client_port,
@@ -1043,9 +1040,21 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 			session_peer_free(p);
 		return;
 	}
-	/* The request may have come in the read that ended the handshake. */
-	if (what & BEV_EVENT_CONNECTED)
+	if (what & BEV_EVENT_CONNECTED) {
+		/*
+		 * libevent's TLS bufferevent registers its write event as the
+		 * handshake ends, with nothing to write: epoll would wake us
+		 * for a writable socket only for libevent to remove the event
+		 * again, two epoll_ctl calls and a loop turn per connection.
+		 * Removed now, the event base's change list folds both into
+		 * nothing; queuing output adds it again, as it does for every
+		 * write that starts from an empty buffer.
+		 */
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			event_del(&bev->ev_write);
+		/* The request may have come in the read that ended it. */
 		session_tls_kick(p);
+	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
 	e = session_tls_error(p, &local);
