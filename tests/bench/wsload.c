@@ -65,6 +65,8 @@
 #define WSL_READ_CHUNK		(64 * 1024)
 /* OpenSSL's read-ahead buffer: four full TLS records. */
 #define WSL_TLS_READ_BUF	(4 * (16384 + 256 + 5))
+/* The write buffer of the echo and flood modes: as many records. */
+#define WSL_TLS_WRITE_BUF	WSL_TLS_READ_BUF
 #define WSL_TICK_MS		20
 #define WSL_TICKETS		256	/* unused tickets kept, -T */
 
@@ -344,6 +346,35 @@ wsl_send_message(struct wsl_conn *c)
 	return 0;
 }
 
+/*
+ * The TLS connection's descriptor as OpenSSL's BIOs.  In the echo and
+ * flood modes records are written through a buffer that one write(2)
+ * empties when SSL_write() is done (wsl_conn_flush()): a 16 KiB message
+ * with its frame header is two records, and written one by one they cost
+ * the load core a system call each.  The buffer is per connection, so the
+ * idle and handshake modes, which hold thousands, write directly.
+ */
+static int
+wsl_conn_bio(struct wsl_conn *c)
+{
+	BIO	*rb, *wb, *buf;
+
+	if (opt.mode != MODE_ECHO && opt.mode != MODE_FLOOD)
+		return SSL_set_fd(c->c_ssl, c->c_fd) == 1 ? 0 : -1;
+	rb = BIO_new_socket(c->c_fd, BIO_NOCLOSE);
+	wb = BIO_new_socket(c->c_fd, BIO_NOCLOSE);
+	buf = BIO_new(BIO_f_buffer());
+	if (rb == NULL || wb == NULL || buf == NULL ||
+	    BIO_set_write_buffer_size(buf, WSL_TLS_WRITE_BUF) <= 0) {
+		BIO_free(rb);
+		BIO_free(wb);
+		BIO_free(buf);
+		return -1;
+	}
+	SSL_set_bio(c->c_ssl, rb, BIO_push(buf, wb));
+	return 0;
+}
+
 /* Write what the output buffer holds; -1 on a broken connection. */
 static int
 wsl_conn_flush(struct wsl_conn *c)
@@ -385,6 +416,14 @@ wsl_conn_flush(struct wsl_conn *c)
 		c->c_outoff += (size_t)n;
 	}
 	c->c_outoff = c->c_outlen = 0;
+	if (c->c_ssl != NULL && BIO_wpending(SSL_get_wbio(c->c_ssl)) > 0 &&
+	    BIO_flush(SSL_get_wbio(c->c_ssl)) <= 0) {
+		if (!BIO_should_retry(SSL_get_wbio(c->c_ssl))) {
+			wsl_error("write: %s", strerror(errno));
+			return -1;
+		}
+		c->c_ssl_wantout = 1;
+	}
 	return 0;
 }
 
@@ -715,7 +754,8 @@ wsl_conn_event(struct wsl_conn *c, uint32_t events)
 		if (opt.tls) {
 			if ((c->c_ssl = SSL_new(g.ctx)) == NULL)
 				wsl_die("SSL_new failed");
-			SSL_set_fd(c->c_ssl, c->c_fd);
+			if (wsl_conn_bio(c) == -1)
+				wsl_die("BIO_new failed");
 			SSL_set_connect_state(c->c_ssl);
 			if (inet_pton(AF_INET, opt.host, &(struct in_addr){0})
 			    != 1 && strchr(opt.host, ':') == NULL)
