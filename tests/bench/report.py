@@ -26,6 +26,24 @@ PROXIES = ["wsgate", "nginx", "haproxy"]
 PEERS = ["nginx", "haproxy"]
 
 
+def openssl_speed(res):
+    """One core's RSA-2048 signing rate: the highest of the rounds'
+    (speed.rN.json; speed.json in runs of one measurement).  A round taken
+    while the host was busy would flatter every ratio against it."""
+    rounds = []
+    for name in sorted(os.listdir(res)):
+        if name.startswith("speed.r") and name.endswith(".json"):
+            d = load(os.path.join(res, name)) or {}
+            if d.get("sign_per_s"):
+                rounds.append(d)
+    if not rounds:
+        return load(os.path.join(res, "speed.json")) or {}
+    best = max(rounds, key=lambda d: d["sign_per_s"])
+    return {"sign_per_s": best["sign_per_s"],
+            "verify_per_s": best.get("verify_per_s"),
+            "sign_rounds": [d["sign_per_s"] for d in rounds]}
+
+
 def load(path):
     try:
         with open(path) as f:
@@ -201,7 +219,7 @@ def main():
                                if not k.startswith("idle_rss"))
     nrounds = max([len(per_round[p]) for p in ran] or [0])
 
-    speed = load(os.path.join(res, "speed.json")) or {}
+    speed = openssl_speed(res)
     cg = {}
     t1 = callgrind_total(os.path.join(res, "callgrind.2000.out"))
     t2 = callgrind_total(os.path.join(res, "callgrind.22000.out"))
@@ -364,7 +382,11 @@ def main():
           % (m["date"], m["nproc"], m["cpu"], m["kernel"], seconds, nrounds))
     print("\n".join(lines))
     if sign:
-        print("openssl speed rsa2048 (one core): %.1f sign/s" % sign)
+        rounds = speed.get("sign_rounds") or []
+        print("openssl speed rsa2048 (one core): %.1f sign/s%s" %
+              (sign, " (highest of %s)" % ", ".join("%.0f" % x for x in
+                                                     rounds)
+               if len(rounds) > 1 else ""))
     if cg:
         print("callgrind: %.0f Ir per 32-byte round trip (%.0f per relayed "
               "frame), TLS included" % (cg["ir_per_round_trip"],
