@@ -924,7 +924,7 @@ relay_tls13_takeover(struct wsg_peer *p)
 		return;
 	if ((nb = bufferevent_socket_new(bufferevent_get_base(old), p->p_fd,
 	    0)) == NULL) {
-		tls13_free(t);
+		tls13_abandon(t, p->p_fd);
 		/* Its keys are gone with the capture: OpenSSL goes on. */
 		return;
 	}
@@ -945,7 +945,7 @@ relay_tls13_takeover(struct wsg_peer *p)
 		(void)evbuffer_prepend_buffer(oin, nin);
 		evbuffer_freeze(nin, 0);
 		bufferevent_free(nb);
-		tls13_free(t);
+		tls13_abandon(t, p->p_fd);
 		return;
 	}
 	bufferevent_free(old);

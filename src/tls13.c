@@ -43,7 +43,9 @@
 #define T13_SECRET_MAX	48
 /* Records sealed for one send(2) at most. */
 #define T13_BATCH	4
-#define T13_OBUF	(T13_BATCH * (T13_MAX_PLAIN + T13_OVERHEAD) + \
+/* Queued output up to this size leaves in the send of the next records. */
+#define T13_JOIN	1024
+#define T13_OBUF	(T13_JOIN + T13_BATCH * (T13_MAX_PLAIN + T13_OVERHEAD) + \
 			    (4 + 1 + T13_OVERHEAD))
 #define T13_RBUF	(64 * 1024 + T13_RECORD_MAX)
 #define T13_IOV		16
@@ -131,6 +133,8 @@ static __thread struct t13_slot	*t13_cache[2];
 static __thread EVP_MAC_CTX	*t13_mac[2];
 static __thread uint8_t		*t13_obuf;
 static __thread uint8_t		*t13_rbuf;
+
+static ssize_t	t13_send(int, const uint8_t *, size_t);
 
 static void
 t13_capture_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
@@ -253,7 +257,49 @@ tls13_ctx_setup(SSL_CTX *ctx)
 		return (-1);
 	SSL_CTX_set_keylog_callback(ctx, t13_keylog_cb);
 	SSL_CTX_set_msg_callback(ctx, t13_msg_cb);
+	/*
+	 * No tickets at the end of the handshake: tls13_takeover() sends
+	 * one with the 101, in the same write, instead of two (OpenSSL's
+	 * default) each written as the handshake ends.
+	 */
+	SSL_CTX_set_num_tickets(ctx, 0);
 	return (0);
+}
+
+/*
+ * The session's ticket, held back at the handshake (tls13_ctx_setup()),
+ * sealed by OpenSSL into memory: the message callback counts its record
+ * as it does any other.  Returns the bytes (*len of them), or NULL with
+ * *len 0 when OpenSSL made none; with *len -1 it made some that could
+ * not be kept, and the client's record numbers no longer match ours.
+ */
+static uint8_t *
+t13_ticket(SSL *ssl, size_t *len)
+{
+	BIO	*sock = SSL_get_wbio(ssl), *mem;
+	char	*p;
+	long	 n;
+	uint8_t	*out = NULL;
+
+	*len = 0;
+	if (sock == NULL || (mem = BIO_new(BIO_s_mem())) == NULL)
+		return (NULL);
+	if (BIO_up_ref(sock) != 1) {
+		BIO_free(mem);
+		return (NULL);
+	}
+	SSL_set0_wbio(ssl, mem);
+	if (SSL_new_session_ticket(ssl) == 1 && SSL_do_handshake(ssl) != 1)
+		ERR_clear_error();
+	if ((n = BIO_get_mem_data(mem, &p)) > 0) {
+		if ((out = malloc((size_t)n)) != NULL) {
+			memcpy(out, p, (size_t)n);
+			*len = (size_t)n;
+		} else
+			*len = (size_t)-1;
+	}
+	SSL_set0_wbio(ssl, sock);	/* frees mem, takes our reference */
+	return (out);
 }
 
 /*
@@ -342,17 +388,28 @@ tls13_takeover(SSL *ssl)
 	struct t13_capture	*c = NULL;
 	struct wsg_tls13	*t = NULL;
 	const SSL_CIPHER	*cipher;
+	uint8_t			*ticket = NULL;
+	size_t			 tlen = 0;
 	int			 suite;
 
 	if (t13_index == -1)
 		return (NULL);
-	SSL_set_msg_callback(ssl, NULL);
 	c = SSL_get_ex_data(ssl, t13_index);
-	(void)SSL_set_ex_data(ssl, t13_index, NULL);
+	if (SSL_version(ssl) != TLS1_3_VERSION ||
+	    !SSL_is_init_finished(ssl) || SSL_get_shutdown(ssl) != 0)
+		goto fail;
 	if (c == NULL || c->c_spoiled || !c->c_counting[0] ||
-	    !c->c_counting[1] || SSL_version(ssl) != TLS1_3_VERSION ||
-	    !SSL_is_init_finished(ssl) || SSL_get_shutdown(ssl) != 0 ||
-	    SSL_has_pending(ssl) || SSL_free_buffers(ssl) != 1 ||
+	    !c->c_counting[1] || SSL_has_pending(ssl)) {
+		/* OpenSSL goes on: its next write sends the ticket first. */
+		(void)SSL_new_session_ticket(ssl);
+		goto fail;
+	}
+	ticket = t13_ticket(ssl, &tlen);
+	if (tlen == (size_t)-1)
+		goto broken;
+	/* Making it failed if OpenSSL sent an alert instead (it is sent). */
+	if (c->c_spoiled || SSL_get_shutdown(ssl) != 0 ||
+	    !SSL_is_init_finished(ssl) || SSL_free_buffers(ssl) != 1 ||
 	    (cipher = SSL_get_current_cipher(ssl)) == NULL)
 		goto fail;
 	switch (SSL_CIPHER_get_protocol_id(cipher)) {
@@ -378,12 +435,46 @@ tls13_takeover(SSL *ssl)
 	    t13_dir_set(t, &t->t_rd, c->c_secret[0], c->c_count[0]) == -1 ||
 	    t13_dir_set(t, &t->t_wr, c->c_secret[1], c->c_count[1]) == -1)
 		goto fail;
+	/* The ticket leaves with the first records we seal. */
+	t->t_out = ticket;
+	t->t_outlen = tlen;
+	SSL_set_msg_callback(ssl, NULL);
+	(void)SSL_set_ex_data(ssl, t13_index, NULL);
 	t13_capture_free(NULL, c, NULL, 0, 0, NULL);
 	return (t);
 fail:
-	t13_capture_free(NULL, c, NULL, 0, 0, NULL);
+	/* OpenSSL's record layer goes on, after the ticket made for us. */
+	if (tlen > 0 && t13_send(SSL_get_fd(ssl), ticket, tlen) ==
+	    (ssize_t)tlen)
+		tlen = 0;
+broken:
+	if (tlen > 0 || tlen == (size_t)-1) {
+		/*
+		 * Records the client never got: it cannot read what follows.
+		 * Ending the connection now is the clear answer.
+		 */
+		(void)shutdown(SSL_get_fd(ssl), SHUT_RDWR);
+	}
+	free(ticket);
+	SSL_set_msg_callback(ssl, NULL);
+	if (c != NULL) {
+		(void)SSL_set_ex_data(ssl, t13_index, NULL);
+		t13_capture_free(NULL, c, NULL, 0, 0, NULL);
+	}
 	tls13_free(t);
 	return (NULL);
+}
+
+void
+tls13_abandon(struct wsg_tls13 *t, int fd)
+{
+	if (t == NULL)
+		return;
+	/* What we took over sealed (the ticket) is OpenSSL's record too. */
+	if (t->t_outlen > 0 && t13_send(fd, t->t_out, t->t_outlen) !=
+	    (ssize_t)t->t_outlen)
+		(void)shutdown(fd, SHUT_RDWR);
+	tls13_free(t);
 }
 
 void
@@ -588,12 +679,24 @@ static void
 t13_alert_out(struct wsg_tls13 *t, int fd, uint8_t level, uint8_t desc)
 {
 	uint8_t	rec[T13_HDR + 2 + 1 + T13_TAG], al[2];
+	ssize_t	n;
 
 	if (t->t_done)
 		return;
 	t->t_done = 1;
-	if (t->t_outlen > 0)
-		return;
+	if (t->t_outlen > 0) {
+		/* What is queued goes first, or the alert cannot. */
+		n = t13_send(fd, t->t_out + t->t_outoff,
+		    t->t_outlen - t->t_outoff);
+		if (n < 0 || (size_t)n < t->t_outlen - t->t_outoff) {
+			if (n > 0)
+				t->t_outoff += (size_t)n;
+			return;
+		}
+		free(t->t_out);
+		t->t_out = NULL;
+		t->t_outoff = t->t_outlen = 0;
+	}
 	al[0] = level;
 	al[1] = desc;
 	if (t13_seal(t, T13_CT_ALERT, NULL, al, 2, rec) == 0)
@@ -838,7 +941,9 @@ tls13_write(struct wsg_tls13 *t, int fd, struct evbuffer *src, size_t max,
 	int			 k, rc;
 
 	for (;;) {
-		if (t->t_outlen > 0 && (rc = t13_flush(t, fd, sent, err)) != 1)
+		if (t->t_outlen > 0 && (t->t_done || t->t_outlen - t->t_outoff >
+		    T13_JOIN || evbuffer_get_length(src) == 0) &&
+		    (rc = t13_flush(t, fd, sent, err)) != 1)
 			return (rc == -1 ? TLS13_ERROR : 0);
 		if (*sent >= max)
 			return (0);
@@ -854,6 +959,17 @@ tls13_write(struct wsg_tls13 *t, int fd, struct evbuffer *src, size_t max,
 		    (t13_obuf = malloc(T13_OBUF)) == NULL)
 			goto nomem;
 		len = 0;
+		if (t->t_outlen > 0) {
+			/*
+			 * A short queue (the session ticket ahead of the 101)
+			 * goes in the same send as the records sealed now.
+			 */
+			len = t->t_outlen - t->t_outoff;
+			memcpy(t13_obuf, t->t_out + t->t_outoff, len);
+			free(t->t_out);
+			t->t_out = NULL;
+			t->t_outoff = t->t_outlen = 0;
+		}
 		if (t->t_update_due) {
 			/* Ours, then the new key (RFC 8446 4.6.3). */
 			if (t13_seal(t, T13_CT_HANDSHAKE, NULL, ku, sizeof(ku),

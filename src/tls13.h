@@ -30,10 +30,19 @@ int	 tls13_ctx_setup(SSL_CTX *);
  * unread and nothing unsent, or NULL (another version, a key update
  * already done, a capture that failed, no memory): the session then goes
  * on with OpenSSL.  Either way the capture callbacks are removed from
- * the SSL.  On success the caller stops using the SSL for I/O.
+ * the SSL, and the session ticket held back at the handshake is made:
+ * queued in the record state, to leave with the first records sealed,
+ * or left to OpenSSL's next write.  On success the caller stops using
+ * the SSL for I/O.
  */
 struct wsg_tls13 *tls13_takeover(SSL *);
 void	 tls13_free(struct wsg_tls13 *);
+
+/*
+ * Give a session taken over back to its SSL (the caller could not set
+ * up the rest): the session's ticket, sealed for it, is sent first.
+ */
+void	 tls13_abandon(struct wsg_tls13 *, int);
 
 /* tls13_read() results besides 0 (read something, or nothing yet). */
 #define TLS13_EOF	1	/* close_notify, or the socket's EOF */

@@ -15,7 +15,9 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -73,12 +75,14 @@ def one_session(gw):
         c.close()
 
 
-def trace_sessions(gw, tmp_path, n):
-    """strace -c on the daemon while n sessions run one after another."""
+def trace_sessions(gw, tmp_path, n, args=("-c",)):
+    """strace on the daemon (by default -c, the table of counts) while n
+    sessions run one after another."""
     base = fd_count(gw.pid)
     out = tmp_path / "strace.txt"
     tracer = subprocess.Popen(
-        ["strace", "-f", "-qq", "-c", "-o", str(out), "-p", str(gw.pid)],
+        ["strace", "-f", "-qq"] + list(args) +
+        ["-o", str(out), "-p", str(gw.pid)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: traced(gw.pid), timeout=10,
@@ -90,8 +94,22 @@ def trace_sessions(gw, tmp_path, n):
     finally:
         stop_process(tracer, sig=signal.SIGINT)
     wait_for(lambda: out.exists() and out.stat().st_size > 0, timeout=5,
-             what="strace's table")
-    return counts(out)
+             what="strace's output")
+    return counts(out) if "-c" in args else out.read_text()
+
+
+def socket_writes(gw, trace):
+    """write(2) calls in an strace log that went to sockets: the daemon's
+    log files are the descriptors still open on a path."""
+    n = 0
+    for m in re.finditer(r"\bwrite\((\d+),", trace):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (gw.pid, m.group(1)))
+        except FileNotFoundError:
+            target = ""
+        if not target.startswith("/"):
+            n += 1
+    return n
 
 
 def socket_inode(local_port, remote_port):
@@ -172,3 +190,69 @@ def test_no_write_event_without_output(echo_gateway, tmp_path):
     assert c.get("connect", 0) == SESSIONS, c
     per = c.get("epoll_ctl", 0) / SESSIONS
     assert per <= 10.5, "%.1f epoll_ctl per session: %r" % (per, c)
+
+
+def test_ticket_leaves_with_the_101(echo_gateway, tmp_path):
+    """TLS 1.3: the session ticket is not written as the handshake ends
+    but with the 101, in the same send: one write(2) per session for the
+    server's handshake flight and none for the ticket (OpenSSL's default
+    wrote two tickets, each with a write of its own).  The client resumes
+    with it."""
+    gw = echo_gateway
+    one_session(gw)
+    trace = trace_sessions(gw, tmp_path, SESSIONS,
+                           args=("-e", "trace=write"))
+    assert re.search(r"\bwrite\(", trace), trace[:2000]
+    n = socket_writes(gw, trace)
+    assert n <= SESSIONS, "%d write(2) to sockets for %d sessions" % (
+        n, SESSIONS)
+
+    # Nothing after the handshake until the request is answered.
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = gw.ssl.wrap_bio(inc, out, server_hostname="localhost")
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(out.read())
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            data = sock.recv(65536)
+            assert data, "EOF during the handshake"
+            inc.write(data)
+    sock.sendall(out.read())            # the client's Finished
+    time.sleep(0.3)
+    sock.setblocking(False)
+    try:
+        inc.write(sock.recv(65536))
+    except BlockingIOError:
+        pass
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.read(1)
+    assert not tls.session.has_ticket
+    sock.close()
+
+    # The ticket comes with the 101, and a second connection resumes.
+    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    s1 = gw.ssl.wrap_socket(raw, server_hostname="localhost")
+    s1.sendall(rawclient.build_request("/echo"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s1.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    assert s1.session.has_ticket
+    sess = s1.session
+    s1.close()
+    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    s2 = gw.ssl.wrap_socket(raw, server_hostname="localhost", session=sess)
+    try:
+        assert s2.session_reused
+        s2.sendall(rawclient.build_request("/echo"))
+        head = s2.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+    finally:
+        s2.close()

@@ -91,9 +91,13 @@ wait_fd(int fd, short events)
 	(void)poll(&pfd, 1, 5);
 }
 
-/* A handshaken pair, the request and a response already through. */
+/*
+ * A handshaken pair, the request and a response already through; the
+ * client offers sess to resume when it is not NULL.
+ */
 static int
-pair_open(struct pair *p, SSL_CTX *sctx, SSL_CTX *cctx)
+pair_open_session(struct pair *p, SSL_CTX *sctx, SSL_CTX *cctx,
+    SSL_SESSION *sess)
 {
 	int	sv[2], i, rc, rs, done = 0;
 	char	buf[256];
@@ -111,6 +115,8 @@ pair_open(struct pair *p, SSL_CTX *sctx, SSL_CTX *cctx)
 	SSL_set_fd(p->s, p->sfd);
 	SSL_set_connect_state(p->c);
 	SSL_set_accept_state(p->s);
+	if (sess != NULL)
+		SSL_set_session(p->c, sess);
 	for (i = 0, rc = rs = 0; i < STEPS && (rc != 1 || rs != 1); i++) {
 		if (rc != 1)
 			rc = SSL_do_handshake(p->c);
@@ -139,6 +145,12 @@ pair_open(struct pair *p, SSL_CTX *sctx, SSL_CTX *cctx)
 			wait_fd(p->cfd, POLLIN);
 	}
 	return (done == 19 ? 0 : -1);
+}
+
+static int
+pair_open(struct pair *p, SSL_CTX *sctx, SSL_CTX *cctx)
+{
+	return (pair_open_session(p, sctx, cctx, NULL));
 }
 
 static void
@@ -560,6 +572,63 @@ done:
 	SSL_CTX_free(cctx);
 }
 
+/*
+ * No ticket at the end of the handshake: the one ticket leaves with the
+ * first records sealed after the takeover (in the gateway, the 101), and
+ * the client resumes with it; a resumed session gets its next ticket the
+ * same way.
+ */
+static void
+check_ticket(SSL_CTX *sctx)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	SSL_SESSION		*sess = NULL;
+	struct wsg_tls13	*t = NULL;
+	struct evbuffer		*out = evbuffer_new();
+	struct pair		 p;
+	unsigned char		 b[2];
+	unsigned long		 err = 0;
+	size_t			 sent;
+	int			 round;
+
+	SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT);
+	for (round = 0; round < 2; round++) {
+		if (pair_open_session(&p, sctx, cctx, sess) == -1) {
+			CHECK(!"handshake");
+			pair_close(&p);
+			break;
+		}
+		CHECK_INT(SSL_session_reused(p.c), round);
+		/* The client read the response: no ticket came before it. */
+		CHECK_INT(SSL_SESSION_is_resumable(SSL_get_session(p.c)), 0);
+		if ((t = tls13_takeover(p.s)) == NULL) {
+			CHECK(!"takeover");
+			pair_close(&p);
+			break;
+		}
+		CHECK(tls13_write_pending(t));
+		evbuffer_add(out, "ok", 2);
+		sent = 0;
+		CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err),
+		    0);
+		/* The ticket's record and ours, both sent. */
+		CHECK(sent > 2 * (5 + 1 + 16) + 2 + 100);
+		CHECK(!tls13_write_pending(t));
+		CHECK(client_read_n(&p, t, b, 2) == 0);
+		CHECK(memcmp(b, "ok", 2) == 0);
+		CHECK_INT(SSL_SESSION_is_resumable(SSL_get_session(p.c)), 1);
+		SSL_SESSION_free(sess);
+		/* A copy: freeing the client unshut marks its own spent. */
+		sess = SSL_SESSION_dup(SSL_get_session(p.c));
+		tls13_free(t);
+		t = NULL;
+		pair_close(&p);
+	}
+	SSL_SESSION_free(sess);
+	evbuffer_free(out);
+	SSL_CTX_free(cctx);
+}
+
 int
 main(void)
 {
@@ -598,6 +667,7 @@ main(void)
 			check_crafted(s13, k);
 		check_tls12(s12);
 		check_pending(s13);
+		check_ticket(s13);
 	}
 	SSL_CTX_free(s13);
 	SSL_CTX_free(s12);
