@@ -24,6 +24,16 @@ def line(msgs_per_s, cpu_s=1.0, mb_per_s=0.0, p99=100, errors=0):
             "setup_failed": False}
 
 
+def run_report(tmp_path, res, idle):
+    """report.py on the results in res: the process and its JSON."""
+    out = tmp_path / "out.json"
+    p = subprocess.run(["/usr/bin/python3", str(REPORT), str(res), str(out),
+                        "1", str(idle)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p, json.loads(out.read_text())
+
+
 def write(d, name, obj):
     d.mkdir(parents=True, exist_ok=True)
     (d / (name + ".json")).write_text(json.dumps(obj) + "\n")
@@ -47,12 +57,7 @@ def test_median_of_rounds_and_range(tmp_path):
                                     "rss_before_kb": 0,
                                     "rss_after_kb": kb})
         write(res / p, "idle", line(0))
-    out = tmp_path / "out.json"
-    p = subprocess.run(["/usr/bin/python3", str(REPORT), str(res), str(out),
-                        "1", "1000"], capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 0, p.stderr
-    doc = json.loads(out.read_text())
+    _, doc = run_report(tmp_path, res, idle=1000)
     s = doc["summary"]["large_mb_s"]
     assert s["values"] == {"wsgate": 200, "nginx": 50, "haproxy": 150}
     assert abs(s["ratio_to_best_peer"] - 100 / 150) < 1e-9
@@ -80,12 +85,7 @@ def test_files_without_rounds_still_read(tmp_path):
     res = tmp_path / "results"
     write(res / "wsgate", "large", line(120, mb_per_s=120))
     write(res / "haproxy", "large", line(100, mb_per_s=100))
-    out = tmp_path / "out.json"
-    p = subprocess.run(["/usr/bin/python3", str(REPORT), str(res), str(out),
-                        "1", "0"], capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 0, p.stderr
-    doc = json.loads(out.read_text())
+    _, doc = run_report(tmp_path, res, idle=0)
     assert abs(doc["summary"]["large_mb_s"]["ratio_to_best_peer"] - 1.2) \
         < 1e-9
 
@@ -100,12 +100,7 @@ def test_signing_rate_is_the_highest_round(tmp_path):
     for r, sign in ((1, 3000.0), (2, 4000.0), (3, 3500.0)):
         write(res, "speed.r%d" % r, {"sign_per_s": sign,
                                      "verify_per_s": 100000.0})
-    out = tmp_path / "out.json"
-    p = subprocess.run(["/usr/bin/python3", str(REPORT), str(res), str(out),
-                        "1", "0"], capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 0, p.stderr
-    doc = json.loads(out.read_text())
+    p, doc = run_report(tmp_path, res, idle=0)
     s = doc["summary"]["hs_vs_sign"]
     assert abs(s["ratio"] - 1000 / 4000.0) < 1e-9, s
     assert s["sign_per_s"] == 4000.0
