@@ -70,22 +70,32 @@ FAILURE_REASONS = {"handshake_failed", "internal_error", "client_dropped",
                    "client_closed"}
 
 
-@pytest.mark.parametrize("one_in,start_ms", [(3, 2500), (40, 2500),
-                                             (20, 0)],
-                         ids=["heavy", "light", "from-start"])
+@pytest.mark.parametrize("one_in,start_ms,tls13_only",
+                         [(3, 2500, False), (40, 2500, False),
+                          (20, 0, False), (20, 0, True)],
+                         ids=["heavy", "light", "from-start",
+                              "from-start-tls13"])
 def test_openssl_allocation_failures_cost_only_their_connection(
-        factory, one_in, start_ms):
+        factory, one_in, start_ms, tls13_only):
     """A window of failing OpenSSL allocations while sessions are set up
     and one session relays; "from-start" fails them from the daemon's first
-    connection on, before OpenSSL has cached anything on the worker."""
+    connection on, before OpenSSL has cached anything on the worker, and
+    "-tls13" on a listener with min_version 1.3, whose TLS 1.3 sessions
+    get their ticket only after the handshake."""
     echo = factory.raw_upstream(rawup.ws_echo)
     window_ms = 3000
     env = dict(os.environ,
                WSGATE_FAILALLOC="%d:%d:%d" % (one_in, start_ms,
                                                 window_ms))
+    listener = None
+    if tls13_only:
+        listener = {"tls": {"certificate": factory.certs["cert"],
+                            "key": factory.certs["key"],
+                            "min_version": "1.3"}}
     t0 = time.monotonic()
     gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [echo.addr]}, start=False)
+                         upstreams={"echo": [echo.addr]}, start=False,
+                         listener=listener)
     gw.start(env=env)
     base = fd_count(gw.pid)
     if start_ms > 0:
