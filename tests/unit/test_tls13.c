@@ -629,6 +629,39 @@ check_ticket(SSL_CTX *sctx)
 	SSL_CTX_free(cctx);
 }
 
+/*
+ * A takeover the caller cannot finish: tls13_abandon() sends the ticket
+ * sealed for the session, and OpenSSL goes on with the next record
+ * number.  Without the ticket sent, the client's record numbers would lag
+ * by one and OpenSSL's next record would fail its MAC.
+ */
+static void
+check_abandon(SSL_CTX *sctx)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	struct wsg_tls13	*t;
+	struct pair		 p;
+	unsigned char		 b[4];
+
+	if (pair_open(&p, sctx, cctx) == -1) {
+		CHECK(!"handshake");
+		goto done;
+	}
+	if ((t = tls13_takeover(p.s)) == NULL) {
+		CHECK(!"takeover");
+		goto done;
+	}
+	CHECK(tls13_write_pending(t));
+	tls13_abandon(t, p.sfd);
+	CHECK_INT(SSL_write(p.s, "back", 4), 4);
+	CHECK(client_read_n(&p, NULL, b, 4) == 0);
+	CHECK(memcmp(b, "back", 4) == 0);
+	CHECK_INT(SSL_SESSION_is_resumable(SSL_get_session(p.c)), 1);
+done:
+	pair_close(&p);
+	SSL_CTX_free(cctx);
+}
+
 int
 main(void)
 {
@@ -668,6 +701,7 @@ main(void)
 		check_tls12(s12);
 		check_pending(s13);
 		check_ticket(s13);
+		check_abandon(s13);
 	}
 	SSL_CTX_free(s13);
 	SSL_CTX_free(s12);
