@@ -31,6 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "gcm.h"
 #include "tls13.h"
 
 #define T13_HDR		5
@@ -49,6 +50,12 @@
 			    (4 + 1 + T13_OVERHEAD))
 #define T13_RBUF	(64 * 1024 + T13_RECORD_MAX)
 #define T13_IOV		16
+/*
+ * Records with up to this many bytes of ciphertext (before the tag) are
+ * sealed and opened with gcm.c where the CPU allows: below it OpenSSL's
+ * set-up per record costs more than the AES-NI code's slower blocks.
+ */
+#define T13_GCM_MAX	1024
 /*
  * What a client may ask for at no cost of its own, bounded: empty
  * records or warnings in a row (OpenSSL allows 32), and key updates
@@ -115,6 +122,7 @@ static int		 t13_index = -1;
 static EVP_MAC		*t13_hmac;
 static EVP_CIPHER	*t13_ciphers[T13_NSUITES];
 static uint64_t		 t13_keyids;
+static int		 t13_gcm_ok;	/* the CPU runs gcm.c */
 
 /*
  * Each thread keeps up to T13_CACHE keyed contexts per direction, slot by
@@ -127,6 +135,8 @@ struct t13_slot {
 	EVP_CIPHER_CTX	*s_ctx;
 	uint64_t	 s_keyid;	/* 0: not keyed */
 	int		 s_suite;
+	struct wsg_gcm	 s_gcm;		/* AES-GCM suites, short records */
+	uint64_t	 s_gcmid;	/* 0: not keyed */
 };
 static __thread struct t13_slot	*t13_cache[2];
 /* HMAC contexts with their digest set: SHA-256, SHA-384. */
@@ -153,6 +163,7 @@ t13_init(void)
 				    "AES-256-GCM", "ChaCha20-Poly1305" };
 	int			 i;
 
+	t13_gcm_ok = gcm_available();
 	if ((t13_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
 		return;
 	for (i = 0; i < T13_NSUITES; i++)
@@ -496,8 +507,10 @@ tls13_thread_done(void)
 	for (j = 0; j < 2; j++) {
 		if (t13_cache[j] == NULL)
 			continue;
-		for (i = 0; i < T13_CACHE; i++)
+		for (i = 0; i < T13_CACHE; i++) {
 			EVP_CIPHER_CTX_free(t13_cache[j][i].s_ctx);
+			gcm_clear(&t13_cache[j][i].s_gcm);
+		}
 		free(t13_cache[j]);
 		t13_cache[j] = NULL;
 	}
@@ -544,6 +557,27 @@ t13_cipher(const struct wsg_tls13 *t, const struct t13_dir *d, int enc)
 	return (sl->s_ctx);
 }
 
+/* This thread's AES-NI key for d, or NULL when OpenSSL must do it. */
+static const struct wsg_gcm *
+t13_fast(const struct wsg_tls13 *t, const struct t13_dir *d, int enc)
+{
+	struct t13_slot	*sl;
+
+	if (!t13_gcm_ok || t->t_suite == T13_CHACHA)
+		return (NULL);
+	if (t13_cache[enc] == NULL &&
+	    (t13_cache[enc] = calloc(T13_CACHE, sizeof(*sl))) == NULL)
+		return (NULL);
+	sl = &t13_cache[enc][d->d_keyid % T13_CACHE];
+	if (sl->s_gcmid == d->d_keyid)
+		return (&sl->s_gcm);
+	sl->s_gcmid = 0;
+	if (gcm_setkey(&sl->s_gcm, d->d_key, t->t_keylen) == -1)
+		return (NULL);
+	sl->s_gcmid = d->d_keyid;
+	return (&sl->s_gcm);
+}
+
 /* A context that failed mid-record is keyed again before its next use. */
 static void
 t13_cipher_spoil(const struct t13_dir *d, int enc)
@@ -571,6 +605,7 @@ t13_seal(struct wsg_tls13 *t, uint8_t type, struct evbuffer *src,
     const uint8_t *plain, size_t n, uint8_t *out)
 {
 	struct t13_dir		*d = &t->t_wr;
+	const struct wsg_gcm	*g;
 	EVP_CIPHER_CTX		*ctx;
 	struct evbuffer_iovec	 vec[T13_IOV];
 	struct evbuffer_ptr	 pos;
@@ -578,7 +613,7 @@ t13_seal(struct wsg_tls13 *t, uint8_t type, struct evbuffer *src,
 	size_t			 clen = n + 1 + T13_TAG, off = 0, left, l;
 	int			 ol, nv, i;
 
-	if (d->d_seq == UINT64_MAX || (ctx = t13_cipher(t, d, 1)) == NULL)
+	if (d->d_seq == UINT64_MAX)
 		return (-1);
 	t13_nonce(d, nonce);
 	out[0] = T13_CT_APPDATA;
@@ -586,6 +621,21 @@ t13_seal(struct wsg_tls13 *t, uint8_t type, struct evbuffer *src,
 	out[2] = 3;
 	out[3] = (uint8_t)(clen >> 8);
 	out[4] = (uint8_t)clen;
+	if (n + 1 <= T13_GCM_MAX && (g = t13_fast(t, d, 1)) != NULL) {
+		if (src != NULL) {
+			if (evbuffer_copyout(src, out + T13_HDR, n) !=
+			    (ssize_t)n)
+				return (-1);
+		} else if (n > 0)
+			memcpy(out + T13_HDR, plain, n);
+		out[T13_HDR + n] = type;
+		gcm_seal(g, nonce, out, T13_HDR, out + T13_HDR, n + 1,
+		    out + T13_HDR + n + 1);
+		d->d_seq++;
+		return (0);
+	}
+	if ((ctx = t13_cipher(t, d, 1)) == NULL)
+		return (-1);
 	if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 1) != 1 ||
 	    EVP_EncryptUpdate(ctx, NULL, &ol, out, T13_HDR) != 1)
 		goto fail;
@@ -637,15 +687,25 @@ fail:
 static int
 t13_open(struct wsg_tls13 *t, const uint8_t *rec, size_t clen, uint8_t *out)
 {
-	struct t13_dir	*d = &t->t_rd;
-	EVP_CIPHER_CTX	*ctx;
-	uint8_t		 nonce[T13_IVLEN];
-	size_t		 plen = clen - T13_TAG;
-	int		 ol, fl;
+	struct t13_dir		*d = &t->t_rd;
+	const struct wsg_gcm	*g;
+	EVP_CIPHER_CTX		*ctx;
+	uint8_t			 nonce[T13_IVLEN];
+	size_t			 plen = clen - T13_TAG;
+	int			 ol, fl;
 
-	if (d->d_seq == UINT64_MAX || (ctx = t13_cipher(t, d, 0)) == NULL)
+	if (d->d_seq == UINT64_MAX)
 		return (-1);
 	t13_nonce(d, nonce);
+	if (plen <= T13_GCM_MAX && (g = t13_fast(t, d, 0)) != NULL) {
+		if (gcm_open(g, nonce, rec, T13_HDR, rec + T13_HDR, plen, out,
+		    rec + T13_HDR + plen) == -1)
+			return (-1);
+		d->d_seq++;
+		return (0);
+	}
+	if ((ctx = t13_cipher(t, d, 0)) == NULL)
+		return (-1);
 	if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 0) != 1 ||
 	    EVP_DecryptUpdate(ctx, NULL, &ol, rec, T13_HDR) != 1 ||
 	    EVP_DecryptUpdate(ctx, out, &ol, rec + T13_HDR, (int)plen) != 1 ||

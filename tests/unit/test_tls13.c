@@ -216,6 +216,8 @@ check_suite(SSL_CTX *sctx, const char *suite)
 	unsigned char		*big, *back;
 	unsigned long		 err = 0;
 	size_t			 sent = 0, i, n = 40000;
+	static const size_t	 mixed[] = { 1022, 1023, 1024, 1025, 1, 4000,
+				    1023, 16384, 17, 1024, 1025, 1024 };
 	int			 k;
 
 	cctx = SSL_CTX_new(TLS_client_method());
@@ -263,6 +265,24 @@ check_suite(SSL_CTX *sctx, const char *suite)
 	CHECK(memcmp(back, big, n) == 0);
 	CHECK_INT(evbuffer_get_length(out), 0);
 	CHECK(!tls13_write_pending(t));
+
+	/*
+	 * Record sizes on both sides of the AES-NI path's limit, one after
+	 * the other under the same keys, both ways.
+	 */
+	for (k = 0; k < (int)(sizeof(mixed) / sizeof(mixed[0])); k++) {
+		CHECK_INT(SSL_write(p.c, big + k, (int)mixed[k]),
+		    (int)mixed[k]);
+		CHECK_INT(t13_read_n(t, p.sfd, in, mixed[k], &err), 0);
+		CHECK(evbuffer_get_length(in) == mixed[k] &&
+		    memcmp(evbuffer_pullup(in, -1), big + k, mixed[k]) == 0);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		evbuffer_add(out, big + 2 * k, mixed[k]);
+		CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err),
+		    0);
+		CHECK(client_read_n(&p, t, back, mixed[k]) == 0 &&
+		    memcmp(back, big + 2 * k, mixed[k]) == 0);
+	}
 
 	/* The client updates its keys and asks for ours, twice. */
 	for (k = 0; k < 2; k++) {
