@@ -128,6 +128,9 @@ def figures(r):
                 x["proxy_cpu_s"] / x["seconds"] if x["seconds"] else 0
             if x.get("load_core_busy") is not None:
                 f["small_k%d_load_core" % k] = x["load_core_busy"]
+            if x.get("proxy_user_s") is not None and x["proxy_cpu_s"]:
+                f["small_k%d_user_share" % k] = \
+                    x["proxy_user_s"] / x["proxy_cpu_s"]
     vals = [f.get("small_k%d_rt_cpu_s" % k) for k in range(1, 5)]
     vals = [v for v in vals if v]
     if vals:
@@ -253,6 +256,8 @@ def main():
         ("small_k4_cpu_util", "64x32B k=4: proxy CPU use", "%.2f",
          None, None),
         ("small_k4_load_core", "64x32B k=4: load core busy", "%.2f",
+         None, None),
+        ("small_k4_user_share", "64x32B k=4: proxy CPU in user", "%.2f",
          None, None),
         ("small_best_rt_cpu_s", "small: best rt per proxy CPU-s", "%.0f",
          "high", 1.25),

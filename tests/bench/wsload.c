@@ -143,6 +143,7 @@ static struct {
 	int		 stopping;
 	uint64_t	 t_start, t_end;
 	double		 cpu_start, cpu_end;
+	double		 user_start, user_end;
 	uint64_t	 messages;
 	uint64_t	 bytes;
 	uint64_t	 lat_max;
@@ -219,9 +220,12 @@ wsl_sig_cb(int sig)
 	wsl_signalled = 1;
 }
 
-/* utime + stime of a process in seconds, or -1 when it is gone. */
+/*
+ * utime + stime of a process in seconds, or -1 when it is gone; utime
+ * alone into *user.
+ */
 static double
-wsl_proc_cpu(pid_t pid)
+wsl_proc_cpu(pid_t pid, double *user)
 {
 	char			 path[64], buf[1024], *p;
 	unsigned long		 ut, st;
@@ -240,6 +244,7 @@ wsl_proc_cpu(pid_t pid)
 	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
 	    "%lu %lu", &ut, &st) != 2)
 		return -1;
+	*user = (double)ut / (double)sysconf(_SC_CLK_TCK);
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -1143,7 +1148,7 @@ wsl_window_start(uint64_t now)
 	g.messages = g.bytes = g.lat_max = 0;
 	memset(g.hist, 0, WSL_HIST_US * sizeof(*g.hist));
 	if (opt.cpu_pid)
-		g.cpu_start = wsl_proc_cpu(opt.cpu_pid);
+		g.cpu_start = wsl_proc_cpu(opt.cpu_pid, &g.user_start);
 }
 
 /* Time out connections whose setup has taken too long. */
@@ -1185,14 +1190,16 @@ wsl_percentile(double q)
 static void
 wsl_report(int setup_failed)
 {
-	double	secs, cpu = 0;
+	double	secs, cpu = 0, user = 0;
 	char	err[300];
 	size_t	i, j;
 
 	secs = g.t_end > g.t_start && g.measuring ?
 	    (double)(g.t_end - g.t_start) / 1e9 : 0;
-	if (opt.cpu_pid && g.cpu_start >= 0 && g.cpu_end >= 0)
+	if (opt.cpu_pid && g.cpu_start >= 0 && g.cpu_end >= 0) {
 		cpu = g.cpu_end - g.cpu_start;
+		user = g.user_end - g.user_start;
+	}
 	/* JSON-safe copy of the first error. */
 	for (i = j = 0; g.first_error[i] != '\0' && j < sizeof(err) - 1;
 	    i++) {
@@ -1206,7 +1213,8 @@ wsl_report(int setup_failed)
 	    "\"inflight\":%u,\"seconds\":%.3f,\"messages\":%llu,"
 	    "\"msgs_per_s\":%.1f,\"mb_per_s\":%.2f,\"p50_us\":%llu,"
 	    "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%.1f,"
-	    "\"proxy_cpu_s\":%.2f,\"msgs_per_cpu_s\":%.1f,"
+	    "\"proxy_cpu_s\":%.2f,\"proxy_user_s\":%.2f,"
+	    "\"msgs_per_cpu_s\":%.1f,"
 	    "\"opened\":%llu,\"resumed\":%llu,\"errors\":%llu,"
 	    "\"setup_failed\":%s,\"first_error\":\"%s\"}\n",
 	    wsl_mode_names[opt.mode], opt.tls ? "true" : "false", opt.conns,
@@ -1216,7 +1224,7 @@ wsl_report(int setup_failed)
 	    (unsigned long long)wsl_percentile(0.50),
 	    (unsigned long long)wsl_percentile(0.90),
 	    (unsigned long long)wsl_percentile(0.99),
-	    (double)g.lat_max / 1000.0, cpu,
+	    (double)g.lat_max / 1000.0, cpu, user,
 	    cpu > 0 ? (double)g.messages / cpu : 0,
 	    (unsigned long long)g.opened, (unsigned long long)g.resumed,
 	    (unsigned long long)g.errors, setup_failed ? "true" : "false", err);
@@ -1324,7 +1332,7 @@ main(int argc, char **argv)
 	}
 	g.t_end = wsl_now();
 	if (opt.cpu_pid)
-		g.cpu_end = wsl_proc_cpu(opt.cpu_pid);
+		g.cpu_end = wsl_proc_cpu(opt.cpu_pid, &g.user_end);
 	g.stopping = 1;
 	/* Idle mode counts the connections that lasted the whole hold. */
 	if (opt.mode == MODE_IDLE)

@@ -108,3 +108,26 @@ def test_signing_rate_is_the_highest_round(tmp_path):
                                                           4000.0]
     assert "4000.0 sign/s (highest of 3000, 4000, 3500)" in p.stdout, \
         p.stdout
+
+
+def test_user_share_of_proxy_cpu(tmp_path):
+    """wsload reports the proxy's user time beside its whole CPU time; the
+    table shows the user share in the k=4 small-message workload, the
+    figure that says how much of a proxy's CPU its own code can save."""
+    res = tmp_path / "results"
+    for r, user in ((1, 0.20), (2, 0.30), (3, 0.25)):
+        x = line(1000, cpu_s=0.8)
+        x["proxy_user_s"] = user
+        write(res / "wsgate", "small_k4.r%d" % r, x)
+        y = line(1000, cpu_s=0.8)
+        y["proxy_user_s"] = 0.4
+        write(res / "nginx", "small_k4.r%d" % r, y)
+    # A line from an older wsload, without the field, adds no figure.
+    write(res / "haproxy", "small_k4.r1", line(1000, cpu_s=0.8))
+    _, doc = run_report(tmp_path, res, idle=0)
+    w = doc["figures"]["wsgate"]["small_k4_user_share"]
+    assert abs(w - 0.25 / 0.8) < 1e-9, w
+    assert abs(doc["figures"]["nginx"]["small_k4_user_share"] - 0.5) < 1e-9
+    assert "small_k4_user_share" not in doc["figures"]["haproxy"]
+    row = [r for r in doc["table"] if r[0] == "64x32B k=4: proxy CPU in user"]
+    assert row and row[0][1] == "0.31" and row[0][2] == "0.50", row
