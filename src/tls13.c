@@ -143,6 +143,7 @@ static __thread struct t13_slot	*t13_cache[2];
 /* HMAC contexts with their digest set: SHA-256, SHA-384. */
 static __thread EVP_MAC_CTX	*t13_mac[2];
 static __thread uint8_t		*t13_obuf;
+static __thread uint64_t	 t13_fast_count;
 static __thread uint8_t		*t13_rbuf;
 
 static ssize_t	t13_send(int, const uint8_t *, size_t);
@@ -579,6 +580,12 @@ t13_fast(const struct wsg_tls13 *t, const struct t13_dir *d, int enc)
 	return (&sl->s_gcm);
 }
 
+uint64_t
+tls13_fast_records(void)
+{
+	return (t13_fast_count);
+}
+
 /* A context that failed mid-record is keyed again before its next use. */
 static void
 t13_cipher_spoil(const struct t13_dir *d, int enc)
@@ -632,6 +639,7 @@ t13_seal(struct wsg_tls13 *t, uint8_t type, struct evbuffer *src,
 		out[T13_HDR + n] = type;
 		gcm_seal(g, nonce, out, T13_HDR, out + T13_HDR, n + 1,
 		    out + T13_HDR + n + 1);
+		t13_fast_count++;
 		d->d_seq++;
 		return (0);
 	}
@@ -702,6 +710,7 @@ t13_open(struct wsg_tls13 *t, const uint8_t *rec, size_t clen, uint8_t *out)
 		if (gcm_open(g, nonce, rec, T13_HDR, rec + T13_HDR, plen, out,
 		    rec + T13_HDR + plen) == -1)
 			return (-1);
+		t13_fast_count++;
 		d->d_seq++;
 		return (0);
 	}

@@ -12,6 +12,7 @@
 #define WSG_TLS13_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/buffer.h>
 #include <openssl/ssl.h>
@@ -75,5 +76,8 @@ void	 tls13_close_notify(struct wsg_tls13 *, int);
 
 /* Free this thread's cipher contexts (at a worker's end). */
 void	 tls13_thread_done(void);
+
+/* Records this thread sealed or opened with gcm.c, for the tests. */
+uint64_t tls13_fast_records(void);
 
 #endif /* WSG_TLS13_H */

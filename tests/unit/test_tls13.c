@@ -27,6 +27,7 @@
 #include <openssl/x509.h>
 
 #include "errors.h"
+#include "gcm.h"
 #include "tls.h"
 #include "tls13.h"
 #include "unit.h"
@@ -216,6 +217,7 @@ check_suite(SSL_CTX *sctx, const char *suite)
 	unsigned char		*big, *back;
 	unsigned long		 err = 0;
 	size_t			 sent = 0, i, n = 40000;
+	uint64_t		 fast;
 	static const size_t	 mixed[] = { 1022, 1023, 1024, 1025, 1, 4000,
 				    1023, 16384, 17, 1024, 1025, 1024 };
 	int			 k;
@@ -283,6 +285,29 @@ check_suite(SSL_CTX *sctx, const char *suite)
 		CHECK(client_read_n(&p, t, back, mixed[k]) == 0 &&
 		    memcmp(back, big + 2 * k, mixed[k]) == 0);
 	}
+
+	/*
+	 * Which records took the AES-NI path: one short record each way on
+	 * an AES-GCM suite (when the CPU has the instructions), none on
+	 * ChaCha20-Poly1305, and none for records over T13_GCM_MAX.
+	 */
+	fast = tls13_fast_records();
+	CHECK_INT(SSL_write(p.c, big, 100), 100);
+	CHECK_INT(t13_read_n(t, p.sfd, in, 100, &err), 0);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	evbuffer_add(out, big, 100);
+	CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err), 0);
+	CHECK(client_read_n(&p, t, back, 100) == 0);
+	CHECK_INT(tls13_fast_records() - fast,
+	    gcm_available() && strstr(suite, "CHACHA") == NULL ? 2 : 0);
+	fast = tls13_fast_records();
+	CHECK_INT(SSL_write(p.c, big, 1024), 1024);
+	CHECK_INT(t13_read_n(t, p.sfd, in, 1024, &err), 0);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	evbuffer_add(out, big, 1024);
+	CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err), 0);
+	CHECK(client_read_n(&p, t, back, 1024) == 0);
+	CHECK_INT(tls13_fast_records() - fast, 0);
 
 	/* The client updates its keys and asks for ours, twice. */
 	for (k = 0; k < 2; k++) {
