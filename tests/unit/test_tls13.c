@@ -206,6 +206,32 @@ client_read_n(struct pair *p, struct wsg_tls13 *t, unsigned char *buf,
 	return (done == n ? 0 : -1);
 }
 
+/*
+ * One record of len bytes each way: the client's OpenSSL seals data for
+ * the record layer to open, and the record layer seals it back.
+ */
+static void
+both_ways(struct pair *p, struct wsg_tls13 *t, const unsigned char *data,
+    size_t len)
+{
+	struct evbuffer	*in = evbuffer_new(), *out = evbuffer_new();
+	unsigned char	*back = malloc(len);
+	unsigned long	 err = 0;
+	size_t		 sent = 0;
+
+	CHECK_INT(SSL_write(p->c, data, (int)len), (int)len);
+	CHECK_INT(t13_read_n(t, p->sfd, in, len, &err), 0);
+	CHECK(evbuffer_get_length(in) == len &&
+	    memcmp(evbuffer_pullup(in, -1), data, len) == 0);
+	evbuffer_add(out, data, len);
+	CHECK_INT(tls13_write(t, p->sfd, out, SIZE_MAX, &sent, &err), 0);
+	CHECK(back != NULL && client_read_n(p, t, back, len) == 0 &&
+	    memcmp(back, data, len) == 0);
+	free(back);
+	evbuffer_free(in);
+	evbuffer_free(out);
+}
+
 /* Every suite: read, write, big messages, key updates, close_notify. */
 static void
 check_suite(SSL_CTX *sctx, const char *suite)
@@ -272,19 +298,8 @@ check_suite(SSL_CTX *sctx, const char *suite)
 	 * Record sizes on both sides of the AES-NI path's limit, one after
 	 * the other under the same keys, both ways.
 	 */
-	for (k = 0; k < (int)(sizeof(mixed) / sizeof(mixed[0])); k++) {
-		CHECK_INT(SSL_write(p.c, big + k, (int)mixed[k]),
-		    (int)mixed[k]);
-		CHECK_INT(t13_read_n(t, p.sfd, in, mixed[k], &err), 0);
-		CHECK(evbuffer_get_length(in) == mixed[k] &&
-		    memcmp(evbuffer_pullup(in, -1), big + k, mixed[k]) == 0);
-		evbuffer_drain(in, evbuffer_get_length(in));
-		evbuffer_add(out, big + 2 * k, mixed[k]);
-		CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err),
-		    0);
-		CHECK(client_read_n(&p, t, back, mixed[k]) == 0 &&
-		    memcmp(back, big + 2 * k, mixed[k]) == 0);
-	}
+	for (k = 0; k < (int)(sizeof(mixed) / sizeof(mixed[0])); k++)
+		both_ways(&p, t, big + k, mixed[k]);
 
 	/*
 	 * Which records took the AES-NI path: one short record each way on
@@ -292,21 +307,11 @@ check_suite(SSL_CTX *sctx, const char *suite)
 	 * ChaCha20-Poly1305, and none for records over T13_GCM_MAX.
 	 */
 	fast = tls13_fast_records();
-	CHECK_INT(SSL_write(p.c, big, 100), 100);
-	CHECK_INT(t13_read_n(t, p.sfd, in, 100, &err), 0);
-	evbuffer_drain(in, evbuffer_get_length(in));
-	evbuffer_add(out, big, 100);
-	CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err), 0);
-	CHECK(client_read_n(&p, t, back, 100) == 0);
+	both_ways(&p, t, big, 100);
 	CHECK_INT(tls13_fast_records() - fast,
 	    gcm_available() && strstr(suite, "CHACHA") == NULL ? 2 : 0);
 	fast = tls13_fast_records();
-	CHECK_INT(SSL_write(p.c, big, 1024), 1024);
-	CHECK_INT(t13_read_n(t, p.sfd, in, 1024, &err), 0);
-	evbuffer_drain(in, evbuffer_get_length(in));
-	evbuffer_add(out, big, 1024);
-	CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err), 0);
-	CHECK(client_read_n(&p, t, back, 1024) == 0);
+	both_ways(&p, t, big, 1024);
 	CHECK_INT(tls13_fast_records() - fast, 0);
 
 	/* The client updates its keys and asks for ours, twice. */
