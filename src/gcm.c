@@ -58,6 +58,12 @@ gcm_expand(__m128i k, __m128i t)
 	return (_mm_xor_si128(k, t));
 }
 
+/*
+ * The AES key schedule (FIPS 197, 5.2) through AESKEYGENASSIST, whose
+ * round constant must be an immediate, hence macros.  AES-128 derives each
+ * round key from the one before with RotWord, SubWord and the constant;
+ * AES-256 alternates that step with one of SubWord alone.
+ */
 #define GCM_K128(i, rcon)	(rk[i] = gcm_expand(rk[(i) - 1],		\
 	_mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[(i) - 1], rcon), 0xff)))
 #define GCM_K256(i, rcon) do {						\
