@@ -597,8 +597,8 @@ wsl_conn_opened(struct wsl_conn *c)
 				return -1;
 		break;
 	case MODE_HANDSHAKE:
-		if (g.measuring)
-			g.messages++;
+		if (g.measuring && ++g.messages == opt.count)
+			g.stopping = 1;
 		wsl_conn_close(c, 1);
 		if (!g.stopping)
 			wsl_conn_start(c);

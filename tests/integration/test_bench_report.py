@@ -131,3 +131,48 @@ def test_user_share_of_proxy_cpu(tmp_path):
     assert "small_k4_user_share" not in doc["figures"]["haproxy"]
     row = [r for r in doc["table"] if r[0] == "64x32B k=4: proxy CPU in user"]
     assert row and row[0][1] == "0.31" and row[0][2] == "0.50", row
+
+
+def test_handshake_ceiling(tmp_path):
+    """The proxy's kernel time per handshake (CPU minus user, over the
+    handshakes), and the rate a core would reach if, beside that, the proxy
+    did only the X25519 exchange and, without a ticket, the signature."""
+    res = tmp_path / "results"
+    # wsgate: full 500 handshakes, 0.6 s CPU, 0.45 s user: 300 us kernel;
+    # tickets 1000, 0.5 s, 0.3 s: 200 us.  nginx tickets: 100 us.
+    for r in (1, 2, 3):
+        x = line(500, cpu_s=0.6)
+        x["proxy_user_s"] = 0.45
+        write(res / "wsgate", "handshake.r%d" % r, x)
+        x = line(1000, cpu_s=0.5)
+        x["proxy_user_s"] = 0.3
+        write(res / "wsgate", "handshake_tickets.r%d" % r, x)
+        x = line(1000, cpu_s=0.5)
+        x["proxy_user_s"] = 0.4
+        write(res / "nginx", "handshake_tickets.r%d" % r, x)
+        # The highest round counts, for X25519 as for the signature.
+        write(res, "speed.r%d" % r, {"sign_per_s": 4000.0,
+                                     "verify_per_s": 1e5,
+                                     "x25519_per_s": 25000.0 - r})
+    write(res, "speed.r4", {"sign_per_s": 3000.0, "verify_per_s": 1e5,
+                            "x25519_per_s": 25000.0})
+    p, doc = run_report(tmp_path, res, idle=0)
+    f = doc["figures"]
+    assert abs(f["wsgate"]["hs_kernel_us"] - 300) < 1e-6
+    assert abs(f["wsgate"]["hs_tickets_kernel_us"] - 200) < 1e-6
+    assert abs(f["nginx"]["hs_tickets_kernel_us"] - 100) < 1e-6
+    assert doc["openssl_speed"]["x25519_per_s"] == 25000.0
+    # Without a ticket: 300 + 2 x 40 + 250 us; with one: 200 + 80 us.
+    s = doc["summary"]["hs_ceiling"]
+    assert abs(s["ratio"] - 1e6 / 630 / 4000) < 1e-9, s
+    assert s["reachable"] is False
+    s = doc["summary"]["hs_tickets_ceiling"]
+    assert abs(s["ratio"] - 1e6 / 280 / 4000) < 1e-9, s
+    assert s["reachable"] is True
+    assert abs(s["per_s"]["nginx"] - 1e6 / 180) < 1e-6
+    row = [r for r in doc["table"]
+           if r[0] == "ceiling: kernel+X25519 / sign/s"][0]
+    assert row[1:3] == ["0.89", "1.39"], row
+    assert "ceiling: kernel+X25519+sign: 0.40 for wsgate, below" in \
+        p.stdout, p.stdout
+    assert "25000.0 op/s" in p.stdout
