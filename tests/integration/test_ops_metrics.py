@@ -219,3 +219,37 @@ def test_admin_public_address_needs_allow_public(tmp_path):
                             "allow_public": True})
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "%s: ok" % f
+
+
+def test_metrics_sum_every_worker(factory):
+    """With four workers, each with its own SO_REUSEPORT listener, the
+    kernel spreads connections over them by their addresses; the frame and
+    byte counters each thread keeps are summed on a scrape, so the deltas
+    stay exact.  (16 connections all landing on one worker has odds of
+    4^-15; a scrape that read one thread's block would come up short.)"""
+    be = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True,
+                         top={"workers": 4})
+    gw.settle_probes()
+    m0 = gw.metrics()
+    ports, wire = [], []
+    for i in range(16):
+        p, w = session(gw, i)
+        ports.append(p)
+        wire.append(w)
+    for p in ports:
+        gw.wait_entry(client_port=p)
+    m1 = gw.metrics()
+
+    def d(name, **labels):
+        return metric(m1, name, **labels) - metric(m0, name, **labels)
+
+    assert d("wsgate_handshakes_total", result="accepted") == 16
+    assert d("wsgate_closes_total", reason="client_closed") == 16
+    assert metric(m1, "wsgate_active_connections") == 0
+    for di in DIRS:
+        frames = sum(w[di][0] for w in wire)
+        nbytes = sum(w[di][1] for w in wire)
+        assert (d("wsgate_frames_total", direction=di),
+                d("wsgate_bytes_total", direction=di)) == (frames, nbytes), di
