@@ -4,13 +4,235 @@
  */
 #include "autoconf.h"
 
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "tls.h"
 #include "tls13.h"
+
+/*
+ * Session ticket keys: one ring for the process, not one key per SSL_CTX
+ * as OpenSSL makes by itself, so that a ticket stays good across a reload
+ * (every reload builds new contexts; with their own keys each returning
+ * client would make a full handshake).  A key is made when its period of
+ * TLS_TKEY_PERIOD seconds starts and seals the tickets of that period;
+ * it opens tickets for TLS_TKEY_N periods, so a ticket sealed at the end
+ * of one still opens for its whole lifetime (TLS_TICKET_LIFETIME), and a
+ * key that leaks exposes at most three hours of resumed sessions.  Keys
+ * live only in memory: a restart starts a new ring.  Which listener's
+ * sessions a ticket may resume is the session ID context's business
+ * (tls_ctx_sid()).
+ */
+#define TLS_TKEY_PERIOD		3600
+#define TLS_TKEY_N		3
+#define TLS_TICKET_LIFETIME	(TLS_TKEY_PERIOD * (TLS_TKEY_N - 1))
+
+struct tls_tkey {
+	unsigned char	tk_name[TLS_TKEY_NAME];
+	unsigned char	tk_aes[TLS_TKEY_AES];
+	unsigned char	tk_hmac[TLS_TKEY_HMAC];
+	int64_t		tk_period;	/* now / TLS_TKEY_PERIOD when made */
+	int		tk_set;
+};
+
+static pthread_rwlock_t	 tls_tkey_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct tls_tkey	 tls_tkeys[TLS_TKEY_N];	/* [0] the newest */
+static EVP_CIPHER	*tls_tkey_cipher;	/* AES-256-CBC, fetched once */
+
+/* Copy a key out, for use outside the lock. */
+static void
+tls_tkey_copy(const struct tls_tkey *k, unsigned char *name,
+    unsigned char *aes, unsigned char *hmac)
+{
+	if (name != NULL)
+		memcpy(name, k->tk_name, sizeof(k->tk_name));
+	memcpy(aes, k->tk_aes, sizeof(k->tk_aes));
+	memcpy(hmac, k->tk_hmac, sizeof(k->tk_hmac));
+}
+
+int
+tls_tkey_seal(int64_t now, unsigned char *name, unsigned char *aes,
+    unsigned char *hmac)
+{
+	struct tls_tkey	 fresh;
+	int64_t		 period = now / TLS_TKEY_PERIOD;
+	int		 rc = 0;
+
+	pthread_rwlock_rdlock(&tls_tkey_lock);
+	if (tls_tkeys[0].tk_set && tls_tkeys[0].tk_period == period) {
+		tls_tkey_copy(&tls_tkeys[0], name, aes, hmac);
+		rc = 1;
+	}
+	pthread_rwlock_unlock(&tls_tkey_lock);
+	if (rc)
+		return (1);
+
+	/* A new period: make its key (another thread may have done so). */
+	pthread_rwlock_wrlock(&tls_tkey_lock);
+	if (!tls_tkeys[0].tk_set || tls_tkeys[0].tk_period != period) {
+		if (RAND_bytes(fresh.tk_name, sizeof(fresh.tk_name)) == 1 &&
+		    RAND_priv_bytes(fresh.tk_aes, sizeof(fresh.tk_aes)) == 1 &&
+		    RAND_priv_bytes(fresh.tk_hmac,
+		    sizeof(fresh.tk_hmac)) == 1) {
+			fresh.tk_period = period;
+			fresh.tk_set = 1;
+			OPENSSL_cleanse(&tls_tkeys[TLS_TKEY_N - 1],
+			    sizeof(tls_tkeys[0]));
+			memmove(&tls_tkeys[1], &tls_tkeys[0],
+			    (TLS_TKEY_N - 1) * sizeof(tls_tkeys[0]));
+			tls_tkeys[0] = fresh;
+		}
+		OPENSSL_cleanse(&fresh, sizeof(fresh));
+		ERR_clear_error();
+	}
+	if (tls_tkeys[0].tk_set && tls_tkeys[0].tk_period == period) {
+		tls_tkey_copy(&tls_tkeys[0], name, aes, hmac);
+		rc = 1;
+	}
+	pthread_rwlock_unlock(&tls_tkey_lock);
+	return (rc);
+}
+
+int
+tls_tkey_open(int64_t now, const unsigned char *name, unsigned char *aes,
+    unsigned char *hmac, int *current)
+{
+	int64_t	 period = now / TLS_TKEY_PERIOD;
+	size_t	 i;
+	int	 rc = 0;
+
+	pthread_rwlock_rdlock(&tls_tkey_lock);
+	for (i = 0; i < TLS_TKEY_N; i++) {
+		if (!tls_tkeys[i].tk_set || memcmp(tls_tkeys[i].tk_name, name,
+		    sizeof(tls_tkeys[i].tk_name)) != 0)
+			continue;
+		if (period - tls_tkeys[i].tk_period < TLS_TKEY_N) {
+			tls_tkey_copy(&tls_tkeys[i], NULL, aes, hmac);
+			*current = tls_tkeys[i].tk_period == period;
+			rc = 1;
+		}
+		break;
+	}
+	pthread_rwlock_unlock(&tls_tkey_lock);
+	return (rc);
+}
+
+/* Seconds on a clock that does not jump. */
+static int64_t
+tls_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec);
+}
+
+/*
+ * OpenSSL's ticket callback.  Sealing: the current key, a random IV.
+ * Opening: 0 for a key that is unknown or retired (a full handshake
+ * follows), 2 for one that is no longer current (OpenSSL then sends a
+ * fresh ticket).  Any failure is 0: that client resumes nothing (or, in
+ * TLS 1.3, gets no ticket) and its handshake goes on.
+ */
+static int
+tls_ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
+    EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+	unsigned char	 aes[TLS_TKEY_AES], hmac[TLS_TKEY_HMAC];
+	OSSL_PARAM	 params[3];
+	int		 rc, current = 1;
+
+	(void)ssl;
+	if (enc) {
+		rc = tls_tkey_seal(tls_now(), name, aes, hmac) == 1 &&
+		    RAND_bytes(iv, EVP_CIPHER_get_iv_length(tls_tkey_cipher)) ==
+		    1 && EVP_EncryptInit_ex(cctx, tls_tkey_cipher, NULL, aes,
+		    iv) == 1;
+	} else {
+		rc = tls_tkey_open(tls_now(), name, aes, hmac, &current) &&
+		    EVP_DecryptInit_ex(cctx, tls_tkey_cipher, NULL, aes, iv) ==
+		    1;
+	}
+	if (rc) {
+		params[0] = OSSL_PARAM_construct_octet_string(
+		    OSSL_MAC_PARAM_KEY, hmac, sizeof(hmac));
+		params[1] = OSSL_PARAM_construct_utf8_string(
+		    OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+		params[2] = OSSL_PARAM_construct_end();
+		rc = EVP_MAC_CTX_set_params(hctx, params) == 1;
+	}
+	OPENSSL_cleanse(aes, sizeof(aes));
+	OPENSSL_cleanse(hmac, sizeof(hmac));
+	if (!rc) {
+		ERR_clear_error();
+		return (0);
+	}
+	return (current ? 1 : 2);
+}
+
+/*
+ * The session ID context: which sessions this context may resume.  With
+ * one ticket key ring for every listener, a ticket from one listener
+ * would otherwise resume on another, past a client_ca that one requires
+ * and the other does not.  A digest of what a session was authenticated
+ * with (the certificate chain, the client CAs and whether a client
+ * certificate is required), as nginx does: listeners that share all of it
+ * share sessions, and a new certificate at a reload starts afresh.
+ * OpenSSL also refuses to resume, with a failed handshake, on a context
+ * that asks for client certificates and has no such context.
+ */
+static int
+tls_ctx_sid(SSL_CTX *ctx)
+{
+	EVP_MD_CTX		*md;
+	STACK_OF(X509)		*chain = NULL;
+	STACK_OF(X509_NAME)	*cas;
+	X509			*leaf;
+	unsigned char		 sid[EVP_MAX_MD_SIZE], *der;
+	unsigned int		 sidlen = 0;
+	unsigned char		 verify;
+	int			 i, n, ok;
+
+	if ((md = EVP_MD_CTX_new()) == NULL)
+		return (-1);
+	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+	verify = (SSL_CTX_get_verify_mode(ctx) & SSL_VERIFY_PEER) != 0;
+	ok = ok && EVP_DigestUpdate(md, &verify, 1) == 1;
+	if ((leaf = SSL_CTX_get0_certificate(ctx)) != NULL) {
+		der = NULL;
+		n = i2d_X509(leaf, &der);
+		ok = ok && n > 0 && EVP_DigestUpdate(md, der, n) == 1;
+		OPENSSL_free(der);
+	}
+	(void)SSL_CTX_get0_chain_certs(ctx, &chain);
+	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+		der = NULL;
+		n = i2d_X509(sk_X509_value(chain, i), &der);
+		ok = ok && n > 0 && EVP_DigestUpdate(md, der, n) == 1;
+		OPENSSL_free(der);
+	}
+	cas = SSL_CTX_get_client_CA_list(ctx);
+	for (i = 0; cas != NULL && i < sk_X509_NAME_num(cas); i++) {
+		der = NULL;
+		n = i2d_X509_NAME(sk_X509_NAME_value(cas, i), &der);
+		ok = ok && n > 0 && EVP_DigestUpdate(md, der, n) == 1;
+		OPENSSL_free(der);
+	}
+	ok = ok && EVP_DigestFinal_ex(md, sid, &sidlen) == 1;
+	EVP_MD_CTX_free(md);
+	if (sidlen > SSL_MAX_SID_CTX_LENGTH)
+		sidlen = SSL_MAX_SID_CTX_LENGTH;
+	if (!ok || SSL_CTX_set_session_id_context(ctx, sid, sidlen) != 1)
+		return (-1);
+	return (0);
+}
 
 /* Offer and accept only http/1.1 in ALPN: WebSocket upgrades need it. */
 static int
@@ -224,6 +446,18 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 		    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 		SSL_CTX_set_verify_depth(ctx, 8);
 	}
+	/* Tickets: the process's key ring, for this context's sessions. */
+	if (tls_tkey_cipher == NULL)
+		tls_tkey_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+	if (tls_tkey_cipher == NULL || tls_ctx_sid(ctx) == -1 ||
+	    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_cb) != 1) {
+		errors_add(errs, file, line, col,
+		    "cannot set up session tickets: %s",
+		    tls_errstr(ebuf, sizeof(ebuf)));
+		SSL_CTX_free(ctx);
+		return (NULL);
+	}
+	SSL_CTX_set_timeout(ctx, TLS_TICKET_LIFETIME);
 	/* Open sessions move to tls13.c; without it they stay here. */
 	(void)tls13_ctx_setup(ctx);
 	tls_warm(ctx);

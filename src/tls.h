@@ -4,6 +4,8 @@
 #ifndef WSG_TLS_H
 #define WSG_TLS_H
 
+#include <stdint.h>
+
 #include <openssl/ssl.h>
 
 #include "errors.h"
@@ -17,5 +19,21 @@
  */
 SSL_CTX	*tls_ctx_new(const char *, const char *, int, const char *,
 	    struct wsg_errors *, const char *, size_t, size_t);
+
+/*
+ * The session ticket key ring (tls.c explains it), at monotonic second
+ * now.  tls_tkey_seal() copies out the key that seals tickets now, made
+ * if its period has just begun: 1, or 0 if none could be made.
+ * tls_tkey_open() copies out the key of that name if it still opens
+ * tickets, setting *current to whether it is also the sealing one: 1, or
+ * 0 if there is none.
+ */
+#define TLS_TKEY_NAME	16
+#define TLS_TKEY_AES	32
+#define TLS_TKEY_HMAC	32
+int	 tls_tkey_seal(int64_t, unsigned char *, unsigned char *,
+	    unsigned char *);
+int	 tls_tkey_open(int64_t, const unsigned char *, unsigned char *,
+	    unsigned char *, int *);
 
 #endif /* WSG_TLS_H */

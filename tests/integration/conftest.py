@@ -653,9 +653,10 @@ class PreClient(rawclient.RawClient):
         self.eof = False
         self.key = None
 
-    def start_tls(self, ctx, server_hostname="localhost"):
+    def start_tls(self, ctx, server_hostname="localhost", session=None):
         self.sock = ctx.wrap_socket(self.sock,
-                                    server_hostname=server_hostname)
+                                    server_hostname=server_hostname,
+                                    session=session)
         return self
 
 
