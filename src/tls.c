@@ -188,6 +188,17 @@ tls_ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
  * OpenSSL also refuses to resume, with a failed handshake, on a context
  * that asks for client certificates and has no such context.
  */
+/* Add a DER encoding of length n (<= 0: none, a failure) and free it. */
+static int
+tls_sid_add(EVP_MD_CTX *md, int n, unsigned char **der)
+{
+	int	ok = n > 0 && EVP_DigestUpdate(md, *der, n) == 1;
+
+	OPENSSL_free(*der);
+	*der = NULL;
+	return (ok);
+}
+
 static int
 tls_ctx_sid(SSL_CTX *ctx)
 {
@@ -195,36 +206,26 @@ tls_ctx_sid(SSL_CTX *ctx)
 	STACK_OF(X509)		*chain = NULL;
 	STACK_OF(X509_NAME)	*cas;
 	X509			*leaf;
-	unsigned char		 sid[EVP_MAX_MD_SIZE], *der;
+	unsigned char		 sid[EVP_MAX_MD_SIZE], *der = NULL;
 	unsigned int		 sidlen = 0;
 	unsigned char		 verify;
-	int			 i, n, ok;
+	int			 i, ok;
 
 	if ((md = EVP_MD_CTX_new()) == NULL)
 		return (-1);
 	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
 	verify = (SSL_CTX_get_verify_mode(ctx) & SSL_VERIFY_PEER) != 0;
 	ok = ok && EVP_DigestUpdate(md, &verify, 1) == 1;
-	if ((leaf = SSL_CTX_get0_certificate(ctx)) != NULL) {
-		der = NULL;
-		n = i2d_X509(leaf, &der);
-		ok = ok && n > 0 && EVP_DigestUpdate(md, der, n) == 1;
-		OPENSSL_free(der);
-	}
+	if ((leaf = SSL_CTX_get0_certificate(ctx)) != NULL)
+		ok = tls_sid_add(md, i2d_X509(leaf, &der), &der) && ok;
 	(void)SSL_CTX_get0_chain_certs(ctx, &chain);
-	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
-		der = NULL;
-		n = i2d_X509(sk_X509_value(chain, i), &der);
-		ok = ok && n > 0 && EVP_DigestUpdate(md, der, n) == 1;
-		OPENSSL_free(der);
-	}
+	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
+		ok = tls_sid_add(md, i2d_X509(sk_X509_value(chain, i), &der),
+		    &der) && ok;
 	cas = SSL_CTX_get_client_CA_list(ctx);
-	for (i = 0; cas != NULL && i < sk_X509_NAME_num(cas); i++) {
-		der = NULL;
-		n = i2d_X509_NAME(sk_X509_NAME_value(cas, i), &der);
-		ok = ok && n > 0 && EVP_DigestUpdate(md, der, n) == 1;
-		OPENSSL_free(der);
-	}
+	for (i = 0; cas != NULL && i < sk_X509_NAME_num(cas); i++)
+		ok = tls_sid_add(md, i2d_X509_NAME(sk_X509_NAME_value(cas, i),
+		    &der), &der) && ok;
 	ok = ok && EVP_DigestFinal_ex(md, sid, &sidlen) == 1;
 	EVP_MD_CTX_free(md);
 	if (sidlen > SSL_MAX_SID_CTX_LENGTH)

@@ -51,6 +51,32 @@ def session(gw, i):
     return c.local_port, {DIRS[0]: (sent_f, sent_b), DIRS[1]: (got_f, got_b)}
 
 
+def sessions(gw, n):
+    """n sessions one after the other: their client ports and wire counts."""
+    ports, wire = [], []
+    for i in range(n):
+        p, w = session(gw, i)
+        ports.append(p)
+        wire.append(w)
+    return ports, wire
+
+
+def moved(m0, m1):
+    """d(name, **labels): how far a series moved from m0 to m1."""
+    def d(name, **labels):
+        return metric(m1, name, **labels) - metric(m0, name, **labels)
+    return d
+
+
+def assert_frame_deltas(d, wire):
+    """The frame and byte counters moved by exactly what went on the wire."""
+    for di in DIRS:
+        frames = sum(w[di][0] for w in wire)
+        nbytes = sum(w[di][1] for w in wire)
+        assert (d("wsgate_frames_total", direction=di),
+                d("wsgate_bytes_total", direction=di)) == (frames, nbytes), di
+
+
 def refuse(gw, raw_request, status):
     c = gw.raw()
     try:
@@ -73,11 +99,7 @@ def test_metrics_exact_deltas(factory):
     m0 = gw.metrics()
 
     # 2 accepted sessions with known frames.
-    ports, wire = [], []
-    for i in range(2):
-        p, w = session(gw, i)
-        ports.append(p)
-        wire.append(w)
+    ports, wire = sessions(gw, 2)
     # 3 refused handshakes with known reasons, 1 upstream connect failure.
     refused = [
         refuse(gw, build_request("/nope"), 404),
@@ -88,9 +110,7 @@ def test_metrics_exact_deltas(factory):
     for p in ports + refused:
         gw.wait_entry(client_port=p)
     m1 = gw.metrics()
-
-    def d(name, **labels):
-        return metric(m1, name, **labels) - metric(m0, name, **labels)
+    d = moved(m0, m1)
 
     assert d("wsgate_handshakes_total", result="accepted") == 2
     assert d("wsgate_handshakes_total", result="rejected") == 4
@@ -111,11 +131,7 @@ def test_metrics_exact_deltas(factory):
                 got_close[dict(labels)["reason"]] = delta
     assert got_close == {"client_closed": 2}
     assert metric(m1, "wsgate_active_connections") == 0
-    for di in DIRS:
-        frames = sum(w[di][0] for w in wire)
-        nbytes = sum(w[di][1] for w in wire)
-        assert (d("wsgate_frames_total", direction=di),
-                d("wsgate_bytes_total", direction=di)) == (frames, nbytes), di
+    assert_frame_deltas(d, wire)
     assert d("wsgate_upstream_connect_failures_total", upstream="dead") == 1
     assert d("wsgate_upstream_connect_failures_total", upstream="echo") == 0
     assert d("wsgate_config_reloads_total", result="ok") == 0
@@ -233,23 +249,12 @@ def test_metrics_sum_every_worker(factory):
                          top={"workers": 4})
     gw.settle_probes()
     m0 = gw.metrics()
-    ports, wire = [], []
-    for i in range(16):
-        p, w = session(gw, i)
-        ports.append(p)
-        wire.append(w)
+    ports, wire = sessions(gw, 16)
     for p in ports:
         gw.wait_entry(client_port=p)
     m1 = gw.metrics()
-
-    def d(name, **labels):
-        return metric(m1, name, **labels) - metric(m0, name, **labels)
-
+    d = moved(m0, m1)
     assert d("wsgate_handshakes_total", result="accepted") == 16
     assert d("wsgate_closes_total", reason="client_closed") == 16
     assert metric(m1, "wsgate_active_connections") == 0
-    for di in DIRS:
-        frames = sum(w[di][0] for w in wire)
-        nbytes = sum(w[di][1] for w in wire)
-        assert (d("wsgate_frames_total", direction=di),
-                d("wsgate_bytes_total", direction=di)) == (frames, nbytes), di
+    assert_frame_deltas(d, wire)
