@@ -55,6 +55,7 @@ static size_t				 metrics_nthreads;
 static struct metrics_thread		 metrics_spill;	/* past the cap */
 static uint64_t	metrics_reloads[2];
 static uint64_t	metrics_store[2];
+static uint64_t	metrics_tls[2];	/* full, resumed */
 static uint64_t	metrics_hist[METRICS_NBUCKETS + 1];
 static uint64_t	metrics_hist_count;
 static uint64_t	metrics_hist_sum_us;
@@ -198,6 +199,12 @@ metrics_store_transition(int up)
 }
 
 void
+metrics_tls_handshake(int resumed)
+{
+	metrics_add(&metrics_tls[resumed ? 1 : 0], 1);
+}
+
+void
 metrics_render(struct evbuffer *b, int draining)
 {
 	static const char *const dirs[] = { "client_to_upstream",
@@ -291,6 +298,14 @@ metrics_render(struct evbuffer *b, int draining)
 	    "wsgate_store_transitions_total{to=\"down\"} %llu\n",
 	    (unsigned long long)metrics_get(&metrics_store[0]),
 	    (unsigned long long)metrics_get(&metrics_store[1]));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_tls_handshakes_total TLS handshakes completed, "
+	    "by whether they resumed a session.\n"
+	    "# TYPE wsgate_tls_handshakes_total counter\n"
+	    "wsgate_tls_handshakes_total{resumed=\"no\"} %llu\n"
+	    "wsgate_tls_handshakes_total{resumed=\"yes\"} %llu\n",
+	    (unsigned long long)metrics_get(&metrics_tls[0]),
+	    (unsigned long long)metrics_get(&metrics_tls[1]));
 	evbuffer_add_printf(b,
 	    "# HELP wsgate_draining 1 while the gateway drains.\n"
 	    "# TYPE wsgate_draining gauge\n"

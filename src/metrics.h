@@ -25,6 +25,8 @@ void	metrics_upstream_failure(const char *);
 void	metrics_reload(int);
 /* The shared rate-limit store went up (1) or down (0). */
 void	metrics_store_transition(int);
+/* A client's TLS handshake completed, resuming a session (1) or not. */
+void	metrics_tls_handshake(int);
 /* Counters of anything else worth graphing ("store_transitions", ...). */
 
 /* Append the whole exposition; draining tells /healthz's state. */

@@ -1052,6 +1052,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		 */
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			event_del(&bev->ev_write);
+		if (p->p_ssl != NULL)
+			metrics_tls_handshake(SSL_session_reused(p->p_ssl));
 		/* The request may have come in the read that ended it. */
 		session_tls_kick(p);
 	}

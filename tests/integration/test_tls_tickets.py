@@ -16,7 +16,7 @@ import ssl
 import pytest
 
 import rawclient
-from conftest import PreClient, openssl
+from conftest import PreClient, metric, openssl
 from test_policy_mtls import make_ca, make_client
 
 B = rawclient.build_request
@@ -54,11 +54,21 @@ def upgrade(gw, ctx, session=None, port=None, path="/echo"):
 OK = "HTTP/1.1 101 Switching Protocols"
 
 
+def tls_counts(gw):
+    m = gw.metrics()
+    return tuple(metric(m, "wsgate_tls_handshakes_total", resumed=r)
+                 for r in ("no", "yes"))
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_tickets_survive_a_reload(factory, certs, version):
+    """...and wsgate_tls_handshakes_total counts full and resumed
+    handshakes apart."""
     be = factory.echo()
     gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [be.addr]})
+                         upstreams={"echo": [be.addr]}, admin=True)
+    gw.settle_probes()
+    full0, resumed0 = tls_counts(gw)
     ctx = client_ctx(certs, version)
     st, reused, sess, _ = upgrade(gw, ctx)
     assert (st, reused) == (OK, False)
@@ -69,6 +79,8 @@ def test_tickets_survive_a_reload(factory, certs, version):
     st, reused, _, port = upgrade(gw, ctx, sess)
     assert (st, reused) == (OK, True), "the reload lost the ticket keys"
     assert gw.wait_entry(client_port=port)["status"] == 101
+    full, resumed = tls_counts(gw)
+    assert (full - full0, resumed - resumed0) == (1, 2)
 
 
 def test_a_new_certificate_starts_afresh(factory, certs, tmp_path):
