@@ -174,6 +174,17 @@ def figures(r):
                 f[name + "_kernel_us"] = 1e6 * (x["proxy_cpu_s"] -
                                                 x["proxy_user_s"]) / \
                     x["messages"]
+    # Two workers against one: full RSA-4096 handshakes, nothing pinned.
+    # The gain is the round's own ratio, so that the median of the gains
+    # is what some round saw.
+    x = r.get("scale_w1")
+    y = r.get("scale_w2")
+    if x:
+        f["scale_w1_s"] = x["msgs_per_s"]
+    if y:
+        f["scale_w2_s"] = y["msgs_per_s"]
+    if x and y and x["msgs_per_s"]:
+        f["scale_gain"] = y["msgs_per_s"] / x["msgs_per_s"]
     x = r.get("idle_rss")
     y = r.get("idle")
     if x and y and not y.get("setup_failed"):
@@ -236,6 +247,10 @@ def main():
     nrounds = max([len(per_round[p]) for p in ran] or [0])
 
     speed = openssl_speed(res)
+    sign4096 = (load(os.path.join(res, "speed4096.json")) or {}).get(
+        "sign4096_per_s")
+    if sign4096:
+        speed["sign4096_per_s"] = sign4096
     cg = {}
     t1 = callgrind_total(os.path.join(res, "callgrind.2000.out"))
     t2 = callgrind_total(os.path.join(res, "callgrind.22000.out"))
@@ -294,6 +309,12 @@ def main():
          None),
         ("hs_tickets_kernel_us", "ticket hs: proxy kernel us each", "%.0f",
          "low", None),
+        ("scale_w1_s", "RSA-4096 hs/s, 1 worker, unpinned", "%.0f",
+         "high", None),
+        ("scale_w2_s", "RSA-4096 hs/s, 2 workers, unpinned", "%.0f",
+         "high", None),
+        ("scale_gain", "RSA-4096 hs/s: 2 workers / 1", "%.2f", "high",
+         None),
         ("ir_per_round_trip", "callgrind Ir per 32B round trip", "%.0f",
          None, None),
         ("errors", "wsload errors (all runs)", "%d", None, None),
@@ -443,6 +464,11 @@ def main():
     if x25519:
         print("openssl speed ecdhx25519 (one core): %.1f op/s; a handshake "
               "takes two (key pair, shared secret)" % x25519)
+    if sign4096:
+        w1 = fig.get("wsgate", {}).get("scale_w1_s")
+        print("openssl speed rsa4096 (one core): %.1f sign/s%s" % (
+            sign4096, "; wsgate with 1 worker: %.0f%% of it" %
+            (100.0 * w1 / sign4096) if w1 else ""))
     for label, r in ceilings:
         print("%s: %.2f for wsgate, %s the 0.85 target: the rate if "
               "the proxy spent, per connection, only its kernel time here "

@@ -176,3 +176,33 @@ def test_handshake_ceiling(tmp_path):
     assert "ceiling: kernel+X25519+sign: 0.40 for wsgate, below" in \
         p.stdout, p.stdout
     assert "25000.0 op/s" in p.stdout
+
+
+def test_two_workers_against_one(tmp_path):
+    """The scaling rows: handshakes/s with 1 and 2 workers (medians) and
+    the gain, the median of each round's own 2/1 ratio."""
+    res = tmp_path / "results"
+    # wsgate: 1 worker 200, 100, 210; 2 workers 340, 190, 300: gains 1.7,
+    # 1.9, 1.43, median 1.7 (the ratio of the medians, 300/200, is 1.5).
+    # nginx gains 1.6, 1.6, 1.6.
+    for r, (a, b) in enumerate(((200, 340), (100, 190), (210, 300)), 1):
+        write(res / "wsgate", "scale_w1.r%d" % r, line(a))
+        write(res / "wsgate", "scale_w2.r%d" % r, line(b))
+        write(res / "nginx", "scale_w1.r%d" % r, line(200))
+        write(res / "nginx", "scale_w2.r%d" % r, line(320))
+    write(res, "speed4096", {"sign4096_per_s": 250.0})
+    p, doc = run_report(tmp_path, res, idle=0)
+    f = doc["figures"]
+    assert f["wsgate"]["scale_w1_s"] == 200
+    assert f["wsgate"]["scale_w2_s"] == 300
+    assert abs(f["wsgate"]["scale_gain"] - 1.7) < 1e-9
+    assert abs(f["nginx"]["scale_gain"] - 1.6) < 1e-9
+    s = doc["summary"]["scale_gain"]
+    # per round 1.7/1.6, 1.9/1.6, 1.43/1.6: median 1.0625
+    assert abs(s["ratios"]["nginx"] - 1.7 / 1.6) < 1e-9, s
+    row = [r for r in doc["table"]
+           if r[0] == "RSA-4096 hs/s: 2 workers / 1"][0]
+    assert row[1:3] == ["1.70", "1.60"], row
+    assert doc["openssl_speed"]["sign4096_per_s"] == 250.0
+    assert "rsa4096 (one core): 250.0 sign/s; wsgate with 1 worker: " \
+        "80% of it" in p.stdout, p.stdout
