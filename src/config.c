@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -26,6 +27,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <yaml.h>
 
@@ -260,6 +262,8 @@ static void	config_admin_listen(struct config_ctx *,
 		    const struct config_slot *, void *, yaml_node_t *);
 static void	config_user(struct config_ctx *, const struct config_slot *,
 		    void *, yaml_node_t *);
+static void	config_ticket_secret(struct config_ctx *,
+		    const struct config_slot *, void *, yaml_node_t *);
 static void	config_cidrs(struct config_ctx *, const struct config_slot *,
 		    void *, yaml_node_t *);
 static void	config_regexes(struct config_ctx *,
@@ -337,6 +341,8 @@ static const char *const config_failures[] = {
 	    LISTENER, NOFF, config_listeners, F_REQ)			\
 	X(MAIN, "user", STRING, NULL, 0, 0, NULL,			\
 	    NONE, NOFF, config_user, 0)					\
+	X(MAIN, "tls_ticket_secret", STRING, NULL, 0, 0, NULL,		\
+	    NONE, NOFF, config_ticket_secret, 0)			\
 	X(MAIN, "max_connections", INT, "0", 0, CONFIG_MAX_CONNECTIONS,	\
 	    NULL, NONE, CF(c_max_connections), NULL, F_U64)		\
 	X(MAIN, "admin", MAP, NULL, 0, 0, NULL,				\
@@ -1607,6 +1613,70 @@ config_user(struct config_ctx *x, const struct config_slot *s, void *obj,
 		config_nomem(x, n);
 }
 
+/*
+ * tls_ticket_secret: a file of TLS_TKEY_SECRET_MIN to _MAX bytes from
+ * which every gateway that holds it derives the same ticket keys.  Read
+ * here, so that a missing or short file is an error of this generation.
+ */
+static void
+config_ticket_secret(struct config_ctx *x, const struct config_slot *s,
+    void *obj, yaml_node_t *n)
+{
+	struct wsg_config	*cf = obj;
+	unsigned char		 buf[TLS_TKEY_SECRET_MAX + 1];
+	struct stat		 st;
+	char			*path;
+	FILE			*fp;
+	size_t			 len;
+
+	if (n == NULL || config_expect(x, n, YAML_SCALAR_NODE,
+	    "tls_ticket_secret") == -1)
+		return;
+	if (*config_str(n) == '\0') {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "tls_ticket_secret: must not be empty");
+		return;
+	}
+	if ((path = config_join(x->x_dir, config_str(n))) == NULL) {
+		config_nomem(x, n);
+		return;
+	}
+	if ((fp = fopen(path, "rb")) == NULL) {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "tls_ticket_secret: cannot open %s: %s", path,
+		    strerror(errno));
+		free(path);
+		return;
+	}
+	len = fread(buf, 1, sizeof(buf), fp);
+	if (ferror(fp))
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "tls_ticket_secret: cannot read %s: %s", path,
+		    strerror(errno));
+	else if (len < TLS_TKEY_SECRET_MIN || len > TLS_TKEY_SECRET_MAX)
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "tls_ticket_secret: %s holds %s%zu bytes, needs %d to %d "
+		    "(openssl rand 48 > %s)", path,
+		    len > TLS_TKEY_SECRET_MAX ? "more than " : "",
+		    len > TLS_TKEY_SECRET_MAX ? (size_t)TLS_TKEY_SECRET_MAX :
+		    len, TLS_TKEY_SECRET_MIN, TLS_TKEY_SECRET_MAX, path);
+	else if ((cf->c_ticket_secret = malloc(len)) == NULL)
+		config_nomem(x, n);
+	else {
+		memcpy(cf->c_ticket_secret, buf, len);
+		cf->c_ticket_secret_len = len;
+		if (fstat(fileno(fp), &st) == 0 && (st.st_mode & 077) != 0)
+			errors_warn(x->x_errs, x->x_file, config_line(n),
+			    config_col(n), "tls_ticket_secret: %s can be read "
+			    "by other users (mode %03o): whoever reads it can "
+			    "open every session ticket", path,
+			    (unsigned)(st.st_mode & 0777));
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	fclose(fp);
+	free(path);
+}
+
 /* A list of CIDRs (trusted_proxies, ip.allow, ip.deny). */
 static void
 config_cidrs(struct config_ctx *x, const struct config_slot *s, void *obj,
@@ -2766,6 +2836,10 @@ config_free(struct wsg_config *cf)
 		config_free_policy(cf->c_policies[i]);
 	free(cf->c_policies);
 	free(cf->c_file);
+	if (cf->c_ticket_secret != NULL) {
+		OPENSSL_cleanse(cf->c_ticket_secret, cf->c_ticket_secret_len);
+		free(cf->c_ticket_secret);
+	}
 	free(cf->c_error_log);
 	free(cf->c_access_log);
 	free(cf->c_policies_dir);

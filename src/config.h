@@ -146,6 +146,8 @@ struct wsg_config {
 	struct sockaddr_storage	  c_admin_addr;
 	socklen_t		  c_admin_addrlen;
 	char			 *c_user;	/* NULL: keep privileges */
+	unsigned char		 *c_ticket_secret;	/* NULL: random keys */
+	size_t			  c_ticket_secret_len;
 	uint64_t		  c_max_connections;	/* 0: no cap */
 	uint64_t		  c_rl_max_entries;	/* rate_limit_table */
 	uint64_t		  c_rl_idle_ms;

@@ -24,6 +24,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include <openssl/crypto.h>
+
 #include "admin.h"
 #include "config.h"
 #include "failalloc.h"
@@ -34,6 +36,7 @@
 #include "server.h"
 #include "session.h"
 #include "store.h"
+#include "tls.h"
 #include "tls13.h"
 
 /* The longest the drain spreads its close frames over. */
@@ -431,6 +434,34 @@ server_admin(struct wsg_config *conf, const struct wsg_config *old)
 }
 
 /*
+ * The ticket keys of a generation: derived from its tls_ticket_secret or
+ * random.  With a new secret (or none where there was one) the tickets
+ * already out no longer open, and those clients make a full handshake.
+ */
+static void
+server_ticket_secret(const struct wsg_config *conf,
+    const struct wsg_config *old)
+{
+	if (tls_tkey_set_secret(conf->c_ticket_secret,
+	    conf->c_ticket_secret_len) == -1)
+		fatalx("tls_ticket_secret: bad length");	/* config.c checks */
+	if (old == NULL) {
+		if (conf->c_ticket_secret_len > 0)
+			log_info("TLS ticket keys derive from "
+			    "tls_ticket_secret");
+		return;
+	}
+	if (conf->c_ticket_secret_len != old->c_ticket_secret_len ||
+	    (conf->c_ticket_secret_len > 0 && CRYPTO_memcmp(
+	    conf->c_ticket_secret, old->c_ticket_secret,
+	    conf->c_ticket_secret_len) != 0))
+		log_info("reload: new TLS ticket keys (tls_ticket_secret %s): "
+		    "tickets issued before no longer resume",
+		    conf->c_ticket_secret_len == 0 ? "removed" :
+		    old->c_ticket_secret_len == 0 ? "set" : "changed");
+}
+
+/*
  * SIGHUP: load and validate a whole new generation; only if all of it is
  * good and its new sockets bind does it go to the workers, for new
  * connections.  Established sessions keep the generation they started
@@ -468,6 +499,7 @@ server_reload(void)
 	if (conf->c_rl_max_entries != old->c_rl_max_entries ||
 	    conf->c_rl_idle_ms != old->c_rl_idle_ms)
 		log_warnx("reload: a new rate_limit_table needs a restart");
+	server_ticket_secret(conf, old);
 	for (i = 0; i < server_nworkers; i++)
 		server_post(&server_workers[i], WSG_MSG_RECONF,
 		    config_ref(conf), fds[i]);
@@ -624,6 +656,7 @@ server_run(struct wsg_config *conf)
 	if ((server_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	server_conf = conf;
+	server_ticket_secret(conf, NULL);
 	if ((server_rl = rltable_new(conf->c_rl_max_entries,
 	    conf->c_rl_idle_ms)) == NULL)
 		fatalx("cannot create the rate-limit table");

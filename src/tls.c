@@ -11,6 +11,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
@@ -29,6 +30,15 @@
  * live only in memory: a restart starts a new ring.  Which listener's
  * sessions a ticket may resume is the session ID context's business
  * (tls_ctx_sid()).
+ *
+ * With a shared secret (tls_ticket_secret) the keys are not random but
+ * derived from the secret and the period of the wall clock, so that every
+ * gateway holding the secret seals and opens the same tickets, across
+ * restarts too, with no exchange between them: the key of period P is
+ * HMAC-SHA256(secret, "wsgate ticket key 1" || P as 8 bytes big-endian
+ * || 'n', 'a' or 'h') for its name (the first 16 bytes), its AES key and
+ * its HMAC key.  That ring also opens the tickets of the next period, for
+ * a gateway whose clock runs behind another's.
  */
 #define TLS_TKEY_PERIOD		3600
 #define TLS_TKEY_N		3
@@ -57,14 +67,143 @@ tls_tkey_copy(const struct tls_tkey *k, unsigned char *name,
 	memcpy(hmac, k->tk_hmac, sizeof(k->tk_hmac));
 }
 
+/*
+ * The shared secret (0 bytes: random keys), and the keys derived from it
+ * for period tls_skeys_period: [0] the next period's, [1] the current one.
+ */
+static unsigned char	 tls_tkey_secret[TLS_TKEY_SECRET_MAX];
+static size_t		 tls_tkey_secret_len;
+static struct tls_tkey	 tls_skeys[TLS_TKEY_N + 1];
+static int64_t		 tls_skeys_period;
+static int		 tls_skeys_ok;
+
+int
+tls_tkey_set_secret(const void *secret, size_t len)
+{
+	if (len > sizeof(tls_tkey_secret) || (len > 0 &&
+	    len < TLS_TKEY_SECRET_MIN))
+		return (-1);
+	pthread_rwlock_wrlock(&tls_tkey_lock);
+	if (len != tls_tkey_secret_len ||
+	    CRYPTO_memcmp(secret, tls_tkey_secret, len) != 0) {
+		/* Another secret: no key of the old one opens anything. */
+		OPENSSL_cleanse(tls_tkey_secret, sizeof(tls_tkey_secret));
+		if (len > 0)
+			memcpy(tls_tkey_secret, secret, len);
+		tls_tkey_secret_len = len;
+		OPENSSL_cleanse(tls_tkeys, sizeof(tls_tkeys));
+		OPENSSL_cleanse(tls_skeys, sizeof(tls_skeys));
+		tls_skeys_ok = 0;
+	}
+	pthread_rwlock_unlock(&tls_tkey_lock);
+	return (0);
+}
+
+/*
+ * Under the write lock: derive the keys of period + 1 down to
+ * period - TLS_TKEY_N + 1 from the secret.
+ */
+static void
+tls_skeys_fill(int64_t period)
+{
+	static const char	 label[] = "wsgate ticket key 1";
+	unsigned char		 msg[sizeof(label) - 1 + 8 + 1];
+	unsigned char		 md[EVP_MAX_MD_SIZE], *out[3];
+	size_t			 i, j, len[3];
+	unsigned int		 mdlen;
+	uint64_t		 p;
+
+	tls_skeys_ok = 0;
+	memcpy(msg, label, sizeof(label) - 1);
+	for (i = 0; i <= TLS_TKEY_N; i++) {
+		p = (uint64_t)(period + 1 - (int64_t)i);
+		for (j = 0; j < 8; j++)
+			msg[sizeof(label) - 1 + j] =
+			    (unsigned char)(p >> (56 - 8 * j));
+		out[0] = tls_skeys[i].tk_name;
+		len[0] = sizeof(tls_skeys[i].tk_name);
+		out[1] = tls_skeys[i].tk_aes;
+		len[1] = sizeof(tls_skeys[i].tk_aes);
+		out[2] = tls_skeys[i].tk_hmac;
+		len[2] = sizeof(tls_skeys[i].tk_hmac);
+		for (j = 0; j < 3; j++) {
+			msg[sizeof(msg) - 1] = (unsigned char)"nah"[j];
+			if (HMAC(EVP_sha256(), tls_tkey_secret,
+			    (int)tls_tkey_secret_len, msg, sizeof(msg), md,
+			    &mdlen) == NULL || mdlen < len[j]) {
+				OPENSSL_cleanse(md, sizeof(md));
+				ERR_clear_error();
+				return;
+			}
+			memcpy(out[j], md, len[j]);
+		}
+		tls_skeys[i].tk_period = period + 1 - (int64_t)i;
+		tls_skeys[i].tk_set = 1;
+	}
+	OPENSSL_cleanse(md, sizeof(md));
+	tls_skeys_period = period;
+	tls_skeys_ok = 1;
+}
+
+/*
+ * The derived key that seals now (want NULL) or the one named want:
+ * 1 found, 0 not, -1 with no secret set (the random ring then answers).
+ */
+static int
+tls_skey(int64_t now, const unsigned char *want, unsigned char *name,
+    unsigned char *aes, unsigned char *hmac, int *current)
+{
+	int64_t	 period = now / TLS_TKEY_PERIOD;
+	size_t	 i;
+	int	 pass, rc;
+
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 0)
+			pthread_rwlock_rdlock(&tls_tkey_lock);
+		else
+			pthread_rwlock_wrlock(&tls_tkey_lock);
+		if (tls_tkey_secret_len == 0) {
+			pthread_rwlock_unlock(&tls_tkey_lock);
+			return (-1);
+		}
+		if (pass == 1 && (!tls_skeys_ok || tls_skeys_period != period))
+			tls_skeys_fill(period);
+		rc = -1;		/* stale: derive them first */
+		i = 1;			/* the sealing key */
+		if (tls_skeys_ok && tls_skeys_period == period) {
+			rc = 1;
+			if (want != NULL) {
+				for (i = 0; i <= TLS_TKEY_N; i++)
+					if (memcmp(tls_skeys[i].tk_name, want,
+					    sizeof(tls_skeys[i].tk_name)) == 0)
+						break;
+				if (i > TLS_TKEY_N)
+					rc = 0;
+			}
+		}
+		if (rc == 1) {
+			tls_tkey_copy(&tls_skeys[i], name, aes, hmac);
+			if (current != NULL)
+				*current = i <= 1;
+		}
+		pthread_rwlock_unlock(&tls_tkey_lock);
+		if (rc != -1)
+			return (rc);
+	}
+	return (0);
+}
+
 int
 tls_tkey_seal(int64_t now, unsigned char *name, unsigned char *aes,
     unsigned char *hmac)
 {
 	struct tls_tkey	 fresh;
 	int64_t		 period = now / TLS_TKEY_PERIOD;
-	int		 rc = 0;
+	int		 rc;
 
+	if ((rc = tls_skey(now, NULL, name, aes, hmac, NULL)) != -1)
+		return (rc);
+	rc = 0;
 	pthread_rwlock_rdlock(&tls_tkey_lock);
 	if (tls_tkeys[0].tk_set && tls_tkeys[0].tk_period == period) {
 		tls_tkey_copy(&tls_tkeys[0], name, aes, hmac);
@@ -106,8 +245,11 @@ tls_tkey_open(int64_t now, const unsigned char *name, unsigned char *aes,
 {
 	int64_t	 period = now / TLS_TKEY_PERIOD;
 	size_t	 i;
-	int	 rc = 0;
+	int	 rc;
 
+	if ((rc = tls_skey(now, name, NULL, aes, hmac, current)) != -1)
+		return (rc);
+	rc = 0;
 	pthread_rwlock_rdlock(&tls_tkey_lock);
 	for (i = 0; i < TLS_TKEY_N; i++) {
 		if (!tls_tkeys[i].tk_set || memcmp(tls_tkeys[i].tk_name, name,
@@ -124,13 +266,20 @@ tls_tkey_open(int64_t now, const unsigned char *name, unsigned char *aes,
 	return (rc);
 }
 
-/* Seconds on a clock that does not jump. */
+/*
+ * Seconds on a clock that does not jump, for random keys; with a shared
+ * secret, on the wall clock every gateway shares.
+ */
 static int64_t
 tls_now(void)
 {
 	struct timespec	ts;
+	int		shared;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	pthread_rwlock_rdlock(&tls_tkey_lock);
+	shared = tls_tkey_secret_len > 0;
+	pthread_rwlock_unlock(&tls_tkey_lock);
+	clock_gettime(shared ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
 	return ((int64_t)ts.tv_sec);
 }
 

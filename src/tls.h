@@ -36,4 +36,13 @@ int	 tls_tkey_seal(int64_t, unsigned char *, unsigned char *,
 int	 tls_tkey_open(int64_t, const unsigned char *, unsigned char *,
 	    unsigned char *, int *);
 
+/*
+ * Derive ticket keys from this secret from now on (tls.c explains how),
+ * or, with 0 bytes, make random ones.  A secret other than the one set
+ * before retires every key.  0, or -1 if the length is out of bounds.
+ */
+#define TLS_TKEY_SECRET_MIN	32
+#define TLS_TKEY_SECRET_MAX	1024
+int	 tls_tkey_set_secret(const void *, size_t);
+
 #endif /* WSG_TLS_H */

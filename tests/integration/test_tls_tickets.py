@@ -7,16 +7,20 @@ bound to what its session was authenticated with: a new certificate
 starts afresh, and a ticket from a listener without client certificates
 does not resume on one that requires them (that would let a client in
 without a certificate).  A client certificate's subject is still logged
-on a resumed session.
+on a resumed session.  Gateways given the same tls_ticket_secret resume
+each other's tickets, and their own after a restart.
 """
 
+import os
+import re
 import shutil
 import ssl
+import subprocess
 
 import pytest
 
 import rawclient
-from conftest import PreClient, metric, openssl
+from conftest import WSGATE, PreClient, metric, openssl
 from test_policy_mtls import make_ca, make_client
 
 B = rawclient.build_request
@@ -170,3 +174,133 @@ def test_mtls_sessions_resume_and_keep_their_subject(two, certs, pki,
     # handshake there, which works.
     st, reused, _, _ = upgrade(gw, ctx, sess)
     assert (st, reused) == (OK, False)
+
+
+# -- tls_ticket_secret: gateways that share a secret share ticket keys ------
+
+def secret_file(path, data=None, mode=0o600):
+    path.write_bytes(os.urandom(48) if data is None else data)
+    os.chmod(path, mode)
+    return path
+
+
+def secret_gateway(factory, be, secret, start=True):
+    top = {} if secret is None else {"tls_ticket_secret": str(secret)}
+    return factory.gateway(routes=[("/echo", "echo")],
+                           upstreams={"echo": [be.addr]}, top=top,
+                           start=start)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_shared_secret_resumes_on_another_gateway(factory, certs, tmp_path,
+                                                  version):
+    """Two gateways with the same tls_ticket_secret (and certificate):
+    a ticket from one resumes on the other, both ways.  A third without
+    the secret makes a full handshake with it."""
+    secret = secret_file(tmp_path / "ticket.secret")
+    be = factory.echo()
+    gw1 = secret_gateway(factory, be, secret)
+    gw2 = secret_gateway(factory, be, secret)
+    gw3 = secret_gateway(factory, be, None)
+    ctx = client_ctx(certs, version)
+    st, reused, sess1, _ = upgrade(gw1, ctx)
+    assert (st, reused) == (OK, False) and sess1.has_ticket
+    st, reused, sess2, port = upgrade(gw2, ctx, sess1)
+    assert (st, reused) == (OK, True), "gw2 did not resume gw1's ticket"
+    assert gw2.wait_entry(client_port=port)["status"] == 101
+    st, reused, _, _ = upgrade(gw1, ctx, sess2)
+    assert (st, reused) == (OK, True), "gw1 did not resume gw2's ticket"
+    st, reused, _, _ = upgrade(gw3, ctx, sess1)
+    assert (st, reused) == (OK, False)
+
+
+def test_shared_secret_survives_a_restart(factory, certs, tmp_path):
+    """With the secret a ticket resumes after the process restarts;
+    without one the keys die with the process."""
+    be = factory.echo()
+    ctx = client_ctx(certs, None)
+    for secret, after in ((secret_file(tmp_path / "s"), True),
+                          (None, False)):
+        gw = secret_gateway(factory, be, secret)
+        st, reused, sess, _ = upgrade(gw, ctx)
+        assert (st, reused) == (OK, False) and sess.has_ticket
+        gw.stop()
+        gw.start()
+        st, reused, _, _ = upgrade(gw, ctx, sess)
+        assert (st, reused) == (OK, after), (secret, reused)
+
+
+def test_new_secret_at_a_reload(factory, certs, tmp_path):
+    """A changed secret retires the tickets out (logged); a bad one fails
+    the reload and the running keys stay."""
+    secret = secret_file(tmp_path / "ticket.secret")
+    be = factory.echo()
+    gw = secret_gateway(factory, be, secret)
+    ctx = client_ctx(certs, None)
+    st, reused, old, _ = upgrade(gw, ctx)
+    assert (st, reused) == (OK, False)
+
+    # Too short: the reload fails, the old ticket still resumes.
+    good = secret.read_bytes()
+    secret_file(secret, b"x" * 31)
+    gw.reload(expect="failed")
+    assert "holds 31 bytes, needs 32 to 1024" in gw.error_text()
+    st, reused, _, _ = upgrade(gw, ctx, old)
+    assert (st, reused) == (OK, True)
+
+    # The same secret again: nothing changes.
+    secret_file(secret, good)
+    gw.reload()
+    assert "new TLS ticket keys" not in gw.error_text()
+    st, reused, _, _ = upgrade(gw, ctx, old)
+    assert (st, reused) == (OK, True)
+
+    # Another secret: old tickets make a full handshake, new ones resume.
+    secret_file(secret)
+    gw.reload()
+    assert "reload: new TLS ticket keys (tls_ticket_secret changed): " \
+        "tickets issued before no longer resume" in gw.error_text()
+    st, reused, new, _ = upgrade(gw, ctx, old)
+    assert (st, reused) == (OK, False)
+    st, reused, _, _ = upgrade(gw, ctx, new)
+    assert (st, reused) == (OK, True)
+
+
+def check_config(gw):
+    p = subprocess.run([WSGATE, "-t", "-c", str(gw.cfg_path)],
+                       capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_secret_file_errors(factory, certs, tmp_path):
+    """Missing, short and long files are errors at their line; a file
+    others can read is a warning."""
+    be = factory.echo()
+    cases = [
+        (tmp_path / "missing", None,
+         r"tls_ticket_secret: cannot open \S*missing: No such file"),
+        (tmp_path / "short", b"k" * 20,
+         r"tls_ticket_secret: \S*short holds 20 bytes, needs 32 to 1024 "
+         r"\(openssl rand 48 > \S*short\)"),
+        (tmp_path / "long", b"k" * 1025,
+         r"tls_ticket_secret: \S*long holds more than 1024 bytes"),
+    ]
+    for path, data, want in cases:
+        if data is not None:
+            secret_file(path, data)
+        gw = secret_gateway(factory, be, path, start=False)
+        rc, out = check_config(gw)
+        assert rc != 0, out
+        line = [i for i, t in enumerate(gw.cfg_path.read_text()
+                                        .splitlines(), 1)
+                if t.startswith("tls_ticket_secret:")][0]
+        assert re.search(r"wsgate.yaml:%d:\d+: %s" % (line, want), out), out
+    path = secret_file(tmp_path / "open", mode=0o644)
+    gw = secret_gateway(factory, be, path, start=False)
+    rc, out = check_config(gw)
+    assert rc == 0, out
+    assert "can be read by other users (mode 644)" in out, out
+    path.chmod(0o600)
+    rc, out = check_config(gw)
+    assert rc == 0 and "other users" not in out, out

@@ -1,11 +1,17 @@
 /*
  * tls.c's session ticket key ring, at chosen times: one key per hour
  * seals, each opens for three hours, names pick keys, old ones retire.
+ * With a shared secret: keys derived as documented, the same in a fresh
+ * ring (another gateway, a restart), the next hour's opening too, and a
+ * new secret retiring every key.
  */
 #include "autoconf.h"
 
 #include <stdint.h>
 #include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "tls.h"
 #include "unit.h"
@@ -48,6 +54,112 @@ static int
 same(const struct key *a, const struct key *b)
 {
 	return (memcmp(a, b, sizeof(*a)) == 0);
+}
+
+/*
+ * The key of hour period from secret, computed here as wsgate.yaml(5)
+ * states it: HMAC-SHA256(secret, "wsgate ticket key 1" || period as 8
+ * bytes big-endian || 'n', 'a', 'h'), cut to each part's length.
+ */
+static struct key
+derived(const unsigned char *secret, size_t len, int64_t period)
+{
+	static const char	 label[] = "wsgate ticket key 1";
+	unsigned char		 msg[sizeof(label) - 1 + 9], md[32];
+	unsigned char		*out[3];
+	size_t			 n[3], i;
+	unsigned int		 mdlen;
+	struct key		 k;
+
+	out[0] = k.name;
+	n[0] = sizeof(k.name);
+	out[1] = k.aes;
+	n[1] = sizeof(k.aes);
+	out[2] = k.hmac;
+	n[2] = sizeof(k.hmac);
+	memcpy(msg, label, sizeof(label) - 1);
+	for (i = 0; i < 8; i++)
+		msg[sizeof(label) - 1 + i] =
+		    (unsigned char)((uint64_t)period >> (56 - 8 * i));
+	for (i = 0; i < 3; i++) {
+		msg[sizeof(msg) - 1] = (unsigned char)"nah"[i];
+		CHECK(HMAC(EVP_sha256(), secret, (int)len, msg, sizeof(msg),
+		    md, &mdlen) != NULL);
+		memcpy(out[i], md, n[i]);
+	}
+	return (k);
+}
+
+static void
+shared_secret(void)
+{
+	unsigned char	 s1[48], s2[48], big[TLS_TKEY_SECRET_MAX + 1];
+	struct key	 r, k, k2, next, x;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(s1); i++) {
+		s1[i] = (unsigned char)(i * 7 + 1);
+		s2[i] = (unsigned char)(i * 7 + 2);
+	}
+	memset(big, 0x5a, sizeof(big));
+	CHECK_INT(tls_tkey_set_secret(s1, TLS_TKEY_SECRET_MIN - 1), -1);
+	CHECK_INT(tls_tkey_set_secret(big, sizeof(big)), -1);
+
+	/* A key of the random ring stops opening once a secret is set. */
+	r = sealing(100 * H + 1);
+	CHECK_INT(opens(&r, 100 * H + 2), 1);
+	CHECK_INT(tls_tkey_set_secret(s1, sizeof(s1)), 0);
+	CHECK_INT(opens(&r, 100 * H + 3), -1);
+
+	/* The sealing key is the documented derivation of this hour. */
+	k = sealing(100 * H + 5);
+	x = derived(s1, sizeof(s1), 100);
+	CHECK(same(&k, &x));
+	CHECK_INT(opens(&k, 100 * H + 6), 1);
+	k2 = sealing(101 * H - 1);
+	CHECK(same(&k, &k2));
+
+	/*
+	 * Another gateway with the same secret (here: the ring made afresh
+	 * after another secret) seals with the same key and opens this one.
+	 */
+	CHECK_INT(tls_tkey_set_secret(s2, sizeof(s2)), 0);
+	CHECK_INT(opens(&k, 100 * H + 7), -1);
+	x = sealing(100 * H + 7);
+	CHECK(memcmp(x.name, k.name, sizeof(k.name)) != 0);
+	CHECK(memcmp(x.aes, k.aes, sizeof(k.aes)) != 0);
+	CHECK_INT(tls_tkey_set_secret(s1, sizeof(s1)), 0);
+	CHECK_INT(opens(&k, 100 * H + 8), 1);
+	k2 = sealing(100 * H + 8);
+	CHECK(same(&k, &k2));
+
+	/*
+	 * A gateway whose clock is behind opens the next hour's tickets,
+	 * as current, but seals with its own hour's key.
+	 */
+	next = derived(s1, sizeof(s1), 101);
+	CHECK_INT(opens(&next, 101 * H - 20), 1);
+	k2 = sealing(101 * H - 20);
+	CHECK(same(&k, &k2));
+	/* Two hours ahead is too far. */
+	x = derived(s1, sizeof(s1), 102);
+	CHECK_INT(opens(&x, 101 * H - 20), -1);
+
+	/* A key opens for three hours from the start of its own, then not. */
+	CHECK_INT(opens(&k, 101 * H), 0);
+	CHECK_INT(opens(&k, 103 * H - 1), 0);
+	CHECK_INT(opens(&k, 103 * H), -1);
+	/* Even when nothing was sealed in between. */
+	CHECK_INT(opens(&k, 140 * H), -1);
+	x = derived(s1, sizeof(s1), 140);
+	CHECK_INT(opens(&x, 140 * H + 1), 1);
+
+	/* Without the secret again: random keys; derived ones retire. */
+	CHECK_INT(tls_tkey_set_secret(NULL, 0), 0);
+	CHECK_INT(opens(&x, 140 * H + 2), -1);
+	r = sealing(140 * H + 2);
+	CHECK(!same(&r, &x));
+	CHECK_INT(opens(&r, 140 * H + 3), 1);
 }
 
 int
@@ -97,5 +209,7 @@ main(void)
 	/* A name never made opens nothing. */
 	memset(&none, 0, sizeof(none));
 	CHECK_INT(opens(&none, 40 * H), -1);
+
+	shared_secret();
 	return (unit_done("test_tls"));
 }
