@@ -1614,6 +1614,27 @@ config_user(struct config_ctx *x, const struct config_slot *s, void *obj,
 }
 
 /*
+ * A key naming a file: a non-empty scalar, relative to the folder of the
+ * file it is in.  The path to free, or NULL once the error is reported.
+ */
+static char *
+config_file_path(struct config_ctx *x, yaml_node_t *n, const char *key)
+{
+	char	*path;
+
+	if (config_expect(x, n, YAML_SCALAR_NODE, key) == -1)
+		return NULL;
+	if (*config_str(n) == '\0') {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "%s: must not be empty", key);
+		return NULL;
+	}
+	if ((path = config_join(x->x_dir, config_str(n))) == NULL)
+		config_nomem(x, n);
+	return path;
+}
+
+/*
  * tls_ticket_secret: a file of TLS_TKEY_SECRET_MIN to _MAX bytes from
  * which every gateway that holds it derives the same ticket keys.  Read
  * here, so that a missing or short file is an error of this generation.
@@ -1629,18 +1650,9 @@ config_ticket_secret(struct config_ctx *x, const struct config_slot *s,
 	FILE			*fp;
 	size_t			 len;
 
-	if (n == NULL || config_expect(x, n, YAML_SCALAR_NODE,
-	    "tls_ticket_secret") == -1)
+	if (n == NULL || (path = config_file_path(x, n,
+	    "tls_ticket_secret")) == NULL)
 		return;
-	if (*config_str(n) == '\0') {
-		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
-		    "tls_ticket_secret: must not be empty");
-		return;
-	}
-	if ((path = config_join(x->x_dir, config_str(n))) == NULL) {
-		config_nomem(x, n);
-		return;
-	}
 	if ((fp = fopen(path, "rb")) == NULL) {
 		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
 		    "tls_ticket_secret: cannot open %s: %s", path,
@@ -2163,17 +2175,8 @@ config_geoip_db(struct config_ctx *x, const struct config_slot *s,
 	struct wsg_policy	*pol = obj;
 	char			*path, err[256];
 
-	if (config_expect(x, n, YAML_SCALAR_NODE, "database") == -1)
+	if ((path = config_file_path(x, n, "database")) == NULL)
 		return;
-	if (*config_str(n) == '\0') {
-		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
-		    "database: must not be empty");
-		return;
-	}
-	if ((path = config_join(x->x_dir, config_str(n))) == NULL) {
-		config_nomem(x, n);
-		return;
-	}
 	if (config_readable(x, n, "database", path) == 0) {
 		err[0] = '\0';
 		geoip_close(pol->pol_geoip);
