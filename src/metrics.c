@@ -56,6 +56,9 @@ static struct metrics_thread		 metrics_spill;	/* past the cap */
 static uint64_t	metrics_reloads[2];
 static uint64_t	metrics_store[2];
 static uint64_t	metrics_tls[2];	/* full, resumed */
+#define METRICS_MAX_WORKERS	256	/* config.c's maximum */
+static int64_t	metrics_worker_conns[METRICS_MAX_WORKERS];
+static int	metrics_nworkers;
 static uint64_t	metrics_hist[METRICS_NBUCKETS + 1];
 static uint64_t	metrics_hist_count;
 static uint64_t	metrics_hist_sum_us;
@@ -118,6 +121,20 @@ void
 metrics_active(int delta)
 {
 	__atomic_fetch_add(&metrics_active_now, delta, __ATOMIC_RELAXED);
+}
+
+void
+metrics_workers(int n)
+{
+	metrics_nworkers = n < METRICS_MAX_WORKERS ? n : METRICS_MAX_WORKERS;
+}
+
+void
+metrics_worker_conn(int worker, int delta)
+{
+	if (worker >= 0 && worker < METRICS_MAX_WORKERS)
+		__atomic_fetch_add(&metrics_worker_conns[worker], delta,
+		    __ATOMIC_RELAXED);
 }
 
 /* This thread's counter block, registered on first use. */
@@ -242,6 +259,15 @@ metrics_render(struct evbuffer *b, int draining)
 	    "# TYPE wsgate_active_connections gauge\n"
 	    "wsgate_active_connections %lld\n",
 	    (long long)__atomic_load_n(&metrics_active_now, __ATOMIC_RELAXED));
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_worker_connections Client connections each worker "
+	    "holds now, from accept to close.\n"
+	    "# TYPE wsgate_worker_connections gauge\n");
+	for (i = 0; i < (size_t)metrics_nworkers; i++)
+		evbuffer_add_printf(b,
+		    "wsgate_worker_connections{worker=\"%zu\"} %lld\n", i,
+		    (long long)__atomic_load_n(&metrics_worker_conns[i],
+		    __ATOMIC_RELAXED));
 	evbuffer_add_printf(b,
 	    "# HELP wsgate_frames_total Frames relayed.\n"
 	    "# TYPE wsgate_frames_total counter\n");

@@ -27,6 +27,12 @@ void	metrics_reload(int);
 void	metrics_store_transition(int);
 /* A client's TLS handshake completed, resuming a session (1) or not. */
 void	metrics_tls_handshake(int);
+/*
+ * The number of workers, once at start-up, and a client connection taken
+ * on (1) or let go (-1) by worker i, from accept to close.
+ */
+void	metrics_workers(int);
+void	metrics_worker_conn(int, int);
 /* Counters of anything else worth graphing ("store_transitions", ...). */
 
 /* Append the whole exposition; draining tells /healthz's state. */

@@ -661,6 +661,7 @@ server_run(struct wsg_config *conf)
 	    conf->c_rl_idle_ms)) == NULL)
 		fatalx("cannot create the rate-limit table");
 	server_nworkers = server_worker_count(conf);
+	metrics_workers((int)server_nworkers);
 	if ((server_workers = calloc(server_nworkers,
 	    sizeof(*server_workers))) == NULL)
 		fatal("workers");

@@ -244,6 +244,7 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
 	session_peer_init(s, &s->s_upstream, 0);
 	TAILQ_INSERT_TAIL(&w->w_sessions, s, s_entry);
 	w->w_nsessions++;
+	metrics_worker_conn(w->w_index, 1);
 
 	session_timer_set(s, lc->lc_handshake_timeout_ms);
 	log_debug("conn %llu: accepted from %s port %d on %s",
@@ -853,6 +854,7 @@ session_free(struct wsg_session *s)
 	free(s->s_subprotocol);
 	TAILQ_REMOVE(&w->w_sessions, s, s_entry);
 	w->w_nsessions--;
+	metrics_worker_conn(w->w_index, -1);
 	config_unref(s->s_conf);
 	free(s);
 	server_session_gone(w);

@@ -7,7 +7,7 @@ import subprocess
 import yaml
 
 import wsproto
-from conftest import WSGATE, free_port, metric
+from conftest import WSGATE, free_port, metric, wait_for
 from rawclient import build_request
 
 N = 5                       # messages per session
@@ -258,3 +258,45 @@ def test_metrics_sum_every_worker(factory):
     assert d("wsgate_closes_total", reason="client_closed") == 16
     assert metric(m1, "wsgate_active_connections") == 0
     assert_frame_deltas(d, wire)
+
+
+def worker_gauges(m):
+    """{worker label: value} of wsgate_worker_connections."""
+    return {dict(labels)["worker"]: v for (name, labels), v in m.items()
+            if name == "wsgate_worker_connections"}
+
+
+def test_worker_connections_gauge(factory):
+    """wsgate_worker_connections shows what each of the four workers
+    holds: upgraded sessions and connections still in their handshake
+    alike, summing to all of them, and nothing once they have gone."""
+    be = factory.echo(name="w")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True,
+                         top={"workers": 4})
+    gw.settle_probes()
+    g = worker_gauges(gw.metrics())
+    assert sorted(g) == ["0", "1", "2", "3"], g
+    assert sum(g.values()) == 0, g
+    clients = []
+    try:
+        for _ in range(16):
+            c = gw.raw()
+            c.upgrade("/echo")
+            clients.append(c)
+        # TLS done, no request yet: still in the handshake.
+        for _ in range(3):
+            clients.append(gw.raw())
+        m = gw.metrics()
+        g = worker_gauges(m)
+        assert sorted(g) == ["0", "1", "2", "3"], g
+        assert sum(g.values()) == 19, g
+        assert metric(m, "wsgate_active_connections") == 16
+        # 19 connections on one worker: odds of 4^-18.
+        assert max(g.values()) < 19, g
+    finally:
+        for c in clients:
+            c.close()
+    wait_for(lambda: sum(worker_gauges(gw.metrics()).values()) == 0, 10,
+             what="every worker's gauge back to 0")
+    assert metric(gw.metrics(), "wsgate_active_connections") == 0
