@@ -223,7 +223,8 @@ class Gateway:
         self.tls = tls
         self.ssl = client_ssl if tls else None
         self.port = free_port()
-        self.probe_ports = set()
+        # readiness probes: (client port, access-log lines before it)
+        self.probes = []
         self.proc = None
         self.error_log = self.tmp / "error.log"
         self.access_log = self.tmp / "access.log"
@@ -295,8 +296,9 @@ class Gateway:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.settimeout(1.0)
             try:
+                before = self._log_lines()
                 s.connect(("127.0.0.1", self.port))
-                self.probe_ports.add(s.getsockname()[1])
+                self.probes.append((s.getsockname()[1], before))
                 s.close()
                 if self.admin_port is not None:
                     admin_request(self.admin_port, "/healthz",
@@ -343,21 +345,39 @@ class Gateway:
 
     # -- logs -----------------------------------------------------------------
 
+    @property
+    def probe_ports(self):
+        return {port for port, _ in self.probes}
+
+    def _log_lines(self):
+        try:
+            return self.access_log.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            return 0
+
     def entries(self):
-        """Complete access-log lines, minus the readiness probes."""
+        """Complete access-log lines, minus the readiness probes'.  A probe
+        hides one line: the first with its port logged after it connected,
+        so a later client that gets the same port keeps its own."""
         try:
             text = self.access_log.read_text(errors="replace")
         except FileNotFoundError:
             return []
+        hide = {}
+        for port, before in self.probes:
+            hide.setdefault(port, []).append(before)
         out = []
-        for line in text.split("\n")[:-1]:      # last piece may be partial
+        lines = text.split("\n")[:-1]           # last piece may be partial
+        for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
                 e = json.loads(line)
             except ValueError:
                 raise AssertionError("access log line is not JSON: %r" % line)
-            if e.get("client_port") in self.probe_ports:
+            after = hide.get(e.get("client_port"))
+            if after and i >= after[0]:
+                after.pop(0)
                 continue
             out.append(e)
         return out
