@@ -73,6 +73,8 @@ tls_tkey_copy(const struct tls_tkey *k, unsigned char *name,
  */
 static unsigned char	 tls_tkey_secret[TLS_TKEY_SECRET_MAX];
 static size_t		 tls_tkey_secret_len;
+/* Whether a secret is set, read without the lock on every ticket. */
+static int		 tls_tkey_shared;
 static struct tls_tkey	 tls_skeys[TLS_TKEY_N + 1];
 static int64_t		 tls_skeys_period;
 static int		 tls_skeys_ok;
@@ -91,6 +93,7 @@ tls_tkey_set_secret(const void *secret, size_t len)
 		if (len > 0)
 			memcpy(tls_tkey_secret, secret, len);
 		tls_tkey_secret_len = len;
+		__atomic_store_n(&tls_tkey_shared, len > 0, __ATOMIC_RELEASE);
 		OPENSSL_cleanse(tls_tkeys, sizeof(tls_tkeys));
 		OPENSSL_cleanse(tls_skeys, sizeof(tls_skeys));
 		tls_skeys_ok = 0;
@@ -157,6 +160,8 @@ tls_skey(int64_t now, const unsigned char *want, unsigned char *name,
 	size_t	 i;
 	int	 pass, rc;
 
+	if (!__atomic_load_n(&tls_tkey_shared, __ATOMIC_ACQUIRE))
+		return (-1);
 	for (pass = 0; pass < 2; pass++) {
 		if (pass == 0)
 			pthread_rwlock_rdlock(&tls_tkey_lock);
@@ -274,12 +279,9 @@ static int64_t
 tls_now(void)
 {
 	struct timespec	ts;
-	int		shared;
 
-	pthread_rwlock_rdlock(&tls_tkey_lock);
-	shared = tls_tkey_secret_len > 0;
-	pthread_rwlock_unlock(&tls_tkey_lock);
-	clock_gettime(shared ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
+	clock_gettime(__atomic_load_n(&tls_tkey_shared, __ATOMIC_ACQUIRE) ?
+	    CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
 	return ((int64_t)ts.tv_sec);
 }
 
