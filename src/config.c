@@ -51,6 +51,7 @@
 #define CONFIG_MAX_ROUTES	256	/* per listener */
 #define CONFIG_MAX_UPSTREAMS	256
 #define CONFIG_MAX_SERVERS	64	/* per upstream */
+_Static_assert(CONFIG_MAX_SERVERS <= 64, "s_server_tried: a bit a server");
 #define CONFIG_MAX_POLICY_NAME	64
 #define CONFIG_MAX_CONNECTIONS	1000000	/* cap of max_connections */
 #define CONFIG_MAX_TRUSTED	64	/* trusted_proxies per listener */
@@ -421,6 +422,8 @@ static const char *const config_failures[] = {
 	    config_balances, NONE, UP(up_balance), NULL, 0)		\
 	X(UPSTREAM, "connect_timeout", DURATION, "5s", 100, 5 * MS_M,	\
 	    NULL, NONE, UP(up_connect_timeout_ms), NULL, 0)		\
+	X(UPSTREAM, "fail_timeout", DURATION, "10s", 0, MS_H, NULL,	\
+	    NONE, UP(up_fail_timeout_ms), NULL, 0)			\
 	/* policy file: top level */					\
 	X(POLICY, "frames", MAP, NULL, 0, 0, NULL,			\
 	    FRAMES, NOFF, config_frames, 0)				\

@@ -93,6 +93,8 @@ struct wsg_server {
 	struct sockaddr_storage	 srv_addr;
 	socklen_t		 srv_addrlen;
 	int			 srv_active;	/* runtime, atomic: sessions */
+	/* runtime, atomic: CLOCK_MONOTONIC ms it is skipped until */
+	uint64_t		 srv_down_until;
 };
 
 struct wsg_upstream {
@@ -101,6 +103,7 @@ struct wsg_upstream {
 	size_t		  up_nservers;
 	enum wsg_balance  up_balance;
 	uint64_t	  up_connect_timeout_ms;
+	uint64_t	  up_fail_timeout_ms;	/* 0: never skip a server */
 	unsigned int	  up_rr;	/* runtime, atomic: next server */
 };
 

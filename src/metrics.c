@@ -222,6 +222,21 @@ metrics_tls_handshake(int resumed)
 }
 
 void
+metrics_label(struct evbuffer *b, const char *v)
+{
+	evbuffer_add(b, "\"", 1);
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			evbuffer_add_printf(b, "\\%c", *v);
+		else if (*v == '\n')
+			evbuffer_add(b, "\\n", 2);
+		else
+			evbuffer_add(b, v, 1);
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+void
 metrics_render(struct evbuffer *b, int draining)
 {
 	static const char *const dirs[] = { "client_to_upstream",
@@ -286,10 +301,13 @@ metrics_render(struct evbuffer *b, int draining)
 	    "# HELP wsgate_upstream_connect_failures_total Failed connects.\n"
 	    "# TYPE wsgate_upstream_connect_failures_total counter\n");
 	pthread_mutex_lock(&metrics_up_lock);
-	for (i = 0; i < metrics_nup; i++)
+	for (i = 0; i < metrics_nup; i++) {
 		evbuffer_add_printf(b, "wsgate_upstream_connect_failures_total"
-		    "{upstream=\"%s\"} %llu\n", metrics_up_names[i],
+		    "{upstream=");
+		metrics_label(b, metrics_up_names[i]);
+		evbuffer_add_printf(b, "} %llu\n",
 		    (unsigned long long)metrics_up_failures[i]);
+	}
 	pthread_mutex_unlock(&metrics_up_lock);
 	evbuffer_add_printf(b,
 	    "# HELP wsgate_config_reloads_total Configuration reloads.\n"

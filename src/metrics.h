@@ -37,5 +37,7 @@ void	metrics_worker_conn(int, int);
 
 /* Append the whole exposition; draining tells /healthz's state. */
 void	metrics_render(struct evbuffer *, int);
+/* Append a label value, quoted and escaped as the text format wants. */
+void	metrics_label(struct evbuffer *, const char *);
 
 #endif /* WSG_METRICS_H */

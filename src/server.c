@@ -38,6 +38,7 @@
 #include "store.h"
 #include "tls.h"
 #include "tls13.h"
+#include "upstream.h"
 
 /* The longest the drain spreads its close frames over. */
 #define WSG_DRAIN_SPREAD_MS	2000
@@ -72,6 +73,8 @@ server_metrics(struct evbuffer *b)
 {
 	struct wsg_rl_stats	st;
 
+	if (server_conf != NULL)
+		upstream_metrics(b, server_conf);
 	if (server_rl == NULL)
 		return;
 	rltable_stats(server_rl, &st);

@@ -1132,11 +1132,7 @@ session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		session_close(s, "handshake_timeout");
 		break;
 	case WSG_S_UPSTREAM:
-		log_warnx("conn %llu: upstream %s timed out",
-		    (unsigned long long)s->s_id, s->s_server ?
-		    s->s_server->srv_name : "?");
-		metrics_upstream_failure(s->s_route->rt_upstream->up_name);
-		session_refuse(s, 504, "upstream_unavailable", NULL);
+		upstream_timed_out(s);
 		break;
 	case WSG_S_OPEN:
 		if (s->s_draining) {

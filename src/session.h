@@ -86,6 +86,8 @@ struct wsg_session {
 	const struct wsg_route		*s_route;
 	struct wsg_server		*s_server;	/* chosen upstream server */
 	size_t				 s_server_tries;
+	uint64_t			 s_server_tried;	/* bit per index */
+	uint64_t			 s_up_deadline;	/* monotonic ms */
 
 	enum wsg_session_state		 s_state;
 	struct wsg_peer			 s_client;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -86,36 +87,126 @@ upstream_build_request(struct wsg_session *s,
 	return (0);
 }
 
-/* Choose the server for the next try: balance on the first, then rotate. */
+/* Milliseconds on the monotonic clock, comparable across workers. */
+static uint64_t
+upstream_clock_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+/* Whether a recent failed connection has this server skipped now. */
+static int
+upstream_server_down(const struct wsg_server *srv, uint64_t now)
+{
+	return (__atomic_load_n(&srv->srv_down_until, __ATOMIC_RELAXED) >
+	    now);
+}
+
+/*
+ * Choose the server for the next try.  The first try balances over the
+ * servers that are not down (over all of them when every one is); a
+ * retry takes the next untried server after the last one, passing over
+ * those that are down while any untried one is not.
+ */
 static struct wsg_server *
 upstream_pick(struct wsg_session *s)
 {
 	struct wsg_upstream	*up = s->s_route->rt_upstream;
-	size_t			 i, best, n = up->up_nservers;
-	int			 a, besta;
+	size_t			 i, j, best, fallback, n = up->up_nservers;
+	uint64_t		 now = upstream_clock_ms();
+	int			 a, besta, live;
 	unsigned int		 rr;
 
-	if (s->s_server_tries > 0)
-		return (&up->up_servers[(s->s_server - up->up_servers + 1) %
-		    n]);
-	rr = __atomic_fetch_add(&up->up_rr, 1, __ATOMIC_RELAXED);
-	best = rr % n;
-	if (up->up_balance == WSG_BALANCE_LEAST_CONN) {
-		/* Fewest sessions wins; ties go round robin. */
-		besta = __atomic_load_n(&up->up_servers[best].srv_active,
-		    __ATOMIC_RELAXED);
+	if (s->s_server_tries > 0) {
+		fallback = n;
 		for (i = 1; i < n; i++) {
-			size_t j = (rr + i) % n;
-
-			a = __atomic_load_n(&up->up_servers[j].srv_active,
-			    __ATOMIC_RELAXED);
-			if (a < besta) {
-				best = j;
-				besta = a;
-			}
+			j = ((size_t)(s->s_server - up->up_servers) + i) % n;
+			if (s->s_server_tried & (UINT64_C(1) << j))
+				continue;
+			if (!upstream_server_down(&up->up_servers[j], now))
+				return (&up->up_servers[j]);
+			if (fallback == n)
+				fallback = j;
+		}
+		return (&up->up_servers[fallback]);
+	}
+	for (live = 0, i = 0; i < n && !live; i++)
+		live = !upstream_server_down(&up->up_servers[i], now);
+	rr = __atomic_fetch_add(&up->up_rr, 1, __ATOMIC_RELAXED);
+	best = n;
+	besta = 0;
+	for (i = 0; i < n; i++) {
+		j = (rr + i) % n;
+		if (live && upstream_server_down(&up->up_servers[j], now))
+			continue;
+		if (up->up_balance != WSG_BALANCE_LEAST_CONN)
+			return (&up->up_servers[j]);
+		/* Fewest sessions wins; ties go round robin. */
+		a = __atomic_load_n(&up->up_servers[j].srv_active,
+		    __ATOMIC_RELAXED);
+		if (best == n || a < besta) {
+			best = j;
+			besta = a;
 		}
 	}
 	return (&up->up_servers[best]);
+}
+
+/* A connection to this server failed: skip it for fail_timeout. */
+static void
+upstream_server_failed(const struct wsg_upstream *up, struct wsg_server *srv)
+{
+	uint64_t	now, old;
+
+	if (up->up_fail_timeout_ms == 0)
+		return;
+	now = upstream_clock_ms();
+	old = __atomic_exchange_n(&srv->srv_down_until,
+	    now + up->up_fail_timeout_ms, __ATOMIC_RELAXED);
+	if (old <= now)
+		log_warnx("upstream %s server %s: down, skipped for %llu ms",
+		    up->up_name, srv->srv_name,
+		    (unsigned long long)up->up_fail_timeout_ms);
+}
+
+/* A connection to this server succeeded: clear a mark, expired or not. */
+static void
+upstream_server_ok(const struct wsg_upstream *up, struct wsg_server *srv)
+{
+	if (__atomic_load_n(&srv->srv_down_until, __ATOMIC_RELAXED) == 0)
+		return;
+	if (__atomic_exchange_n(&srv->srv_down_until, 0, __ATOMIC_RELAXED) !=
+	    0)
+		log_warnx("upstream %s server %s: up again", up->up_name,
+		    srv->srv_name);
+}
+
+void
+upstream_metrics(struct evbuffer *b, const struct wsg_config *conf)
+{
+	const struct wsg_upstream	*up;
+	uint64_t			 now = upstream_clock_ms();
+	size_t				 i, j;
+
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_upstream_server_up 0 while a failed connection "
+	    "has the server passed over (fail_timeout), else 1.\n"
+	    "# TYPE wsgate_upstream_server_up gauge\n");
+	for (i = 0; i < conf->c_nupstreams; i++) {
+		up = conf->c_upstreams[i];
+		for (j = 0; j < up->up_nservers; j++) {
+			evbuffer_add_printf(b,
+			    "wsgate_upstream_server_up{upstream=");
+			metrics_label(b, up->up_name);
+			evbuffer_add_printf(b, ",server=");
+			metrics_label(b, up->up_servers[j].srv_name);
+			evbuffer_add_printf(b, "} %d\n",
+			    !upstream_server_down(&up->up_servers[j], now));
+		}
+	}
 }
 
 void
@@ -138,6 +229,7 @@ upstream_connect_failed(struct wsg_session *s, int err)
 	    (unsigned long long)s->s_id, up->up_name, s->s_server->srv_name,
 	    strerror(err));
 	metrics_upstream_failure(up->up_name);
+	upstream_server_failed(up, s->s_server);
 	upstream_release(s);
 	if (s->s_upstream.p_bev != NULL) {
 		bufferevent_free(s->s_upstream.p_bev);
@@ -151,15 +243,32 @@ upstream_connect_failed(struct wsg_session *s, int err)
 }
 
 void
+upstream_timed_out(struct wsg_session *s)
+{
+	struct wsg_upstream	*up = s->s_route->rt_upstream;
+
+	log_warnx("conn %llu: upstream %s timed out",
+	    (unsigned long long)s->s_id, s->s_server ?
+	    s->s_server->srv_name : "?");
+	metrics_upstream_failure(up->up_name);
+	/* A server that answers slowly is up; one that never accepted is not. */
+	if (s->s_server != NULL && !s->s_up_connected)
+		upstream_server_failed(up, s->s_server);
+	session_refuse(s, 504, "upstream_unavailable", NULL);
+}
+
+void
 upstream_connect(struct wsg_session *s)
 {
 	struct wsg_upstream	*up = s->s_route->rt_upstream;
 	struct wsg_server	*srv;
 	struct bufferevent	*bev;
 	struct timeval		 tv;
+	uint64_t		 now, left, per;
 
 	srv = upstream_pick(s);
 	s->s_server = srv;
+	s->s_server_tried |= UINT64_C(1) << (srv - up->up_servers);
 	s->s_up_connected = 0;
 	bev = bufferevent_socket_new(s->s_worker->w_base, -1,
 	    BEV_OPT_CLOSE_ON_FREE);
@@ -175,11 +284,27 @@ upstream_connect(struct wsg_session *s)
 	bufferevent_setcb(bev, upstream_read_cb, NULL, upstream_event_cb,
 	    &s->s_upstream);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	now = upstream_clock_ms();
 	if (s->s_server_tries == 0) {
 		/* One deadline for connecting and for the 101, all tries. */
 		tv.tv_sec = up->up_connect_timeout_ms / 1000;
 		tv.tv_usec = (up->up_connect_timeout_ms % 1000) * 1000;
 		evtimer_add(s->s_timer, &tv);
+		s->s_up_deadline = now + up->up_connect_timeout_ms;
+	}
+	/*
+	 * While other servers are left to try, this one gets its share of
+	 * what is left of the deadline to accept the TCP connection, so that
+	 * a server that drops SYNs costs a try, not the whole deadline.
+	 */
+	if ((left = up->up_nservers - s->s_server_tries) > 1) {
+		per = s->s_up_deadline > now ? (s->s_up_deadline - now) / left :
+		    0;
+		if (per == 0)
+			per = 1;
+		tv.tv_sec = per / 1000;
+		tv.tv_usec = (per % 1000) * 1000;
+		bufferevent_set_timeouts(bev, NULL, &tv);
 	}
 	log_debug("conn %llu: connecting to %s", (unsigned long long)s->s_id,
 	    srv->srv_name);
@@ -202,9 +327,15 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_CONNECTED) {
 		s->s_up_connected = 1;
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		upstream_server_ok(s->s_route->rt_upstream, s->s_server);
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
 		    &one, sizeof(one));
 		bufferevent_write_buffer(bev, s->s_upreq);
+		return;
+	}
+	if ((what & BEV_EVENT_TIMEOUT) && !s->s_up_connected) {
+		upstream_connect_failed(s, ETIMEDOUT);
 		return;
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))

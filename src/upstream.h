@@ -5,6 +5,8 @@
 #ifndef WSG_UPSTREAM_H
 #define WSG_UPSTREAM_H
 
+struct evbuffer;
+struct wsg_config;
 struct wsg_session;
 struct wsg_http_request;
 
@@ -18,6 +20,12 @@ int	upstream_build_request(struct wsg_session *,
 
 /* Pick a server and connect; on failure the session is refused. */
 void	upstream_connect(struct wsg_session *);
+
+/* Append wsgate_upstream_server_up for every server of conf. */
+void	upstream_metrics(struct evbuffer *, const struct wsg_config *);
+
+/* The connect_timeout passed before the 101: refuse with 504. */
+void	upstream_timed_out(struct wsg_session *);
 
 /* A session using a server ended: release it for least_conn. */
 void	upstream_release(struct wsg_session *);

@@ -567,8 +567,8 @@ class _Factory:
         self.made.append(b)
         return b
 
-    def raw_upstream(self, behavior=None):
-        u = rawup.RawUpstream(behavior)
+    def raw_upstream(self, behavior=None, port=0):
+        u = rawup.RawUpstream(behavior, port)
         self.made.append(u)
         return u
 

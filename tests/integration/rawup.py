@@ -114,7 +114,7 @@ class UpConn:
 
 
 class RawUpstream:
-    def __init__(self, behavior=None):
+    def __init__(self, behavior=None, port=0):
         self.behavior = behavior or ws_echo
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -122,7 +122,7 @@ class RawUpstream:
         self.threads = []
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.bind(("127.0.0.1", port))
         self.lsock.listen(64)
         self.lsock.settimeout(POLL)
         self.port = self.lsock.getsockname()[1]

@@ -248,10 +248,12 @@ test_good(void)
 	    AF_INET);
 	CHECK_INT(cf->c_upstreams[0]->up_balance, WSG_BALANCE_LEAST_CONN);
 	CHECK_INT(cf->c_upstreams[0]->up_connect_timeout_ms, 250);
+	CHECK_INT(cf->c_upstreams[0]->up_fail_timeout_ms, 0);
 	CHECK_STR(cf->c_upstreams[1]->up_name, "echo");
 	CHECK_INT(cf->c_upstreams[1]->up_nservers, 1);
 	CHECK_INT(cf->c_upstreams[1]->up_balance, WSG_BALANCE_ROUND_ROBIN);
 	CHECK_INT(cf->c_upstreams[1]->up_connect_timeout_ms, 5000);
+	CHECK_INT(cf->c_upstreams[1]->up_fail_timeout_ms, 10000);
 
 	CHECK_INT(cf->c_nlisteners, 2);
 	lc = &cf->c_listeners[0];
@@ -661,6 +663,7 @@ test_bad(void)
 	    "6:24: handshake_timeout: 0s is below the minimum 100ms",
 	    "7:23: max_header_bytes: 1MiB is above the maximum 64KiB",
 	    "14:22: connect_timeout: 99ms is below the minimum 100ms",
+	    "15:19: fail_timeout: 61m is above the maximum 1h",
 	    NULL });
 	check_bad("bad-values.yaml", (const char *const[]){
 	    "1:10: workers: expected auto or a number from 1 to 256, "

@@ -1,0 +1,208 @@
+"""Upstream failover: a server that drops connection attempts costs one
+try, not the whole connect_timeout, and a server that failed is passed over
+for fail_timeout, then tried again."""
+
+import asyncio
+import socket
+
+import rawclient
+import rawup
+from conftest import metric, run, wait_for
+
+# A quote in the group's name: label values must come out escaped.
+GROUP = 'edge"pool'
+
+
+def closed_port():
+    """A port that refuses: bound, then closed."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class SynDropper:
+    """A listener whose accept queue is full, so that further SYNs go
+    unanswered: a server that neither accepts nor refuses."""
+
+    def __init__(self):
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(0)
+        self.port = self.ls.getsockname()[1]
+        self.fillers = []
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", self.port))
+            self.fillers.append(f)
+
+    def close(self):
+        for f in self.fillers:
+            f.close()
+        self.ls.close()
+
+
+async def echo_once(gw, text):
+    """One session: (what came back, the client's port)."""
+    async with gw.connect("/echo", open_timeout=15) as ws:
+        await ws.send(text)
+        got = await asyncio.wait_for(ws.recv(), 10)
+        return got, ws.local_address[1]
+
+
+def server_up(gw, addr):
+    return metric(gw.metrics(), "wsgate_upstream_server_up",
+                  upstream=GROUP, server=addr)
+
+
+def test_server_dropping_syns_costs_one_try(factory):
+    dropper = SynDropper()
+    try:
+        be = factory.echo(name="b")
+        dead = "127.0.0.1:%d" % dropper.port
+        # round robin starts at the first server: the dropper
+        gw = factory.gateway(
+            routes=[("/echo", GROUP)], admin=True,
+            upstreams={GROUP: {"servers": [dead, be.addr],
+                               "connect_timeout": "6s",
+                               "fail_timeout": "1h"}})
+        gw.settle_probes()
+        for i in range(4):
+            got, port = run(echo_once(gw, "m%d" % i))
+            assert got == "b:m%d" % i, got
+            e = gw.wait_entry(client_port=port)
+            assert (e["status"], e["upstream"]) == (101, GROUP), e
+        m = gw.metrics()
+        # one failed try, the first session's; the others passed it over
+        assert metric(m, "wsgate_upstream_connect_failures_total",
+                      upstream=GROUP) == 1, m
+        assert metric(m, "wsgate_upstream_server_up", upstream=GROUP,
+                      server=dead) == 0, m
+        assert metric(m, "wsgate_upstream_server_up", upstream=GROUP,
+                      server=be.addr) == 1, m
+        log = gw.error_text()
+        assert "server %s: connect failed: Connection timed out" % dead \
+            in log, log
+        assert log.count("server %s: down, skipped for 3600000 ms"
+                         % dead) == 1, log
+    finally:
+        dropper.close()
+
+
+def test_failed_server_is_passed_over(factory):
+    port = closed_port()
+    addr = "127.0.0.1:%d" % port
+    be = factory.echo(name="b")
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [addr, be.addr],
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    got, _ = run(echo_once(gw, "one"))          # refused, then b
+    assert got == "b:one", got
+    assert server_up(gw, addr) == 0
+    # the server listens again, but stays passed over until fail_timeout
+    back = factory.raw_upstream(rawup.ws_echo, port=port)
+    for i in range(4):
+        got, _ = run(echo_once(gw, "x%d" % i))
+        assert got == "b:x%d" % i, got
+    assert back.conns == [], back.conns
+    assert metric(gw.metrics(), "wsgate_upstream_connect_failures_total",
+                  upstream=GROUP) == 1
+
+
+def test_failed_server_is_tried_again_after_fail_timeout(factory):
+    port = closed_port()
+    addr = "127.0.0.1:%d" % port
+    be = factory.echo(name="b")
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [addr, be.addr],
+                           "fail_timeout": "1s"}})
+    gw.settle_probes()
+    got, _ = run(echo_once(gw, "one"))
+    assert got == "b:one", got
+    back = factory.raw_upstream(rawup.ws_echo, port=port)
+    wait_for(lambda: server_up(gw, addr) == 1, 10,
+             what="the server's fail_timeout to end")
+    answers = [run(echo_once(gw, "y%d" % i))[0] for i in range(4)]
+    # round robin over both again; the raw echo answers without a name
+    assert sorted(a for a in answers if not a.startswith("b:")) != [], \
+        answers
+    assert len(back.conns) >= 1, answers
+    log = gw.error_text()
+    assert "server %s: down, skipped for 1000 ms" % addr in log, log
+    assert "server %s: up again" % addr in log, log
+
+
+def test_fail_timeout_zero_never_passes_a_server_over(factory):
+    addr = "127.0.0.1:%d" % closed_port()
+    be = factory.echo(name="b")
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [addr, be.addr],
+                           "fail_timeout": 0}})
+    gw.settle_probes()
+    for i in range(4):
+        got, _ = run(echo_once(gw, "z%d" % i))
+        assert got == "b:z%d" % i, got
+    m = gw.metrics()
+    # round robin tried the refusing server first for two of the four
+    assert metric(m, "wsgate_upstream_connect_failures_total",
+                  upstream=GROUP) == 2, m
+    assert metric(m, "wsgate_upstream_server_up", upstream=GROUP,
+                  server=addr) == 1, m
+    assert "down, skipped" not in gw.error_text()
+
+
+def test_every_server_down_is_still_tried(factory):
+    port = closed_port()
+    addr = "127.0.0.1:%d" % port
+    other = "127.0.0.1:%d" % closed_port()
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [addr, other],
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    c = gw.raw()
+    try:
+        c.send(rawclient.build_request("/echo"))
+        resp = c.http_response(timeout=8)
+    finally:
+        c.close()
+    assert resp.status == 502, resp
+    assert server_up(gw, addr) == 0 and server_up(gw, other) == 0
+    # both are down; the first is tried anyway, and is back at once
+    factory.raw_upstream(rawup.ws_echo, port=port)
+    got, p = run(echo_once(gw, "again"))
+    assert got == "again", got
+    assert gw.wait_entry(client_port=p)["status"] == 101
+    assert server_up(gw, addr) == 1
+    assert "server %s: up again" % addr in gw.error_text()
+
+
+def test_timeout_on_the_last_server_marks_it_down(factory):
+    dropper = SynDropper()
+    try:
+        dead = "127.0.0.1:%d" % dropper.port
+        gw = factory.gateway(
+            routes=[("/echo", GROUP)], admin=True,
+            upstreams={GROUP: {"servers": [dead],
+                               "connect_timeout": "1s"}})
+        gw.settle_probes()
+        c = gw.raw()
+        try:
+            c.send(rawclient.build_request("/echo"))
+            resp = c.http_response(timeout=8)
+        finally:
+            c.close()
+        assert resp.status == 504, resp
+        e = gw.wait_entry(client_port=c.local_port)
+        assert (e["status"], e["reason"]) == (504, "upstream_unavailable"), e
+        assert server_up(gw, dead) == 0
+        assert "server %s: down, skipped for 10000 ms" % dead \
+            in gw.error_text()
+    finally:
+        dropper.close()
