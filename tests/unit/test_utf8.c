@@ -343,6 +343,55 @@ test_fast_path(void)
 	CHECK_INT(utf8_validate(WSG_UTF8_ACCEPT, buf, 24), WSG_UTF8_REJECT);
 }
 
+/*
+ * Long runs of ASCII go 64 bytes at a time: one non-ASCII byte anywhere in
+ * a block, at any alignment of the buffer and any mask offset, must still
+ * be seen, plain and masked.
+ */
+static void
+test_blocks(void)
+{
+	static const uint8_t	mask[4] = { 0x80, 0x7f, 0xff, 0x01 };
+	uint8_t			buf[300], m[300];
+	size_t			i, a, k, n;
+	int			bad = 0, runs = 0;
+
+	for (a = 0; a < 8; a++) {
+		n = sizeof(buf) - a;
+		for (i = 0; i < n; i++) {
+			memset(buf, 'z', sizeof(buf));
+			buf[a + i] = 0xbf;	/* a lone continuation */
+			for (k = 0; k < n; k++)
+				m[a + k] = buf[a + k] ^ mask[(a + k) % 4];
+			if (utf8_validate(WSG_UTF8_ACCEPT, buf + a, n) !=
+			    WSG_UTF8_REJECT ||
+			    utf8_validate(WSG_UTF8_ACCEPT, buf + a, i) !=
+			    WSG_UTF8_ACCEPT)
+				bad++;
+			if (utf8_validate_masked(WSG_UTF8_ACCEPT, m + a, n,
+			    mask, a) != WSG_UTF8_REJECT ||
+			    utf8_validate_masked(WSG_UTF8_ACCEPT, m + a, i,
+			    mask, a) != WSG_UTF8_ACCEPT)
+				bad++;
+			if (i + 1 < n) {
+				buf[a + i] = 0xc3;
+				buf[a + i + 1] = 0xa9;
+				for (k = 0; k < n; k++)
+					m[a + k] = buf[a + k] ^
+					    mask[(a + k) % 4];
+				if (utf8_validate(WSG_UTF8_ACCEPT, buf + a,
+				    n) != WSG_UTF8_ACCEPT ||
+				    utf8_validate_masked(WSG_UTF8_ACCEPT,
+				    m + a, n, mask, a) != WSG_UTF8_ACCEPT)
+					bad++;
+			}
+			runs++;
+		}
+	}
+	CHECK_INT(bad, 0);
+	CHECK(runs > 2000);
+}
+
 /* Every input of one, two and three bytes against the oracle. */
 static void
 test_exhaustive(void)
@@ -548,6 +597,7 @@ main(void)
 	test_classic();
 	test_splits();
 	test_fast_path();
+	test_blocks();
 	test_exhaustive();
 	test_random();
 	test_masked();
