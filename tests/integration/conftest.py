@@ -478,6 +478,17 @@ class Gateway:
     def raw(self, **kw):
         return rawclient.RawClient(self.port, self.ssl, **kw)
 
+    def raw_upgrade(self, path="/echo", timeout=8.0):
+        """One upgrade request on a raw connection: the HTTP response, its
+        access-log entry and the (closed) client."""
+        c = self.raw()
+        try:
+            c.send(rawclient.build_request(path))
+            resp = c.http_response(timeout=timeout)
+        finally:
+            c.close()
+        return resp, self.wait_entry(client_port=c.local_port), c
+
 
 class EchoBackend:
     """backends/echo.py in a subprocess (real websockets server)."""

@@ -99,15 +99,9 @@ def test_plaintext_listener_forwards_proto_http(factory):
 # -- upstream failures ------------------------------------------------------------
 
 def one_refusal(gw, status, reason, timeout=8):
-    c = gw.raw()
-    try:
-        c.send(rawclient.build_request("/echo"))
-        resp = c.http_response(timeout=timeout)
-    finally:
-        c.close()
+    resp, e, c = gw.raw_upgrade(timeout=timeout)
     assert resp.status == status, resp
     assert [v.lower() for v in resp.header("Connection")] == ["close"], resp
-    e = gw.wait_entry(client_port=c.local_port)
     assert e["status"] == status, e
     assert e["reason"] == reason, e
     assert e["upstream"] == "up", e
@@ -356,14 +350,8 @@ def test_upstream_closes_before_answering_is_502(factory):
     def behavior(c):
         c.read_head()
     gw, up = raw_gateway(factory, behavior)
-    c = gw.raw()
-    try:
-        c.send(rawclient.build_request("/echo"))
-        resp = c.http_response(timeout=8)
-    finally:
-        c.close()
+    resp, e, _ = gw.raw_upgrade()
     assert resp.status == 502, resp
-    e = gw.wait_entry(client_port=c.local_port)
     assert e["reason"] in ("upstream_unavailable", "upstream_bad_handshake"), e
 
 

@@ -5,7 +5,6 @@ for fail_timeout, then tried again."""
 import asyncio
 import socket
 
-import rawclient
 import rawup
 from conftest import metric, run, wait_for
 
@@ -91,17 +90,24 @@ def test_server_dropping_syns_costs_one_try(factory):
         dropper.close()
 
 
-def test_failed_server_is_passed_over(factory):
+def refused_then_b(factory, fail_timeout):
+    """A group of a closed port and echo backend "b", after one upgrade
+    that the closed port refused and b served: (gateway, port, address)."""
     port = closed_port()
     addr = "127.0.0.1:%d" % port
     be = factory.echo(name="b")
     gw = factory.gateway(
         routes=[("/echo", GROUP)], admin=True,
         upstreams={GROUP: {"servers": [addr, be.addr],
-                           "fail_timeout": "1h"}})
+                           "fail_timeout": fail_timeout}})
     gw.settle_probes()
     got, _ = run(echo_once(gw, "one"))          # refused, then b
     assert got == "b:one", got
+    return gw, port, addr
+
+
+def test_failed_server_is_passed_over(factory):
+    gw, port, addr = refused_then_b(factory, "1h")
     assert server_up(gw, addr) == 0
     # the server listens again, but stays passed over until fail_timeout
     back = factory.raw_upstream(rawup.ws_echo, port=port)
@@ -114,16 +120,7 @@ def test_failed_server_is_passed_over(factory):
 
 
 def test_failed_server_is_tried_again_after_fail_timeout(factory):
-    port = closed_port()
-    addr = "127.0.0.1:%d" % port
-    be = factory.echo(name="b")
-    gw = factory.gateway(
-        routes=[("/echo", GROUP)], admin=True,
-        upstreams={GROUP: {"servers": [addr, be.addr],
-                           "fail_timeout": "1s"}})
-    gw.settle_probes()
-    got, _ = run(echo_once(gw, "one"))
-    assert got == "b:one", got
+    gw, port, addr = refused_then_b(factory, "1s")
     back = factory.raw_upstream(rawup.ws_echo, port=port)
     wait_for(lambda: server_up(gw, addr) == 1, 10,
              what="the server's fail_timeout to end")
@@ -166,13 +163,8 @@ def test_every_server_down_is_still_tried(factory):
         upstreams={GROUP: {"servers": [addr, other],
                            "fail_timeout": "1h"}})
     gw.settle_probes()
-    c = gw.raw()
-    try:
-        c.send(rawclient.build_request("/echo"))
-        resp = c.http_response(timeout=8)
-    finally:
-        c.close()
-    assert resp.status == 502, resp
+    resp, e, _ = gw.raw_upgrade()
+    assert (resp.status, e["reason"]) == (502, "upstream_unavailable"), e
     assert server_up(gw, addr) == 0 and server_up(gw, other) == 0
     # both are down; the first is tried anyway, and is back at once
     factory.raw_upstream(rawup.ws_echo, port=port)
@@ -192,14 +184,8 @@ def test_timeout_on_the_last_server_marks_it_down(factory):
             upstreams={GROUP: {"servers": [dead],
                                "connect_timeout": "1s"}})
         gw.settle_probes()
-        c = gw.raw()
-        try:
-            c.send(rawclient.build_request("/echo"))
-            resp = c.http_response(timeout=8)
-        finally:
-            c.close()
+        resp, e, _ = gw.raw_upgrade()
         assert resp.status == 504, resp
-        e = gw.wait_entry(client_port=c.local_port)
         assert (e["status"], e["reason"]) == (504, "upstream_unavailable"), e
         assert server_up(gw, dead) == 0
         assert "server %s: down, skipped for 10000 ms" % dead \
