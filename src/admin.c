@@ -29,7 +29,8 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 {
 	struct wsg_admin	*a = arg;
 	struct evbuffer		*b;
-	const char		*uri = evhttp_request_get_uri(req);
+	const struct evhttp_uri	*eu = evhttp_request_get_evhttp_uri(req);
+	const char		*path = eu ? evhttp_uri_get_path(eu) : NULL;
 	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
 
 	if ((b = evbuffer_new()) == NULL) {
@@ -40,13 +41,16 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		evhttp_add_header(h, "Allow", "GET");
 		evbuffer_add_printf(b, "method not allowed\n");
 		evhttp_send_reply(req, 405, "Method Not Allowed", b);
-	} else if (strcmp(uri, "/metrics") == 0) {
+	} else if (path == NULL) {
+		evbuffer_add_printf(b, "bad request\n");
+		evhttp_send_reply(req, 400, "Bad Request", b);
+	} else if (strcmp(path, "/metrics") == 0) {	/* any query ignored */
 		metrics_render(b, *a->a_draining);
 		server_metrics(b);
 		evhttp_add_header(h, "Content-Type",
 		    "text/plain; version=0.0.4; charset=utf-8");
 		evhttp_send_reply(req, 200, "OK", b);
-	} else if (strcmp(uri, "/healthz") == 0) {
+	} else if (strcmp(path, "/healthz") == 0) {
 		evhttp_add_header(h, "Content-Type", "text/plain");
 		if (*a->a_draining) {
 			evbuffer_add_printf(b, "draining\n");

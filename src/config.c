@@ -2598,7 +2598,7 @@ config_route_path(struct config_ctx *x, struct wsg_route *rt,
 			return -1;
 		}
 	}
-	if ((rt->rt_path = strndup(path, len)) == NULL) {
+	if ((rt->rt_path = strdup(path)) == NULL) {
 		config_nomem(x, n);
 		return -1;
 	}

@@ -108,8 +108,8 @@ struct wsg_upstream {
 };
 
 struct wsg_route {
-	char		 *rt_path;	/* without the trailing "*" */
-	size_t		  rt_path_len;
+	char		 *rt_path;	/* as written, with its final "*" */
+	size_t		  rt_path_len;	/* what is matched: without the "*" */
 	int		  rt_prefix;	/* written as "/x/" then "*" */
 	struct wsg_upstream *rt_upstream;
 	struct wsg_policy *rt_policy;

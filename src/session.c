@@ -762,11 +762,8 @@ session_log_access(struct wsg_session *s)
 	str = s->s_listener->lc_name;
 	log_json_str(b, str, strlen(str));
 	evbuffer_add_printf(b, ",\"route\":");
-	if (s->s_route != NULL) {
-		evbuffer_add_printf(b, "\"%s%s\"", s->s_route->rt_path,
-		    s->s_route->rt_prefix ? "*" : "");
-	} else
-		evbuffer_add(b, "null", 4);
+	str = s->s_route ? s->s_route->rt_path : NULL;
+	log_json_str(b, str, str ? strlen(str) : 0);
 	evbuffer_add_printf(b, ",\"path\":");
 	log_json_str(b, s->s_path, s->s_path ? strlen(s->s_path) : 0);
 	evbuffer_add_printf(b, ",\"upstream\":");

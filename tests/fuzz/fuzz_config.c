@@ -53,7 +53,8 @@ fuzz_check_config(struct wsg_config *cf)
 		for (j = 0; j < lc->lc_nroutes; j++) {
 			rt = &lc->lc_routes[j];
 			FUZZ_ASSERT(rt->rt_path != NULL &&
-			    rt->rt_path_len == strlen(rt->rt_path));
+			    rt->rt_path_len + (rt->rt_prefix ? 1 : 0) ==
+			    strlen(rt->rt_path));
 			FUZZ_ASSERT(rt->rt_upstream != NULL);
 			FUZZ_ASSERT(rt->rt_policy != NULL);
 		}

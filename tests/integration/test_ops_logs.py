@@ -42,3 +42,20 @@ def test_sigusr1_reopens_after_rename(echo_gateway):
     assert "conn " in gw.error_text()       # later lines land there too
     assert "log files reopened" not in old_error.read_text()
     assert "started" in old_error.read_text()
+
+
+def test_route_with_a_quote_is_logged_as_json(factory):
+    """A route path may hold '"' (a request target may); the access log
+    escapes it like every other string, prefix star included."""
+    be = factory.echo()
+    route = '/q"uote/*'
+    gw = factory.gateway(routes=[(route, "echo")],
+                         upstreams={"echo": [be.addr]})
+    c = gw.raw()
+    try:
+        c.upgrade('/q"uote/x')
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["status"] == 101 and e["route"] == route, e
+    assert e["path"] == '/q"uote/x', e

@@ -182,6 +182,11 @@ def test_admin_paths_and_methods(factory):
     assert hdrs["content-type"].startswith("text/plain; version=0.0.4")
     assert gw.admin("/nope")[0] == 404
     assert gw.admin("/metrics/x")[0] == 404
+    # a scraper's or a probe's query string does not change the path
+    status, body2, _ = gw.admin("/metrics?name[]=wsgate_up&x=1")
+    assert status == 200 and "wsgate_active_connections" in body2, body2
+    assert gw.admin("/healthz?from=lb")[:2] == (200, "ok\n")
+    assert gw.admin("/nope?x=/metrics")[0] == 404
     status, _, hdrs = gw.admin("/metrics", method="POST")
     assert status == 405
     assert hdrs.get("allow") == "GET"

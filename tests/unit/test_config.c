@@ -282,7 +282,7 @@ test_good(void)
 	CHECK_INT(lc->lc_handshake_timeout_ms, 5000);
 	CHECK_INT(lc->lc_max_header_bytes, 16384);
 	CHECK_INT(lc->lc_nroutes, 3);
-	CHECK_STR(lc->lc_routes[0].rt_path, "/chat/");
+	CHECK_STR(lc->lc_routes[0].rt_path, "/chat/*");
 	CHECK_INT(lc->lc_routes[0].rt_path_len, 6);
 	CHECK_INT(lc->lc_routes[0].rt_prefix, 1);
 	CHECK(lc->lc_routes[0].rt_upstream == cf->c_upstreams[0]);
