@@ -615,11 +615,15 @@ void
 session_refuse(struct wsg_session *s, int status, const char *reason,
     const char *extra)
 {
-	struct evbuffer	*out;
+	struct evbuffer	*in, *out;
 
 	if (s->s_state == WSG_S_CLOSED)
 		return;
 	if (s->s_client.p_bev != NULL) {
+		/* What the client sent counts in bytes_in, refused or not. */
+		in = bufferevent_get_input(s->s_client.p_bev);
+		s->s_client.p_bytes += evbuffer_get_length(in);
+		evbuffer_drain(in, evbuffer_get_length(in));
 		out = bufferevent_get_output(s->s_client.p_bev);
 		evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
 		    "Connection: close\r\n"

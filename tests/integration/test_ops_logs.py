@@ -1,10 +1,12 @@
-"""SIGUSR1 after an external rotation (rename): new lines go to new files
-at the configured paths, the renamed files keep the old lines."""
+"""Log files and access-log fields: SIGUSR1 after an external rotation
+(rename) moves new lines to new files at the configured paths; route and
+bytes_in as an operator reads them."""
 
 import asyncio
 import json
 import signal
 
+import rawclient
 from conftest import run, wait_for
 
 
@@ -59,3 +61,22 @@ def test_route_with_a_quote_is_logged_as_json(factory):
     e = gw.wait_entry(client_port=c.local_port)
     assert e["status"] == 101 and e["route"] == route, e
     assert e["path"] == '/q"uote/x', e
+
+
+def test_refused_request_counts_its_head_in_bytes_in(factory):
+    """bytes_in is what the client sent, its request head included, also
+    when the request is refused before any upstream is involved."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    req = rawclient.build_request("/nope")
+    c = gw.raw()
+    try:
+        c.send(req)
+        resp = c.http_response(timeout=8)
+    finally:
+        c.close()
+    assert resp.status == 404, resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["bytes_in"]) == ("no_route", len(req)), e
+    assert e["bytes_out"] == 0, e
