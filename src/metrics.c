@@ -11,6 +11,7 @@
 
 #include <event2/buffer.h>
 
+#include "config.h"
 #include "metrics.h"
 
 static const char *const metrics_reasons[] = {
@@ -186,8 +187,9 @@ metrics_sum(int bytes, int dir)
 	return (sum);
 }
 
-void
-metrics_upstream_failure(const char *name)
+/* Count failures of an upstream; 0 shows its series at 0 from now on. */
+static void
+metrics_upstream_add(const char *name, uint64_t n)
 {
 	size_t	i;
 
@@ -199,8 +201,23 @@ metrics_upstream_failure(const char *name)
 	    (metrics_up_names[i] = strdup(name)) != NULL)
 		metrics_nup++;
 	if (i < metrics_nup)
-		metrics_up_failures[i]++;
+		metrics_up_failures[i] += n;
 	pthread_mutex_unlock(&metrics_up_lock);
+}
+
+void
+metrics_upstream_failure(const char *name)
+{
+	metrics_upstream_add(name, 1);
+}
+
+void
+metrics_upstreams(const struct wsg_config *conf)
+{
+	size_t	i;
+
+	for (i = 0; i < conf->c_nupstreams; i++)
+		metrics_upstream_add(conf->c_upstreams[i]->up_name, 0);
 }
 
 void

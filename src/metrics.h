@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 struct evbuffer;
+struct wsg_config;
 
 enum wsg_metric_dir {
 	WSG_DIR_C2U = 0,	/* client_to_upstream */
@@ -22,6 +23,8 @@ void	metrics_close(const char *);
 void	metrics_active(int);
 void	metrics_frames(enum wsg_metric_dir, uint64_t, uint64_t);
 void	metrics_upstream_failure(const char *);
+/* Every upstream of a configuration gets its failure series, at 0. */
+void	metrics_upstreams(const struct wsg_config *);
 void	metrics_reload(int);
 /* The shared rate-limit store went up (1) or down (0). */
 void	metrics_store_transition(int);

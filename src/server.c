@@ -513,6 +513,7 @@ server_reload(void)
 		log_warnx("reload: keeping the previous log files");
 	server_conf = conf;
 	config_unref(old);
+	metrics_upstreams(conf);
 	metrics_reload(1);
 	log_info("reload done");
 	server_notify("READY=1");
@@ -659,6 +660,7 @@ server_run(struct wsg_config *conf)
 	if ((server_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	server_conf = conf;
+	metrics_upstreams(conf);
 	server_ticket_secret(conf, NULL);
 	if ((server_rl = rltable_new(conf->c_rl_max_entries,
 	    conf->c_rl_idle_ms)) == NULL)

@@ -305,3 +305,24 @@ def test_worker_connections_gauge(factory):
     wait_for(lambda: sum(worker_gauges(gw.metrics()).values()) == 0, 10,
              what="every worker's gauge back to 0")
     assert metric(gw.metrics(), "wsgate_active_connections") == 0
+
+
+def test_connect_failure_series_start_at_zero(factory):
+    """Every configured upstream has its connect-failure series from the
+    start, and one added by a reload from then on, so that rate() and
+    alerts see a 0 before the first failure rather than no series."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr], "spare": [be.addr]},
+                         admin=True)
+    m = gw.metrics()
+    for up in ("echo", "spare"):
+        key = ("wsgate_upstream_connect_failures_total",
+               (("upstream", up),))
+        assert m.get(key) == 0, sorted(k for k in m if "connect" in k[0])
+    cfg = gw.config
+    cfg["upstreams"]["later"] = {"servers": [be.addr]}
+    gw.write_config(cfg)
+    gw.reload()
+    key = ("wsgate_upstream_connect_failures_total", (("upstream", "later"),))
+    assert gw.metrics().get(key) == 0
