@@ -279,9 +279,9 @@ class Gateway:
 
     # -- process --------------------------------------------------------------
 
-    def start(self, timeout=10.0, env=None):
+    def start(self, timeout=10.0, env=None, args=()):
         self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([WSGATE, "-c", str(self.cfg_path)],
+        self.proc = subprocess.Popen([WSGATE, *args, "-c", str(self.cfg_path)],
                                      stdout=self._stderr,
                                      stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL,

@@ -22,12 +22,14 @@ enc = wsproto.encode_frame
 def gw(module_factory):
     up = module_factory.raw_upstream()
     g = module_factory.gateway(
-        routes=[("/echo", "rec", "limits"), ("/nobin", "rec", "nobin")],
+        routes=[("/echo", "rec", "limits"), ("/nobin", "rec", "nobin"),
+                ("/anytext", "rec", "anytext")],
         upstreams={"rec": [up.addr]},
         policies={
             "limits": policy(frames={"max_frame_size": "1KiB",
                                      "max_message_size": "4KiB"}),
             "nobin": policy(frames={"allow_binary": False}),
+            "anytext": policy(frames={"validate_utf8": False}),
         })
     g.up = up
     return g
@@ -119,6 +121,26 @@ def test_message_too_large_via_fragments(gw, up):
 
 def test_invalid_utf8_text(gw, up):
     violation(gw, up, enc(T, b"\xc3\x28" + MARK), 1007, "invalid_utf8")
+
+
+def test_validate_utf8_false_relays_invalid_text(gw, up):
+    """With validate_utf8: false text is not checked, either way."""
+    bad = b"\xc3\x28" + MARK + b"\xed\xa0\x80"
+    c = gw.raw()
+    try:
+        c.upgrade("/anytext")
+        (uc,) = up.wait_conns(1)
+        c.send(enc(T, bad))
+        f = c.read_frame(5)
+        assert (f.opcode, f.payload) == (T, bad), f
+        c.send(enc(C, wsproto.close_payload(1000)))
+        f, _ = c.read_close(5)
+        assert f.close_code == 1000, f
+    finally:
+        c.close()
+    assert bad in uc.payloads(), uc.frames
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["status"], e["reason"]) == (101, "client_closed"), e
 
 
 def test_frames_before_a_violation_reach_the_backend(gw, up):

@@ -159,3 +159,28 @@ def test_testssl_reports_no_high_findings(tls_gw, tmp_path):
         "%s %s: %s" % (f["id"], f["severity"], f["finding"]) for f in bad)
     assert gw.alive()
     echo_works(gw)
+
+
+def test_min_version_13_refuses_a_tls12_client(factory):
+    """min_version "1.3": a client that offers at most TLS 1.2 gets a
+    protocol_version alert and the access log says handshake_failed; a
+    TLS 1.3 client still gets through."""
+    be = factory.echo()
+    gw = factory.gateway(
+        routes=[("/echo", "echo")], upstreams={"echo": [be.addr]},
+        listener={"tls": {"certificate": factory.certs["cert"],
+                          "key": factory.certs["key"],
+                          "min_version": "1.3"}})
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+        port = raw.getsockname()[1]
+        with pytest.raises(ssl.SSLError) as err:
+            ctx.wrap_socket(raw, server_hostname="localhost")
+    assert "PROTOCOL_VERSION" in str(err.value), err.value
+    e = gw.wait_entry(client_port=port)
+    assert (e["status"], e["reason"], e["path"]) == \
+        (None, "handshake_failed", None), e
+    echo_works(gw)

@@ -6,6 +6,8 @@ import asyncio
 import json
 import signal
 
+import pytest
+
 import rawclient
 from conftest import run, wait_for
 
@@ -80,3 +82,31 @@ def test_refused_request_counts_its_head_in_bytes_in(factory):
     e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["bytes_in"]) == ("no_route", len(req)), e
     assert e["bytes_out"] == 0, e
+
+
+@pytest.mark.parametrize("flags,info,debug", [
+    ((), False, False), (("-v",), True, False), (("-v", "-v"), True, True)])
+def test_v_raises_the_error_log_level(factory, flags, info, debug):
+    """log.level warn: -v adds the info lines, -v -v the debug lines too."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]},
+                         top={"log": {"level": "warn"}}, start=False)
+    gw.config["log"].update(error_log=str(gw.error_log),
+                            access_log=str(gw.access_log))
+    gw.write_config()
+    gw.start(args=flags)
+
+    async def once():
+        async with gw.connect("/echo") as ws:
+            await ws.send("hi")
+            assert await asyncio.wait_for(ws.recv(), 5) == "hi"
+            return ws.local_address[1]
+
+    gw.wait_entry(client_port=run(once()))
+    gw.stop()
+    text = gw.error_text()
+    assert ("started with 1 worker" in text) == info, text
+    assert ("TLS records now sealed and opened by wsgate" in text) == \
+        debug, text
+    assert ("signal 15: shutting down" in text) == info, text
