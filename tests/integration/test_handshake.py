@@ -106,6 +106,7 @@ MALFORMED = {
     "http_1_0": replaced(0, "GET /echo HTTP/1.0"),
     "missing_host": replaced(1, None),
     "missing_key": replaced(4, None),
+    "missing_version": replaced(5, None),
     "bad_key_not_base64": replaced(4, "Sec-WebSocket-Key: not*base64!"),
     "bad_key_15_bytes": replaced(4, "Sec-WebSocket-Key: " +
                                  "QUFBQUFBQUFBQUFBQUFB"),
