@@ -615,15 +615,19 @@ void
 session_refuse(struct wsg_session *s, int status, const char *reason,
     const char *extra)
 {
-	struct evbuffer	*in, *out;
+	struct evbuffer	*out;
 
 	if (s->s_state == WSG_S_CLOSED)
 		return;
 	if (s->s_client.p_bev != NULL) {
-		/* What the client sent counts in bytes_in, refused or not. */
-		in = bufferevent_get_input(s->s_client.p_bev);
-		s->s_client.p_bytes += evbuffer_get_length(in);
-		evbuffer_drain(in, evbuffer_get_length(in));
+		/*
+		 * What the client sent counts in bytes_in, refused or not:
+		 * the head (drained only on admission) and anything after it.
+		 * Left in place, as the request may still point into it; the
+		 * closed session discards the rest without counting.
+		 */
+		s->s_client.p_bytes += evbuffer_get_length(
+		    bufferevent_get_input(s->s_client.p_bev));
 		out = bufferevent_get_output(s->s_client.p_bev);
 		evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
 		    "Connection: close\r\n"
