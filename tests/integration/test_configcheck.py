@@ -100,3 +100,15 @@ def test_daemon_refuses_to_start_with_bad_config(tmp_path, certs,
                        text=True, timeout=20, stdin=subprocess.DEVNULL)
     assert p.returncode != 0
     assert "bogus_option" in p.stdout + p.stderr + gw.error_text()
+
+
+def test_default_config_path(tmp_path):
+    """Without -c, -t reads $(sysconfdir)/wsgate/wsgate.yaml, an absolute
+    path whatever the working directory, and names it in its answer."""
+    p = subprocess.run([WSGATE, "-t"], capture_output=True, text=True,
+                       timeout=20, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    out = (p.stdout + p.stderr).strip()
+    m = re.match(r"(/\S*/wsgate/wsgate\.yaml): (ok|cannot open: .*)$",
+                 out.splitlines()[0] if out else "")
+    assert m, out
+    assert (p.returncode == 0) == (m.group(2) == "ok"), (p.returncode, out)
