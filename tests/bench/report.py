@@ -154,6 +154,14 @@ def figures(r):
         f["large_cpu_util"] = x["proxy_cpu_s"] / x["seconds"]
         if x.get("load_core_busy") is not None:
             f["large_load_core"] = x["load_core_busy"]
+    # The proxy's system calls per round trip (small) or echoed message
+    # (large), counted in runs of their own (sys_small, sys_large).
+    for w in ("small", "large"):
+        x = r.get("sys_" + w)
+        if x and x.get("proxy_syscalls") is not None and \
+                x["msgs_per_s"] and x.get("syscall_window_s"):
+            f[w + "_syscalls"] = x["proxy_syscalls"] / \
+                (x["msgs_per_s"] * x["syscall_window_s"])
     x = r.get("latency")
     if x:
         f["latency_p50_us"] = x["p50_us"]
@@ -287,6 +295,8 @@ def main():
          None, None),
         ("small_k4_user_share", "64x32B k=4: proxy CPU in user", "%.2f",
          None, None),
+        ("small_syscalls", "64x32B k=4: proxy syscalls per rt", "%.2f",
+         "low", None),
         ("small_best_rt_cpu_s", "small: best rt per proxy CPU-s", "%.0f",
          "high", 1.25),
         ("large_mb_s", "16x16KiB echo k=4: MB/s", "%.1f", "high", 1.25),
@@ -294,6 +304,8 @@ def main():
          None),
         ("large_cpu_util", "16KiB: proxy CPU use", "%.2f", None, None),
         ("large_load_core", "16KiB: load core busy", "%.2f", None, None),
+        ("large_syscalls", "16KiB: proxy syscalls per message", "%.2f",
+         "low", None),
         ("latency_p50_us", "1 conn 32B: p50 us", "%.0f", "low", None),
         ("latency_p99_us", "1 conn 32B: p99 us", "%.0f", "low", 0.8),
         ("idle_kb_per_conn", "idle TLS conn: RSS KiB/conn", "%.1f", "low",

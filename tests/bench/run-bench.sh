@@ -475,6 +475,42 @@ for r in $(seq "$BENCH_ROUNDS"); do
 		print "}" }' "$res/speed.r$r.txt" >"$res/speed.r$r.json"
 	cat "$res/speed.r$r.json" >&2
 done
+# System calls per message, the proxy's own: perf stat on the
+# raw_syscalls tracepoint, over a run of each of the two echo workloads
+# kept out of the figures above (counting makes every system call a little
+# dearer, and so costs more to a proxy that makes more of them).  The
+# count starts after the warm-up and lasts the measured seconds.  Skipped
+# without perf.
+if command -v perf >/dev/null 2>&1; then
+	for w in small large; do
+		case $w in
+		small) args="-m echo -c 64 -s 32 -k 4 -t" ;;
+		large) args="-m echo -c 16 -s 16384 -k 4 -t" ;;
+		esac
+		for name in $BENCH_PROXIES; do
+			log " $name: system calls, $w"
+			out=$res/$name/sys_$w.json
+			(sleep "$W"; exec perf stat -x, -e raw_syscalls:sys_enter \
+			    -p "${pid_of[$name]}" -o "$out.perf" -- sleep "$S") \
+			    >/dev/null 2>&1 &
+			perf_pid=$!
+			pids="$pids $perf_pid"
+			load "$out" $args -w "$W" -d "$S" -p "${pid_of[$name]}" \
+			    "${url_of[$name]}"
+			wait "$perf_pid"
+			pids=$(echo " $pids " | sed "s/ $perf_pid / /")
+			n=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' \
+			    "$out.perf" 2>/dev/null)
+			case $n in
+			[0-9]*) sed -i "s/}\$/,\"proxy_syscalls\":$n,\"syscall_window_s\":$S}/" \
+			    "$out" ;;
+			*) log "  perf stat counted nothing" ;;
+			esac
+		done
+	done
+else
+	log "perf not found: no system-call counts"
+fi
 for name in $BENCH_PROXIES; do
 	stop_pid "${main_of[$name]}"
 done

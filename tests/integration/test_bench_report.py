@@ -206,3 +206,28 @@ def test_two_workers_against_one(tmp_path):
     assert doc["openssl_speed"]["sign4096_per_s"] == 250.0
     assert "rsa4096 (one core): 250.0 sign/s; wsgate with 1 worker: " \
         "80% of it" in p.stdout, p.stdout
+
+
+def test_system_calls_per_message(tmp_path):
+    """The sys_small and sys_large runs (no round: counted once) carry the
+    proxy's system calls over a window; the table shows them per round
+    trip and per 16 KiB message.  A run where perf counted nothing adds
+    no figure."""
+    res = tmp_path / "results"
+    for p, small, large in (("wsgate", 2200, 5000), ("nginx", 2600, 30000)):
+        x = line(1000)
+        x.update(proxy_syscalls=small * 2, syscall_window_s=2)
+        write(res / p, "sys_small", x)
+        y = line(2000)
+        y.update(proxy_syscalls=large * 2, syscall_window_s=2)
+        write(res / p, "sys_large", y)
+        write(res / p, "small_k4.r1", line(1000))
+    write(res / "haproxy", "sys_small", line(1000))
+    _, doc = run_report(tmp_path, res, idle=0)
+    fig = doc["figures"]
+    assert abs(fig["wsgate"]["small_syscalls"] - 2.2) < 1e-9
+    assert abs(fig["nginx"]["large_syscalls"] - 15.0) < 1e-9
+    assert "small_syscalls" not in fig["haproxy"]
+    rows = {r[0]: r for r in doc["table"]}
+    assert rows["64x32B k=4: proxy syscalls per rt"][1:3] == ["2.20", "2.60"]
+    assert rows["16KiB: proxy syscalls per message"][1:3] == ["2.50", "15.00"]
