@@ -37,13 +37,12 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
+	if (path == NULL)		/* no path: not one of ours, 404 */
+		path = "";
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
 		evhttp_add_header(h, "Allow", "GET");
 		evbuffer_add_printf(b, "method not allowed\n");
 		evhttp_send_reply(req, 405, "Method Not Allowed", b);
-	} else if (path == NULL) {
-		evbuffer_add_printf(b, "bad request\n");
-		evhttp_send_reply(req, 400, "Bad Request", b);
 	} else if (strcmp(path, "/metrics") == 0) {	/* any query ignored */
 		metrics_render(b, *a->a_draining);
 		server_metrics(b);
