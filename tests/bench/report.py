@@ -162,6 +162,11 @@ def figures(r):
                 x["msgs_per_s"] and x.get("syscall_window_s"):
             f[w + "_syscalls"] = x["proxy_syscalls"] / \
                 (x["msgs_per_s"] * x["syscall_window_s"])
+            # Its context switches over the same window: the times its
+            # one thread went to sleep in the poller and was woken again.
+            if x.get("proxy_cswitches") is not None:
+                f[w + "_cswitches"] = x["proxy_cswitches"] / \
+                    (x["msgs_per_s"] * x["syscall_window_s"])
     x = r.get("latency")
     if x:
         f["latency_p50_us"] = x["p50_us"]
@@ -297,6 +302,8 @@ def main():
          None, None),
         ("small_syscalls", "64x32B k=4: proxy syscalls per rt", "%.2f",
          "low", None),
+        ("small_cswitches", "64x32B k=4: proxy naps per rt", "%.3f",
+         None, None),
         ("small_best_rt_cpu_s", "small: best rt per proxy CPU-s", "%.0f",
          "high", 1.25),
         ("large_mb_s", "16x16KiB echo k=4: MB/s", "%.1f", "high", 1.25),
@@ -306,6 +313,8 @@ def main():
         ("large_load_core", "16KiB: load core busy", "%.2f", None, None),
         ("large_syscalls", "16KiB: proxy syscalls per message", "%.2f",
          "low", None),
+        ("large_cswitches", "16KiB: proxy naps per message", "%.3f",
+         None, None),
         ("latency_p50_us", "1 conn 32B: p50 us", "%.0f", "low", None),
         ("latency_p99_us", "1 conn 32B: p99 us", "%.0f", "low", 0.8),
         ("idle_kb_per_conn", "idle TLS conn: RSS KiB/conn", "%.1f", "low",

@@ -479,8 +479,10 @@ done
 # raw_syscalls tracepoint, over a run of each of the two echo workloads
 # kept out of the figures above (counting makes every system call a little
 # dearer, and so costs more to a proxy that makes more of them).  The
-# count starts after the warm-up and lasts the measured seconds.  Skipped
-# without perf.
+# count starts after the warm-up and lasts the measured seconds.  The same
+# window counts the proxy's context switches: one worker thread switches
+# out when it waits for the next event, so they count its naps, each paid
+# for in going to sleep and being woken.  Skipped without perf.
 if command -v perf >/dev/null 2>&1; then
 	for w in small large; do
 		case $w in
@@ -490,7 +492,8 @@ if command -v perf >/dev/null 2>&1; then
 		for name in $BENCH_PROXIES; do
 			log " $name: system calls, $w"
 			out=$res/$name/sys_$w.json
-			(sleep "$W"; exec perf stat -x, -e raw_syscalls:sys_enter \
+			(sleep "$W"; exec perf stat -x, \
+			    -e raw_syscalls:sys_enter,context-switches \
 			    -p "${pid_of[$name]}" -o "$out.perf" -- sleep "$S") \
 			    >/dev/null 2>&1 &
 			perf_pid=$!
@@ -501,10 +504,15 @@ if command -v perf >/dev/null 2>&1; then
 			pids=$(echo " $pids " | sed "s/ $perf_pid / /")
 			n=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' \
 			    "$out.perf" 2>/dev/null)
+			cs=$(awk -F, '$3 == "context-switches" { print $1 }' \
+			    "$out.perf" 2>/dev/null)
 			case $n in
 			[0-9]*) sed -i "s/}\$/,\"proxy_syscalls\":$n,\"syscall_window_s\":$S}/" \
 			    "$out" ;;
 			*) log "  perf stat counted nothing" ;;
+			esac
+			case $cs in
+			[0-9]*) sed -i "s/}\$/,\"proxy_cswitches\":$cs}/" "$out" ;;
 			esac
 		done
 	done

@@ -211,15 +211,18 @@ def test_two_workers_against_one(tmp_path):
 def test_system_calls_per_message(tmp_path):
     """The sys_small and sys_large runs (no round: counted once) carry the
     proxy's system calls over a window; the table shows them per round
-    trip and per 16 KiB message.  A run where perf counted nothing adds
-    no figure."""
+    trip and per 16 KiB message, and its context switches (naps) the
+    same way.  A run where perf counted nothing adds no figure."""
     res = tmp_path / "results"
-    for p, small, large in (("wsgate", 2200, 5000), ("nginx", 2600, 30000)):
+    for p, small, large, naps in (("wsgate", 2200, 5000, 46),
+                                  ("nginx", 2600, 30000, 8)):
         x = line(1000)
-        x.update(proxy_syscalls=small * 2, syscall_window_s=2)
+        x.update(proxy_syscalls=small * 2, syscall_window_s=2,
+                 proxy_cswitches=naps)
         write(res / p, "sys_small", x)
         y = line(2000)
-        y.update(proxy_syscalls=large * 2, syscall_window_s=2)
+        y.update(proxy_syscalls=large * 2, syscall_window_s=2,
+                 proxy_cswitches=naps * 100)
         write(res / p, "sys_large", y)
         write(res / p, "small_k4.r1", line(1000))
     write(res / "haproxy", "sys_small", line(1000))
@@ -231,3 +234,7 @@ def test_system_calls_per_message(tmp_path):
     rows = {r[0]: r for r in doc["table"]}
     assert rows["64x32B k=4: proxy syscalls per rt"][1:3] == ["2.20", "2.60"]
     assert rows["16KiB: proxy syscalls per message"][1:3] == ["2.50", "15.00"]
+    assert abs(fig["wsgate"]["small_cswitches"] - 0.023) < 1e-9
+    assert "small_cswitches" not in fig["haproxy"]
+    assert rows["64x32B k=4: proxy naps per rt"][1:3] == ["0.023", "0.004"]
+    assert rows["16KiB: proxy naps per message"][1:3] == ["1.150", "0.200"]
