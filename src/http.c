@@ -127,20 +127,34 @@ http_mem_ieq(const char *a, const char *b, size_t n)
 	return 1;
 }
 
+/*
+ * A field-name byte as servers that map names to variables read it (CGI,
+ * WSGI, PHP: "X_Token" and "X-Token" both become HTTP_X_TOKEN): case
+ * folded, '_' taken for '-'.
+ */
+static unsigned char
+http_name_fold(unsigned char c)
+{
+	return c == '_' ? '-' : http_lower(c);
+}
+
+/* Do the n bytes at a and b name the same field to such a server? */
+static int
+http_name_ieq(const char *a, const char *b, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (http_name_fold(a[i]) != http_name_fold(b[i]))
+			return 0;
+	return 1;
+}
+
 /* Case-insensitive equality of two wsg_str. */
 static int
 http_str_ieq(struct wsg_str a, struct wsg_str b)
 {
 	return a.len == b.len && http_mem_ieq(a.p, b.p, a.len);
-}
-
-/* Does s start with the C string prefix, ignoring case? */
-static int
-http_str_iprefix(struct wsg_str s, const char *prefix)
-{
-	size_t	n = strlen(prefix);
-
-	return s.len >= n && http_mem_ieq(s.p, prefix, n);
 }
 
 /* Is every byte of s a tchar, and s not empty? */
@@ -371,23 +385,44 @@ http_is_prefix_of(const char *p, size_t n, int complete, const char *lit)
 	return !complete || n == litlen;
 }
 
+/* The value of a hex digit, or -1. */
+static int
+http_hex(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = http_lower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
 /*
  * Would a backend read this path differently from the route match?  Dot
- * segments ("/./", "/../", also percent-encoded), encoded slashes and
+ * segments ("/./", "/../", also percent-encoded, also with a parameter as
+ * in "/..;/", which Tomcat and Jetty take for "/../"), encoded slashes and
  * backslashes let "/pub/../admin" pass a "/pub/" prefix route and land
- * elsewhere, so they are refused rather than normalised.
+ * elsewhere; an encoded unreserved character ("/api/%61dmin") is the
+ * same path as the plain one to the backend (RFC 3986 6.2.2.2) but not to
+ * the route match.  They are refused rather than normalised.
  */
 static int
 http_path_ambiguous(const char *p, size_t len)
 {
 	size_t	i, seg, dots, j;
+	int	hi, lo, c;
 
 	for (i = 0; i < len; i++) {
 		if (p[i] == '\\')
 			return 1;
-		if (p[i] == '%' && i + 2 < len && ((p[i + 1] == '2' &&
-		    (p[i + 2] == 'f' || p[i + 2] == 'F')) || (p[i + 1] == '5' &&
-		    (p[i + 2] == 'c' || p[i + 2] == 'C'))))
+		if (p[i] != '%' || i + 2 >= len ||
+		    (hi = http_hex(p[i + 1])) == -1 ||
+		    (lo = http_hex(p[i + 2])) == -1)
+			continue;
+		c = hi << 4 | lo;
+		if (c == '/' || c == '\\' || (c >= 'a' && c <= 'z') ||
+		    (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~')
 			return 1;
 	}
 	for (seg = 1; seg <= len; seg = j + 1) {
@@ -404,7 +439,8 @@ http_path_ambiguous(const char *p, size_t len)
 				break;
 			dots++;
 		}
-		if ((j == len || p[j] == '/') && (dots == 1 || dots == 2))
+		if ((j == len || p[j] == '/' || p[j] == ';') &&
+		    (dots == 1 || dots == 2))
 			return 1;
 		while (j < len && p[j] != '/')
 			j++;
@@ -1006,26 +1042,40 @@ http_list_has_token(struct wsg_str list, const char *token)
 	return http_list_has(list, http_cstr(token));
 }
 
+/* Is name the field lit, or one a CGI-style server takes for it? */
+int
+http_name_alias(struct wsg_str name, const char *lit)
+{
+	size_t	n = strlen(lit);
+
+	return name.len == n && http_name_ieq(name.p, lit, n);
+}
+
 /*
  * Should the client's field be kept from the upstream request?  Origin is
  * always kept, even if Connection names it: the gateway vetted it and the
- * backend relies on it.
+ * backend relies on it.  The names and prefixes the gateway owns are
+ * matched as http_name_alias() does, so that "X_Forwarded_For" cannot
+ * stand in for the X-Forwarded-For the gateway writes.
  */
 int
 http_header_is_dropped(const struct wsg_http_request *req, struct wsg_str name)
 {
-	size_t	i;
+	size_t	i, n;
 
 	if (http_str_eq(name, "Origin"))
 		return 0;
 	for (i = 0; i < sizeof(http_dropped_names) /
 	    sizeof(http_dropped_names[0]); i++)
-		if (http_str_eq(name, http_dropped_names[i]))
+		if (http_name_alias(name, http_dropped_names[i]))
 			return 1;
 	for (i = 0; i < sizeof(http_dropped_prefixes) /
-	    sizeof(http_dropped_prefixes[0]); i++)
-		if (http_str_iprefix(name, http_dropped_prefixes[i]))
+	    sizeof(http_dropped_prefixes[0]); i++) {
+		n = strlen(http_dropped_prefixes[i]);
+		if (name.len >= n &&
+		    http_name_ieq(name.p, http_dropped_prefixes[i], n))
 			return 1;
+	}
 	for (i = 0; i < req->nheaders; i++)
 		if (http_str_eq(req->headers[i].name, "Connection") &&
 		    http_list_has(req->headers[i].value, name))

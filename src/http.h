@@ -131,6 +131,7 @@ int	http_list_has_token(struct wsg_str, const char *);
  * Forwarded, Content-Length), looking at every Connection field of req.
  */
 int	http_header_is_dropped(const struct wsg_http_request *, struct wsg_str);
+int	http_name_alias(struct wsg_str, const char *);
 
 /* Status code, status text and reason code of a refusal. */
 int		 http_result_status(enum wsg_http_result);

@@ -45,6 +45,44 @@ policy_country_listed(char (*list)[3], size_t n, const char *cc)
 	return (0);
 }
 
+/* The value of a hex digit, or -1. */
+static int
+policy_hex(int c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	if (c >= 'A' && c <= 'F')
+		return (c - 'A' + 10);
+	return (-1);
+}
+
+/*
+ * Is the query parameter name p[0..n) this name once percent-decoded, as
+ * the upstream's query parser will read it?  "access%5Ftoken" is
+ * "access_token" there, so it must be here too.
+ */
+static int
+policy_param_is(const char *p, size_t n, const char *name)
+{
+	size_t	i = 0, k = 0;
+	int	c, hi, lo;
+
+	while (i < n) {
+		c = (unsigned char)p[i++];
+		if (c == '%' && i + 2 <= n && (hi = policy_hex(p[i])) != -1 &&
+		    (lo = policy_hex(p[i + 1])) != -1) {
+			c = hi << 4 | lo;
+			i += 2;
+		}
+		if (name[k] == '\0' || (unsigned char)name[k] != c)
+			return (0);
+		k++;
+	}
+	return (name[k] == '\0');
+}
+
 /*
  * Find the value of a query parameter (first occurrence).  Returns 1 and
  * the value, or 0 when absent.
@@ -53,15 +91,13 @@ static int
 policy_query_param(struct wsg_str q, const char *name, struct wsg_str *val)
 {
 	const char	*p = q.p, *end = q.p + q.len, *amp, *eq;
-	size_t		 nlen = strlen(name);
 
 	while (p != NULL && p < end) {
 		amp = memchr(p, '&', end - p);
 		if (amp == NULL)
 			amp = end;
 		eq = memchr(p, '=', amp - p);
-		if (eq != NULL && (size_t)(eq - p) == nlen &&
-		    memcmp(p, name, nlen) == 0) {
+		if (eq != NULL && policy_param_is(p, (size_t)(eq - p), name)) {
 			val->p = eq + 1;
 			val->len = amp - (eq + 1);
 			return (1);
@@ -75,15 +111,29 @@ policy_query_param(struct wsg_str q, const char *name, struct wsg_str *val)
  * The bearer token of a request: from the configured header ("Bearer"
  * scheme for Authorization, the raw value for any other header), else from
  * the query parameter.  Returns 1 found, 0 missing, -1 present but not a
- * usable token.
+ * usable token, with why.
  */
 static int
 policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
-    struct wsg_str *tok)
+    struct wsg_str *tok, const char **why)
 {
 	const struct wsg_http_header	*h;
 	struct wsg_str			 v;
+	size_t				 i, copies = 0;
 
+	/*
+	 * One copy only.  All of them would go upstream, which may read
+	 * another than the one checked here; so would a name that a CGI-style
+	 * server takes for the same one ("X_Token" for "X-Token").
+	 */
+	for (i = 0; i < req->nheaders; i++)
+		if (http_name_alias(req->headers[i].name, pol->pol_auth_header))
+			copies++;
+	if (copies > 1) {
+		*why = "more than one token header";
+		return (-1);
+	}
+	*why = "not a bearer token";
 	h = http_header_find(req->headers, req->nheaders,
 	    pol->pol_auth_header);
 	if (h != NULL) {
@@ -118,6 +168,7 @@ policy_check(struct wsg_session *s, const struct wsg_http_request *req,
 	struct wsg_jwt_claims	*claims = NULL;
 	enum wsg_jwt_result	 jr;
 	struct wsg_str		 tok;
+	const char		*why;
 	char			 cc[3];
 	int			 r;
 
@@ -170,7 +221,7 @@ policy_check(struct wsg_session *s, const struct wsg_http_request *req,
 
 	/* Token. */
 	if (pol->pol_jwt != NULL) {
-		r = policy_token(pol, req, &tok);
+		r = policy_token(pol, req, &tok, &why);
 		if (r == 0)
 			return (policy_refuse(v, 401, "auth_missing",
 			    "WWW-Authenticate: Bearer realm=\"wsgate\"\r\n",
@@ -178,8 +229,7 @@ policy_check(struct wsg_session *s, const struct wsg_http_request *req,
 		if (r == -1)
 			return (policy_refuse(v, 401, "auth_invalid",
 			    "WWW-Authenticate: Bearer realm=\"wsgate\", "
-			    "error=\"invalid_request\"\r\n",
-			    "not a bearer token"));
+			    "error=\"invalid_request\"\r\n", why));
 		jr = jwt_verify(tok.p, tok.len, pol->pol_jwt,
 		    (int64_t)time(NULL), &claims);
 		if (jr == WSG_JWT_EXPIRED)
@@ -203,8 +253,8 @@ policy_upstream_target(const struct wsg_session *s,
 {
 	const struct wsg_policy	*pol = s->s_route->rt_policy;
 	const char		*name = pol->pol_auth_query_param;
-	const char		*p, *end, *amp;
-	size_t			 n = 0, nlen, seg;
+	const char		*p, *end, *amp, *eq;
+	size_t			 n = 0, seg;
 	int			 first = 1;
 
 	if (req->path.len + 1 > len)
@@ -221,7 +271,6 @@ policy_upstream_target(const struct wsg_session *s,
 		n += req->query.len;
 		goto done;
 	}
-	nlen = strlen(name);
 	p = req->query.p;
 	end = req->query.p + req->query.len;
 	while (p <= end) {
@@ -229,9 +278,10 @@ policy_upstream_target(const struct wsg_session *s,
 		if (amp == NULL)
 			amp = end;
 		seg = amp - p;
-		/* Drop "name=..." and a bare "name". */
-		if (!((seg == nlen || (seg > nlen && p[nlen] == '=')) &&
-		    memcmp(p, name, nlen) == 0) && seg > 0) {
+		if ((eq = memchr(p, '=', seg)) == NULL)
+			eq = amp;
+		/* Drop "name=..." and a bare "name", however encoded. */
+		if (!policy_param_is(p, (size_t)(eq - p), name) && seg > 0) {
 			if (n + 1 + seg + 1 > len)
 				return (-1);
 			buf[n++] = first ? '?' : '&';
@@ -251,12 +301,11 @@ policy_is_forwarded_header(const struct wsg_session *s, const char *name,
     size_t len)
 {
 	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	struct wsg_str		 n = { name, len };
 	size_t			 i;
 
 	for (i = 0; i < pol->pol_nforward_claims; i++)
-		if (strlen(pol->pol_forward_claims[i].fc_header) == len &&
-		    strncasecmp(pol->pol_forward_claims[i].fc_header, name,
-		    len) == 0)
+		if (http_name_alias(n, pol->pol_forward_claims[i].fc_header))
 			return (1);
 	return (0);
 }

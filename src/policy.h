@@ -35,7 +35,10 @@ int	policy_check(struct wsg_session *, const struct wsg_http_request *,
 int	policy_upstream_target(const struct wsg_session *,
 	    const struct wsg_http_request *, char *, size_t);
 
-/* Is this client header name one that forward_claims sets? */
+/*
+ * Is this client header name one that forward_claims sets, or one that a
+ * CGI-style server takes for it (http_name_alias())?
+ */
 int	policy_is_forwarded_header(const struct wsg_session *, const char *,
 	    size_t);
 

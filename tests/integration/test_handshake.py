@@ -13,7 +13,7 @@ import pytest
 
 import rawclient
 import wsproto
-from conftest import policy, run
+from conftest import http_upgrade, policy, run
 
 B = rawclient.build_request
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -165,7 +165,10 @@ def test_long_request_line_without_end_is_431(gw, up):
 
 @pytest.mark.parametrize("path", [
     "/pub/../secret/x", "/pub/%2e%2e/secret/x", "/pub/%2E%2E/secret/x",
-    "/pub/..%2fsecret/x", "/pub/..%2Fsecret/x", "/pub/x/../../secret"])
+    "/pub/..%2fsecret/x", "/pub/..%2Fsecret/x", "/pub/x/../../secret",
+    # "/..;/" is "/../" to Tomcat and Jetty
+    "/pub/..;/secret/x", "/pub/..;jsessionid=1/secret/x",
+    "/pub/%2e%2e;/secret/x"])
 def test_dot_segments_do_not_escape_a_prefix_route(gw, up, path):
     # "/pub/*" is a route, "/secret" is not: a path that leaves the matched
     # prefix once normalized (or decoded by the backend) must not be
@@ -179,6 +182,27 @@ def test_dot_segments_do_not_escape_a_prefix_route(gw, up, path):
     resp = rawclient.HTTPResponse(head[:-4], b"")
     assert resp.status in (400, 404), resp
     assert up.connections() == [], up.all_bytes()[:300]
+
+
+def test_encoded_unreserved_characters_do_not_pick_a_looser_route(factory):
+    # "/api/%61dmin" is "/api/admin" to a backend (RFC 3986 6.2.2.2) but
+    # not to the route match, where it would miss the strict exact route
+    # and take the open prefix route: it is refused, as other ambiguous
+    # paths are
+    up = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/api/admin", "rec", "strict"), ("/api/*", "rec")],
+        upstreams={"rec": [up.addr]},
+        policies={"strict": policy(ip={"deny": ["127.0.0.0/8"]})})
+    refused(g, B("/api/admin"), 403, "ip_denied", up=up)
+    for path in ("/api/%61dmin", "/api/%61%64%6d%69%6e", "/api/adm%69n",
+                 "/api/%41dmin", "/api/x/%2E%2E/admin"):
+        refused(g, B(path), 400, "bad_request", up=up)
+    # reserved characters and other escapes keep their meaning and pass
+    c, _ = http_upgrade(g, B("/api/a%20b%3Fc"))
+    c.close()
+    up.wait_conns(1)
+    assert up.connections()[0].path == "/api/a%20b%3Fc"
 
 
 def test_plaintext_http_to_tls_port(gw, up):

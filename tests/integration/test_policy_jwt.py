@@ -22,7 +22,7 @@ import websockets
 
 import rawclient
 from conftest import (assert_not_logged, headers_of, http_refusal,
-                      http_upgrade, openssl, policy, run)
+                      http_upgrade, openssl, policy, run, wait_for)
 
 B = rawclient.build_request
 ISS, AUD = "https://issuer.wsgate.test", "chat-api"
@@ -416,6 +416,67 @@ def test_query_param_look_alike_names_are_kept(gw, keys):
     q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
     assert q == [("xaccess_token", "1"), ("access_tokens", "2"),
                  ("access_token_x", "3")], ev["path"]
+
+
+# -- a second token the gateway did not check ---------------------------------------------
+#
+# Every copy of a header goes upstream, and an upstream may read another
+# copy than the one the gateway verified: two copies of the token header,
+# or one under a name that CGI-style servers (WSGI, PHP) take for the same
+# variable, are refused.  A query parameter is matched as the upstream's
+# query parser decodes it.
+
+def forged_token():
+    return jwt.encode(claims(sub="admin"), b"f" * 32, algorithm="HS256")
+
+
+def test_two_authorization_headers_are_refused(gw, keys, up):
+    good = make_token(keys, sub="alice")
+    refused_401(gw, up, B("/no/rs", extra=bearer(good) + bearer(
+        forged_token())), "auth_invalid", good)
+    wait_for(lambda: "more than one token header" in gw.error_text(), 5,
+             what="the refusal's detail in the error log")
+    # the same token twice is no better
+    refused_401(gw, up, B("/no/rs", extra=bearer(good) + bearer(good)),
+                "auth_invalid", good)
+
+
+def test_token_header_with_an_underscore_twin_is_refused(gw, up):
+    good = jwt.encode(claims(sub="alice"), HMAC_SECRET, algorithm="HS256")
+    for twin in ("X_Token", "x_token", "x-token"):
+        refused_401(gw, up, B("/no/multi", extra=[
+            ("X-Token", good), (twin, forged_token())]), "auth_invalid", good)
+        up.clear()
+
+
+def test_percent_encoded_query_param_name_is_the_param(gw, keys):
+    good = make_token(keys, sub="alice")
+    forged = forged_token()
+    # the forged copy under an encoded name is removed like the plain one
+    ev = accepted(gw, B("/ok/rs?access_token=%s&access%%5Ftoken=%s&keep=1"
+                        % (good, forged)), good)
+    q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
+    assert q == [("keep", "1")], ev["path"]
+    assert forged not in ev["path"], ev["path"]
+    # and a token under an encoded name is the token
+    ev = accepted(gw, B("/ok/rs?%%61ccess%%5ftoken=%s&keep=2" % good), good)
+    q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
+    assert q == [("keep", "2")], ev["path"]
+
+
+def test_underscore_twins_of_gateway_headers_are_dropped(gw, keys):
+    tok = make_token(keys, sub="alice")
+    ev = accepted(gw, B("/ok/rs", extra=[
+        ("X_Wsgate_User", "admin"), ("x-wsgate_user", "root"),
+        ("X_Forwarded_For", "10.9.9.9"), ("X-Forwarded_Proto", "gopher"),
+        ("X_Other_Header", "kept")] + bearer(tok)), tok)
+    names = [k.lower().replace("_", "-") for k, _ in ev["headers"]]
+    assert names.count("x-wsgate-user") == 1, ev["headers"]
+    assert headers_of(ev, "X-Wsgate-User") == ["alice"], ev["headers"]
+    assert names.count("x-forwarded-for") == 1, ev["headers"]
+    assert headers_of(ev, "X-Forwarded-For") == ["127.0.0.1"], ev["headers"]
+    assert names.count("x-forwarded-proto") == 1, ev["headers"]
+    assert headers_of(ev, "X_Other_Header") == ["kept"], ev["headers"]
 
 
 def test_nbf_within_leeway_is_accepted(gw, keys):

@@ -741,12 +741,16 @@ test_dropped(void)
 		"sec-websocket-extensions", "Sec-WebSocket-Protocol",
 		"X-Forwarded-For", "x-forwarded-proto",
 		"X-Forwarded-Host", "Forwarded", "Content-Length",
-		"X-Secret", "x-other"
+		"X-Secret", "x-other",
+		/* what CGI-style servers take for the names above */
+		"X_Forwarded_For", "x-forwarded_proto", "X_Forwarded-Host",
+		"Sec_WebSocket_Key", "Proxy_Authorization", "Keep_Alive",
+		"Transfer_Encoding", "Content_Length"
 	};
 	static const char *const kept[] = {
 		"Origin", "User-Agent", "Cookie", "Authorization",
 		"X-Forwarded", "Sec-WebSocket", "Hostname", "X-Secrets",
-		"Accept"
+		"Accept", "X_Forwarded", "User_Agent", "X_Secrets"
 	};
 	size_t	 i;
 
@@ -767,6 +771,27 @@ test_dropped(void)
 			fprintf(stderr, "dropped: %s\n", kept[i]);
 		CHECK(!http_header_is_dropped(&req, s));
 	}
+}
+
+static struct wsg_str
+str(const char *p)
+{
+	struct wsg_str	s = { p, strlen(p) };
+
+	return s;
+}
+
+/* Names a CGI-style server maps to the same variable. */
+static void
+test_name_alias(void)
+{
+	CHECK(http_name_alias(str("X-Token"), "X-Token"));
+	CHECK(http_name_alias(str("x_token"), "X-Token"));
+	CHECK(http_name_alias(str("X-TOKEN"), "x_token"));
+	CHECK(!http_name_alias(str("X-Tokens"), "X-Token"));
+	CHECK(!http_name_alias(str("X-Toke"), "X-Token"));
+	CHECK(!http_name_alias(str("X.Token"), "X-Token"));
+	CHECK(!http_name_alias(str(""), "X-Token"));
 }
 
 /* Small helpers and the status tables. */
@@ -822,9 +847,17 @@ test_ambiguous_paths(void)
 {
 	static const char *const bad[] = { "/pub/../x", "/pub/./x",
 	    "/pub/%2e%2E/x", "/pub/.%2e/x", "/a/..", "/a/.", "/..", "/a/%2e",
-	    "/a%2fb", "/a%2Fb", "/a%5cb", "/a\\b", NULL };
+	    "/a%2fb", "/a%2Fb", "/a%5cb", "/a\\b",
+	    /* encoded unreserved characters: the same path to a backend */
+	    "/api/%61dmin", "/api/%41dmin", "/a%2Db", "/a/%7e", "/a%5Fb",
+	    "/a%30", "/a%2eb",
+	    /* dot segments with a parameter, "/../" to Tomcat and Jetty */
+	    "/pub/..;/admin", "/pub/.;/x", "/pub/..;x=1/admin", "/a/..;",
+	    "/pub/%2e%2e;/admin", NULL };
 	static const char *const good[] = { "/a/...", "/a/.b", "/a/b.c/",
-	    "/.well-known/x", "/a//b", "/a/b?x=/../", "/a/%2", NULL };
+	    "/.well-known/x", "/a//b", "/a/b?x=/../", "/a/%2", "/a%20b",
+	    "/a%3Fb", "/a%25b", "/a%zzb", "/a/b?%61=1", "/a/...;/b",
+	    "/a/.b;/c", "/a;/b", NULL };
 	char	buf[512];
 	size_t	i;
 
@@ -859,6 +892,7 @@ main(void)
 	test_check_upgrade();
 	test_keys();
 	test_dropped();
+	test_name_alias();
 	test_helpers();
 	test_ambiguous_paths();
 	return unit_done("test_http");
