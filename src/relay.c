@@ -231,8 +231,9 @@ relay_rate(struct wsg_peer *p)
 		session_fail(p->p_session, "rate_messages", 1008, 1008, 1001);
 		return (-1);
 	}
-	if (f->f_len > 0 &&
-	    !bucket_take(&p->p_byte_bucket, &rc->rc_bytes, f->f_len, now)) {
+	/* An empty frame costs a byte, or empty continuations were free. */
+	if (!bucket_take(&p->p_byte_bucket, &rc->rc_bytes,
+	    f->f_len > 0 ? f->f_len : 1, now)) {
 		log_info("conn %llu: byte rate exceeded",
 		    (unsigned long long)p->p_session->s_id);
 		session_fail(p->p_session, "rate_bytes", 1008, 1008, 1001);
@@ -347,10 +348,46 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 }
 
 /*
+ * Forward a held text message of len bytes, all of text: in frames of at
+ * most max bytes, masked afresh as the client's side must be.
+ */
+static int
+relay_send_held(struct evbuffer *text, size_t len, uint64_t max,
+    struct evbuffer *out)
+{
+	uint8_t		 hdr[WSG_FRAME_MAX_HEADER], mask[4], *b;
+	uint32_t	 m;
+	size_t		 off = 0, n, h;
+
+	do {
+		n = len - off < max ? len - off : (size_t)max;
+		m = arc4random();
+		memcpy(mask, &m, sizeof(mask));
+		h = frame_build_header(hdr, off + n == len, off == 0 ?
+		    WSG_OP_TEXT : WSG_OP_CONT, n, mask);
+		if (n > 0) {
+			if ((b = evbuffer_pullup(text, (ssize_t)n)) == NULL)
+				return (-1);
+			frame_unmask(b, b, n, mask, 0);
+		}
+		if (evbuffer_add(out, hdr, h) == -1 ||
+		    evbuffer_remove_buffer(text, out, n) != (int)n)
+			return (-1);
+		off += n;
+	} while (off < len);
+	return (0);
+}
+
+/*
  * messages.deny_regex: a client's text message is held, frame by frame,
  * until its last fragment, then matched whole (at most max_message_size)
- * and either forwarded as received or refused.  Control frames between its
- * fragments go on meanwhile.  Returns 0, or -1 once the session was closed.
+ * and either forwarded or refused.  Control frames between its fragments
+ * go on meanwhile.  Only the payload is held, and the message leaves in
+ * frames of up to max_frame_size (RFC 6455 5.4 lets an intermediary
+ * refragment a message without extensions): held as received, a client's
+ * empty or one-byte fragments would cost their headers, which neither
+ * max_message_size nor a rate limit counts, and memory would grow without
+ * bound.  Returns 0, or -1 once the session was closed.
  */
 static int
 relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
@@ -373,8 +410,7 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 		relay_violation(p, r);
 		return (-1);
 	}
-	if ((p->p_held == NULL && (p->p_held = evbuffer_new()) == NULL) ||
-	    (p->p_text == NULL && (p->p_text = evbuffer_new()) == NULL))
+	if (p->p_text == NULL && (p->p_text = evbuffer_new()) == NULL)
 		goto fail;
 	if (f->f_len > 0) {
 		if (evbuffer_reserve_space(p->p_text, f->f_len, &v, 1) != 1 ||
@@ -390,7 +426,7 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 		if (evbuffer_commit_space(p->p_text, &v, 1) == -1)
 			goto fail;
 	}
-	evbuffer_remove_buffer(in, p->p_held, f->f_hdr_len + f->f_len);
+	evbuffer_drain(in, f->f_hdr_len + f->f_len);
 	p->p_bytes += f->f_hdr_len + f->f_len;
 	p->p_have_frame = 0;
 	if (!f->f_fin)
@@ -412,8 +448,8 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 			return (-1);
 		}
 	}
-	evbuffer_drain(p->p_text, len);
-	evbuffer_add_buffer(out, p->p_held);
+	if (relay_send_held(p->p_text, len, pol->pol_max_frame_size, out) == -1)
+		goto fail;
 	return (0);
 fail:
 	log_warnx("conn %llu: out of memory holding a message",

@@ -885,10 +885,6 @@ session_peer_free(struct wsg_peer *p)
 		bufferevent_free(p->p_bev);
 		p->p_bev = NULL;
 	}
-	if (p->p_held != NULL) {
-		evbuffer_free(p->p_held);
-		p->p_held = NULL;
-	}
 	if (p->p_text != NULL) {
 		evbuffer_free(p->p_text);
 		p->p_text = NULL;

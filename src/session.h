@@ -56,7 +56,6 @@ struct wsg_peer {
 	int			 p_paused;	/* reading stopped: far side full */
 	struct event		*p_gone_ev;	/* EV_CLOSED while paused */
 	/* deny_regex: a text message is held whole until it is judged. */
-	struct evbuffer		*p_held;	/* its frames, as received */
 	struct evbuffer		*p_text;	/* its unmasked payload */
 
 	int			 p_close_rcvd;	/* this side sent a close */

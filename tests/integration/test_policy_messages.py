@@ -121,6 +121,78 @@ def test_fragmented_non_matching_message_passes_whole(gw, up):
         c.close()
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def test_held_message_keeps_only_its_payload(gw, up):
+    """A held text message costs its payload, not its frames: 48 MB of
+    empty continuations (8 million frames) must not grow the gateway by
+    their headers, which neither max_message_size nor a rate limit
+    counts.  The message leaves as one frame, refragmented at
+    max_frame_size (RFC 6455 5.4)."""
+    c, _ = http_upgrade(gw, B("/c"))
+    try:
+        echo_ok(c, b"warm up")
+        before = rss_kib(gw.pid)
+        c.send_frame(T, b"held ", fin=False)
+        empty = wsproto.encode_frame(C, b"", fin=False)
+        for _ in range(160):
+            c.send(empty * 50000)
+        # the pong comes back once every frame before the ping was read
+        c.send_frame(wsproto.OP_PING, b"sync")
+        f = c.read_frame(120)
+        assert f is not None and f.opcode == wsproto.OP_PONG, f
+        # held as received, the headers alone would be 48 MB
+        grown = rss_kib(gw.pid) - before
+        assert grown < 24 * 1024, "RSS grew by %d KiB" % grown
+        c.send_frame(C, b"tail", fin=True)
+        f = c.read_frame(10)
+        assert f is not None and f.opcode == T and f.fin, f
+        assert f.payload == b"held tail", f
+        conn = up.wait_conns(1)[0]
+        data = [x for x in conn.frames if x.opcode in (T, C, BIN)]
+        assert [(x.opcode, x.fin, x.payload) for x in data][-1] == \
+            (T, True, b"held tail"), data[-3:]
+    finally:
+        c.close()
+
+
+def test_held_message_leaves_in_frames_of_max_frame_size(factory):
+    up = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/c", "rec", "content")], upstreams={"rec": [up.addr]},
+        policies={"content": policy(
+            frames={"max_frame_size": "100", "max_message_size": "1KiB"},
+            messages={"deny_regex": ["forbidden"]})})
+    c, _ = http_upgrade(g, B("/c"))
+    try:
+        msg = bytes(range(48, 48 + 70)) * 3      # 210 bytes of text
+        c.send_frame(T, msg[:7], fin=False)
+        for i in range(7, 203, 49):
+            c.send_frame(C, msg[i:i + 49], fin=False)
+        c.send_frame(C, msg[203:], fin=True)
+        got = []
+        while True:
+            f = c.read_frame(5)
+            assert f is not None
+            got.append(f)
+            if f.fin:
+                break
+        assert b"".join(f.payload for f in got) == msg
+        conn = up.wait_conns(1)[0]
+        data = [x for x in conn.frames if x.opcode in (T, C, BIN)]
+        assert [(x.opcode, x.fin, len(x.payload)) for x in data] == \
+            [(T, False, 100), (C, False, 100), (C, True, 10)], data
+        assert all(x.masked for x in data), data
+    finally:
+        c.close()
+
+
 def test_pathological_message_is_refused_without_stalling(gw, up):
     evil = b"a" * 40 + b"!"
 

@@ -289,6 +289,20 @@ def test_bytes_per_connection_refills(gw, up):
     assert [len(f.payload) for f in data_frames(conn)] == [1000] * 3
 
 
+def test_bytes_per_connection_counts_empty_frames(gw, up):
+    """Empty continuations are no message and carry no payload; each
+    costs a byte, or no per-connection limit would ever stop a flood of
+    them.  The 1 KiB burst lets about a thousand through."""
+    c, _ = http_upgrade(gw, B("/bytes"))
+    try:
+        c.send_frame(T, b"x", fin=False)
+        c.send(wsproto.encode_frame(wsproto.OP_CONT, b"", fin=False) * 5000)
+        conn = expect_rate_close(gw, up, c, "rate_bytes")
+    finally:
+        c.close()
+    assert 1000 <= len(data_frames(conn)) <= 1100, len(data_frames(conn))
+
+
 def test_zz_gateway_still_relays(gw, up):
     c, _ = http_upgrade(gw, B("/free"))
     try:
