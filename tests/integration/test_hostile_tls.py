@@ -184,3 +184,25 @@ def test_min_version_13_refuses_a_tls12_client(factory):
     assert (e["status"], e["reason"], e["path"]) == \
         (None, "handshake_failed", None), e
     echo_works(gw)
+
+
+@pytest.mark.parametrize("group", ["ffdhe2048", "ffdhe8192"])
+def test_no_finite_field_groups(factory, certs, group):
+    """A client that offers only a finite-field group (each ffdhe8192
+    ClientHello, replayed, costs the gateway ~150 ms of CPU) gets no
+    handshake; one that also offers X25519 gets X25519."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+
+    def s_client(groups):
+        p = subprocess.run(["openssl", "s_client", "-connect",
+                            "127.0.0.1:%d" % gw.port, "-tls1_3",
+                            "-groups", groups], input=b"",
+                           capture_output=True, timeout=20)
+        return p.stdout.decode(errors="replace")
+    out = s_client(group)
+    assert "Server Temp Key: DH" not in out and \
+        "Cipher is (NONE)" in out, out
+    out = s_client(group + ":X25519")
+    assert "Server Temp Key: X25519" in out, out

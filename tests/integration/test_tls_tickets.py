@@ -20,7 +20,7 @@ import subprocess
 import pytest
 
 import rawclient
-from conftest import WSGATE, PreClient, metric, openssl
+from conftest import WSGATE, PreClient, free_port, metric, openssl
 from test_policy_mtls import make_ca, make_client
 
 B = rawclient.build_request
@@ -304,3 +304,87 @@ def test_secret_file_errors(factory, certs, tmp_path):
     path.chmod(0o600)
     rc, out = check_config(gw)
     assert rc == 0 and "other users" not in out, out
+
+
+# -- a changed client CA ends the sessions of the old one ---------------------------
+
+def make_ca_named(d, fname, cn):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-keyout", d / (fname + ".key"), "-out", d / (fname + ".pem"),
+            "-subj", "/CN=%s" % cn,
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rekeyed_ca_at_reload_refuses_old_tickets(factory, certs, tmp_path,
+                                                  version):
+    """The CA is replaced by a new one (new key, same name) at a reload, so
+    that certificates of the old one no longer get in.  A full handshake
+    with an old certificate is refused; a ticket from before the reload
+    must be refused too."""
+    d = tmp_path
+    make_ca_named(d, "old", "Internal Client CA")
+    make_ca_named(d, "new", "Internal Client CA")
+    oldcert = make_client(d, "oldclient", "old", "svc-old")
+    ca = d / "clientca.pem"
+    shutil.copy(d / "old.pem", ca)
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]},
+                         listener={"tls": {"certificate": certs["cert"],
+                                           "key": certs["key"],
+                                           "client_ca": str(ca)}})
+    ctx = client_ctx(certs, version, oldcert)
+    st, reused, sess, _ = upgrade(gw, ctx)
+    assert (st, reused) == (OK, False) and sess.has_ticket
+    shutil.copy(d / "new.pem", ca)
+    gw.reload()
+    # a full handshake with the old CA's certificate: refused
+    st, reused, _, _ = upgrade(gw, ctx)
+    assert st != OK, st
+    # the ticket from before the reload
+    st, reused, _, port = upgrade(gw, ctx, sess)
+    e = gw.wait_entry(client_port=port)
+    assert st != OK, "old-CA session resumed after the CA changed: %s %s" % (
+        reused, e)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_trusted_format_ca_listeners_do_not_share_sessions(factory, certs,
+                                                           tmp_path, version):
+    """Two mTLS listeners, same server certificate, different client CAs
+    written as TRUSTED CERTIFICATE PEM (openssl x509 -trustout), which
+    SSL_CTX_load_verify_locations() reads.  A certificate of CA A is
+    refused on listener B; its ticket from A must be refused on B too."""
+    d = tmp_path
+    make_ca_named(d, "caA", "CA A")
+    make_ca_named(d, "caB", "CA B")
+    for n in ("caA", "caB"):
+        openssl("x509", "-in", d / (n + ".pem"), "-trustout",
+                "-addtrust", "clientAuth", "-out", d / (n + ".trusted.pem"))
+    certA = make_client(d, "clientA", "caA", "svc-a")
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, start=False,
+                         listener={"tls": {"certificate": certs["cert"],
+                                           "key": certs["key"],
+                                           "client_ca": str(
+                                               d / "caA.trusted.pem")}})
+    b = dict(gw.config["listeners"][0])
+    b["name"] = "b"
+    gw.b_port = free_port()
+    b["listen"] = "127.0.0.1:%d" % gw.b_port
+    b["tls"] = dict(b["tls"], client_ca=str(d / "caB.trusted.pem"))
+    gw.config["listeners"].append(b)
+    gw.write_config()
+    gw.start()
+    ctx = client_ctx(certs, version, certA)
+    st, reused, sess, _ = upgrade(gw, ctx)
+    assert (st, reused) == (OK, False) and sess.has_ticket, st
+    st, reused, _, _ = upgrade(gw, ctx, port=gw.b_port)
+    assert st != OK, "CA A's certificate accepted on B in a full handshake"
+    st, reused, _, port = upgrade(gw, ctx, sess, port=gw.b_port)
+    e = gw.wait_entry(client_port=port)
+    assert st != OK, "A's session resumed on B: %s %s" % (reused, e)
