@@ -417,12 +417,13 @@ session_store_cb(void *arg, enum wsg_store_result r, uint32_t retry)
 		session_refuse_rate(s, "rate_concurrent", retry);
 		return;
 	default:
-		if (sc->sc_on_failure == WSG_STORE_FAIL_DENY) {
+		/* A reload may have dropped the store this worker still uses. */
+		if (sc != NULL && sc->sc_on_failure == WSG_STORE_FAIL_DENY) {
 			session_refuse(s, 503, "store_unavailable",
 			    "Retry-After: 1\r\n");
 			return;
 		}
-		if (sc->sc_on_failure == WSG_STORE_FAIL_LOCAL &&
+		if ((sc == NULL || sc->sc_on_failure == WSG_STORE_FAIL_LOCAL) &&
 		    session_rate_local(s) == -1)
 			return;
 		break;
@@ -458,11 +459,13 @@ session_rate_admit(struct wsg_session *s)
 	if (rlkey_make(&s->s_rlkey, pol->pol_name,
 	    (struct sockaddr *)&s->s_addr, rc->rc_ipv6_prefix) == -1)
 		return (0);
-	if (s->s_worker->w_store == NULL)
+	if (s->s_worker->w_store == NULL || s->s_conf->c_store == NULL)
 		return (session_rate_local(s));
 	if (rlkey_addr(&s->s_rlkey, addr, sizeof(addr)) == -1 ||
 	    store_admit(s->s_worker->w_store, pol->pol_name, addr, rc,
 	    s->s_id, session_store_cb, s) == -1) {
+		/* No request made: apply on_failure now, as the store would. */
+		s->s_state = WSG_S_ADMITTING;
 		session_store_cb(s, WSG_STORE_DOWN, 0);
 		return (1);
 	}

@@ -148,6 +148,7 @@ struct wsg_store {
 	struct store_lease	*st_chains[STORE_LEASE_CHAINS];
 	struct wsg_store_stats	 st_stats;
 	int			 st_freeing;
+	int			 st_reloaded;	/* scripts re-sent this period */
 };
 
 struct store_req {
@@ -391,7 +392,41 @@ store_chain(struct wsg_store *st, uint64_t id)
 	return &st->st_chains[(id ^ (id >> 17)) % STORE_LEASE_CHAINS];
 }
 
-/* Send a lease's refresh (fire and forget). */
+static void	store_refresh_one(struct wsg_store *,
+		    const struct store_lease *);
+static void	store_log_error(struct wsg_store *, const char *,
+		    const char *);
+
+/*
+ * A refresh's reply.  NOSCRIPT means Redis lost its script cache while
+ * connected (SCRIPT FLUSH): load the scripts again and refresh every lease
+ * behind them, at most once per refresh period, or the leases of open
+ * connections would silently expire.
+ */
+static void
+store_refresh_reply_cb(redisAsyncContext *ac, void *rp, void *privdata)
+{
+	struct wsg_store	*st = privdata;
+	redisReply		*reply = rp;
+	struct store_lease	*l;
+
+	if (reply == NULL || st == NULL || ac != st->st_ac ||
+	    st->st_freeing || reply->type != REDIS_REPLY_ERROR)
+		return;
+	if (strncmp(reply->str, "NOSCRIPT", 8) != 0) {
+		store_log_error(st, "lease refresh failed", reply->str);
+		return;
+	}
+	if (st->st_reloaded)
+		return;
+	st->st_reloaded = 1;
+	redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", store_admit_lua);
+	redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", store_refresh_lua);
+	TAILQ_FOREACH(l, &st->st_leases, l_entry)
+		store_refresh_one(st, l);
+}
+
+/* Send a lease's refresh. */
 static void
 store_refresh_one(struct wsg_store *st, const struct store_lease *l)
 {
@@ -409,7 +444,8 @@ store_refresh_one(struct wsg_store *st, const struct store_lease *l)
 	argv[5] = ttl;
 	for (i = 0; i < 6; i++)
 		argvlen[i] = strlen(argv[i]);
-	(void)redisAsyncCommandArgv(st->st_ac, NULL, NULL, 6, argv, argvlen);
+	(void)redisAsyncCommandArgv(st->st_ac, store_refresh_reply_cb, st, 6,
+	    argv, argvlen);
 }
 
 /* Send ZREM for a lease member (fire and forget). */
@@ -662,6 +698,7 @@ store_refresh_cb(evutil_socket_t fd, short ev, void *arg)
 	struct wsg_store	*st = arg;
 	struct store_lease	*l;
 
+	st->st_reloaded = 0;
 	if (st->st_state != STORE_UP)
 		return;
 	TAILQ_FOREACH(l, &st->st_leases, l_entry)

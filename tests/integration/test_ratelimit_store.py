@@ -8,6 +8,7 @@ admits, local counts in the process; Redis back: sharing resumes.  A
 gateway killed with SIGKILL stops counting once its leases expire.
 """
 
+import copy
 import shutil
 import signal
 import socket
@@ -18,8 +19,8 @@ import pytest
 
 import rawclient
 import wsproto
-from conftest import (http_refusal, http_upgrade, metric, policy,
-                      stop_process, tail, wait_for)
+from conftest import (free_port, http_refusal, http_upgrade, metric,
+                      policy, stop_process, tail, wait_for)
 
 B = rawclient.build_request
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -375,4 +376,65 @@ def test_racing_gateways_never_both_take_the_last_slot(factory, redis):
         assert sorted(statuses, key=str) == [101] * 4 + [429] * 20, statuses
     finally:
         for c in clients:
+            c.close()
+
+
+def test_reload_dropping_the_store_while_redis_is_down(factory):
+    """A reload removes rate_limit_store while Redis is unreachable.  The
+    worker keeps its store until a restart, as the log says, but new
+    sessions run on the new configuration, which has no on_failure: they
+    are counted locally, and the daemon stays up."""
+    up = factory.raw_upstream()
+    dead = "redis://127.0.0.1:%d/0" % free_port()     # nothing listens
+    gw = factory.gateway(
+        routes=[("/r", "rec", "shared")],
+        upstreams={"rec": [up.addr]},
+        policies={"shared": policy(rate_limit={"concurrent_per_ip": 1})},
+        top={"rate_limit_store": {"redis": dead, "on_failure": "allow"}})
+    wait_for(lambda: "is unavailable" in gw.error_text(), 10,
+             what="the store to be down")
+    st, c, resp = try_upgrade(gw)
+    assert st == 101, resp
+    c.close()
+    cfg = copy.deepcopy(gw.config)
+    del cfg["rate_limit_store"]
+    gw.write_config(cfg)
+    gw.reload()
+    held = []
+    try:
+        st, c, resp = try_upgrade(gw)
+        assert gw.alive(), tail(gw.stderr_path, 30)
+        assert st == 101, resp
+        held.append(c)
+        # counted in the local table: the second concurrent one is refused
+        st, c, resp = try_upgrade(gw)
+        if c is not None:
+            held.append(c)
+        assert st == 429, resp
+    finally:
+        for c in held:
+            c.close()
+    assert gw.alive(), tail(gw.stderr_path, 30)
+
+
+def test_leases_keep_counting_after_script_flush(factory, redis):
+    """Redis loses its script cache while connected (SCRIPT FLUSH).
+    Admissions fall back to EVAL; lease refreshes must too, or the leases
+    of open connections expire after lease_ttl and stop counting."""
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 1}, "deny")
+    held = []
+    try:
+        opened(gw, held)
+        st, c, resp = try_upgrade(gw)
+        assert st == 429, resp
+        assert redis.command("SCRIPT", "FLUSH") == b"+OK\r\n"
+        time.sleep(LEASE_TTL + 2.0)
+        echo_ok(held[0], b"still open")
+        st, c, resp = try_upgrade(gw)
+        if c is not None:
+            held.append(c)
+        assert st == 429, \
+            "a second connection got in while the first is open: %r" % resp
+    finally:
+        for c in held:
             c.close()
