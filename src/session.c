@@ -80,13 +80,19 @@ session_elapsed(const struct wsg_session *s)
 	    (now.tv_nsec - s->s_start.tv_nsec) / 1e9);
 }
 
+/*
+ * The monotonic clock: a step of the wall clock (NTP, an operator) must
+ * neither close a busy session as idle nor keep a quiet one open.  libevent's
+ * cached time is the wall clock.
+ */
 uint64_t
 session_now_ms(struct wsg_session *s)
 {
-	struct timeval	tv;
+	struct timespec	ts;
 
-	event_base_gettimeofday_cached(s->s_worker->w_base, &tv);
-	return ((uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+	(void)s;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 }
 
 /* Set up one half of a session around its bufferevent. */

@@ -194,7 +194,7 @@ void	session_shutdown(struct wsg_session *);
 /* Drain: close an open session for shutdown in ms milliseconds. */
 void	session_drain(struct wsg_session *, uint64_t);
 
-/* A monotonic clock in milliseconds (cached by the event loop). */
+/* Milliseconds on the monotonic clock (CLOCK_MONOTONIC_COARSE). */
 uint64_t	session_now_ms(struct wsg_session *);
 
 #endif /* WSG_SESSION_H */

@@ -168,6 +168,86 @@ def test_idle_timeout_closes_1001(factory):
     assert ev["code"] == 1001, ev
 
 
+CLOCKSTEP_C = r"""
+/* gettimeofday() plus the seconds in $CLOCKSTEP_FILE: a wall-clock step. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/time.h>
+
+int
+gettimeofday(struct timeval *restrict tv, void *restrict tz)
+{
+	static int (*real)(struct timeval *, void *);
+	const char *f = getenv("CLOCKSTEP_FILE");
+	FILE *fp;
+	long off = 0;
+	int r;
+
+	if (real == NULL)
+		real = (int (*)(struct timeval *, void *))dlsym(RTLD_NEXT,
+		    "gettimeofday");
+	r = real(tv, tz);
+	if (r == 0 && tv != NULL && f != NULL && (fp = fopen(f, "r")) != NULL) {
+		if (fscanf(fp, "%ld", &off) == 1)
+			tv->tv_sec += off;
+		fclose(fp);
+	}
+	return r;
+}
+"""
+
+
+def test_wall_clock_step_does_not_close_a_session_early(factory, tmp_path):
+    """The idle timeout runs on the monotonic clock.  On libevent's cached
+    time, which is the wall clock, a step back (NTP, an operator) made
+    now - last_active wrap, and a session quiet for less than its idle
+    timeout was closed as idle_timeout.  The step comes from a shim in
+    front of gettimeofday(), which libevent reads every 5 s."""
+    import os
+    import shutil
+    import subprocess
+    import time
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler for the clock shim")
+    (tmp_path / "clockstep.c").write_text(CLOCKSTEP_C)
+    shim = tmp_path / "clockstep.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(shim),
+                    str(tmp_path / "clockstep.c"), "-ldl"], check=True)
+    step = tmp_path / "offset"
+    step.write_text("0")
+    up = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/echo", "echo", "idle")],
+                         upstreams={"echo": [up.addr]},
+                         policies={"idle": policy(timeouts={"idle": "10s"})},
+                         start=False)
+    env = dict(os.environ, LD_PRELOAD=str(shim), CLOCKSTEP_FILE=str(step))
+    # an ASan build wants its runtime first; the shim only wraps one call
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + \
+        ":verify_asan_link_order=0"
+    gw.start(env=env)
+    c = gw.raw(timeout=30)
+    try:
+        c.upgrade("/echo")
+        for _ in range(6):
+            c.send_frame(wsproto.OP_TEXT, b"hi", mask=True)
+            f = c.read_frame(5)
+            assert f is not None and f.payload == b"hi", f
+            time.sleep(0.5)
+        quiet = time.monotonic()
+        step.write_text("-1000")        # the wall clock steps back 1000 s
+        f = c.read_frame(timeout=25)
+        closed = time.monotonic() - quiet
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port, timeout=10)
+    assert e["reason"] == "idle_timeout", e
+    # closed after its 10 s of quiet, not at the next timer after the step
+    assert closed >= 9.0, "idle close after %.1f s quiet" % closed
+
+
 def test_traffic_keeps_idle_timer_away(factory):
     be = factory.echo()
     gw = factory.gateway(routes=[("/echo", "echo", "idle")],
