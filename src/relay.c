@@ -504,6 +504,12 @@ relay_move(struct wsg_peer *p)
 		return;
 	in = bufferevent_get_input(p->p_bev);
 	out = bufferevent_get_output(o->p_bev);
+	/*
+	 * Bytes of a frame are activity, not only its header: a large frame
+	 * streamed, or a frame that arrives slowly, is not idle.
+	 */
+	if (evbuffer_get_length(in) > 0)
+		s->s_last_active = session_now_ms(s);
 	while (s->s_state == WSG_S_OPEN) {
 		if ((avail = evbuffer_get_length(in) - pend) == 0)
 			break;
@@ -549,7 +555,6 @@ relay_move(struct wsg_peer *p)
 			}
 			p->p_have_frame = 1;
 			p->p_frames++;
-			s->s_last_active = session_now_ms(s);
 			if (p->p_is_client && pol->pol_rate != NULL) {
 				relay_flush(in, out, &pend);
 				if (relay_rate(p) == -1)

@@ -248,6 +248,42 @@ def test_wall_clock_step_does_not_close_a_session_early(factory, tmp_path):
     assert closed >= 9.0, "idle close after %.1f s quiet" % closed
 
 
+@pytest.mark.parametrize("size", [100 * 1024, 600 * 1024],
+                         ids=["buffered", "streamed"])
+def test_a_frame_still_arriving_is_not_idle(factory, size):
+    """A frame whose bytes trickle in for longer than the idle timeout is
+    traffic: buffered whole (up to 256 KiB) or streamed (above), it is
+    relayed, not cut off as idle_timeout."""
+    import time
+    up = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(
+        routes=[("/echo", "echo", "slow")], upstreams={"echo": [up.addr]},
+        policies={"slow": policy(timeouts={"idle": "1s"},
+                                 frames={"max_frame_size": "1MiB",
+                                         "max_message_size": "1MiB",
+                                         "allow_binary": True})})
+    payload = bytes(range(256)) * (size // 256)
+    data = wsproto.encode_frame(wsproto.OP_BINARY, payload, mask=True)
+    c = gw.raw(timeout=15)
+    try:
+        c.upgrade("/echo")
+        step = len(data) // 12 + 1
+        for i in range(0, len(data), step):
+            c.send(data[i:i + step])
+            time.sleep(0.25)            # 3 s in all, the timeout is 1 s
+        got = b""
+        while len(got) < len(payload):
+            f = c.read_frame(10)
+            assert f is not None and f.opcode in (
+                wsproto.OP_BINARY, wsproto.OP_CONT), f
+            got += f.payload
+        assert got == payload
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port, timeout=10)
+    assert e["bytes_in"] > size, e
+
+
 def test_traffic_keeps_idle_timer_away(factory):
     be = factory.echo()
     gw = factory.gateway(routes=[("/echo", "echo", "idle")],
