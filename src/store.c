@@ -149,6 +149,7 @@ struct wsg_store {
 	struct wsg_store_stats	 st_stats;
 	int			 st_freeing;
 	int			 st_reloaded;	/* scripts re-sent this period */
+	size_t			 st_refresh_out; /* refreshes not answered */
 };
 
 struct store_req {
@@ -410,8 +411,11 @@ store_refresh_reply_cb(redisAsyncContext *ac, void *rp, void *privdata)
 	redisReply		*reply = rp;
 	struct store_lease	*l;
 
-	if (reply == NULL || st == NULL || ac != st->st_ac ||
-	    st->st_freeing || reply->type != REDIS_REPLY_ERROR)
+	if (reply == NULL || st == NULL || ac != st->st_ac || st->st_freeing)
+		return;
+	if (st->st_refresh_out > 0)
+		st->st_refresh_out--;
+	if (reply->type != REDIS_REPLY_ERROR)
 		return;
 	if (strncmp(reply->str, "NOSCRIPT", 8) != 0) {
 		store_log_error(st, "lease refresh failed", reply->str);
@@ -444,8 +448,9 @@ store_refresh_one(struct wsg_store *st, const struct store_lease *l)
 	argv[5] = ttl;
 	for (i = 0; i < 6; i++)
 		argvlen[i] = strlen(argv[i]);
-	(void)redisAsyncCommandArgv(st->st_ac, store_refresh_reply_cb, st, 6,
-	    argv, argvlen);
+	if (redisAsyncCommandArgv(st->st_ac, store_refresh_reply_cb, st, 6,
+	    argv, argvlen) == REDIS_OK)
+		st->st_refresh_out++;
 }
 
 /* Send ZREM for a lease member (fire and forget). */
@@ -701,6 +706,18 @@ store_refresh_cb(evutil_socket_t fd, short ev, void *arg)
 	st->st_reloaded = 0;
 	if (st->st_state != STORE_UP)
 		return;
+	/*
+	 * No answer to any refresh of a whole period: Redis has stopped
+	 * reading or answering.  Without an admission there is no request
+	 * timer to notice, and refreshes would pile up in hiredis's output
+	 * buffer period after period.  Drop the connection, as a request
+	 * timeout does.
+	 */
+	if (st->st_refresh_out > 0) {
+		st->st_stats.ss_timeouts++;
+		store_conn_lost(st, "no reply to lease refreshes in time");
+		return;
+	}
 	TAILQ_FOREACH(l, &st->st_leases, l_entry)
 		store_refresh_one(st, l);
 }
@@ -830,6 +847,7 @@ store_connect(struct wsg_store *st)
 	st->st_ac = ac;
 	st->st_state = STORE_CONNECTING;
 	st->st_setup_left = 2;
+	st->st_refresh_out = 0;
 	if (st->st_conf.sc_db != 0) {
 		st->st_setup_left++;
 		redisAsyncCommand(ac, store_setup_cb, st, "SELECT %d",

@@ -438,3 +438,32 @@ def test_leases_keep_counting_after_script_flush(factory, redis):
     finally:
         for c in held:
             c.close()
+
+
+def test_a_redis_that_stops_answering_is_dropped_without_admissions(
+        factory, redis):
+    """Redis stops reading and answering (here: SIGSTOP) while no new
+    connection comes to be admitted, so no request timer runs.  The lease
+    refreshes of a whole period go unanswered: the gateway drops the
+    connection instead of queueing refreshes without end, and connects
+    again once Redis is back."""
+    import os
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 4})
+    held = []
+    try:
+        opened(gw, held)
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: "no reply to lease refreshes" in
+                     gw.error_text(), 3 * LEASE_TTL,
+                     what="the store dropped for unanswered refreshes")
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        wait_for(lambda: gw.error_text().count(
+            "rate_limit_store: connected") >= 2, 20,
+            what="the store connected again")
+        echo_ok(held[0], b"still open")
+        assert gw.alive()
+    finally:
+        for c in held:
+            c.close()
