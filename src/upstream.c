@@ -219,12 +219,30 @@ upstream_release(struct wsg_session *s)
 	}
 }
 
-/* A connect failed: try the next server, or refuse with 502. */
+/*
+ * A connect failed: try the next server, or refuse with 502.  When this
+ * process is out of descriptors or memory the server is not to blame: it
+ * is not marked down nor counted, no other server is tried, and the client
+ * gets 503 overloaded, as over max_connections.
+ */
 static void
 upstream_connect_failed(struct wsg_session *s, int err)
 {
 	struct wsg_upstream	*up = s->s_route->rt_upstream;
 
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM) {
+		log_warnx("conn %llu: upstream %s: cannot open a connection "
+		    "here: %s", (unsigned long long)s->s_id, up->up_name,
+		    strerror(err));
+		upstream_release(s);
+		if (s->s_upstream.p_bev != NULL) {
+			bufferevent_free(s->s_upstream.p_bev);
+			s->s_upstream.p_bev = NULL;
+		}
+		session_refuse(s, 503, "overloaded", "Retry-After: 1\r\n");
+		return;
+	}
 	log_warnx("conn %llu: upstream %s server %s: connect failed: %s",
 	    (unsigned long long)s->s_id, up->up_name, s->s_server->srv_name,
 	    strerror(err));

@@ -8,13 +8,14 @@ handshake timeout rather than left hanging, and afterwards it is back at
 its descriptor baseline and relays normally.
 """
 
+import os
 import resource
 import socket
 import time
 
 import rawclient
 import rawup
-from conftest import echo_works, fd_count, wait_fds_at_most
+from conftest import echo_works, fd_count, metric, wait_fds_at_most, wait_for
 
 LIMIT = 64
 FD_SLACK = 2
@@ -185,3 +186,42 @@ def test_sessions_past_the_limit_are_refused_or_delayed_then_served(factory):
     assert gw.alive()
     for _ in range(3):
         echo_works(gw)
+
+
+def test_no_descriptor_for_the_upstream_is_503_not_the_servers_fault(
+        factory):
+    """The client's connection takes the last descriptor, so the one to
+    the upstream cannot be opened (EMFILE).  That is this process's
+    shortage, not the server's: the client gets 503 overloaded, as over
+    max_connections; the server is not counted as failed (its
+    connect-failure series stays 0) nor named in a "connect failed" line;
+    with descriptors back it serves at once."""
+    echo = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": {"servers": [echo.addr],
+                                             "connect_timeout": "1s"}},
+                         listener={"handshake_timeout": "2s"}, tls=False,
+                         admin=True)
+    echo_works(gw)
+    # the descriptors settle once that session's are closed
+    counts = []
+    wait_for(lambda: counts.append(fd_count(gw.pid)) or
+             (len(counts) > 2 and counts[-1] == counts[-2] == counts[-3]),
+             8, interval=0.2, what="the daemon's descriptors to settle")
+    fds = [int(f) for f in os.listdir("/proc/%d/fd" % gw.pid)]
+    # the lowest limit that leaves exactly one number free: the client's
+    lim = next(n for n in range(1, 65536) if n - sum(f < n for f in fds) == 1)
+    soft, hard = resource.prlimit(gw.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (lim, hard))
+    try:
+        resp, e, _ = gw.raw_upgrade("/echo")
+    finally:
+        resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert resp.status == 503 and e["reason"] == "overloaded", (resp, e)
+    assert resp.header("Retry-After") == ["1"], resp
+    assert "cannot open a connection here" in gw.error_text()
+    assert "connect failed" not in gw.error_text()
+    samples = gw.metrics()
+    assert metric(samples, "wsgate_upstream_connect_failures_total",
+                  upstream="echo") == 0, samples
+    echo_works(gw)
