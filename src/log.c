@@ -167,16 +167,34 @@ log_vwrite(int level, const char *err, const char *fmt, va_list ap)
 	(void)write(log_error_fd, line, n);
 }
 
+/*
+ * The text of an error number.  The GNU strerror_r(), which
+ * AC_USE_SYSTEM_EXTENSIONS selects, returns it and mostly leaves buf as
+ * it was; the POSIX one fills buf.
+ */
+static const char *
+log_strerror(int err, char *buf, size_t len)
+{
+#ifdef STRERROR_R_CHAR_P
+	return (strerror_r(err, buf, len));
+#else
+	if (strerror_r(err, buf, len) != 0)
+		(void)snprintf(buf, len, "error %d", err);
+	return (buf);
+#endif
+}
+
 void
 log_warn(const char *fmt, ...)
 {
 	va_list	 ap;
 	char	 ebuf[128];
+	const char	*e;
 	int	 saved = errno;
 
-	strerror_r(saved, ebuf, sizeof(ebuf));
+	e = log_strerror(saved, ebuf, sizeof(ebuf));
 	va_start(ap, fmt);
-	log_vwrite(WSG_LOG_WARN, ebuf, fmt, ap);
+	log_vwrite(WSG_LOG_WARN, e, fmt, ap);
 	va_end(ap);
 	errno = saved;
 }
@@ -216,10 +234,11 @@ fatal(const char *fmt, ...)
 {
 	va_list	 ap;
 	char	 ebuf[128];
+	const char	*e;
 
-	strerror_r(errno, ebuf, sizeof(ebuf));
+	e = log_strerror(errno, ebuf, sizeof(ebuf));
 	va_start(ap, fmt);
-	log_vwrite(WSG_LOG_ERROR, ebuf, fmt, ap);
+	log_vwrite(WSG_LOG_ERROR, e, fmt, ap);
 	va_end(ap);
 	exit(1);
 }

@@ -112,3 +112,30 @@ def test_default_config_path(tmp_path):
                  out.splitlines()[0] if out else "")
     assert m, out
     assert (p.returncode == 0) == (m.group(2) == "ok"), (p.returncode, out)
+
+
+def test_a_busy_listen_address_is_named_with_its_error(tmp_path, certs,
+                                                     client_ssl):
+    """The daemon cannot bind a listener: the error log gives the system's
+    words for it.  (GNU strerror_r returns the text and mostly leaves the
+    buffer alone; printing the buffer printed stack bytes.)"""
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        gw = Gateway(tmp_path / "gw", certs, client_ssl,
+                     routes=[("/echo", "echo")],
+                     upstreams={"echo": ["127.0.0.1:9"]},
+                     listener={"listen": "127.0.0.1:%d" %
+                               busy.getsockname()[1]})
+        p = subprocess.run([WSGATE, "-c", str(gw.cfg_path)],
+                           capture_output=True, text=True, timeout=20,
+                           stdin=subprocess.DEVNULL, errors="replace")
+    finally:
+        busy.close()
+    out = p.stdout + p.stderr + gw.error_text()
+    assert p.returncode != 0, out
+    assert re.search(r"listener public: 127\.0\.0\.1:\d+ is in use: "
+                     r"Address already in use$", out, re.M), out
+
