@@ -65,6 +65,7 @@ _Static_assert(CONFIG_MAX_SERVERS <= 64, "s_server_tried: a bit a server");
 #define CONFIG_MAX_COUNTRIES	256	/* allow_countries, deny_countries */
 #define CONFIG_MIN_RL_ENTRIES	1000	/* rate_limit_table.max_entries */
 #define CONFIG_MAX_RL_ENTRIES	10000000
+#define CONFIG_MAX_DEPTH	64	/* nested lists and mappings in a file */
 
 /* Scopes: where a key may appear, and which man page documents it. */
 enum config_scope {
@@ -2372,6 +2373,56 @@ config_yaml_error(struct wsg_errors *errs, const char *file,
 }
 
 /*
+ * Refuse lists and mappings nested deeper than CONFIG_MAX_DEPTH before
+ * libyaml builds the document: its scanner spends time in proportion to
+ * the nesting depth on every token, so "[[[[..." of a few hundred KiB
+ * would hold -t, or a reload, for minutes.  Walking the events stops at
+ * the first level too deep.  A syntax error is left to the loader.
+ */
+static int
+config_check_depth(FILE *fp, const char *file, struct wsg_errors *errs)
+{
+	yaml_parser_t	 parser;
+	yaml_event_t	 ev;
+	size_t		 depth = 0;
+	int		 rv = 0, done = 0;
+
+	if (!yaml_parser_initialize(&parser)) {
+		errors_add(errs, file, 0, 0, "out of memory");
+		return -2;
+	}
+	yaml_parser_set_input_file(&parser, fp);
+	while (!done && yaml_parser_parse(&parser, &ev)) {
+		switch (ev.type) {
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			if (++depth > CONFIG_MAX_DEPTH) {
+				errors_add(errs, file, ev.start_mark.line + 1,
+				    ev.start_mark.column + 1, "lists and "
+				    "mappings are nested more than %d deep",
+				    CONFIG_MAX_DEPTH);
+				rv = -2;
+				done = 1;
+			}
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			depth--;
+			break;
+		case YAML_STREAM_END_EVENT:
+			done = 1;
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&parser);
+	rewind(fp);
+	return rv;
+}
+
+/*
  * Read a file as one YAML document.  Returns 0 with doc loaded (root may
  * be NULL for an empty file), -1 with errno set when it cannot be opened
  * and nothing reported, or -2 after reporting an error.
@@ -2387,6 +2438,10 @@ config_read_yaml(const char *file, yaml_document_t *doc,
 
 	if ((fp = fopen(file, "r")) == NULL)
 		return -1;
+	if (config_check_depth(fp, file, errs) == -2) {
+		fclose(fp);
+		return -2;
+	}
 	if (!yaml_parser_initialize(&parser)) {
 		fclose(fp);
 		errors_add(errs, file, 0, 0, "out of memory");
@@ -2855,6 +2910,55 @@ config_free(struct wsg_config *cf)
 	free(cf);
 }
 
+/* Is an address the wildcard of its family (0.0.0.0 or ::)? */
+static int
+config_is_any(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in	*sin;
+	const struct sockaddr_in6	*sin6;
+
+	if (ss->ss_family == AF_INET) {
+		sin = (const struct sockaddr_in *)(const void *)ss;
+		return sin->sin_addr.s_addr == htonl(INADDR_ANY);
+	}
+	sin6 = (const struct sockaddr_in6 *)(const void *)ss;
+	return ss->ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+}
+
+/* The port of an AF_INET or AF_INET6 address. */
+static uint16_t
+config_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)ss)->sin_port;
+	return ((const struct sockaddr_in6 *)(const void *)ss)->sin6_port;
+}
+
+/*
+ * Would the admin socket (SO_REUSEADDR, dual-stack when IPv6) fail to bind
+ * beside a listener's (SO_REUSEPORT, IPV6_V6ONLY)?  Same port and the same
+ * address, or a wildcard on either side that covers the other.
+ */
+static int
+config_admin_clash(const struct sockaddr_storage *ad,
+    const struct sockaddr_storage *ls)
+{
+	char	a1[64], a2[64];
+
+	if (config_port(ad) != config_port(ls))
+		return 0;
+	if (ad->ss_family == ls->ss_family) {
+		if (config_is_any(ad) || config_is_any(ls))
+			return 1;
+		units_format_addr((const struct sockaddr *)ad, a1, sizeof(a1));
+		units_format_addr((const struct sockaddr *)ls, a2, sizeof(a2));
+		return strcmp(a1, a2) == 0;
+	}
+	/* A dual-stack [::] admin socket takes the IPv4 port as well. */
+	return ad->ss_family == AF_INET6 && config_is_any(ad);
+}
+
 /* The admin listener may not take the address of a listener. */
 static void
 config_check_admin(struct config_ctx *x)
@@ -2862,7 +2966,7 @@ config_check_admin(struct config_ctx *x)
 	struct wsg_config	*cf = x->x_cf;
 	const struct wsg_listener_conf *lc;
 	yaml_node_t		*v = x->x_admin_node;
-	char			 a1[64], a2[64];
+	char			 a1[64];
 	size_t			 i;
 
 	if (!cf->c_has_admin)
@@ -2873,9 +2977,7 @@ config_check_admin(struct config_ctx *x)
 		lc = &cf->c_listeners[i];
 		if (lc->lc_listen == NULL)
 			continue;
-		units_format_addr((const struct sockaddr *)&lc->lc_addr, a2,
-		    sizeof(a2));
-		if (strcmp(a1, a2) == 0)
+		if (config_admin_clash(&cf->c_admin_addr, &lc->lc_addr))
 			errors_add(x->x_errs, x->x_file, config_line(v),
 			    config_col(v), "listen: %s is already used by "
 			    "listener '%s'", a1, lc->lc_name != NULL ?

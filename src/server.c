@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <grp.h>
 #include <pthread.h>
@@ -418,22 +419,76 @@ fail:
 	return (NULL);
 }
 
-/* (Re)start the admin endpoint for a configuration, if it has one. */
-static void
-server_admin(struct wsg_config *conf, const struct wsg_config *old)
+/* The admin port of a configuration that has an admin listener. */
+static in_port_t
+server_admin_port(const struct wsg_config *conf)
 {
-	if (server_admin_ep != NULL && conf->c_has_admin && old != NULL &&
-	    old->c_has_admin && old->c_admin_addrlen ==
+	if (conf->c_admin_addr.ss_family == AF_INET6)
+		return (((const struct sockaddr_in6 *)(const void *)
+		    &conf->c_admin_addr)->sin6_port);
+	return (((const struct sockaddr_in *)(const void *)
+	    &conf->c_admin_addr)->sin_port);
+}
+
+/* Whether conf keeps the admin address of old (both may have none). */
+static int
+server_admin_same(const struct wsg_config *conf, const struct wsg_config *old)
+{
+	if (old == NULL || conf->c_has_admin != old->c_has_admin)
+		return (0);
+	return (!conf->c_has_admin || (old->c_admin_addrlen ==
 	    conf->c_admin_addrlen && memcmp(&old->c_admin_addr,
-	    &conf->c_admin_addr, conf->c_admin_addrlen) == 0)
+	    &conf->c_admin_addr, conf->c_admin_addrlen) == 0));
+}
+
+/*
+ * The admin endpoint of a configuration: *ep is left NULL when the running
+ * one stays (or there is none).  -1 if the new address cannot be bound.
+ */
+static int
+server_admin_prepare(const struct wsg_config *conf,
+    const struct wsg_config *old, struct wsg_admin **ep)
+{
+	*ep = NULL;
+	if (server_admin_same(conf, old) || !conf->c_has_admin)
+		return (0);
+	*ep = admin_start(server_base, (const struct sockaddr *)
+	    &conf->c_admin_addr, conf->c_admin_addrlen, conf->c_admin_listen,
+	    &server_draining);
+	if (*ep != NULL || server_admin_ep == NULL || old == NULL ||
+	    !old->c_has_admin || server_admin_port(old) !=
+	    server_admin_port(conf))
+		return (*ep == NULL ? -1 : 0);
+	/*
+	 * The running endpoint may hold the port itself (127.0.0.1:P to
+	 * 0.0.0.0:P): let it go and try again, and take it back if that
+	 * fails too.
+	 */
+	log_info("admin: moving from %s to %s on the same port",
+	    old->c_admin_listen, conf->c_admin_listen);
+	admin_stop(server_admin_ep);
+	*ep = admin_start(server_base, (const struct sockaddr *)
+	    &conf->c_admin_addr, conf->c_admin_addrlen, conf->c_admin_listen,
+	    &server_draining);
+	if (*ep != NULL) {
+		server_admin_ep = NULL;
+		return (0);
+	}
+	server_admin_ep = admin_start(server_base, (const struct sockaddr *)
+	    &old->c_admin_addr, old->c_admin_addrlen, old->c_admin_listen,
+	    &server_draining);
+	return (-1);
+}
+
+/* Switch to the endpoint server_admin_prepare() made, if it changed. */
+static void
+server_admin_commit(const struct wsg_config *conf,
+    const struct wsg_config *old, struct wsg_admin *ep)
+{
+	if (server_admin_same(conf, old) && server_admin_ep != NULL)
 		return;
 	admin_stop(server_admin_ep);
-	server_admin_ep = NULL;
-	if (conf->c_has_admin)
-		server_admin_ep = admin_start(server_base,
-		    (struct sockaddr *)&conf->c_admin_addr,
-		    conf->c_admin_addrlen, conf->c_admin_listen,
-		    &server_draining);
+	server_admin_ep = ep;
 }
 
 /*
@@ -475,6 +530,7 @@ server_reload(void)
 {
 	struct wsg_errors	  errs;
 	struct wsg_config	 *conf, *old = server_conf;
+	struct wsg_admin	 *admin;
 	int			**fds;
 	size_t			  i;
 
@@ -493,6 +549,16 @@ server_reload(void)
 		config_unref(conf);
 		goto fail;
 	}
+	/* A new admin address is bound before anything changes, too. */
+	if (server_admin_prepare(conf, old, &admin) == -1) {
+		for (i = 0; i < server_nworkers; i++) {
+			config_ref(conf);
+			server_discard(conf, fds[i]);
+		}
+		free(fds);
+		config_unref(conf);
+		goto fail;
+	}
 	if (conf->c_workers != old->c_workers)
 		log_warnx("reload: a new number of workers needs a restart");
 	if ((conf->c_store == NULL) != (old->c_store == NULL) ||
@@ -507,7 +573,7 @@ server_reload(void)
 		server_post(&server_workers[i], WSG_MSG_RECONF,
 		    config_ref(conf), fds[i]);
 	free(fds);
-	server_admin(conf, old);
+	server_admin_commit(conf, old, admin);
 	if (log_open(conf->c_error_log, conf->c_access_log,
 	    conf->c_log_level) == -1)
 		log_warnx("reload: keeping the previous log files");
@@ -672,8 +738,7 @@ server_run(struct wsg_config *conf)
 		fatal("workers");
 	if ((fds = server_bind_all(conf, NULL)) == NULL)
 		fatalx("cannot start the listeners");
-	server_admin(conf, NULL);
-	if (conf->c_has_admin && server_admin_ep == NULL)
+	if (server_admin_prepare(conf, NULL, &server_admin_ep) == -1)
 		fatalx("cannot start the admin listener");
 	if (conf->c_user != NULL)
 		server_drop_privileges(conf->c_user);

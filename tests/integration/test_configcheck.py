@@ -3,7 +3,7 @@
 import re
 import subprocess
 
-from conftest import WSGATE, Gateway
+from conftest import WSGATE, Gateway, free_port
 
 
 def check(path, timeout=20):
@@ -112,6 +112,40 @@ def test_default_config_path(tmp_path):
                  out.splitlines()[0] if out else "")
     assert m, out
     assert (p.returncode == 0) == (m.group(2) == "ok"), (p.returncode, out)
+
+
+def test_admin_on_the_port_of_a_wildcard_listener_is_refused(tmp_path, certs,
+                                                           client_ssl):
+    """A listener on 0.0.0.0:P holds P on 127.0.0.1 too, so an admin
+    listener there could not be bound: -t says so, rather than "ok" for a
+    configuration the daemon then refuses to start with."""
+    gw = Gateway(tmp_path / "gw", certs, client_ssl,
+                 routes=[("/echo", "echo")],
+                 upstreams={"echo": ["127.0.0.1:9"]},
+                 listener={"listen": "0.0.0.0:%d" % free_port()})
+    port = int(gw.config["listeners"][0]["listen"].rsplit(":", 1)[1])
+    cfg = dict(gw.config, admin={"listen": "127.0.0.1:%d" % port})
+    gw.write_config(cfg)
+    p = subprocess.run([WSGATE, "-t", "-c", str(gw.cfg_path)],
+                       capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert re.search(r":\d+:\d+: listen: 127\.0\.0\.1:%d is already used "
+                     r"by listener 'public'" % port, p.stderr), p.stderr
+
+
+def test_deep_nesting_is_refused_at_once(tmp_path):
+    """libyaml's scanner works in proportion to the nesting depth on every
+    token: 100,000 nested lists (200 KB) took it about 40 s.  Nesting past
+    64 levels is refused, with its position, before that."""
+    d = 100000
+    f = tmp_path / "deep.yaml"
+    f.write_text("a: " + "[" * d + "]" * d + "\n")
+    p = subprocess.run([WSGATE, "-t", "-c", str(f)], capture_output=True,
+                       text=True, timeout=10, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "%s:1:" % f in p.stderr, p.stderr
+    assert "nested more than 64 deep" in p.stderr, p.stderr
 
 
 def test_a_busy_listen_address_is_named_with_its_error(tmp_path, certs,

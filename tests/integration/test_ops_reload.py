@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import websockets
 
-from conftest import metric, policy, run, wait_for
+from conftest import admin_request, metric, policy, run, wait_for
 
 BIG = "x" * 2000            # over 1KiB, under the 64KiB default
 
@@ -307,3 +307,42 @@ def test_reload_adds_and_removes_listeners(factory):
     port2 = run(go(), timeout=30)
     e = gw.wait_entry(client_port=port2)
     assert e["listener"] == "second" and e["status"] == 101, e
+
+
+def test_reload_to_a_busy_admin_address_fails_and_keeps_admin(factory):
+    """A new admin address is bound before anything changes, as new
+    listener addresses are: when it cannot be, the reload fails and the
+    running admin listener still answers."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, admin=True)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        cfg = copy.deepcopy(gw.config)
+        cfg["admin"]["listen"] = "127.0.0.1:%d" % busy.getsockname()[1]
+        gw.write_config(cfg)
+        gw.reload("failed")
+        m = gw.metrics()
+        assert metric(m, "wsgate_config_reloads_total", result="failed") == 1
+        assert metric(m, "wsgate_config_reloads_total", result="ok") == 0
+    finally:
+        busy.close()
+
+
+def test_reload_moves_the_admin_listener_within_its_port(factory):
+    """From 127.0.0.1:P to [::ffff:127.0.0.1]:P the new socket cannot be
+    bound while the old one holds the port: the old one is let go first,
+    and the reload succeeds."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, admin=True)
+    cfg = copy.deepcopy(gw.config)
+    cfg["admin"]["listen"] = "[::ffff:127.0.0.1]:%d" % gw.admin_port
+    gw.write_config(cfg)
+    gw.reload("done")
+    assert "admin: moving from" in gw.error_text()
+    assert "admin: listening on [::ffff:127.0.0.1]:%d" % gw.admin_port in \
+        gw.error_text()
+    status, _, _ = admin_request(gw.admin_port, "/healthz")
+    assert status == 200
+
