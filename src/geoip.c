@@ -73,6 +73,30 @@ geoip_type_ok(const char *type)
 }
 
 /* Open path read-only (mmap) and check that it is a country database. */
+/*
+ * Walk the whole search tree: every record must lead to a node, to
+ * nothing, or into the data section.  libmaxminddb 1.7 keeps its own
+ * verifier to itself.  A country database of a million nodes takes tens
+ * of milliseconds.  A damaged data section still shows only at lookup
+ * time, where policy_check() refuses the client.
+ */
+static int
+geoip_verify(const MMDB_s *mmdb)
+{
+	MMDB_search_node_s	node;
+	uint32_t		i;
+	int			rc;
+
+	for (i = 0; i < mmdb->metadata.node_count; i++) {
+		if ((rc = MMDB_read_node(mmdb, i, &node)) != MMDB_SUCCESS)
+			return (rc);
+		if (node.left_record_type == MMDB_RECORD_TYPE_INVALID ||
+		    node.right_record_type == MMDB_RECORD_TYPE_INVALID)
+			return (MMDB_CORRUPT_SEARCH_TREE_ERROR);
+	}
+	return (MMDB_SUCCESS);
+}
+
 struct wsg_geoip *
 geoip_open(const char *path, char *err, size_t errlen)
 {
@@ -112,6 +136,17 @@ geoip_open(const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: not a usable MaxMind DB "
 			    "file: %s", path, MMDB_strerror(rc));
 		free(g);
+		return NULL;
+	}
+	/*
+	 * A damaged search tree or data section opens fine and fails only
+	 * at lookup time, where it would look like an unknown address; -t
+	 * and a reload must say so instead.
+	 */
+	if ((rc = geoip_verify(&g->g_mmdb)) != MMDB_SUCCESS) {
+		snprintf(err, errlen, "%s: corrupt MaxMind DB file: %s", path,
+		    MMDB_strerror(rc));
+		geoip_close(g);
 		return NULL;
 	}
 	type = g->g_mmdb.metadata.database_type;

@@ -196,7 +196,11 @@ policy_check(struct wsg_session *s, const struct wsg_http_request *req,
 			    pol->pol_ngeo_allow, cc))
 				return (policy_refuse(v, 403, "geo_denied",
 				    NULL, "country not in allow_countries"));
-		} else if (!pol->pol_geo_unknown_allow)
+		} else if (r == -1)
+			/* Not an unknown address: a database that fails. */
+			return (policy_refuse(v, 403, "geo_denied", NULL,
+			    "country lookup failed: corrupt database"));
+		else if (!pol->pol_geo_unknown_allow)
 			return (policy_refuse(v, 403, "geo_denied", NULL,
 			    "country unknown"));
 	}

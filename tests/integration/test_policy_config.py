@@ -27,6 +27,10 @@ def keys(tmp_path_factory):
     (d / "short.secret").write_bytes(b"x" * 31)
     (d / "good.secret").write_bytes(b"y" * 32 + b"\n")
     make_mmdb(d / "geo.mmdb", "127.0.0.0/24=DE")
+    # the first node of the search tree points past the end of the file
+    data = bytearray((d / "geo.mmdb").read_bytes())
+    data[0:6] = b"\xff" * 6
+    (d / "corrupt.mmdb").write_bytes(bytes(data))
     return d
 
 
@@ -79,6 +83,8 @@ BAD_POLICIES = {
                    r"10\.0\.0\.0/33"),
     "geoip_missing_db": (lambda k: policy(geoip={
         "database": str(k / "none.mmdb")}), r"none\.mmdb"),
+    "geoip_corrupt_tree": (lambda k: policy(geoip={
+        "database": str(k / "corrupt.mmdb")}), r"corrupt\.mmdb: corrupt"),
     "geoip_no_database_key": (lambda k: policy(geoip={
         "allow_countries": ["DE"]}), r"database"),
     "geoip_not_a_db": (lambda k: policy(geoip={

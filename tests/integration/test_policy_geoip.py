@@ -20,6 +20,7 @@ def gw(module_factory, tmp_path_factory):
     other = make_mmdb(d / "other.mmdb", "10.0.0.0/8=KP", "::1/128=FR")
     reg = make_mmdb(d / "reg.mmdb", "127.0.0.0/24=registered:AT")
     nocc = make_mmdb(d / "nocc.mmdb", "127.0.0.0/24=none")
+    badcc = make_mmdb(d / "badcc.mmdb", "127.0.0.0/24=D1")
     up = module_factory.raw_upstream()
     pols = {
         "allow_de": policy(geoip={"database": local,
@@ -41,6 +42,9 @@ def gw(module_factory, tmp_path_factory):
         "registered": policy(geoip={"database": reg,
                                     "allow_countries": ["AT"]}),
         "nocc_deny": policy(geoip={"database": nocc, "unknown": "deny"}),
+        "badcc_allow": policy(geoip={"database": badcc,
+                                     "deny_countries": ["KP"],
+                                     "unknown": "allow"}),
     }
     routes = [("/" + n, "rec", n) for n in pols]
     g = module_factory.gateway(routes=routes, upstreams={"rec": [up.addr]},
@@ -96,6 +100,15 @@ def test_unknown_default_is_allow(gw, up):
 def test_registered_country_is_the_fallback(gw, up):
     e = accepted(gw, "registered")
     assert e["country"] == "AT", e
+
+
+def test_a_failing_lookup_is_refused_even_with_unknown_allow(gw, up):
+    """A record whose code is not a country ("D1") is a database that
+    fails, not an unknown address: the client is refused, whatever
+    unknown says, and the error log says why."""
+    _, e = http_refusal(gw, B("/badcc_allow"), 403, "geo_denied", up=up)
+    assert e["country"] is None, e
+    assert "country lookup failed" in gw.error_text()
 
 
 def test_record_without_country_is_unknown(gw, up):
