@@ -9,6 +9,8 @@
  */
 #include "autoconf.h"
 
+#include <sys/ioctl.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -152,6 +154,7 @@ relay_gone_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct wsg_peer	*p = arg;
 	struct pollfd	 pfd;
+	int		 n = 0;
 
 	if (p->p_bev == NULL)
 		return;
@@ -160,6 +163,16 @@ relay_gone_cb(evutil_socket_t fd, short ev, void *arg)
 	pfd.revents = 0;
 	if (pfd.fd == -1 || poll(&pfd, 1, 0) != 1 ||
 	    !(pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		return;
+	/*
+	 * A FIN alone (no reset) follows what the side sent before it: its
+	 * last frames, its close frame.  Those are relayed when reading
+	 * resumes, and the end of file is read after them.
+	 */
+	if (!(pfd.revents & (POLLHUP | POLLERR)) &&
+	    (evbuffer_get_length(bufferevent_get_input(p->p_bev)) > 0 ||
+	    (p->p_ssl != NULL && SSL_has_pending(p->p_ssl)) ||
+	    (ioctl(pfd.fd, FIONREAD, &n) == 0 && n > 0)))
 		return;
 	log_debug("conn %llu: %s went away while paused",
 	    (unsigned long long)p->p_session->s_id, p->p_name);
