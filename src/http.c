@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "http.h"
+#include "units.h"
 
 #define HTTP_WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define HTTP_WS_GUID_LEN	(sizeof(HTTP_WS_GUID) - 1)
@@ -385,18 +386,6 @@ http_is_prefix_of(const char *p, size_t n, int complete, const char *lit)
 	return !complete || n == litlen;
 }
 
-/* The value of a hex digit, or -1. */
-static int
-http_hex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = http_lower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /*
  * Would a backend read this path differently from the route match?  Dot
  * segments ("/./", "/../", also percent-encoded, also with a parameter as
@@ -416,8 +405,8 @@ http_path_ambiguous(const char *p, size_t len)
 		if (p[i] == '\\')
 			return 1;
 		if (p[i] != '%' || i + 2 >= len ||
-		    (hi = http_hex(p[i + 1])) == -1 ||
-		    (lo = http_hex(p[i + 2])) == -1)
+		    (hi = units_hexval((unsigned char)p[i + 1])) == -1 ||
+		    (lo = units_hexval((unsigned char)p[i + 2])) == -1)
 			continue;
 		c = hi << 4 | lo;
 		if (c == '/' || c == '\\' || (c >= 'a' && c <= 'z') ||

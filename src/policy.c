@@ -20,6 +20,7 @@
 #include "origin.h"
 #include "policy.h"
 #include "session.h"
+#include "units.h"
 
 /* Fill a refusal and return -1. */
 static int
@@ -45,19 +46,6 @@ policy_country_listed(char (*list)[3], size_t n, const char *cc)
 	return (0);
 }
 
-/* The value of a hex digit, or -1. */
-static int
-policy_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return (c - '0');
-	if (c >= 'a' && c <= 'f')
-		return (c - 'a' + 10);
-	if (c >= 'A' && c <= 'F')
-		return (c - 'A' + 10);
-	return (-1);
-}
-
 /*
  * Is the query parameter name p[0..n) this name once percent-decoded, as
  * the upstream's query parser will read it?  "access%5Ftoken" is
@@ -71,8 +59,9 @@ policy_param_is(const char *p, size_t n, const char *name)
 
 	while (i < n) {
 		c = (unsigned char)p[i++];
-		if (c == '%' && i + 2 <= n && (hi = policy_hex(p[i])) != -1 &&
-		    (lo = policy_hex(p[i + 1])) != -1) {
+		if (c == '%' && i + 2 <= n &&
+		    (hi = units_hexval((unsigned char)p[i])) != -1 &&
+		    (lo = units_hexval((unsigned char)p[i + 1])) != -1) {
 			c = hi << 4 | lo;
 			i += 2;
 		}

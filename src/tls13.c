@@ -33,6 +33,7 @@
 
 #include "gcm.h"
 #include "tls13.h"
+#include "units.h"
 
 #define T13_HDR		5
 #define T13_TAG		16
@@ -192,18 +193,6 @@ t13_capture_get(const SSL *ssl)
 	return (c);
 }
 
-static int
-t13_hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return (ch - '0');
-	if (ch >= 'a' && ch <= 'f')
-		return (ch - 'a' + 10);
-	if (ch >= 'A' && ch <= 'F')
-		return (ch - 'A' + 10);
-	return (-1);
-}
-
 /* "LABEL <client random> <secret>", both in hex. */
 static void
 t13_keylog_cb(const SSL *ssl, const char *line)
@@ -226,8 +215,8 @@ t13_keylog_cb(const SSL *ssl, const char *line)
 	}
 	h++;
 	for (n = 0; h[0] != '\0'; h += 2) {
-		if (n == T13_SECRET_MAX || (hi = t13_hexval(h[0])) == -1 ||
-		    (lo = t13_hexval(h[1])) == -1) {
+		if (n == T13_SECRET_MAX || (hi = units_hexval(h[0])) == -1 ||
+		    (lo = units_hexval(h[1])) == -1) {
 			c->c_spoiled = 1;
 			return;
 		}

@@ -263,3 +263,15 @@ units_format_addr(const struct sockaddr *sa, char *buf, size_t len)
 	else
 		snprintf(buf, len, "unknown");
 }
+
+int
+units_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

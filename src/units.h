@@ -36,4 +36,7 @@ int	units_parse_hostport(const char *, struct sockaddr_storage *,
 /* Format an address as "1.2.3.4:5" or "[::1]:5". */
 void	units_format_addr(const struct sockaddr *, char *, size_t);
 
+/* The value of a hex digit ('0'-'9', 'a'-'f', 'A'-'F'), or -1. */
+int	units_hexval(int);
+
 #endif /* WSG_UNITS_H */

@@ -17,11 +17,12 @@ from conftest import PreClient, http_upgrade, openssl
 B = rawclient.build_request
 
 
-def make_ca(d, name):
+def make_ca(d, name, cn=None):
+    """A CA in d/name.pem and d/name.key, named CN=cn (default: name)."""
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
             "-keyout", d / (name + ".key"), "-out", d / (name + ".pem"),
-            "-subj", "/CN=%s" % name,
+            "-subj", "/CN=%s" % (cn or name),
             "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
 

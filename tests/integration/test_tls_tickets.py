@@ -308,15 +308,6 @@ def test_secret_file_errors(factory, certs, tmp_path):
 
 # -- a changed client CA ends the sessions of the old one ---------------------------
 
-def make_ca_named(d, fname, cn):
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-            "-keyout", d / (fname + ".key"), "-out", d / (fname + ".pem"),
-            "-subj", "/CN=%s" % cn,
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-
-
 @pytest.mark.parametrize("version", VERSIONS)
 def test_rekeyed_ca_at_reload_refuses_old_tickets(factory, certs, tmp_path,
                                                   version):
@@ -325,8 +316,8 @@ def test_rekeyed_ca_at_reload_refuses_old_tickets(factory, certs, tmp_path,
     with an old certificate is refused; a ticket from before the reload
     must be refused too."""
     d = tmp_path
-    make_ca_named(d, "old", "Internal Client CA")
-    make_ca_named(d, "new", "Internal Client CA")
+    make_ca(d, "old", "Internal Client CA")
+    make_ca(d, "new", "Internal Client CA")
     oldcert = make_client(d, "oldclient", "old", "svc-old")
     ca = d / "clientca.pem"
     shutil.copy(d / "old.pem", ca)
@@ -359,8 +350,8 @@ def test_trusted_format_ca_listeners_do_not_share_sessions(factory, certs,
     SSL_CTX_load_verify_locations() reads.  A certificate of CA A is
     refused on listener B; its ticket from A must be refused on B too."""
     d = tmp_path
-    make_ca_named(d, "caA", "CA A")
-    make_ca_named(d, "caB", "CA B")
+    make_ca(d, "caA", "CA A")
+    make_ca(d, "caB", "CA B")
     for n in ("caA", "caB"):
         openssl("x509", "-in", d / (n + ".pem"), "-trustout",
                 "-addtrust", "clientAuth", "-out", d / (n + ".trusted.pem"))
