@@ -362,16 +362,21 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 
 /*
  * Forward a held text message of len bytes, all of text: in frames of at
- * most max bytes, masked afresh as the client's side must be.
+ * most max bytes, masked afresh as the client's side must be.  They are
+ * built apart and moved to out at once, so that a failure leaves no half
+ * message there.
  */
 static int
 relay_send_held(struct evbuffer *text, size_t len, uint64_t max,
     struct evbuffer *out)
 {
+	struct evbuffer	*msg;
 	uint8_t		 hdr[WSG_FRAME_MAX_HEADER], mask[4], *b;
 	uint32_t	 m;
 	size_t		 off = 0, n, h;
 
+	if ((msg = evbuffer_new()) == NULL)
+		return (-1);
 	do {
 		n = len - off < max ? len - off : (size_t)max;
 		m = arc4random();
@@ -380,15 +385,21 @@ relay_send_held(struct evbuffer *text, size_t len, uint64_t max,
 		    WSG_OP_TEXT : WSG_OP_CONT, n, mask);
 		if (n > 0) {
 			if ((b = evbuffer_pullup(text, (ssize_t)n)) == NULL)
-				return (-1);
+				goto fail;
 			frame_unmask(b, b, n, mask, 0);
 		}
-		if (evbuffer_add(out, hdr, h) == -1 ||
-		    evbuffer_remove_buffer(text, out, n) != (int)n)
-			return (-1);
+		if (evbuffer_add(msg, hdr, h) == -1 ||
+		    evbuffer_remove_buffer(text, msg, n) != (int)n)
+			goto fail;
 		off += n;
 	} while (off < len);
+	if (evbuffer_add_buffer(out, msg) == -1)
+		goto fail;
+	evbuffer_free(msg);
 	return (0);
+fail:
+	evbuffer_free(msg);
+	return (-1);
 }
 
 /*
