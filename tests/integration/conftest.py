@@ -478,15 +478,20 @@ class Gateway:
     def raw(self, **kw):
         return rawclient.RawClient(self.port, self.ssl, **kw)
 
-    def raw_upgrade(self, path="/echo", timeout=8.0):
-        """One upgrade request on a raw connection: the HTTP response, its
-        access-log entry and the (closed) client."""
-        c = self.raw()
+    def raw_request(self, path="/echo", timeout=8.0, client=None):
+        """One upgrade request on a raw connection (client, or a new one):
+        the HTTP response and the (closed) client."""
+        c = client or self.raw()
         try:
             c.send(rawclient.build_request(path))
             resp = c.http_response(timeout=timeout)
         finally:
             c.close()
+        return resp, c
+
+    def raw_upgrade(self, path="/echo", timeout=8.0):
+        """raw_request(), and the access-log entry of its connection."""
+        resp, c = self.raw_request(path, timeout)
         return resp, self.wait_entry(client_port=c.local_port), c
 
 

@@ -14,7 +14,6 @@ import struct
 import threading
 import time
 
-import rawclient
 import rawup
 import wsproto
 from conftest import (echo_works, fd_count, policy, rss_bytes,
@@ -49,11 +48,7 @@ def refusal(gw, path="/fault", timeout=8.0):
     """Send an upgrade request; return (response, seconds, client)."""
     c = gw.raw()
     t0 = time.monotonic()
-    try:
-        c.send(rawclient.build_request(path))
-        resp = c.http_response(timeout=timeout)
-    finally:
-        c.close()
+    resp, c = gw.raw_request(path, timeout, client=c)
     return resp, time.monotonic() - t0, c
 
 
