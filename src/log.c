@@ -55,24 +55,25 @@ log_retarget(int slot, int fd)
 }
 
 int
-log_open(const char *error_log, const char *access_log, int level)
+log_prepare(struct wsg_log_files *f, const char *error_log,
+    const char *access_log)
 {
-	int	efd = STDERR_FILENO, afd = STDOUT_FILENO, sys = 0, off = 0;
-
+	memset(f, 0, sizeof(*f));
+	f->lf_efd = STDERR_FILENO;
+	f->lf_afd = STDOUT_FILENO;
 	if (strcmp(error_log, "syslog") == 0)
-		sys = 1;
+		f->lf_syslog = 1;
 	else if (strcmp(error_log, "stderr") != 0 &&
-	    (efd = log_open_file(error_log)) == -1) {
+	    (f->lf_efd = log_open_file(error_log)) == -1) {
 		log_warn("cannot open error log %s", error_log);
 		return (-1);
 	}
 	if (strcmp(access_log, "off") == 0)
-		off = 1;
+		f->lf_off = 1;
 	else if (strcmp(access_log, "stdout") != 0 &&
-	    (afd = log_open_file(access_log)) == -1) {
+	    (f->lf_afd = log_open_file(access_log)) == -1) {
 		log_warn("cannot open access log %s", access_log);
-		if (efd > STDERR_FILENO)
-			close(efd);
+		log_discard(f);
 		return (-1);
 	}
 	if (!log_slots) {
@@ -81,23 +82,62 @@ log_open(const char *error_log, const char *access_log, int level)
 
 		if (e == -1 || a == -1) {
 			log_warn("cannot make log descriptors");
+			if (e != -1)
+				close(e);
+			if (a != -1)
+				close(a);
+			log_discard(f);
 			return (-1);
 		}
 		log_error_fd = e;
 		log_access_fd = a;
 		log_slots = 1;
 	}
+	f->lf_error_log = error_log;
+	f->lf_access_log = access_log;
+	return (0);
+}
+
+void
+log_discard(struct wsg_log_files *f)
+{
+	if (f->lf_efd > STDERR_FILENO)
+		close(f->lf_efd);
+	if (f->lf_afd > STDERR_FILENO)
+		close(f->lf_afd);
+	f->lf_efd = STDERR_FILENO;
+	f->lf_afd = STDOUT_FILENO;
+}
+
+void
+log_commit(struct wsg_log_files *f, int level)
+{
+	int	efd = f->lf_efd, afd = f->lf_afd;
+
 	log_retarget(log_error_fd, efd);
 	log_retarget(log_access_fd, afd);
-	if (sys && !__atomic_load_n(&log_syslog, __ATOMIC_RELAXED))
+	if (f->lf_syslog && !__atomic_load_n(&log_syslog, __ATOMIC_RELAXED))
 		openlog("wsgate", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	__atomic_store_n(&log_syslog, sys, __ATOMIC_RELAXED);
-	__atomic_store_n(&log_access_off, off, __ATOMIC_RELAXED);
+	__atomic_store_n(&log_syslog, f->lf_syslog, __ATOMIC_RELAXED);
+	__atomic_store_n(&log_access_off, f->lf_off, __ATOMIC_RELAXED);
 	__atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
 	free(log_error_path);
 	free(log_access_path);
-	log_error_path = efd > STDERR_FILENO ? strdup(error_log) : NULL;
-	log_access_path = afd > STDERR_FILENO ? strdup(access_log) : NULL;
+	log_error_path = efd > STDERR_FILENO ? strdup(f->lf_error_log) : NULL;
+	log_access_path = afd > STDERR_FILENO ? strdup(f->lf_access_log) :
+	    NULL;
+	f->lf_efd = STDERR_FILENO;
+	f->lf_afd = STDOUT_FILENO;
+}
+
+int
+log_open(const char *error_log, const char *access_log, int level)
+{
+	struct wsg_log_files	f;
+
+	if (log_prepare(&f, error_log, access_log) == -1)
+		return (-1);
+	log_commit(&f, level);
 	return (0);
 }
 

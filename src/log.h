@@ -9,6 +9,23 @@
 
 struct evbuffer;
 
+/*
+ * Log targets opened but not yet in use: a reload opens the new ones
+ * before it commits (log_prepare(), which logs why it failed), then puts
+ * them in place (log_commit()) or closes them (log_discard()).
+ */
+struct wsg_log_files {
+	const char	*lf_error_log;		/* the config's strings */
+	const char	*lf_access_log;
+	int		 lf_efd;
+	int		 lf_afd;
+	int		 lf_syslog;
+	int		 lf_off;
+};
+
+int	log_prepare(struct wsg_log_files *, const char *, const char *);
+void	log_commit(struct wsg_log_files *, int);
+void	log_discard(struct wsg_log_files *);
 /* Open the targets; on failure returns -1 and keeps the previous ones. */
 int	log_open(const char *, const char *, int);
 /* Reopen file targets, e.g. after log rotation (SIGUSR1). */

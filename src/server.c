@@ -491,6 +491,20 @@ server_admin_commit(const struct wsg_config *conf,
 	server_admin_ep = ep;
 }
 
+/* Close the sockets server_bind_all() made for a reload that fails. */
+static void
+server_discard_all(struct wsg_config *conf, int **fds)
+{
+	size_t	i;
+
+	for (i = 0; i < server_nworkers; i++) {
+		config_ref(conf);
+		server_discard(conf, fds[i]);
+	}
+	free(fds);
+	config_unref(conf);
+}
+
 /*
  * The ticket keys of a generation: derived from its tls_ticket_secret or
  * random.  With a new secret (or none where there was one) the tickets
@@ -531,6 +545,7 @@ server_reload(void)
 	struct wsg_errors	  errs;
 	struct wsg_config	 *conf, *old = server_conf;
 	struct wsg_admin	 *admin;
+	struct wsg_log_files	  logs;
 	int			**fds;
 	size_t			  i;
 
@@ -549,14 +564,17 @@ server_reload(void)
 		config_unref(conf);
 		goto fail;
 	}
-	/* A new admin address is bound before anything changes, too. */
+	/*
+	 * The log files the new configuration names are opened, and a new
+	 * admin address is bound, before anything changes, too.
+	 */
+	if (log_prepare(&logs, conf->c_error_log, conf->c_access_log) == -1) {
+		server_discard_all(conf, fds);
+		goto fail;
+	}
 	if (server_admin_prepare(conf, old, &admin) == -1) {
-		for (i = 0; i < server_nworkers; i++) {
-			config_ref(conf);
-			server_discard(conf, fds[i]);
-		}
-		free(fds);
-		config_unref(conf);
+		log_discard(&logs);
+		server_discard_all(conf, fds);
 		goto fail;
 	}
 	if (conf->c_workers != old->c_workers)
@@ -574,9 +592,7 @@ server_reload(void)
 		    config_ref(conf), fds[i]);
 	free(fds);
 	server_admin_commit(conf, old, admin);
-	if (log_open(conf->c_error_log, conf->c_access_log,
-	    conf->c_log_level) == -1)
-		log_warnx("reload: keeping the previous log files");
+	log_commit(&logs, conf->c_log_level);
 	server_conf = conf;
 	config_unref(old);
 	metrics_upstreams(conf);

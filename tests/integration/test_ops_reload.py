@@ -346,3 +346,44 @@ def test_reload_moves_the_admin_listener_within_its_port(factory):
     status, _, _ = admin_request(gw.admin_port, "/healthz")
     assert status == 200
 
+
+
+@pytest.mark.parametrize("which", ["access_log", "error_log"])
+def test_reload_with_a_log_file_it_cannot_open_fails(factory, which):
+    """The log files a new configuration names are opened before anything
+    changes: when one cannot be, the reload fails as a whole, the old
+    routes stay, and the old files go on receiving lines."""
+    a, b = factory.echo(name="a"), factory.echo(name="b")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [a.addr]}, admin=True)
+    cfg = copy.deepcopy(gw.config)
+    cfg["upstreams"]["echo"]["servers"] = [b.addr]
+    cfg["log"]["level"] = "warn"
+    bad = gw.tmp / "no-such-dir" / "wsgate.log"
+    cfg["log"][which] = str(bad)
+    gw.write_config(cfg)
+    gw.reload("failed")
+    assert gw.alive()
+    text = gw.error_text()
+    kind = "access" if which == "access_log" else "error"
+    assert "cannot open %s log %s" % (kind, bad) in text, text[-2000:]
+    assert "reload done" not in text
+    m = gw.metrics()
+    assert metric(m, "wsgate_config_reloads_total", result="failed") == 1
+    assert metric(m, "wsgate_config_reloads_total", result="ok") == 0
+
+    async def go():
+        async with gw.connect() as ws:
+            await ws.send("who")
+            return await asyncio.wait_for(ws.recv(), 5), \
+                ws.transport.get_extra_info("sockname")[1]
+    got, port = run(go(), timeout=15)
+    assert got == "a:who"
+    assert not b.events("open"), "the refused generation was used"
+    # Both old files still take lines, the error log at the old level.
+    e = gw.wait_entry(client_port=port)
+    assert e["status"] == 101 and e["upstream_server"] == a.addr, e
+    after = gw.error_text().split("reload failed")[-1]
+    assert "debug: conn %d: upgraded to %s" % (e["id"], a.addr) in after, \
+        after
+    assert not bad.exists()
