@@ -25,6 +25,8 @@
 #define SEEN_VERSION		0x04
 #define SEEN_ORIGIN		0x08
 #define SEEN_HOST		0x10
+#define SEEN_LENGTH		0x20	/* Content-Length */
+#define SEEN_CHUNKED		0x40	/* Transfer-Encoding */
 
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -538,13 +540,17 @@ http_request_field(struct wsg_http_request *req,
 {
 	size_t	i;
 
+	/*
+	 * A body is refused, but after the method: a POST with a body is a
+	 * well-formed request for a method this gateway does not serve.
+	 */
 	if (http_str_eq(h->name, "Content-Length")) {
-		req->error = "Content-Length in upgrade request";
-		return WSG_HTTP_BAD_REQUEST;
+		*seen |= SEEN_LENGTH;
+		return WSG_HTTP_OK;
 	}
 	if (http_str_eq(h->name, "Transfer-Encoding")) {
-		req->error = "Transfer-Encoding in upgrade request";
-		return WSG_HTTP_BAD_REQUEST;
+		*seen |= SEEN_CHUNKED;
+		return WSG_HTTP_OK;
 	}
 	if (http_str_eq(h->name, "Host")) {
 		if (*seen & SEEN_HOST) {
@@ -596,7 +602,7 @@ http_request_field(struct wsg_http_request *req,
 
 /* Check the upgrade semantics of a complete, well-formed request head. */
 static enum wsg_http_result
-http_request_semantics(struct wsg_http_request *req)
+http_request_semantics(struct wsg_http_request *req, int seen)
 {
 	const struct wsg_http_header	*h;
 	struct wsg_str			 upgrade = http_cstr("upgrade");
@@ -610,6 +616,14 @@ http_request_semantics(struct wsg_http_request *req)
 	if (req->method.len != 3 || memcmp(req->method.p, "GET", 3) != 0) {
 		req->error = "method not GET";
 		return WSG_HTTP_BAD_METHOD;
+	}
+	if (seen & SEEN_LENGTH) {
+		req->error = "Content-Length in upgrade request";
+		return WSG_HTTP_BAD_REQUEST;
+	}
+	if (seen & SEEN_CHUNKED) {
+		req->error = "Transfer-Encoding in upgrade request";
+		return WSG_HTTP_BAD_REQUEST;
 	}
 	h = http_header_find(req->headers, req->nheaders, "Upgrade");
 	if (h == NULL) {
@@ -693,7 +707,7 @@ http_request_parse(const char *buf, size_t len, size_t max_head,
 			}
 		} else if (complete) {
 			req->head_len = end + 2;
-			return http_request_semantics(req);
+			return http_request_semantics(req, seen);
 		}
 		if (bare != NULL) {
 			req->error = bare;

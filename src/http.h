@@ -57,12 +57,13 @@ struct wsg_http_request {
  * head (request line, fields, final CRLF): past it without an end, TOO_LARGE.
  * Syntax is strict: CRLF line ends only (bare CR or LF, NUL and obs-fold
  * are BAD_REQUEST), no whitespace before a colon, tchar field names,
- * HTTP/1.1 only, origin-form target without '#', no Content-Length or
- * Transfer-Encoding, exactly one Host, at most one Upgrade, Sec-WebSocket-
- * Key and Sec-WebSocket-Version.  Then the upgrade semantics, in this
- * order: method GET (BAD_METHOD), Upgrade exactly "websocket" and
- * Connection listing "upgrade" (BAD_REQUEST), Sec-WebSocket-Version 13
- * (BAD_VERSION), a key that is base64 of 16 bytes (BAD_REQUEST).
+ * HTTP/1.1 only, origin-form target without '#', exactly one Host, at
+ * most one Upgrade, Sec-WebSocket-Key and Sec-WebSocket-Version.  Then the
+ * upgrade semantics, in this order: method GET (BAD_METHOD), no
+ * Content-Length or Transfer-Encoding (BAD_REQUEST), Upgrade exactly
+ * "websocket" and Connection listing "upgrade" (BAD_REQUEST),
+ * Sec-WebSocket-Version 13 (BAD_VERSION), a key that is base64 of 16
+ * bytes (BAD_REQUEST).
  * Offered subprotocols (comma lists over all Sec-WebSocket-Protocol fields,
  * each a token) go to protocols[]; more than WSG_MAX_SUBPROTOCOLS or a bad
  * token is BAD_REQUEST.  Returns INCOMPLETE while the head is unfinished

@@ -134,6 +134,15 @@ def test_post_is_405(gw, up):
     refused(gw, B("/echo", method="POST"), 405, "bad_method", up)
 
 
+def test_post_with_a_body_is_405(gw, up):
+    """A body is refused after the method: the POST is well formed, its
+    method is what is wrong; a GET with a body stays a 400."""
+    refused(gw, B("/echo", method="POST", extra=[("Content-Length", "5")]) +
+            b"hello", 405, "bad_method", up)
+    refused(gw, B("/echo", method="GET", extra=[("Content-Length", "5")]) +
+            b"hello", 400, "bad_request", up)
+
+
 def test_version_8_is_426_with_version_header(gw, up):
     resp, _ = refused(gw, B("/echo", version="8"), 426, "bad_version", up)
     assert resp.header("Sec-WebSocket-Version") == ["13"], resp

@@ -234,14 +234,24 @@ test_syntax(void)
 	/* Syntax before method: a malformed POST is a 400, not a 405. */
 	REFUSED("POST / HTTP/1.0\r\n" REQ_HOST REQ_WS "\r\n",
 	    WSG_HTTP_BAD_REQUEST);
+	/* A body is refused after the method: a POST with one is a 405. */
 	REFUSED("POST / HTTP/1.1\r\n" REQ_HOST REQ_WS "Content-Length: 5\r\n"
+	    "\r\nhello", WSG_HTTP_BAD_METHOD);
+	CHECK_STR(req.error, "method not GET");
+	REFUSED("PUT / HTTP/1.1\r\n" REQ_HOST REQ_WS
+	    "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	    WSG_HTTP_BAD_METHOD);
+	REFUSED("POST / HTTP/1.1\r\n" REQ_WS "Content-Length: 5\r\n"
 	    "\r\nhello", WSG_HTTP_BAD_REQUEST);
+	CHECK_STR(req.error, "missing Host");
 
 	/* Framing fields are refused outright. */
 	REFUSED("GET / HTTP/1.1\r\n" REQ_HOST REQ_WS "Content-Length: 0\r\n"
 	    "\r\n", WSG_HTTP_BAD_REQUEST);
+	CHECK_STR(req.error, "Content-Length in upgrade request");
 	REFUSED("GET / HTTP/1.1\r\n" REQ_HOST REQ_WS
 	    "Transfer-Encoding: chunked\r\n\r\n", WSG_HTTP_BAD_REQUEST);
+	CHECK_STR(req.error, "Transfer-Encoding in upgrade request");
 	REFUSED("GET / HTTP/1.1\r\n" REQ_HOST REQ_WS
 	    "transfer-encoding: identity\r\n\r\n", WSG_HTTP_BAD_REQUEST);
 
