@@ -61,8 +61,10 @@
 /*
  * What a client may ask for at no cost of its own, bounded: empty
  * records or warnings in a row (OpenSSL allows 32), and key updates
- * (each costs us six HKDF derivations) closer than T13_UPDATE_GAP
- * records apart.
+ * (each costs us six HKDF derivations).  Each update owes T13_UPDATE_GAP
+ * records and every record read pays one back: a client may update as
+ * often as once per T13_UPDATE_GAP records for ever, and in a burst
+ * T13_MAX_RAPID_UPDATES times, but not faster for long.
  */
 #define T13_MAX_EMPTY		32
 #define T13_UPDATE_GAP		64
@@ -102,8 +104,7 @@ struct wsg_tls13 {
 	int		 t_eof;		/* close_notify read */
 	int		 t_done;	/* fatal alert or close_notify sent */
 	unsigned int	 t_empty;	/* empty records in a row */
-	unsigned int	 t_rapid;	/* key updates too close together */
-	uint64_t	 t_since_update; /* records read since the last one */
+	uint64_t	 t_update_debt;	/* records key updates still owe */
 	uint8_t		*t_in;		/* the start of a record */
 	size_t		 t_inlen;
 	uint8_t		*t_out;		/* sealed, not yet written */
@@ -809,11 +810,11 @@ t13_handshake_in(struct wsg_tls13 *t, int fd, const uint8_t *p, size_t n,
 		if (n != 5)
 			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
 			    SSL_R_NOT_ON_RECORD_BOUNDARY, err));
-		if (t->t_since_update < T13_UPDATE_GAP &&
-		    ++t->t_rapid > T13_MAX_RAPID_UPDATES)
+		t->t_update_debt += T13_UPDATE_GAP;
+		if (t->t_update_debt > (uint64_t)T13_UPDATE_GAP *
+		    T13_MAX_RAPID_UPDATES)
 			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
 			    SSL_R_TOO_MANY_KEY_UPDATES, err));
-		t->t_since_update = 0;
 		if (t13_dir_update(t, &t->t_rd) == -1)
 			return (t13_fail(t, fd, T13_AD_INTERNAL,
 			    ERR_R_INTERNAL_ERROR, err));
@@ -925,7 +926,8 @@ tls13_read(struct wsg_tls13 *t, int fd, struct evbuffer *dst, size_t want,
 		if (i > T13_MAX_PLAIN)
 			return (t13_fail(t, fd, T13_AD_OVERFLOW,
 			    SSL_R_DATA_LENGTH_TOO_LONG, err));
-		t->t_since_update++;
+		if (t->t_update_debt > 0)
+			t->t_update_debt--;
 		if (type == T13_CT_APPDATA && i > 0)
 			t->t_empty = 0;
 		else if (type != T13_CT_HANDSHAKE &&

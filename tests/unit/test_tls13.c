@@ -428,6 +428,63 @@ done:
 }
 
 /*
+ * Key updates owe records, and records pay them back: sixteen updates in
+ * a burst, then enough data, then sixteen more are fine; one update every
+ * 32 records is not, for long.
+ */
+static void
+check_update_bursts(SSL_CTX *sctx)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair		 p;
+	struct wsg_tls13	*t = NULL;
+	struct evbuffer		*in = evbuffer_new();
+	unsigned long		 err = 0;
+	size_t			 want = 0;
+	int			 burst, k, i, rc = 0;
+
+	if (pair_open(&p, sctx, cctx) == -1 ||
+	    (t = tls13_takeover(p.s)) == NULL) {
+		CHECK(!"set-up");
+		goto done;
+	}
+	for (burst = 0; burst < 3 && rc == 0; burst++) {
+		for (k = 0; k < 16 && rc == 0; k++) {
+			CHECK(SSL_key_update(p.c,
+			    SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+			CHECK_INT(SSL_write(p.c, "a", 1), 1);
+			rc = t13_read_n(t, p.sfd, in, ++want, &err);
+		}
+		/* 16 updates owe 1024 records: pay them back. */
+		for (i = 0; i < 1100 && rc == 0; i++) {
+			CHECK_INT(SSL_write(p.c, "b", 1), 1);
+			if (i % 100 == 99 || i == 1099) {
+				want += i % 100 + 1;
+				rc = t13_read_n(t, p.sfd, in, want, &err);
+			}
+		}
+	}
+	CHECK_INT(rc, 0);
+	CHECK_INT(evbuffer_get_length(in), want);
+	/* One update every 32 records runs up a debt and is stopped. */
+	for (k = 0; k < 100 && rc == 0; k++) {
+		CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+		for (i = 0; i < 31; i++)
+			CHECK_INT(SSL_write(p.c, "c", 1), 1);
+		want += 31;
+		rc = t13_read_n(t, p.sfd, in, want, &err);
+	}
+	CHECK_INT(rc, TLS13_ERROR);
+	CHECK_INT(ERR_GET_REASON(err), SSL_R_TOO_MANY_KEY_UPDATES);
+	CHECK(k > 16 && k < 100);
+done:
+	tls13_free(t);
+	pair_close(&p);
+	evbuffer_free(in);
+	SSL_CTX_free(cctx);
+}
+
+/*
  * Records OpenSSL's client would not send (empty, padded, typeless), made
  * by the test with the client's key from its own key log and derived
  * here through EVP_KDF's HKDF, apart from tls13.c's derivation.
@@ -746,6 +803,7 @@ main(void)
 		check_bad(s13, plainalert, sizeof(plainalert),
 		    SSL_R_UNEXPECTED_RECORD, 10);
 		check_update_flood(s13);
+		check_update_bursts(s13);
 		for (k = 0; k < 4; k++)
 			check_crafted(s13, k);
 		check_tls12(s12);
