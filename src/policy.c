@@ -122,9 +122,17 @@ policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
 		*why = "more than one token header";
 		return (-1);
 	}
-	*why = "not a bearer token";
 	h = http_header_find(req->headers, req->nheaders,
 	    pol->pol_auth_header);
+	/*
+	 * A lone twin ("X_Token") is never read here, yet it too would go
+	 * upstream beside a token taken from the query.
+	 */
+	if (copies == 1 && h == NULL) {
+		*why = "token header under another name";
+		return (-1);
+	}
+	*why = "not a bearer token";
 	if (h != NULL) {
 		v = h->value;
 		if (strcasecmp(pol->pol_auth_header, "Authorization") == 0) {

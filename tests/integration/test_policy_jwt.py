@@ -494,3 +494,13 @@ def test_zz_gateway_still_relays(gw, keys):
     assert run(go()) == "still here"
     assert gw.alive()
     assert_not_logged(gw, tok)
+
+
+def test_lone_underscore_twin_beside_a_query_token_is_refused(gw, up):
+    # The token comes from the query; the only token header is a twin the
+    # gateway never reads, but a CGI-style upstream reads it as X-Token.
+    good = jwt.encode(claims(sub="alice"), HMAC_SECRET, algorithm="HS256")
+    for twin in ("X_Token", "x_token"):
+        refused_401(gw, up, B("/no/multi?t=" + good, extra=[
+            (twin, forged_token())]), "auth_invalid", good)
+        up.clear()
