@@ -842,7 +842,10 @@ jwt_render_real(double d, char *buf, size_t len)
 	return 0;
 }
 
-/* Render a scalar claim for a header; no control character gets through. */
+/*
+ * Render a scalar claim for a header; no control character gets through,
+ * nor a string the upstream would read otherwise (outer spaces).
+ */
 int
 jwt_claims_get(const struct wsg_jwt_claims *c, const char *name, char *buf,
     size_t len)
@@ -864,6 +867,9 @@ jwt_claims_get(const struct wsg_jwt_claims *c, const char *name, char *buf,
 		s = json_string_value(v);
 		n = json_string_length(v);
 		if (n >= len)
+			return -1;
+		/* HTTP drops outer spaces: " admin" would arrive as "admin". */
+		if (n > 0 && (s[0] == ' ' || s[n - 1] == ' '))
 			return -1;
 		for (i = 0; i < n; i++) {
 			if ((unsigned char)s[i] < 0x20 ||

@@ -118,8 +118,9 @@ int64_t			 jwt_claims_exp(const struct wsg_jwt_claims *);
 /*
  * Render a top-level string, integer, real, true or false claim as text
  * for a forwarded header.  -1 when absent, null, an object or array, when
- * it holds a control character (CR, LF, NUL, ...), or when it does not fit
- * in len bytes with its NUL.
+ * it holds a control character (CR, LF, NUL, ...), when a string starts or
+ * ends with a space (HTTP would strip it), or when it does not fit in len
+ * bytes with its NUL.
  */
 int			 jwt_claims_get(const struct wsg_jwt_claims *,
 			    const char *, char *, size_t);

@@ -1016,7 +1016,8 @@ test_claims_get(const struct wsg_jwt_key *k, const struct tkey *sk)
 	    "\"obj\":{\"a\":1},\"arr\":[1],\"crlf\":\"a\\r\\nX-Evil: 1\","
 	    "\"lf\":\"a\\nb\",\"cr\":\"a\\r\",\"tab\":\"a\\tb\","
 	    "\"del\":\"a\\u007fb\",\"esc\":\"\\u001b[0m\",\"empty\":\"\","
-	    "\"utf8\":\"caf\\u00e9\",\"eight\":\"12345678\"}");
+	    "\"utf8\":\"caf\\u00e9\",\"eight\":\"12345678\","
+	    "\"lsp\":\" admin\",\"tsp\":\"admin \",\"isp\":\"a b\"}");
 	CHECK_INT(jwt_verify(t, strlen(t), &p, NOW, &c), WSG_JWT_OK);
 	if (c == NULL)
 		return;
@@ -1053,6 +1054,12 @@ test_claims_get(const struct wsg_jwt_key *k, const struct tkey *sk)
 	CHECK_INT(jwt_claims_get(c, "tab", buf, sizeof(buf)), -1);
 	CHECK_INT(jwt_claims_get(c, "del", buf, sizeof(buf)), -1);
 	CHECK_INT(jwt_claims_get(c, "esc", buf, sizeof(buf)), -1);
+	/* HTTP strips outer spaces: the upstream would read "admin". */
+	CHECK_INT(jwt_claims_get(c, "lsp", buf, sizeof(buf)), -1);
+	CHECK_STR(buf, "");
+	CHECK_INT(jwt_claims_get(c, "tsp", buf, sizeof(buf)), -1);
+	CHECK_INT(jwt_claims_get(c, "isp", buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "a b");
 
 	/* Exact fit and one short. */
 	CHECK_INT(jwt_claims_get(c, "eight", buf, 9), 0);
