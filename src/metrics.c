@@ -60,8 +60,8 @@ static uint64_t	metrics_tls[2];	/* full, resumed */
 #define METRICS_MAX_WORKERS	256	/* config.c's maximum */
 static int64_t	metrics_worker_conns[METRICS_MAX_WORKERS];
 static int	metrics_nworkers;
+/* No separate count: _count is the +Inf bucket, read in the same pass. */
 static uint64_t	metrics_hist[METRICS_NBUCKETS + 1];
-static uint64_t	metrics_hist_count;
 static uint64_t	metrics_hist_sum_us;
 
 static pthread_mutex_t	 metrics_up_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -108,7 +108,6 @@ metrics_handshake(int accepted, const char *reason, double seconds)
 		if (seconds <= metrics_buckets[i])
 			break;
 	metrics_add(&metrics_hist[i], 1);
-	metrics_add(&metrics_hist_count, 1);
 	metrics_add(&metrics_hist_sum_us, (uint64_t)(seconds * 1e6));
 }
 
@@ -350,7 +349,7 @@ metrics_render(struct evbuffer *b, int draining)
 	    "wsgate_handshake_duration_seconds_count %llu\n",
 	    (unsigned long long)cum,
 	    metrics_get(&metrics_hist_sum_us) / 1e6,
-	    (unsigned long long)metrics_get(&metrics_hist_count));
+	    (unsigned long long)cum);
 	evbuffer_add_printf(b,
 	    "# HELP wsgate_store_transitions_total The shared rate-limit "
 	    "store coming up or going down (per worker connection).\n"

@@ -326,3 +326,50 @@ def test_connect_failure_series_start_at_zero(factory):
     gw.reload()
     key = ("wsgate_upstream_connect_failures_total", (("upstream", "later"),))
     assert gw.metrics().get(key) == 0
+
+
+def test_histogram_count_is_its_inf_bucket_under_load(factory):
+    """Scraped while handshakes are judged on two workers, the handshake
+    histogram's _count is always its +Inf bucket.  Counted apart, the two
+    were read at different moments of a scrape and disagreed whenever a
+    handshake ended in between."""
+    import socket
+    import threading
+    import time
+
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True,
+                         tls=False, top={"workers": 2})
+    gw.settle_probes()
+    stop = threading.Event()
+
+    def refused_requests():
+        req = build_request("/nope")
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", gw.port),
+                                              timeout=5) as s:
+                    s.sendall(req)
+                    while s.recv(4096):
+                        pass
+            except OSError:
+                pass
+
+    h = "wsgate_handshake_duration_seconds"
+    load = [threading.Thread(target=refused_requests) for _ in range(3)]
+    for t in load:
+        t.start()
+    bad = []
+    try:
+        end = time.monotonic() + 4
+        while time.monotonic() < end:
+            m = gw.metrics()
+            inf = metric(m, h + "_bucket", le="+Inf")
+            if inf != metric(m, h + "_count"):
+                bad.append((inf, metric(m, h + "_count")))
+    finally:
+        stop.set()
+        for t in load:
+            t.join()
+    assert bad == [], bad
