@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,36 +308,105 @@ log_access(struct evbuffer *line)
 	evbuffer_drain(line, len);
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF) and its code point, or 0.
+ */
+static size_t
+log_utf8_char(const unsigned char *s, size_t len, uint32_t *cp)
+{
+	unsigned char	lo = 0x80, hi = 0xbf;
+	size_t		n, i;
+	uint32_t	c;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		c = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		c = s[0] & 0x0f;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		c = s[0] & 0x07;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return (0);
+	if (len < n || s[1] < lo || s[1] > hi)
+		return (0);
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return (0);
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	*cp = c;
+	return (n);
+}
+
+/* Append \uXXXX for one UTF-16 unit. */
+static void
+log_json_unit(struct evbuffer *b, uint32_t u)
+{
+	static const char	hex[] = "0123456789abcdef";
+	char			esc[6];
+
+	esc[0] = '\\';
+	esc[1] = 'u';
+	esc[2] = hex[(u >> 12) & 0xf];
+	esc[3] = hex[(u >> 8) & 0xf];
+	esc[4] = hex[(u >> 4) & 0xf];
+	esc[5] = hex[u & 0xf];
+	evbuffer_add(b, esc, 6);
+}
+
+/*
+ * The log stays ASCII: controls and every non-ASCII character are escaped,
+ * a character as its code point (a surrogate pair above U+FFFF), so that
+ * a JSON reader gets the text that was sent; a byte that is not part of
+ * well-formed UTF-8 becomes U+FFFD.
+ */
 void
 log_json_str(struct evbuffer *b, const char *s, size_t len)
 {
-	static const char	hex[] = "0123456789abcdef";
-	size_t			i, start = 0;
-	unsigned char		c;
-	char			esc[6];
+	const unsigned char	*u = (const unsigned char *)s;
+	size_t			 i, n, start = 0;
+	uint32_t		 cp;
+	unsigned char		 c;
+	char			 esc[2];
 
 	if (s == NULL) {
 		evbuffer_add(b, "null", 4);
 		return;
 	}
 	evbuffer_add(b, "\"", 1);
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)s[i];
+	for (i = 0; i < len; i += n) {
+		c = u[i];
+		n = 1;
 		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f)
 			continue;
 		evbuffer_add(b, s + start, i - start);
-		start = i + 1;
 		if (c == '"' || c == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)c;
 			evbuffer_add(b, esc, 2);
-		} else {
-			/* Controls and non-ASCII bytes: never raw in a log. */
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 0xf];
-			evbuffer_add(b, esc, 6);
-		}
+		} else if (c < 0x80)
+			log_json_unit(b, c);
+		else if ((n = log_utf8_char(u + i, len - i, &cp)) == 0) {
+			n = 1;
+			log_json_unit(b, 0xfffd);
+		} else if (cp > 0xffff) {
+			cp -= 0x10000;
+			log_json_unit(b, 0xd800 | (cp >> 10));
+			log_json_unit(b, 0xdc00 | (cp & 0x3ff));
+		} else
+			log_json_unit(b, cp);
+		start = i + n;
 	}
 	evbuffer_add(b, s + start, len - start);
 	evbuffer_add(b, "\"", 1);

@@ -78,6 +78,31 @@ def test_refused_request_counts_its_head_in_bytes_in(factory):
     assert e["bytes_out"] == 0, e
 
 
+def test_non_ascii_text_is_logged_as_the_characters_sent(factory):
+    """The log stays ASCII, but a JSON reader gets back the characters the
+    client sent: UTF-8 is escaped by code point (a surrogate pair above
+    U+FFFF), not byte by byte as Latin-1, and a byte that is not UTF-8
+    becomes U+FFFD."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    sent = (b"https://b\xc3\xbcro.example/\xf0\x9f\x98\x80"
+            b"\xff\xed\xa0\x80")
+    c = gw.raw()
+    try:
+        c.send(rawclient.build_request(
+            "/nope", extra=[("Origin", sent.decode("latin-1"))]))
+        assert c.http_response().status == 404
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["origin"] == "https://b\u00fcro.example/\U0001f600" + \
+        "\ufffd" * 4, e
+    line = [ln for ln in gw.access_log.read_bytes().splitlines()
+            if b'"client_port":%d,' % c.local_port in ln]
+    assert len(line) == 1 and line[0].isascii(), line
+
+
 @pytest.mark.parametrize("flags,info,debug", [
     ((), False, False), (("-v",), True, False), (("-v", "-v"), True, True)])
 def test_v_raises_the_error_log_level(factory, flags, info, debug):
