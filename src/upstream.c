@@ -372,7 +372,11 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_refuse(s, 502, "upstream_bad_handshake", NULL);
 }
 
-/* Pass a non-101 answer through: its status, a bounded body, then close. */
+/*
+ * Pass a non-101 answer through: its status, the fields that give it its
+ * meaning (a 401's challenge, a redirect's target), a bounded body, then
+ * close.  Content-Type goes only with the upstream's own body.
+ */
 static void
 upstream_refused(struct wsg_session *s, const struct wsg_http_response *r,
     const char *body, size_t bodylen)
@@ -388,11 +392,14 @@ upstream_refused(struct wsg_session *s, const struct wsg_http_response *r,
 	out = bufferevent_get_output(s->s_client.p_bev);
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nConnection: close\r\n",
 	    r->status, http_status_text(r->status));
-	for (i = 0; pass[i] != NULL; i++)
+	for (i = 0; pass[i] != NULL; i++) {
+		if (body == NULL && strcmp(pass[i], "Content-Type") == 0)
+			continue;
 		if ((h = http_header_find(r->headers, r->nheaders, pass[i])) !=
-		    NULL && body != NULL)
+		    NULL)
 			evbuffer_add_printf(out, "%s: %.*s\r\n", pass[i],
 			    (int)h->value.len, h->value.p);
+	}
 	if (body == NULL) {
 		body = "upstream_refused\n";
 		bodylen = strlen(body);

@@ -6,6 +6,7 @@ import base64
 import socket
 import time
 
+import pytest
 
 import rawclient
 import rawup
@@ -198,6 +199,27 @@ def test_403_is_passed_through_as_upstream_refused(factory):
         b"Content-Length: 8\r\n\r\ngo away\n"))
     resp, _, _ = one_refusal(gw, 403, "upstream_refused")
     assert b"go away" in resp.body, resp
+
+
+@pytest.mark.parametrize("body", [
+    b"Connection: close\r\n\r\nuntil the upstream closes",
+    b"Content-Length: 5000\r\n\r\n" + b"x" * 5000],
+    ids=["no-length", "over-4096"])
+def test_401_keeps_its_challenge_without_its_body(factory, body):
+    """A 401 whose body is not passed through (no Content-Length, or over
+    4096 bytes) still reaches the client with its WWW-Authenticate, and a
+    redirect with its Location: only the upstream's Content-Type goes with
+    the upstream's body."""
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/html\r\n"
+        b"WWW-Authenticate: Bearer realm=\"up\"\r\n"
+        b"Location: /login\r\nRetry-After: 7\r\n" + body))
+    resp, e, _ = one_refusal(gw, 401, "upstream_refused")
+    assert resp.header("WWW-Authenticate") == ['Bearer realm="up"'], resp
+    assert resp.header("Location") == ["/login"], resp
+    assert resp.header("Retry-After") == ["7"], resp
+    assert resp.header("Content-Type") == ["text/plain"], resp
+    assert resp.body == b"upstream_refused\n", resp
 
 
 def test_200_with_upgrade_header_is_not_tunnelled(factory):
