@@ -2423,6 +2423,31 @@ config_check_depth(FILE *fp, const char *file, struct wsg_errors *errs)
 }
 
 /*
+ * A scalar with a NUL byte ("a\0b" in double quotes) would be read as
+ * the text before it, so "10.0.0.0/8\0 junk" or a key "workers\0x"
+ * would pass for something else.  Report each one.
+ */
+static int
+config_check_nul(yaml_document_t *doc, const char *file,
+    struct wsg_errors *errs)
+{
+	yaml_node_t	*n;
+	int		 rv = 0;
+
+	for (n = doc->nodes.start; n < doc->nodes.top; n++) {
+		if (n->type != YAML_SCALAR_NODE ||
+		    strlen((const char *)n->data.scalar.value) ==
+		    n->data.scalar.length)
+			continue;
+		errors_add(errs, file, n->start_mark.line + 1,
+		    n->start_mark.column + 1, "a value or key must not "
+		    "contain a NUL byte");
+		rv = -2;
+	}
+	return rv;
+}
+
+/*
  * Read a file as one YAML document.  Returns 0 with doc loaded (root may
  * be NULL for an empty file), -1 with errno set when it cannot be opened
  * and nothing reported, or -2 after reporting an error.
@@ -2465,6 +2490,8 @@ config_read_yaml(const char *file, yaml_document_t *doc,
 			}
 			yaml_document_delete(&extra);
 		}
+		if (rv == 0)
+			rv = config_check_nul(doc, file, errs);
 		if (rv != 0)
 			yaml_document_delete(doc);
 	}

@@ -744,6 +744,12 @@ test_bad(void)
 	    "5:5: listener is missing 'routes'",
 	    NULL });
 
+	/* "a\0b" is not read as "a". */
+	check_bad("bad-nul.yaml", (const char *const[]){
+	    "1:1: a value or key must not contain a NUL byte",
+	    "4:15: a value or key must not contain a NUL byte",
+	    NULL });
+
 	/* No line: the whole file is concerned. */
 	memset(&e, 0, sizeof(e));
 	CHECK(config_load(fixture("empty.yaml"), &e) == NULL);
