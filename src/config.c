@@ -2688,6 +2688,44 @@ config_route_path(struct config_ctx *x, struct wsg_route *rt,
 	return 0;
 }
 
+/*
+ * First match wins, so a route that an earlier one of its listener
+ * already takes is never used: the same path twice is an error, a path
+ * under an earlier prefix a warning.
+ */
+static int
+config_route_shadowed(struct config_ctx *x,
+    const struct wsg_listener_conf *lc, const struct wsg_route *rt,
+    const yaml_node_t *n)
+{
+	const struct wsg_route	*o;
+	size_t			 i;
+
+	for (i = 0; i < lc->lc_nroutes; i++) {
+		o = &lc->lc_routes[i];
+		if (o->rt_prefix == rt->rt_prefix &&
+		    strcmp(o->rt_path, rt->rt_path) == 0) {
+			errors_add(x->x_errs, x->x_file, config_line(n),
+			    config_col(n), "path: '%s' is routed twice in "
+			    "listener '%s'", rt->rt_path, lc->lc_name != NULL ?
+			    lc->lc_name : "");
+			return -1;
+		}
+		if (!o->rt_prefix)
+			continue;
+		if ((rt->rt_path_len >= o->rt_path_len &&
+		    memcmp(rt->rt_path, o->rt_path, o->rt_path_len) == 0) ||
+		    (!rt->rt_prefix && rt->rt_path_len + 1 == o->rt_path_len &&
+		    memcmp(rt->rt_path, o->rt_path, rt->rt_path_len) == 0)) {
+			errors_warn(x->x_errs, x->x_file, config_line(n),
+			    config_col(n), "path: '%s' never matches: '%s' "
+			    "above takes it first", rt->rt_path, o->rt_path);
+			return 0;
+		}
+	}
+	return 0;
+}
+
 /* listener.routes: checked now, resolved once upstreams are known. */
 static void
 config_routes(struct config_ctx *x, const struct config_slot *s, void *obj,
@@ -2734,8 +2772,14 @@ config_routes(struct config_ctx *x, const struct config_slot *s, void *obj,
 		rt = &lc->lc_routes[lc->lc_nroutes];
 		if (src.rs_path != NULL &&
 		    config_route_path(x, rt, src.rs_path, seen[ipath]) == 0) {
-			lc->lc_nroutes++;
-			pd->pd_route = rt;
+			if (config_route_shadowed(x, lc, rt,
+			    seen[ipath]) == -1) {
+				free(rt->rt_path);
+				memset(rt, 0, sizeof(*rt));
+			} else {
+				lc->lc_nroutes++;
+				pd->pd_route = rt;
+			}
 		}
 		pd->pd_path = src.rs_path;
 		pd->pd_upstream = src.rs_upstream;

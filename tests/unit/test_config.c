@@ -211,12 +211,20 @@ test_good(void)
 	cf = config_load(fixture("good.yaml"), &e);
 	CHECK(cf != NULL);
 	CHECK_INT(e.e_n, 0);
-	/* Its TLS listener's routes have no origin check: warned, not refused. */
-	CHECK_INT(e.e_nwarnings, 3);
-	if (e.e_nwarnings == 3)
-		CHECK(strstr(e.e_warnings[0], ": warning: route ") != NULL &&
-		    strstr(e.e_warnings[0], "has no origin check, so any web "
+	/*
+	 * /chat/admin comes after the /chat prefix, which takes it first;
+	 * its TLS listener's routes have no origin check: warned, not
+	 * refused.
+	 */
+	CHECK_INT(e.e_nwarnings, 4);
+	if (e.e_nwarnings == 4) {
+		CHECK(strstr(e.e_warnings[0], ":40:15: warning: path: "
+		    "'/chat/admin' never matches: '/chat/*' above takes it "
+		    "first") != NULL);
+		CHECK(strstr(e.e_warnings[1], ": warning: route ") != NULL &&
+		    strstr(e.e_warnings[1], "has no origin check, so any web "
 		    "page can open it") != NULL);
+	}
 	errors_free(&e);
 	if (cf == NULL)
 		return;
@@ -732,6 +740,25 @@ test_bad(void)
 	    "5:11: duplicate listener name 'a'",
 	    "6:13: listen: 127.0.0.1:8080 is already used by listener 'a'",
 	    NULL });
+	/* First match wins: a route that never matches is refused or named. */
+	check_bad("bad-dup-route.yaml", (const char *const[]){
+	    "7:16: path: '/x' is routed twice in listener 'a'",
+	    "10:16: path: '/chat/*' is routed twice in listener 'a'",
+	    NULL });
+	memset(&e, 0, sizeof(e));
+	CHECK(config_load(fixture("bad-dup-route.yaml"), &e) == NULL);
+	CHECK_INT(e.e_nwarnings, 2);
+	snprintf(buf, sizeof(buf), "%s:8:16: warning: path: '/chat/room' "
+	    "never matches: '/chat/*' above takes it first",
+	    fixture("bad-dup-route.yaml"));
+	if (e.e_nwarnings == 2)
+		CHECK_STR(e.e_warnings[0], buf);
+	snprintf(buf, sizeof(buf), "%s:9:16: warning: path: '/chat' never "
+	    "matches: '/chat/*' above takes it first",
+	    fixture("bad-dup-route.yaml"));
+	if (e.e_nwarnings == 2)
+		CHECK_STR(e.e_warnings[1], buf);
+	errors_free(&e);
 	check_bad("bad-tls-missing-key.yaml", (const char *const[]){
 	    "6:20: min_version: '1.1' is not one of 1.2 or 1.3",
 	    "5:7: tls is missing 'key'",
