@@ -186,6 +186,7 @@ struct config_ctx {
 	yaml_document_t		*x_doc;
 	struct wsg_config	*x_cf;		/* NULL for a lone policy */
 	yaml_node_t		*x_admin_node;	/* admin.listen, if valid */
+	yaml_node_t		*x_bytes_node;	/* bytes_per_connection */
 };
 
 struct config_slot;
@@ -2268,9 +2269,38 @@ config_rl_limit(struct config_ctx *x, const struct config_slot *s,
 
 	if (n == NULL)
 		return;
+	if (s->s_sub == SC_RL_BYTES)
+		x->x_bytes_node = n;
 	config_walk(x, s->s_sub, l, n, config_opt(s)->o_key, NULL);
 	if (l->rl_rate.r_amount != 0 && l->rl_burst == 0)
 		l->rl_burst = l->rl_rate.r_amount;
+}
+
+/*
+ * A frame costs its whole length at once, so one larger than the bytes
+ * burst is always over the limit: each such frame closes its connection
+ * with rate_bytes although max_frame_size allows it.
+ */
+static void
+config_check_bytes_burst(struct config_ctx *x, const struct wsg_policy *pol)
+{
+	const struct wsg_rl_limit	*l;
+	uint64_t			 frame;
+	char				 b1[32], b2[32];
+
+	if (pol->pol_rate == NULL || x->x_bytes_node == NULL)
+		return;
+	l = &pol->pol_rate->rc_bytes;
+	frame = pol->pol_max_frame_size < pol->pol_max_message_size ?
+	    pol->pol_max_frame_size : pol->pol_max_message_size;
+	if (l->rl_rate.r_amount == 0 || l->rl_burst >= frame)
+		return;
+	config_fmt_size(l->rl_burst, b1, sizeof(b1));
+	config_fmt_size(frame, b2, sizeof(b2));
+	errors_warn(x->x_errs, x->x_file, config_line(x->x_bytes_node),
+	    config_col(x->x_bytes_node), "bytes_per_connection: the burst %s "
+	    "is below the largest frame allowed, %s; a frame larger than the "
+	    "burst always closes its connection with rate_bytes", b1, b2);
 }
 
 /* rate: "10/s", "600/m", "1MiB/s"; the amount within the row's bounds. */
@@ -2533,6 +2563,7 @@ config_policy_parse(struct wsg_policy *pol, struct wsg_errors *errs)
 	if (root == NULL || config_expect(&x, root, YAML_MAPPING_NODE,
 	    "policy") == 0)
 		config_walk(&x, SC_POLICY, pol, root, "policy", NULL);
+	config_check_bytes_burst(&x, pol);
 	yaml_document_delete(&doc);
 	free(x.x_dir);
 	return 0;

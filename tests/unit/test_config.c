@@ -1398,6 +1398,12 @@ test_rate_limit(void)
 		CHECK(0);
 	config_free_policy(pol);
 
+	/* Every frame over 1KiB of the default 64KiB would close 1008. */
+	check_policy("bytes-burst.yaml", NULL, (const char *const[]){
+	    "2:25: warning: bytes_per_connection: the burst 1KiB is below "
+	    "the largest frame allowed, 64KiB; a frame larger than the burst "
+	    "always closes its connection with rate_bytes",
+	    NULL });
 	check_policy("bad-ratelimit.yaml", (const char *const[]){
 	    "2:31: rate: invalid rate '10/x': unknown period (use /s, /m or "
 	    "/h)",
