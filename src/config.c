@@ -2385,18 +2385,44 @@ config_redis(struct config_ctx *x, const struct config_slot *s, void *obj,
 		config_nomem(x, n);
 }
 
+/*
+ * The line and column of a byte offset of fp, counted as libyaml counts
+ * its marks: a column is a character, not a byte.
+ */
+static void
+config_offset_mark(FILE *fp, size_t off, size_t *line, size_t *col)
+{
+	size_t	i;
+	int	c;
+
+	*line = 1;
+	*col = 1;
+	rewind(fp);
+	for (i = 0; i < off && (c = getc(fp)) != EOF; i++) {
+		if (c == '\n') {
+			(*line)++;
+			*col = 1;
+		} else if ((c & 0xc0) != 0x80)
+			(*col)++;
+	}
+}
+
 /* Report a libyaml parser error at its mark. */
 static void
-config_yaml_error(struct wsg_errors *errs, const char *file,
+config_yaml_error(struct wsg_errors *errs, const char *file, FILE *fp,
     const yaml_parser_t *p)
 {
+	size_t	line, col;
+
 	if (p->error == YAML_MEMORY_ERROR)
 		errors_add(errs, file, 0, 0, "out of memory");
-	else if (p->error == YAML_READER_ERROR)
-		errors_add(errs, file, 0, 0, "syntax error: %s at byte %zu",
-		    p->problem != NULL ? p->problem : "unreadable input",
-		    p->problem_offset);
-	else
+	else if (p->error == YAML_READER_ERROR) {
+		/* Bad bytes (not UTF-8) have no mark, only an offset. */
+		config_offset_mark(fp, p->problem_offset, &line, &col);
+		errors_add(errs, file, line, col, "syntax error: %s at byte "
+		    "%zu", p->problem != NULL ? p->problem :
+		    "unreadable input", p->problem_offset);
+	} else
 		errors_add(errs, file, p->problem_mark.line + 1,
 		    p->problem_mark.column + 1, "syntax error: %s",
 		    p->problem != NULL ? p->problem : "unknown");
@@ -2504,11 +2530,11 @@ config_read_yaml(const char *file, yaml_document_t *doc,
 	}
 	yaml_parser_set_input_file(&parser, fp);
 	if (!yaml_parser_load(&parser, doc)) {
-		config_yaml_error(errs, file, &parser);
+		config_yaml_error(errs, file, fp, &parser);
 		rv = -2;
 	} else if (yaml_document_get_root_node(doc) != NULL) {
 		if (!yaml_parser_load(&parser, &extra)) {
-			config_yaml_error(errs, file, &parser);
+			config_yaml_error(errs, file, fp, &parser);
 			rv = -2;
 		} else {
 			if (yaml_document_get_root_node(&extra) != NULL) {

@@ -771,6 +771,10 @@ test_bad(void)
 	    "5:5: listener is missing 'routes'",
 	    NULL });
 
+	/* A byte that is not UTF-8 has a line and column too. */
+	check_bad("bad-utf8.yaml", (const char *const[]){
+	    "2:8: syntax error: invalid leading UTF-8 octet at byte 18",
+	    NULL });
 	/* "a\0b" is not read as "a". */
 	check_bad("bad-nul.yaml", (const char *const[]){
 	    "1:1: a value or key must not contain a NUL byte",
