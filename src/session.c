@@ -659,8 +659,11 @@ session_expiry_cb(evutil_socket_t fd, short ev, void *arg)
 	session_fail(s, "token_expired", 1008, 1008, 1001);
 }
 
-/* With on_expiry: close, close the session when its token expires. */
-static void
+/*
+ * With on_expiry: close, close the session when its token expires.
+ * -1 when the timer cannot be made: the session must not open without it.
+ */
+static int
 session_expiry_arm(struct wsg_session *s)
 {
 	const struct wsg_policy	*pol = s->s_route->rt_policy;
@@ -669,15 +672,16 @@ session_expiry_arm(struct wsg_session *s)
 
 	if (s->s_claims == NULL || !pol->pol_expiry_close ||
 	    (exp = jwt_claims_exp(s->s_claims)) == 0)
-		return;
+		return (0);
 	exp += pol->pol_jwt->jp_leeway;
 	now = (int64_t)time(NULL);
 	if ((s->s_expiry = evtimer_new(s->s_worker->w_base, session_expiry_cb,
 	    s)) == NULL)
-		return;
+		return (-1);
 	tv.tv_sec = exp > now ? exp - now : 0;
 	tv.tv_usec = 0;
 	evtimer_add(s->s_expiry, &tv);
+	return (0);
 }
 
 void
@@ -685,6 +689,13 @@ session_open(struct wsg_session *s, const char *protocol)
 {
 	struct evbuffer	*out = bufferevent_get_output(s->s_client.p_bev);
 
+	/* Armed first: a session whose token could outlive it is refused. */
+	if (session_expiry_arm(s) == -1) {
+		log_warnx("conn %llu: no memory for the expiry timer",
+		    (unsigned long long)s->s_id);
+		session_refuse(s, 500, "internal_error", NULL);
+		return;
+	}
 	evbuffer_add_printf(out, "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\n"
 	    "Connection: Upgrade\r\n"
@@ -702,7 +713,6 @@ session_open(struct wsg_session *s, const char *protocol)
 	s->s_last_active = session_now_ms(s);
 	evtimer_del(s->s_timer);
 	session_timer_set(s, s->s_route->rt_policy->pol_idle_timeout_ms);
-	session_expiry_arm(s);
 	log_debug("conn %llu: upgraded to %s", (unsigned long long)s->s_id,
 	    s->s_server->srv_name);
 	relay_start(&s->s_client, &s->s_upstream);
