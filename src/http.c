@@ -726,9 +726,11 @@ http_request_parse(const char *buf, size_t len, size_t max_head,
 
 /*
  * Check the status line, or the prefix of one when !complete:
- * "HTTP/1.1" SP 3DIGIT [SP reason].  The SP and reason may be left out
- * (a lenient reading of RFC 9112 4: the reason is never used), the status
- * must be 100-599.  Fills resp when complete.
+ * "HTTP/1.1" SP 3DIGIT [SP reason], or "HTTP/1.0" (a refusal from a
+ * server that answers in 1.0 is still passed through; a 101 in 1.0 is
+ * refused by http_response_check_upgrade()).  The SP and reason may be
+ * left out (a lenient reading of RFC 9112 4: the reason is never used),
+ * the status must be 100-599.  Fills resp when complete.
  */
 static enum wsg_http_result
 http_status_line(const char *p, size_t n, int complete,
@@ -736,10 +738,12 @@ http_status_line(const char *p, size_t n, int complete,
 {
 	size_t	i;
 
-	if (n > 0 && memcmp(p, "HTTP/1.1 ", n < 9 ? n : 9) != 0) {
+	if (n > 0 && memcmp(p, "HTTP/1.1 ", n < 9 ? n : 9) != 0 &&
+	    memcmp(p, "HTTP/1.0 ", n < 9 ? n : 9) != 0) {
 		resp->error = "bad status line";
 		return WSG_HTTP_BAD_REQUEST;
 	}
+	resp->http10 = n >= 8 && p[7] == '0';
 	for (i = 9; i < n && i < 12; i++) {
 		if (p[i] < '0' || p[i] > '9' || (i == 9 && (p[i] < '1' ||
 		    p[i] > '5'))) {
@@ -918,6 +922,10 @@ http_response_check_upgrade(const struct wsg_http_response *resp,
 	}
 	if (resp->status != 101) {
 		*why = "status not 101";
+		return -1;
+	}
+	if (resp->http10) {
+		*why = "101 in HTTP/1.0";
 		return -1;
 	}
 	h = http_header_count(resp->headers, resp->nheaders, "Upgrade", &n);

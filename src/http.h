@@ -79,12 +79,13 @@ struct wsg_http_response {
 	size_t			 nheaders;
 	size_t			 head_len;
 	long long		 content_length;	/* -1 when absent */
+	int			 http10;	/* "HTTP/1.0", not 1.1 */
 	const char		*error;
 };
 
 /*
  * Parse the upstream's response head (same strictness: CRLF, no obs-fold,
- * HTTP/1.1, a 3-digit status).  OK, INCOMPLETE, TOO_LARGE past max_head, or
+ * HTTP/1.1 or 1.0, a 3-digit status).  OK, INCOMPLETE, TOO_LARGE past max_head, or
  * BAD_REQUEST for anything malformed.
  */
 enum wsg_http_result	http_response_parse(const char *, size_t, size_t,

@@ -201,6 +201,33 @@ def test_403_is_passed_through_as_upstream_refused(factory):
     assert b"go away" in resp.body, resp
 
 
+def test_http10_refusal_is_passed_through(factory):
+    """A server that answers in HTTP/1.0 (Python's http.server does) still
+    has its refusal passed through, not turned into a 502."""
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.0 403 Forbidden\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 8\r\n\r\ngo away\n"))
+    resp, e, _ = one_refusal(gw, 403, "upstream_refused")
+    assert b"go away" in resp.body, resp
+
+
+def test_http10_101_is_502_bad_handshake(factory):
+    """The upgrade is HTTP/1.1 (RFC 6455 4.1): a 101 in HTTP/1.0, even
+    with the right Accept, opens nothing."""
+    def behavior(c):
+        if not c.read_head():
+            return
+        key = (c.header("Sec-WebSocket-Key") or [""])[0]
+        c.send(b"HTTP/1.0 101 Switching Protocols\r\n"
+               b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Accept: " +
+               wsproto.accept_for(key).encode() + b"\r\n\r\n")
+        c.drain(10)
+    gw, up = raw_gateway(factory, behavior)
+    one_refusal(gw, 502, "upstream_bad_handshake")
+    assert "101 in HTTP/1.0" in gw.error_text()
+
+
 @pytest.mark.parametrize("body", [
     b"Connection: close\r\n\r\nuntil the upstream closes",
     b"Content-Length: 5000\r\n\r\n" + b"x" * 5000],

@@ -587,7 +587,17 @@ test_response(void)
 	CHECK_INT(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
 	    "\r\nContent-Length: 3\r\n\r\n"), WSG_HTTP_BAD_REQUEST);
 
-	CHECK_INT(parse_resp("HTTP/1.0 101 OK\r\n\r\n"), WSG_HTTP_BAD_REQUEST);
+	/* A refusal in HTTP/1.0 parses, to be passed through. */
+	CHECK_INT(parse_resp("HTTP/1.0 403 Forbidden\r\nServer: x\r\n\r\n"),
+	    WSG_HTTP_OK);
+	CHECK_INT(resp.status, 403);
+	CHECK_INT(resp.http10, 1);
+	CHECK_INT(parse_resp("HTTP/1.1 403 Forbidden\r\n\r\n"), WSG_HTTP_OK);
+	CHECK_INT(resp.http10, 0);
+	CHECK_INT(parse_resp("HTTP/1.2 403 Forbidden\r\n\r\n"),
+	    WSG_HTTP_BAD_REQUEST);
+	CHECK_INT(parse_resp("HTTP/2.0 403 Forbidden\r\n\r\n"),
+	    WSG_HTTP_BAD_REQUEST);
 	CHECK_INT(parse_resp("HTTP/1.1 1010 OK\r\n\r\n"),
 	    WSG_HTTP_BAD_REQUEST);
 	CHECK_INT(parse_resp("HTTP/1.1 10 OK\r\n\r\n"), WSG_HTTP_BAD_REQUEST);
@@ -655,6 +665,12 @@ test_check_upgrade(void)
 	    "Connection: Upgrade\r\nSec-WebSocket-Accept: " ACCEPT "\r\n\r\n",
 	    NULL, 0, &proto, &why), -1);
 	CHECK_STR(why, "status not 101");
+	/* Upgrade is HTTP/1.1 (RFC 6455 4.1): a 101 in 1.0 is refused. */
+	CHECK_INT(check("HTTP/1.0 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: " ACCEPT "\r\n\r\n", NULL, 0, &proto,
+	    &why), -1);
+	CHECK_STR(why, "101 in HTTP/1.0");
 	CHECK_INT(check("HTTP/1.1 101 Switching Protocols\r\n"
 	    "Connection: Upgrade\r\nSec-WebSocket-Accept: " ACCEPT "\r\n\r\n",
 	    NULL, 0, &proto, &why), -1);
