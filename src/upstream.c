@@ -400,6 +400,13 @@ upstream_refused(struct wsg_session *s, const struct wsg_http_response *r,
 			evbuffer_add_printf(out, "%s: %.*s\r\n", pass[i],
 			    (int)h->value.len, h->value.p);
 	}
+	if (r->status == 204 || r->status == 304) {
+		/* No body, no Content-Length (RFC 9110 8.6, 15.3.5). */
+		evbuffer_add(out, "\r\n", 2);
+		s->s_status = r->status;
+		session_close(s, "upstream_refused");
+		return;
+	}
 	if (body == NULL) {
 		body = "upstream_refused\n";
 		bodylen = strlen(body);

@@ -201,6 +201,17 @@ def test_403_is_passed_through_as_upstream_refused(factory):
     assert b"go away" in resp.body, resp
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_status_is_passed_through_without_a_body(factory, status):
+    """204 and 304 never carry a body (RFC 9110 6.4.1): the refusal passed
+    through has neither a body nor a Content-Length."""
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 %d X\r\nETag: \"1\"\r\n\r\n" % status))
+    resp, e, _ = one_refusal(gw, status, "upstream_refused")
+    assert resp.body == b"", resp
+    assert resp.header("Content-Length") == [], resp
+
+
 def test_http10_refusal_is_passed_through(factory):
     """A server that answers in HTTP/1.0 (Python's http.server does) still
     has its refusal passed through, not turned into a 502."""
