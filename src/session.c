@@ -106,11 +106,30 @@ session_peer_init(struct wsg_session *s, struct wsg_peer *p, int is_client)
 	p->p_fd = -1;
 }
 
-/* Record the client's address (the peer, or what PROXY/XFF said). */
+/*
+ * Record the client's address (the peer, or what PROXY/XFF said).  An
+ * IPv4-mapped IPv6 address, as a dual-stack load balancer's PROXY header
+ * gives, is stored as the IPv4 address it holds, so the log and the
+ * upstream's X-Forwarded-For name the client as X-Forwarded-For does.
+ */
 static void
 session_set_addr(struct wsg_session *s, const struct sockaddr *sa,
     socklen_t salen, int keep_port)
 {
+	const struct sockaddr_in6	*m6;
+	struct sockaddr_in		 v4;
+
+	if (sa->sa_family == AF_INET6) {
+		m6 = (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&m6->sin6_addr)) {
+			memset(&v4, 0, sizeof(v4));
+			v4.sin_family = AF_INET;
+			v4.sin_port = m6->sin6_port;
+			memcpy(&v4.sin_addr, m6->sin6_addr.s6_addr + 12, 4);
+			sa = (const struct sockaddr *)&v4;
+			salen = sizeof(v4);
+		}
+	}
 	memset(&s->s_addr, 0, sizeof(s->s_addr));
 	memcpy(&s->s_addr, sa, salen < sizeof(s->s_addr) ? salen :
 	    sizeof(s->s_addr));
