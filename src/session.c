@@ -508,6 +508,8 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 	struct wsg_verdict		 v;
 	int				 r;
 
+	/* Every refusal from here on is logged with the client's address. */
+	session_identify(s, req);
 	s->s_path = session_strdup(req->path);
 	s->s_origin = session_strdup(req->origin);
 	s->s_host = session_strdup(req->host);
@@ -528,7 +530,6 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 		session_refuse(s, 404, "no_route", NULL);
 		return;
 	}
-	session_identify(s, req);
 	if (policy_check(s, req, &v) == -1) {
 		log_info("conn %llu: refused: %s: %s",
 		    (unsigned long long)s->s_id, v.v_reason, v.v_detail);
@@ -621,6 +622,9 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 			s->s_path = session_strdup(req.path);
 			s->s_origin = session_strdup(req.origin);
 		}
+		/* A whole head, wrong in meaning: its X-Forwarded-For counts. */
+		if (req.head_len != 0)
+			session_identify(s, &req);
 		session_refuse(s, http_result_status(r), http_result_reason(r),
 		    r == WSG_HTTP_BAD_VERSION ? "Sec-WebSocket-Version: 13\r\n" :
 		    NULL);

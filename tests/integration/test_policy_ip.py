@@ -116,6 +116,22 @@ def test_trusted_peer_xff_outside_deny_is_accepted(trusted):
     assert xff == ["198.51.100.7"], xff
 
 
+@pytest.mark.parametrize("prefix,kw,status,reason", [
+    ("/nowhere", {}, 404, "no_route"),
+    ("/t", {"method": "POST"}, 405, "bad_method"),
+    ("/t", {"version": "8"}, 426, "bad_version"),
+    ("/t", {"upgrade": None}, 400, "bad_request")])
+def test_trusted_peer_xff_names_the_client_of_a_refusal(trusted, prefix, kw,
+                                                         status, reason):
+    """Refused before any policy check, the request is still logged with
+    the client a trusted proxy named, not with the proxy."""
+    path = unique(prefix)
+    _, e = http_refusal(trusted, B(path, extra=[
+        ("X-Forwarded-For", "203.0.113.9, 127.0.0.1")], **kw), status,
+        reason, pred=by_path(path))
+    assert e["client"] == "203.0.113.9" and e["client_port"] is None, e
+
+
 @pytest.mark.parametrize("lines", [
     ["203.0.113.9, 127.0.0.1"], ["203.0.113.9"],
     ["203.0.113.9", "203.0.113.10"]])
