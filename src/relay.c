@@ -314,6 +314,81 @@ relay_check_utf8(struct wsg_peer *p, struct evbuffer *in, size_t at)
 	return (WSG_FRAME_OK);
 }
 
+/*
+ * XOR n bytes of in, from offset at, with the mask x from payload offset
+ * off, where they lie: the chains are the relay's own, read into.
+ */
+static void
+relay_xor(struct evbuffer *in, size_t at, size_t n, const uint8_t x[4],
+    uint64_t off)
+{
+	struct evbuffer_ptr	 pos;
+	struct evbuffer_iovec	 v[8];
+	size_t			 k;
+	int			 i, nv;
+
+	while (n > 0) {
+		if (evbuffer_ptr_set(in, &pos, at, EVBUFFER_PTR_SET) == -1 ||
+		    (nv = evbuffer_peek(in, n, &pos, v, 8)) <= 0)
+			return;
+		if (nv > 8)
+			nv = 8;
+		for (i = 0; i < nv && n > 0; i++) {
+			k = v[i].iov_len < n ? v[i].iov_len : n;
+			frame_unmask(v[i].iov_base, v[i].iov_base, k, x, off);
+			at += k;
+			off += k;
+			n -= k;
+		}
+	}
+}
+
+/*
+ * The gateway is the WebSocket client of the upstream connection, and RFC
+ * 6455 5.3 and 10.3 want that client's masking keys unpredictable: a key
+ * the client chose (all zeros, say) would put bytes of its choosing on
+ * the upstream's wire, for an intermediary there to take for HTTP.  The
+ * key of the client frame whose header is at offset at of in is replaced
+ * by a fresh one; p_remask keeps the old key XOR the new one, which turns
+ * the payload from one masking into the other (relay_remask_payload()).
+ */
+static void
+relay_remask_key(struct wsg_peer *p, struct evbuffer *in, size_t at)
+{
+	const struct wsg_frame	*f = &p->p_frame;
+	uint32_t		 m;
+	uint8_t			 nk[4];
+	int			 k;
+
+	if (!p->p_is_client || !f->f_masked)
+		return;
+	m = arc4random();
+	memcpy(nk, &m, sizeof(nk));
+	for (k = 0; k < 4; k++)
+		p->p_remask[k] = f->f_mask[k] ^ nk[k];
+	relay_xor(in, at + f->f_hdr_len - 4, 4, p->p_remask, 0);
+}
+
+/* Remask n payload bytes at offset at of in, from payload offset off. */
+static void
+relay_remask_payload(struct wsg_peer *p, struct evbuffer *in, size_t at,
+    size_t n, uint64_t off)
+{
+	if (!p->p_is_client || !p->p_frame.f_masked)
+		return;
+	relay_xor(in, at, n, p->p_remask, off);
+}
+
+/* Remask the whole client frame at offset at of in. */
+static void
+relay_remask(struct wsg_peer *p, struct evbuffer *in, size_t at)
+{
+	const struct wsg_frame	*f = &p->p_frame;
+
+	relay_remask_key(p, in, at);
+	relay_remask_payload(p, in, at + f->f_hdr_len, f->f_len, 0);
+}
+
 /* A whole control frame is buffered: check it and pass it on. */
 static void
 relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
@@ -328,6 +403,7 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 
 	p->p_have_frame = 0;
 	if (f->f_opcode != WSG_OP_CLOSE) {
+		relay_remask(p, in, 0);
 		evbuffer_remove_buffer(in, out, total);
 		p->p_bytes += total;
 		return;
@@ -347,6 +423,7 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	if (s->s_close_first == NULL)
 		s->s_close_first = p;
 	if (!o->p_close_sent) {
+		relay_remask(p, in, 0);
 		evbuffer_remove_buffer(in, out, total);
 		o->p_close_sent = 1;
 	} else
@@ -551,6 +628,8 @@ relay_move(struct wsg_peer *p)
 		if (p->p_fwd_left > 0) {
 			relay_flush(in, out, &pend);
 			n = avail < p->p_fwd_left ? avail : p->p_fwd_left;
+			relay_remask_payload(p, in, 0, n,
+			    f->f_len - p->p_fwd_left);
 			evbuffer_remove_buffer(in, out, n);
 			p->p_bytes += n;
 			p->p_fwd_left -= n;
@@ -614,6 +693,7 @@ relay_move(struct wsg_peer *p)
 				relay_violation(p, r);
 				return;
 			}
+			relay_remask(p, in, pend);
 			pend += total;
 			p->p_bytes += total;
 			p->p_have_frame = 0;
@@ -629,12 +709,14 @@ relay_move(struct wsg_peer *p)
 		if (total <= WSG_STREAM_MIN) {
 			if (avail < total)
 				break;
+			relay_remask(p, in, pend);
 			pend += total;
 			p->p_bytes += total;
 			relay_frame_done(p);
 			continue;
 		}
 		relay_flush(in, out, &pend);
+		relay_remask_key(p, in, 0);
 		evbuffer_remove_buffer(in, out, f->f_hdr_len);
 		p->p_bytes += f->f_hdr_len;
 		p->p_fwd_left = f->f_len;

@@ -53,6 +53,7 @@ struct wsg_peer {
 	struct wsg_frame	 p_frame;	/* current frame */
 	int			 p_have_frame;	/* p_frame parsed and checked */
 	uint64_t		 p_fwd_left;	/* payload still to stream */
+	uint8_t			 p_remask[4];	/* client's key ^ ours, see relay */
 	int			 p_paused;	/* reading stopped: far side full */
 	struct event		*p_gone_ev;	/* EV_CLOSED while paused */
 	/* deny_regex: a text message is held whole until it is judged. */

@@ -542,3 +542,46 @@ def test_no_descriptor_leak_over_many_sessions(factory):
              what="%d access-log lines" % (n + 1))
     wait_for(lambda: fds() <= base, 5,
              what="descriptors back to %d (now %d)" % (base, fds()))
+
+
+def test_client_masking_keys_are_not_passed_upstream(factory):
+    """RFC 6455 5.3 and 10.3: the gateway is the client of the upstream
+    connection and masks with keys of its own.  A client that masks with
+    zeros must not get its bytes onto the upstream's wire as they are:
+    whole frames, held text, control frames, a streamed frame (over 256
+    KiB) and its close all arrive intact, under other keys."""
+    up = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/echo", "up", "big")],
+                         upstreams={"up": [up.addr]},
+                         policies={"big": policy(frames={
+                             "max_frame_size": "1MiB"})})
+    zero = b"\0\0\0\0"
+    plain = b"GET /poison HTTP/1.1\r\nHost: cache.example\r\n\r\n"
+    big = plain * (300 * 1024 // len(plain))
+    sent = [(wsproto.OP_BINARY, True, plain),
+            (wsproto.OP_TEXT, True, plain),
+            (wsproto.OP_TEXT, False, plain),
+            (wsproto.OP_PING, True, plain),
+            (wsproto.OP_CONT, True, plain),
+            (wsproto.OP_BINARY, True, big)]
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        (uc,) = up.wait_conns(1)
+        for op, fin, p in sent:
+            c.send(wsproto.encode_frame(op, p, fin=fin, mask_key=zero))
+        c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                    wsproto.close_payload(1000, plain[:100]),
+                                    mask_key=zero))
+        f, others = c.read_close(10)
+        assert f.close_code == 1000, f
+    finally:
+        c.close()
+    assert uc.done.wait(5)
+    got = [(f.opcode, f.fin, f.payload) for f in uc.frames]
+    assert got[:-1] == sent, uc.frames
+    assert uc.frames[-1].payload == wsproto.close_payload(1000, plain[:100])
+    assert all(f.masked for f in uc.frames), uc.frames
+    wire = bytes(uc.data)
+    assert plain not in wire, "client-chosen masking key reached upstream"
+    assert zero + plain[:16] not in wire
