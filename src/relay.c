@@ -536,6 +536,19 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	text = (const char *)evbuffer_pullup(p->p_text, -1);
 	if (len > 0 && text == NULL)
 		goto fail;
+	/*
+	 * Patterns are in UTF-8 mode and cannot match text that is not
+	 * UTF-8 (validate_utf8 off): passing it unmatched would let one bad
+	 * byte carry anything past them, so it is refused, and said so.
+	 */
+	if (!pol->pol_validate_utf8 && len > 0 && utf8_validate(
+	    WSG_UTF8_ACCEPT, (const uint8_t *)text, len) != WSG_UTF8_ACCEPT) {
+		log_info("conn %llu: message refused by deny_regex: not valid "
+		    "UTF-8, so no pattern can be matched",
+		    (unsigned long long)s->s_id);
+		session_fail(s, "content_denied", 1008, 1008, 1001);
+		return (-1);
+	}
 	for (i = 0; i < pol->pol_ndeny_regex; i++) {
 		m = regex_match_flags(pol->pol_deny_regex[i], text ? text : "",
 		    len, pol->pol_validate_utf8 ? WSG_REGEX_VALID_UTF8 : 0);

@@ -250,3 +250,21 @@ def test_zz_gateway_still_relays(gw, up):
     finally:
         c.close()
     assert gw.alive()
+
+
+def test_invalid_utf8_unchecked_is_refused_not_passed(factory):
+    """With validate_utf8 off, text that is not UTF-8 cannot be matched by
+    the UTF-8-mode patterns: it is refused (one bad byte must not carry
+    anything past deny_regex), and the log says why, not "match limit"."""
+    up = factory.raw_upstream()
+    gw = factory.gateway(
+        routes=[("/c", "rec", "c")], upstreams={"rec": [up.addr]},
+        policies={"c": policy(frames={"validate_utf8": False},
+                              messages={"deny_regex": ["(?i)<script"]})})
+    c, _ = http_upgrade(gw, B("/c"))
+    echo_ok(c, b"harmless first")
+    c.send_frame(T, b"\xff <script>alert(1)</script>")
+    expect_content_denied(gw, up, c, [b"<script>"])
+    text = gw.error_text()
+    assert "not valid UTF-8" in text, text[-2000:]
+    assert "match limit" not in text, text[-2000:]
