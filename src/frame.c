@@ -3,8 +3,11 @@
  */
 #include "autoconf.h"
 
+#include <sys/random.h>
+
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "frame.h"
@@ -19,6 +22,15 @@
 #define FRAME_LEN64		127
 #define FRAME_MAX_CONTROL	125
 #define FRAME_CLOSE_MAX_REASON	(FRAME_MAX_CONTROL - 2)
+/*
+ * Masking keys are drawn from a pool per thread, refilled by one
+ * getrandom(2) for 64 keys: glibc 2.36's arc4random() is a system call
+ * each time, and every client frame needs a key.
+ */
+#define FRAME_KEY_POOL		256
+
+static __thread uint8_t	frame_key_pool[FRAME_KEY_POOL];
+static __thread size_t	frame_key_left;
 
 /* Is this opcode one that RFC 6455 defines? */
 static int
@@ -311,4 +323,25 @@ frame_result_reason(enum wsg_frame_result r)
 		return "binary_denied";
 	}
 	return "internal_error";
+}
+
+void
+frame_mask_key(uint8_t key[4])
+{
+	uint32_t	m;
+
+	if (frame_key_left < 4) {
+		if (getrandom(frame_key_pool, sizeof(frame_key_pool), 0) !=
+		    (ssize_t)sizeof(frame_key_pool)) {
+			/* Never short for 256 bytes; arc4random() blocks. */
+			m = arc4random();
+			memcpy(key, &m, 4);
+			return;
+		}
+		frame_key_left = sizeof(frame_key_pool);
+	}
+	frame_key_left -= 4;
+	memcpy(key, frame_key_pool + frame_key_left, 4);
+	/* A key once used is not kept where a later read could find it. */
+	memset(frame_key_pool + frame_key_left, 0, 4);
 }

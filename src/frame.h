@@ -87,6 +87,12 @@ enum wsg_frame_result	frame_msg_end(const struct wsg_frame *,
 			    struct wsg_msg_state *, int);
 
 /*
+ * A fresh masking key for a frame the gateway sends upstream, where it is
+ * the WebSocket client (RFC 6455 5.3: unpredictable, from a strong source).
+ */
+void	frame_mask_key(uint8_t[4]);
+
+/*
  * XOR n bytes of src with the mask, starting at payload offset off, into
  * dst (which may equal src).
  */

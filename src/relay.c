@@ -78,7 +78,6 @@ void
 relay_send_close(struct wsg_peer *p, uint16_t code, const char *reason)
 {
 	uint8_t		 buf[WSG_CLOSE_FRAME_MAX], mask[4];
-	uint32_t	 m;
 	size_t		 n;
 
 	if (p->p_bev == NULL || p->p_close_sent)
@@ -86,8 +85,7 @@ relay_send_close(struct wsg_peer *p, uint16_t code, const char *reason)
 	/* A frame streamed half-way to this side cannot be interrupted. */
 	if (p->p_other->p_fwd_left > 0)
 		return;
-	m = arc4random();
-	memcpy(mask, &m, sizeof(mask));
+	frame_mask_key(mask);
 	n = frame_build_close(buf, code, reason, p->p_is_client ? NULL : mask);
 	evbuffer_add(bufferevent_get_output(p->p_bev), buf, n);
 	p->p_close_sent = 1;
@@ -356,14 +354,12 @@ static void
 relay_remask_key(struct wsg_peer *p, struct evbuffer *in, size_t at)
 {
 	const struct wsg_frame	*f = &p->p_frame;
-	uint32_t		 m;
 	uint8_t			 nk[4];
 	int			 k;
 
 	if (!p->p_is_client || !f->f_masked)
 		return;
-	m = arc4random();
-	memcpy(nk, &m, sizeof(nk));
+	frame_mask_key(nk);
 	for (k = 0; k < 4; k++)
 		p->p_remask[k] = f->f_mask[k] ^ nk[k];
 	relay_xor(in, at + f->f_hdr_len - 4, 4, p->p_remask, 0);
@@ -449,15 +445,13 @@ relay_send_held(struct evbuffer *text, size_t len, uint64_t max,
 {
 	struct evbuffer	*msg;
 	uint8_t		 hdr[WSG_FRAME_MAX_HEADER], mask[4], *b;
-	uint32_t	 m;
 	size_t		 off = 0, n, h;
 
 	if ((msg = evbuffer_new()) == NULL)
 		return (-1);
 	do {
 		n = len - off < max ? len - off : (size_t)max;
-		m = arc4random();
-		memcpy(mask, &m, sizeof(mask));
+		frame_mask_key(mask);
 		h = frame_build_header(hdr, off + n == len, off == 0 ?
 		    WSG_OP_TEXT : WSG_OP_CONT, n, mask);
 		if (n > 0) {

@@ -866,6 +866,32 @@ test_unmask(void)
 }
 
 /* Close codes and reason codes of each result. */
+/*
+ * Masking keys for the upstream: 1000 in a row (past several refills of
+ * the pool) are all but all different, and none is all zeros twice.
+ */
+static void
+test_mask_key(void)
+{
+	static uint32_t	 keys[1000];
+	uint8_t		 k[4];
+	size_t		 i, j, same = 0, zero = 0;
+
+	for (i = 0; i < 1000; i++) {
+		frame_mask_key(k);
+		memcpy(&keys[i], k, 4);
+		if (keys[i] == 0)
+			zero++;
+	}
+	for (i = 0; i < 1000; i++)
+		for (j = i + 1; j < 1000; j++)
+			if (keys[i] == keys[j])
+				same++;
+	/* 1000 random 32-bit keys: a repeated pair has odds of 1e-4. */
+	CHECK(same <= 1);
+	CHECK(zero <= 1);
+}
+
 static void
 test_results(void)
 {
@@ -961,6 +987,7 @@ main(void)
 	test_build_header();
 	test_build_close();
 	test_unmask();
+	test_mask_key();
 	test_results();
 	test_stream();
 	return unit_done("test_frame");
