@@ -322,9 +322,16 @@ relay_xor(struct evbuffer *in, size_t at, size_t n, const uint8_t x[4],
 {
 	struct evbuffer_ptr	 pos;
 	struct evbuffer_iovec	 v[8];
+	uint8_t			*b;
 	size_t			 k;
 	int			 i, nv;
 
+	/* Most frames lie in the first chain: no walk, no copy. */
+	if (at + n <= evbuffer_get_contiguous_space(in)) {
+		if ((b = evbuffer_pullup(in, (ssize_t)(at + n))) != NULL)
+			frame_unmask(b + at, b + at, n, x, off);
+		return;
+	}
 	while (n > 0) {
 		if (evbuffer_ptr_set(in, &pos, at, EVBUFFER_PTR_SET) == -1 ||
 		    (nv = evbuffer_peek(in, n, &pos, v, 8)) <= 0)
@@ -375,14 +382,24 @@ relay_remask_payload(struct wsg_peer *p, struct evbuffer *in, size_t at,
 	relay_xor(in, at, n, p->p_remask, off);
 }
 
-/* Remask the whole client frame at offset at of in. */
+/*
+ * Remask the whole client frame at offset at of in: the key and the
+ * payload after it in one pass, as the key is four bytes and the payload
+ * starts again at mask offset 0.
+ */
 static void
 relay_remask(struct wsg_peer *p, struct evbuffer *in, size_t at)
 {
 	const struct wsg_frame	*f = &p->p_frame;
+	uint8_t			 nk[4];
+	int			 k;
 
-	relay_remask_key(p, in, at);
-	relay_remask_payload(p, in, at + f->f_hdr_len, f->f_len, 0);
+	if (!p->p_is_client || !f->f_masked)
+		return;
+	frame_mask_key(nk);
+	for (k = 0; k < 4; k++)
+		p->p_remask[k] = f->f_mask[k] ^ nk[k];
+	relay_xor(in, at + f->f_hdr_len - 4, 4 + f->f_len, p->p_remask, 0);
 }
 
 /* A whole control frame is buffered: check it and pass it on. */
