@@ -47,6 +47,9 @@ fuzz_headers(const struct wsg_http_response *r, const char *name, size_t *n)
 	return h;
 }
 
+/* The response's version, read from the bytes: a 101 must be HTTP/1.1. */
+static int	fuzz_http11;
+
 /* The expected verdict, worked out independently of the checker. */
 static int
 fuzz_expect_ok(const struct wsg_http_response *r, const char *accept,
@@ -55,7 +58,7 @@ fuzz_expect_ok(const struct wsg_http_response *r, const char *accept,
 	const struct wsg_http_header	*h;
 	size_t				 i, n, found = 0;
 
-	if (r->status != 101)
+	if (r->status != 101 || !fuzz_http11)
 		return 0;
 	if ((h = fuzz_headers(r, "Upgrade", &n)) == NULL || n != 1 ||
 	    !http_str_eq(h->value, "websocket"))
@@ -158,6 +161,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (res != WSG_HTTP_OK)
 		return 0;
 	FUZZ_ASSERT(r.head_len <= size - 1 && r.nheaders <= WSG_MAX_HEADERS);
+	/* Only HTTP/1.1 and 1.0 status lines parse. */
+	FUZZ_ASSERT(size - 1 >= 8 && (memcmp(data + 1, "HTTP/1.1", 8) == 0 ||
+	    memcmp(data + 1, "HTTP/1.0", 8) == 0));
+	fuzz_http11 = memcmp(data + 1, "HTTP/1.1", 8) == 0;
 	fuzz_check(&r, noffers);
 	return 0;
 }
