@@ -354,11 +354,13 @@ relay_xor(struct evbuffer *in, size_t at, size_t n, const uint8_t x[4],
  * the client chose (all zeros, say) would put bytes of its choosing on
  * the upstream's wire, for an intermediary there to take for HTTP.  The
  * key of the client frame whose header is at offset at of in is replaced
- * by a fresh one; p_remask keeps the old key XOR the new one, which turns
- * the payload from one masking into the other (relay_remask_payload()).
+ * by a fresh one, and the first n bytes of its payload remasked with it
+ * in the same pass (the key is four bytes: the payload starts again at
+ * mask offset 0).  p_remask keeps the old key XOR the new one for the
+ * rest of a streamed payload (relay_remask_payload()).
  */
 static void
-relay_remask_key(struct wsg_peer *p, struct evbuffer *in, size_t at)
+relay_remask(struct wsg_peer *p, struct evbuffer *in, size_t at, size_t n)
 {
 	const struct wsg_frame	*f = &p->p_frame;
 	uint8_t			 nk[4];
@@ -369,7 +371,7 @@ relay_remask_key(struct wsg_peer *p, struct evbuffer *in, size_t at)
 	frame_mask_key(nk);
 	for (k = 0; k < 4; k++)
 		p->p_remask[k] = f->f_mask[k] ^ nk[k];
-	relay_xor(in, at + f->f_hdr_len - 4, 4, p->p_remask, 0);
+	relay_xor(in, at + f->f_hdr_len - 4, 4 + n, p->p_remask, 0);
 }
 
 /* Remask n payload bytes at offset at of in, from payload offset off. */
@@ -380,26 +382,6 @@ relay_remask_payload(struct wsg_peer *p, struct evbuffer *in, size_t at,
 	if (!p->p_is_client || !p->p_frame.f_masked)
 		return;
 	relay_xor(in, at, n, p->p_remask, off);
-}
-
-/*
- * Remask the whole client frame at offset at of in: the key and the
- * payload after it in one pass, as the key is four bytes and the payload
- * starts again at mask offset 0.
- */
-static void
-relay_remask(struct wsg_peer *p, struct evbuffer *in, size_t at)
-{
-	const struct wsg_frame	*f = &p->p_frame;
-	uint8_t			 nk[4];
-	int			 k;
-
-	if (!p->p_is_client || !f->f_masked)
-		return;
-	frame_mask_key(nk);
-	for (k = 0; k < 4; k++)
-		p->p_remask[k] = f->f_mask[k] ^ nk[k];
-	relay_xor(in, at + f->f_hdr_len - 4, 4 + f->f_len, p->p_remask, 0);
 }
 
 /* A whole control frame is buffered: check it and pass it on. */
@@ -416,7 +398,7 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 
 	p->p_have_frame = 0;
 	if (f->f_opcode != WSG_OP_CLOSE) {
-		relay_remask(p, in, 0);
+		relay_remask(p, in, 0, p->p_frame.f_len);
 		evbuffer_remove_buffer(in, out, total);
 		p->p_bytes += total;
 		return;
@@ -436,7 +418,7 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	if (s->s_close_first == NULL)
 		s->s_close_first = p;
 	if (!o->p_close_sent) {
-		relay_remask(p, in, 0);
+		relay_remask(p, in, 0, p->p_frame.f_len);
 		evbuffer_remove_buffer(in, out, total);
 		o->p_close_sent = 1;
 	} else
@@ -717,7 +699,7 @@ relay_move(struct wsg_peer *p)
 				relay_violation(p, r);
 				return;
 			}
-			relay_remask(p, in, pend);
+			relay_remask(p, in, pend, f->f_len);
 			pend += total;
 			p->p_bytes += total;
 			p->p_have_frame = 0;
@@ -733,14 +715,14 @@ relay_move(struct wsg_peer *p)
 		if (total <= WSG_STREAM_MIN) {
 			if (avail < total)
 				break;
-			relay_remask(p, in, pend);
+			relay_remask(p, in, pend, f->f_len);
 			pend += total;
 			p->p_bytes += total;
 			relay_frame_done(p);
 			continue;
 		}
 		relay_flush(in, out, &pend);
-		relay_remask_key(p, in, 0);
+		relay_remask(p, in, 0, 0);
 		evbuffer_remove_buffer(in, out, f->f_hdr_len);
 		p->p_bytes += f->f_hdr_len;
 		p->p_fwd_left = f->f_len;
