@@ -142,17 +142,33 @@ log_open(const char *error_log, const char *access_log, int level)
 	return (0);
 }
 
-void
+/*
+ * Reopen the log files at their paths after rotation (SIGUSR1); -1 when
+ * one cannot be, which then keeps writing to its old file.
+ */
+int
 log_reopen(void)
 {
-	int	fd;
+	int	fd, rc = 0;
 
-	if (log_error_path != NULL && (fd = log_open_file(log_error_path)) !=
-	    -1)
-		log_retarget(log_error_fd, fd);
-	if (log_access_path != NULL && (fd = log_open_file(log_access_path)) !=
-	    -1)
-		log_retarget(log_access_fd, fd);
+	if (log_error_path != NULL) {
+		if ((fd = log_open_file(log_error_path)) != -1)
+			log_retarget(log_error_fd, fd);
+		else {
+			log_warn("cannot reopen error log %s", log_error_path);
+			rc = -1;
+		}
+	}
+	if (log_access_path != NULL) {
+		if ((fd = log_open_file(log_access_path)) != -1)
+			log_retarget(log_access_fd, fd);
+		else {
+			log_warn("cannot reopen access log %s",
+			    log_access_path);
+			rc = -1;
+		}
+	}
+	return (rc);
 }
 
 void

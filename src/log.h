@@ -29,7 +29,7 @@ void	log_discard(struct wsg_log_files *);
 /* Open the targets; on failure returns -1 and keeps the previous ones. */
 int	log_open(const char *, const char *, int);
 /* Reopen file targets, e.g. after log rotation (SIGUSR1). */
-void	log_reopen(void);
+int	log_reopen(void);
 /* -v on the command line raises the level this much above the config. */
 void	log_set_verbose(int);
 

@@ -654,8 +654,11 @@ server_signal_cb(evutil_socket_t sig, short ev, void *arg)
 		server_drain();
 		break;
 	case SIGUSR1:
-		log_reopen();
-		log_info("log files reopened");
+		if (log_reopen() == 0)
+			log_info("log files reopened");
+		else
+			log_warnx("log files not all reopened: the old "
+			    "files stay in use");
 		break;
 	case SIGHUP:
 		if (!server_draining)

@@ -48,6 +48,27 @@ def test_sigusr1_reopens_after_rename(echo_gateway):
     assert "started" in old_error.read_text()
 
 
+def test_sigusr1_says_when_a_log_cannot_be_reopened(echo_gateway):
+    """A path that cannot be opened (here a directory, as root; a file
+    the daemon's user cannot write in practice) is reported, and the
+    gateway does not claim to have reopened its logs."""
+    gw = echo_gateway
+    old_access = gw.access_log.with_name("access.log.1")
+    old_error = gw.error_log.with_name("error.log.1")
+    gw.access_log.rename(old_access)
+    gw.access_log.mkdir()
+    gw.error_log.rename(old_error)
+    gw.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: gw.error_log.exists() and
+             "cannot reopen access log %s" % gw.access_log
+             in gw.error_text(), 5,
+             what="'cannot reopen access log' in the new error.log")
+    wait_for(lambda: "log files not all reopened" in gw.error_text(), 5,
+             what="'log files not all reopened' in the new error.log")
+    assert "log files reopened" not in gw.error_text()
+    assert gw.proc.poll() is None
+
+
 def test_route_with_a_quote_is_logged_as_json(factory):
     """A route path may hold '"' (a request target may); the access log
     escapes it like every other string, prefix star included."""
