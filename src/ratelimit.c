@@ -301,9 +301,9 @@ rltable_new(size_t max_entries, uint64_t idle_ms)
 	t->t_max = max_entries;
 	for (i = 0; i < RL_STRIPES; i++) {
 		st = &t->t_stripes[i];
-		st->st_max = max_entries / RL_STRIPES;
-		if (st->st_max == 0)
-			st->st_max = i < max_entries ? 1 : 0;
+		/* The remainder goes to the first stripes: caps add up. */
+		st->st_max = max_entries / RL_STRIPES +
+		    (i < max_entries % RL_STRIPES ? 1 : 0);
 		st->st_nchains = RL_MIN_BUCKETS;
 		st->st_chains = calloc(st->st_nchains, sizeof(*st->st_chains));
 		TAILQ_INIT(&st->st_lru);
