@@ -81,7 +81,7 @@ def test_fast_client_blocked_by_deaf_backend(factory):
     c.upgrade("/deaf")
     frame = wsproto.encode_frame(wsproto.OP_BINARY, b"\0" * MiB,
                                  mask_key=b"\0\0\0\0")
-    state = {"sent": 0}
+    state = {"sent": 0, "error": None}
     stop = threading.Event()
 
     def pump():
@@ -95,7 +95,8 @@ def test_fast_client_blocked_by_deaf_backend(factory):
                 n = c.sock.send(view[off:off + 256 * 1024])
             except socket.timeout:
                 continue
-            except OSError:
+            except OSError as e:
+                state["error"] = e
                 return
             state["sent"] += n
             off = (off + n) % len(frame)
@@ -114,6 +115,11 @@ def test_fast_client_blocked_by_deaf_backend(factory):
         assert sent2 < 200 * MiB, "client pushed %d MiB" % (sent2 // MiB)
         assert sent2 - sent1 < 8 * MiB, "client not blocked"
         assert gw.alive()
+        # blocked, not ended: a gateway that closed the session would also
+        # stop the client's writes
+        assert state["error"] is None, \
+            "client's connection broke: %r" % state["error"]
+        assert gw.entries() == [], gw.entries()
     finally:
         stop.set()
         t.join(5)
