@@ -159,7 +159,14 @@ def test_version_flag():
     p = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
                        timeout=10, stdin=subprocess.DEVNULL)
     assert p.returncode == 0
-    assert (p.stdout + p.stderr).strip(), "wsgate -V printed nothing"
+    # the version is the one configure.ac gives the package
+    import pathlib
+    import re
+    ac = (pathlib.Path(__file__).resolve().parents[2] /
+          "configure.ac").read_text()
+    version = re.search(r"AC_INIT\(\[wsgate\], \[([^]]+)\]", ac).group(1)
+    assert re.match(r"wsgate %s( |$)" % re.escape(version),
+                    p.stdout.strip()), (p.stdout, p.stderr)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM],
