@@ -173,6 +173,31 @@ server_discard(struct wsg_config *conf, int *fds)
 	config_unref(conf);
 }
 
+/*
+ * A newer generation replaces one a worker has not taken yet.  The newer
+ * one was bound against the pending one, so it has no socket of its own
+ * for an address the pending one added: that socket moves across, or the
+ * worker would never listen there.
+ */
+static void
+server_merge(struct wsg_config *conf, int *fds,
+    const struct wsg_config *pend, int *pfds)
+{
+	size_t	i, j;
+
+	for (i = 0; i < conf->c_nlisteners; i++) {
+		if (fds[i] != -1)
+			continue;
+		for (j = 0; j < pend->c_nlisteners; j++)
+			if (pfds[j] != -1 && server_same_addr(
+			    &conf->c_listeners[i], &pend->c_listeners[j])) {
+				fds[i] = pfds[j];
+				pfds[j] = -1;
+				break;
+			}
+	}
+}
+
 /* Post a message to a worker and wake its loop. */
 static void
 server_post(struct wsg_worker *w, int type, struct wsg_config *conf,
@@ -181,6 +206,8 @@ server_post(struct wsg_worker *w, int type, struct wsg_config *conf,
 	pthread_mutex_lock(&w->w_lock);
 	if (w->w_msg_conf != NULL) {
 		/* An older reconfiguration it has not taken yet: replace it. */
+		if (type == WSG_MSG_RECONF)
+			server_merge(conf, fds, w->w_msg_conf, w->w_msg_fds);
 		server_discard(w->w_msg_conf, w->w_msg_fds);
 		w->w_msg_conf = NULL;
 		w->w_msg_fds = NULL;
