@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include <sys/socket.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,10 +19,23 @@
 #include "metrics.h"
 #include "server.h"
 
+/* How long the admin listener stops accepting after accept(2) failed. */
+#define WSG_ADMIN_PAUSE_MS	100
+
 struct wsg_admin {
-	struct evhttp	*a_http;
-	const int	*a_draining;
+	struct evhttp		*a_http;
+	struct evconnlistener	*a_lev;		/* owned by a_http */
+	struct event		*a_resume;
+	const int		*a_draining;
+	struct wsg_admin	*a_next;
 };
+
+/*
+ * The endpoints running now (two while one moves), on the main thread
+ * only.  evhttp keeps its listener's callback argument for itself, so the
+ * error callback finds its endpoint here.
+ */
+static struct wsg_admin	*admin_all;
 
 /* Answer one admin request. */
 static void
@@ -66,6 +80,35 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
+/* The pause after an accept error is over. */
+static void
+admin_resume_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct wsg_admin	*a = arg;
+
+	evconnlistener_enable(a->a_lev);
+}
+
+/*
+ * accept(2) failed, e.g. EMFILE with every descriptor taken by sessions:
+ * the connection stays queued and the socket readable, so without a pause
+ * the main thread would spin on it.
+ */
+static void
+admin_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct wsg_admin	*a;
+	struct timeval		 tv = { 0, WSG_ADMIN_PAUSE_MS * 1000 };
+
+	for (a = admin_all; a != NULL && a->a_lev != lev; a = a->a_next)
+		;
+	if (a == NULL)
+		return;
+	log_warnx("admin: accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
+	evconnlistener_disable(lev);
+	evtimer_add(a->a_resume, &tv);
+}
+
 struct wsg_admin *
 admin_start(struct event_base *base, const struct sockaddr *sa, int salen,
     const char *name, const int *draining)
@@ -76,7 +119,12 @@ admin_start(struct event_base *base, const struct sockaddr *sa, int salen,
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return (NULL);
 	a->a_draining = draining;
+	if ((a->a_resume = evtimer_new(base, admin_resume_cb, a)) == NULL) {
+		free(a);
+		return (NULL);
+	}
 	if ((a->a_http = evhttp_new(base)) == NULL) {
+		event_free(a->a_resume);
 		free(a);
 		return (NULL);
 	}
@@ -96,9 +144,14 @@ admin_start(struct event_base *base, const struct sockaddr *sa, int salen,
 		if (lev != NULL)
 			evconnlistener_free(lev);
 		evhttp_free(a->a_http);
+		event_free(a->a_resume);
 		free(a);
 		return (NULL);
 	}
+	a->a_lev = lev;
+	evconnlistener_set_error_cb(lev, admin_error_cb);
+	a->a_next = admin_all;
+	admin_all = a;
 	log_info("admin: listening on %s", name);
 	return (a);
 }
@@ -106,8 +159,16 @@ admin_start(struct event_base *base, const struct sockaddr *sa, int salen,
 void
 admin_stop(struct wsg_admin *a)
 {
+	struct wsg_admin	**pp;
+
 	if (a == NULL)
 		return;
+	for (pp = &admin_all; *pp != NULL; pp = &(*pp)->a_next)
+		if (*pp == a) {
+			*pp = a->a_next;
+			break;
+		}
+	event_free(a->a_resume);
 	evhttp_free(a->a_http);
 	free(a);
 }

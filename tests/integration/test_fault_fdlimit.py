@@ -21,12 +21,13 @@ LIMIT = 64
 FD_SLACK = 2
 
 
-def limited_gateway(factory):
+def limited_gateway(factory, admin=False):
     echo = factory.raw_upstream(rawup.ws_echo)
     gw = factory.gateway(routes=[("/echo", "echo")],
                          upstreams={"echo": {"servers": [echo.addr],
                                              "connect_timeout": "1s"}},
-                         listener={"handshake_timeout": "2s"}, tls=False)
+                         listener={"handshake_timeout": "2s"}, tls=False,
+                         admin=admin)
     # the limit of the running daemon, by PID (what prlimit(1) does)
     resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
     assert resource.prlimit(gw.pid, resource.RLIMIT_NOFILE) == \
@@ -225,3 +226,45 @@ def test_no_descriptor_for_the_upstream_is_503_not_the_servers_fault(
     assert metric(samples, "wsgate_upstream_connect_failures_total",
                   upstream="echo") == 0, samples
     echo_works(gw)
+
+
+def test_admin_listener_at_the_limit_pauses_then_answers(factory):
+    """Every descriptor is taken by idle clients when an admin request
+    arrives: accept(2) on the admin socket fails with EMFILE.  The admin
+    listener must pause like the others (one error-log line per pause),
+    not retry at once in a loop that keeps the main thread busy and
+    floods stderr with libevent's own warnings; once descriptors free up
+    the waiting request is answered."""
+    import threading
+    from conftest import admin_request
+    gw = limited_gateway(factory, admin=True)
+    n = (LIMIT - gw.base_fds) + 5
+    socks = []
+    got = {}
+
+    def ask():
+        got["healthz"] = admin_request(gw.admin_port, "/healthz",
+                                       timeout=15)
+    asker = threading.Thread(target=ask)
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", gw.port),
+                                                  timeout=2))
+        wait_for(lambda: fd_count(gw.pid) >= LIMIT, 5,
+                 what="every descriptor taken")
+        asker.start()
+        wait_for(lambda: "admin: accept" in gw.error_text() or
+                 "Error from accept() call" in
+                 gw.stderr_path.read_text(errors="replace"), 5,
+                 what="the admin accept error")
+    finally:
+        for s in socks:
+            s.close()
+    asker.join()
+    assert got["healthz"][0] == 200, got
+    assert gw.alive()
+    stderr = gw.stderr_path.read_text(errors="replace")
+    assert "Error from accept() call" not in stderr, \
+        "libevent retried the admin accept in a loop:\n" + stderr[-2000:]
+    assert any("admin: accept" in l and "Too many open files" in l
+               for l in gw.error_text().splitlines()), gw.error_text()[-2000:]
