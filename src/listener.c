@@ -82,8 +82,13 @@ listener_probe(const struct wsg_listener_conf *lc)
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)&lc->lc_addr,
 	    lc->lc_addrlen) == -1) {
-		log_warn("listener %s: %s is in use", lc->lc_name,
-		    lc->lc_listen);
+		/* "In use" only when it is: not for EACCES or EADDRNOTAVAIL. */
+		if (errno == EADDRINUSE)
+			log_warn("listener %s: %s is in use", lc->lc_name,
+			    lc->lc_listen);
+		else
+			log_warn("listener %s: cannot bind %s", lc->lc_name,
+			    lc->lc_listen);
 		rc = -1;
 	}
 	close(fd);

@@ -173,3 +173,24 @@ def test_a_busy_listen_address_is_named_with_its_error(tmp_path, certs,
     assert re.search(r"listener public: 127\.0\.0\.1:\d+ is in use: "
                      r"Address already in use$", out, re.M), out
 
+
+
+def test_an_address_not_on_this_host_is_not_called_in_use(tmp_path, certs,
+                                                          client_ssl):
+    """A listen address that bind(2) refuses for another reason than a
+    socket already on it (here EADDRNOTAVAIL: TEST-NET-1 is on no
+    interface; EACCES for a low port without privileges is the same case)
+    is not reported as "in use": the log says it cannot be bound and why,
+    and the daemon exits 1."""
+    gw = Gateway(tmp_path / "gw", certs, client_ssl,
+                 routes=[("/echo", "echo")],
+                 upstreams={"echo": ["127.0.0.1:9"]},
+                 listener={"listen": "192.0.2.1:8443"})
+    p = subprocess.run([WSGATE, "-c", str(gw.cfg_path)],
+                       capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL, errors="replace")
+    out = p.stdout + p.stderr + gw.error_text()
+    assert p.returncode == 1, out
+    assert "in use" not in out, out
+    assert re.search(r"listener public: cannot bind 192\.0\.2\.1:8443: "
+                     r"Cannot assign requested address$", out, re.M), out
