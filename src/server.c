@@ -16,6 +16,7 @@
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -722,12 +723,20 @@ server_drop_privileges(const char *user)
 	    (unsigned)pw->pw_gid);
 }
 
-/* How many workers a configuration asks for; 0 means one per CPU. */
+/*
+ * How many workers a configuration asks for; 0 means one per CPU this
+ * process may run on: under taskset(1) or a container's cpuset that is
+ * fewer than the machine has online, and more threads would only take
+ * turns on them.
+ */
 static size_t
 server_worker_count(const struct wsg_config *conf)
 {
-	long	n = conf->c_workers;
+	cpu_set_t	set;
+	long		n = conf->c_workers;
 
+	if (n <= 0 && sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
 	if (n <= 0)
 		n = sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)

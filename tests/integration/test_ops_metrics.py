@@ -2,8 +2,10 @@
 the reference Prometheus client parser), 404/405, and the loopback rule
 that `wsgate -t` enforces."""
 
+import os
 import subprocess
 
+import pytest
 import yaml
 
 import wsproto
@@ -373,3 +375,23 @@ def test_histogram_count_is_its_inf_bucket_under_load(factory):
         for t in load:
             t.join()
     assert bad == [], bad
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="needs a second CPU to leave out")
+def test_workers_auto_counts_the_cpus_it_may_run_on(factory):
+    """workers: auto started on one CPU of several (taskset, a container's
+    cpuset): one worker, not one per CPU of the machine, which would only
+    take turns on it."""
+    be = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True,
+                         top={"workers": "auto"}, start=False)
+    mask = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(mask)})
+    try:
+        gw.start()
+    finally:
+        os.sched_setaffinity(0, mask)
+    assert sorted(worker_gauges(gw.metrics())) == ["0"]
+    assert "started with 1 worker\n" in gw.error_text()
