@@ -421,6 +421,7 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 		relay_remask(p, in, 0, p->p_frame.f_len);
 		evbuffer_remove_buffer(in, out, total);
 		o->p_close_sent = 1;
+		session_close_relayed(s);
 	} else
 		evbuffer_drain(in, total);
 	p->p_bytes += total;

@@ -46,6 +46,13 @@
 #define WSG_LINGER_MS		2000
 /* ... and how much it reads from them meanwhile. */
 #define WSG_LINGER_MAX_DISCARD	(64 * 1024)
+/*
+ * How long a side may take to answer a relayed close frame, from when the
+ * frame has been written out (a slow reader may still be taking what was
+ * queued before it), and how often that is looked at meanwhile.
+ */
+#define WSG_CLOSE_WAIT_MS	5000
+#define WSG_CLOSE_POLL_MS	250
 /* Re-parse a growing request head only after this many new bytes. */
 #define WSG_REPARSE_STEP	256
 
@@ -768,6 +775,46 @@ session_shutdown(struct wsg_session *s)
 }
 
 void
+session_close_relayed(struct wsg_session *s)
+{
+	/* A drain closes the session soon anyway; its timer stays. */
+	if (s->s_state != WSG_S_OPEN || s->s_draining)
+		return;
+	evtimer_del(s->s_timer);
+	session_timer_set(s, WSG_CLOSE_POLL_MS);
+}
+
+/*
+ * A close frame was relayed and not answered: once it has left the
+ * gateway, the other side has WSG_CLOSE_WAIT_MS to answer it, then the
+ * session ends as the first side asked (HAProxy's timeout client-fin).
+ * Returns 1 when the session was closed.
+ */
+static int
+session_close_waited(struct wsg_session *s, uint64_t now)
+{
+	struct wsg_peer	*p = s->s_close_first, *o;
+
+	if (p == NULL)
+		return (0);
+	o = p->p_other;
+	if (s->s_close_out == 0) {
+		if (o->p_bev == NULL || evbuffer_get_length(
+		    bufferevent_get_output(o->p_bev)) > 0 ||
+		    (o->p_tls13 != NULL && tls13_write_pending(o->p_tls13)))
+			return (0);
+		s->s_close_out = now > 0 ? now : 1;
+	}
+	if (now - s->s_close_out < WSG_CLOSE_WAIT_MS)
+		return (0);
+	log_info("conn %llu: %s did not answer the close frame",
+	    (unsigned long long)s->s_id, o->p_name);
+	s->s_close_code = p->p_close_code;
+	session_close(s, p->p_is_client ? "client_closed" : "upstream_closed");
+	return (1);
+}
+
+void
 session_drain(struct wsg_session *s, uint64_t ms)
 {
 	if (s->s_state != WSG_S_OPEN || ms == 0) {
@@ -1165,7 +1212,7 @@ static void
 session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct wsg_session	*s = arg;
-	uint64_t		 idle, now;
+	uint64_t		 idle, now, next;
 
 	switch (s->s_state) {
 	case WSG_S_HANDSHAKE:
@@ -1184,11 +1231,16 @@ session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		}
 		idle = s->s_route->rt_policy->pol_idle_timeout_ms;
 		now = session_now_ms(s);
+		if (session_close_waited(s, now))
+			break;
 		if (now - s->s_last_active >= idle) {
 			session_fail(s, "idle_timeout", 1001, 1001, 1001);
 			break;
 		}
-		session_timer_set(s, idle - (now - s->s_last_active));
+		next = idle - (now - s->s_last_active);
+		if (s->s_close_first != NULL && next > WSG_CLOSE_POLL_MS)
+			next = WSG_CLOSE_POLL_MS;
+		session_timer_set(s, next);
 		break;
 	case WSG_S_CLOSED:
 		session_peer_free(&s->s_client);

@@ -117,6 +117,7 @@ struct wsg_session {
 	const char			*s_reason;	/* first reason, static */
 	int				 s_close_code;	/* 0: none */
 	struct wsg_peer			*s_close_first;	/* side that closed first */
+	uint64_t			 s_close_out;	/* close went out, ms */
 	int				 s_logged;
 	int				 s_freeing;	/* free scheduled */
 	int				 s_server_held;	/* counted in srv_active */
@@ -189,6 +190,12 @@ void	session_tls_kick(struct wsg_peer *);
 /* The event callback of a closing session's halves and of the client
  * before the upgrade. */
 void	session_event_cb(struct bufferevent *, short, void *);
+
+/*
+ * A close frame was relayed to the other side of the one that closed
+ * first: bound the wait for its answer.
+ */
+void	session_close_relayed(struct wsg_session *);
 
 /* Drain: close a session for shutdown now. */
 void	session_shutdown(struct wsg_session *);

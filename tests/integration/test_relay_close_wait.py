@@ -1,0 +1,117 @@
+"""A close frame relayed to a side that never answers it: the session ends a
+few seconds after the frame has gone out, not at the idle timeout, and the
+access log names the side that closed with its code."""
+
+import socket
+import time
+
+import rawclient
+import rawup
+import wsproto
+from conftest import policy, wait_for
+
+# Far above the gateway's wait for a close answer, far below the test bound
+# of the other side's idle timeout: reaching it means no bound was applied.
+IDLE = "120s"
+BOUND = 30.0
+
+
+def mute_after_101(c):
+    """A 101, then record every frame and never answer, not even a close."""
+    if not c.read_head():
+        return
+    c.accept_101()
+    c.drain(BOUND + 30)
+
+
+def close_then_wait(code, reason):
+    """A 101, a close frame, then keep the connection open and read."""
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        time.sleep(0.3)
+        c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                    wsproto.close_payload(code, reason),
+                                    mask=False))
+        c.drain(BOUND + 30)
+    return behavior
+
+
+def gateway(factory, behavior, tls=True):
+    up = factory.raw_upstream(behavior)
+    gw = factory.gateway(routes=[("/c", "c", "slow")],
+                         upstreams={"c": [up.addr]},
+                         policies={"slow": policy(
+                             timeouts={"idle": IDLE})},
+                         tls=tls)
+    gw.up = up
+    return gw
+
+
+def test_client_close_unanswered_by_upstream(factory):
+    gw = gateway(factory, mute_after_101)
+    c = gw.raw()
+    c.upgrade("/c")
+    c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(4000, b"bye"))
+    (uc,) = gw.up.wait_conns(1)
+    wait_for(lambda: uc.frames or wsproto.decode_frame(uc.buf)[0],
+             timeout=5, what="the close frame upstream")
+    # the client keeps its socket open, waiting for an answer
+    assert c.wait_closed(BOUND), "session still open after the relayed close"
+    assert uc.done.wait(10), "upstream connection still open"
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "client_closed" and e["close_code"] == 4000, e
+    f, _ = wsproto.decode_frame(uc.data[uc.data.index(b"\r\n\r\n") + 4:])
+    assert f.opcode == wsproto.OP_CLOSE and f.close_code == 4000, f
+    c.close()
+
+
+def test_upstream_close_unanswered_by_client(factory):
+    gw = gateway(factory, close_then_wait(4001, b"later"), tls=False)
+    c = gw.raw()
+    c.upgrade("/c")
+    f, _ = c.read_close(5)
+    assert f.close_code == 4001
+    # never answer, keep reading: the gateway ends it by itself
+    assert c.wait_closed(BOUND), "session still open after the relayed close"
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "upstream_closed" and e["close_code"] == 4001, e
+    (uc,) = gw.up.connections()
+    assert uc.done.wait(10), "upstream connection still open"
+    c.close()
+
+
+def burst_close_then_wait(c):
+    """A 101, 4 MiB of binary frames and a close frame, then keep reading."""
+    if not c.read_head():
+        return
+    c.accept_101()
+    frame = wsproto.encode_frame(wsproto.OP_BINARY, b"\x07" * (32 << 10),
+                                 mask=False)
+    for _ in range(128):
+        c.send(frame)
+    c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                wsproto.close_payload(1000), mask=False))
+    c.drain(BOUND + 30)
+
+
+def test_slow_reader_still_gets_everything_before_the_close(factory):
+    gw = gateway(factory, burst_close_then_wait)
+    c = rawclient.RawClient(gw.port, gw.ssl, rcvbuf=16 * 1024)
+    c.upgrade("/c")
+    # not reading for longer than the wait for a close answer
+    time.sleep(8)
+    got = 0
+    close = None
+    while True:
+        f = c.read_frame(10)
+        if f is None or f.opcode == wsproto.OP_CLOSE:
+            close = f
+            break
+        got += len(f.payload)
+    assert got == 128 * (32 << 10) and close is not None and \
+        close.close_code == 1000, (got, close)
+    e = gw.wait_entry(client_port=c.local_port, timeout=BOUND)
+    assert e["reason"] == "upstream_closed" and e["close_code"] == 1000, e
+    c.close()
