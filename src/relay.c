@@ -1282,6 +1282,18 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 		s->s_close_code = s->s_close_first->p_close_code;
 		session_close(s, s->s_close_first->p_is_client ?
 		    "client_closed" : "upstream_closed");
+	} else if (p->p_other->p_close_rcvd) {
+		/*
+		 * It hung up on the close frame relayed to it instead of
+		 * answering it: the close the other side asked for is done
+		 * all the same, and that side gets the answer it is owed
+		 * (RFC 6455 5.5.1), its own code echoed.
+		 */
+		s->s_close_code = s->s_close_first->p_close_code;
+		relay_send_close(p->p_other, s->s_close_code == 1005 ? 1000 :
+		    s->s_close_code, NULL);
+		session_close(s, s->s_close_first->p_is_client ?
+		    "client_closed" : "upstream_closed");
 	} else if (p->p_is_client)
 		session_fail(s, "client_dropped", 1006, 0, 1001);
 	else

@@ -1,6 +1,8 @@
 """A close frame relayed to a side that never answers it: the session ends a
 few seconds after the frame has gone out, not at the idle timeout, and the
-access log names the side that closed with its code."""
+access log names the side that closed with its code.  A side that hangs up
+on the relayed close instead of answering it ends the close the other side
+asked for: that side gets its own code back, and the log says it closed."""
 
 import socket
 import time
@@ -115,3 +117,45 @@ def test_slow_reader_still_gets_everything_before_the_close(factory):
     e = gw.wait_entry(client_port=c.local_port, timeout=BOUND)
     assert e["reason"] == "upstream_closed" and e["close_code"] == 1000, e
     c.close()
+
+
+def hang_up_on_close(c):
+    """A 101, then read until a close frame and hang up without answering."""
+    if not c.read_head():
+        return
+    c.accept_101()
+    f = c.read_frame(10)
+    while f is not None and f.opcode != wsproto.OP_CLOSE:
+        f = c.read_frame(10)
+
+
+def test_upstream_hanging_up_on_a_client_close(factory):
+    gw = gateway(factory, hang_up_on_close)
+    c = gw.raw()
+    c.upgrade("/c")
+    c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(4000, b"bye"))
+    f = c.read_frame(10)
+    assert f is not None and f.opcode == wsproto.OP_CLOSE and \
+        f.close_code == 4000, f
+    assert c.wait_closed(10)
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "client_closed" and e["close_code"] == 4000, e
+    c.close()
+
+
+def test_client_hanging_up_on_an_upstream_close(factory):
+    gw = gateway(factory, close_then_wait(4001, b"later"), tls=False)
+    c = gw.raw()
+    c.upgrade("/c")
+    f, _ = c.read_close(5)
+    assert f.close_code == 4001
+    c.sock.close()
+    (uc,) = gw.up.connections()
+    assert uc.done.wait(BOUND + 40), "upstream connection still open"
+    closes = [f for f in uc.frames if f.opcode == wsproto.OP_CLOSE]
+    if not closes:
+        g, _ = wsproto.decode_frame(uc.buf)
+        closes = [g] if g is not None else []
+    assert [g.close_code for g in closes] == [4001], closes
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "upstream_closed" and e["close_code"] == 4001, e
