@@ -614,9 +614,10 @@ relay_move(struct wsg_peer *p)
 	out = bufferevent_get_output(o->p_bev);
 	/*
 	 * Bytes of a frame are activity, not only its header: a large frame
-	 * streamed, or a frame that arrives slowly, is not idle.
+	 * streamed, or a frame that arrives slowly, is not idle.  What
+	 * follows a side's close frame is thrown away, and is not.
 	 */
-	if (evbuffer_get_length(in) > 0)
+	if (evbuffer_get_length(in) > 0 && !p->p_close_rcvd)
 		s->s_last_active = session_now_ms(s);
 	while (s->s_state == WSG_S_OPEN) {
 		if ((avail = evbuffer_get_length(in) - pend) == 0)

@@ -786,9 +786,11 @@ session_close_relayed(struct wsg_session *s)
 
 /*
  * A close frame was relayed and not answered: once it has left the
- * gateway, the other side has WSG_CLOSE_WAIT_MS to answer it, then the
- * session ends as the first side asked (HAProxy's timeout client-fin).
- * Returns 1 when the session was closed.
+ * gateway, the other side may go WSG_CLOSE_WAIT_MS without sending
+ * anything, then the session ends as the first side asked (HAProxy's
+ * timeout client-fin).  A side still finishing a message before its
+ * answer (RFC 6455 5.5.1) is not cut off.  Returns 1 when the session was
+ * closed.
  */
 static int
 session_close_waited(struct wsg_session *s, uint64_t now)
@@ -805,7 +807,9 @@ session_close_waited(struct wsg_session *s, uint64_t now)
 			return (0);
 		s->s_close_out = now > 0 ? now : 1;
 	}
-	if (now - s->s_close_out < WSG_CLOSE_WAIT_MS)
+	/* Only the other side can be active now: see relay_move(). */
+	if (now - (s->s_last_active > s->s_close_out ? s->s_last_active :
+	    s->s_close_out) < WSG_CLOSE_WAIT_MS)
 		return (0);
 	log_info("conn %llu: %s did not answer the close frame",
 	    (unsigned long long)s->s_id, o->p_name);

@@ -159,3 +159,36 @@ def test_client_hanging_up_on_an_upstream_close(factory):
     assert [g.close_code for g in closes] == [4001], closes
     e = gw.wait_entry(client_port=c.local_port)
     assert e["reason"] == "upstream_closed" and e["close_code"] == 4001, e
+
+
+def finish_then_answer(c):
+    """A 101; on a close frame, go on sending a frame a second for 8
+    seconds (finishing what it was sending), then answer the close."""
+    if not c.read_head():
+        return
+    c.accept_101()
+    f = c.read_frame(10)
+    while f is not None and f.opcode != wsproto.OP_CLOSE:
+        f = c.read_frame(10)
+    if f is None:
+        return
+    for i in range(8):
+        c.send(wsproto.encode_frame(wsproto.OP_TEXT, b"part %d" % i,
+                                    mask=False))
+        time.sleep(1)
+    c.send(wsproto.encode_frame(wsproto.OP_CLOSE, f.payload, mask=False))
+    c.drain(10)
+
+
+def test_a_side_still_sending_before_its_answer_is_not_cut_off(factory):
+    gw = gateway(factory, finish_then_answer)
+    c = gw.raw()
+    c.upgrade("/c")
+    c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(4000, b"bye"))
+    f, others = c.read_close(BOUND)
+    assert [g.payload for g in others] == \
+        [b"part %d" % i for i in range(8)], others
+    assert f.close_code == 4000, f
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "client_closed" and e["close_code"] == 4000, e
+    c.close()
