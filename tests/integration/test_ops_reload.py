@@ -250,6 +250,18 @@ def test_reload_serves_new_certificate(factory, tmp_path):
 
 # -- listeners -----------------------------------------------------------------
 
+def add_second_listener(gw, port):
+    """Write a config with a copy of the first listener, named "second",
+    on 127.0.0.1:port; returns that listener."""
+    cfg = copy.deepcopy(gw.config)
+    second = copy.deepcopy(cfg["listeners"][0])
+    second["name"] = "second"
+    second["listen"] = "127.0.0.1:%d" % port
+    cfg["listeners"].append(second)
+    gw.write_config(cfg)
+    return second
+
+
 def refused(port):
     s = socket.socket()
     s.settimeout(3)
@@ -281,12 +293,7 @@ def test_reload_adds_and_removes_listeners(factory):
         return await asyncio.wait_for(ws.recv(), 5)
 
     async def go():
-        cfg = copy.deepcopy(gw.config)
-        second = copy.deepcopy(cfg["listeners"][0])
-        second["name"] = "second"
-        second["listen"] = "127.0.0.1:%d" % p2
-        cfg["listeners"].append(second)
-        gw.write_config(cfg)
+        second = add_second_listener(gw, p2)
         await asyncio.to_thread(gw.reload, "done")
         async with connect(p2) as ws:
             assert await echo(ws, "on-2") == "a:on-2"
@@ -430,12 +437,7 @@ def test_second_reload_before_a_busy_worker_keeps_a_new_listener(factory):
             socket.create_connection(("127.0.0.1", gw.port)).close()
         wait_for(lambda: pending() > 4096 - 512, what="a full log pipe")
         p2 = free_port()
-        cfg = copy.deepcopy(gw.config)
-        second = copy.deepcopy(cfg["listeners"][0])
-        second["name"] = "second"
-        second["listen"] = "127.0.0.1:%d" % p2
-        cfg["listeners"].append(second)
-        gw.write_config(cfg)
+        add_second_listener(gw, p2)
         gw.reload("done")
         gw.reload("done")
         reader.start()
