@@ -210,11 +210,32 @@ metrics_upstream_failure(const char *name)
 	metrics_upstream_add(name, 1);
 }
 
+/*
+ * The series are the configured upstreams: a name a reload removed goes
+ * (a session of the old generation that fails later may bring it back
+ * until the next reload), so that names renamed over many reloads never
+ * fill the table and leave a new upstream without its series.
+ */
 void
 metrics_upstreams(const struct wsg_config *conf)
 {
-	size_t	i;
+	size_t	i, j, n;
 
+	pthread_mutex_lock(&metrics_up_lock);
+	for (i = n = 0; i < metrics_nup; i++) {
+		for (j = 0; j < conf->c_nupstreams; j++)
+			if (strcmp(metrics_up_names[i],
+			    conf->c_upstreams[j]->up_name) == 0)
+				break;
+		if (j == conf->c_nupstreams) {
+			free(metrics_up_names[i]);
+			continue;
+		}
+		metrics_up_names[n] = metrics_up_names[i];
+		metrics_up_failures[n++] = metrics_up_failures[i];
+	}
+	metrics_nup = n;
+	pthread_mutex_unlock(&metrics_up_lock);
 	for (i = 0; i < conf->c_nupstreams; i++)
 		metrics_upstream_add(conf->c_upstreams[i]->up_name, 0);
 }

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import wsproto
-from conftest import WSGATE, free_port, metric, wait_for
+from conftest import WSGATE, echo_works, free_port, metric, wait_for
 from rawclient import build_request
 
 N = 5                       # messages per session
@@ -395,3 +395,28 @@ def test_workers_auto_counts_the_cpus_it_may_run_on(factory):
         os.sched_setaffinity(0, mask)
     assert sorted(worker_gauges(gw.metrics())) == ["0"]
     assert "started with 1 worker\n" in gw.error_text()
+
+
+def test_connect_failure_series_follow_renamed_upstreams(factory):
+    """The series are the configured upstreams: one a reload renames away
+    is gone, and its new name has a series even when the earlier
+    configurations already named as many upstreams as one may hold."""
+    be = factory.echo()
+    ups = {"echo": [be.addr]}
+    ups.update(("u%d" % i, [be.addr]) for i in range(1, 256))
+    gw = factory.gateway(routes=[("/echo", "echo")], upstreams=ups,
+                         admin=True)
+    key = lambda up: ("wsgate_upstream_connect_failures_total",
+                      (("upstream", up),))
+    m = gw.metrics()
+    assert m.get(key("u255")) == 0 and m.get(key("echo")) == 0
+    cfg = gw.config
+    cfg["upstreams"]["renamed"] = cfg["upstreams"].pop("u255")
+    gw.write_config(cfg)
+    gw.reload()
+    m = gw.metrics()
+    assert m.get(key("renamed")) == 0, sorted(
+        k for k in m if k[0] == key("x")[0])[-3:]
+    assert key("u255") not in m
+    assert m.get(key("u254")) == 0
+    echo_works(gw)
