@@ -1111,6 +1111,8 @@ session_close(struct wsg_session *s, const char *reason)
 		store_cancel(s->s_worker->w_store, s->s_id);
 		s->s_store_pending = 0;
 	}
+	/* least_conn counts open sessions, not the linger after them. */
+	upstream_release(s);
 	session_log_access(s);
 	log_debug("conn %llu: closed: %s", (unsigned long long)s->s_id,
 	    reason);

@@ -357,6 +357,44 @@ def test_least_conn_prefers_less_loaded(factory):
     run(go())
 
 
+def test_least_conn_does_not_count_closed_sessions(factory):
+    """A closed session whose client has not hung up yet (the gateway
+    lingers, waiting for its FIN) no longer counts against its server."""
+    a, b = factory.echo(name="a"), factory.echo(name="b")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": {"servers": [a.addr, b.addr],
+                                             "balance": "least_conn"}})
+
+    def opened():
+        c = gw.raw()
+        c.upgrade("/echo")
+        c.send_frame(wsproto.OP_TEXT, b"who")
+        return c, c.read_frame(5).payload.split(b":")[0]
+
+    def close_handshake(c):
+        c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000))
+        f, _ = c.read_close(5)
+        assert f.close_code == 1000
+        gw.wait_entry(client_port=c.local_port)
+
+    c1, t1 = opened()
+    c2, t2 = opened()
+    c3 = None
+    try:
+        assert {t1, t2} == {b"a", b"b"}, (t1, t2)
+        close_handshake(c2)
+        c2.close()
+        # c1 ends its session but keeps its socket: the gateway lingers
+        close_handshake(c1)
+        # counted, c1's server would have one session and the other none
+        c3, t3 = opened()
+        assert t3 == t1, (t1, t2, t3)
+    finally:
+        for c in (c1, c2, c3):
+            if c is not None:
+                c.close()
+
+
 def test_frame_in_same_segment_as_101_reaches_client(factory):
     def behavior(c):
         if not c.read_head():
