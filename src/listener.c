@@ -29,6 +29,8 @@ struct wsg_listener {
 	const struct wsg_listener_conf	*l_conf;
 	struct evconnlistener		*l_lev;
 	struct event			*l_resume;
+	unsigned long			 l_errors;	/* since the last accept */
+	int				 l_errno;	/* the last one logged */
 };
 
 /* A new connection: it becomes a session. */
@@ -38,6 +40,11 @@ listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 {
 	struct wsg_listener	*l = arg;
 
+	if (l->l_errors > 0) {
+		log_info("listener %s: accepting again after %lu failed "
+		    "accepts", l->l_conf->lc_name, l->l_errors);
+		l->l_errors = 0;
+	}
 	if (l->l_worker->w_draining) {
 		evutil_closesocket(fd);
 		return;
@@ -61,9 +68,14 @@ listener_error_cb(struct evconnlistener *lev, void *arg)
 {
 	struct wsg_listener	*l = arg;
 	struct timeval		 tv = { 0, WSG_ACCEPT_PAUSE_MS * 1000 };
+	int			 e = EVUTIL_SOCKET_ERROR();
 
-	log_warnx("listener %s: accept: %s", l->l_conf->lc_name,
-	    strerror(EVUTIL_SOCKET_ERROR()));
+	/* Once per spell of the same error, not ten times a second. */
+	if (l->l_errors++ == 0 || e != l->l_errno)
+		log_warnx("listener %s: accept: %s; retrying every %d ms, "
+		    "logged again when it accepts", l->l_conf->lc_name,
+		    strerror(e), WSG_ACCEPT_PAUSE_MS);
+	l->l_errno = e;
 	evconnlistener_disable(lev);
 	evtimer_add(l->l_resume, &tv);
 }

@@ -101,6 +101,11 @@ def test_idle_connections_past_the_limit_pause_and_resume_accepting(factory):
         gw.error_text()[-3000:]
     print("%d idle clients; %d accept-error log lines, first: %s" % (
         n, len(errs), errs[0]))
+    # one line per spell of EMFILE, not one per 100 ms retry, and one
+    # when accepting works again
+    again = [l for l in gw.error_text().splitlines()
+             if "accepting again after" in l]
+    assert again and len(errs) <= len(again) + 1, (errs, again)
     for p in ports:
         e = gw.wait_entry(client_port=p, timeout=5)
         assert e["reason"] == "handshake_timeout", e
