@@ -1257,14 +1257,32 @@ config_hostport(struct config_ctx *x, yaml_node_t *n,
 		config_nomem(x, n);
 }
 
-/* listener.listen: host:port, kept as written and parsed. */
+/*
+ * listener.listen: host:port, kept as written and parsed.  An IPv4-mapped
+ * [::ffff:a.b.c.d]:port is the IPv4 address it holds, as in CIDR rules
+ * and PROXY headers: the listener's IPv6 socket is IPv6-only (so that
+ * [::]:port and 0.0.0.0:port can both be listeners) and could not bind it.
+ */
 static void
 config_listen(struct config_ctx *x, const struct config_slot *s, void *obj,
     yaml_node_t *n)
 {
-	struct wsg_listener_conf *lc = obj;
+	struct wsg_listener_conf	*lc = obj;
+	struct sockaddr_in6		 m6;
+	struct sockaddr_in		*sin;
 
 	config_hostport(x, n, &lc->lc_addr, &lc->lc_addrlen, &lc->lc_listen);
+	if (lc->lc_addr.ss_family != AF_INET6)
+		return;
+	memcpy(&m6, &lc->lc_addr, sizeof(m6));
+	if (!IN6_IS_ADDR_V4MAPPED(&m6.sin6_addr))
+		return;
+	memset(&lc->lc_addr, 0, sizeof(lc->lc_addr));
+	sin = (struct sockaddr_in *)(void *)&lc->lc_addr;
+	sin->sin_family = AF_INET;
+	sin->sin_port = m6.sin6_port;
+	memcpy(&sin->sin_addr, m6.sin6_addr.s6_addr + 12, 4);
+	lc->lc_addrlen = sizeof(*sin);
 }
 
 /* Check that a certificate or key file can be read. */

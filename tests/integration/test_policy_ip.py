@@ -10,13 +10,14 @@ X-Forwarded-For changes nothing.
 import copy
 import itertools
 import socket
+import subprocess
 import time
 
 import pytest
 import yaml
 
 import rawclient
-from conftest import (PreClient, http_refusal, http_upgrade,
+from conftest import (WSGATE, PreClient, http_refusal, http_upgrade,
                       ipv6_loopback_available, policy)
 
 B = rawclient.build_request
@@ -212,3 +213,39 @@ def test_ipv4_client(cidr, route, ok):
     ("d4only", True)])
 def test_ipv6_client(cidr, route, ok):
     check(cidr, route, True, ok)
+
+
+# -- listen addresses ---------------------------------------------------------
+
+def test_v4_mapped_listen_address_serves_ipv4(factory):
+    """listen: [::ffff:127.0.0.1]:P names an IPv4 address, as ::ffff:a.b.c.d
+    does in every CIDR rule and PROXY header: the listener takes IPv4
+    connections to 127.0.0.1:P (an IPv6-only socket could not bind it),
+    the client is 127.0.0.1 and IPv4 rules match it."""
+    up = factory.raw_upstream()
+    g = factory.gateway(routes=[("/a4", "rec", "a4")],
+                        upstreams={"rec": [up.addr]},
+                        policies={"a4": CIDR_POLICIES["a4"]}, start=False)
+    g.config["listeners"][0]["listen"] = "[::ffff:127.0.0.1]:%d" % g.port
+    g.cfg_path.write_text(yaml.safe_dump(g.config, sort_keys=False))
+    g.start()
+    c, _ = http_upgrade(g, B("/a4"))
+    c.close()
+    e = g.wait_entry(client_port=c.local_port)
+    assert e["status"] == 101 and e["client"] == "127.0.0.1", e
+
+
+def test_v4_mapped_listen_address_clashes_with_its_ipv4_twin(factory):
+    """127.0.0.1:P and [::ffff:127.0.0.1]:P are one address: -t says so."""
+    g = factory.gateway(routes=[("/e", "rec")],
+                        upstreams={"rec": ["127.0.0.1:9"]}, start=False)
+    twin = copy.deepcopy(g.config["listeners"][0])
+    twin["name"] = "twin"
+    twin["listen"] = "[::ffff:127.0.0.1]:%d" % g.port
+    g.config["listeners"].append(twin)
+    g.cfg_path.write_text(yaml.safe_dump(g.config, sort_keys=False))
+    p = subprocess.run([WSGATE, "-t", "-c", str(g.cfg_path)],
+                       capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "is already used by listener 'public'" in p.stderr, p.stderr
