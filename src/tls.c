@@ -518,6 +518,22 @@ tls_warm(SSL_CTX *sctx)
 	ERR_clear_error();
 }
 
+/*
+ * The passphrase callback: there is none to give.  OpenSSL's own would
+ * ask on the terminal, stalling wsgate -t or, worse, a reload.  Records
+ * that a key asked, for the error message.
+ */
+static int
+tls_nopass_cb(char *buf, int size, int rwflag, void *arg)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	if (arg != NULL)
+		*(int *)arg = 1;
+	return (0);
+}
+
 /* The first OpenSSL error as text, for a config error message. */
 static const char *
 tls_errstr(char *buf, size_t len)
@@ -537,8 +553,10 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
     const char *client_ca, struct wsg_errors *errs, const char *file,
     size_t line, size_t col)
 {
-	SSL_CTX	*ctx;
-	char	 ebuf[256];
+	SSL_CTX		*ctx;
+	char		 ebuf[256];
+	unsigned long	 e;
+	int		 asked = 0, rc;
 
 	ERR_clear_error();
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
@@ -601,13 +619,27 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 		SSL_CTX_free(ctx);
 		return (NULL);
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+	SSL_CTX_set_default_passwd_cb(ctx, tls_nopass_cb);
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
+	rc = SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+	e = ERR_peek_last_error();
+	if (rc != 1 && asked) {
+		errors_add(errs, file, line, col, "key %s is encrypted; "
+		    "give a key without a passphrase", key);
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return (NULL);
+	}
+	/* A key of the certificate's type is checked against it here. */
+	if (rc != 1 && !(ERR_GET_LIB(e) == ERR_LIB_X509 &&
+	    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)) {
 		errors_add(errs, file, line, col, "key %s: %s", key,
 		    tls_errstr(ebuf, sizeof(ebuf)));
 		SSL_CTX_free(ctx);
 		return (NULL);
 	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
+	if (rc != 1 || SSL_CTX_check_private_key(ctx) != 1) {
 		errors_add(errs, file, line, col,
 		    "key %s does not match certificate %s", key, cert);
 		ERR_clear_error();

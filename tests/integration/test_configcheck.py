@@ -1,9 +1,17 @@
 """wsgate -t: validate a config and report every error with its position."""
 
+import os
+import pty
 import re
+import select
+import signal
 import subprocess
+import time
 
-from conftest import WSGATE, Gateway, free_port
+import pytest
+import yaml
+
+from conftest import WSGATE, Gateway, free_port, openssl
 
 
 def check(path, timeout=20):
@@ -194,3 +202,76 @@ def test_an_address_not_on_this_host_is_not_called_in_use(tmp_path, certs,
     assert "in use" not in out, out
     assert re.search(r"listener public: cannot bind 192\.0\.2\.1:8443: "
                      r"Cannot assign requested address$", out, re.M), out
+
+
+def _with_key(tmp_path, certs, client_ssl, make_key):
+    """A config whose listener has the session certificate and the key
+    make_key(path) writes; returns the config path and the key path."""
+    gw = make_config(tmp_path, certs, client_ssl)
+    key = tmp_path / "other.key"
+    make_key(key)
+    cfg = yaml.safe_load(gw.cfg_path.read_text())
+    cfg["listeners"][0]["tls"]["key"] = str(key)
+    gw.cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return gw.cfg_path, key
+
+
+@pytest.mark.parametrize("kind", ["ec", "rsa"])
+def test_a_key_of_another_certificate_is_named_as_such(tmp_path, certs,
+                                                      client_ssl, kind):
+    """A key that is not the certificate's, of the same type (P-256, as
+    the certificate) or another: -t says it does not match."""
+    def mk(path):
+        if kind == "ec":
+            openssl("genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-out", path)
+        else:
+            openssl("genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:2048", "-out", path)
+    path, key = _with_key(tmp_path, certs, client_ssl, mk)
+    rc, out = check(path)
+    assert rc == 1, out
+    assert "key %s does not match certificate %s" % (key, certs["cert"]) \
+        in out, out
+
+
+def test_an_encrypted_key_fails_at_once_without_a_prompt(tmp_path, certs,
+                                                         client_ssl):
+    """A key with a passphrase: -t, even run from a terminal, says the
+    key is encrypted and exits, rather than asking for the passphrase on
+    the terminal (which would also stall a reload)."""
+    def mk(path):
+        openssl("pkey", "-in", certs["key"], "-aes256", "-passout",
+                "pass:secret", "-out", path)
+    path, key = _with_key(tmp_path, certs, client_ssl, mk)
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(WSGATE, [WSGATE, "-t", "-c", str(path)])
+        finally:
+            os._exit(127)
+    out, status = b"", None
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    chunk = b""
+                out += chunk
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+                break
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    text = out.decode(errors="replace")
+    assert status is not None, "wsgate -t still waiting:\n" + text
+    assert os.WEXITSTATUS(status) == 1, text
+    assert "pass phrase" not in text.lower(), text
+    assert "key %s is encrypted" % key in text, text
