@@ -121,3 +121,109 @@ def test_cert_from_the_ca_works_and_subject_is_logged(gw, up, pki, certs,
     assert e["status"] == 101, e
     assert e["tls_subject"] and "svc-alpha" in e["tls_subject"], e
     assert len(up.connections()) == 1
+
+
+# -- validity and chain depth (certificates made with python3-cryptography) --
+
+def _cg_name(cn):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cg_cert(cn, key, issuer_cn, issuer_key, ca, start, end):
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    b = (x509.CertificateBuilder().subject_name(_cg_name(cn))
+         .issuer_name(_cg_name(issuer_cn)).public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(datetime.datetime.utcnow() + start)
+         .not_valid_after(datetime.datetime.utcnow() + end)
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None),
+                        critical=True))
+    if ca:
+        b = b.add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False,
+            key_encipherment=False, data_encipherment=False,
+            key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+    else:
+        b = b.add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def make_chain(d, name, intermediates, start_days=-1, end_days=2):
+    """Root d/name-root.pem; a client leaf signed through that many
+    intermediates, valid from start_days to end_days from now, written
+    with its intermediates to d/name.pem and its key to d/name.key."""
+    import datetime
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    day = datetime.timedelta(days=1)
+    pem = serialization.Encoding.PEM
+    rkey = ec.generate_private_key(ec.SECP256R1())
+    root = _cg_cert(name + "-root", rkey, name + "-root", rkey, True,
+                    -day, 2 * day)
+    (d / (name + "-root.pem")).write_bytes(root.public_bytes(pem))
+    ikey, icn, chain = rkey, name + "-root", []
+    for i in range(intermediates):
+        k = ec.generate_private_key(ec.SECP256R1())
+        cn = "%s-int%d" % (name, i)
+        chain.insert(0, _cg_cert(cn, k, icn, ikey, True, -day, 2 * day))
+        ikey, icn = k, cn
+    lkey = ec.generate_private_key(ec.SECP256R1())
+    leaf = _cg_cert(name + "-leaf", lkey, icn, ikey, False,
+                    start_days * day, end_days * day)
+    (d / (name + ".pem")).write_bytes(b"".join(
+        c.public_bytes(pem) for c in [leaf] + chain))
+    (d / (name + ".key")).write_bytes(lkey.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return d / (name + ".pem"), d / (name + ".key")
+
+
+def try_upgrade(g, ctx):
+    c = PreClient(g.port)
+    upgraded = False
+    try:
+        try:
+            c.start_tls(ctx)
+            c.send(B("/m"))
+            head = c.read_until(b"\r\n\r\n", 5)
+            upgraded = head.startswith(b"HTTP/1.1 101")
+        except (ssl.SSLError, OSError, AssertionError):
+            pass
+    finally:
+        c.close()
+    return upgraded, g.wait_entry(client_port=c.local_port)
+
+
+@pytest.mark.parametrize("case,ok", [
+    ("valid", True), ("expired", False), ("notyet", False),
+    ("deep2", True), ("deep8", True), ("deep9", False)])
+def test_client_cert_validity_and_depth(factory, certs, tmp_path, case, ok):
+    """A client certificate past its notAfter or before its notBefore, or
+    one more than eight intermediates below the client CA, fails the
+    handshake; up to eight intermediates are fine."""
+    d = tmp_path
+    kw = {"valid": {}, "expired": {"start_days": -3, "end_days": -1},
+          "notyet": {"start_days": 1, "end_days": 3}}.get(case, {})
+    n = int(case[4:]) if case.startswith("deep") else 0
+    cert = make_chain(d, "c", n, **kw)
+    up = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/m", "rec")], upstreams={"rec": [up.addr]},
+        listener={"tls": {"certificate": certs["cert"], "key": certs["key"],
+                          "client_ca": str(d / "c-root.pem")}})
+    for tls in (None, ssl.TLSVersion.TLSv1_2):
+        upgraded, e = try_upgrade(g, ctx_with(certs, cert, tls))
+        assert upgraded == ok, e
+        if ok:
+            assert e["status"] == 101 and "c-leaf" in e["tls_subject"], e
+        else:
+            assert e["reason"] == "handshake_failed", e
+            assert e["tls_subject"] is None, e
+    assert len(up.connections()) == (2 if ok else 0)
