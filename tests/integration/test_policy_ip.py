@@ -249,3 +249,29 @@ def test_v4_mapped_listen_address_clashes_with_its_ipv4_twin(factory):
                        stdin=subprocess.DEVNULL)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "is already used by listener 'public'" in p.stderr, p.stderr
+
+
+@pytest.mark.skipif(not HAVE_V6, reason="::1 is not available here")
+def test_ipv6_wildcard_listener_is_ipv6_only(factory):
+    """listen: [::]:P takes IPv6 connections only, as nginx's [::]:P
+    does, so 0.0.0.0:P can be a listener of its own beside it; an IPv4
+    client reaches 0.0.0.0:P and is 127.0.0.1 there, an IPv6 one ::1."""
+    up = factory.raw_upstream()
+    g = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
+                        start=False)
+    g.config["listeners"][0]["listen"] = "0.0.0.0:%d" % g.port
+    six = copy.deepcopy(g.config["listeners"][0])
+    six["name"] = "six"
+    six["listen"] = "[::]:%d" % g.port
+    g.config["listeners"].append(six)
+    g.cfg_path.write_text(yaml.safe_dump(g.config, sort_keys=False))
+    g.start()
+    g.port6 = g.port
+    for v6 in (False, True):
+        client = v6client(g) if v6 else None
+        c, _ = http_upgrade(g, B("/e"), client=client)
+        c.close()
+        e = g.wait_entry(client_port=c.local_port)
+        assert e["status"] == 101, e
+        assert e["client"] == ("::1" if v6 else "127.0.0.1"), e
+        assert e["listener"] == ("six" if v6 else "public"), e
