@@ -206,3 +206,31 @@ def test_no_finite_field_groups(factory, certs, group):
         "Cipher is (NONE)" in out, out
     out = s_client(group + ":X25519")
     assert "Server Temp Key: X25519" in out, out
+
+
+@pytest.mark.parametrize("offer,want", [
+    (["h2", "http/1.1"], "http/1.1"), (["http/1.1"], "http/1.1"),
+    (["h2"], None), (None, None)])
+def test_alpn_never_selects_h2(tls_gw, offer, want):
+    """ALPN: http/1.1 when offered, whatever else is; a client offering
+    only h2 gets the no_application_protocol alert, never h2; a client
+    without ALPN is served."""
+    gw = tls_gw
+    for ver in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = ssl.create_default_context(cafile=gw.ssl_cafile)
+        ctx.maximum_version = ver
+        if offer is not None:
+            ctx.set_alpn_protocols(offer)
+        sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        try:
+            if offer == ["h2"]:
+                with pytest.raises(ssl.SSLError) as ei:
+                    ctx.wrap_socket(sock, server_hostname="localhost")
+                assert "no application protocol" in str(ei.value).lower(), ei.value
+                continue
+            with ctx.wrap_socket(sock, server_hostname="localhost") as s:
+                assert s.selected_alpn_protocol() == want
+        finally:
+            sock.close()
+    assert gw.alive()
+    echo_works(gw)
