@@ -1034,8 +1034,8 @@ tls13_write(struct wsg_tls13 *t, int fd, struct evbuffer *src, size_t max,
 		if (t->t_update_due) {
 			/* Ours, then the new key (RFC 8446 4.6.3). */
 			if (t13_seal(t, T13_CT_HANDSHAKE, NULL, ku, sizeof(ku),
-			    t13_obuf) == -1 || t13_dir_update(t, &t->t_wr) ==
-			    -1)
+			    t13_obuf + len) == -1 || t13_dir_update(t,
+			    &t->t_wr) == -1)
 				goto internal;
 			t->t_update_due = 0;
 			len += T13_OVERHEAD + sizeof(ku);

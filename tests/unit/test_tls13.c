@@ -737,6 +737,47 @@ check_ticket(SSL_CTX *sctx)
 }
 
 /*
+ * The client asks for our key update before anything was sealed after the
+ * takeover: the ticket still queued goes out first, then our KeyUpdate,
+ * then the data under the new key, and the client reads it all.
+ */
+static void
+check_update_before_ticket(SSL_CTX *sctx)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair		 p;
+	struct wsg_tls13	*t = NULL;
+	struct evbuffer		*in = evbuffer_new(), *out = evbuffer_new();
+	unsigned char		 b[5];
+	unsigned long		 err = 0;
+	size_t			 sent = 0;
+
+	if (pair_open(&p, sctx, cctx) == -1 ||
+	    (t = tls13_takeover(p.s)) == NULL) {
+		CHECK(!"set-up");
+		goto done;
+	}
+	CHECK(tls13_write_pending(t));
+	CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_REQUESTED) == 1);
+	CHECK_INT(SSL_write(p.c, "x", 1), 1);
+	CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), 0);
+	CHECK_INT(evbuffer_get_length(in), 1);
+	evbuffer_add(out, "reply", 5);
+	CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err), 0);
+	CHECK(!tls13_write_pending(t));
+	CHECK(client_read_n(&p, t, b, 5) == 0);
+	CHECK(memcmp(b, "reply", 5) == 0);
+	CHECK_INT(SSL_SESSION_is_resumable(SSL_get_session(p.c)), 1);
+	ERR_clear_error();
+done:
+	tls13_free(t);
+	pair_close(&p);
+	evbuffer_free(in);
+	evbuffer_free(out);
+	SSL_CTX_free(cctx);
+}
+
+/*
  * A takeover the caller cannot finish: tls13_abandon() sends the ticket
  * sealed for the session, and OpenSSL goes on with the next record
  * number.  Without the ticket sent, the client's record numbers would lag
@@ -809,6 +850,7 @@ main(void)
 		check_tls12(s12);
 		check_pending(s13);
 		check_ticket(s13);
+		check_update_before_ticket(s13);
 		check_abandon(s13);
 	}
 	SSL_CTX_free(s13);
