@@ -538,15 +538,19 @@ cli_expand(const char *label, unsigned char *out, size_t outlen)
 	return (rc);
 }
 
-/* Seal inner (content, type, pad zeros) as the client's record seq. */
-static void
-cli_send(int fd, uint64_t seq, const void *content, size_t len, int type,
-    size_t pad)
+/*
+ * Seal inner (content, type, pad zeros) as the client's record seq into
+ * rec (5 + len + 1 + pad + 16 bytes at most); returns the record's length.
+ */
+static size_t
+cli_seal(unsigned char *rec, uint64_t seq, const void *content, size_t len,
+    int type, size_t pad)
 {
-	unsigned char	 key[16], iv[12], rec[5 + 512 + 16], inner[512];
-	EVP_CIPHER_CTX	*ctx = EVP_CIPHER_CTX_new();
-	size_t		 n = 0, clen;
-	int		 ol, i;
+	static unsigned char	 inner[17000];
+	unsigned char		 key[16], iv[12];
+	EVP_CIPHER_CTX		*ctx = EVP_CIPHER_CTX_new();
+	size_t			 n = 0, clen;
+	int			 ol, i;
 
 	memcpy(inner, content, len);
 	n = len;
@@ -570,7 +574,18 @@ cli_send(int fd, uint64_t seq, const void *content, size_t len, int type,
 	CHECK(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16,
 	    rec + 5 + n) == 1);
 	EVP_CIPHER_CTX_free(ctx);
-	CHECK_INT(send(fd, rec, 5 + clen, 0), 5 + clen);
+	return (5 + clen);
+}
+
+static void
+cli_send(int fd, uint64_t seq, const void *content, size_t len, int type,
+    size_t pad)
+{
+	static unsigned char	 rec[5 + 17000 + 16];
+	size_t			 n;
+
+	n = cli_seal(rec, seq, content, len, type, pad);
+	CHECK_INT(send(fd, rec, n, 0), n);
 }
 
 /* One connection per case; the client wrote two records so far. */
@@ -581,9 +596,15 @@ check_crafted(SSL_CTX *sctx, int kase)
 	struct pair		 p;
 	struct wsg_tls13	*t = NULL;
 	struct evbuffer		*in = evbuffer_new();
+	static unsigned char	 recs[2 * (5 + 1500 + 4 + 16)];
+	static unsigned char	 big[16385];
 	unsigned long		 err = 0;
 	uint64_t		 seq = 2;
+	size_t			 n, j, got = 0;
 	int			 i;
+
+	for (j = 0; j < sizeof(big); j++)
+		big[j] = (unsigned char)(j * 13 + 1);
 
 	SSL_CTX_set_ciphersuites(cctx, "TLS_AES_128_GCM_SHA256");
 	SSL_CTX_set_keylog_callback(cctx, cli_keylog);
@@ -625,6 +646,60 @@ check_crafted(SSL_CTX *sctx, int kase)
 		cli_send(p.cfd, seq++, "\x01", 1, 0x14, 0);
 		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
 		CHECK_INT(ERR_GET_REASON(err), SSL_R_UNEXPECTED_RECORD);
+		break;
+	case 4:
+		/* Two records cut at every byte, a read after each. */
+		n = cli_seal(recs, seq++, "split", 5, 0x17, 3);
+		n += cli_seal(recs + n, seq++, big, 1500, 0x17, 0);
+		for (j = 0; j < n; j++) {
+			CHECK_INT(send(p.cfd, recs + j, 1, 0), 1);
+			CHECK_INT(tls13_read(t, p.sfd, in, 0, &got, &err), 0);
+		}
+		CHECK_INT(got, 1505);
+		CHECK(evbuffer_get_length(in) == 1505 &&
+		    memcmp(evbuffer_pullup(in, -1), "split", 5) == 0 &&
+		    memcmp(evbuffer_pullup(in, -1) + 5, big, 1500) == 0);
+		break;
+	case 5:
+		/* 2^14 bytes of content pass, one more does not. */
+		cli_send(p.cfd, seq++, big, 16384, 0x17, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 16384, &err), 0);
+		CHECK_INT(evbuffer_get_length(in), 16384);
+		cli_send(p.cfd, seq++, big, 16385, 0x17, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 16385 + 16384, &err),
+		    TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_DATA_LENGTH_TOO_LONG);
+		CHECK_INT(evbuffer_get_length(in), 16384);
+		break;
+	case 6:
+		/* A NewSessionTicket from the client. */
+		cli_send(p.cfd, seq++, "\x04\x00\x00\x01\x00", 5, 0x16, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_UNEXPECTED_MESSAGE);
+		break;
+	case 7:
+		/* A KeyUpdate with data after it in its record. */
+		cli_send(p.cfd, seq++, "\x18\x00\x00\x01\x00\x18", 6, 0x16,
+		    0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_NOT_ON_RECORD_BOUNDARY);
+		break;
+	case 8:
+		/* A fatal alert: what came before it is kept. */
+		cli_send(p.cfd, seq++, "before", 6, 0x17, 0);
+		cli_send(p.cfd, seq++, "\x02\x28", 2, 0x15, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 7, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_AD_REASON_OFFSET + 40);
+		CHECK_INT(evbuffer_get_length(in), 6);
+		break;
+	case 9:
+		/* close_notify, and nothing read after it. */
+		cli_send(p.cfd, seq++, "last", 4, 0x17, 0);
+		cli_send(p.cfd, seq++, "\x01\x00", 2, 0x15, 0);
+		cli_send(p.cfd, seq++, "after", 5, 0x17, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 9, &err), TLS13_EOF);
+		CHECK_INT(evbuffer_get_length(in), 4);
+		CHECK_INT(tls13_read(t, p.sfd, in, 0, &got, &err), TLS13_EOF);
 		break;
 	}
 done:
@@ -845,7 +920,7 @@ main(void)
 		    SSL_R_UNEXPECTED_RECORD, 10);
 		check_update_flood(s13);
 		check_update_bursts(s13);
-		for (k = 0; k < 4; k++)
+		for (k = 0; k < 10; k++)
 			check_crafted(s13, k);
 		check_tls12(s12);
 		check_pending(s13);
