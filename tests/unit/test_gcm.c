@@ -211,6 +211,105 @@ check_zero(void)
 	CHECK(memcmp(etag, want_tag, 16) == 0);
 }
 
+/*
+ * Test cases 1, 3, 4, 13, 15 and 16 of the GCM specification (McGrew and
+ * Viega, "The Galois/Counter Mode of Operation", appendix B): both key
+ * sizes, no data, whole blocks, and a partial last block with associated
+ * data of a block and a bit.  Each is checked against OpenSSL too, so
+ * that a mistyped constant shows as such.
+ */
+struct kat {
+	const char	*key, *iv, *pt, *aad, *ct, *tag;
+};
+
+static const char	kat_p[] =
+    "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+    "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255";
+static const char	kat_a[] = "feedfacedeadbeeffeedfacedeadbeefabaddad2";
+static const char	kat_c4[] =
+    "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e"
+    "21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985";
+static const char	kat_c16[] =
+    "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+    "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad";
+
+static const struct kat	kats[] = {
+	/* 1 */
+	{ "00000000000000000000000000000000", "000000000000000000000000",
+	  "", "", "", "58e2fccefa7e3061367f1d57a4e7455a" },
+	/* 3 */
+	{ "feffe9928665731c6d6a8f9467308308", "cafebabefacedbaddecaf888",
+	  kat_p, "", kat_c4, "4d5c2af327cd64a62cf35abd2ba6fab4" },
+	/* 4: 60 bytes of the same text, 20 of associated data */
+	{ "feffe9928665731c6d6a8f9467308308", "cafebabefacedbaddecaf888",
+	  NULL, kat_a, NULL, "5bc94fbc3221a5db94fae95ae7121a47" },
+	/* 13 */
+	{ "0000000000000000000000000000000000000000000000000000000000000000",
+	  "000000000000000000000000", "", "", "",
+	  "530f8afbc74536b9a963b4f1c4cb738b" },
+	/* 15 */
+	{ "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+	  "cafebabefacedbaddecaf888", kat_p, "", kat_c16,
+	  "b094dac5d93471bdec1a502270e3cc6c" },
+	/* 16 */
+	{ "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+	  "cafebabefacedbaddecaf888", NULL, kat_a, NULL,
+	  "76fc6ece0f4e1768cddf8853bb2d551b" },
+};
+
+static size_t
+unhex(const char *h, uint8_t *out, size_t max)
+{
+	size_t		n;
+	unsigned int	b;
+
+	for (n = 0; n < max && h[0] != '\0' && sscanf(h, "%2x", &b) == 1;
+	    h += 2)
+		out[n++] = (uint8_t)b;
+	return (n);
+}
+
+static void
+check_kats(void)
+{
+	struct wsg_gcm	 g;
+	const struct kat *k;
+	uint8_t		 key[32], iv[12], pt[64], aad[20], ct[64], tag[16];
+	uint8_t		 buf[64], out[64], t[16], et[16];
+	size_t		 i, keylen, len, aadlen;
+
+	for (i = 0; i < sizeof(kats) / sizeof(kats[0]); i++) {
+		k = &kats[i];
+		keylen = unhex(k->key, key, sizeof(key));
+		CHECK_INT(unhex(k->iv, iv, sizeof(iv)), 12);
+		/* Cases 4 and 16: the first 60 bytes of 3's and 15's. */
+		len = unhex(k->pt != NULL ? k->pt : kat_p, pt, sizeof(pt));
+		CHECK_INT(unhex(k->ct != NULL ? k->ct : keylen == 16 ? kat_c4 :
+		    kat_c16, ct, sizeof(ct)), len);
+		if (k->pt == NULL)
+			len = 60;
+		aadlen = unhex(k->aad, aad, sizeof(aad));
+		CHECK_INT(unhex(k->tag, tag, sizeof(tag)), 16);
+
+		CHECK_INT(gcm_setkey(&g, key, keylen), 0);
+		memcpy(buf, pt, len);
+		gcm_seal(&g, iv, aad, aadlen, buf, len, t);
+		if (memcmp(buf, ct, len) != 0 || memcmp(t, tag, 16) != 0)
+			fprintf(stderr, "test vector %zu: sealed wrong\n", i);
+		CHECK(memcmp(buf, ct, len) == 0);
+		CHECK(memcmp(t, tag, 16) == 0);
+		memset(out, 0, sizeof(out));
+		CHECK_INT(gcm_open(&g, iv, aad, aadlen, ct, len, out, tag), 0);
+		CHECK(memcmp(out, pt, len) == 0);
+		/* The constants typed here, against OpenSSL. */
+		CHECK_INT(evp_seal(key, keylen, iv, aad, aadlen, pt, len, buf,
+		    et), 0);
+		CHECK(memcmp(buf, ct, len) == 0);
+		CHECK(memcmp(et, tag, 16) == 0);
+		gcm_clear(&g);
+	}
+}
+
 int
 main(void)
 {
@@ -225,6 +324,7 @@ main(void)
 	CHECK_INT(gcm_setkey(&g, key, 24), -1);
 	CHECK_INT(gcm_setkey(&g, key, 0), -1);
 	check_zero();
+	check_kats();
 	check_lengths(16);
 	check_lengths(32);
 	check_tamper(16);
