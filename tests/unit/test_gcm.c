@@ -274,7 +274,8 @@ check_kats(void)
 {
 	struct wsg_gcm	 g;
 	const struct kat *k;
-	uint8_t		 key[32], iv[12], pt[64], aad[20], ct[64], tag[16];
+	uint8_t		 key[32], iv[12], pt[64], aad[20], ct[64];
+	uint8_t		 tag[16];
 	uint8_t		 buf[64], out[64], t[16], et[16];
 	size_t		 i, keylen, len, aadlen;
 

@@ -822,7 +822,8 @@ check_update_before_ticket(SSL_CTX *sctx)
 	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
 	struct pair		 p;
 	struct wsg_tls13	*t = NULL;
-	struct evbuffer		*in = evbuffer_new(), *out = evbuffer_new();
+	struct evbuffer		*in = evbuffer_new();
+	struct evbuffer		*out = evbuffer_new();
 	unsigned char		 b[5];
 	unsigned long		 err = 0;
 	size_t			 sent = 0;
