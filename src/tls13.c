@@ -904,9 +904,13 @@ tls13_read(struct wsg_tls13 *t, int fd, struct evbuffer *dst, size_t want,
 		if (clen < T13_TAG + 1)
 			return (t13_fail(t, fd, T13_AD_DECODE,
 			    SSL_R_BAD_LENGTH, err));
+		plen = clen - T13_TAG;
+		/* TLSInnerPlaintext: at most 2^14 + 1 bytes (RFC 8446 5.4). */
+		if (plen > T13_MAX_PLAIN + 1)
+			return (t13_fail(t, fd, T13_AD_OVERFLOW,
+			    SSL_R_DATA_LENGTH_TOO_LONG, err));
 		if (have - off < T13_HDR + clen)
 			break;
-		plen = clen - T13_TAG;
 		if (evbuffer_reserve_space(dst, (ssize_t)plen, &v, 1) != 1) {
 			*err = ERR_PACK(ERR_LIB_SSL, 0, ERR_R_MALLOC_FAILURE);
 			return (TLS13_ERROR);
@@ -923,9 +927,6 @@ tls13_read(struct wsg_tls13 *t, int fd, struct evbuffer *dst, size_t want,
 			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
 			    SSL_R_BAD_RECORD_TYPE, err));
 		type = pt[--i];
-		if (i > T13_MAX_PLAIN)
-			return (t13_fail(t, fd, T13_AD_OVERFLOW,
-			    SSL_R_DATA_LENGTH_TOO_LONG, err));
 		if (t->t_update_debt > 0)
 			t->t_update_debt--;
 		if (type == T13_CT_APPDATA && i > 0)

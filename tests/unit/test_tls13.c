@@ -701,6 +701,13 @@ check_crafted(SSL_CTX *sctx, int kase)
 		CHECK_INT(evbuffer_get_length(in), 4);
 		CHECK_INT(tls13_read(t, p.sfd, in, 0, &got, &err), TLS13_EOF);
 		break;
+	case 10:
+		/* TLSInnerPlaintext over 2^14 + 1 bytes, by its padding. */
+		cli_send(p.cfd, seq++, big, 16384, 0x17, 1);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 16384, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_DATA_LENGTH_TOO_LONG);
+		CHECK_INT(evbuffer_get_length(in), 0);
+		break;
 	}
 done:
 	tls13_free(t);
@@ -921,7 +928,7 @@ main(void)
 		    SSL_R_UNEXPECTED_RECORD, 10);
 		check_update_flood(s13);
 		check_update_bursts(s13);
-		for (k = 0; k < 10; k++)
+		for (k = 0; k <= 10; k++)
 			check_crafted(s13, k);
 		check_tls12(s12);
 		check_pending(s13);
