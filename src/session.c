@@ -1131,6 +1131,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct wsg_peer		*p = arg;
 	struct wsg_session	*s = p->p_session;
 	unsigned long		 e;
+	long			 vr;
 	int			 local;
 
 	if (s->s_state == WSG_S_CLOSED) {
@@ -1164,8 +1165,13 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->s_state == WSG_S_HANDSHAKE && e != 0) {
-		log_info("conn %llu: TLS handshake failed: %s",
-		    (unsigned long long)s->s_id, ERR_reason_error_string(e));
+		/* A client certificate refused: say why (expired, CA...). */
+		vr = p->p_ssl != NULL ? SSL_get_verify_result(p->p_ssl) :
+		    X509_V_OK;
+		log_info("conn %llu: TLS handshake failed: %s%s%s",
+		    (unsigned long long)s->s_id, ERR_reason_error_string(e),
+		    vr != X509_V_OK ? ": " : "", vr != X509_V_OK ?
+		    X509_verify_cert_error_string(vr) : "");
 		session_peer_free(p);
 		session_close(s, "handshake_failed");
 		return;

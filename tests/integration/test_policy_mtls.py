@@ -227,3 +227,11 @@ def test_client_cert_validity_and_depth(factory, certs, tmp_path, case, ok):
             assert e["reason"] == "handshake_failed", e
             assert e["tls_subject"] is None, e
     assert len(up.connections()) == (2 if ok else 0)
+    # the error log says why, in OpenSSL's words for the verify result
+    why = {"expired": "certificate has expired",
+           "notyet": "certificate is not yet valid",
+           "deep9": "certificate chain too long"}.get(case)
+    if why is not None:
+        fails = [l for l in g.error_text().splitlines()
+                 if "TLS handshake failed: certificate verify" in l]
+        assert len(fails) == 2 and all(why in l for l in fails), fails
