@@ -33,6 +33,8 @@
 
 #include <openssl/evp.h>
 
+#include "frame.h"		/* frame_unmask(): wsgate's, with SSE2 */
+
 #define WSE_MAX_HEAD		8192
 #define WSE_MAX_FRAME		(64 * 1024 * 1024)
 #define WSE_READ_CHUNK		(64 * 1024)
@@ -183,11 +185,9 @@ wse_upgrade(struct wse_conn *c)
 static int
 wse_frames(struct wse_conn *c)
 {
-	unsigned char	*p, *pl, hdr[10];
+	unsigned char	*p, *pl, *mask, hdr[10];
 	uint64_t	 len;
 	size_t		 avail, hl, hn, i;
-	uint32_t	 mask;
-	uint64_t	 m64;
 	int		 opcode;
 
 	while (!c->c_closing) {
@@ -216,18 +216,8 @@ wse_frames(struct wse_conn *c)
 			return -1;
 		if (avail < hl + 4 + len)
 			return 0;
-		memcpy(&mask, p + hl, 4);
+		mask = p + hl;
 		pl = p + hl + 4;
-		m64 = (uint64_t)mask << 32 | mask;
-		for (i = 0; i + 8 <= len; i += 8) {
-			uint64_t w;
-
-			memcpy(&w, pl + i, 8);
-			w ^= m64;
-			memcpy(pl + i, &w, 8);
-		}
-		for (; i < len; i++)
-			pl[i] ^= ((unsigned char *)&mask)[i & 3];
 		c->c_inoff += hl + 4 + (size_t)len;
 
 		if (opcode == 0x9)
@@ -249,9 +239,13 @@ wse_frames(struct wse_conn *c)
 				hdr[2 + i] = (unsigned char)(len >> (56 - 8 * i));
 			hn = 10;
 		}
+		/* Unmasked straight into the output: one pass, no copy. */
 		if (wse_append(c, hdr, hn) == -1 ||
-		    wse_append(c, pl, (size_t)len) == -1)
+		    wse_reserve(&c->c_out, &c->c_outoff, &c->c_outlen,
+		    &c->c_outcap, (size_t)len) == -1)
 			return -1;
+		frame_unmask(c->c_out + c->c_outlen, pl, (size_t)len, mask, 0);
+		c->c_outlen += (size_t)len;
 		if (opcode == 0x8)
 			c->c_closing = 1;
 	}

@@ -55,6 +55,8 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "frame.h"		/* frame_unmask(): wsgate's, with SSE2 */
+
 #define WSL_MAX_CONNS		200000
 #define WSL_MAX_SIZE		(16 * 1024 * 1024)
 #define WSL_MAX_INFLIGHT	4096
@@ -301,7 +303,6 @@ wsl_frame_append(struct wsl_conn *c, int opcode, const unsigned char *data,
 {
 	unsigned char	*p;
 	uint32_t	 mask;
-	uint64_t	 m64;
 	size_t		 hl, i;
 
 	hl = len < 126 ? 6 : len < 65536 ? 8 : 14;
@@ -324,17 +325,7 @@ wsl_frame_append(struct wsl_conn *c, int opcode, const unsigned char *data,
 	}
 	mask = wsl_rand32();
 	memcpy(p + hl - 4, &mask, 4);
-	p += hl;
-	m64 = (uint64_t)mask << 32 | mask;
-	for (i = 0; i + 8 <= len; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, data + i, 8);
-		w ^= m64;
-		memcpy(p + i, &w, 8);
-	}
-	for (; i < len; i++)
-		p[i] = data[i] ^ ((unsigned char *)&mask)[i & 3];
+	frame_unmask(p + hl, data, len, p + hl - 4, 0);
 	c->c_outlen += hl + len;
 	return 0;
 }
