@@ -668,10 +668,12 @@ store_cancel(struct wsg_store *st, uint64_t lease_id)
 		return 0;
 	r->r_cb = NULL;
 	store_req_unlink(r);
+	/*
+	 * One in flight keeps its timer: Redis may have stopped answering,
+	 * and if every client gives up first, only these timers notice.
+	 */
 	if (!r->r_inflight)
 		store_req_free(r);
-	else
-		evtimer_del(r->r_timer);
 	return 1;
 }
 

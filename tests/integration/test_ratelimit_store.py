@@ -467,3 +467,38 @@ def test_a_redis_that_stops_answering_is_dropped_without_admissions(
     finally:
         for c in held:
             c.close()
+
+
+def test_a_stalled_redis_is_noticed_when_every_client_gives_up_first(
+        factory, redis):
+    """Redis stops answering (SIGSTOP) and every client that asks for a
+    connection leaves before the store's reply timeout.  The requests they
+    leave behind still wait on Redis: their timeout must still drop the
+    connection (and free them), not let requests pile up in the gateway
+    while it goes on reporting Redis as available."""
+    import os
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 10}, "deny",
+                       admin=True)
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(5):
+            c = gw.raw()
+            c.send(B("/r"))
+            time.sleep(0.05)
+            c.close()
+        wait_for(lambda: metric(gw.metrics(),
+                                "wsgate_store_transitions_total",
+                                to="down") == 1, 5,
+                 what="the store reported down")
+        assert count(gw, "is unavailable (no reply in time)") == 1, \
+            tail(gw.error_log, 30)
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
+             what="the store connected again")
+    held = []
+    try:
+        opened(gw, held)
+    finally:
+        for c in held:
+            c.close()
