@@ -127,6 +127,19 @@ struct store_lease {
 };
 TAILQ_HEAD(store_leases, store_lease);
 
+/*
+ * A lease Redis may hold that nobody refreshes or releases any more: its
+ * admission was given up unanswered, or its connection closed while Redis
+ * was unreachable.  Removed once connected again, or it would count for
+ * up to lease_ttl against an address that has no such connection.
+ */
+struct store_orphan {
+	TAILQ_ENTRY(store_orphan) o_entry;
+	char			 *o_key;
+	char			  o_member[STORE_MEMBER_LEN];
+};
+TAILQ_HEAD(store_orphans, store_orphan);
+
 struct wsg_store {
 	struct event_base	*st_base;
 	struct wsg_store_conf	 st_conf;	/* strings owned */
@@ -145,6 +158,8 @@ struct wsg_store {
 	struct store_reqs	 st_reqs;	/* callbacks not yet called */
 	size_t			 st_npending;
 	struct store_leases	 st_leases;
+	struct store_orphans	 st_orphans;	/* ZREM once connected */
+	size_t			 st_norphans;
 	struct store_lease	*st_chains[STORE_LEASE_CHAINS];
 	struct wsg_store_stats	 st_stats;
 	int			 st_freeing;
@@ -463,6 +478,39 @@ store_zrem(struct wsg_store *st, const char *key, const char *member)
 	    member);
 }
 
+/* Remember a lease to remove once connected again (see store_orphan). */
+static void
+store_orphan_add(struct wsg_store *st, const char *key, const char *member)
+{
+	struct store_orphan	*o;
+
+	if (st->st_freeing || st->st_norphans >= STORE_MAX_PENDING)
+		return;		/* it expires after lease_ttl */
+	if ((o = calloc(1, sizeof(*o))) == NULL ||
+	    (o->o_key = strdup(key)) == NULL) {
+		free(o);
+		return;
+	}
+	snprintf(o->o_member, sizeof(o->o_member), "%s", member);
+	TAILQ_INSERT_TAIL(&st->st_orphans, o, o_entry);
+	st->st_norphans++;
+}
+
+/* Connected: remove the orphaned leases (or forget them, when freeing). */
+static void
+store_orphans_flush(struct wsg_store *st)
+{
+	struct store_orphan	*o;
+
+	while ((o = TAILQ_FIRST(&st->st_orphans)) != NULL) {
+		TAILQ_REMOVE(&st->st_orphans, o, o_entry);
+		st->st_norphans--;
+		store_zrem(st, o->o_key, o->o_member);
+		free(o->o_key);
+		free(o);
+	}
+}
+
 /* Keep a granted lease alive until store_release(). */
 static void
 store_lease_add(struct wsg_store *st, const struct store_req *r)
@@ -510,6 +558,9 @@ store_reply_cb(redisAsyncContext *ac, void *rp, void *privdata)
 
 	r->r_inflight = 0;
 	if (reply == NULL) {
+		/* Redis may still run it, or may have: a lease nobody holds. */
+		if (r->r_lease)
+			store_orphan_add(st, r->r_leasekey, r->r_member);
 		store_deliver(r, WSG_STORE_DOWN, 0);
 		store_req_free(r);
 		return;
@@ -694,6 +745,8 @@ store_release(struct wsg_store *st, uint64_t lease_id)
 	st->st_stats.ss_leases--;
 	if (st->st_state == STORE_UP)
 		store_zrem(st, l->l_key, l->l_member);
+	else
+		store_orphan_add(st, l->l_key, l->l_member);
 	free(l->l_key);
 	free(l);
 }
@@ -812,6 +865,7 @@ store_setup_cb(redisAsyncContext *ac, void *rp, void *privdata)
 	st->st_last_err[0] = '\0';
 	evtimer_del(st->st_retry_ev);
 	store_report(st, 1, NULL);
+	store_orphans_flush(st);
 	/* Leases may have expired or been lost while Redis was away. */
 	TAILQ_FOREACH(l, &st->st_leases, l_entry)
 		store_refresh_one(st, l);
@@ -901,6 +955,7 @@ store_new(struct event_base *base, const struct wsg_store_conf *sc)
 	st->st_backoff_ms = STORE_BACKOFF_MIN_MS;
 	TAILQ_INIT(&st->st_reqs);
 	TAILQ_INIT(&st->st_leases);
+	TAILQ_INIT(&st->st_orphans);
 	st->st_retry_ev = evtimer_new(base, store_retry_cb, st);
 	st->st_refresh_ev = event_new(base, -1, EV_PERSIST, store_refresh_cb,
 	    st);
@@ -960,6 +1015,7 @@ store_free(struct wsg_store *st)
 		free(l->l_key);
 		free(l);
 	}
+	store_orphans_flush(st);	/* st_freeing: no ZREM is sent */
 	event_free(st->st_retry_ev);
 	event_free(st->st_refresh_ev);
 	store_conf_clear(&st->st_conf);

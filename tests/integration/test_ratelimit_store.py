@@ -502,3 +502,65 @@ def test_a_stalled_redis_is_noticed_when_every_client_gives_up_first(
     finally:
         for c in held:
             c.close()
+
+
+def upgrade_soon(gw, tries=10):
+    """A 101 within a few tries (Redis may take a turn to see a ZREM);
+    far less than LEASE_TTL, after which a stale lease would expire."""
+    for _ in range(tries):
+        st, c, resp = try_upgrade(gw)
+        if st == 101:
+            return c
+        assert st == 429, resp
+        time.sleep(0.1)
+    raise AssertionError("still refused: %r" % resp)
+
+
+def test_a_lease_granted_after_its_admission_was_given_up_is_removed(
+        factory, redis):
+    """Redis stalls (SIGSTOP) past the reply timeout: the handshake goes on
+    without it (on_failure allow), and the connection to Redis is dropped.
+    When Redis resumes it still runs the admission it had received and
+    grants a lease nobody holds; once connected again the gateway removes
+    it, so that the address is not refused for lease_ttl."""
+    import os
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 1}, "allow")
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        st, c, resp = try_upgrade(gw)
+        assert st == 101, resp
+        close_ws(c)
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
+             what="the store connected again")
+    c = upgrade_soon(gw)
+    try:
+        echo_ok(c)
+        http_refusal(gw, B("/r"), 429, "rate_concurrent")
+    finally:
+        c.close()
+
+
+def test_a_connection_closed_while_redis_is_away_gives_its_lease_back(
+        factory, redis):
+    """An open connection holds a lease; Redis stops answering (CLIENT
+    PAUSE), the store is dropped, and the connection closes meanwhile.
+    Its lease is removed once the store is connected again, not left to
+    count until lease_ttl."""
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 1}, "deny")
+    held = []
+    a = opened(gw, held)
+    assert redis.command("CLIENT", "PAUSE", "1500", "ALL") == b"+OK\r\n"
+    http_refusal(gw, B("/r"), 503, "store_unavailable")
+    assert count(gw, "is unavailable (no reply in time)") == 1
+    close_ws(a)
+    held.remove(a)
+    wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
+             what="the store connected again")
+    c = upgrade_soon(gw)
+    try:
+        echo_ok(c)
+        http_refusal(gw, B("/r"), 429, "rate_concurrent")
+    finally:
+        c.close()
