@@ -363,6 +363,22 @@ server_session_gone(struct wsg_worker *w)
 		event_base_loopexit(w->w_base, NULL);
 }
 
+/*
+ * Whether a reload changes what a worker's store was made with: it keeps
+ * the store it has (on_failure alone is read from each session's config).
+ */
+static int
+server_store_changed(const struct wsg_store_conf *a,
+    const struct wsg_store_conf *b)
+{
+	if (a == NULL || b == NULL)
+		return (a != b);
+	return (strcmp(a->sc_url, b->sc_url) != 0 ||
+	    strcmp(a->sc_key_prefix != NULL ? a->sc_key_prefix : "",
+	    b->sc_key_prefix != NULL ? b->sc_key_prefix : "") != 0 ||
+	    a->sc_lease_ttl_ms != b->sc_lease_ttl_ms);
+}
+
 /* A worker thread: run its loop until it has drained, then clean up. */
 static void *
 server_worker_main(void *arg)
@@ -607,9 +623,7 @@ server_reload(void)
 	}
 	if (conf->c_workers != old->c_workers)
 		log_warnx("reload: a new number of workers needs a restart");
-	if ((conf->c_store == NULL) != (old->c_store == NULL) ||
-	    (conf->c_store != NULL && strcmp(conf->c_store->sc_url,
-	    old->c_store->sc_url) != 0))
+	if (server_store_changed(conf->c_store, old->c_store))
 		log_warnx("reload: a new rate_limit_store needs a restart");
 	if (conf->c_rl_max_entries != old->c_rl_max_entries ||
 	    conf->c_rl_idle_ms != old->c_rl_idle_ms)

@@ -564,3 +564,33 @@ def test_a_connection_closed_while_redis_is_away_gives_its_lease_back(
         http_refusal(gw, B("/r"), 429, "rate_concurrent")
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("key,value", [("key_prefix", "other:"),
+                                       ("lease_ttl", "7s")])
+def test_reload_changing_the_store_says_it_needs_a_restart(
+        factory, redis, key, value):
+    """A reload keeps each worker's store as it was made; a changed key
+    (not just a changed address) is logged as needing a restart, and the
+    store goes on as before."""
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 1}, "deny")
+    cfg = copy.deepcopy(gw.config)
+    cfg["rate_limit_store"][key] = value
+    gw.write_config(cfg)
+    gw.reload()
+    assert count(gw, "a new rate_limit_store needs a restart") == 1, \
+        tail(gw.error_log, 20)
+    held = []
+    try:
+        opened(gw, held)
+        http_refusal(gw, B("/r"), 429, "rate_concurrent")
+    finally:
+        for c in held:
+            c.close()
+    # on_failure alone changes without a warning.
+    cfg = copy.deepcopy(gw.config)
+    cfg["rate_limit_store"]["on_failure"] = "allow"
+    gw.write_config(cfg)
+    gw.reload()
+    assert count(gw, "a new rate_limit_store needs a restart") == 1, \
+        tail(gw.error_log, 20)
