@@ -659,14 +659,7 @@ session_refuse(struct wsg_session *s, int status, const char *reason,
 	if (s->s_state == WSG_S_CLOSED)
 		return;
 	if (s->s_client.p_bev != NULL) {
-		/*
-		 * What the client sent counts in bytes_in, refused or not:
-		 * the head (drained only on admission) and anything after it.
-		 * Left in place, as the request may still point into it; the
-		 * closed session discards the rest without counting.
-		 */
-		s->s_client.p_bytes += evbuffer_get_length(
-		    bufferevent_get_input(s->s_client.p_bev));
+		/* session_close() counts what the client sent. */
 		out = bufferevent_get_output(s->s_client.p_bev);
 		evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
 		    "Connection: close\r\n"
@@ -1085,11 +1078,27 @@ session_peer_close(struct wsg_peer *p)
 	session_peer_flushed(p);
 }
 
+/*
+ * What the client sent before the session opened counts in bytes_in,
+ * refused, timed out or dropped: the head (drained only on admission) and
+ * anything after it.  Left in place, as a request may still point into
+ * it; the closed session discards the rest without counting.
+ */
+static void
+session_count_unread(struct wsg_session *s)
+{
+	if (s->s_state != WSG_S_OPEN && s->s_state != WSG_S_CLOSED &&
+	    s->s_client.p_bev != NULL)
+		s->s_client.p_bytes += evbuffer_get_length(
+		    bufferevent_get_input(s->s_client.p_bev));
+}
+
 void
 session_close(struct wsg_session *s, const char *reason)
 {
 	if (s->s_state == WSG_S_CLOSED)
 		return;
+	session_count_unread(s);
 	if (s->s_state == WSG_S_OPEN) {
 		metrics_close(reason);
 		metrics_active(-1);
@@ -1158,6 +1167,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
+	if (p == &s->s_client)
+		session_count_unread(s);	/* before its buffer goes */
 	e = session_tls_error(p, &local);
 	if (local) {
 		session_peer_free(p);

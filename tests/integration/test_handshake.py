@@ -323,16 +323,33 @@ def slow_gw(factory):
     return g
 
 
+HALF = b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgr"
+
+
 def test_half_request_hits_handshake_timeout(slow_gw):
     c = slow_gw.raw()
     try:
-        c.send(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgr")
+        c.send(HALF)
         assert c.wait_closed(8), "gateway kept a half request open"
         assert not c.buf.startswith(b"HTTP/1.1 101"), bytes(c.buf)
     finally:
         c.close()
     e = slow_gw.wait_entry(client_port=c.local_port)
     assert e["reason"] == "handshake_timeout", e
+    # what the client sent counts, refused or not (wsgate(8), bytes_in)
+    assert e["bytes_in"] == len(HALF), e
+    assert slow_gw.up.connections() == []
+
+
+def test_half_request_then_hanging_up_counts_its_bytes(slow_gw):
+    c = slow_gw.raw()
+    c.send(HALF)
+    time.sleep(0.2)
+    c.close()
+    e = slow_gw.wait_entry(client_port=c.local_port)
+    # gone without close_notify: the TLS layer reports it
+    assert e["reason"] == "handshake_failed", e
+    assert e["bytes_in"] == len(HALF), e
     assert slow_gw.up.connections() == []
 
 
