@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -18,6 +19,7 @@ struct wsg_regex {
 	pcre2_match_context	*re_mctx;	/* read-only once built */
 	char			*re_pattern;
 	int			 re_jit;	/* JIT compile succeeded */
+	int			 re_anchored;	/* one start position */
 };
 
 /* Write a PCRE2 error code as text, prefixed, into err. */
@@ -43,6 +45,7 @@ regex_compile(const char *pattern, char *err, size_t errlen)
 {
 	struct wsg_regex	*re;
 	size_t			 plen, eoff = 0;
+	uint32_t		 opts = 0;
 	int			 ecode = 0;
 
 	if (err != NULL && errlen > 0)
@@ -64,12 +67,16 @@ regex_compile(const char *pattern, char *err, size_t errlen)
 		goto nomem;
 	/* \C can split a UTF-8 character: never useful, sometimes unsafe. */
 	re->re_code = pcre2_compile((PCRE2_SPTR)pattern, plen,
-	    PCRE2_UTF | PCRE2_NEVER_BACKSLASH_C, &ecode, &eoff, NULL);
+	    PCRE2_UTF | PCRE2_NEVER_BACKSLASH_C | PCRE2_USE_OFFSET_LIMIT,
+	    &ecode, &eoff, NULL);
 	if (re->re_code == NULL) {
 		regex_error(err, errlen, NULL, ecode, eoff);
 		regex_free(re);
 		return NULL;
 	}
+	if (pcre2_pattern_info(re->re_code, PCRE2_INFO_ALLOPTIONS, &opts) ==
+	    0 && (opts & PCRE2_ANCHORED))
+		re->re_anchored = 1;
 	/* JIT is an optimisation: without it the interpreter does the work. */
 	re->re_jit = pcre2_jit_compile(re->re_code, PCRE2_JIT_COMPLETE) == 0;
 
@@ -91,6 +98,59 @@ nomem:
 	return NULL;
 }
 
+/* CPU time this thread has used, in milliseconds. */
+static uint64_t
+regex_cpu_ms(void)
+{
+	struct timespec	ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == -1)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Search a long subject WSG_REGEX_WINDOW start positions at a time (an
+ * offset limit per call).  The match limit counts afresh at each start
+ * position, so one call over the whole subject could cost its length
+ * times the limit: seconds of a worker for a 1 MiB message.  Between
+ * calls the thread's CPU time is held to WSG_REGEX_TIME_LIMIT_MS.  The
+ * first call checks the UTF-8 of the whole subject if asked to; the
+ * windows after it start on character boundaries.
+ */
+static int
+regex_match_long(const struct wsg_regex *re, PCRE2_SPTR subject, size_t len,
+    uint32_t opts, pcre2_match_data *md)
+{
+	pcre2_match_context	*mctx;
+	uint64_t		 t0;
+	size_t			 start = 0;
+	int			 rc;
+
+	if ((mctx = pcre2_match_context_copy(re->re_mctx)) == NULL)
+		return PCRE2_ERROR_NOMEMORY;
+	t0 = regex_cpu_ms();
+	for (;;) {
+		pcre2_set_offset_limit(mctx, len - start <= WSG_REGEX_WINDOW ?
+		    PCRE2_UNSET : start + WSG_REGEX_WINDOW - 1);
+		rc = pcre2_match(re->re_code, subject, len, start, opts, md,
+		    mctx);
+		if (rc != PCRE2_ERROR_NOMATCH ||
+		    len - start <= WSG_REGEX_WINDOW)
+			break;
+		if (regex_cpu_ms() - t0 >= WSG_REGEX_TIME_LIMIT_MS) {
+			rc = PCRE2_ERROR_MATCHLIMIT;
+			break;
+		}
+		opts |= PCRE2_NO_UTF_CHECK;
+		start += WSG_REGEX_WINDOW;
+		while (start < len && (subject[start] & 0xc0) == 0x80)
+			start++;
+	}
+	pcre2_match_context_free(mctx);
+	return rc;
+}
+
 /* Match with flags; see regex.h for the results. */
 int
 regex_match_flags(const struct wsg_regex *re, const char *subject,
@@ -110,8 +170,11 @@ regex_match_flags(const struct wsg_regex *re, const char *subject,
 	if ((md = pcre2_match_data_create_from_pattern(re->re_code,
 	    NULL)) == NULL)
 		return -1;
-	rc = pcre2_match(re->re_code, (PCRE2_SPTR)subject, len, 0, opts, md,
-	    re->re_mctx);
+	if (len <= WSG_REGEX_WINDOW || re->re_anchored)
+		rc = pcre2_match(re->re_code, (PCRE2_SPTR)subject, len, 0, opts,
+		    md, re->re_mctx);
+	else
+		rc = regex_match_long(re, (PCRE2_SPTR)subject, len, opts, md);
 	pcre2_match_data_free(md);
 	if (rc >= 0)
 		return 1;	/* 0 means a match with a short ovector */

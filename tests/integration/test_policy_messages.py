@@ -213,6 +213,36 @@ def test_pathological_message_is_refused_without_stalling(gw, up):
     run(go(), timeout=30)
 
 
+def test_long_message_cannot_stall_the_worker(factory):
+    """The match limit counts afresh at each start position, so a long
+    message against a backtracking pattern that stays under it at every
+    position cost up to a million of them (9 s for 1 MiB).  It is refused
+    as a match limit would be, and the worker's other sessions go on."""
+    up = factory.raw_upstream()
+    free = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/c", "rec", "c"), ("/free", "free")],
+        upstreams={"rec": [up.addr], "free": [free.addr]},
+        policies={"c": policy(
+            frames={"max_frame_size": "1MiB", "max_message_size": "1MiB"},
+            messages={"deny_regex": ["a{1,20}a{1,20}a{1,20}[bc]"]})})
+    evil = b"a" * (1024 * 1024)
+
+    async def go():
+        async with g.connect("/free") as ws:
+            c, _ = http_upgrade(g, B("/c"))
+            echo_ok(c, b"aab")
+            c.send_frame(T, evil)
+            await ws.send("meanwhile")
+            assert await asyncio.wait_for(ws.recv(), 5) == "meanwhile"
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.run_in_executor(
+                None, expect_content_denied, g, up, c, [evil[:64]]), 15)
+    run(go(), timeout=30)
+    text = g.error_text()
+    assert "(match limit)" in text, text[-2000:]
+
+
 # -- subprotocols ------------------------------------------------------------------
 
 def test_offer_is_filtered_to_the_policy(gw, up):

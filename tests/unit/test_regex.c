@@ -187,6 +187,69 @@ test_limits(void)
 	free(big);
 }
 
+/*
+ * A long subject is searched a window of start positions at a time:
+ * matches straddling a window's end, starting in the last window, at the
+ * very end or behind a multibyte character are found as in one search, and
+ * a pattern that stays under the match limit at each of a million start
+ * positions is refused instead of stalling for seconds.
+ */
+static void
+test_long_subject(void)
+{
+	struct wsg_regex	*re;
+	char			*big;
+	size_t			 n = 1024 * 1024, at;
+	size_t			 w = WSG_REGEX_WINDOW;
+
+	big = malloc(n);
+	CHECK(big != NULL);
+	if (big == NULL)
+		return;
+	memset(big, 'x', n);
+	re = must_compile("needle");
+	for (at = w - 3; at <= w + 1; at++) {
+		memset(big, 'x', n);
+		memcpy(big + at, "needle", 6);
+		CHECK_INT(regex_match(re, big, n), 1);
+	}
+	memset(big, 'x', n);
+	memcpy(big + n - 6, "needle", 6);
+	CHECK_INT(regex_match(re, big, n), 1);
+	memcpy(big + n - 6, "needl!", 6);
+	CHECK_INT(regex_match(re, big, n), 0);
+	regex_free(re);
+
+	/* A window that would start inside a character moves past it. */
+	re = must_compile("\\x{20ac}y");
+	memset(big, 'x', n);
+	memcpy(big + w - 1, "\xe2\x82\xacy", 4);
+	CHECK_INT(regex_match(re, big, n), 1);
+	CHECK_INT(regex_match_flags(re, big, n, WSG_REGEX_VALID_UTF8), 1);
+	regex_free(re);
+	re = must_compile("y");
+	CHECK_INT(regex_match(re, big, n), 1);
+	CHECK_INT(regex_match_flags(re, big, n, WSG_REGEX_VALID_UTF8), 1);
+	big[n - 1] = '\xe2';	/* invalid at the end: an error, not 0 */
+	CHECK_INT(regex_match(re, big, n), -1);
+	regex_free(re);
+
+	memset(big, 'x', n);
+	re = must_compile("x$");
+	CHECK_INT(regex_match(re, big, n), 1);
+	regex_free(re);
+	re = must_compile("^y|z$");
+	CHECK_INT(regex_match(re, big, n), 0);
+	regex_free(re);
+
+	memset(big, 'a', n);
+	re = must_compile("a{1,20}a{1,20}a{1,20}[bc]");
+	CHECK_INT(regex_match(re, big, 100), 0);
+	CHECK_INT(regex_match(re, big, n), -1);
+	regex_free(re);
+	free(big);
+}
+
 struct test_shared {
 	struct wsg_regex	*ts_re;
 	int			 ts_bad;
@@ -232,6 +295,7 @@ main(void)
 	test_match();
 	test_utf8();
 	test_limits();
+	test_long_subject();
 	test_threads();
 	return unit_done("test_regex");
 }
