@@ -114,7 +114,10 @@ regex_cpu_ms(void)
  * offset limit per call).  The match limit counts afresh at each start
  * position, so one call over the whole subject could cost its length
  * times the limit: seconds of a worker for a 1 MiB message.  Between
- * calls the thread's CPU time is held to WSG_REGEX_TIME_LIMIT_MS.  The
+ * calls the thread's CPU time is held to WSG_REGEX_TIME_LIMIT_MS, and a
+ * millisecond more per WSG_REGEX_BYTES_PER_MS bytes (50 ns a byte, ten
+ * times what a plain pattern costs), so that a long message that is only
+ * long is not refused on a slow CPU.  The
  * first call checks the UTF-8 of the whole subject if asked to; the
  * windows after it start on character boundaries.
  */
@@ -123,12 +126,13 @@ regex_match_long(const struct wsg_regex *re, PCRE2_SPTR subject, size_t len,
     uint32_t opts, pcre2_match_data *md)
 {
 	pcre2_match_context	*mctx;
-	uint64_t		 t0;
+	uint64_t		 t0, limit;
 	size_t			 start = 0;
 	int			 rc;
 
 	if ((mctx = pcre2_match_context_copy(re->re_mctx)) == NULL)
 		return PCRE2_ERROR_NOMEMORY;
+	limit = WSG_REGEX_TIME_LIMIT_MS + len / WSG_REGEX_BYTES_PER_MS;
 	t0 = regex_cpu_ms();
 	for (;;) {
 		pcre2_set_offset_limit(mctx, len - start <= WSG_REGEX_WINDOW ?
@@ -138,7 +142,7 @@ regex_match_long(const struct wsg_regex *re, PCRE2_SPTR subject, size_t len,
 		if (rc != PCRE2_ERROR_NOMATCH ||
 		    len - start <= WSG_REGEX_WINDOW)
 			break;
-		if (regex_cpu_ms() - t0 >= WSG_REGEX_TIME_LIMIT_MS) {
+		if (regex_cpu_ms() - t0 >= limit) {
 			rc = PCRE2_ERROR_MATCHLIMIT;
 			break;
 		}

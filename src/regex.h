@@ -21,7 +21,8 @@
 #define WSG_REGEX_DEPTH_LIMIT	1000	/* pcre2_set_depth_limit() */
 #define WSG_REGEX_HEAP_LIMIT	1024	/* KiB, pcre2_set_heap_limit() */
 #define WSG_REGEX_WINDOW	4096	/* start positions per pcre2_match() */
-#define WSG_REGEX_TIME_LIMIT_MS	100	/* CPU ms, long subjects */
+#define WSG_REGEX_TIME_LIMIT_MS	100	/* CPU ms, long subjects, plus: */
+#define WSG_REGEX_BYTES_PER_MS	20000	/* a ms more per this many bytes */
 #define WSG_REGEX_ERR_MAX	128	/* enough for regex_compile()'s err */
 
 /*
@@ -43,8 +44,9 @@ struct wsg_regex	*regex_compile(const char *, char *, size_t);
 /*
  * Match len bytes of subject (no NUL needed).  Returns 1 on a match, 0 on
  * none, -1 on an error: a match, depth, heap or JIT stack limit hit, more
- * than WSG_REGEX_TIME_LIMIT_MS of CPU time on a subject longer than
- * WSG_REGEX_WINDOW, an invalid UTF-8 subject, or an allocation failure.
+ * than WSG_REGEX_TIME_LIMIT_MS of CPU time (and a millisecond more per
+ * WSG_REGEX_BYTES_PER_MS bytes) on a subject longer than WSG_REGEX_WINDOW,
+ * an invalid UTF-8 subject, or an allocation failure.
  * Callers treat -1 as a refusal.
  */
 int			 regex_match(const struct wsg_regex *, const char *,
