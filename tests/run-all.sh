@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
 PY=/usr/bin/python3
-FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+FUZZ_SECONDS=${FUZZ_SECONDS:-12}
 tp=0
 tf=0
 
