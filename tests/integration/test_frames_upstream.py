@@ -1,7 +1,8 @@
 """SPEC second table, upstream side: a deliberately broken upstream that
 completes a correct 101 and then misbehaves.  The client gets close 1014,
-the access log names the violation, and the offending bytes never reach the
-client.
+the upstream (the side concerned) gets the table's close code, the access
+log names the violation and that code, and the offending bytes never reach
+the client.
 
 One gateway for the module; its "broken" upstream's behaviour is swapped
 per test.  The last test checks the gateway still relays.
@@ -33,6 +34,12 @@ def gw(module_factory):
     return g
 
 
+# SPEC second table: the close code of each violation, sent to the upstream
+# that broke the rule and written to the access log.
+UP_CODES = {"protocol_error": 1002, "frame_too_large": 1009,
+            "message_too_large": 1009, "invalid_utf8": 1007}
+
+
 def upstream_violation(gw, after, reason, then="read", code=1014,
                        path="/broken/x"):
     gw.broken.clear()
@@ -53,6 +60,10 @@ def upstream_violation(gw, after, reason, then="read", code=1014,
     assert e["upstream"] == "broken", e
     (uc,) = gw.broken.connections()
     assert uc.done.wait(5), "gateway left the broken upstream open"
+    if reason in UP_CODES:
+        assert e["close_code"] == UP_CODES[reason], e
+        sent = [(cf.close_code, cf.masked) for cf in uc.close_frames()]
+        assert sent == [(UP_CODES[reason], True)], uc.frames
     return e, uc
 
 
