@@ -1,15 +1,17 @@
 """Log files and access-log fields: SIGUSR1 after an external rotation
 (rename) moves new lines to new files at the configured paths; route and
-bytes_in as an operator reads them."""
+bytes_in as an operator reads them; log.access_log stdout and off,
+log.error_log stderr, log.level error."""
 
 import asyncio
 import json
 import signal
+import subprocess
 
 import pytest
 
 import rawclient
-from conftest import run, wait_for
+from conftest import WSGATE, metric, run, stop_process, wait_for
 
 
 def test_sigusr1_reopens_after_rename(echo_gateway):
@@ -150,3 +152,89 @@ def test_v_raises_the_error_log_level(factory, flags, info, debug):
     assert ("TLS records now sealed and opened by wsgate" in text) == \
         debug, text
     assert ("signal 15: shutting down" in text) == info, text
+
+
+def echo_once(gw):
+    async def once():
+        async with gw.connect("/echo") as ws:
+            await ws.send("hi")
+            assert await asyncio.wait_for(ws.recv(), 5) == "hi"
+            return ws.local_address[1]
+    return run(once())
+
+
+def test_access_log_stdout_and_error_log_stderr(factory):
+    """log.access_log: stdout writes the JSON lines to standard output and
+    log.error_log: stderr the error lines to standard error; no file is
+    made at the usual paths."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, start=False)
+    gw.config["log"].update(error_log="stderr", access_log="stdout")
+    gw.write_config()
+    out, err_path = gw.tmp / "stdout.log", gw.tmp / "stderr-only.log"
+    # Gateway.start() sends both streams to one file: keep them apart
+    with open(out, "wb") as fo, open(err_path, "wb") as fe:
+        proc = subprocess.Popen([WSGATE, "-c", str(gw.cfg_path)], stdout=fo,
+                                stderr=fe, stdin=subprocess.DEVNULL,
+                                cwd=str(gw.tmp))
+        try:
+            wait_for(lambda: "started with" in err_path.read_text(), 5,
+                     what="the start-up line on stderr")
+            port = echo_once(gw)
+
+            def logged():
+                for s in out.read_text().splitlines():
+                    e = json.loads(s)
+                    if e.get("client_port") == port:
+                        return e
+                return None
+            e = wait_for(logged, 5, what="the access line on stdout")
+        finally:
+            assert stop_process(proc) == 0
+    assert (e["status"], e["reason"]) == (101, "client_closed"), e
+    err = err_path.read_text()
+    assert "info: wsgate" in err and "started with" in err, err
+    assert '"client_port"' not in err, err
+    assert "info:" not in out.read_text(), out.read_text()
+    assert not gw.access_log.exists() and not gw.error_log.exists()
+
+
+def test_access_log_off_writes_no_line(factory):
+    """log.access_log: off: sessions still work, no access line is written
+    anywhere (file, stdout or stderr)."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, start=False)
+    gw.config["log"]["access_log"] = "off"
+    gw.write_config()
+    gw.start()
+    echo_once(gw)
+    wait_for(lambda: "client_closed" in gw.error_text() or
+             "closed" in gw.error_text(), 5, what="the session's end")
+    gw.stop()
+    assert not gw.access_log.exists()
+    assert '"client_port"' not in gw.stderr_path.read_text()
+    assert '"client_port"' not in gw.error_text()
+
+
+def test_level_error_leaves_out_warnings_and_info(factory):
+    """log.level: error: neither the info lines (start-up) nor the warnings
+    (a failed reload) are written; the reload is still counted failed."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True,
+                         start=False)
+    gw.config["log"]["level"] = "error"
+    gw.write_config()
+    gw.start()
+    echo_once(gw)
+    gw.cfg_path.write_text(gw.cfg_path.read_text() + "bogus_option: 1\n")
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: metric(gw.metrics(), "wsgate_config_reloads_total",
+                            result="failed") == 1, 5,
+             what="the failed reload to be counted")
+    gw.stop()
+    text = gw.error_text()
+    assert " info: " not in text and " warn: " not in text, text
+    assert " debug: " not in text, text
