@@ -11,7 +11,8 @@ import time
 import pytest
 import yaml
 
-from conftest import WSGATE, Gateway, free_port, openssl
+import rawclient
+from conftest import WSGATE, Gateway, free_port, http_upgrade, openssl
 
 
 def check(path, timeout=20):
@@ -275,3 +276,28 @@ def test_an_encrypted_key_fails_at_once_without_a_prompt(tmp_path, certs,
     assert os.WEXITSTATUS(status) == 1, text
     assert "pass phrase" not in text.lower(), text
     assert "key %s is encrypted" % key in text, text
+
+
+def test_first_route_wins_and_a_shadowed_one_is_a_warning(factory):
+    """Routes: first match wins.  A route that an earlier prefix already
+    takes never matches: -t still says ok (exit 0) and prints a warning at
+    its line; the running daemon sends the path to the first route."""
+    a, b = factory.echo(name="a"), factory.echo(name="b")
+    gw = factory.gateway(routes=[("/a/*", "a"), ("/a/b", "b"),
+                                 ("/c", "b"), ("/c/*", "a")],
+                         upstreams={"a": [a.addr], "b": [b.addr]},
+                         start=False)
+    rc, out = check(gw.cfg_path)
+    assert rc == 0, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+    text = gw.cfg_path.read_text().splitlines()
+    line = next(i for i, s in enumerate(text, 1) if "path: /a/b" in s)
+    assert re.search(r"^%s:%d:\d+: warning: .*/a/b.* never matches" %
+                     (re.escape(str(gw.cfg_path)), line), out, re.M), out
+    gw.start()
+    for path, route, up in (("/a/b", "/a/*", "a"), ("/c", "/c", "b"),
+                            ("/c/d", "/c/*", "a")):
+        c, _ = http_upgrade(gw, rawclient.build_request(path))
+        c.close()
+        e = gw.wait_entry(client_port=c.local_port)
+        assert (e["status"], e["route"], e["upstream"]) == (101, route, up), e
