@@ -56,6 +56,7 @@ def test_backend_request_headers(echo_gateway):
     assert h("X-Forwarded-For") == ["127.0.0.1"], ev["headers"]
     assert h("X-Forwarded-Proto") == ["https"], ev["headers"]
     assert h("X-Forwarded-Host") == ["app.example.test:8443"], ev["headers"]
+    assert h("Host") == ["app.example.test:8443"], ev["headers"]
     assert h("Forwarded") == [], ev["headers"]
     assert h("Keep-Alive") == [], ev["headers"]
     assert h("TE") == [], ev["headers"]
