@@ -185,6 +185,46 @@ def test_reload_broken_config_keeps_running_one(factory, breakage):
     assert not b.events("open"), "the refused generation was used"
 
 
+def test_reload_with_a_broken_policy_file_keeps_the_running_policy(factory):
+    """A policy file is part of the configuration: one that no longer
+    loads (a bad deny_regex) fails the reload at its FILE:LINE:COL, is
+    counted failed, and new connections keep the running policy; once the
+    file is fixed, a reload applies it."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo", "msg")],
+                         upstreams={"echo": [be.addr]}, admin=True,
+                         policies={"msg": policy(messages={
+                             "deny_regex": ["forbidden"]})})
+    ok0, failed0 = reloads(gw)
+
+    async def verdict(text):
+        """(close code, echo) of one message on a new session."""
+        async with gw.connect("/echo") as ws:
+            await ws.send(text)
+            try:
+                return None, await asyncio.wait_for(ws.recv(), 5)
+            except websockets.ConnectionClosed:
+                return ws.close_code, None
+
+    assert run(verdict("forbidden word")) == (1008, None)
+    gw.write_policy("msg", policy(messages={
+        "deny_regex": ["allowed", "(unclosed"]}))
+    pfile = gw.pol_dir / "msg.yaml"
+    line, _ = yaml_pos(pfile.read_text(), "(unclosed")
+    gw.reload("failed")
+    pat = r"reload: %s:%d:\d+: .*\(unclosed" % (re.escape(str(pfile)), line)
+    assert re.search(pat, gw.error_text()), gw.error_text()
+    # the running policy still denies, the broken one's words pass
+    assert run(verdict("forbidden word")) == (1008, None)
+    assert run(verdict("allowed word")) == (None, "allowed word")
+    assert reloads(gw) == (ok0, failed0 + 1)
+    gw.write_policy("msg", policy(messages={"deny_regex": ["allowed"]}))
+    gw.reload("done")
+    assert run(verdict("forbidden word")) == (None, "forbidden word")
+    assert run(verdict("allowed word")) == (1008, None)
+    assert reloads(gw) == (ok0 + 1, failed0 + 1)
+
+
 # -- certificates --------------------------------------------------------------
 
 def make_cert(d, name, serial):
