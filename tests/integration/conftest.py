@@ -698,8 +698,9 @@ class PreClient(rawclient.RawClient):
 
 def http_refusal(gw, data, status, reason, client=None, up=None,
                  log_port=None, pred=None):
-    """Send an upgrade request; expect a refusal with status and reason,
-    the access-log line to say so, and (with up) no upstream connection.
+    """Send an upgrade request; expect a refusal with status, Connection:
+    close and the reason in the body, the access-log line to say so, and
+    (with up) no upstream connection.
     Returns (response, access-log entry)."""
     c = client or gw.raw()
     try:
@@ -708,6 +709,7 @@ def http_refusal(gw, data, status, reason, client=None, up=None,
     finally:
         c.close()
     assert resp.status == status, resp
+    assert [v.lower() for v in resp.header("Connection")] == ["close"], resp
     assert reason.encode() in resp.body, resp
     if pred is not None:
         e = gw.wait_entry(pred=pred)
