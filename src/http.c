@@ -395,7 +395,8 @@ http_is_prefix_of(const char *p, size_t n, int complete, const char *lit)
  * backslashes let "/pub/../admin" pass a "/pub/" prefix route and land
  * elsewhere; an encoded unreserved character ("/api/%61dmin") is the
  * same path as the plain one to the backend (RFC 3986 6.2.2.2) but not to
- * the route match.  They are refused rather than normalised.
+ * the route match, nor is an empty segment ("/api//admin") to nginx's
+ * merge_slashes and to Tomcat.  They are refused rather than normalised.
  */
 static int
 http_path_ambiguous(const char *p, size_t len)
@@ -404,7 +405,8 @@ http_path_ambiguous(const char *p, size_t len)
 	int	hi, lo, c;
 
 	for (i = 0; i < len; i++) {
-		if (p[i] == '\\')
+		if (p[i] == '\\' || (p[i] == '/' && i + 1 < len &&
+		    p[i + 1] == '/'))
 			return 1;
 		if (p[i] != '%' || i + 2 >= len ||
 		    (hi = units_hexval((unsigned char)p[i + 1])) == -1 ||
@@ -496,7 +498,7 @@ http_request_line(const char *p, size_t n, int complete,
 		req->has_query = 1;
 	}
 	if (http_path_ambiguous(req->path.p, req->path.len)) {
-		req->error = "dot segment or encoded slash in path";
+		req->error = "ambiguous path";
 		return WSG_HTTP_BAD_REQUEST;
 	}
 	return WSG_HTTP_OK;

@@ -214,6 +214,25 @@ def test_encoded_unreserved_characters_do_not_pick_a_looser_route(factory):
     assert up.connections()[0].path == "/api/a%20b%3Fc"
 
 
+def test_empty_segments_do_not_pick_a_looser_route(factory):
+    # nginx (merge_slashes) and Tomcat read "/api//admin" as "/api/admin":
+    # an empty segment would miss the strict exact route and take the open
+    # prefix route, so it is refused like the other ambiguous paths
+    up = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/api/admin", "rec", "strict"), ("/api/*", "rec")],
+        upstreams={"rec": [up.addr]},
+        policies={"strict": policy(ip={"deny": ["127.0.0.0/8"]})})
+    for path in ("/api//admin", "//api/admin", "/api/admin//",
+                 "/api///admin"):
+        refused(g, B(path), 400, "bad_request", up=up)
+    # a slash in the query is not a path segment
+    c, _ = http_upgrade(g, B("/api/x?u=//a"))
+    c.close()
+    up.wait_conns(1)
+    assert up.connections()[0].path == "/api/x?u=//a"
+
+
 def test_plaintext_http_to_tls_port(gw, up):
     import socket
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)

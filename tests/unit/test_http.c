@@ -879,9 +879,11 @@ test_ambiguous_paths(void)
 	    "/a%30", "/a%2eb",
 	    /* dot segments with a parameter, "/../" to Tomcat and Jetty */
 	    "/pub/..;/admin", "/pub/.;/x", "/pub/..;x=1/admin", "/a/..;",
-	    "/pub/%2e%2e;/admin", NULL };
+	    "/pub/%2e%2e;/admin",
+	    /* empty segments, merged by nginx and Tomcat */
+	    "/a//b", "//a", "/a//", "/a///b", NULL };
 	static const char *const good[] = { "/a/...", "/a/.b", "/a/b.c/",
-	    "/.well-known/x", "/a//b", "/a/b?x=/../", "/a/%2", "/a%20b",
+	    "/.well-known/x", "/a/b?x=//", "/a/b?x=/../", "/a/%2", "/a%20b",
 	    "/a%3Fb", "/a%25b", "/a%zzb", "/a/b?%61=1", "/a/...;/b",
 	    "/a/.b;/c", "/a;/b", NULL };
 	char	buf[512];
