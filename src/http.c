@@ -396,7 +396,9 @@ http_is_prefix_of(const char *p, size_t n, int complete, const char *lit)
  * elsewhere; an encoded unreserved character ("/api/%61dmin") is the
  * same path as the plain one to the backend (RFC 3986 6.2.2.2) but not to
  * the route match, nor is an empty segment ("/api//admin") to nginx's
- * merge_slashes and to Tomcat.  They are refused rather than normalised.
+ * merge_slashes and to Tomcat, nor a segment with a parameter
+ * ("/api/admin;x"), which Tomcat and Jetty read without it.  They are
+ * refused rather than normalised.
  */
 static int
 http_path_ambiguous(const char *p, size_t len)
@@ -405,8 +407,8 @@ http_path_ambiguous(const char *p, size_t len)
 	int	hi, lo, c;
 
 	for (i = 0; i < len; i++) {
-		if (p[i] == '\\' || (p[i] == '/' && i + 1 < len &&
-		    p[i + 1] == '/'))
+		if (p[i] == '\\' || p[i] == ';' || (p[i] == '/' &&
+		    i + 1 < len && p[i + 1] == '/'))
 			return 1;
 		if (p[i] != '%' || i + 2 >= len ||
 		    (hi = units_hexval((unsigned char)p[i + 1])) == -1 ||

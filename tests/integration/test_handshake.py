@@ -233,6 +233,25 @@ def test_empty_segments_do_not_pick_a_looser_route(factory):
     assert up.connections()[0].path == "/api/x?u=//a"
 
 
+def test_path_parameters_do_not_pick_a_looser_route(factory):
+    # Tomcat and Jetty drop ";params" from each segment: "/api/admin;x" and
+    # "/api;x/admin" are "/api/admin" to them, yet they miss the strict
+    # exact route, so a ';' in the path is refused; in the query it passes
+    up = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/api/admin", "rec", "strict"), ("/api/*", "rec"),
+                ("/*", "rec")],
+        upstreams={"rec": [up.addr]},
+        policies={"strict": policy(ip={"deny": ["127.0.0.0/8"]})})
+    for path in ("/api/admin;x", "/api/admin;", "/api;x/admin",
+                 "/api/admin;jsessionid=1", "/api/x/..;a/admin"):
+        refused(g, B(path), 400, "bad_request", up=up)
+    c, _ = http_upgrade(g, B("/api/x?a=1;b=2"))
+    c.close()
+    up.wait_conns(1)
+    assert up.connections()[0].path == "/api/x?a=1;b=2"
+
+
 def test_plaintext_http_to_tls_port(gw, up):
     import socket
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)

@@ -881,11 +881,13 @@ test_ambiguous_paths(void)
 	    "/pub/..;/admin", "/pub/.;/x", "/pub/..;x=1/admin", "/a/..;",
 	    "/pub/%2e%2e;/admin",
 	    /* empty segments, merged by nginx and Tomcat */
-	    "/a//b", "//a", "/a//", "/a///b", NULL };
+	    "/a//b", "//a", "/a//", "/a///b",
+	    /* parameters, dropped by Tomcat and Jetty: "/a;x/b" is "/a/b" */
+	    "/a;/b", "/a;x", "/a/...;/b", "/a/.b;/c", "/a/b;", NULL };
 	static const char *const good[] = { "/a/...", "/a/.b", "/a/b.c/",
 	    "/.well-known/x", "/a/b?x=//", "/a/b?x=/../", "/a/%2", "/a%20b",
-	    "/a%3Fb", "/a%25b", "/a%zzb", "/a/b?%61=1", "/a/...;/b",
-	    "/a/.b;/c", "/a;/b", NULL };
+	    "/a%3Fb", "/a%25b", "/a%zzb", "/a/b?%61=1", "/a/b?x=1;y=2",
+	    NULL };
 	char	buf[512];
 	size_t	i;
 
