@@ -445,7 +445,9 @@ http_path_ambiguous(const char *p, size_t len)
 
 /*
  * Check the request line, or the prefix of one when !complete:
- * method SP origin-form SP "HTTP/1.1".  Fills req when complete.
+ * method SP request-target SP "HTTP/1.1".  A GET must use origin-form;
+ * another method may use any form (asterisk, authority, absolute), so
+ * that it gets its 405.  Fills req when complete.
  */
 static enum wsg_http_result
 http_request_line(const char *p, size_t n, int complete,
@@ -453,6 +455,7 @@ http_request_line(const char *p, size_t n, int complete,
 {
 	const char	*q;
 	size_t		 i, m, t;
+	int		 origin_form;
 
 	for (i = 0; i < n && http_is_tchar(p[i]); i++)
 		;
@@ -465,7 +468,9 @@ http_request_line(const char *p, size_t n, int complete,
 	m = i++;
 	if (i == n)
 		goto short_line;
-	if (p[i] != '/') {
+	origin_form = p[i] == '/';
+	if (!origin_form && (p[i] == ' ' ||
+	    (m == 3 && memcmp(p, "GET", 3) == 0))) {
 		req->error = "target not in origin-form";
 		return WSG_HTTP_BAD_REQUEST;
 	}
@@ -492,6 +497,8 @@ http_request_line(const char *p, size_t n, int complete,
 	req->target.p = p + t;
 	req->target.len = i - t;
 	req->path = req->target;
+	if (!origin_form)
+		return WSG_HTTP_OK;	/* not a GET: refused with 405 */
 	q = memchr(req->target.p, '?', req->target.len);
 	if (q != NULL) {
 		req->path.len = q - req->target.p;

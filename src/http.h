@@ -36,8 +36,8 @@ enum wsg_http_result {
 
 struct wsg_http_request {
 	struct wsg_str		 method;
-	struct wsg_str		 target;	/* origin-form, as sent */
-	struct wsg_str		 path;		/* target up to '?' */
+	struct wsg_str		 target;	/* as sent */
+	struct wsg_str		 path;		/* target up to '?' (origin-form) */
 	struct wsg_str		 query;		/* after '?', len 0 if none */
 	int			 has_query;
 	struct wsg_http_header	 headers[WSG_MAX_HEADERS];
@@ -57,7 +57,8 @@ struct wsg_http_request {
  * head (request line, fields, final CRLF): past it without an end, TOO_LARGE.
  * Syntax is strict: CRLF line ends only (bare CR or LF, NUL and obs-fold
  * are BAD_REQUEST), no whitespace before a colon, tchar field names,
- * HTTP/1.1 only, origin-form target without '#', exactly one Host, at
+ * HTTP/1.1 only, a target without '#' (origin-form for a GET, any
+ * form for another method, which gets BAD_METHOD), exactly one Host, at
  * most one Upgrade, Sec-WebSocket-Key and Sec-WebSocket-Version.  Then the
  * upgrade semantics, in this order: method GET (BAD_METHOD), no
  * Content-Length or Transfer-Encoding (BAD_REQUEST), Upgrade exactly

@@ -134,6 +134,16 @@ def test_post_is_405(gw, up):
     refused(gw, B("/echo", method="POST"), 405, "bad_method", up)
 
 
+@pytest.mark.parametrize("method,target", [
+    ("OPTIONS", "*"), ("CONNECT", "localhost:443"),
+    ("POST", "http://localhost/echo"), ("PRI", "*")])
+def test_other_methods_with_other_target_forms_are_405(gw, up, method,
+                                                        target):
+    # well-formed requests whose method is not GET get 405 whatever form
+    # their target takes (RFC 9112 3.2); a GET must still use origin-form
+    refused(gw, B(target, method=method), 405, "bad_method", up)
+
+
 def test_post_with_a_body_is_405(gw, up):
     """A body is refused after the method: the POST is well formed, its
     method is what is wrong; a GET with a body stays a 400."""

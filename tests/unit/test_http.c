@@ -303,6 +303,17 @@ test_semantics(void)
 	    WSG_HTTP_BAD_METHOD);
 	/* Method comes before the upgrade checks. */
 	REFUSED("PUT / HTTP/1.1\r\n" REQ_HOST "\r\n", WSG_HTTP_BAD_METHOD);
+	/* Any target form: the method is what is wrong (RFC 9112 3.2). */
+	REFUSED("OPTIONS * HTTP/1.1\r\n" REQ_HOST "\r\n", WSG_HTTP_BAD_METHOD);
+	REFUSED("CONNECT evil.com:443 HTTP/1.1\r\n" REQ_HOST "\r\n",
+	    WSG_HTTP_BAD_METHOD);
+	REFUSED("POST http://evil/a/../b HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
+	    WSG_HTTP_BAD_METHOD);
+	REFUSED("OPTIONS  * HTTP/1.1\r\n" REQ_HOST "\r\n",
+	    WSG_HTTP_BAD_REQUEST);
+	REFUSED("OPTIONS \x80 HTTP/1.1\r\n" REQ_HOST "\r\n",
+	    WSG_HTTP_BAD_REQUEST);
+	REFUSED("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", WSG_HTTP_BAD_REQUEST);
 
 	REFUSED("GET / HTTP/1.1\r\n" REQ_HOST REQ_CONN REQ_KEY REQ_VERSION
 	    "\r\n", WSG_HTTP_BAD_REQUEST);
