@@ -37,6 +37,8 @@
 #include "tls.h"
 #include "tls13.h"
 
+#include "../tls13_client.h"
+
 #define FUZZ_ASSERT(c)	do { if (!(c)) abort(); } while (0)
 #define FUZZ_STEPS	2000		/* bound on every loop */
 #define FUZZ_MAX_WIRE	(96 * 1024)	/* fits in a socket pair */
@@ -45,8 +47,6 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static SSL_CTX		*fuzz_sctx, *fuzz_cctx;
 static char		 fuzz_cert[64], fuzz_key[64];
-static unsigned char	 fuzz_secret[32];
-static size_t		 fuzz_secretlen;
 
 /* Inner content types: application data most, the rest, none. */
 static const int	 fuzz_types[8] = { 0x17, 0x17, 0x17, 0x15, 0x16,
@@ -99,91 +99,6 @@ fuzz_make_cert(void)
 	EVP_PKEY_free(pk);
 }
 
-/* The client's traffic secret, from its key log. */
-static void
-fuzz_keylog(const SSL *ssl, const char *line)
-{
-	const char	*h;
-	unsigned int	 b;
-
-	(void)ssl;
-	if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) != 0 ||
-	    (h = strrchr(line, ' ')) == NULL)
-		return;
-	for (fuzz_secretlen = 0, h++; fuzz_secretlen < sizeof(fuzz_secret) &&
-	    sscanf(h, "%2x", &b) == 1; h += 2)
-		fuzz_secret[fuzz_secretlen++] = (unsigned char)b;
-}
-
-/* HKDF-Expand-Label(secret, label, "", outlen) with SHA-256. */
-static void
-fuzz_expand(const char *label, unsigned char *out, size_t outlen)
-{
-	EVP_KDF		*kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	EVP_KDF_CTX	*k = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
-	OSSL_PARAM	 params[5];
-	unsigned char	 info[64];
-	size_t		 n = 0, ll = strlen(label);
-	int		 mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-
-	info[n++] = 0;
-	info[n++] = (unsigned char)outlen;
-	info[n++] = (unsigned char)(6 + ll);
-	memcpy(info + n, "tls13 ", 6);
-	memcpy(info + n + 6, label, ll);
-	n += 6 + ll;
-	info[n++] = 0;
-	params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-	    "SHA256", 0);
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-	    fuzz_secret, fuzz_secretlen);
-	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-	    info, n);
-	params[4] = OSSL_PARAM_construct_end();
-	FUZZ_ASSERT(k != NULL && EVP_KDF_derive(k, out, outlen, params) == 1);
-	EVP_KDF_CTX_free(k);
-	EVP_KDF_free(kdf);
-}
-
-/* Seal content, type (if >= 0) and pad zeros as the client's record seq. */
-static size_t
-fuzz_seal(uint8_t *rec, uint64_t seq, const uint8_t *content, size_t len,
-    int type, size_t pad, const unsigned char key[16],
-    const unsigned char iv0[12])
-{
-	EVP_CIPHER_CTX	*ctx;
-	unsigned char	 iv[12], inner[256 + 1 + 255];
-	size_t		 n, clen;
-	int		 ol, i;
-
-	memcpy(inner, content, len);
-	n = len;
-	if (type >= 0)
-		inner[n++] = (unsigned char)type;
-	memset(inner + n, 0, pad);
-	n += pad;
-	clen = n + 16;
-	memcpy(iv, iv0, sizeof(iv));
-	for (i = 0; i < 8; i++)
-		iv[11 - i] ^= (unsigned char)(seq >> (8 * i));
-	rec[0] = 0x17;
-	rec[1] = rec[2] = 0x03;
-	rec[3] = (unsigned char)(clen >> 8);
-	rec[4] = (unsigned char)clen;
-	FUZZ_ASSERT((ctx = EVP_CIPHER_CTX_new()) != NULL);
-	FUZZ_ASSERT(EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), NULL, key,
-	    iv) == 1);
-	FUZZ_ASSERT(EVP_EncryptUpdate(ctx, NULL, &ol, rec, 5) == 1);
-	FUZZ_ASSERT(n == 0 ||
-	    EVP_EncryptUpdate(ctx, rec + 5, &ol, inner, (int)n) == 1);
-	FUZZ_ASSERT(EVP_EncryptFinal_ex(ctx, rec + 5 + n, &ol) == 1);
-	FUZZ_ASSERT(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16,
-	    rec + 5 + n) == 1);
-	EVP_CIPHER_CTX_free(ctx);
-	return 5 + clen;
-}
-
 /* Handshake a client and a server SSL over sv; 0 when both are done. */
 static int
 fuzz_handshake(SSL *c, SSL *s, int sfd)
@@ -216,7 +131,7 @@ fuzz_init(void)
 	FUZZ_ASSERT((fuzz_cctx = SSL_CTX_new(TLS_client_method())) != NULL);
 	SSL_CTX_set_min_proto_version(fuzz_cctx, TLS1_3_VERSION);
 	SSL_CTX_set_ciphersuites(fuzz_cctx, "TLS_AES_128_GCM_SHA256");
-	SSL_CTX_set_keylog_callback(fuzz_cctx, fuzz_keylog);
+	SSL_CTX_set_keylog_callback(fuzz_cctx, tc_keylog);
 }
 
 /* Build the wire bytes from the input; *plain gets the sealed app data. */
@@ -224,13 +139,13 @@ static size_t
 fuzz_wire(const uint8_t *data, size_t size, uint8_t *wire,
     struct evbuffer *plain, int *clean)
 {
-	unsigned char	 key[16], iv[12];
-	size_t		 pos = 0, w = 0, n, pad;
+	unsigned char	 key[16], iv[12], inner[256 + 1 + 255];
+	size_t		 pos = 0, w = 0, n, pad, k;
 	uint64_t	 seq = 0;
 	int		 type;
 
-	fuzz_expand("key", key, sizeof(key));
-	fuzz_expand("iv", iv, sizeof(iv));
+	FUZZ_ASSERT(tc_expand("key", key, sizeof(key)) == 0 &&
+	    tc_expand("iv", iv, sizeof(iv)) == 0);
 	*clean = 1;
 	while (pos < size && w + 5 + 256 + 255 + 16 <= FUZZ_MAX_WIRE) {
 		if (data[pos] & 0x80) {
@@ -252,8 +167,9 @@ fuzz_wire(const uint8_t *data, size_t size, uint8_t *wire,
 		n = data[pos + 2];
 		if (n > size - pos - 3)
 			n = size - pos - 3;
-		w += fuzz_seal(wire + w, seq++, data + pos + 3, n, type, pad,
-		    key, iv);
+		FUZZ_ASSERT((k = tc_seal(wire + w, inner, seq++, data + pos + 3,
+		    n, type, pad, key, iv)) > 0);
+		w += k;
 		if (type == 0x17)
 			evbuffer_add(plain, data + pos + 3, n);
 		if (type != 0x17 || n == 0)
@@ -288,9 +204,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	SSL_set_fd(s, sv[1]);
 	SSL_set_connect_state(c);
 	SSL_set_accept_state(s);
-	fuzz_secretlen = 0;
+	tc_secretlen = 0;
 	FUZZ_ASSERT(fuzz_handshake(c, s, sv[1]) == 0);
-	FUZZ_ASSERT(fuzz_secretlen == 32);
+	FUZZ_ASSERT(tc_secretlen == 32);
 	FUZZ_ASSERT((t = tls13_takeover(s)) != NULL);
 	FUZZ_ASSERT((in = evbuffer_new()) != NULL);
 	FUZZ_ASSERT((plain = evbuffer_new()) != NULL);

@@ -32,6 +32,8 @@
 #include "tls13.h"
 #include "unit.h"
 
+#include "../tls13_client.h"
+
 #define STEPS	2000	/* bound on every loop: 2000 x 5 ms at most */
 
 static char	 certpath[64], keypath[64];
@@ -489,55 +491,6 @@ done:
  * by the test with the client's key from its own key log and derived
  * here through EVP_KDF's HKDF, apart from tls13.c's derivation.
  */
-static unsigned char	 cli_secret[32];
-static size_t		 cli_secretlen;
-
-static void
-cli_keylog(const SSL *ssl, const char *line)
-{
-	const char	*h;
-	unsigned int	 b;
-
-	if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) != 0 ||
-	    (h = strrchr(line, ' ')) == NULL)
-		return;
-	for (cli_secretlen = 0, h++; cli_secretlen < sizeof(cli_secret) &&
-	    sscanf(h, "%2x", &b) == 1; h += 2)
-		cli_secret[cli_secretlen++] = (unsigned char)b;
-}
-
-static int
-cli_expand(const char *label, unsigned char *out, size_t outlen)
-{
-	EVP_KDF		*kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	EVP_KDF_CTX	*k = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
-	OSSL_PARAM	 params[5];
-	unsigned char	 info[64];
-	size_t		 n = 0, ll = strlen(label);
-	int		 mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, rc = -1;
-
-	info[n++] = 0;
-	info[n++] = (unsigned char)outlen;
-	info[n++] = (unsigned char)(6 + ll);
-	memcpy(info + n, "tls13 ", 6);
-	memcpy(info + n + 6, label, ll);
-	n += 6 + ll;
-	info[n++] = 0;
-	params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-	    "SHA256", 0);
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-	    cli_secret, cli_secretlen);
-	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-	    info, n);
-	params[4] = OSSL_PARAM_construct_end();
-	if (k != NULL && EVP_KDF_derive(k, out, outlen, params) == 1)
-		rc = 0;
-	EVP_KDF_CTX_free(k);
-	EVP_KDF_free(kdf);
-	return (rc);
-}
-
 /*
  * Seal inner (content, type, pad zeros) as the client's record seq into
  * rec (5 + len + 1 + pad + 16 bytes at most); returns the record's length.
@@ -548,33 +501,13 @@ cli_seal(unsigned char *rec, uint64_t seq, const void *content, size_t len,
 {
 	static unsigned char	 inner[17000];
 	unsigned char		 key[16], iv[12];
-	EVP_CIPHER_CTX		*ctx = EVP_CIPHER_CTX_new();
-	size_t			 n = 0, clen;
-	int			 ol, i;
+	size_t			 n;
 
-	memcpy(inner, content, len);
-	n = len;
-	if (type >= 0)
-		inner[n++] = (unsigned char)type;
-	memset(inner + n, 0, pad);
-	n += pad;
-	clen = n + 16;
-	if (cli_expand("key", key, 16) == -1 || cli_expand("iv", iv, 12) == -1)
+	if (tc_expand("key", key, 16) == -1 || tc_expand("iv", iv, 12) == -1)
 		CHECK(!"client keys");
-	for (i = 0; i < 8; i++)
-		iv[11 - i] ^= (unsigned char)(seq >> (8 * i));
-	rec[0] = 0x17;
-	rec[1] = rec[2] = 0x03;
-	rec[3] = (unsigned char)(clen >> 8);
-	rec[4] = (unsigned char)clen;
-	CHECK(EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), NULL, key, iv) == 1);
-	CHECK(EVP_EncryptUpdate(ctx, NULL, &ol, rec, 5) == 1);
-	CHECK(EVP_EncryptUpdate(ctx, rec + 5, &ol, inner, (int)n) == 1);
-	CHECK(EVP_EncryptFinal_ex(ctx, rec + 5 + ol, &ol) == 1);
-	CHECK(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16,
-	    rec + 5 + n) == 1);
-	EVP_CIPHER_CTX_free(ctx);
-	return (5 + clen);
+	n = tc_seal(rec, inner, seq, content, len, type, pad, key, iv);
+	CHECK(n > 0);
+	return (n);
 }
 
 static void
@@ -607,9 +540,9 @@ check_crafted(SSL_CTX *sctx, int kase)
 		big[j] = (unsigned char)(j * 13 + 1);
 
 	SSL_CTX_set_ciphersuites(cctx, "TLS_AES_128_GCM_SHA256");
-	SSL_CTX_set_keylog_callback(cctx, cli_keylog);
-	cli_secretlen = 0;
-	if (pair_open(&p, sctx, cctx) == -1 || cli_secretlen != 32 ||
+	SSL_CTX_set_keylog_callback(cctx, tc_keylog);
+	tc_secretlen = 0;
+	if (pair_open(&p, sctx, cctx) == -1 || tc_secretlen != 32 ||
 	    (t = tls13_takeover(p.s)) == NULL) {
 		CHECK(!"set-up");
 		goto done;
