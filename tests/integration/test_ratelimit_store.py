@@ -516,6 +516,19 @@ def upgrade_soon(gw, tries=10):
     raise AssertionError("still refused: %r" % resp)
 
 
+def lease_given_back(gw):
+    """Once the store is connected again, the address holds one lease: a
+    new connection is admitted, and a second is 429 rate_concurrent."""
+    wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
+             what="the store connected again")
+    c = upgrade_soon(gw)
+    try:
+        echo_ok(c)
+        http_refusal(gw, B("/r"), 429, "rate_concurrent")
+    finally:
+        c.close()
+
+
 def test_a_lease_granted_after_its_admission_was_given_up_is_removed(
         factory, redis):
     """Redis stalls (SIGSTOP) past the reply timeout: the handshake goes on
@@ -532,14 +545,7 @@ def test_a_lease_granted_after_its_admission_was_given_up_is_removed(
         close_ws(c)
     finally:
         os.kill(redis.proc.pid, signal.SIGCONT)
-    wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
-             what="the store connected again")
-    c = upgrade_soon(gw)
-    try:
-        echo_ok(c)
-        http_refusal(gw, B("/r"), 429, "rate_concurrent")
-    finally:
-        c.close()
+    lease_given_back(gw)
 
 
 def test_a_connection_closed_while_redis_is_away_gives_its_lease_back(
@@ -556,14 +562,7 @@ def test_a_connection_closed_while_redis_is_away_gives_its_lease_back(
     assert count(gw, "is unavailable (no reply in time)") == 1
     close_ws(a)
     held.remove(a)
-    wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
-             what="the store connected again")
-    c = upgrade_soon(gw)
-    try:
-        echo_ok(c)
-        http_refusal(gw, B("/r"), 429, "rate_concurrent")
-    finally:
-        c.close()
+    lease_given_back(gw)
 
 
 @pytest.mark.parametrize("key,value", [("key_prefix", "other:"),
