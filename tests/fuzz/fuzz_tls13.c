@@ -140,7 +140,7 @@ fuzz_wire(const uint8_t *data, size_t size, uint8_t *wire,
     struct evbuffer *plain, int *clean)
 {
 	unsigned char	 key[16], iv[12], inner[256 + 1 + 255];
-	size_t		 pos = 0, w = 0, n, pad, k;
+	size_t		 pos = 0, w = 0, n, pad, k, len;
 	uint64_t	 seq = 0;
 	int		 type;
 
@@ -170,9 +170,21 @@ fuzz_wire(const uint8_t *data, size_t size, uint8_t *wire,
 		FUZZ_ASSERT((k = tc_seal(wire + w, inner, seq++, data + pos + 3,
 		    n, type, pad, key, iv)) > 0);
 		w += k;
+		/*
+		 * With no type byte, or a zero one, the last non-zero byte
+		 * of the content is the record's type (RFC 8446 5.4) and
+		 * what comes before it the content.
+		 */
+		len = n;
+		if (type <= 0) {
+			while (len > 0 && data[pos + 3 + len - 1] == 0)
+				len--;
+			if (len > 0)
+				type = data[pos + 3 + --len];
+		}
 		if (type == 0x17)
-			evbuffer_add(plain, data + pos + 3, n);
-		if (type != 0x17 || n == 0)
+			evbuffer_add(plain, data + pos + 3, len);
+		if (type != 0x17 || len == 0 || len != n)
 			*clean = 0;
 		pos += 3 + n;
 	}
