@@ -73,6 +73,19 @@ policy_param_is(const char *p, size_t n, const char *name)
 }
 
 /*
+ * The end of the query parameter at p: the next '&' or ';', else end.
+ * Both separate parameters, as many back ends (and HTML 4) take ';' too,
+ * so that a token hidden behind a ';' is neither unchecked nor forwarded.
+ */
+static const char *
+policy_query_next(const char *p, const char *end)
+{
+	while (p < end && *p != '&' && *p != ';')
+		p++;
+	return (p);
+}
+
+/*
  * Find the value of a query parameter (first occurrence).  Returns 1 and
  * the value, or 0 when absent.
  */
@@ -82,9 +95,7 @@ policy_query_param(struct wsg_str q, const char *name, struct wsg_str *val)
 	const char	*p = q.p, *end = q.p + q.len, *amp, *eq;
 
 	while (p != NULL && p < end) {
-		amp = memchr(p, '&', end - p);
-		if (amp == NULL)
-			amp = end;
+		amp = policy_query_next(p, end);
 		eq = memchr(p, '=', amp - p);
 		if (eq != NULL && policy_param_is(p, (size_t)(eq - p), name)) {
 			val->p = eq + 1;
@@ -257,6 +268,7 @@ policy_upstream_target(const struct wsg_session *s,
 	const char		*p, *end, *amp, *eq;
 	size_t			 n = 0, seg;
 	int			 first = 1;
+	char			 sep;
 
 	if (req->path.len + 1 > len)
 		return (-1);
@@ -274,22 +286,26 @@ policy_upstream_target(const struct wsg_session *s,
 	}
 	p = req->query.p;
 	end = req->query.p + req->query.len;
+	sep = '&';
 	while (p <= end) {
-		amp = memchr(p, '&', end - p);
-		if (amp == NULL)
-			amp = end;
+		amp = policy_query_next(p, end);
 		seg = amp - p;
 		if ((eq = memchr(p, '=', seg)) == NULL)
 			eq = amp;
-		/* Drop "name=..." and a bare "name", however encoded. */
+		/*
+		 * Drop "name=..." and a bare "name", however encoded; keep
+		 * the rest, each after the separator that came before it.
+		 */
 		if (!policy_param_is(p, (size_t)(eq - p), name) && seg > 0) {
 			if (n + 1 + seg + 1 > len)
 				return (-1);
-			buf[n++] = first ? '?' : '&';
+			buf[n++] = first ? '?' : sep;
 			memcpy(buf + n, p, seg);
 			n += seg;
 			first = 0;
 		}
+		if (amp < end)
+			sep = *amp;
 		p = amp + 1;
 	}
 done:

@@ -464,6 +464,21 @@ def test_percent_encoded_query_param_name_is_the_param(gw, keys):
     assert q == [("keep", "2")], ev["path"]
 
 
+def test_semicolon_separates_query_params_like_ampersand(gw, keys, up):
+    good = make_token(keys, sub="alice")
+    forged = forged_token()
+    # a token behind ';' is removed, whatever separator comes after it
+    ev = accepted(gw, B("/ok/rs?access_token=%s&x=1;access_token=%s;y=2&z=3"
+                        % (good, forged)), good)
+    assert forged not in ev["path"] and "access_token" not in ev["path"], ev
+    assert urllib.parse.urlsplit(ev["path"]).query == "x=1;y=2&z=3", ev
+    # and a token behind ';' is the token the gateway checks
+    refused_401(gw, up, B("/no/rs?x=1;access_token=" + forged),
+                "auth_invalid", forged)
+    ev = accepted(gw, B("/ok/rs?x=1;access_token=" + good), good)
+    assert urllib.parse.urlsplit(ev["path"]).query == "x=1", ev
+
+
 def test_underscore_twins_of_gateway_headers_are_dropped(gw, keys):
     tok = make_token(keys, sub="alice")
     ev = accepted(gw, B("/ok/rs", extra=[
