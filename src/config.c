@@ -35,6 +35,7 @@
 #include "config.h"
 #include "errors.h"
 #include "geoip.h"
+#include "http.h"
 #include "jwt.h"
 #include "origin.h"
 #include "ratelimit.h"
@@ -2755,6 +2756,12 @@ config_route_path(struct config_ctx *x, struct wsg_route *rt,
 			return -1;
 		}
 	}
+	/* Requests with such a path get 400 before routing. */
+	if (http_path_ambiguous(path, len))
+		errors_warn(x->x_errs, x->x_file, config_line(n),
+		    config_col(n), "path: '%s' never matches: a request path "
+		    "with '//', ';', '\\', a dot segment or an encoded '/' or "
+		    "unreserved character is refused with 400", path);
 	if ((rt->rt_path = strdup(path)) == NULL) {
 		config_nomem(x, n);
 		return -1;

@@ -400,7 +400,7 @@ http_is_prefix_of(const char *p, size_t n, int complete, const char *lit)
  * ("/api/admin;x"), which Tomcat and Jetty read without it.  They are
  * refused rather than normalised.
  */
-static int
+int
 http_path_ambiguous(const char *p, size_t len)
 {
 	size_t	i, seg, dots, j;

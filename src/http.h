@@ -136,6 +136,13 @@ int	http_list_has_token(struct wsg_str, const char *);
 int	http_header_is_dropped(const struct wsg_http_request *, struct wsg_str);
 int	http_name_alias(struct wsg_str, const char *);
 
+/*
+ * Is this request path one a backend may read otherwise than the route
+ * match does (dot segments, '//', ';', '\\', encoded '/' or unreserved
+ * characters)?  Such requests are refused with 400.
+ */
+int	http_path_ambiguous(const char *, size_t);
+
 /* Status code, status text and reason code of a refusal. */
 int		 http_result_status(enum wsg_http_result);
 const char	*http_result_reason(enum wsg_http_result);

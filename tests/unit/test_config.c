@@ -654,7 +654,9 @@ static void
 test_bad(void)
 {
 	struct wsg_errors	 e;
+	struct wsg_config	*cf;
 	char			 buf[2 * PATH_MAX];
+	size_t			 i;
 
 	check_bad("bad-unknown-key.yaml", (const char *const[]){
 	    "1:1: unknown key 'rate_limit_stor'",
@@ -759,6 +761,28 @@ test_bad(void)
 	if (e.e_nwarnings == 2)
 		CHECK_STR(e.e_warnings[1], buf);
 	errors_free(&e);
+	/*
+	 * A route path a request may not have (it gets 400 first) is named;
+	 * "%20" is no ambiguity, and neither is "/" nor a prefix.
+	 */
+	memset(&e, 0, sizeof(e));
+	cf = config_load(fixture("warn-route-paths.yaml"), &e);
+	CHECK(cf != NULL);
+	CHECK_INT(e.e_n, 0);
+	CHECK_INT(e.e_nwarnings, 5);
+	for (i = 0; i < 5 && i < e.e_nwarnings; i++) {
+		snprintf(buf, sizeof(buf), "%s:%d:16: warning: path: '%s' "
+		    "never matches: a request path with '//', ';', '\\', a "
+		    "dot segment or an encoded '/' or unreserved character is "
+		    "refused with 400", fixture("warn-route-paths.yaml"),
+		    (int)i + 5, (const char *[]){ "/api//admin",
+		    "/api/admin;v=1", "/pub/../admin/*", "/%61pi/*",
+		    "/a%2Fb" }[i]);
+		CHECK_STR(e.e_warnings[i], buf);
+	}
+	errors_free(&e);
+	if (cf != NULL)
+		config_unref(cf);
 	check_bad("bad-tls-missing-key.yaml", (const char *const[]){
 	    "6:20: min_version: '1.1' is not one of 1.2 or 1.3",
 	    "5:7: tls is missing 'key'",
