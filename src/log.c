@@ -171,6 +171,22 @@ log_reopen(void)
 	return (rc);
 }
 
+/*
+ * Before dropping root: the log files opened at startup become the user's,
+ * so that a reload and SIGUSR1, which open them again by path as that
+ * user, can (nginx does the same).  Their group stays.
+ */
+void
+log_chown(uid_t uid)
+{
+	if (log_error_path != NULL && fchown(log_error_fd, uid, -1) == -1)
+		log_warn("cannot give error log %s to uid %u", log_error_path,
+		    (unsigned)uid);
+	if (log_access_path != NULL && fchown(log_access_fd, uid, -1) == -1)
+		log_warn("cannot give access log %s to uid %u",
+		    log_access_path, (unsigned)uid);
+}
+
 void
 log_set_verbose(int v)
 {

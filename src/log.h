@@ -5,6 +5,8 @@
 #ifndef WSG_LOG_H
 #define WSG_LOG_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 
 struct evbuffer;
@@ -30,6 +32,8 @@ void	log_discard(struct wsg_log_files *);
 int	log_open(const char *, const char *, int);
 /* Reopen file targets, e.g. after log rotation (SIGUSR1). */
 int	log_reopen(void);
+/* Give the open log files to the user privileges are dropped to. */
+void	log_chown(uid_t);
 /* -v on the command line raises the level this much above the config. */
 void	log_set_verbose(int);
 

@@ -725,6 +725,7 @@ server_drop_privileges(const char *user)
 		log_info("already running as %s", user);
 		return;
 	}
+	log_chown(pw->pw_uid);
 	if (initgroups(pw->pw_name, pw->pw_gid) == -1)
 		fatal("initgroups %s", user);
 	if (setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1)

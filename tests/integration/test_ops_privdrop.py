@@ -8,6 +8,7 @@ import copy
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 
@@ -93,6 +94,60 @@ def test_privilege_drop_then_reload(factory, certs, client_ssl,
         gw.reload("done")
         assert run(echo("/echo", "hi")) == "b:hi"
         assert ids(gw.pid)["Uid"] == [pw.pw_uid] * 4
+        gw.stop()
+        assert gw.proc.returncode == 0
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_logs_opened_before_the_drop_still_reload_and_reopen(
+        factory, certs, client_ssl, unprivileged_user):
+    """With user: and no one making the log files beforehand, the daemon
+    creates them as root at startup.  It must still be able to open them
+    again as the user: at a reload (which reopens the logs it names) and
+    on SIGUSR1 after rotation, in a log directory the user owns."""
+    pw = unprivileged_user
+    top = tempfile.mkdtemp(prefix="wsgate-priv-", dir="/tmp")
+    try:
+        os.chmod(top, 0o755)
+        tls = os.path.join(top, "tls")
+        os.mkdir(tls, 0o755)
+        mine = {}
+        for k in ("cert", "key"):
+            mine[k] = os.path.join(tls, os.path.basename(certs[k]))
+            shutil.copy(certs[k], mine[k])
+            os.chown(mine[k], pw.pw_uid, pw.pw_gid)
+            os.chmod(mine[k], 0o600)
+        a, b = factory.echo(name="a"), factory.echo(name="b")
+        gw = Gateway(os.path.join(top, "gw"), mine, client_ssl,
+                     routes=[("/echo", "echo")],
+                     upstreams={"echo": [a.addr]},
+                     top={"user": USER})
+        factory.made.append(gw)
+        os.chmod(gw.tmp, 0o755)
+        os.chown(gw.tmp, pw.pw_uid, pw.pw_gid)    # the log directory
+        assert not gw.error_log.exists() and not gw.access_log.exists()
+        gw.start()
+        wait_for(lambda: "running as %s" % USER in gw.error_text(),
+                 timeout=10, what="the privilege drop")
+
+        cfg = copy.deepcopy(gw.config)
+        cfg["upstreams"]["echo"]["servers"] = [b.addr]
+        gw.write_config(cfg)
+        gw.reload("done")
+
+        async def echo(path, text):
+            async with gw.connect(path) as ws:
+                await ws.send(text)
+                return await asyncio.wait_for(ws.recv(), 5)
+        assert run(echo("/echo", "hi")) == "b:hi"
+
+        old = gw.tmp / "error.log.1"
+        os.rename(gw.error_log, old)
+        gw.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "log files reopened" in gw.error_text(),
+                 timeout=5, what="log files reopened in the new file")
+        assert "not all reopened" not in old.read_text()
         gw.stop()
         assert gw.proc.returncode == 0
     finally:
