@@ -6,6 +6,7 @@
 #ifdef HAVE_MALLOPT
 #include <malloc.h>
 #endif
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@ main(int argc, char *argv[])
 	const char		*file = WSG_DEFAULT_CONFIG;
 	struct wsg_errors	 errs;
 	struct wsg_config	*conf;
+	sigset_t		 set;
 	size_t			 i;
 	int			 ch, check = 0, verbose = 0, rc;
 
@@ -91,6 +93,17 @@ main(int argc, char *argv[])
 	if (optind != argc)
 		usage();
 
+	/*
+	 * A reload or a log reopen asked for while starting (systemctl
+	 * reload, logrotate) would otherwise kill the process: they wait,
+	 * and server_run() takes them once its handlers are in place.
+	 */
+	if (!check) {
+		sigemptyset(&set);
+		sigaddset(&set, SIGHUP);
+		sigaddset(&set, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+	}
 	memset(&errs, 0, sizeof(errs));
 	conf = config_load(file, &errs);
 	for (i = 0; i < errs.e_n; i++)

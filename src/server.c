@@ -851,6 +851,11 @@ server_run(struct wsg_config *conf)
 		if (sigev[i] == NULL || evsignal_add(sigev[i], NULL) == -1)
 			fatalx("cannot set up signal %d", sigs[i]);
 	}
+	/* main() held these back while starting; a pending one runs now. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	log_info("wsgate %s started with %zu worker%s", PACKAGE_VERSION,
 	    server_nworkers, server_nworkers == 1 ? "" : "s");
 	server_notify("READY=1");

@@ -186,3 +186,59 @@ def test_signal_with_handshake_in_progress(echo_gateway, sig):
         assert c.wait_closed(3)
     finally:
         c.close()
+
+
+def test_sighup_and_sigusr1_during_startup_do_not_kill(factory, tmp_path):
+    """A reload or a log reopen that comes while the daemon is still
+    loading its configuration (systemctl reload, logrotate's SIGUSR1 as it
+    restarts) must not kill it: it is done once the daemon serves.  The
+    tls_ticket_secret is a FIFO, so the daemon waits inside its
+    configuration load until the test has sent the signals."""
+    import os
+    import threading
+    from conftest import echo_works, wait_for
+
+    secret = tmp_path / "ticket.key"
+    real = tmp_path / "ticket.key.real"
+    real.write_bytes(b"s" * 48)
+    os.chmod(real, 0o600)
+    os.mkfifo(secret, 0o600)
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]},
+                         top={"tls_ticket_secret": str(secret)},
+                         start=False)
+    sent = []
+
+    def feed():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                fd = os.open(secret, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                time.sleep(0.01)
+        else:
+            return
+        try:
+            # The daemon is now opening or reading the FIFO.
+            gw.proc.send_signal(signal.SIGHUP)
+            gw.proc.send_signal(signal.SIGUSR1)
+            sent.append(True)
+            time.sleep(0.2)
+            os.write(fd, real.read_bytes())
+            os.rename(real, secret)         # what a reload reads
+        finally:
+            os.close(fd)
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    gw.start(timeout=15)
+    t.join(15)
+    assert sent
+    echo_works(gw)
+    wait_for(lambda: "reload done" in gw.error_text() and
+             "log files reopened" in gw.error_text(), timeout=5,
+             what="the reload and the reopen asked for during startup")
+    echo_works(gw)
+    gw.stop()
+    assert gw.proc.returncode == 0
