@@ -623,6 +623,9 @@ server_reload(void)
 	}
 	if (conf->c_workers != old->c_workers)
 		log_warnx("reload: a new number of workers needs a restart");
+	if (strcmp(conf->c_user != NULL ? conf->c_user : "",
+	    old->c_user != NULL ? old->c_user : "") != 0)
+		log_warnx("reload: a new user needs a restart");
 	if (server_store_changed(conf->c_store, old->c_store))
 		log_warnx("reload: a new rate_limit_store needs a restart");
 	if (conf->c_rl_max_entries != old->c_rl_max_entries ||

@@ -16,7 +16,8 @@ import subprocess
 import pytest
 import websockets
 
-from conftest import admin_request, metric, policy, run, wait_for
+from conftest import admin_request, echo_works, metric, policy, run, \
+    wait_for
 
 BIG = "x" * 2000            # over 1KiB, under the 64KiB default
 
@@ -494,3 +495,25 @@ def test_second_reload_before_a_busy_worker_keeps_a_new_listener(factory):
         reader.join()
         os.close(rfd)
         gw.access_log = gw.tmp / "access.log.none"
+
+
+def test_reload_with_a_new_user_warns_that_it_needs_a_restart(factory):
+    """user: applies at startup only; wsgate(8) CAVEATS promises a warning
+    when a reload changes it, since the process keeps its uid."""
+    import os
+    import pwd
+    try:
+        nobody = pwd.getpwnam("nobody").pw_name
+    except KeyError:
+        pytest.skip("no user nobody")
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    uid = os.stat("/proc/%d" % gw.pid).st_uid
+    cfg = copy.deepcopy(gw.config)
+    cfg["user"] = nobody
+    gw.write_config(cfg)
+    gw.reload("done")
+    assert "reload: a new user needs a restart" in gw.error_text()
+    assert os.stat("/proc/%d" % gw.pid).st_uid == uid
+    echo_works(gw)
