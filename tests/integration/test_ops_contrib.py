@@ -30,3 +30,29 @@ def test_logrotate_leaves_new_files_to_the_daemon():
         assert len(f) == 4 and f[2] == user, \
             "%r: new log files must belong to %s" % (d, user)
     assert any("USR1" in d for d in rot)
+
+
+def test_readme_describes_what_quickstart_test_runs():
+    """README's quick start says what `quickstart.sh test` runs and the
+    line it ends with; tests/run-all.sh is what it runs.  The integration
+    suite runs once, against the sanitizer build (build-asan/), and the
+    last line is run-all.sh's total."""
+    readme = (REPO / "README.md").read_text()
+    para = re.search(r"^`test` .*?(?=\n\n)", readme, re.M | re.S)
+    assert para, "README has no paragraph on `quickstart.sh test`"
+    para = " ".join(para.group(0).split())
+    runall = (REPO / "tests" / "run-all.sh").read_text()
+    total = re.search(r'^echo "(total: )\$tp passed, \$tf failed"$',
+                      runall, re.M)
+    assert total, "run-all.sh no longer ends with its total line"
+    assert "`%sN passed, N failed`" % total.group(1) in para, para
+    stages = re.findall(r"^\s*(unit|integration|fuzz|manlint)( [^(\n]*)?$",
+                        runall, re.M)
+    integ = [a.strip() for s, a in stages if s == "integration"]
+    assert integ == ["build-asan"], integ
+    assert re.search(r"integration tests[^.]*(AddressSanitizer|"
+                     r"sanitizer)", para), \
+        "README must say the integration tests run on the sanitizer " \
+        "build only: %s" % para
+    if any(s == "manlint" for s, _ in stages):
+        assert "man page" in para, para
