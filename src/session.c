@@ -1196,7 +1196,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 unsigned long
 session_tls_error(struct wsg_peer *p, int *local)
 {
-	unsigned long	e, first = 0, mine = 0;
+	unsigned long	e, first = 0, ssl = 0, mine = 0;
 	int		r, i = 0;
 
 	for (;;) {
@@ -1209,6 +1209,9 @@ session_tls_error(struct wsg_peer *p, int *local)
 		}
 		if (first == 0)
 			first = e;
+		/* TLS 1.2's record layer queues the provider's error first. */
+		if (ssl == 0 && ERR_GET_LIB(e) == ERR_LIB_SSL)
+			ssl = e;
 		r = ERR_GET_REASON(e);
 		if (mine == 0 && (r == ERR_GET_REASON(ERR_R_MALLOC_FAILURE) ||
 		    r == ERR_GET_REASON(ERR_R_INTERNAL_ERROR)))
@@ -1216,7 +1219,9 @@ session_tls_error(struct wsg_peer *p, int *local)
 	}
 	p->p_tls_nerr = 0;
 	*local = mine != 0;
-	return (mine != 0 ? mine : first);
+	if (mine != 0)
+		return (mine);
+	return (ssl != 0 ? ssl : first);
 }
 
 void

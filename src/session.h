@@ -170,7 +170,8 @@ void	session_peer_free(struct wsg_peer *);
  * Empty the OpenSSL errors kept for a TLS half after an error event (0 for
  * none or a plaintext half).  Returns the one to report: the first failure
  * of the gateway itself (OpenSSL could not allocate, or an internal error,
- * *local set to 1) or else the first one (*local 0).
+ * *local set to 1) or else the first of the TLS library, else the first
+ * one (*local 0).
  */
 unsigned long	session_tls_error(struct wsg_peer *, int *);
 

@@ -255,3 +255,29 @@ def test_tls12_session_stays_with_openssl(echo_gateway):
     assert "upgraded to" in gw.error_text()
     assert "TLS records now sealed and opened by wsgate" \
         not in gw.error_text()
+
+
+def test_forged_record_on_tls12_is_logged_too(echo_gateway):
+    """The same forged record on a TLS 1.2 session, which OpenSSL's record
+    layer reads: the session ends as client_dropped and the error log
+    names the TLS error, as for TLS 1.3."""
+    gw = echo_gateway
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    c = RecordClient(gw.port, ctx)
+    try:
+        open_session(c)
+        assert c.tls.version() == "TLSv1.2"
+        c.sock.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
+        with pytest.raises(ssl.SSLError) as ei:
+            c.read_until(lambda b: False)
+        assert "BAD_RECORD_MAC" in str(ei.value).upper(), ei.value
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "client_dropped", e
+    wait_for(lambda: "client TLS error: decryption failed or bad record mac"
+             in gw.error_text(), what="the TLS error in the error log")
+    echo_works(gw)
