@@ -215,14 +215,28 @@ def test_tls13_session_moves_to_wsgate_record_layer(echo_gateway):
     assert e["status"] == 101 and e["bytes_out"] >= 40000, e
 
 
-def test_forged_record_after_upgrade_is_refused_with_an_alert(echo_gateway):
+def tls12_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+@pytest.mark.parametrize("version", ["TLSv1.3", "TLSv1.2"])
+def test_forged_record_after_upgrade_is_refused_with_an_alert(echo_gateway,
+                                                              version):
     """A record that does not decrypt: the client gets a bad_record_mac
     alert, the session ends as client_dropped with the reason in the
-    error log, and the gateway serves others."""
+    error log, and the gateway serves others.  wsgate's record layer reads
+    it on TLS 1.3, OpenSSL's on TLS 1.2 (which queues a provider error
+    ahead of the SSL one: the log still names the SSL one)."""
     gw = echo_gateway
-    c = RecordClient(gw.port, gw.ssl)
+    c = RecordClient(gw.port, gw.ssl if version == "TLSv1.3" else
+                     tls12_context())
     try:
         open_session(c)
+        assert c.tls.version() == version
         c.sock.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
         with pytest.raises(ssl.SSLError) as ei:
             c.read_until(lambda b: False)
@@ -239,11 +253,7 @@ def test_forged_record_after_upgrade_is_refused_with_an_alert(echo_gateway):
 def test_tls12_session_stays_with_openssl(echo_gateway):
     """TLS 1.2 keeps OpenSSL's record layer after the upgrade, and works."""
     gw = echo_gateway
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    c = RecordClient(gw.port, ctx)
+    c = RecordClient(gw.port, tls12_context())
     try:
         open_session(c)
         assert c.tls.version() == "TLSv1.2"
@@ -256,28 +266,3 @@ def test_tls12_session_stays_with_openssl(echo_gateway):
     assert "TLS records now sealed and opened by wsgate" \
         not in gw.error_text()
 
-
-def test_forged_record_on_tls12_is_logged_too(echo_gateway):
-    """The same forged record on a TLS 1.2 session, which OpenSSL's record
-    layer reads: the session ends as client_dropped and the error log
-    names the TLS error, as for TLS 1.3."""
-    gw = echo_gateway
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    c = RecordClient(gw.port, ctx)
-    try:
-        open_session(c)
-        assert c.tls.version() == "TLSv1.2"
-        c.sock.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
-        with pytest.raises(ssl.SSLError) as ei:
-            c.read_until(lambda b: False)
-        assert "BAD_RECORD_MAC" in str(ei.value).upper(), ei.value
-    finally:
-        c.close()
-    e = gw.wait_entry(client_port=c.local_port)
-    assert e["reason"] == "client_dropped", e
-    wait_for(lambda: "client TLS error: decryption failed or bad record mac"
-             in gw.error_text(), what="the TLS error in the error log")
-    echo_works(gw)
