@@ -45,6 +45,27 @@ def ids(pid):
     return out
 
 
+def user_gateway(factory, certs, client_ssl, pw, top):
+    """A gateway with user: USER in top, its certificate and key the
+    user's, and two echo backends, a (in its config) and b."""
+    os.chmod(top, 0o755)
+    tls = os.path.join(top, "tls")
+    os.mkdir(tls, 0o755)
+    mine = {}
+    for k in ("cert", "key"):
+        mine[k] = os.path.join(tls, os.path.basename(certs[k]))
+        shutil.copy(certs[k], mine[k])
+        os.chown(mine[k], pw.pw_uid, pw.pw_gid)
+        os.chmod(mine[k], 0o600)
+    a, b = factory.echo(name="a"), factory.echo(name="b")
+    gw = Gateway(os.path.join(top, "gw"), mine, client_ssl,
+                 routes=[("/echo", "echo")], upstreams={"echo": [a.addr]},
+                 top={"user": USER})
+    factory.made.append(gw)
+    os.chmod(gw.tmp, 0o755)
+    return gw, a, b
+
+
 def test_privilege_drop_then_reload(factory, certs, client_ssl,
                                     unprivileged_user):
     pw = unprivileged_user
@@ -52,22 +73,7 @@ def test_privilege_drop_then_reload(factory, certs, client_ssl,
     # its files for reloads, so it gets a world-traversable dir of its own.
     top = tempfile.mkdtemp(prefix="wsgate-priv-", dir="/tmp")
     try:
-        os.chmod(top, 0o755)
-        tls = os.path.join(top, "tls")
-        os.mkdir(tls, 0o755)
-        mine = {}
-        for k in ("cert", "key"):
-            mine[k] = os.path.join(tls, os.path.basename(certs[k]))
-            shutil.copy(certs[k], mine[k])
-            os.chown(mine[k], pw.pw_uid, pw.pw_gid)
-            os.chmod(mine[k], 0o600)
-        a, b = factory.echo(name="a"), factory.echo(name="b")
-        gw = Gateway(os.path.join(top, "gw"), mine, client_ssl,
-                     routes=[("/echo", "echo")],
-                     upstreams={"echo": [a.addr]},
-                     top={"user": USER})
-        factory.made.append(gw)
-        os.chmod(gw.tmp, 0o755)
+        gw, a, b = user_gateway(factory, certs, client_ssl, pw, top)
         for f in (gw.error_log, gw.access_log):     # as LogsDirectory= does
             f.touch(mode=0o640)
             os.chown(f, pw.pw_uid, pw.pw_gid)
@@ -109,22 +115,7 @@ def test_logs_opened_before_the_drop_still_reload_and_reopen(
     pw = unprivileged_user
     top = tempfile.mkdtemp(prefix="wsgate-priv-", dir="/tmp")
     try:
-        os.chmod(top, 0o755)
-        tls = os.path.join(top, "tls")
-        os.mkdir(tls, 0o755)
-        mine = {}
-        for k in ("cert", "key"):
-            mine[k] = os.path.join(tls, os.path.basename(certs[k]))
-            shutil.copy(certs[k], mine[k])
-            os.chown(mine[k], pw.pw_uid, pw.pw_gid)
-            os.chmod(mine[k], 0o600)
-        a, b = factory.echo(name="a"), factory.echo(name="b")
-        gw = Gateway(os.path.join(top, "gw"), mine, client_ssl,
-                     routes=[("/echo", "echo")],
-                     upstreams={"echo": [a.addr]},
-                     top={"user": USER})
-        factory.made.append(gw)
-        os.chmod(gw.tmp, 0o755)
+        gw, a, b = user_gateway(factory, certs, client_ssl, pw, top)
         os.chown(gw.tmp, pw.pw_uid, pw.pw_gid)    # the log directory
         assert not gw.error_log.exists() and not gw.access_log.exists()
         gw.start()
