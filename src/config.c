@@ -335,6 +335,8 @@ static const char *const config_failures[] = {
 	    NONE, CF(c_workers), NULL, 0)				\
 	X(MAIN, "shutdown_timeout", DURATION, "30s", 0, MS_H, NULL,	\
 	    NONE, CF(c_shutdown_timeout_ms), NULL, 0)			\
+	X(MAIN, "busy_poll", DURATION, "0", 0, MS_S, NULL,		\
+	    NONE, CF(c_busy_poll_ms), NULL, 0)				\
 	X(MAIN, "log", MAP, NULL, 0, 0, NULL,				\
 	    LOG, NOFF, NULL, 0)				\
 	X(MAIN, "policies_dir", STRING, "../policies", 0, 0, NULL,	\

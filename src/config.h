@@ -140,6 +140,7 @@ struct wsg_config {
 	char			 *c_file;
 	int			  c_workers;	/* 0 = auto */
 	uint64_t		  c_shutdown_timeout_ms;
+	uint64_t		  c_busy_poll_ms;	/* 0 = sleep at once */
 	enum wsg_log_level	  c_log_level;
 	char			 *c_error_log;	/* "stderr", "syslog" or a path */
 	char			 *c_access_log;	/* "stdout", "off" or a path */

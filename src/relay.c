@@ -71,6 +71,8 @@ static void	relay_tls13_takeover(struct wsg_peer *);
 static void	relay_kick(struct wsg_peer *);
 static void	relay_write_now(struct wsg_peer *);
 
+__thread unsigned long	relay_reads;
+
 /* A TLS half: OpenSSL's record layer, or ours (tls13.c). */
 #define RELAY_TLS(p)	((p)->p_ssl != NULL || (p)->p_tls13 != NULL)
 
@@ -838,6 +840,7 @@ relay_plain_read_cb(evutil_socket_t fd, short what, void *arg)
 	short			 ev = 0;
 	int			 err = 0, short_read;
 
+	relay_reads++;
 	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&p);
 	if (p == NULL)
 		return;
@@ -1231,6 +1234,7 @@ relay_tls_io(struct bufferevent *bev, short what)
 static void
 relay_tls_read_cb(evutil_socket_t fd, short what, void *arg)
 {
+	relay_reads++;
 	relay_tls_io(arg, what | EV_READ);
 }
 

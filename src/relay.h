@@ -11,6 +11,12 @@
 struct bufferevent;
 struct wsg_peer;
 
+/*
+ * Read events the relay has handled on this thread: a worker with
+ * busy_poll keeps polling while it moves.
+ */
+extern __thread unsigned long relay_reads;
+
 /* Set up the relay state and callbacks of both halves of an open session. */
 void	relay_start(struct wsg_peer *, struct wsg_peer *);
 

@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -35,6 +36,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "relay.h"
 #include "server.h"
 #include "session.h"
 #include "store.h"
@@ -379,6 +381,53 @@ server_store_changed(const struct wsg_store_conf *a,
 	    a->sc_lease_ttl_ms != b->sc_lease_ttl_ms);
 }
 
+/* Did a callback of the last pass stop the worker's loop? */
+static int
+server_worker_stopped(struct wsg_worker *w)
+{
+	return (event_base_got_exit(w->w_base) ||
+	    event_base_got_break(w->w_base));
+}
+
+/*
+ * The loop with busy_poll: once the relay has read, poll without sleeping
+ * until it has read nothing for ns nanoseconds.  A virtual machine's core
+ * that sleeps takes tens of microseconds to wake, at each hop of every
+ * round trip; a busy one takes the next read at once.  Each pass is one
+ * call of the loop, so the stop flags are looked at in between.
+ */
+static void
+server_worker_spin(struct wsg_worker *w, uint64_t ns)
+{
+	struct timespec	 last, now;
+	unsigned long	 seen;
+
+	for (;;) {
+		seen = relay_reads;
+		event_base_loop(w->w_base, EVLOOP_ONCE |
+		    EVLOOP_NO_EXIT_ON_EMPTY);
+		if (server_worker_stopped(w))
+			return;
+		if (relay_reads == seen)
+			continue;
+		clock_gettime(CLOCK_MONOTONIC, &last);
+		for (;;) {
+			seen = relay_reads;
+			event_base_loop(w->w_base, EVLOOP_NONBLOCK |
+			    EVLOOP_NO_EXIT_ON_EMPTY);
+			if (server_worker_stopped(w))
+				return;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (relay_reads != seen)
+				last = now;
+			else if ((uint64_t)(now.tv_sec - last.tv_sec) *
+			    1000000000 + (uint64_t)now.tv_nsec -
+			    (uint64_t)last.tv_nsec >= ns)
+				break;
+		}
+	}
+}
+
 /* A worker thread: run its loop until it has drained, then clean up. */
 static void *
 server_worker_main(void *arg)
@@ -388,7 +437,10 @@ server_worker_main(void *arg)
 	size_t			 i;
 
 	failalloc_arm_thread();
-	event_base_loop(w->w_base, EVLOOP_NO_EXIT_ON_EMPTY);
+	if (w->w_conf->c_busy_poll_ms != 0)
+		server_worker_spin(w, w->w_conf->c_busy_poll_ms * 1000000);
+	else
+		event_base_loop(w->w_base, EVLOOP_NO_EXIT_ON_EMPTY);
 	/* Whatever is still open at the deadline is cut off. */
 	while ((s = TAILQ_FIRST(&w->w_sessions)) != NULL) {
 		session_close(s, "shutdown");
@@ -623,6 +675,8 @@ server_reload(void)
 	}
 	if (conf->c_workers != old->c_workers)
 		log_warnx("reload: a new number of workers needs a restart");
+	if (conf->c_busy_poll_ms != old->c_busy_poll_ms)
+		log_warnx("reload: a new busy_poll needs a restart");
 	if (strcmp(conf->c_user != NULL ? conf->c_user : "",
 	    old->c_user != NULL ? old->c_user : "") != 0)
 		log_warnx("reload: a new user needs a restart");
