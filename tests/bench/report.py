@@ -172,6 +172,17 @@ def figures(r):
         f["latency_p50_us"] = x["p50_us"]
         f["latency_p90_us"] = x["p90_us"]
         f["latency_p99_us"] = x["p99_us"]
+    # The same two workloads with busy polling (wsgate busy_poll, HAProxy
+    # busy-polling), each proxy alone on the core.
+    x = r.get("busy_latency")
+    if x:
+        f["busy_latency_p50_us"] = x["p50_us"]
+        f["busy_latency_p99_us"] = x["p99_us"]
+        f["busy_latency_cpu_util"] = x["proxy_cpu_s"] / x["seconds"]
+    x = r.get("busy_small")
+    if x:
+        f["busy_small_rt_s"] = x["msgs_per_s"]
+        f["busy_small_rt_cpu_s"] = x["msgs_per_cpu_s"]
     for key, name in (("handshake", "hs"), ("handshake_tickets",
                                              "hs_tickets")):
         x = r.get(key)
@@ -317,6 +328,16 @@ def main():
          None, None),
         ("latency_p50_us", "1 conn 32B: p50 us", "%.0f", "low", None),
         ("latency_p99_us", "1 conn 32B: p99 us", "%.0f", "low", 0.8),
+        ("busy_latency_p50_us", "busy polling, 1 conn 32B: p50 us", "%.0f",
+         "low", None),
+        ("busy_latency_p99_us", "busy polling, 1 conn 32B: p99 us", "%.0f",
+         "low", None),
+        ("busy_latency_cpu_util", "busy polling, 1 conn: proxy CPU use",
+         "%.2f", None, None),
+        ("busy_small_rt_s", "busy polling, 64x32B k=4: rt/s", "%.0f",
+         "high", None),
+        ("busy_small_rt_cpu_s", "busy polling, k=4: rt per proxy CPU-s",
+         "%.0f", "high", None),
         ("idle_kb_per_conn", "idle TLS conn: RSS KiB/conn", "%.1f", "low",
          0.5),
         ("hs_s", "handshakes/s, no resumption", "%.0f", "high", None),
