@@ -1,0 +1,237 @@
+"""A hostile or broken upstream, cases not covered by test_upstream*.py,
+test_frames_upstream.py and test_fault_upstream.py: refusals with bodies,
+heads that never end, close frames with reserved codes, a frame in tiny
+segments, half a frame then silence, a burst right behind the 101.  Each
+checks what the client sees, the access-log reason, and that others are
+still served."""
+
+import socket
+import time
+
+import pytest
+
+import rawup
+import wsproto
+from conftest import echo_works, policy
+
+enc = wsproto.encode_frame
+
+
+def gateway_with(factory, behavior, pol=None, connect_timeout="1s"):
+    up = factory.raw_upstream(behavior)
+    echo = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/up", "up", "p"), ("/echo", "echo")],
+                         upstreams={"up": {"servers": [up.addr],
+                                           "connect_timeout":
+                                           connect_timeout},
+                                    "echo": [echo.addr]},
+                         policies={"p": pol or policy()}, tls=False)
+    return gw, up
+
+
+def refusal(gw, status, reason):
+    resp, c = gw.raw_request("/up", 8)
+    assert resp.status == status, resp
+    assert [v.lower() for v in resp.header("Connection")] == ["close"], resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["status"], e["reason"]) == (status, reason), e
+    return resp
+
+
+# -- before the 101 -------------------------------------------------------
+
+@pytest.mark.parametrize("status", [500, 503, 302])
+def test_refusal_with_body_is_passed_through(factory, status):
+    gw, up = gateway_with(factory, rawup.respond(
+        b"HTTP/1.1 %d X\r\nContent-Type: text/plain\r\nLocation: /x\r\n"
+        b"Content-Length: 9\r\n\r\nup says\n\n" % status))
+    resp = refusal(gw, status, "upstream_refused")
+    assert resp.body == b"up says\n\n", resp
+    echo_works(gw)
+
+
+def test_head_without_line_end_is_502(factory):
+    gw, up = gateway_with(factory, rawup.respond(
+        b"HTTP/1.1 101 Switching Protocols" + b"x" * 40000))
+    refusal(gw, 502, "upstream_bad_handshake")
+    echo_works(gw)
+
+
+def test_binary_garbage_is_502(factory):
+    gw, up = gateway_with(factory, rawup.respond(bytes(range(256)) * 8))
+    refusal(gw, 502, "upstream_bad_handshake")
+
+
+def test_101_without_accept_is_502(factory):
+    gw, up = gateway_with(factory, rawup.respond(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n\r\n"))
+    refusal(gw, 502, "upstream_bad_handshake")
+
+
+def test_headers_that_never_end_are_504(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.send(b"HTTP/1.1 101 Switching Protocols\r\n")
+        for i in range(100):
+            if c.up.stopping.is_set():
+                return
+            try:
+                c.send(b"X-More-%d: y\r\n" % i)
+            except OSError:
+                return
+            time.sleep(0.05)
+    gw, up = gateway_with(factory, behavior)
+    refusal(gw, 504, "upstream_unavailable")
+    echo_works(gw)
+
+
+def test_refusal_body_cut_short_then_silence_is_504(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.send(b"HTTP/1.1 500 X\r\nContent-Length: 100\r\n\r\nshort")
+        c.drain(5)
+    gw, up = gateway_with(factory, behavior)
+    refusal(gw, 504, "upstream_unavailable")
+
+
+@pytest.mark.parametrize("status", [b"100", b"199", b"600", b"099"])
+def test_odd_status_is_502(factory, status):
+    gw, up = gateway_with(factory, rawup.respond(
+        b"HTTP/1.1 " + status + b" X\r\n\r\n"))
+    refusal(gw, 502, "upstream_bad_handshake")
+
+
+# -- after the 101 --------------------------------------------------------
+
+def open_session(gw):
+    c = gw.raw()
+    c.upgrade("/up")
+    return c
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1006, 1015, 1016, 2000,
+                                  2999, 5000, 65535])
+def test_reserved_close_code_is_protocol_error(factory, code):
+    gw, up = gateway_with(factory, rawup.ws_then(
+        enc(wsproto.OP_CLOSE, wsproto.close_payload(code, b"x"),
+            mask=False)))
+    c = open_session(gw)
+    try:
+        f, others = c.read_close(5)
+        assert f.close_code == 1014, f
+        assert not others, others
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("protocol_error", 1002), e
+    (uc,) = up.connections()
+    assert uc.done.wait(5)
+    assert [f.close_code for f in uc.close_frames()] == [1002], uc.frames
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1003, 1011, 3000, 4999])
+def test_valid_close_code_is_relayed(factory, code):
+    gw, up = gateway_with(factory, rawup.ws_then(
+        enc(wsproto.OP_CLOSE, wsproto.close_payload(code, "bye"),
+            mask=False) + enc(wsproto.OP_TEXT, b"AFTER-CLOSE", mask=False)))
+    c = open_session(gw)
+    try:
+        f, others = c.read_close(5)
+        assert (f.close_code, f.close_reason) == (code, b"bye"), f
+        assert not others, others
+        c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(code))
+        assert c.wait_closed(5)
+        assert b"AFTER-CLOSE" not in c.buf
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("upstream_closed", code), e
+
+
+def test_frame_in_one_byte_segments(factory):
+    msg = ("tiny segments \u00e9\u20ac " * 20).encode()
+    data = enc(wsproto.OP_TEXT, msg, mask=False) + \
+        enc(wsproto.OP_BINARY, b"\x00\xff" * 100, mask=False, fin=False) + \
+        enc(wsproto.OP_PING, b"p", mask=False) + \
+        enc(wsproto.OP_CONT, b"end", mask=False)
+
+    def behavior(c):
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not c.read_head():
+            return
+        c.accept_101()
+        for i in range(len(data)):
+            if c.up.stopping.is_set():
+                return
+            c.send(data[i:i + 1])
+            time.sleep(0.002)
+        c.drain(10)
+    gw, up = gateway_with(factory, behavior)
+    c = open_session(gw)
+    try:
+        fs = [c.read_frame(10) for _ in range(4)]
+    finally:
+        c.close()
+    assert [(f.opcode, f.fin, f.payload) for f in fs] == [
+        (wsproto.OP_TEXT, True, msg),
+        (wsproto.OP_BINARY, False, b"\x00\xff" * 100),
+        (wsproto.OP_PING, True, b"p"),
+        (wsproto.OP_CONT, True, b"end")], fs
+
+
+@pytest.mark.parametrize("size", [1000, 300 * 1024])
+def test_half_a_frame_then_silence_is_idle_timeout(factory, size):
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        c.send(enc(wsproto.OP_BINARY, b"h" * (size // 2), mask=False,
+                   declared_len=size))
+        while c.read_frame(8) is not None:
+            pass
+    gw, up = gateway_with(factory, behavior, pol=policy(
+        frames={"max_frame_size": "1MiB"}, timeouts={"idle": "1s"}))
+    c = open_session(gw)
+    try:
+        if size <= 256 * 1024:
+            f, others = c.read_close(6)
+            assert f.close_code == 1001, f
+            assert not others, others
+        assert c.wait_closed(6), "client left open"
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "idle_timeout", e
+    (uc,) = up.connections()
+    assert uc.done.wait(5), "upstream left open"
+    assert [f.close_code for f in uc.close_frames()] == [1001], uc.frames
+    echo_works(gw)
+
+
+def test_burst_behind_the_101_is_all_relayed(factory):
+    frames = b"".join(enc(wsproto.OP_BINARY, b"%06d" % i + b"b" * 500,
+                          mask=False) for i in range(400))
+
+    def behavior(c):
+        if not c.read_head():
+            return
+        key = c.header("Sec-WebSocket-Key")[0]
+        c.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Accept: " +
+               wsproto.accept_for(key).encode() + b"\r\n\r\n" + frames)
+        c.drain(10)
+    gw, up = gateway_with(factory, behavior)
+    c = open_session(gw)
+    try:
+        got = []
+        for i in range(400):
+            f = c.read_frame(5)
+            assert f is not None, "only %d of 400 frames" % i
+            got.append(f.payload[:6])
+    finally:
+        c.close()
+    assert got == [b"%06d" % i for i in range(400)]
+
