@@ -61,6 +61,8 @@
 #define WSG_TLS_COALESCE	(16 * 1024 - 256)
 /* Frames up to this size move whole; larger ones stream. */
 #define WSG_STREAM_MIN	(256 * 1024)
+/* Fewer bytes than this are copied to the far side, not moved. */
+#define WSG_MOVE_MIN	4096
 
 static void	relay_read_cb(struct bufferevent *, void *);
 static void	relay_event_cb(struct bufferevent *, short, void *);
@@ -386,6 +388,33 @@ relay_remask_payload(struct wsg_peer *p, struct evbuffer *in, size_t at,
 	relay_xor(in, at, n, p->p_remask, off);
 }
 
+/*
+ * Move n bytes from the front of in to the end of out.  Chains move
+ * without a copy, but a chain holds what one read brought, in a buffer of
+ * a kilobyte or more, and the high-water mark counts bytes: a peer
+ * sending a byte per TCP segment toward a side that does not read had
+ * each byte cost a chain, and a session hundreds of megabytes.  A few
+ * bytes are copied into the space at the end of out instead.
+ */
+static void
+relay_move_bytes(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+	struct evbuffer_iovec	v;
+
+	if (n == 0)
+		return;
+	if (n < WSG_MOVE_MIN && evbuffer_reserve_space(out, n, &v, 1) == 1) {
+		v.iov_len = n;
+		if (evbuffer_copyout(in, v.iov_base, n) == (ev_ssize_t)n &&
+		    evbuffer_commit_space(out, &v, 1) == 0) {
+			evbuffer_drain(in, n);
+			return;
+		}
+	}
+	/* Larger runs move, as does one with no memory for a copy. */
+	evbuffer_remove_buffer(in, out, n);
+}
+
 /* A whole control frame is buffered: check it and pass it on. */
 static void
 relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
@@ -401,7 +430,7 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	p->p_have_frame = 0;
 	if (f->f_opcode != WSG_OP_CLOSE) {
 		relay_remask(p, in, 0, p->p_frame.f_len);
-		evbuffer_remove_buffer(in, out, total);
+		relay_move_bytes(in, out, total);
 		p->p_bytes += total;
 		return;
 	}
@@ -421,7 +450,7 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 		s->s_close_first = p;
 	if (!o->p_close_sent) {
 		relay_remask(p, in, 0, p->p_frame.f_len);
-		evbuffer_remove_buffer(in, out, total);
+		relay_move_bytes(in, out, total);
 		o->p_close_sent = 1;
 		session_close_relayed(s);
 	} else
@@ -580,10 +609,8 @@ relay_frame_done(struct wsg_peer *p)
 static void
 relay_flush(struct evbuffer *in, struct evbuffer *out, size_t *pend)
 {
-	if (*pend > 0) {
-		evbuffer_remove_buffer(in, out, *pend);
-		*pend = 0;
-	}
+	relay_move_bytes(in, out, *pend);
+	*pend = 0;
 }
 
 /*
@@ -640,7 +667,7 @@ relay_move(struct wsg_peer *p)
 			n = avail < p->p_fwd_left ? avail : p->p_fwd_left;
 			relay_remask_payload(p, in, 0, n,
 			    f->f_len - p->p_fwd_left);
-			evbuffer_remove_buffer(in, out, n);
+			relay_move_bytes(in, out, n);
 			p->p_bytes += n;
 			p->p_fwd_left -= n;
 			if (p->p_fwd_left == 0)
@@ -727,7 +754,7 @@ relay_move(struct wsg_peer *p)
 		}
 		relay_flush(in, out, &pend);
 		relay_remask(p, in, 0, 0);
-		evbuffer_remove_buffer(in, out, f->f_hdr_len);
+		relay_move_bytes(in, out, f->f_hdr_len);
 		p->p_bytes += f->f_hdr_len;
 		p->p_fwd_left = f->f_len;
 		if (f->f_len == 0)

@@ -10,9 +10,12 @@ import time
 
 import pytest
 
+import rawclient
 import rawup
 import wsproto
-from conftest import echo_works, policy
+from conftest import echo_works, policy, rss_bytes
+
+MiB = 1 << 20
 
 enc = wsproto.encode_frame
 
@@ -235,3 +238,106 @@ def test_burst_behind_the_101_is_all_relayed(factory):
         c.close()
     assert got == [b"%06d" % i for i in range(400)]
 
+
+# -- a byte at a time toward a side that does not read ---------------------
+
+N_TRICKLERS = 3
+BIG = 32 << 20
+
+
+def small_window(sock):
+    """Before connecting (or listening): advertise a small MSS and window,
+    so that the gateway's kernel buffers toward this peer stay small and
+    what the peer does not read stays in the gateway's own buffers."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+
+
+def trickle(sock, header, seconds, stop):
+    """Send a frame header, then its payload one byte per send(2)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(0.2)
+    sock.sendall(header)
+    deadline = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            sent += sock.send(b"x")
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+    return sent
+
+
+@pytest.mark.parametrize("direction", ["to_client", "to_upstream"])
+def test_byte_at_a_time_toward_a_non_reader_stays_bounded(factory,
+                                                          direction):
+    """A peer that sends a large frame one byte per TCP segment toward a
+    side that does not read: the gateway stops reading it at its
+    high-water mark (256 KiB of payload per session), and that mark must
+    bound its memory too, not a kilobyte or more per byte received (each
+    read's chain was moved whole: about 40 MiB a session here).  The bound
+    leaves room for ASan's quarantine (16 MiB)."""
+    import threading
+    stop = threading.Event()
+    big = policy(frames={"max_frame_size": "64MiB",
+                         "max_message_size": "64MiB"})
+
+    if direction == "to_client":
+        def behavior(c):
+            if not c.read_head():
+                return
+            c.accept_101()
+            trickle(c.sock, enc(wsproto.OP_BINARY, b"", mask=False,
+                                declared_len=BIG), 8, stop)
+            c.up.stopping.wait(10)
+    else:
+        def behavior(c):
+            if not c.read_head():
+                return
+            c.accept_101()
+            c.up.stopping.wait(15)      # never reads again
+    gw, up = gateway_with(factory, behavior, pol=big)
+    if direction == "to_upstream":
+        small_window(up.lsock)
+    echo_works(gw)
+    base = rss_bytes(gw.pid)
+    socks, threads = [], []
+    try:
+        for _ in range(N_TRICKLERS):
+            s = socket.socket()
+            s.settimeout(5)
+            if direction == "to_client":
+                small_window(s)
+            s.connect(("127.0.0.1", gw.port))
+            s.sendall(rawclient.build_request("/up"))
+            socks.append(s)
+            if direction == "to_upstream":
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 4096:
+                    head += s.recv(4096)
+                assert head.startswith(b"HTTP/1.1 101"), head
+                t = threading.Thread(target=trickle, daemon=True, args=(
+                    s, enc(wsproto.OP_BINARY, b"", mask_key=b"\0\0\0\0",
+                           declared_len=BIG), 8, stop))
+                t.start()
+                threads.append(t)
+        up.wait_conns(N_TRICKLERS)
+        peak = 0
+        for _ in range(12):
+            time.sleep(0.5)
+            peak = max(peak, rss_bytes(gw.pid))
+        print("gateway RSS %d KiB -> peak %d KiB" % (base >> 10,
+                                                     peak >> 10))
+        assert peak - base < 48 * MiB, \
+            "gateway RSS grew %d MiB for %d sessions held at 256 KiB " \
+            "each" % ((peak - base) // MiB, N_TRICKLERS)
+        assert gw.alive()
+        echo_works(gw, msg="while trickled")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+        for s in socks:
+            s.close()
