@@ -495,8 +495,8 @@ relay_send_held(struct evbuffer *text, size_t len, uint64_t max,
 			goto fail;
 		off += n;
 	} while (off < len);
-	if (evbuffer_add_buffer(out, msg) == -1)
-		goto fail;
+	/* Copied when small, or each message cost out two chains. */
+	relay_move_bytes(msg, out, evbuffer_get_length(msg));
 	evbuffer_free(msg);
 	return (0);
 fail:

@@ -341,3 +341,45 @@ def test_byte_at_a_time_toward_a_non_reader_stays_bounded(factory,
             t.join(5)
         for s in socks:
             s.close()
+
+
+def test_tiny_held_messages_toward_a_deaf_upstream_stay_bounded(factory):
+    """With deny_regex, a client's text messages are held and forwarded
+    one by one.  A client flooding one-byte messages at an upstream that
+    never reads is paused at the high-water mark, and each message must
+    not cost the gateway more than its bytes (it cost two chains, about
+    2 KiB per 7-byte message: some 70 MiB for this one session)."""
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        c.up.stopping.wait(15)          # never reads again
+    gw, up = gateway_with(factory, behavior, pol=policy(
+        messages={"deny_regex": ["forbidden"]}))
+    small_window(up.lsock)
+    echo_works(gw)
+    base = rss_bytes(gw.pid)
+    c = gw.raw()
+    try:
+        c.upgrade("/up")
+        blob = enc(wsproto.OP_TEXT, b"a", mask_key=b"\0\0\0\0") * 10000
+        c.sock.settimeout(0.2)
+        deadline = time.monotonic() + 4
+        sent = 0
+        while time.monotonic() < deadline:
+            try:
+                sent += c.sock.send(blob)
+            except socket.timeout:
+                continue
+        peak = rss_bytes(gw.pid)
+        print("client sent %d KiB; gateway RSS %d -> %d KiB" % (
+            sent >> 10, base >> 10, peak >> 10))
+        assert sent < 64 * MiB, "client never blocked: %d KiB" % (sent >> 10)
+        # the bound leaves room for ASan's quarantine (16 MiB)
+        assert peak - base < 40 * MiB, \
+            "gateway RSS grew %d MiB for one session held at 256 KiB" % (
+                (peak - base) // MiB)
+        assert gw.alive()
+        echo_works(gw, msg="while flooded")
+    finally:
+        c.close()
