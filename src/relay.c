@@ -393,8 +393,10 @@ relay_remask_payload(struct wsg_peer *p, struct evbuffer *in, size_t at,
  * without a copy, but a chain holds what one read brought, in a buffer of
  * a kilobyte or more, and the high-water mark counts bytes: a peer
  * sending a byte per TCP segment toward a side that does not read had
- * each byte cost a chain, and a session hundreds of megabytes.  A few
- * bytes are copied into the space at the end of out instead.
+ * each byte cost a chain, and a session hundreds of megabytes.  So a few
+ * bytes bound for an output that still holds some (its side is not
+ * keeping up) are copied into the space at its end instead; into an
+ * empty one, what a relay that keeps up always sees, they move.
  */
 static void
 relay_move_bytes(struct evbuffer *in, struct evbuffer *out, size_t n)
@@ -403,7 +405,8 @@ relay_move_bytes(struct evbuffer *in, struct evbuffer *out, size_t n)
 
 	if (n == 0)
 		return;
-	if (n < WSG_MOVE_MIN && evbuffer_reserve_space(out, n, &v, 1) == 1) {
+	if (n < WSG_MOVE_MIN && evbuffer_get_length(out) > 0 &&
+	    evbuffer_reserve_space(out, n, &v, 1) == 1) {
 		v.iov_len = n;
 		if (evbuffer_copyout(in, v.iov_base, n) == (ev_ssize_t)n &&
 		    evbuffer_commit_space(out, &v, 1) == 0) {
