@@ -3091,16 +3091,41 @@ config_port(const struct sockaddr_storage *ss)
 }
 
 /*
+ * The IPv4 address an IPv4-mapped IPv6 one ([::ffff:a.b.c.d]) binds on a
+ * dual-stack socket; any other address as it is.
+ */
+static void
+config_unmap(const struct sockaddr_storage *ss, struct sockaddr_storage *out)
+{
+	const struct sockaddr_in6	*sin6;
+	struct sockaddr_in		*sin;
+
+	memcpy(out, ss, sizeof(*out));
+	sin6 = (const struct sockaddr_in6 *)(const void *)ss;
+	if (ss->ss_family != AF_INET6 ||
+	    !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+		return;
+	memset(out, 0, sizeof(*out));
+	sin = (struct sockaddr_in *)(void *)out;
+	sin->sin_family = AF_INET;
+	sin->sin_port = sin6->sin6_port;
+	memcpy(&sin->sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
+}
+
+/*
  * Would the admin socket (SO_REUSEADDR, dual-stack when IPv6) fail to bind
  * beside a listener's (SO_REUSEPORT, IPV6_V6ONLY)?  Same port and the same
  * address, or a wildcard on either side that covers the other.
  */
 static int
-config_admin_clash(const struct sockaddr_storage *ad,
+config_admin_clash(const struct sockaddr_storage *admin,
     const struct sockaddr_storage *ls)
 {
-	char	a1[64], a2[64];
+	struct sockaddr_storage	 mapped;
+	const struct sockaddr_storage *ad = &mapped;
+	char			 a1[64], a2[64];
 
+	config_unmap(admin, &mapped);
 	if (config_port(ad) != config_port(ls))
 		return 0;
 	if (ad->ss_family == ls->ss_family) {

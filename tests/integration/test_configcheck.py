@@ -143,6 +143,28 @@ def test_admin_on_the_port_of_a_wildcard_listener_is_refused(tmp_path, certs,
                      r"by listener 'public'" % port, p.stderr), p.stderr
 
 
+@pytest.mark.parametrize("listen", ["127.0.0.1", "0.0.0.0"])
+def test_admin_on_a_listener_port_as_a_v4_mapped_address_is_refused(
+        tmp_path, certs, client_ssl, listen):
+    """[::ffff:127.0.0.1]:P is 127.0.0.1:P to the kernel: an admin
+    listener written so, on a listener's port, cannot be bound either, and
+    -t says so rather than "ok" for a configuration the daemon then
+    refuses to start with."""
+    gw = Gateway(tmp_path / "gw", certs, client_ssl,
+                 routes=[("/echo", "echo")],
+                 upstreams={"echo": ["127.0.0.1:9"]},
+                 listener={"listen": "%s:%d" % (listen, free_port())})
+    port = int(gw.config["listeners"][0]["listen"].rsplit(":", 1)[1])
+    cfg = dict(gw.config, admin={"listen": "[::ffff:127.0.0.1]:%d" % port})
+    gw.write_config(cfg)
+    p = subprocess.run([WSGATE, "-t", "-c", str(gw.cfg_path)],
+                       capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert re.search(r":\d+:\d+: listen: .*:%d is already used "
+                     r"by listener 'public'" % port, p.stderr), p.stderr
+
+
 def test_deep_nesting_is_refused_at_once(tmp_path):
     """libyaml's scanner works in proportion to the nesting depth on every
     token: 100,000 nested lists (200 KB) took it about 40 s.  Nesting past
