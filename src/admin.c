@@ -1,17 +1,25 @@
 /*
- * The admin listener, on libevent's evhttp: a small, well-kept HTTP server
- * is the right tool for two plaintext GET endpoints on loopback.
+ * The admin listener: GET /metrics (Prometheus text) and GET /healthz.
+ * One request per connection, answered with "Connection: close": with
+ * its own accept loop it can cap its connections and give each request a
+ * deadline for arriving whole, as the client listeners have, so that its
+ * clients never hold more than a few descriptors for long.
  */
 #include "autoconf.h"
 
+#include <sys/types.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <event2/listener.h>
 
 #include "admin.h"
@@ -21,72 +29,320 @@
 
 /* How long the admin listener stops accepting after accept(2) failed. */
 #define WSG_ADMIN_PAUSE_MS	100
+/* Connections held at once; more wait in the listen backlog. */
+#define WSG_ADMIN_MAX_CONNS	16
+/* The request head, request line included. */
+#define WSG_ADMIN_MAX_HEAD	8192
+/* From accept to the whole request head, and to write the answer. */
+#define WSG_ADMIN_TIMEOUT_S	10
+/* After the answer, how long unread input is drained before close. */
+#define WSG_ADMIN_LINGER_S	2
 
-struct wsg_admin {
-	struct evhttp		*a_http;
-	struct evconnlistener	*a_lev;		/* owned by a_http */
-	struct event		*a_resume;
-	const int		*a_draining;
-	struct wsg_admin	*a_next;
+enum admin_state {
+	ADMIN_READING,		/* the request head */
+	ADMIN_WRITING,		/* the answer */
+	ADMIN_LINGERING		/* answered, FIN sent, input drained */
 };
 
-/*
- * The endpoints running now (two while one moves), on the main thread
- * only.  evhttp keeps its listener's callback argument for itself, so the
- * error callback finds its endpoint here.
- */
-static struct wsg_admin	*admin_all;
+struct admin_conn {
+	struct bufferevent	*ac_bev;
+	struct event		*ac_timer;
+	struct wsg_admin	*ac_admin;
+	enum admin_state	 ac_state;
+	size_t			 ac_head;	/* head bytes consumed */
+	int			 ac_lines;	/* head lines consumed */
+	int			 ac_head_only;	/* HEAD: no body */
+	char			*ac_method;
+	char			*ac_path;
+	TAILQ_ENTRY(admin_conn)	 ac_entry;
+};
 
-/* Answer one admin request. */
+TAILQ_HEAD(admin_conns, admin_conn);
+
+struct wsg_admin {
+	struct evconnlistener	*a_lev;
+	struct event		*a_resume;
+	const int		*a_draining;
+	struct admin_conns	 a_conns;
+	size_t			 a_nconns;
+};
+
+/* Accept again if neither the cap nor an accept error pause forbids it. */
 static void
-admin_request_cb(struct evhttp_request *req, void *arg)
+admin_maybe_resume(struct wsg_admin *a)
 {
-	struct wsg_admin	*a = arg;
-	struct evbuffer		*b;
-	const struct evhttp_uri	*eu = evhttp_request_get_evhttp_uri(req);
-	const char		*path = eu ? evhttp_uri_get_path(eu) : NULL;
-	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+	if (a->a_nconns < WSG_ADMIN_MAX_CONNS &&
+	    !evtimer_pending(a->a_resume, NULL))
+		evconnlistener_enable(a->a_lev);
+}
 
+/* Close and free one admin connection. */
+static void
+admin_conn_free(struct admin_conn *ac)
+{
+	struct wsg_admin	*a = ac->ac_admin;
+
+	TAILQ_REMOVE(&a->a_conns, ac, ac_entry);
+	a->a_nconns--;
+	bufferevent_free(ac->ac_bev);
+	event_free(ac->ac_timer);
+	free(ac->ac_method);
+	free(ac->ac_path);
+	free(ac);
+	admin_maybe_resume(a);
+}
+
+/* Queue the answer; the connection closes once it is written. */
+static void
+admin_reply(struct admin_conn *ac, int code, const char *status,
+    const char *type, const char *extra, struct evbuffer *body)
+{
+	struct evbuffer	*out = bufferevent_get_output(ac->ac_bev);
+	struct timeval	 tv = { WSG_ADMIN_TIMEOUT_S, 0 };
+
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Length: %zu\r\n"
+	    "%s"
+	    "Connection: close\r\n\r\n", code, status, type,
+	    evbuffer_get_length(body), extra != NULL ? extra : "");
+	if (!ac->ac_head_only)
+		evbuffer_add_buffer(out, body);
+	ac->ac_state = ADMIN_WRITING;
+	bufferevent_disable(ac->ac_bev, EV_READ);
+	bufferevent_enable(ac->ac_bev, EV_WRITE);
+	evtimer_add(ac->ac_timer, &tv);
+}
+
+/* Answer a request that could not be read, with a short text. */
+static void
+admin_error(struct admin_conn *ac, int code, const char *status,
+    const char *text)
+{
+	struct evbuffer	*b;
+
+	ac->ac_head_only = 0;
 	if ((b = evbuffer_new()) == NULL) {
-		evhttp_send_error(req, 500, NULL);
+		admin_conn_free(ac);
 		return;
 	}
-	if (path == NULL)		/* no path: not one of ours, 404 */
-		path = "";
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		evhttp_add_header(h, "Allow", "GET");
+	evbuffer_add_printf(b, "%s\n", text);
+	admin_reply(ac, code, status, "text/plain", NULL, b);
+	evbuffer_free(b);
+}
+
+/* Answer one whole request. */
+static void
+admin_answer(struct admin_conn *ac)
+{
+	struct evbuffer	*b;
+	const int	*draining = ac->ac_admin->a_draining;
+	const char	*path = ac->ac_path;
+
+	if ((b = evbuffer_new()) == NULL) {
+		admin_conn_free(ac);
+		return;
+	}
+	ac->ac_head_only = strcmp(ac->ac_method, "HEAD") == 0;
+	if (strcmp(ac->ac_method, "GET") != 0) {
 		evbuffer_add_printf(b, "method not allowed\n");
-		evhttp_send_reply(req, 405, "Method Not Allowed", b);
-	} else if (strcmp(path, "/metrics") == 0) {	/* any query ignored */
-		metrics_render(b, *a->a_draining);
+		admin_reply(ac, 405, "Method Not Allowed", "text/plain",
+		    "Allow: GET\r\n", b);
+	} else if (strcmp(path, "/metrics") == 0) {
+		metrics_render(b, *draining);
 		server_metrics(b);
-		evhttp_add_header(h, "Content-Type",
-		    "text/plain; version=0.0.4; charset=utf-8");
-		evhttp_send_reply(req, 200, "OK", b);
+		admin_reply(ac, 200, "OK",
+		    "text/plain; version=0.0.4; charset=utf-8", NULL, b);
 	} else if (strcmp(path, "/healthz") == 0) {
-		evhttp_add_header(h, "Content-Type", "text/plain");
-		if (*a->a_draining) {
+		if (*draining) {
 			evbuffer_add_printf(b, "draining\n");
-			evhttp_send_reply(req, 503, "Service Unavailable", b);
+			admin_reply(ac, 503, "Service Unavailable",
+			    "text/plain", NULL, b);
 		} else {
 			evbuffer_add_printf(b, "ok\n");
-			evhttp_send_reply(req, 200, "OK", b);
+			admin_reply(ac, 200, "OK", "text/plain", NULL, b);
 		}
 	} else {
-		evhttp_add_header(h, "Content-Type", "text/plain");
 		evbuffer_add_printf(b, "not found\n");
-		evhttp_send_reply(req, 404, "Not Found", b);
+		admin_reply(ac, 404, "Not Found", "text/plain", NULL, b);
 	}
 	evbuffer_free(b);
+}
+
+/*
+ * The request line: a method token, the target, HTTP/1.0 or HTTP/1.1.
+ * Keeps the method and the target's path (an absolute-form target's
+ * scheme and authority, and any query or fragment, dropped).
+ */
+static int
+admin_request_line(struct admin_conn *ac, char *line)
+{
+	char	*method, *target, *version, *p;
+
+	method = line;
+	if ((target = strchr(method, ' ')) == NULL)
+		return (-1);
+	*target++ = '\0';
+	if ((version = strchr(target, ' ')) == NULL)
+		return (-1);
+	*version++ = '\0';
+	if (*method == '\0' || *target == '\0' ||
+	    (strcmp(version, "HTTP/1.1") != 0 &&
+	    strcmp(version, "HTTP/1.0") != 0))
+		return (-1);
+	for (p = method; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) &&
+		    strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+			return (-1);
+	if (strncasecmp(target, "http://", 7) == 0 ||
+	    strncasecmp(target, "https://", 8) == 0) {
+		target = strstr(target, "//") + 2;
+		if ((target = strchr(target, '/')) == NULL)
+			target = "/";
+	}
+	if ((ac->ac_method = strdup(method)) == NULL ||
+	    (ac->ac_path = strndup(target, strcspn(target, "?#"))) == NULL)
+		return (-2);
+	return (0);
+}
+
+/* More of the request head arrived, or input to drain after the answer. */
+static void
+admin_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn	*ac = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	char			*line;
+	size_t			 n;
+	int			 r;
+
+	if (ac->ac_state == ADMIN_LINGERING) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	if (ac->ac_state != ADMIN_READING)
+		return;
+	for (;;) {
+		if (ac->ac_head + evbuffer_get_length(in) >
+		    WSG_ADMIN_MAX_HEAD && evbuffer_search_eol(in, NULL, NULL,
+		    EVBUFFER_EOL_CRLF).pos == -1) {
+			admin_error(ac, 431, "Request Header Fields Too Large",
+			    "request header fields too large");
+			return;
+		}
+		line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+		if (line == NULL)
+			return;
+		ac->ac_head += n + 1;
+		if (ac->ac_head > WSG_ADMIN_MAX_HEAD) {
+			free(line);
+			admin_error(ac, 431, "Request Header Fields Too Large",
+			    "request header fields too large");
+			return;
+		}
+		if (memchr(line, '\0', n) != NULL) {
+			free(line);
+			admin_error(ac, 400, "Bad Request", "bad request");
+			return;
+		}
+		if (ac->ac_lines++ == 0) {
+			r = admin_request_line(ac, line);
+			free(line);
+			if (r == -2) {
+				admin_conn_free(ac);
+				return;
+			}
+			if (r == -1) {
+				admin_error(ac, 400, "Bad Request",
+				    "bad request");
+				return;
+			}
+			continue;
+		}
+		if (n == 0) {
+			free(line);
+			admin_answer(ac);
+			return;
+		}
+		r = strchr(line, ':') == NULL || line[0] == ' ' ||
+		    line[0] == '\t';
+		free(line);
+		if (r) {
+			admin_error(ac, 400, "Bad Request", "bad request");
+			return;
+		}
+	}
+}
+
+/* The answer is written: send FIN, drain what the client still sends. */
+static void
+admin_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn	*ac = arg;
+	struct timeval		 tv = { WSG_ADMIN_LINGER_S, 0 };
+
+	if (ac->ac_state != ADMIN_WRITING)
+		return;
+	/*
+	 * Closing with unread input would send a reset, which may destroy
+	 * the answer before the client reads it.
+	 */
+	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	ac->ac_state = ADMIN_LINGERING;
+	bufferevent_disable(bev, EV_WRITE);
+	bufferevent_enable(bev, EV_READ);
+	evtimer_add(ac->ac_timer, &tv);
+}
+
+/* EOF or an error on the connection. */
+static void
+admin_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	admin_conn_free(arg);
+}
+
+/* The request did not arrive, or the answer not leave, in time. */
+static void
+admin_timeout_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	admin_conn_free(arg);
+}
+
+/* A new admin connection. */
+static void
+admin_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct wsg_admin	*a = arg;
+	struct admin_conn	*ac;
+	struct event_base	*base = evconnlistener_get_base(lev);
+	struct timeval		 tv = { WSG_ADMIN_TIMEOUT_S, 0 };
+
+	if ((ac = calloc(1, sizeof(*ac))) == NULL ||
+	    (ac->ac_timer = evtimer_new(base, admin_timeout_cb, ac)) ==
+	    NULL || (ac->ac_bev = bufferevent_socket_new(base, fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		if (ac != NULL && ac->ac_timer != NULL)
+			event_free(ac->ac_timer);
+		free(ac);
+		close(fd);
+		return;
+	}
+	ac->ac_admin = a;
+	TAILQ_INSERT_TAIL(&a->a_conns, ac, ac_entry);
+	if (++a->a_nconns >= WSG_ADMIN_MAX_CONNS)
+		evconnlistener_disable(lev);
+	bufferevent_setcb(ac->ac_bev, admin_read_cb, admin_write_cb,
+	    admin_event_cb, ac);
+	bufferevent_enable(ac->ac_bev, EV_READ);
+	evtimer_add(ac->ac_timer, &tv);
 }
 
 /* The pause after an accept error is over. */
 static void
 admin_resume_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	struct wsg_admin	*a = arg;
-
-	evconnlistener_enable(a->a_lev);
+	admin_maybe_resume(arg);
 }
 
 /*
@@ -97,13 +353,9 @@ admin_resume_cb(evutil_socket_t fd, short ev, void *arg)
 static void
 admin_error_cb(struct evconnlistener *lev, void *arg)
 {
-	struct wsg_admin	*a;
+	struct wsg_admin	*a = arg;
 	struct timeval		 tv = { 0, WSG_ADMIN_PAUSE_MS * 1000 };
 
-	for (a = admin_all; a != NULL && a->a_lev != lev; a = a->a_next)
-		;
-	if (a == NULL)
-		return;
 	log_warnx("admin: accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
 	evconnlistener_disable(lev);
 	evtimer_add(a->a_resume, &tv);
@@ -114,44 +366,25 @@ admin_start(struct event_base *base, const struct sockaddr *sa, int salen,
     const char *name, const int *draining)
 {
 	struct wsg_admin	*a;
-	struct evconnlistener	*lev;
 
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return (NULL);
 	a->a_draining = draining;
+	TAILQ_INIT(&a->a_conns);
 	if ((a->a_resume = evtimer_new(base, admin_resume_cb, a)) == NULL) {
 		free(a);
 		return (NULL);
 	}
-	if ((a->a_http = evhttp_new(base)) == NULL) {
-		event_free(a->a_resume);
-		free(a);
-		return (NULL);
-	}
-	/* Every method reaches the handler, which answers 405 to all but GET. */
-	evhttp_set_allowed_methods(a->a_http, EVHTTP_REQ_GET |
-	    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_max_headers_size(a->a_http, 8192);
-	evhttp_set_max_body_size(a->a_http, 0);
-	evhttp_set_timeout(a->a_http, 10);
-	evhttp_set_gencb(a->a_http, admin_request_cb, a);
-	lev = evconnlistener_new_bind(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE |
-	    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128, sa, salen);
-	if (lev == NULL || evhttp_bind_listener(a->a_http, lev) == NULL) {
+	a->a_lev = evconnlistener_new_bind(base, admin_accept_cb, a,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+	    128, sa, salen);
+	if (a->a_lev == NULL) {
 		log_warn("admin: cannot listen on %s", name);
-		if (lev != NULL)
-			evconnlistener_free(lev);
-		evhttp_free(a->a_http);
 		event_free(a->a_resume);
 		free(a);
 		return (NULL);
 	}
-	a->a_lev = lev;
-	evconnlistener_set_error_cb(lev, admin_error_cb);
-	a->a_next = admin_all;
-	admin_all = a;
+	evconnlistener_set_error_cb(a->a_lev, admin_error_cb);
 	log_info("admin: listening on %s", name);
 	return (a);
 }
@@ -159,16 +392,11 @@ admin_start(struct event_base *base, const struct sockaddr *sa, int salen,
 void
 admin_stop(struct wsg_admin *a)
 {
-	struct wsg_admin	**pp;
-
 	if (a == NULL)
 		return;
-	for (pp = &admin_all; *pp != NULL; pp = &(*pp)->a_next)
-		if (*pp == a) {
-			*pp = a->a_next;
-			break;
-		}
+	while (!TAILQ_EMPTY(&a->a_conns))
+		admin_conn_free(TAILQ_FIRST(&a->a_conns));
 	event_free(a->a_resume);
-	evhttp_free(a->a_http);
+	evconnlistener_free(a->a_lev);
 	free(a);
 }

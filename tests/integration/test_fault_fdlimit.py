@@ -273,3 +273,29 @@ def test_admin_listener_at_the_limit_pauses_then_answers(factory):
         "libevent retried the admin accept in a loop:\n" + stderr[-2000:]
     assert any("admin: accept" in l and "Too many open files" in l
                for l in gw.error_text().splitlines()), gw.error_text()[-2000:]
+
+
+def test_admin_clients_cannot_take_every_descriptor(factory):
+    """Clients of the admin listener that send half a request and stay
+    (slowloris) hold at most the admin listener's connection cap; the
+    rest wait in its backlog, so a WebSocket client still gets a
+    descriptor and is served at once, and the admin listener answers
+    again once they leave."""
+    from conftest import admin_request
+    gw = limited_gateway(factory, admin=True)
+    n = LIMIT
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", gw.admin_port),
+                                         timeout=2)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+        time.sleep(0.5)
+        assert fd_count(gw.pid) < LIMIT - 4, fd_count(gw.pid)
+        echo_works(gw, timeout=4)
+    finally:
+        for s in socks:
+            s.close()
+    assert admin_request(gw.admin_port, "/healthz", timeout=15)[0] == 200
+    assert gw.alive()

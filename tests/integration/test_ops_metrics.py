@@ -203,8 +203,44 @@ def test_admin_other_methods_405(factory):
     gw = factory.gateway(routes=[("/echo", "echo")],
                          upstreams={"echo": [be.addr]}, admin=True)
     got = {m: gw.admin("/metrics", method=m)[0]
-           for m in ("HEAD", "PUT", "OPTIONS", "PATCH", "TRACE")}
+           for m in ("HEAD", "PUT", "OPTIONS", "PATCH", "TRACE", "PROPFIND",
+                     "FOO")}
     assert got == dict.fromkeys(got, 405), got
+
+
+def test_admin_request_must_arrive_in_time(factory):
+    """An admin request has 10 s to arrive whole, as a WebSocket client
+    has its handshake_timeout: one trickled a byte a second (each byte
+    resetting an idle timeout) is closed before it is complete, rather
+    than holding its connection for as long as its client likes."""
+    import socket
+    import time
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    req = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 40 + b"\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", gw.admin_port), timeout=5)
+    s.setblocking(False)
+    closed = False
+    try:
+        for i in range(len(req)):
+            try:
+                s.sendall(req[i:i + 1])
+                got = s.recv(4096)
+            except BlockingIOError:
+                time.sleep(0.5)
+                continue
+            except OSError:
+                closed = True
+                break
+            assert got == b"", got      # nothing answered, EOF
+            closed = True
+            break
+    finally:
+        s.close()
+    assert closed, "the admin listener waited %d s for one request" % \
+        (len(req) // 2)
+    assert gw.admin("/healthz")[:2] == (200, "ok\n")
 
 
 def check(tmp_path, admin):
