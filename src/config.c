@@ -1261,6 +1261,28 @@ config_hostport(struct config_ctx *x, yaml_node_t *n,
 }
 
 /*
+ * The IPv4 address an IPv4-mapped IPv6 one ([::ffff:a.b.c.d]) binds on a
+ * dual-stack socket; any other address as it is.
+ */
+static void
+config_unmap(const struct sockaddr_storage *ss, struct sockaddr_storage *out)
+{
+	const struct sockaddr_in6	*sin6;
+	struct sockaddr_in		*sin;
+
+	memcpy(out, ss, sizeof(*out));
+	sin6 = (const struct sockaddr_in6 *)(const void *)ss;
+	if (ss->ss_family != AF_INET6 ||
+	    !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+		return;
+	memset(out, 0, sizeof(*out));
+	sin = (struct sockaddr_in *)(void *)out;
+	sin->sin_family = AF_INET;
+	sin->sin_port = sin6->sin6_port;
+	memcpy(&sin->sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
+}
+
+/*
  * listener.listen: host:port, kept as written and parsed.  An IPv4-mapped
  * [::ffff:a.b.c.d]:port is the IPv4 address it holds, as in CIDR rules
  * and PROXY headers: the listener's IPv6 socket is IPv6-only (so that
@@ -1271,21 +1293,14 @@ config_listen(struct config_ctx *x, const struct config_slot *s, void *obj,
     yaml_node_t *n)
 {
 	struct wsg_listener_conf	*lc = obj;
-	struct sockaddr_in6		 m6;
-	struct sockaddr_in		*sin;
+	struct sockaddr_storage		 v4;
 
 	config_hostport(x, n, &lc->lc_addr, &lc->lc_addrlen, &lc->lc_listen);
-	if (lc->lc_addr.ss_family != AF_INET6)
+	config_unmap(&lc->lc_addr, &v4);
+	if (v4.ss_family == lc->lc_addr.ss_family)
 		return;
-	memcpy(&m6, &lc->lc_addr, sizeof(m6));
-	if (!IN6_IS_ADDR_V4MAPPED(&m6.sin6_addr))
-		return;
-	memset(&lc->lc_addr, 0, sizeof(lc->lc_addr));
-	sin = (struct sockaddr_in *)(void *)&lc->lc_addr;
-	sin->sin_family = AF_INET;
-	sin->sin_port = m6.sin6_port;
-	memcpy(&sin->sin_addr, m6.sin6_addr.s6_addr + 12, 4);
-	lc->lc_addrlen = sizeof(*sin);
+	memcpy(&lc->lc_addr, &v4, sizeof(v4));
+	lc->lc_addrlen = sizeof(struct sockaddr_in);
 }
 
 /* Check that a certificate or key file can be read. */
@@ -3088,28 +3103,6 @@ config_port(const struct sockaddr_storage *ss)
 	if (ss->ss_family == AF_INET)
 		return ((const struct sockaddr_in *)(const void *)ss)->sin_port;
 	return ((const struct sockaddr_in6 *)(const void *)ss)->sin6_port;
-}
-
-/*
- * The IPv4 address an IPv4-mapped IPv6 one ([::ffff:a.b.c.d]) binds on a
- * dual-stack socket; any other address as it is.
- */
-static void
-config_unmap(const struct sockaddr_storage *ss, struct sockaddr_storage *out)
-{
-	const struct sockaddr_in6	*sin6;
-	struct sockaddr_in		*sin;
-
-	memcpy(out, ss, sizeof(*out));
-	sin6 = (const struct sockaddr_in6 *)(const void *)ss;
-	if (ss->ss_family != AF_INET6 ||
-	    !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
-		return;
-	memset(out, 0, sizeof(*out));
-	sin = (struct sockaddr_in *)(void *)out;
-	sin->sin_family = AF_INET;
-	sin->sin_port = sin6->sin6_port;
-	memcpy(&sin->sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
 }
 
 /*
