@@ -5,7 +5,9 @@
  */
 #include "autoconf.h"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,7 +46,7 @@
 
 /* How long a closed session waits for its peers to take their last bytes. */
 #define WSG_LINGER_MS		2000
-/* ... and how much it reads from them meanwhile. */
+/* ... and how much it reads from them once they have all it sent. */
 #define WSG_LINGER_MAX_DISCARD	(64 * 1024)
 /*
  * How long a side may take to answer a relayed close frame, from when the
@@ -1040,9 +1042,28 @@ session_tls_kick(struct wsg_peer *p)
 }
 
 /*
+ * Has a closing peer been sent all we owe it?  Not while our buffers hold
+ * some of it, nor while the kernel does (the peer has not taken it): a
+ * close() with unread input resets the connection, and the kernel throws
+ * away what it still had to send, the close frame last of all.
+ */
+static int
+session_peer_sent(struct wsg_peer *p)
+{
+	int	fd, n = 0;
+
+	if (evbuffer_get_length(bufferevent_get_output(p->p_bev)) > 0 ||
+	    (p->p_tls13 != NULL && tls13_write_pending(p->p_tls13)))
+		return (0);
+	fd = bufferevent_getfd(p->p_bev);
+	return (fd == -1 || ioctl(fd, SIOCOUTQ, &n) == -1 || n == 0);
+}
+
+/*
  * Lingering: throw away what a closing peer still sends, so that closing
- * does not reset the connection under our last bytes; but only so much,
- * or a peer that keeps sending would keep us reading.
+ * does not reset the connection under our last bytes; but only so much
+ * once it has all we sent, or a peer that keeps sending would keep us
+ * reading.  Until then the linger timer bounds it.
  */
 static void
 session_linger_read_cb(struct bufferevent *bev, void *arg)
@@ -1052,8 +1073,7 @@ session_linger_read_cb(struct bufferevent *bev, void *arg)
 
 	p->p_discarded += evbuffer_get_length(in);
 	evbuffer_drain(in, evbuffer_get_length(in));
-	if (p->p_discarded > WSG_LINGER_MAX_DISCARD &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (p->p_discarded > WSG_LINGER_MAX_DISCARD && session_peer_sent(p))
 		session_peer_free(p);
 	else
 		session_tls_kick(p);
