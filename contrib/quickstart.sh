@@ -36,7 +36,7 @@ run)
 	/usr/bin/python3 contrib/demo-backend.py --host 127.0.0.1 \
 	    --port 9001 &
 	backend=$!
-	trap 'kill $backend 2>/dev/null' EXIT INT TERM
+	trap 'kill $backend 2>/dev/null' EXIT
 	cat <<MSG
 
 wsgate is starting on wss://127.0.0.1:8443/echo in front of the demo
@@ -53,7 +53,19 @@ asyncio.run(main())'
 Stop with Ctrl-C (wsgate drains: clients get close 1001).
 
 MSG
-	build/wsgate -c etc/wsgate.yaml
+	# In the background, so that a SIGTERM to this script is seen at once
+	# (a foreground child defers the trap) and passed on to both.
+	build/wsgate -c etc/wsgate.yaml &
+	gateway=$!
+	trap 'kill $gateway $backend 2>/dev/null' INT TERM
+	status=0
+	wait $gateway || status=$?
+	# A signal ends the wait early: wait on while wsgate drains.
+	while kill -0 $gateway 2>/dev/null; do
+		status=0
+		wait $gateway || status=$?
+	done
+	exit $status
 	;;
 test)
 	sh contrib/install-deps.sh

@@ -1,6 +1,12 @@
-"""contrib/: the logrotate snippet fits the systemd unit it ships with."""
+"""contrib/: the logrotate snippet fits the systemd unit it ships with;
+quickstart.sh run stops what it started."""
 
+import os
 import re
+import shutil
+import signal
+import subprocess
+import time
 
 from conftest import REPO
 
@@ -56,3 +62,71 @@ def test_readme_describes_what_quickstart_test_runs():
         "build only: %s" % para
     if any(s == "manlint" for s, _ in stages):
         assert "man page" in para, para
+
+
+def _alive(pid):
+    """True while pid runs (a zombie counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_quickstart_run_stops_both_on_sigterm(tmp_path):
+    """`quickstart.sh run` started wsgate in the foreground, so a SIGTERM
+    to the script (kill PID, a supervisor, timeout --foreground) waited
+    for wsgate to exit on its own: neither wsgate nor the demo backend
+    stopped.  The real script runs here in a copy of the tree whose
+    install step, build, wsgate and demo backend are stand-ins that
+    record their PIDs and run until signalled."""
+    (tmp_path / "contrib").mkdir()
+    shutil.copyfile(CONTRIB / "quickstart.sh",
+                    tmp_path / "contrib" / "quickstart.sh")
+    (tmp_path / "contrib" / "install-deps.sh").write_text("exit 0\n")
+    stub = ("import os, signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+            "open(%r, 'w').write(str(os.getpid()))\n"
+            "time.sleep(300)\n")
+    (tmp_path / "contrib" / "demo-backend.py").write_text(
+        stub % str(tmp_path / "backend.pid"))
+    (tmp_path / "configure").write_text("exit 0\n")
+    (tmp_path / "configure").chmod(0o755)
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "Makefile").write_text("all:\n")
+    gw = tmp_path / "build" / "wsgate"
+    gw.write_text("#!/usr/bin/python3\n" + stub % str(tmp_path / "gw.pid"))
+    gw.chmod(0o755)
+    (tmp_path / "etc" / "tls").mkdir(parents=True)
+    (tmp_path / "etc" / "tls" / "server.pem").write_text("")
+    sh = subprocess.Popen(["sh", "contrib/quickstart.sh", "run"],
+                          cwd=tmp_path, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+    pids = []
+    try:
+        for _ in range(200):
+            pids = [p.read_text() for p in (tmp_path / "gw.pid",
+                                            tmp_path / "backend.pid")
+                    if p.exists()]
+            if len(pids) == 2 and all(pids):
+                break
+            time.sleep(0.05)
+        pids = [int(p) for p in pids if p]
+        assert len(pids) == 2, "wsgate and the backend did not both start"
+        sh.send_signal(signal.SIGTERM)
+        try:
+            sh.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        for _ in range(100):
+            if not any(_alive(p) for p in pids):
+                break
+            time.sleep(0.05)
+        assert sh.poll() is not None, "quickstart.sh ignored SIGTERM"
+        assert not [p for p in pids if _alive(p)], "left running"
+    finally:
+        for p in pids + [sh.pid]:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+        sh.wait(5)
