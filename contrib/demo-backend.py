@@ -46,8 +46,14 @@ async def serve(host, port, subprotocols, max_size):
     """Serve until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
+
+    def on_signal(sig):
+        # Ctrl-C on quickstart.sh sends SIGINT and then SIGTERM.
+        if not stop.done():
+            stop.set_result(sig)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set_result, sig)
+        loop.add_signal_handler(sig, on_signal, sig)
     async with websockets.serve(echo, host, port,
                                 subprotocols=subprotocols or None,
                                 max_size=max_size,
