@@ -157,3 +157,42 @@ def test_demo_backend_second_signal_is_quiet():
             be.wait(5)
     assert be.returncode == 0, err
     assert "Traceback" not in err, err
+
+
+def test_readme_s_client_takes_a_typed_upgrade(factory):
+    """README's quick start says to connect "by hand with openssl s_client
+    and a typed upgrade request".  Typed lines end in a bare LF, which is
+    no HTTP line end: without -crlf the gateway waited for the end of
+    the request head and never answered.  The command as README gives it,
+    fed typed lines, must get the 101."""
+    readme = (REPO / "README.md").read_text()
+    m = re.search(r"`(openssl s_client [^`]*)`", readme)
+    assert m, "README no longer shows an openssl s_client command"
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    argv = m.group(1).replace("127.0.0.1:8443",
+                              "127.0.0.1:%d" % gw.port).split()
+    typed = ("GET /echo HTTP/1.1\nHost: localhost\nUpgrade: websocket\n"
+             "Connection: Upgrade\n"
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\n"
+             "Sec-WebSocket-Version: 13\n\n")
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        p.stdin.write(typed.encode())
+        p.stdin.flush()
+        out = b""
+        for _ in range(50):
+            if not select.select([p.stdout], [], [], 0.2)[0]:
+                continue
+            chunk = os.read(p.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            out += chunk
+            if b"\r\n\r\n" in out:
+                break
+    finally:
+        p.kill()
+        p.wait(5)
+    assert out.startswith(b"HTTP/1.1 101 "), out
