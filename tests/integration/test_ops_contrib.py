@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from conftest import REPO, free_port
+from conftest import REPO, WSGATE, free_port
 
 CONTRIB = REPO / "contrib"
 
@@ -196,3 +196,22 @@ def test_readme_s_client_takes_a_typed_upgrade(factory):
         p.kill()
         p.wait(5)
     assert out.startswith(b"HTTP/1.1 101 "), out
+
+
+def test_shipped_config_says_who_makes_the_certificate(tmp_path):
+    """etc/wsgate.yaml said of its certificate "made on first run if
+    absent", but wsgate makes none: without etc/tls/, `wsgate -t` fails
+    on it.  quickstart.sh run is what makes it, and the comment must say
+    so."""
+    (tmp_path / "etc").mkdir()
+    shutil.copyfile(REPO / "etc" / "wsgate.yaml",
+                    tmp_path / "etc" / "wsgate.yaml")
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
+    p = subprocess.run([WSGATE, "-t", "-c",
+                        str(tmp_path / "etc" / "wsgate.yaml")],
+                       capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode != 0 and "tls/server.pem" in p.stderr, p
+    lines = (REPO / "etc" / "wsgate.yaml").read_text().splitlines()
+    line = next(ln for ln in lines if ln.strip().startswith("certificate:"))
+    assert "quickstart.sh" in line, line
