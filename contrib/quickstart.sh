@@ -25,7 +25,9 @@ run)
 	sh contrib/install-deps.sh
 	build build
 	mkdir -p etc/tls
-	if [ ! -f etc/tls/server.pem ]; then
+	# Made anew once expired: it is valid for 365 days.
+	if [ ! -f etc/tls/server.pem ] || ! openssl x509 -checkend 0 \
+	    -noout -in etc/tls/server.pem >/dev/null 2>&1; then
 		echo "quickstart: making a self-signed certificate in etc/tls/"
 		openssl req -x509 -newkey rsa:2048 -nodes -days 365 \
 		    -subj /CN=localhost \

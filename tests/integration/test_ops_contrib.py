@@ -74,31 +74,40 @@ def _alive(pid):
         return False
 
 
+def fake_tree(top, gateway):
+    """A copy of the tree for quickstart.sh run: the real script, with
+    stand-ins for the install step, the build and the demo backend (which
+    records its PID and runs until signalled), and build/wsgate running
+    the Python in gateway."""
+    (top / "contrib").mkdir()
+    shutil.copyfile(CONTRIB / "quickstart.sh",
+                    top / "contrib" / "quickstart.sh")
+    (top / "contrib" / "install-deps.sh").write_text("exit 0\n")
+    (top / "contrib" / "demo-backend.py").write_text(
+        SLEEPER % str(top / "backend.pid"))
+    (top / "configure").write_text("exit 0\n")
+    (top / "configure").chmod(0o755)
+    (top / "build").mkdir()
+    (top / "build" / "Makefile").write_text("all:\n")
+    gw = top / "build" / "wsgate"
+    gw.write_text("#!/usr/bin/python3\n" + gateway)
+    gw.chmod(0o755)
+    (top / "etc" / "tls").mkdir(parents=True)
+
+
+# Records its PID in the file named by %r and runs until SIGTERM.
+SLEEPER = ("import os, signal, sys, time\n"
+           "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+           "open(%r, 'w').write(str(os.getpid()))\n"
+           "time.sleep(300)\n")
+
+
 def test_quickstart_run_stops_both_on_sigterm(tmp_path):
     """`quickstart.sh run` started wsgate in the foreground, so a SIGTERM
     to the script (kill PID, a supervisor, timeout --foreground) waited
     for wsgate to exit on its own: neither wsgate nor the demo backend
-    stopped.  The real script runs here in a copy of the tree whose
-    install step, build, wsgate and demo backend are stand-ins that
-    record their PIDs and run until signalled."""
-    (tmp_path / "contrib").mkdir()
-    shutil.copyfile(CONTRIB / "quickstart.sh",
-                    tmp_path / "contrib" / "quickstart.sh")
-    (tmp_path / "contrib" / "install-deps.sh").write_text("exit 0\n")
-    stub = ("import os, signal, sys, time\n"
-            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
-            "open(%r, 'w').write(str(os.getpid()))\n"
-            "time.sleep(300)\n")
-    (tmp_path / "contrib" / "demo-backend.py").write_text(
-        stub % str(tmp_path / "backend.pid"))
-    (tmp_path / "configure").write_text("exit 0\n")
-    (tmp_path / "configure").chmod(0o755)
-    (tmp_path / "build").mkdir()
-    (tmp_path / "build" / "Makefile").write_text("all:\n")
-    gw = tmp_path / "build" / "wsgate"
-    gw.write_text("#!/usr/bin/python3\n" + stub % str(tmp_path / "gw.pid"))
-    gw.chmod(0o755)
-    (tmp_path / "etc" / "tls").mkdir(parents=True)
+    stopped."""
+    fake_tree(tmp_path, SLEEPER % str(tmp_path / "gw.pid"))
     (tmp_path / "etc" / "tls" / "server.pem").write_text("")
     sh = subprocess.Popen(["sh", "contrib/quickstart.sh", "run"],
                           cwd=tmp_path, stdin=subprocess.DEVNULL,
@@ -215,3 +224,47 @@ def test_shipped_config_says_who_makes_the_certificate(tmp_path):
     lines = (REPO / "etc" / "wsgate.yaml").read_text().splitlines()
     line = next(ln for ln in lines if ln.strip().startswith("certificate:"))
     assert "quickstart.sh" in line, line
+
+
+def test_quickstart_run_renews_an_expired_certificate(tmp_path):
+    """quickstart.sh run made etc/tls/server.pem (valid 365 days) only
+    when absent, so a year on it kept starting wsgate with the expired
+    one and the client it prints failed certificate verification.  An
+    expired one is made anew; a valid one is kept."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    fake_tree(tmp_path, "")
+    tls = tmp_path / "etc" / "tls"
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=400))
+            .not_valid_after(now - datetime.timedelta(days=35))
+            .sign(key, hashes.SHA256()))
+    old = cert.public_bytes(serialization.Encoding.PEM)
+    (tls / "server.pem").write_bytes(old)
+    (tls / "server.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+
+    def run_script():
+        p = subprocess.run(["sh", "contrib/quickstart.sh", "run"],
+                           cwd=tmp_path, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p
+        return (tls / "server.pem").read_bytes()
+
+    new = run_script()
+    assert new != old, "the expired certificate was kept"
+    check = subprocess.run(["openssl", "x509", "-checkend", "0", "-noout",
+                            "-in", str(tls / "server.pem")],
+                           capture_output=True, timeout=20)
+    assert check.returncode == 0, check
+    assert run_script() == new, "a valid certificate was made anew"
