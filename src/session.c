@@ -608,9 +608,15 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 		session_refuse(s, 400, "bad_request", NULL);
 		return;
 	}
+	/*
+	 * Parse again once an empty line may have come: CRLF CRLF, or one
+	 * with a bare LF (typed lines), which the parser refuses at once
+	 * rather than the head waiting for its timeout.
+	 */
 	max = s->s_listener->lc_max_header_bytes;
 	if (len <= max && len < s->s_parsed_len + WSG_REPARSE_STEP &&
-	    evbuffer_search(in, "\r\n\r\n", 4, NULL).pos == -1)
+	    evbuffer_search(in, "\n\r\n", 3, NULL).pos == -1 &&
+	    evbuffer_search(in, "\n\n", 2, NULL).pos == -1)
 		return;
 	s->s_parsed_len = len;
 	n = len > max + 1 ? max + 1 : len;

@@ -92,6 +92,9 @@ MALFORMED = {
     "bare_lf": req(GOOD_LINES[:2]) .replace(b"\r\n\r\n", b"\r\n") +
     b"Upgrade: websocket\nConnection: Upgrade\r\nSec-WebSocket-Key: " +
     KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    # typed lines (openssl s_client without -crlf): a short head of bare
+    # LFs ends in "\n\n", and is answered then, not at the timeout
+    "typed_bare_lf_head": req(GOOD_LINES, eol="\n"),
     "obs_fold": with_line("X-Folded: a\r\n  b"),
     "space_before_colon": with_line("X-Foo : bar"),
     "nul_in_value": with_line("X-Foo: a\x00b"),
