@@ -4,6 +4,8 @@
  */
 #include "autoconf.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -174,17 +176,27 @@ log_reopen(void)
 /*
  * Before dropping root: the log files opened at startup become the user's,
  * so that a reload and SIGUSR1, which open them again by path as that
- * user, can (nginx does the same).  Their group stays.
+ * user, can (nginx does the same).  Their group stays.  Only regular
+ * files: a log on a device (/dev/null, a terminal) or a FIFO keeps its
+ * owner, or the user could change its mode under everyone else.
  */
+static void
+log_chown_fd(int fd, const char *path, const char *what, uid_t uid)
+{
+	struct stat	st;
+
+	if (path == NULL || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))
+		return;
+	if (fchown(fd, uid, -1) == -1)
+		log_warn("cannot give %s %s to uid %u", what, path,
+		    (unsigned)uid);
+}
+
 void
 log_chown(uid_t uid)
 {
-	if (log_error_path != NULL && fchown(log_error_fd, uid, -1) == -1)
-		log_warn("cannot give error log %s to uid %u", log_error_path,
-		    (unsigned)uid);
-	if (log_access_path != NULL && fchown(log_access_fd, uid, -1) == -1)
-		log_warn("cannot give access log %s to uid %u",
-		    log_access_path, (unsigned)uid);
+	log_chown_fd(log_error_fd, log_error_path, "error log", uid);
+	log_chown_fd(log_access_fd, log_access_path, "access log", uid);
 }
 
 void

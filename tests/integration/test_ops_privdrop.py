@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 
@@ -139,6 +140,35 @@ def test_logs_opened_before_the_drop_still_reload_and_reopen(
         wait_for(lambda: "log files reopened" in gw.error_text(),
                  timeout=5, what="log files reopened in the new file")
         assert "not all reopened" not in old.read_text()
+        gw.stop()
+        assert gw.proc.returncode == 0
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_log_that_is_a_device_stays_root_s(factory, certs, client_ssl,
+                                             unprivileged_user):
+    """Only log files are given to user:.  An access log on a device
+    (/dev/null, here a node of its own for the same device) must keep its
+    owner: given to the user, it could chmod it and break every other
+    program that writes there."""
+    pw = unprivileged_user
+    top = tempfile.mkdtemp(prefix="wsgate-priv-", dir="/tmp")
+    try:
+        gw, a, b = user_gateway(factory, certs, client_ssl, pw, top)
+        null = os.path.join(top, "null")
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        os.chmod(null, 0o666)
+        cfg = copy.deepcopy(gw.config)
+        cfg["log"]["access_log"] = null
+        gw.write_config(cfg)
+        gw.start()
+        wait_for(lambda: "running as %s" % USER in gw.error_text(),
+                 timeout=10, what="the privilege drop")
+        st = os.stat(null)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o666), st
+        # The regular error log is the user's, for reloads and SIGUSR1.
+        assert os.stat(gw.error_log).st_uid == pw.pw_uid
         gw.stop()
         assert gw.proc.returncode == 0
     finally:
