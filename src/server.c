@@ -394,7 +394,8 @@ server_worker_stopped(struct wsg_worker *w)
  * until it has read nothing for ns nanoseconds.  A virtual machine's core
  * that sleeps takes tens of microseconds to wake, at each hop of every
  * round trip; a busy one takes the next read at once.  Each pass is one
- * call of the loop, so the stop flags are looked at in between.
+ * call of the loop, so the stop flags are looked at in between; a loop
+ * that fails ends it, as it ends the worker's loop without busy_poll.
  */
 static void
 server_worker_spin(struct wsg_worker *w, uint64_t ns)
@@ -404,18 +405,17 @@ server_worker_spin(struct wsg_worker *w, uint64_t ns)
 
 	for (;;) {
 		seen = relay_reads;
-		event_base_loop(w->w_base, EVLOOP_ONCE |
-		    EVLOOP_NO_EXIT_ON_EMPTY);
-		if (server_worker_stopped(w))
+		if (event_base_loop(w->w_base, EVLOOP_ONCE |
+		    EVLOOP_NO_EXIT_ON_EMPTY) == -1 || server_worker_stopped(w))
 			return;
 		if (relay_reads == seen)
 			continue;
 		clock_gettime(CLOCK_MONOTONIC, &last);
 		for (;;) {
 			seen = relay_reads;
-			event_base_loop(w->w_base, EVLOOP_NONBLOCK |
-			    EVLOOP_NO_EXIT_ON_EMPTY);
-			if (server_worker_stopped(w))
+			if (event_base_loop(w->w_base, EVLOOP_NONBLOCK |
+			    EVLOOP_NO_EXIT_ON_EMPTY) == -1 ||
+			    server_worker_stopped(w))
 				return;
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			if (relay_reads != seen)
