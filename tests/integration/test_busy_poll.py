@@ -51,8 +51,9 @@ def test_busy_poll_spends_cpu_after_traffic_only(factory, busy_poll):
                          upstreams={"echo": [be.addr]},
                          top={"busy_poll": busy_poll})
     one_echo(gw).close()
-    # Quiet: whatever the first echo set off has ended; it sleeps.
-    time.sleep(1.0)
+    # Quiet: whatever the first echo and its close set off has ended (a
+    # second of polling after the last read, with room to spare).
+    time.sleep(1.5)
     assert cpu_over(gw.pid, 1.0) < 0.1
     # One message, then a pause: with busy_poll the worker polls for the
     # first second of it (on a core it may share with others, so only a
