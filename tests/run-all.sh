@@ -77,27 +77,49 @@ PYEOF
 	record "integration($dir)" "$1" "$2"
 }
 
-# Each libFuzzer harness for a short, bounded time on a scratch corpus.
+# Each libFuzzer harness for a short, bounded time on a scratch corpus,
+# as many at once as there are cores: each is single-threaded, and run
+# one after another they were two minutes of the suite's time.
+fuzz_one() {
+	bin=$1
+	name=$(basename "$bin" | sed 's/^fuzz_//')
+	work=$(mktemp -d)
+	cp -r "tests/fuzz/corpus/$name/." "$work/" 2>/dev/null
+	dict=""
+	[ -f "tests/fuzz/$name.dict" ] && dict="-dict=tests/fuzz/$name.dict"
+	"$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+	    -rss_limit_mb=1024 $dict "$work" >"$dir/fuzz_$name.out" 2>&1
+	echo $? >"$dir/fuzz_$name.rc"
+	rm -rf "$work"
+}
+
 fuzz() {
 	dir=$1
 	p=0
 	f=0
+	jobs=$(nproc 2>/dev/null || echo 1)
+	running=0
+	rm -f "$dir"/fuzz_*.rc
+	for bin in "$dir"/tests/fuzz/fuzz_*; do
+		[ -x "$bin" ] || continue
+		fuzz_one "$bin" &
+		running=$((running + 1))
+		if [ "$running" -ge "$jobs" ]; then
+			wait
+			running=0
+		fi
+	done
+	wait
 	for bin in "$dir"/tests/fuzz/fuzz_*; do
 		[ -x "$bin" ] || continue
 		name=$(basename "$bin" | sed 's/^fuzz_//')
-		work=$(mktemp -d)
-		cp -r "tests/fuzz/corpus/$name/." "$work/" 2>/dev/null
-		dict=""
-		[ -f "tests/fuzz/$name.dict" ] && dict="-dict=tests/fuzz/$name.dict"
-		if "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
-		    -rss_limit_mb=1024 $dict "$work" >"$dir/fuzz_$name.out" 2>&1
-		then
+		if [ "$(cat "$dir/fuzz_$name.rc" 2>/dev/null)" = 0 ]; then
 			p=$((p + 1))
 		else
 			f=$((f + 1))
+			echo "fuzz_$name failed:" >&2
 			tail -n 40 "$dir/fuzz_$name.out" >&2
 		fi
-		rm -rf "$work"
 	done
 	record "fuzz($dir)" "$p" "$f"
 }
