@@ -132,6 +132,7 @@ struct wsg_session {
 	char				 s_client_accept[29];
 	char				 s_upstream_key[25];
 	struct evbuffer			*s_upreq;	/* request for upstream */
+	int				 s_interim;	/* 1xx answers skipped */
 	char				**s_protocols;	/* offered, allowed */
 	size_t				 s_nprotocols;
 };

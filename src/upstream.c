@@ -481,10 +481,24 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	if (r.status < 200) {
-		log_warnx("conn %llu: upstream %s: unexpected status %d",
+		/*
+		 * An interim answer (100 Continue, 103 Early Hints): RFC 9110
+		 * 15.2 lets a client ignore those it did not ask for.  The
+		 * 101 or the refusal follows; a few are enough.
+		 */
+		if (++s->s_interim > WSG_MAX_INTERIM) {
+			log_warnx("conn %llu: upstream %s: more than %d "
+			    "interim answers", (unsigned long long)s->s_id,
+			    s->s_server->srv_name, WSG_MAX_INTERIM);
+			session_refuse(s, 502, "upstream_bad_handshake", NULL);
+			return;
+		}
+		log_debug("conn %llu: upstream %s: interim %d skipped",
 		    (unsigned long long)s->s_id, s->s_server->srv_name,
 		    r.status);
-		session_refuse(s, 502, "upstream_bad_handshake", NULL);
+		evbuffer_drain(in, r.head_len);
+		if (evbuffer_get_length(in) > 0)
+			upstream_read_cb(bev, arg);
 		return;
 	}
 	if (r.content_length >= 0 &&

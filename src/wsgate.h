@@ -15,6 +15,7 @@
 #define WSG_MAX_HEADERS		64	/* header fields in one head */
 #define WSG_MAX_HEADER_BYTES_LIMIT	(64 * 1024)	/* cap of max_header_bytes */
 #define WSG_MAX_UPSTREAM_HEAD	(16 * 1024)	/* upstream response head */
+#define WSG_MAX_INTERIM		8	/* 1xx answers before the 101 */
 #define WSG_MAX_UPSTREAM_BODY	4096	/* body relayed with a refusal */
 #define WSG_MAX_SUBPROTOCOLS	16	/* offered or configured */
 #define WSG_MAX_TOKEN_LEN	128	/* one subprotocol name */

@@ -475,6 +475,42 @@ def test_upstream_101_in_slow_pieces_is_accepted(factory):
     run(go())
 
 
+@pytest.mark.parametrize("interim", [
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
+    b"Link: </style.css>; rel=preload\r\n\r\n",
+])
+def test_interim_1xx_before_101_is_skipped(factory, interim):
+    # RFC 9110 15.2: a client must parse 1xx answers before the final
+    # one, and may ignore those it did not ask for.
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.send(interim)
+        time.sleep(0.1)
+        c.accept_101()
+        rawup.ws_echo_frames(c)
+    gw, up = raw_gateway(factory, behavior)
+
+    async def go():
+        async with gw.connect("/echo") as ws:
+            await ws.send("after 1xx")
+            assert await asyncio.wait_for(ws.recv(), 5) == "after 1xx"
+    run(go())
+    e = gw.wait_entry(pred=lambda e: e["route"] == "/echo")
+    assert e["status"] == 101 and e["reason"] == "client_closed", e
+
+
+def test_endless_interim_1xx_is_502(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.send(b"HTTP/1.1 100 Continue\r\n\r\n" * 20)
+        c.drain(5)
+    gw, up = raw_gateway(factory, behavior)
+    one_refusal(gw, 502, "upstream_bad_handshake")
+
+
 def test_oversized_upstream_response_head_is_502(factory):
     def behavior(c):
         if not c.read_head():
