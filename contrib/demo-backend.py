@@ -4,7 +4,8 @@ Demo WebSocket echo backend for wsgate.
 
 A plaintext WebSocket server that sends every text and binary message
 back as it came.  It logs each connection to stderr and exits cleanly on
-SIGTERM or SIGINT.  Uses Debian 12's python3-websockets (10.4, asyncio
+SIGTERM or SIGINT; on a port it cannot listen on it exits with status 1
+and one line on stderr.  Uses Debian 12's python3-websockets (10.4, asyncio
 API).
 
     /usr/bin/python3 contrib/demo-backend.py --host 127.0.0.1 --port 9001
@@ -13,6 +14,7 @@ API).
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -43,7 +45,7 @@ async def echo(ws, path=None):
 
 
 async def serve(host, port, subprotocols, max_size):
-    """Serve until SIGTERM or SIGINT."""
+    """Serve until SIGTERM or SIGINT: 0, or 1 if the port cannot be had."""
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 
@@ -54,13 +56,22 @@ async def serve(host, port, subprotocols, max_size):
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    async with websockets.serve(echo, host, port,
-                                subprotocols=subprotocols or None,
-                                max_size=max_size,
-                                compression=None):
+    try:
+        server = await websockets.serve(echo, host, port,
+                                        subprotocols=subprotocols or None,
+                                        max_size=max_size,
+                                        compression=None)
+    except OSError as e:
+        # A port in use is no bug of ours: one line, not a traceback.
+        print("demo-backend: cannot listen on %s:%d: %s" %
+              (host, port, os.strerror(e.errno) if e.errno else e),
+              file=sys.stderr)
+        return 1
+    async with server:
         log.info("listening on ws://%s:%d/", host, port)
         sig = await stop
         log.info("got %s, stopping", signal.Signals(sig).name)
+    return 0
 
 
 def main():
@@ -76,9 +87,8 @@ def main():
                         format="%(asctime)s demo-backend: %(message)s")
     # Keep websockets' own per-frame chatter out of the log.
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    asyncio.run(serve(args.host, args.port, args.subprotocol,
-                      args.max_size))
-    return 0
+    return asyncio.run(serve(args.host, args.port, args.subprotocol,
+                             args.max_size))
 
 
 if __name__ == "__main__":

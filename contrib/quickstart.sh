@@ -20,6 +20,24 @@ build() {
 	make -s -C "$dir" -j"$jobs"
 }
 
+# Fail unless 127.0.0.1:PORT is free to listen on: port_free PORT WHOSE.
+# Bound as the demo backend and wsgate bind it (SO_REUSEADDR, so a closing
+# connection does not count) but without SO_REUSEPORT, with which a second
+# wsgate would share the port unnoticed.
+port_free() {
+	/usr/bin/python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1" && return 0
+	echo "quickstart: 127.0.0.1:$1, the port of $2, is in use: stop" \
+	    "the process holding it (ss -ltnp 'sport = :$1' shows it) and" \
+	    "run again" >&2
+	return 1
+}
+
 case "${1:-}" in
 run)
 	sh contrib/install-deps.sh
@@ -35,6 +53,12 @@ run)
 		    -keyout etc/tls/server.key -out etc/tls/server.pem \
 		    2>/dev/null
 	fi
+	# Start nothing while a port is held: the backend would die and wsgate
+	# relay to whatever holds 9001, or share 8443 with another wsgate.
+	taken=0
+	port_free 9001 "the demo backend" || taken=1
+	port_free 8443 wsgate || taken=1
+	[ "$taken" -eq 0 ] || exit 1
 	/usr/bin/python3 contrib/demo-backend.py --host 127.0.0.1 \
 	    --port 9001 &
 	backend=$!

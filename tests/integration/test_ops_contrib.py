@@ -9,6 +9,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import REPO, WSGATE, free_port
 
 CONTRIB = REPO / "contrib"
@@ -95,6 +97,21 @@ def fake_tree(top, gateway):
     (top / "etc" / "tls").mkdir(parents=True)
 
 
+def need_demo_ports():
+    """Skip unless 127.0.0.1:9001 and :8443 are free: quickstart.sh run
+    refuses to start while either is held."""
+    import socket
+    for port in (9001, 8443):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            pytest.skip("127.0.0.1:%d is not free here: %s" % (port, e))
+        finally:
+            s.close()
+
+
 # Records its PID in the file named by %r and runs until SIGTERM.
 SLEEPER = ("import os, signal, sys, time\n"
            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
@@ -107,6 +124,7 @@ def test_quickstart_run_stops_both_on_sigterm(tmp_path):
     to the script (kill PID, a supervisor, timeout --foreground) waited
     for wsgate to exit on its own: neither wsgate nor the demo backend
     stopped."""
+    need_demo_ports()
     fake_tree(tmp_path, SLEEPER % str(tmp_path / "gw.pid"))
     (tmp_path / "etc" / "tls" / "server.pem").write_text("")
     sh = subprocess.Popen(["sh", "contrib/quickstart.sh", "run"],
@@ -237,6 +255,7 @@ def test_quickstart_run_renews_an_expired_certificate(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
+    need_demo_ports()
     fake_tree(tmp_path, "")
     tls = tmp_path / "etc" / "tls"
     key = ec.generate_private_key(ec.SECP256R1())
@@ -268,3 +287,82 @@ def test_quickstart_run_renews_an_expired_certificate(tmp_path):
                            capture_output=True, timeout=20)
     assert check.returncode == 0, check
     assert run_script() == new, "a valid certificate was made anew"
+
+
+def test_demo_backend_taken_port_is_one_line():
+    """The demo backend on a port another process holds died with a
+    Python traceback (OSError from asyncio's create_server).  It exits
+    non-zero with one line that names the address."""
+    import socket
+    hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        hold.bind(("127.0.0.1", 0))
+        hold.listen()
+        port = hold.getsockname()[1]
+        p = subprocess.run(["/usr/bin/python3",
+                            str(CONTRIB / "demo-backend.py"),
+                            "--host", "127.0.0.1", "--port", str(port)],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=20)
+    finally:
+        hold.close()
+    assert p.returncode != 0, p
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "127.0.0.1:%d" % port in lines[0], lines
+
+
+@pytest.mark.parametrize("port,what", [(9001, "demo backend"),
+                                       (8443, "wsgate")])
+def test_quickstart_run_refuses_a_taken_port(tmp_path, port, what):
+    """With 127.0.0.1:9001 taken, `quickstart.sh run` started the demo
+    backend, which died with a traceback, and then wsgate, which relayed
+    to whatever held 9001; with 8443 taken by another wsgate (both
+    SO_REUSEPORT) the two shared it.  It must start nothing and exit
+    non-zero, saying which port is taken and what to do."""
+    import socket
+    hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As wsgate and the backend bind: a connection in TIME_WAIT is no owner.
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        hold.bind(("127.0.0.1", port))
+    except OSError as e:
+        hold.close()
+        pytest.skip("127.0.0.1:%d is not free here: %s" % (port, e))
+    fake_tree(tmp_path, SLEEPER % str(tmp_path / "gw.pid"))
+    (tmp_path / "etc" / "tls" / "server.pem").write_text("")
+    pidfiles = [tmp_path / "gw.pid", tmp_path / "backend.pid"]
+    sh = None
+    try:
+        hold.listen()
+        sh = subprocess.Popen(["sh", "contrib/quickstart.sh", "run"],
+                              cwd=tmp_path, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+        try:
+            out, err = sh.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            out, err = "", "(still running after 30 s)"
+        started = [p.name for p in pidfiles if p.exists()]
+        assert sh.returncode not in (None, 0), (out, err)
+        assert not started, "started %s with port %d taken" % (started, port)
+        msg = [ln for ln in err.splitlines() if str(port) in ln]
+        assert len(msg) == 1, err
+        assert what in msg[0] and "stop" in msg[0], msg[0]
+        assert "Traceback" not in err, err
+    finally:
+        hold.close()
+        pids = []
+        for p in pidfiles:
+            try:
+                pids.append(int(p.read_text()))
+            except (FileNotFoundError, ValueError):
+                pass
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+        if sh is not None:
+            if sh.poll() is None:
+                os.kill(sh.pid, signal.SIGKILL)
+            sh.communicate(timeout=5)
