@@ -40,7 +40,7 @@ except OSError:
 
 case "${1:-}" in
 run)
-	sh contrib/install-deps.sh
+	sh contrib/install-deps.sh run
 	build build
 	mkdir -p etc/tls
 	# Made anew once expired: it is valid for 365 days.

@@ -366,3 +366,59 @@ def test_quickstart_run_refuses_a_taken_port(tmp_path, port, what):
             if sh.poll() is None:
                 os.kill(sh.pid, signal.SIGKILL)
             sh.communicate(timeout=5)
+
+
+# What building wsgate and running the demo need, and none of the rest.
+RUN_PKGS = {"build-essential", "autoconf", "automake", "pkg-config",
+            "libevent-dev", "libssl-dev", "libpcre2-dev", "libyaml-dev",
+            "libmaxminddb-dev", "libjansson-dev", "libhiredis-dev",
+            "openssl", "python3", "python3-websockets"}
+TEST_ONLY_PKGS = {"redis-server", "python3-pytest", "clang", "chromium",
+                  "mandoc", "slowhttptest", "testssl.sh", "strace",
+                  "libmaxmind-db-writer-perl", "nodejs", "npm"}
+
+
+def install_deps(tmp_path, *args):
+    """Run install-deps.sh ARGS with dpkg-query saying nothing is
+    installed, and apt-get, npm and id stubbed on PATH: the packages it
+    would install, and whether it ran npm."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    log = tmp_path / "calls"
+    for name, body in (("dpkg-query", "exit 1"), ("id", "echo 0"),
+                       ("apt-get", 'echo "apt-get $*" >>%s' % log),
+                       ("npm", 'echo "npm $*" >>%s' % log)):
+        (stubs / name).write_text("#!/bin/sh\n%s\n" % body)
+        (stubs / name).chmod(0o755)
+    env = dict(os.environ, PATH="%s:/usr/bin:/bin" % stubs)
+    p = subprocess.run(["sh", str(CONTRIB / "install-deps.sh"), *args],
+                       env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p
+    calls = log.read_text().splitlines() if log.exists() else []
+    pkgs = set()
+    for c in calls:
+        if c.startswith("apt-get install"):
+            pkgs |= {w for w in c.split()[2:] if not w.startswith("-")}
+    return pkgs, any(c.startswith("npm ") for c in calls)
+
+
+def test_quickstart_run_installs_only_what_the_demo_needs(tmp_path):
+    """`quickstart.sh run` installed the whole test set (npm's
+    playwright-core, clang, chromium, redis-server, pytest...), slow and
+    failing offline at the npm step, though the demo needs none of it.
+    `install-deps.sh run`, which it uses, installs what building and
+    running need; with no argument (`quickstart.sh test`) everything."""
+    (tmp_path / "run").mkdir()
+    pkgs, npm = install_deps(tmp_path / "run", "run")
+    assert not npm, "install-deps.sh run ran npm"
+    assert RUN_PKGS <= pkgs, RUN_PKGS - pkgs
+    assert not pkgs & TEST_ONLY_PKGS, pkgs & TEST_ONLY_PKGS
+    (tmp_path / "all").mkdir()
+    pkgs, _ = install_deps(tmp_path / "all")
+    assert RUN_PKGS | (TEST_ONLY_PKGS - {"nodejs", "npm"}) <= pkgs
+    script = (CONTRIB / "quickstart.sh").read_text()
+    run = script[script.index("\nrun)"):script.index("\ntest)")]
+    test = script[script.index("\ntest)"):]
+    assert "sh contrib/install-deps.sh run\n" in run, run
+    assert "sh contrib/install-deps.sh\n" in test, test
