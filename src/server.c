@@ -53,7 +53,8 @@
 enum wsg_msg_type {
 	WSG_MSG_NONE = 0,
 	WSG_MSG_RECONF,
-	WSG_MSG_DRAIN
+	WSG_MSG_DRAIN,
+	WSG_MSG_STOP
 };
 
 static uint64_t			 server_ids;
@@ -63,6 +64,7 @@ static size_t			 server_nworkers;
 static struct wsg_config	*server_conf;
 static struct wsg_admin		*server_admin_ep;
 static int			 server_draining;
+static int			 server_stop_sig;	/* second signal, if any */
 static struct event		*server_drain_poll;
 static struct wsg_rltable	*server_rl;
 
@@ -218,8 +220,10 @@ server_post(struct wsg_worker *w, int type, struct wsg_config *conf,
 	if (type == WSG_MSG_RECONF) {
 		w->w_msg_conf = conf;
 		w->w_msg_fds = fds;
-	} else
+	} else if (type == WSG_MSG_DRAIN)
 		w->w_msg_drain = 1;
+	else
+		w->w_msg_stop = 1;
 	pthread_mutex_unlock(&w->w_lock);
 	/* Wake the worker's loop: its only cross-thread entry point. */
 	(void)eventfd_write(w->w_msg_fd, 1);
@@ -273,6 +277,23 @@ server_worker_drain(struct wsg_worker *w)
 		event_base_loopbreak(w->w_base);
 	else
 		evtimer_add(w->w_drain_timer, &tv);
+}
+
+/*
+ * Stop a draining worker now, as its shutdown_timeout would: a session
+ * whose close frame is still waiting in the spread is sent it at once,
+ * and the end of server_worker_main() cuts off every one left.
+ */
+static void
+server_worker_stop(struct wsg_worker *w)
+{
+	struct wsg_session	*s, *next;
+
+	for (s = TAILQ_FIRST(&w->w_sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, s_entry);
+		session_shutdown(s);
+	}
+	event_base_loopbreak(w->w_base);
 }
 
 /*
@@ -337,16 +358,18 @@ server_worker_msg_cb(evutil_socket_t fd, short ev, void *arg)
 	struct wsg_worker	*w = arg;
 	struct wsg_config	*conf;
 	eventfd_t		 n;
-	int			*fds, drain;
+	int			*fds, drain, stop;
 
 	(void)eventfd_read(w->w_msg_fd, &n);
 	pthread_mutex_lock(&w->w_lock);
 	conf = w->w_msg_conf;
 	fds = w->w_msg_fds;
 	drain = w->w_msg_drain;
+	stop = w->w_msg_stop;
 	w->w_msg_conf = NULL;
 	w->w_msg_fds = NULL;
 	w->w_msg_drain = 0;
+	w->w_msg_stop = 0;
 	pthread_mutex_unlock(&w->w_lock);
 	if (conf != NULL && w->w_draining)
 		server_discard(conf, fds);
@@ -356,6 +379,8 @@ server_worker_msg_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 	if (drain)
 		server_worker_drain(w);
+	if (stop && w->w_draining)
+		server_worker_stop(w);
 }
 
 void
@@ -441,7 +466,12 @@ server_worker_main(void *arg)
 		server_worker_spin(w, w->w_conf->c_busy_poll_ms * 1000000);
 	else
 		event_base_loop(w->w_base, EVLOOP_NO_EXIT_ON_EMPTY);
-	/* Whatever is still open at the deadline is cut off. */
+	/*
+	 * Whatever is still open at the deadline is cut off, once the close
+	 * frames a forced stop queued have had one turn to leave.
+	 */
+	event_base_loop(w->w_base, EVLOOP_NONBLOCK);
+	w->w_cut = w->w_nsessions;
 	while ((s = TAILQ_FIRST(&w->w_sessions)) != NULL) {
 		session_close(s, "shutdown");
 		session_peer_free(&s->s_client);
@@ -742,6 +772,23 @@ server_drain(void)
 		evtimer_add(server_drain_poll, &tv);
 }
 
+/*
+ * SIGTERM/SIGINT again while draining: the operator wants it to end now.
+ * Every worker stops waiting for its sessions, as at shutdown_timeout.
+ */
+static void
+server_stop(int sig)
+{
+	size_t	i;
+
+	if (server_stop_sig != 0)
+		return;
+	server_stop_sig = sig;
+	log_info("signal %d while draining: stopping now", sig);
+	for (i = 0; i < server_nworkers; i++)
+		server_post(&server_workers[i], WSG_MSG_STOP, NULL, NULL);
+}
+
 /* SIGTERM, SIGINT, SIGHUP, SIGUSR1 (on the main thread only). */
 static void
 server_signal_cb(evutil_socket_t sig, short ev, void *arg)
@@ -749,6 +796,10 @@ server_signal_cb(evutil_socket_t sig, short ev, void *arg)
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
+		if (server_draining) {
+			server_stop((int)sig);
+			break;
+		}
 		log_info("signal %d: shutting down", (int)sig);
 		server_drain();
 		break;
@@ -847,7 +898,7 @@ server_run(struct wsg_config *conf)
 	struct wsg_worker	*w;
 	int			**fds;
 	sigset_t		 set, oset;
-	size_t			 i;
+	size_t			 i, cut;
 
 	signal(SIGPIPE, SIG_IGN);
 	if ((server_base = event_base_new()) == NULL)
@@ -918,9 +969,11 @@ server_run(struct wsg_config *conf)
 	server_notify("READY=1");
 	event_base_loop(server_base, EVLOOP_NO_EXIT_ON_EMPTY);
 
+	cut = 0;
 	for (i = 0; i < server_nworkers; i++) {
 		w = &server_workers[i];
 		pthread_join(w->w_thread, NULL);
+		cut += w->w_cut;
 		if (w->w_drain_timer != NULL)
 			event_free(w->w_drain_timer);
 		event_free(w->w_msg_ev);
@@ -931,6 +984,10 @@ server_run(struct wsg_config *conf)
 		event_base_free(w->w_base);
 		pthread_mutex_destroy(&w->w_lock);
 	}
+	if (server_stop_sig != 0)
+		log_warnx("signal %d during the drain forced the stop: "
+		    "%zu session%s cut", server_stop_sig, cut,
+		    cut == 1 ? "" : "s");
 	free(server_workers);
 	for (i = 0; i < 4; i++)
 		event_free(sigev[i]);

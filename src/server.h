@@ -32,6 +32,7 @@ struct wsg_worker {
 	struct event		*w_drain_timer;
 	struct wsg_store	*w_store;	/* shared limits, or NULL */
 	int			 w_done;	/* atomic: loop has ended */
+	size_t			 w_cut;		/* sessions cut off at the end */
 	/* Messages from the main thread, under w_lock. */
 	pthread_mutex_t		 w_lock;
 	int			 w_msg_fd;	/* eventfd: wake up */
@@ -39,6 +40,7 @@ struct wsg_worker {
 	struct wsg_config	*w_msg_conf;	/* a new generation ... */
 	int			*w_msg_fds;	/* ... and its new sockets */
 	int			 w_msg_drain;
+	int			 w_msg_stop;	/* second signal: stop now */
 };
 
 /*

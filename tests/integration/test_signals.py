@@ -2,6 +2,7 @@
 shutdown, and the daemon exits 0 within shutdown_timeout."""
 
 import asyncio
+import re
 import signal
 import subprocess
 import time
@@ -92,6 +93,52 @@ def test_unresponsive_client_does_not_block_exit(factory):
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert e["reason"] == "shutdown", e
+
+
+@pytest.mark.parametrize("workers,second",
+                         [(1, signal.SIGTERM), (2, signal.SIGINT)])
+def test_second_signal_while_draining_forces_the_stop(factory, workers,
+                                                      second):
+    """A second SIGTERM/SIGINT during a drain cuts the sessions that have
+    not answered their 1001 and exits at once, as shutdown_timeout would."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]},
+                         top={"shutdown_timeout": "30s",
+                              "workers": workers})
+    clients = []
+    try:
+        for _ in range(4):
+            c = gw.raw()
+            clients.append(c)
+            c.upgrade("/echo")
+        gw.proc.send_signal(signal.SIGTERM)
+        for c in clients:
+            f, _ = c.read_close(8)
+            assert f.close_code == 1001
+        # nobody answers the close: the drain waits for them (each one
+        # lingers 2s after its close frame, so a short look)
+        with pytest.raises(subprocess.TimeoutExpired):
+            gw.proc.wait(0.5)
+        gw.proc.send_signal(second)
+        try:
+            rc = gw.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("wsgate still running after a second signal "
+                        "during the drain")
+        assert rc == 0
+    finally:
+        for c in clients:
+            c.close()
+    for c in clients:
+        e = gw.wait_entry(client_port=c.local_port)
+        assert e["reason"] == "shutdown" and e["close_code"] == 1001, e
+    # one warn line; those that had lingered out already are not counted
+    lines = [m for m in (re.search(r" (warn|notice): signal %d .*forced the "
+                                   r"stop: (\d+) sessions? cut" % second, ln)
+                         for ln in gw.error_text().splitlines()) if m]
+    assert len(lines) == 1, gw.error_text()
+    assert 1 <= int(lines[0].group(2)) <= 4, lines[0].group(0)
 
 
 def test_sighup_reload_new_config_for_new_connections(factory):
