@@ -213,7 +213,7 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 	struct admin_conn	*ac = arg;
 	struct evbuffer		*in = bufferevent_get_input(bev);
 	char			*line;
-	size_t			 n;
+	size_t			 n, len;
 	int			 r;
 
 	if (ac->ac_state == ADMIN_LINGERING) {
@@ -230,10 +230,12 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 			    "request header fields too large");
 			return;
 		}
+		len = evbuffer_get_length(in);
 		line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
 		if (line == NULL)
 			return;
-		ac->ac_head += n + 1;
+		/* Every byte taken, line ends included, counts. */
+		ac->ac_head += len - evbuffer_get_length(in);
 		if (ac->ac_head > WSG_ADMIN_MAX_HEAD) {
 			free(line);
 			admin_error(ac, 431, "Request Header Fields Too Large",
@@ -244,6 +246,11 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 			free(line);
 			admin_error(ac, 400, "Bad Request", "bad request");
 			return;
+		}
+		/* RFC 9112 2.2: empty lines before the request line. */
+		if (ac->ac_lines == 0 && n == 0) {
+			free(line);
+			continue;
 		}
 		if (ac->ac_lines++ == 0) {
 			r = admin_request_line(ac, line);

@@ -208,6 +208,54 @@ def test_admin_other_methods_405(factory):
     assert got == dict.fromkeys(got, 405), got
 
 
+def admin_raw(gw, data, timeout=5):
+    """Send raw bytes to the admin listener: (status, body) of the answer."""
+    import socket
+    import time
+    s = socket.create_connection(("127.0.0.1", gw.admin_port),
+                                 timeout=timeout)
+    got = b""
+    try:
+        s.sendall(data)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(got) < (1 << 20):
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") \
+        else None
+    return status, body.decode(errors="replace")
+
+
+def test_admin_ignores_empty_lines_before_the_request_line(factory):
+    """RFC 9112 2.2: empty lines before the request line are ignored, but
+    they count against the head's size; a bad request line is still 400."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    status, body = admin_raw(
+        gw, b"\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200 and "wsgate_active_connections" in body, body
+    status, body = admin_raw(
+        gw, b"\r\n\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (status, body) == (200, "ok\n")
+    for bad in (b"GARBAGE\r\nHost: x\r\n\r\n",
+                b"\r\nGARBAGE\r\nHost: x\r\n\r\n",
+                b"\r\nGET /metrics HTTP/9\r\n\r\n"):
+        assert admin_raw(gw, bad)[0] == 400, bad
+    # an endless run of them ends at the head's cap (8 KiB)
+    assert admin_raw(gw, b"\r\n" * 8192)[0] == 431
+    assert gw.admin("/healthz")[:2] == (200, "ok\n")
+    assert gw.alive()
+
+
 def test_admin_request_must_arrive_in_time(factory):
     """An admin request has 10 s to arrive whole, as a WebSocket client
     has its handshake_timeout: one trickled a byte a second (each byte
