@@ -86,9 +86,17 @@ relay_send_close(struct wsg_peer *p, uint16_t code, const char *reason)
 
 	if (p->p_bev == NULL || p->p_close_sent)
 		return;
-	/* A frame streamed half-way to this side cannot be interrupted. */
-	if (p->p_other->p_fwd_left > 0)
+	/*
+	 * A frame streamed half-way to this side cannot be interrupted: the
+	 * close follows it, if the side sending it is still there.
+	 */
+	if (p->p_other->p_fwd_left > 0) {
+		if (p->p_other->p_bev != NULL) {
+			p->p_close_due = code;
+			p->p_close_why = reason;
+		}
 		return;
+	}
 	frame_mask_key(mask);
 	n = frame_build_close(buf, code, reason, p->p_is_client ? NULL : mask);
 	evbuffer_add(bufferevent_get_output(p->p_bev), buf, n);
@@ -416,6 +424,42 @@ relay_move_bytes(struct evbuffer *in, struct evbuffer *out, size_t n)
 	}
 	/* Larger runs move, as does one with no memory for a copy. */
 	evbuffer_remove_buffer(in, out, n);
+}
+
+/*
+ * The session closed while a frame streamed from p to the other side,
+ * which is owed a close frame after it: the rest of the frame still goes
+ * there (up to the high-water mark at a time), then the close.  The
+ * linger timer bounds the wait for a side that stops sending.
+ */
+int
+relay_finish(struct wsg_peer *p)
+{
+	struct wsg_peer	*o = p->p_other;
+	struct evbuffer	*in, *out;
+	size_t		 n;
+	uint16_t	 code = o->p_close_due;
+
+	if (code == 0 || p->p_bev == NULL || o->p_bev == NULL)
+		return (0);
+	in = bufferevent_get_input(p->p_bev);
+	out = bufferevent_get_output(o->p_bev);
+	if (evbuffer_get_length(out) >= WSG_HIGH_WATER) {
+		/* Read on once it has drained (session_linger_write_cb()). */
+		bufferevent_disable(p->p_bev, EV_READ);
+		return (1);
+	}
+	n = evbuffer_get_length(in);
+	if (n > p->p_fwd_left)
+		n = p->p_fwd_left;
+	relay_remask_payload(p, in, 0, n, p->p_frame.f_len - p->p_fwd_left);
+	relay_move_bytes(in, out, n);
+	p->p_fwd_left -= n;
+	if (p->p_fwd_left > 0)
+		return (1);
+	o->p_close_due = 0;
+	relay_send_close(o, code, o->p_close_why);
+	return (0);
 }
 
 /* A whole control frame is buffered: check it and pass it on. */

@@ -25,8 +25,16 @@ void	relay_process(struct wsg_peer *);
 
 /*
  * Queue a close frame with code and reason to this half, unless one was
- * sent already or a partial frame is on its way there.
+ * sent already.  While a streamed frame is on its way there, the close
+ * is due after it instead (relay_finish()).
  */
 void	relay_send_close(struct wsg_peer *, uint16_t, const char *);
+
+/*
+ * Once the session is closed, move the rest of a frame streamed from this
+ * half to the other, then the close due there.  Returns 1 while more of
+ * the frame is awaited, 0 when what this half sends is to be discarded.
+ */
+int	relay_finish(struct wsg_peer *);
 
 #endif /* WSG_RELAY_H */

@@ -59,6 +59,8 @@
 #define WSG_REPARSE_STEP	256
 
 static void	session_client_read_cb(struct bufferevent *, void *);
+static void	session_peer_flushed(struct wsg_peer *);
+static void	session_linger_read_cb(struct bufferevent *, void *);
 static void	session_free_cb(evutil_socket_t, short, void *);
 static void	session_admit_rest(struct wsg_session *,
 		    struct wsg_http_request *);
@@ -983,6 +985,11 @@ session_peer_free(struct wsg_peer *p)
 		evbuffer_free(p->p_text);
 		p->p_text = NULL;
 	}
+	/* The rest of a frame it streamed will not come: no close after it. */
+	if (p->p_other->p_close_due) {
+		p->p_other->p_close_due = 0;
+		session_peer_flushed(p->p_other);
+	}
 	if (s->s_client.p_bev == NULL && s->s_upstream.p_bev == NULL &&
 	    !s->s_freeing) {
 		s->s_freeing = 1;
@@ -999,7 +1006,8 @@ session_peer_flushed(struct wsg_peer *p)
 	SSL	*ssl;
 	int	 fd;
 
-	if (p->p_bev == NULL)
+	/* Not while a frame streamed to it has still to end (relay_finish). */
+	if (p->p_bev == NULL || p->p_close_due)
 		return;
 	if (evbuffer_get_length(bufferevent_get_output(p->p_bev)) > 0)
 		return;
@@ -1018,11 +1026,20 @@ session_peer_flushed(struct wsg_peer *p)
 	bufferevent_disable(p->p_bev, EV_WRITE);
 }
 
-/* A closed session's half may now write its last bytes. */
+/*
+ * A closed session's half may now write its last bytes; or, drained with
+ * a streamed frame still to end, take more of it (relay_finish()).
+ */
 static void
 session_linger_write_cb(struct bufferevent *bev, void *arg)
 {
-	session_peer_flushed(arg);
+	struct wsg_peer	*p = arg, *o = p->p_other;
+
+	if (p->p_close_due && o->p_bev != NULL) {
+		bufferevent_enable(o->p_bev, EV_READ);
+		session_linger_read_cb(o->p_bev, o);
+	}
+	session_peer_flushed(p);
 }
 
 /*
@@ -1077,9 +1094,14 @@ session_linger_read_cb(struct bufferevent *bev, void *arg)
 	struct wsg_peer	*p = arg;
 	struct evbuffer	*in = bufferevent_get_input(bev);
 
+	if (relay_finish(p)) {
+		session_tls_kick(p);
+		return;
+	}
 	p->p_discarded += evbuffer_get_length(in);
 	evbuffer_drain(in, evbuffer_get_length(in));
-	if (p->p_discarded > WSG_LINGER_MAX_DISCARD && session_peer_sent(p))
+	if (p->p_discarded > WSG_LINGER_MAX_DISCARD && !p->p_close_due &&
+	    session_peer_sent(p))
 		session_peer_free(p);
 	else
 		session_tls_kick(p);
@@ -1098,8 +1120,14 @@ session_peer_close(struct wsg_peer *p)
 	bufferevent_setwatermark(p->p_bev, EV_READ, 0, 0);
 	bufferevent_setwatermark(p->p_bev, EV_WRITE, 0, 0);
 	bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
-	p->p_discarded = evbuffer_get_length(bufferevent_get_input(p->p_bev));
-	evbuffer_drain(bufferevent_get_input(p->p_bev), p->p_discarded);
+	p->p_discarded = 0;
+	/* The rest of a frame streamed to the other side still goes there. */
+	if (!relay_finish(p)) {
+		p->p_discarded = evbuffer_get_length(
+		    bufferevent_get_input(p->p_bev));
+		evbuffer_drain(bufferevent_get_input(p->p_bev),
+		    p->p_discarded);
+	}
 	session_tls_kick(p);
 	session_peer_flushed(p);
 }

@@ -62,6 +62,8 @@ struct wsg_peer {
 	int			 p_close_rcvd;	/* this side sent a close */
 	int			 p_close_sent;	/* we sent a close to this side */
 	uint16_t		 p_close_code;	/* code of the close it sent */
+	uint16_t		 p_close_due;	/* to send once a frame ends */
+	const char		*p_close_why;	/* its reason */
 
 	uint64_t		 p_frames;	/* frames read from this side */
 	uint64_t		 p_bytes;	/* bytes read from this side */

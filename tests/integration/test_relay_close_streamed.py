@@ -1,0 +1,207 @@
+"""A close due while a large frame (over 256 KiB, streamed in pieces) is
+on its way to a side: that side gets the rest of the frame, then a close
+frame with the code SPEC.md gives (token expiry 1008, drain 1001, message
+rate 1008), not a bare TCP close (1006 for a client).  A feeding side that
+stops mid-frame does not keep the session: it ends within the linger time.
+"""
+
+import signal
+import ssl
+import time
+
+import jwt
+import pytest
+
+import rawclient
+import wsproto
+from conftest import policy, wait_for
+
+B = rawclient.build_request
+BIN, PING, CLOSE = wsproto.OP_BINARY, wsproto.OP_PING, wsproto.OP_CLOSE
+SECRET = b"wsgate-streamed-close-tests-hmac-secret-0123456789"
+BIG = bytes(range(256)) * 4096          # 1 MiB: streamed, not moved whole
+FIRST = 64 * 1024                       # sent before the close is due
+PIECE = 64 * 1024
+
+
+def token(seconds):
+    return jwt.encode({"sub": "bob", "exp": int(time.time()) + seconds},
+                      SECRET, algorithm="HS256")
+
+
+def wait_close(c, timeout=10.0):
+    """Read until the gateway's close frame; False on EOF or timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        f = c.read_frame(max(0.01, end - time.monotonic()))
+        if f is None:
+            return False
+        if f.opcode == CLOSE:
+            return True
+    return False
+
+
+def streaming(finish=True):
+    """A backend that starts a 1 MiB frame toward the client and, once the
+    gateway sent it a close frame, sends the rest in pieces over about a
+    second and answers the close (finish), or sends nothing more."""
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        data = wsproto.encode_frame(BIN, BIG, mask=False)
+        c.send(data[:FIRST])
+        c.started = True
+        if not wait_close(c):
+            return
+        if finish:
+            for i in range(FIRST, len(data), PIECE):
+                time.sleep(0.04)
+                c.send(data[i:i + PIECE])
+            c.send(wsproto.encode_frame(CLOSE, wsproto.close_payload(1001),
+                                        mask=False))
+        c.drain(10)
+    return behavior
+
+
+def reading(c):
+    """A backend that records frames until a close, answers it, reads on."""
+    if not c.read_head():
+        return
+    c.accept_101()
+    if wait_close(c):
+        c.send(wsproto.encode_frame(CLOSE, wsproto.close_payload(1001),
+                                    mask=False))
+    c.drain(5)
+
+
+def gateway(factory, up, top=None, mode="tls13"):
+    auth = {"header": "Authorization",
+            "jwt": {"algorithms": ["HS256"], "key_file": str(factory.key),
+                    "leeway": "0s"},
+            "on_expiry": "close"}
+    big = {"max_frame_size": "2MiB", "max_message_size": "2MiB"}
+    gw = factory.gateway(
+        routes=[("/jwt", "up", "jwt"), ("/rate", "up", "rate"),
+                ("/plain", "up", "plain")],
+        upstreams={"up": [up.addr]},
+        policies={"jwt": policy(frames=big, auth=auth),
+                  "rate": policy(frames=big, rate_limit={
+                      "messages_per_connection": {"rate": "1/s",
+                                                  "burst": 3}}),
+                  "plain": policy(frames=big)},
+        top=top, tls=(mode != "plain"))
+    gw.cafile = factory.cafile
+    return gw
+
+
+@pytest.fixture
+def key(factory, tmp_path, certs):
+    factory.key = tmp_path / "hmac.secret"
+    factory.key.write_bytes(SECRET)
+    factory.cafile = certs["cert"]
+
+
+def opened(gw, up, path, tok=None, mode="tls13"):
+    extra = [("Authorization", "Bearer " + tok)] if tok else []
+    ctx = None
+    if mode != "plain":
+        ctx = ssl.create_default_context(cafile=gw.cafile)
+        if mode == "tls12":
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    c = rawclient.RawClient(gw.port, ctx, timeout=10.0)
+    c.send(B(path, extra=extra))
+    head = c.read_until(b"\r\n\r\n", 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    (uc,) = up.wait_conns(1)
+    return c, uc
+
+
+def frame_then_close(c):
+    """The whole streamed frame, then the close frame that was due."""
+    f = c.read_frame(15)
+    assert f is not None, "connection ended in the middle of the frame"
+    assert (f.opcode, len(f.payload)) == (BIN, len(BIG)), f
+    assert f.payload == BIG
+    cf = c.read_frame(5)
+    assert cf is not None and cf.opcode == CLOSE, cf
+    return cf
+
+
+@pytest.mark.parametrize("why,mode", [
+    ("token_expired", "tls13"), ("token_expired", "tls12"),
+    ("token_expired", "plain"), ("rate_messages", "tls13"),
+    ("shutdown", "tls13")])
+def test_close_due_waits_for_the_frame_toward_the_client(factory, key, why,
+                                                         mode):
+    up = factory.raw_upstream(streaming())
+    gw = gateway(factory, up, top={"shutdown_timeout": "8s"}, mode=mode)
+    path = {"token_expired": "/jwt", "rate_messages": "/rate",
+            "shutdown": "/plain"}[why]
+    c, uc = opened(gw, up, path, token(2) if why == "token_expired" else None,
+                   mode)
+    try:
+        wait_for(lambda: getattr(uc, "started", False), 5, what="frame")
+        time.sleep(0.3)         # its header and first piece are relayed
+        if why == "rate_messages":
+            for p in (b"p1", b"p2", b"p3", b"p4"):
+                c.send_frame(PING, p)
+        elif why == "shutdown":
+            gw.proc.send_signal(signal.SIGTERM)
+        cf = frame_then_close(c)
+        code = 1001 if why == "shutdown" else 1008
+        assert (cf.close_code, cf.close_reason) == (code, why.encode()), cf
+        c.send_frame(CLOSE, wsproto.close_payload(code))
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == (why, code), e
+    assert uc.done.wait(10)
+    assert [x.close_code for x in uc.close_frames()] == [1001], uc.frames
+    if why == "shutdown":
+        assert gw.proc.wait(10) == 0
+
+
+@pytest.mark.parametrize("mode", ["tls13", "tls12", "plain"])
+def test_close_due_waits_for_the_frame_toward_the_backend(factory, key,
+                                                          mode):
+    up = factory.raw_upstream(reading)
+    gw = gateway(factory, up, mode=mode)
+    c, uc = opened(gw, up, "/jwt", token(2), mode)
+    data = wsproto.encode_frame(BIN, BIG)
+    try:
+        c.send(data[:FIRST])
+        f, _ = c.read_close(8)
+        assert (f.close_code, f.close_reason) == (1008, b"token_expired"), f
+        for i in range(FIRST, len(data), PIECE):
+            time.sleep(0.05)
+            c.send(data[i:i + PIECE])
+        c.send_frame(CLOSE, wsproto.close_payload(1008))
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("token_expired", 1008), e
+    assert uc.done.wait(10)
+    got = [(x.opcode, len(x.payload)) for x in uc.frames[:1]]
+    assert got == [(BIN, len(BIG))], got
+    assert uc.frames[0].payload == BIG
+    assert [x.close_code for x in uc.frames[1:]] == [1001], uc.frames
+
+
+def test_backend_stalling_mid_frame_does_not_hold_the_session(factory, key):
+    up = factory.raw_upstream(streaming(finish=False))
+    gw = gateway(factory, up)
+    c, uc = opened(gw, up, "/jwt", token(2))
+    try:
+        wait_for(lambda: getattr(uc, "started", False), 5, what="frame")
+        # the frame never ends: the client is let go after the linger
+        # time, as before, with the connection closed
+        assert c.wait_closed(12), "client connection left open"
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("token_expired", 1008), e
+    assert uc.done.wait(12), "upstream connection left open"
+    assert [x.close_code for x in uc.close_frames()] == [1001], uc.frames
