@@ -100,11 +100,20 @@ def test_refusal_body_cut_short_then_silence_is_504(factory):
     refusal(gw, 504, "upstream_unavailable")
 
 
-@pytest.mark.parametrize("status", [b"100", b"199", b"600", b"099"])
+@pytest.mark.parametrize("status", [b"600", b"099"])
 def test_odd_status_is_502(factory, status):
     gw, up = gateway_with(factory, rawup.respond(
         b"HTTP/1.1 " + status + b" X\r\n\r\n"))
     refusal(gw, 502, "upstream_bad_handshake")
+
+
+@pytest.mark.parametrize("status", [b"100", b"199"])
+def test_interim_status_then_silence_is_504(factory, status):
+    # A 1xx is not the answer (RFC 9110 15.2): the final one never comes.
+    gw, up = gateway_with(factory, rawup.respond(
+        b"HTTP/1.1 " + status + b" X\r\n\r\n"))
+    refusal(gw, 504, "upstream_unavailable")
+    echo_works(gw)
 
 
 # -- after the 101 --------------------------------------------------------
