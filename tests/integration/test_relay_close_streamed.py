@@ -14,7 +14,7 @@ import pytest
 
 import rawclient
 import wsproto
-from conftest import policy, wait_for
+from conftest import metric, policy, wait_for
 
 B = rawclient.build_request
 BIN, PING, CLOSE = wsproto.OP_BINARY, wsproto.OP_PING, wsproto.OP_CLOSE
@@ -75,7 +75,7 @@ def reading(c):
     c.drain(5)
 
 
-def gateway(factory, up, top=None, mode="tls13"):
+def gateway(factory, up, top=None, mode="tls13", admin=False):
     auth = {"header": "Authorization",
             "jwt": {"algorithms": ["HS256"], "key_file": str(factory.key),
                     "leeway": "0s"},
@@ -90,7 +90,7 @@ def gateway(factory, up, top=None, mode="tls13"):
                       "messages_per_connection": {"rate": "1/s",
                                                   "burst": 3}}),
                   "plain": policy(frames=big)},
-        top=top, tls=(mode != "plain"))
+        top=top, tls=(mode != "plain"), admin=admin)
     gw.cafile = factory.cafile
     return gw
 
@@ -205,3 +205,26 @@ def test_backend_stalling_mid_frame_does_not_hold_the_session(factory, key):
     assert (e["reason"], e["close_code"]) == ("token_expired", 1008), e
     assert uc.done.wait(12), "upstream connection left open"
     assert [x.close_code for x in uc.close_frames()] == [1001], uc.frames
+
+
+def test_rest_of_the_frame_is_counted_in_the_metrics(factory, key):
+    """The rest of a frame relayed after the close counts in
+    wsgate_bytes_total like the rest of what the gateway relays."""
+    up = factory.raw_upstream(reading)
+    gw = gateway(factory, up, mode="plain", admin=True)
+    c, uc = opened(gw, up, "/jwt", token(2), "plain")
+    data = wsproto.encode_frame(BIN, BIG)
+    try:
+        c.send(data[:FIRST])
+        f, _ = c.read_close(8)
+        assert f.close_code == 1008, f
+        c.send(data[FIRST:])
+        assert uc.done.wait(10)
+    finally:
+        c.close()
+    assert uc.frames[0].payload == BIG
+    m = gw.metrics()
+    assert metric(m, "wsgate_bytes_total",
+                  direction="client_to_upstream") == len(data)
+    assert metric(m, "wsgate_frames_total",
+                  direction="client_to_upstream") == 1
