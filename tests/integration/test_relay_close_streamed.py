@@ -6,6 +6,8 @@ stops mid-frame does not keep the session: it ends within the linger time.
 """
 
 import signal
+import socket
+import struct
 import ssl
 import time
 
@@ -205,6 +207,164 @@ def test_backend_stalling_mid_frame_does_not_hold_the_session(factory, key):
     assert (e["reason"], e["close_code"]) == ("token_expired", 1008), e
     assert uc.done.wait(12), "upstream connection left open"
     assert [x.close_code for x in uc.close_frames()] == [1001], uc.frames
+
+
+# -- hostile cases of the same finish -----------------------------------------
+
+ODD = 33333                             # pieces off the mask's 4-byte period
+
+
+def test_close_due_both_ways_at_once_odd_pieces(factory, key):
+    """A frame streaming each way when the token expires: each side gets
+    the rest of the other's frame, byte for byte (the client's remasked
+    afresh at odd offsets), then its close frame."""
+    other = bytes(reversed(BIG))
+
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        data = wsproto.encode_frame(BIN, other, mask=False)
+        c.send(data[:FIRST + 1])
+        c.started = True
+        # the client's frame, then the close due after it
+        f = c.read_frame(15)
+        if f is None or f.opcode != BIN:
+            return
+        if c.read_frame(5) is None:
+            return
+        for i in range(FIRST + 1, len(data), ODD):
+            c.send(data[i:i + ODD])
+        c.send(wsproto.encode_frame(CLOSE, wsproto.close_payload(1001),
+                                    mask=False))
+        c.drain(10)
+    up = factory.raw_upstream(behavior)
+    gw = gateway(factory, up)
+    c, uc = opened(gw, up, "/jwt", token(2))
+    data = wsproto.encode_frame(BIN, BIG)
+    try:
+        wait_for(lambda: getattr(uc, "started", False), 5, what="frame")
+        c.send(data[:FIRST + 3])
+        gw.wait_entry(client_port=c.local_port, timeout=8)  # expired
+        for i in range(FIRST + 3, len(data), ODD):
+            time.sleep(0.01)
+            c.send(data[i:i + ODD])
+        f = c.read_frame(15)
+        assert f is not None, "connection ended in the middle of the frame"
+        assert (f.opcode, len(f.payload)) == (BIN, len(other)), f
+        assert f.payload == other
+        cf = c.read_frame(5)
+        assert cf is not None and cf.opcode == CLOSE, cf
+        assert (cf.close_code, cf.close_reason) == (1008, b"token_expired")
+        c.send_frame(CLOSE, wsproto.close_payload(1008))
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    assert uc.done.wait(10)
+    assert uc.frames[0].payload == BIG
+    assert [x.close_code for x in uc.frames[1:]] == [1001], uc.frames
+    assert gw.alive()
+
+
+def test_close_due_toward_a_slow_reader_resumes(factory, key):
+    """The client reads slowly while the rest of the frame comes: the
+    gateway stops taking it at the high-water mark and goes on as the
+    client drains, and the frame is whole, then the close."""
+    big = bytes(range(251)) * ((2 << 20) // 251 - 1)  # max_frame_size
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        data = wsproto.encode_frame(BIN, big, mask=False)
+        c.send(data[:FIRST])
+        c.started = True
+        if not wait_close(c):
+            return
+        c.send(data[FIRST:])
+        c.send(wsproto.encode_frame(CLOSE, wsproto.close_payload(1001),
+                                    mask=False))
+        c.drain(10)
+    up = factory.raw_upstream(behavior)
+    gw = gateway(factory, up, mode="plain")
+    c = rawclient.RawClient(gw.port, None, timeout=10.0, rcvbuf=8192)
+    c.send(B("/jwt", extra=[("Authorization", "Bearer " + token(2))]))
+    assert c.read_until(b"\r\n\r\n", 5).startswith(b"HTTP/1.1 101")
+    (uc,) = up.wait_conns(1)
+    try:
+        wait_for(lambda: getattr(uc, "started", False), 5, what="frame")
+        gw.wait_entry(client_port=c.local_port, timeout=8)  # expired
+        time.sleep(0.5)         # the gateway's output fills meanwhile
+        f = c.read_frame(15)
+        assert f is not None, "connection ended in the middle of the frame"
+        assert (f.opcode, len(f.payload)) == (BIN, len(big)), f
+        assert f.payload == big
+        cf = c.read_frame(5)
+        assert cf is not None and cf.close_code == 1008, cf
+    finally:
+        c.close()
+    assert uc.done.wait(10)
+
+
+@pytest.mark.parametrize("who", ["client", "backend"])
+def test_reset_during_the_finish(factory, key, who):
+    """Either side reset while the rest of a frame is on its way to the
+    client: no crash, no leak, both connections end within the linger."""
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        data = wsproto.encode_frame(BIN, BIG, mask=False)
+        c.send(data[:FIRST])
+        c.started = True
+        if not wait_close(c):
+            return
+        c.send(data[FIRST:FIRST + 3 * PIECE + 1])
+        if who == "backend":
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                              struct.pack("ii", 1, 0))
+            c.sock.close()
+            return
+        c.drain(10)
+    up = factory.raw_upstream(behavior)
+    gw = gateway(factory, up)
+    c, uc = opened(gw, up, "/jwt", token(2))
+    try:
+        wait_for(lambda: getattr(uc, "started", False), 5, what="frame")
+        gw.wait_entry(client_port=c.local_port, timeout=8)  # expired
+        if who == "client":
+            time.sleep(0.2)
+            raw = c.sock
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                           struct.pack("ii", 1, 0))
+        else:
+            assert c.wait_closed(8), "client connection left open"
+    finally:
+        c.close()
+    assert uc.done.wait(8), "upstream connection left open"
+    assert gw.alive()
+    gw.stop()
+    assert gw.proc.returncode == 0
+
+
+def test_second_signal_during_the_finish_busy_poll(factory, key):
+    """SIGTERM with a frame half-way to the client (its backend stalls),
+    then SIGTERM again: the daemon stops at once, busy_poll on, and exits
+    0 with nothing leaked."""
+    up = factory.raw_upstream(streaming(finish=False))
+    gw = gateway(factory, up, top={"shutdown_timeout": "30s",
+                                   "busy_poll": "1ms", "workers": 2})
+    c, uc = opened(gw, up, "/plain")
+    try:
+        wait_for(lambda: getattr(uc, "started", False), 5, what="frame")
+        time.sleep(0.2)
+        gw.proc.send_signal(signal.SIGTERM)
+        gw.wait_entry(client_port=c.local_port, timeout=8)
+        gw.proc.send_signal(signal.SIGTERM)
+        assert gw.proc.wait(5) == 0
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("shutdown", 1001), e
 
 
 def test_rest_of_the_frame_is_counted_in_the_metrics(factory, key):

@@ -565,3 +565,51 @@ def test_client_gone_during_upstream_handshake_closes_upstream(factory):
     gw.wait_entry(client_port=port, timeout=5)
     assert uc.done.wait(8), "upstream connection kept after the client left"
     assert uc.data.count(b"GET ") == 1
+
+
+def _head_101(c):
+    key = c.header("Sec-WebSocket-Key")[0]
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " +
+            wsproto.accept_for(key).encode() + b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("n,split", [(8, False), (3, True)])
+def test_interim_1xx_pipelined_with_101_and_frames(factory, n, split):
+    # 1xx heads, the 101 and a frame in one segment (or a byte at a time):
+    # the frame behind the 101 reaches the client.
+    def behavior(c):
+        if not c.read_head():
+            return
+        data = (b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n"
+                b"\r\n" * n + _head_101(c) +
+                wsproto.encode_frame(wsproto.OP_TEXT, b"first", mask=False))
+        if split:
+            for i in range(len(data)):
+                c.send(data[i:i + 1])
+                time.sleep(0.002)
+        else:
+            c.send(data)
+        rawup.ws_echo_frames(c)
+    gw, up = raw_gateway(factory, behavior)
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        f = c.read_frame(5)
+        assert f is not None and f.payload == b"first", f
+    finally:
+        c.close()
+
+
+def test_interim_1xx_then_refusal_passes_the_refusal(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.send(b"HTTP/1.1 100 Continue\r\n\r\n"
+               b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\n"
+               b"Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nnope\n")
+        c.drain(5)
+    gw, up = raw_gateway(factory, behavior)
+    resp, e, c = one_refusal(gw, 401, "upstream_refused")
+    assert resp.one("WWW-Authenticate") == "Bearer", resp
+    assert resp.body == b"nope\n", resp
