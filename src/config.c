@@ -2550,11 +2550,18 @@ config_read_yaml(const char *file, yaml_document_t *doc,
 {
 	yaml_parser_t	 parser;
 	yaml_document_t	 extra;
+	struct stat	 st;
 	FILE		*fp;
 	int		 rv = 0;
 
 	if ((fp = fopen(file, "r")) == NULL)
 		return -1;
+	/* fopen() takes a directory; reading it would be a YAML error. */
+	if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(fp);
+		errno = EISDIR;
+		return -1;
+	}
 	if (config_check_depth(fp, file, errs) == -2) {
 		fclose(fp);
 		return -2;

@@ -21,10 +21,16 @@ errors_push(char ***list, size_t *n, size_t *cap, const char *file,
 
 	r = snprintf(msg, sizeof(msg), "%s", prefix);
 	vsnprintf(msg + r, sizeof(msg) - r, fmt, ap);
-	if (line > 0)
-		r = asprintf(&full, "%s:%zu:%zu: %s", file, line, col, msg);
-	else
-		r = asprintf(&full, "%s: %s", file, msg);
+	/*
+	 * No position (a file that cannot be read, an empty document): the
+	 * whole file is concerned, and its start stands for it, so that
+	 * every line keeps the one FILE:LINE:COL form that tools parse.
+	 */
+	if (line == 0) {
+		line = 1;
+		col = 1;
+	}
+	r = asprintf(&full, "%s:%zu:%zu: %s", file, line, col, msg);
 	if (r == -1)
 		return;
 	if (*n == *cap) {

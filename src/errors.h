@@ -16,7 +16,7 @@ struct wsg_errors {
 	size_t		  e_capwarnings;
 };
 
-/* line and col are 1-based; 0 means unknown and prints as FILE: message. */
+/* line and col are 1-based; 0 means unknown and prints as FILE:1:1. */
 void	errors_add(struct wsg_errors *, const char *, size_t, size_t,
 	    const char *, ...) __attribute__((format(printf, 5, 6)));
 void	errors_warn(struct wsg_errors *, const char *, size_t, size_t,

@@ -117,10 +117,33 @@ def test_default_config_path(tmp_path):
     p = subprocess.run([WSGATE, "-t"], capture_output=True, text=True,
                        timeout=20, stdin=subprocess.DEVNULL, cwd=tmp_path)
     out = (p.stdout + p.stderr).strip()
-    m = re.match(r"(/\S*/wsgate/wsgate\.yaml): (ok|cannot open: .*)$",
+    m = re.match(r"(/\S*/wsgate/wsgate\.yaml)(: ok|:1:1: cannot open: .*)$",
                  out.splitlines()[0] if out else "")
     assert m, out
-    assert (p.returncode == 0) == (m.group(2) == "ok"), (p.returncode, out)
+    assert (p.returncode == 0) == (m.group(2) == ": ok"), (p.returncode, out)
+
+
+@pytest.mark.parametrize("what", ["missing", "empty", "directory"])
+def test_whole_file_errors_keep_the_position_form(tmp_path, what):
+    """An error about the whole file has no line of its own; it printed as
+    'FILE: message', which a tool parsing FILE:LINE:COL (SPEC.md) skips.
+    The file's start stands for it.  A directory is named as one, not
+    reported as a YAML error."""
+    path = tmp_path / "wsgate.yaml"
+    if what == "empty":
+        path.write_text("")
+    elif what == "directory":
+        path.mkdir()
+    rc, out = check(path)
+    assert rc == 1, out
+    lines = out.strip().splitlines()
+    assert lines, out
+    for line in lines:
+        assert re.match(re.escape(str(path)) + r":\d+:\d+: \S", line), line
+    want = {"missing": ":1:1: cannot open: No such file or directory",
+            "empty": ":1:1: config is missing 'upstreams'",
+            "directory": ":1:1: cannot open: Is a directory"}[what]
+    assert str(path) + want in lines, out
 
 
 def test_admin_on_the_port_of_a_wildcard_listener_is_refused(tmp_path, certs,

@@ -642,7 +642,7 @@ test_policies(void)
 	pol = config_load_policy("none", f, &e);
 	CHECK(pol == NULL);
 	CHECK_INT(e.e_n, 1);
-	snprintf(buf, sizeof(buf), "%s: cannot open: No such file or "
+	snprintf(buf, sizeof(buf), "%s:1:1: cannot open: No such file or "
 	    "directory", f);
 	if (e.e_n == 1)
 		CHECK_STR(e.e_msgs[0], buf);
@@ -805,18 +805,18 @@ test_bad(void)
 	    "4:15: a value or key must not contain a NUL byte",
 	    NULL });
 
-	/* No line: the whole file is concerned. */
+	/* No line: the whole file is concerned, given as its start. */
 	memset(&e, 0, sizeof(e));
 	CHECK(config_load(fixture("empty.yaml"), &e) == NULL);
 	CHECK_INT(e.e_n, 2);
-	snprintf(buf, sizeof(buf), "%s: config is missing 'upstreams'",
+	snprintf(buf, sizeof(buf), "%s:1:1: config is missing 'upstreams'",
 	    fixture("empty.yaml"));
 	if (e.e_n == 2)
 		CHECK_STR(e.e_msgs[0], buf);
 	errors_free(&e);
 	CHECK(config_load(fixture("nonexistent.yaml"), &e) == NULL);
 	CHECK_INT(e.e_n, 1);
-	snprintf(buf, sizeof(buf), "%s: cannot open: No such file or "
+	snprintf(buf, sizeof(buf), "%s:1:1: cannot open: No such file or "
 	    "directory", fixture("nonexistent.yaml"));
 	if (e.e_n == 1)
 		CHECK_STR(e.e_msgs[0], buf);
