@@ -455,12 +455,14 @@ relay_finish(struct wsg_peer *p)
 	relay_remask_payload(p, in, 0, n, p->p_frame.f_len - p->p_fwd_left);
 	relay_move_bytes(in, out, n);
 	p->p_fwd_left -= n;
+	p->p_bytes += n;
 	/* Relayed bytes, as relay_process() counts them. */
 	metrics_frames(p->p_is_client ? WSG_DIR_C2U : WSG_DIR_U2C, 0, n);
 	if (p->p_fwd_left > 0)
 		return (1);
 	o->p_close_due = 0;
 	relay_send_close(o, code, o->p_close_why);
+	session_finished(p->p_session);
 	return (0);
 }
 

@@ -918,6 +918,9 @@ session_free(struct wsg_session *s)
 	size_t			 i;
 
 	upstream_release(s);
+	/* A streamed frame's end was still awaited (session_finished()). */
+	if (s->s_state == WSG_S_CLOSED)
+		session_log_access(s);
 	for (i = 0; i < 2; i++) {
 		struct wsg_peer *p = i == 0 ? &s->s_client : &s->s_upstream;
 
@@ -990,6 +993,8 @@ session_peer_free(struct wsg_peer *p)
 		p->p_other->p_close_due = 0;
 		session_peer_flushed(p->p_other);
 	}
+	p->p_close_due = 0;
+	session_finished(s);
 	if (s->s_client.p_bev == NULL && s->s_upstream.p_bev == NULL &&
 	    !s->s_freeing) {
 		s->s_freeing = 1;
@@ -1176,15 +1181,27 @@ session_close(struct wsg_session *s, const char *reason)
 	}
 	/* least_conn counts open sessions, not the linger after them. */
 	upstream_release(s);
-	session_log_access(s);
 	log_debug("conn %llu: closed: %s", (unsigned long long)s->s_id,
 	    reason);
 	evtimer_del(s->s_timer);
 	session_timer_set(s, WSG_LINGER_MS);
 	session_peer_close(&s->s_client);
 	session_peer_close(&s->s_upstream);
+	session_finished(s);
 	if (s->s_client.p_bev == NULL && s->s_upstream.p_bev == NULL)
 		session_peer_free(&s->s_client);
+}
+
+/*
+ * A closed session's access-log line, once no streamed frame is still
+ * being finished toward either side (relay_finish()): its bytes count.
+ */
+void
+session_finished(struct wsg_session *s)
+{
+	if (s->s_state == WSG_S_CLOSED && !s->s_client.p_close_due &&
+	    !s->s_upstream.p_close_due)
+		session_log_access(s);
 }
 
 /* EOF and errors: the client before the upgrade, either half once closed. */

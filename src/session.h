@@ -151,6 +151,12 @@ void	session_accept(struct wsg_worker *, const struct wsg_listener_conf *,
 void	session_close(struct wsg_session *, const char *);
 
 /*
+ * Write a closed session's access-log line unless a streamed frame is
+ * still being finished toward one side; relay_finish() calls it again.
+ */
+void	session_finished(struct wsg_session *);
+
+/*
  * Send close frames (code 0: none) to the client and the upstream, record
  * close_code for the log, then session_close().
  */

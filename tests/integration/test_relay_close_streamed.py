@@ -119,6 +119,13 @@ def opened(gw, up, path, tok=None, mode="tls13"):
     return c, uc
 
 
+def expired(gw):
+    """Until the session has closed on its token's expiry.  Its frames may
+    still be finishing, and its access-log line waits for them."""
+    wait_for(lambda: "closed: token_expired" in gw.error_text(), 8,
+             what="token expiry")
+
+
 def frame_then_close(c):
     """The whole streamed frame, then the close frame that was due."""
     f = c.read_frame(15)
@@ -159,6 +166,9 @@ def test_close_due_waits_for_the_frame_toward_the_client(factory, key, why,
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == (why, code), e
+    # The rest of the frame, relayed after the close, counts: the whole
+    # frame and the backend's close answer came from the upstream.
+    assert e["bytes_out"] >= len(BIG) + 10, e
     assert uc.done.wait(10)
     assert [x.close_code for x in uc.close_frames()] == [1001], uc.frames
     if why == "shutdown":
@@ -185,6 +195,7 @@ def test_close_due_waits_for_the_frame_toward_the_backend(factory, key,
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == ("token_expired", 1008), e
+    assert e["bytes_in"] >= len(data), e
     assert uc.done.wait(10)
     got = [(x.opcode, len(x.payload)) for x in uc.frames[:1]]
     assert got == [(BIN, len(BIG))], got
@@ -245,7 +256,7 @@ def test_close_due_both_ways_at_once_odd_pieces(factory, key):
     try:
         wait_for(lambda: getattr(uc, "started", False), 5, what="frame")
         c.send(data[:FIRST + 3])
-        gw.wait_entry(client_port=c.local_port, timeout=8)  # expired
+        expired(gw)
         for i in range(FIRST + 3, len(data), ODD):
             time.sleep(0.01)
             c.send(data[i:i + ODD])
@@ -292,7 +303,7 @@ def test_close_due_toward_a_slow_reader_resumes(factory, key):
     (uc,) = up.wait_conns(1)
     try:
         wait_for(lambda: getattr(uc, "started", False), 5, what="frame")
-        gw.wait_entry(client_port=c.local_port, timeout=8)  # expired
+        expired(gw)
         time.sleep(0.5)         # the gateway's output fills meanwhile
         f = c.read_frame(15)
         assert f is not None, "connection ended in the middle of the frame"
@@ -330,7 +341,7 @@ def test_reset_during_the_finish(factory, key, who):
     c, uc = opened(gw, up, "/jwt", token(2))
     try:
         wait_for(lambda: getattr(uc, "started", False), 5, what="frame")
-        gw.wait_entry(client_port=c.local_port, timeout=8)  # expired
+        expired(gw)
         if who == "client":
             time.sleep(0.2)
             raw = c.sock
