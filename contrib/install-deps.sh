@@ -26,7 +26,7 @@ run)
 	tests=yes
 	PKGS="$PKGS libmaxmind-db-writer-perl redis-server ca-certificates
 python3-jwt python3-cryptography python3-yaml
-python3-pytest python3-prometheus-client
+python3-pytest python3-pytest-xdist python3-prometheus-client
 mandoc clang libclang-rt-14-dev
 chromium slowhttptest testssl.sh strace"
 	# Node.js and npm are usually preinstalled; take Debian's when they

@@ -54,13 +54,21 @@ unit() {
 # Integration tests: the real daemon of a build under pytest.  Against a
 # sanitizer build, LeakSanitizer checks the daemon at every exit; conftest.py
 # fails the test whose gateway printed a sanitizer report to its stderr.
+# Most of the suite's time is waiting (timeouts, lingers, slow peers), so
+# pytest-xdist runs one file per core at a time (--dist loadfile: a file's
+# tests share their module fixtures, and the quickstart tests' fixed ports
+# stay in one process); INTEGRATION_JOBS=1 runs them in this process.
 integration() {
 	dir=$1
 	xml="$top/$dir/pytest.xml"
 	rm -f "$xml"
+	jobs=${INTEGRATION_JOBS:-$(nproc 2>/dev/null || echo 1)}
+	[ "$jobs" -gt 4 ] && jobs=4
+	par=""
+	[ "$jobs" -gt 1 ] && par="-n $jobs --dist loadfile"
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:quarantine_size_mb=16 \
 	UBSAN_OPTIONS=print_stacktrace=1 \
-	WSGATE="$top/$dir/wsgate" $PY -m pytest -q -p no:cacheprovider \
+	WSGATE="$top/$dir/wsgate" $PY -m pytest -q -p no:cacheprovider $par \
 	    --junitxml="$xml" tests/integration 2>&1 | tail -n 30
 	if [ ! -f "$xml" ]; then
 		record "integration($dir)" 0 1

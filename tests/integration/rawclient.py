@@ -107,6 +107,10 @@ class RawClient:
         if remaining <= 0:
             raise Timeout("timed out waiting for data; have %r" %
                           bytes(self.buf[:300]))
+        # The read's own short timeout must not outlive it: a later
+        # sendall() of a large frame would inherit it and fail on a busy
+        # machine although the gateway is reading.
+        before = self.sock.gettimeout()
         self.sock.settimeout(min(remaining, 1.0))
         try:
             chunk = self.sock.recv(65536)
@@ -121,6 +125,8 @@ class RawClient:
         except ssl.SSLError:
             self.eof = True
             return False
+        finally:
+            self.sock.settimeout(before)
         if not chunk:
             self.eof = True
             return False

@@ -373,7 +373,8 @@ RUN_PKGS = {"build-essential", "autoconf", "automake", "pkg-config",
             "libevent-dev", "libssl-dev", "libpcre2-dev", "libyaml-dev",
             "libmaxminddb-dev", "libjansson-dev", "libhiredis-dev",
             "openssl", "python3", "python3-websockets"}
-TEST_ONLY_PKGS = {"redis-server", "python3-pytest", "clang", "chromium",
+TEST_ONLY_PKGS = {"redis-server", "python3-pytest", "python3-pytest-xdist",
+                  "clang", "chromium",
                   "mandoc", "slowhttptest", "testssl.sh", "strace",
                   "libmaxmind-db-writer-perl", "nodejs", "npm"}
 
