@@ -68,6 +68,21 @@ static int			 server_stop_sig;	/* second signal, if any */
 static struct event		*server_drain_poll;
 static struct wsg_rltable	*server_rl;
 
+/*
+ * What a reload cannot change, as the process started with it: a reload
+ * warns when its file differs from these, not from the file before it.
+ */
+static struct {
+	uint64_t		 busy_poll_ms;
+	char			*user;
+	uint64_t		 rl_max_entries;
+	uint64_t		 rl_idle_ms;
+	struct wsg_store_conf	 store;	/* its url, key prefix, lease ttl */
+	int			 has_store;
+} server_boot;
+
+static size_t	server_worker_count(const struct wsg_config *);
+
 struct wsg_rltable *
 server_rltable(void)
 {
@@ -703,17 +718,18 @@ server_reload(void)
 		server_discard_all(conf, fds);
 		goto fail;
 	}
-	if (conf->c_workers != old->c_workers)
+	if (server_worker_count(conf) != server_nworkers)
 		log_warnx("reload: a new number of workers needs a restart");
-	if (conf->c_busy_poll_ms != old->c_busy_poll_ms)
+	if (conf->c_busy_poll_ms != server_boot.busy_poll_ms)
 		log_warnx("reload: a new busy_poll needs a restart");
 	if (strcmp(conf->c_user != NULL ? conf->c_user : "",
-	    old->c_user != NULL ? old->c_user : "") != 0)
+	    server_boot.user != NULL ? server_boot.user : "") != 0)
 		log_warnx("reload: a new user needs a restart");
-	if (server_store_changed(conf->c_store, old->c_store))
+	if (server_store_changed(conf->c_store, server_boot.has_store ?
+	    &server_boot.store : NULL))
 		log_warnx("reload: a new rate_limit_store needs a restart");
-	if (conf->c_rl_max_entries != old->c_rl_max_entries ||
-	    conf->c_rl_idle_ms != old->c_rl_idle_ms)
+	if (conf->c_rl_max_entries != server_boot.rl_max_entries ||
+	    conf->c_rl_idle_ms != server_boot.rl_idle_ms)
 		log_warnx("reload: a new rate_limit_table needs a restart");
 	server_ticket_secret(conf, old);
 	for (i = 0; i < server_nworkers; i++)
@@ -904,6 +920,23 @@ server_run(struct wsg_config *conf)
 	if ((server_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	server_conf = conf;
+	server_boot.busy_poll_ms = conf->c_busy_poll_ms;
+	server_boot.rl_max_entries = conf->c_rl_max_entries;
+	server_boot.rl_idle_ms = conf->c_rl_idle_ms;
+	if (conf->c_user != NULL &&
+	    (server_boot.user = strdup(conf->c_user)) == NULL)
+		fatal("user");
+	if (conf->c_store != NULL) {
+		server_boot.has_store = 1;
+		server_boot.store.sc_lease_ttl_ms =
+		    conf->c_store->sc_lease_ttl_ms;
+		if ((server_boot.store.sc_url =
+		    strdup(conf->c_store->sc_url)) == NULL ||
+		    (conf->c_store->sc_key_prefix != NULL &&
+		    (server_boot.store.sc_key_prefix =
+		    strdup(conf->c_store->sc_key_prefix)) == NULL))
+			fatal("rate_limit_store");
+	}
 	metrics_upstreams(conf);
 	server_ticket_secret(conf, NULL);
 	if ((server_rl = rltable_new(conf->c_rl_max_entries,
@@ -997,6 +1030,9 @@ server_run(struct wsg_config *conf)
 	event_base_free(server_base);
 	rltable_free(server_rl);
 	config_unref(server_conf);
+	free(server_boot.user);
+	free(server_boot.store.sc_url);
+	free(server_boot.store.sc_key_prefix);
 	log_info("exiting");
 	return (0);
 }

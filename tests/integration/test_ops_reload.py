@@ -517,3 +517,31 @@ def test_reload_with_a_new_user_warns_that_it_needs_a_restart(factory):
     assert "reload: a new user needs a restart" in gw.error_text()
     assert os.stat("/proc/%d" % gw.pid).st_uid == uid
     echo_works(gw)
+
+
+@pytest.mark.parametrize("key,value,what", [
+    ("workers", 2, "a new number of workers"),
+    ("user", "nobody", "a new user"),
+    ("rate_limit_table", {"max_entries": 5000}, "a new rate_limit_table"),
+])
+def test_restart_warnings_compare_with_what_runs(factory, key, value, what):
+    """wsgate(8) CAVEATS: a reload logs a warning when workers, user, ...
+    differ from those of the running process.  A second reload of the same
+    file still differs from what runs and warns again; a reload back to
+    the values it started with needs no restart and does not warn."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    first = copy.deepcopy(gw.config)
+    warning = "reload: %s needs a restart" % what
+    cfg = copy.deepcopy(first)
+    cfg[key] = value
+    gw.write_config(cfg)
+    gw.reload("done")
+    assert gw.error_text().count(warning) == 1, gw.error_text()
+    gw.reload("done")
+    assert gw.error_text().count(warning) == 2, gw.error_text()
+    gw.write_config(first)
+    gw.reload("done")
+    assert gw.error_text().count(warning) == 2, gw.error_text()
+    echo_works(gw)
