@@ -397,8 +397,9 @@ http_is_prefix_of(const char *p, size_t n, int complete, const char *lit)
  * same path as the plain one to the backend (RFC 3986 6.2.2.2) but not to
  * the route match, nor is an empty segment ("/api//admin") to nginx's
  * merge_slashes and to Tomcat, nor a segment with a parameter
- * ("/api/admin;x"), which Tomcat and Jetty read without it.  They are
- * refused rather than normalised.
+ * ("/api/admin;x"), which Tomcat and Jetty read without it.  A '%' not
+ * followed by two hex digits is no URI at all, and each backend reads it
+ * its own way.  They are refused rather than normalised.
  */
 int
 http_path_ambiguous(const char *p, size_t len)
@@ -410,10 +411,13 @@ http_path_ambiguous(const char *p, size_t len)
 		if (p[i] == '\\' || p[i] == ';' || (p[i] == '/' &&
 		    i + 1 < len && p[i + 1] == '/'))
 			return 1;
-		if (p[i] != '%' || i + 2 >= len ||
+		if (p[i] != '%')
+			continue;
+		/* Not RFC 3986 pct-encoded: IIS reads "%u002e" as '.'. */
+		if (i + 2 >= len ||
 		    (hi = units_hexval((unsigned char)p[i + 1])) == -1 ||
 		    (lo = units_hexval((unsigned char)p[i + 2])) == -1)
-			continue;
+			return 1;
 		c = hi << 4 | lo;
 		if (c == '/' || c == '\\' || (c >= 'a' && c <= 'z') ||
 		    (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

@@ -139,7 +139,8 @@ int	http_name_alias(struct wsg_str, const char *);
 /*
  * Is this request path one a backend may read otherwise than the route
  * match does (dot segments, '//', ';', '\\', encoded '/' or unreserved
- * characters)?  Such requests are refused with 400.
+ * characters, a '%' not followed by two hex digits)?  Such requests are
+ * refused with 400.
  */
 int	http_path_ambiguous(const char *, size_t);
 

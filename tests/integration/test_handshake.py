@@ -227,6 +227,21 @@ def test_encoded_unreserved_characters_do_not_pick_a_looser_route(factory):
     assert up.connections()[0].path == "/api/a%20b%3Fc"
 
 
+def test_invalid_percent_encoding_in_path_is_refused(gw, up):
+    # RFC 3986 allows '%' in a path only before two hex digits; anything
+    # else is a malformed target (nginx answers 400), which backends read
+    # each their own way: IIS decodes "%u002e" to '.', so that
+    # "/pub/%u002e%u002e/x" would leave the "/pub/*" route there
+    for path in ("/pub/%u002e%u002e/secret", "/pub/a%zzb", "/pub/%2",
+                 "/pub/%", "/pub/a%g0", "/pub/%%32e%%32e/secret"):
+        refused(gw, B(path), 400, "bad_request", up=up)
+    # the query is the backend's business and is left as it is
+    c, _ = http_upgrade(gw, B("/pub/a%20b?x=%zz"))
+    c.close()
+    up.wait_conns(1)
+    assert up.connections()[0].path == "/pub/a%20b?x=%zz"
+
+
 def test_empty_segments_do_not_pick_a_looser_route(factory):
     # nginx (merge_slashes) and Tomcat read "/api//admin" as "/api/admin":
     # an empty segment would miss the strict exact route and take the open
