@@ -397,7 +397,8 @@ http_is_prefix_of(const char *p, size_t n, int complete, const char *lit)
  * same path as the plain one to the backend (RFC 3986 6.2.2.2) but not to
  * the route match, nor is an empty segment ("/api//admin") to nginx's
  * merge_slashes and to Tomcat, nor a segment with a parameter
- * ("/api/admin;x"), which Tomcat and Jetty read without it.  A '%' not
+ * ("/api/admin;x"), which Tomcat and Jetty read without it, nor an
+ * encoded NUL ("/api/admin%00x"), where a C backend stops.  A '%' not
  * followed by two hex digits is no URI at all, and each backend reads it
  * its own way.  They are refused rather than normalised.
  */
@@ -419,7 +420,9 @@ http_path_ambiguous(const char *p, size_t len)
 		    (lo = units_hexval((unsigned char)p[i + 2])) == -1)
 			return 1;
 		c = hi << 4 | lo;
-		if (c == '/' || c == '\\' || (c >= 'a' && c <= 'z') ||
+		/* A NUL ends the path early in a C backend (nginx: 400). */
+		if (c == '\0' || c == '/' || c == '\\' ||
+		    (c >= 'a' && c <= 'z') ||
 		    (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		    c == '-' || c == '.' || c == '_' || c == '~')
 			return 1;

@@ -242,6 +242,24 @@ def test_invalid_percent_encoding_in_path_is_refused(gw, up):
     assert up.connections()[0].path == "/pub/a%20b?x=%zz"
 
 
+def test_encoded_nul_in_path_does_not_pick_a_looser_route(factory):
+    # a backend in C decodes "/api/admin%00x" and stops at the NUL:
+    # "/api/admin" to it, yet the open prefix route to the route match.
+    # nginx answers a decoded NUL in the path with 400; so does wsgate
+    up = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/api/admin", "rec", "strict"), ("/api/*", "rec")],
+        upstreams={"rec": [up.addr]},
+        policies={"strict": policy(ip={"deny": ["127.0.0.0/8"]})})
+    for path in ("/api/admin%00", "/api/admin%00.png", "/api/x%00/admin"):
+        refused(g, B(path), 400, "bad_request", up=up)
+    # in the query it is the backend's business
+    c, _ = http_upgrade(g, B("/api/x?a=%00"))
+    c.close()
+    up.wait_conns(1)
+    assert up.connections()[0].path == "/api/x?a=%00"
+
+
 def test_empty_segments_do_not_pick_a_looser_route(factory):
     # nginx (merge_slashes) and Tomcat read "/api//admin" as "/api/admin":
     # an empty segment would miss the strict exact route and take the open

@@ -893,13 +893,15 @@ test_ambiguous_paths(void)
 	    "/pub/%2e%2e;/admin",
 	    /* not pct-encoded: "%u002e" is '.' to IIS */
 	    "/a/%2", "/a%zzb", "/a%", "/a/%u002e%u002e/b", "/a%%32e",
+	    /* an encoded NUL: the end of the path to a C backend */
+	    "/a%00", "/a/b%00.png",
 	    /* empty segments, merged by nginx and Tomcat */
 	    "/a//b", "//a", "/a//", "/a///b",
 	    /* parameters, dropped by Tomcat and Jetty: "/a;x/b" is "/a/b" */
 	    "/a;/b", "/a;x", "/a/...;/b", "/a/.b;/c", "/a/b;", NULL };
 	static const char *const good[] = { "/a/...", "/a/.b", "/a/b.c/",
 	    "/.well-known/x", "/a/b?x=//", "/a/b?x=/../", "/a%20b",
-	    "/a%3Fb", "/a%25b", "/a/b?%zz=%", "/a/b?%61=1", "/a/b?x=1;y=2",
+	    "/a%3Fb", "/a%25b", "/a/b?%zz=%", "/a/b?x=%00", "/a/b?%61=1", "/a/b?x=1;y=2",
 	    NULL };
 	char	buf[512];
 	size_t	i;
