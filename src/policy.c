@@ -47,9 +47,20 @@ policy_country_listed(char (*list)[3], size_t n, const char *cc)
 }
 
 /*
- * Is the query parameter name p[0..n) this name once percent-decoded, as
- * the upstream's query parser will read it?  "access%5Ftoken" is
- * "access_token" there, so it must be here too.
+ * A decoded query parameter name byte as PHP files it in $_GET: ' ', '.'
+ * and a '[' without its ']' become '_'.
+ */
+static int
+policy_param_fold(int c)
+{
+	return (c == ' ' || c == '.' || c == '[' ? '_' : c);
+}
+
+/*
+ * Is the query parameter name p[0..n) this name once decoded, as the
+ * upstream's query parser will read it?  "access%5Ftoken" is
+ * "access_token" there, so it must be here too; '+' is a space, and PHP
+ * also drops leading spaces and reads "access.token" as "access_token".
  */
 static int
 policy_param_is(const char *p, size_t n, const char *name)
@@ -59,13 +70,18 @@ policy_param_is(const char *p, size_t n, const char *name)
 
 	while (i < n) {
 		c = (unsigned char)p[i++];
-		if (c == '%' && i + 2 <= n &&
+		if (c == '+')
+			c = ' ';
+		else if (c == '%' && i + 2 <= n &&
 		    (hi = units_hexval((unsigned char)p[i])) != -1 &&
 		    (lo = units_hexval((unsigned char)p[i + 1])) != -1) {
 			c = hi << 4 | lo;
 			i += 2;
 		}
-		if (name[k] == '\0' || (unsigned char)name[k] != c)
+		if (k == 0 && c == ' ')
+			continue;
+		if (name[k] == '\0' || policy_param_fold(
+		    (unsigned char)name[k]) != policy_param_fold(c))
 			return (0);
 		k++;
 	}

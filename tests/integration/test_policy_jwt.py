@@ -464,6 +464,33 @@ def test_percent_encoded_query_param_name_is_the_param(gw, keys):
     assert q == [("keep", "2")], ev["path"]
 
 
+def test_query_param_name_as_php_reads_it_is_the_param(gw, keys):
+    # PHP fills $_GET after turning ' ' (also from '+'), '.' and a lone
+    # '[' in a name into '_' and dropping leading spaces: each of these is
+    # access_token there, so a forged copy under it must not reach the
+    # upstream beside the token the gateway checked
+    good = make_token(keys, sub="alice")
+    forged = forged_token()
+    for twin in ("access.token", "access+token", "access%20token",
+                 "access[token", "+access_token", "%20access.token",
+                 "access%2Etoken"):
+        ev = accepted(gw, B("/ok/rs?access_token=%s&%s=%s&keep=1"
+                            % (good, twin, forged)), good)
+        assert forged not in ev["path"], (twin, ev["path"])
+        q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
+        assert q == [("keep", "1")], (twin, ev["path"])
+    # and a token under such a name is the token
+    ev = accepted(gw, B("/ok/rs?access.token=%s&keep=2" % good), good)
+    q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
+    assert q == [("keep", "2")], ev["path"]
+    # "%2B" is a '+', not a space; an array is another name
+    for other in ("access%2Btoken", "access[token]", "access-token"):
+        ev = accepted(gw, B("/ok/rs?access_token=%s&%s=1" % (good, other)),
+                      good)
+        assert urllib.parse.urlsplit(ev["path"]).query == other + "=1", \
+            ev["path"]
+
+
 def test_semicolon_separates_query_params_like_ampersand(gw, keys, up):
     good = make_token(keys, sub="alice")
     forged = forged_token()
