@@ -504,8 +504,7 @@ http_request_line(const char *p, size_t n, int complete,
 	req->target.p = p + t;
 	req->target.len = i - t;
 	req->path = req->target;
-	if (!origin_form)
-		return WSG_HTTP_OK;	/* not a GET: refused with 405 */
+	/* Any form: the logged path never carries a query (and its token). */
 	q = memchr(req->target.p, '?', req->target.len);
 	if (q != NULL) {
 		req->path.len = q - req->target.p;
@@ -513,6 +512,8 @@ http_request_line(const char *p, size_t n, int complete,
 		req->query.len = req->target.len - req->path.len - 1;
 		req->has_query = 1;
 	}
+	if (!origin_form)
+		return WSG_HTTP_OK;	/* not a GET: refused with 405 */
 	if (http_path_ambiguous(req->path.p, req->path.len)) {
 		req->error = "ambiguous path";
 		return WSG_HTTP_BAD_REQUEST;

@@ -546,3 +546,17 @@ def test_lone_underscore_twin_beside_a_query_token_is_refused(gw, up):
         refused_401(gw, up, B("/no/multi?t=" + good, extra=[
             (twin, forged_token())]), "auth_invalid", good)
         up.clear()
+
+
+@pytest.mark.parametrize("target", [
+    "http://localhost/no/rs?access_token=%s", "*?access_token=%s",
+    "localhost:80?access_token=%s"])
+def test_token_in_query_of_a_refused_non_get_is_not_logged(gw, keys, up,
+                                                             target):
+    # A 405 for another method takes any target form; its "path" in the
+    # access log must lose the query, token and all, as a GET's does.
+    tok = make_token(keys, sub="abs")
+    resp, e = http_refusal(gw, B(target % tok, method="POST"), 405,
+                           "bad_method", up=up)
+    assert e["path"] is not None and "?" not in e["path"], e
+    assert_not_logged(gw, tok)
