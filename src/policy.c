@@ -124,14 +124,43 @@ policy_query_param(struct wsg_str q, const char *name, struct wsg_str *val)
 }
 
 /*
+ * Percent-decode a query value into buf, as the form-encoded query is
+ * read (RFC 6750 2.3): "a%2Eb" is "a.b".  A '%' not followed by two hex
+ * digits stays as it is.  -1 when it does not fit in len bytes.
+ */
+static int
+policy_query_value(struct wsg_str v, char *buf, size_t len,
+    struct wsg_str *out)
+{
+	size_t	i = 0, n = 0;
+	int	c, hi, lo;
+
+	while (i < v.len) {
+		c = (unsigned char)v.p[i++];
+		if (c == '%' && i + 2 <= v.len &&
+		    (hi = units_hexval((unsigned char)v.p[i])) != -1 &&
+		    (lo = units_hexval((unsigned char)v.p[i + 1])) != -1) {
+			c = hi << 4 | lo;
+			i += 2;
+		}
+		if (n == len)
+			return (-1);
+		buf[n++] = (char)c;
+	}
+	out->p = buf;
+	out->len = n;
+	return (0);
+}
+
+/*
  * The bearer token of a request: from the configured header ("Bearer"
  * scheme for Authorization, the raw value for any other header), else from
- * the query parameter.  Returns 1 found, 0 missing, -1 present but not a
- * usable token, with why.
+ * the query parameter, percent-decoded into buf.  Returns 1 found, 0
+ * missing, -1 present but not a usable token, with why.
  */
 static int
 policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
-    struct wsg_str *tok, const char **why)
+    char *buf, size_t len, struct wsg_str *tok, const char **why)
 {
 	const struct wsg_http_header	*h;
 	struct wsg_str			 v;
@@ -178,8 +207,15 @@ policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
 		return (1);
 	}
 	if (pol->pol_auth_query_param != NULL && req->has_query &&
-	    policy_query_param(req->query, pol->pol_auth_query_param, tok))
-		return (tok->len > 0 ? 1 : -1);
+	    policy_query_param(req->query, pol->pol_auth_query_param, &v)) {
+		if (v.len == 0)
+			return (-1);
+		if (policy_query_value(v, buf, len, tok) == -1) {
+			*why = "token too long";
+			return (-1);
+		}
+		return (1);
+	}
 	return (0);
 }
 
@@ -193,7 +229,7 @@ policy_check(struct wsg_session *s, const struct wsg_http_request *req,
 	enum wsg_jwt_result	 jr;
 	struct wsg_str		 tok;
 	const char		*why;
-	char			 cc[3];
+	char			 cc[3], tokbuf[WSG_JWT_MAX_TOKEN];
 	int			 r;
 
 	/* Addresses: deny wins over allow. */
@@ -249,7 +285,8 @@ policy_check(struct wsg_session *s, const struct wsg_http_request *req,
 
 	/* Token. */
 	if (pol->pol_jwt != NULL) {
-		r = policy_token(pol, req, &tok, &why);
+		r = policy_token(pol, req, tokbuf, sizeof(tokbuf), &tok,
+		    &why);
 		if (r == 0)
 			return (policy_refuse(v, 401, "auth_missing",
 			    "WWW-Authenticate: Bearer realm=\"wsgate\"\r\n",

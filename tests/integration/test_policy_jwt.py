@@ -560,3 +560,16 @@ def test_token_in_query_of_a_refused_non_get_is_not_logged(gw, keys, up,
                            "bad_method", up=up)
     assert e["path"] is not None and "?" not in e["path"], e
     assert_not_logged(gw, tok)
+
+
+def test_percent_encoded_query_token_is_the_token(gw, keys, up):
+    # The query is form-encoded (RFC 6750 2.3): a token whose characters
+    # a client library escaped is the same token, as its name already is.
+    tok = make_token(keys, sub="pct")
+    enc = "".join("%%%02X" % ord(ch) if ch in ".-_" else ch for ch in tok)
+    assert enc != tok
+    accepted(gw, B("/ok/rs?access_token=" + enc), tok, sub="pct")
+    # an escape that decodes to something outside base64url stays refused
+    refused_401(gw, up, B("/no/rs?access_token=" + tok.replace(".", "%2B",
+                                                                1)),
+                "auth_invalid", tok)
