@@ -701,18 +701,32 @@ session_expiry_arm(struct wsg_session *s)
 {
 	const struct wsg_policy	*pol = s->s_route->rt_policy;
 	struct timeval		 tv;
-	int64_t			 exp, now;
+	struct timespec		 ts;
+	int64_t			 exp;
+	long			 us;
 
 	if (s->s_claims == NULL || !pol->pol_expiry_close ||
 	    (exp = jwt_claims_exp(s->s_claims)) == 0)
 		return (0);
 	exp += pol->pol_jwt->jp_leeway;
-	now = (int64_t)time(NULL);
+	/*
+	 * To the microsecond: the handshake check refuses the token from
+	 * the first instant of second exp, so the session ends right then,
+	 * not up to a second later.
+	 */
+	clock_gettime(CLOCK_REALTIME, &ts);
 	if ((s->s_expiry = evtimer_new(s->s_worker->w_base, session_expiry_cb,
 	    s)) == NULL)
 		return (-1);
-	tv.tv_sec = exp > now ? exp - now : 0;
+	tv.tv_sec = 0;
 	tv.tv_usec = 0;
+	if (exp > (int64_t)ts.tv_sec) {
+		tv.tv_sec = exp - (int64_t)ts.tv_sec;
+		if ((us = ts.tv_nsec / 1000) > 0) {
+			tv.tv_sec--;
+			tv.tv_usec = 1000000 - us;
+		}
+	}
 	evtimer_add(s->s_expiry, &tv);
 	return (0);
 }

@@ -573,3 +573,51 @@ def test_percent_encoded_query_token_is_the_token(gw, keys, up):
     refused_401(gw, up, B("/no/rs?access_token=" + tok.replace(".", "%2B",
                                                                 1)),
                 "auth_invalid", tok)
+
+
+def test_no_session_outlives_the_gateways_own_refusal_of_its_token(gw, keys):
+    # The gateway's two judgements of one token must agree: once it
+    # refuses a new handshake with the token as auth_expired, a session
+    # opened with that token relays nothing more.  The session opens late
+    # in a second, so an expiry timer counted in whole seconds from that
+    # second's start would fire most of a second after exp.
+    deadline = time.time() + 3
+    while not 0.65 <= time.time() % 1 < 0.85 and time.time() < deadline:
+        time.sleep(0.01)
+    exp = int(time.time()) + 2
+    tok = make_token(keys, exp=exp)
+
+    def probe_until_expired():
+        for _ in range(400):
+            c = gw.raw()
+            try:
+                c.send(B("/ok/rs", extra=bearer(tok)))
+                # a 101 has no end: its head is the whole answer here
+                resp = c.http_response(timeout=5, to_eof=False)
+                body = c.read_to_eof(5) if resp.status == 401 else b""
+            finally:
+                c.close()
+            if resp.status == 401:
+                assert b"auth_expired" in body, (resp, body)
+                return
+            assert resp.status == 101, resp
+            time.sleep(0.01)
+        raise AssertionError("the token was never refused")
+
+    async def go():
+        async with gw.connect("/ok/rs", extra_headers=bearer(tok)) as ws:
+            await ws.send("before")
+            assert await asyncio.wait_for(ws.recv(), 5) == "before"
+            await asyncio.get_running_loop().run_in_executor(
+                None, probe_until_expired)
+            await asyncio.sleep(0.25)
+            got = []
+            try:
+                await ws.send("after")
+                while True:
+                    got.append(await asyncio.wait_for(ws.recv(), 5))
+            except websockets.ConnectionClosed:
+                pass
+            return got, ws.close_code
+    got, code = run(go(), timeout=20)
+    assert got == [] and code == 1008, (got, code)
