@@ -917,6 +917,8 @@ server_run(struct wsg_config *conf)
 	size_t			 i, cut;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* A log past the file size limit loses lines, as a full disk does. */
+	signal(SIGXFSZ, SIG_IGN);
 	if ((server_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	server_conf = conf;

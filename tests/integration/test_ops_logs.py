@@ -5,6 +5,7 @@ log.error_log stderr, log.level error."""
 
 import asyncio
 import json
+import resource
 import signal
 import subprocess
 
@@ -238,3 +239,39 @@ def test_level_error_leaves_out_warnings_and_info(factory):
     text = gw.error_text()
     assert " info: " not in text and " warn: " not in text, text
     assert " debug: " not in text, text
+
+
+def limit_file_size(gw, size):
+    """Give the running daemon a file size limit (as systemd's
+    LimitFSIZE= would): writes past it are short, then fail."""
+    resource.prlimit(gw.pid, resource.RLIMIT_FSIZE,
+                     (size, resource.RLIM_INFINITY))
+
+
+def refuse_404(gw):
+    c = gw.raw()
+    try:
+        c.send(rawclient.build_request("/nope"))
+        assert c.http_response().status == 404
+    finally:
+        c.close()
+    return c.local_port
+
+
+def test_a_log_over_the_file_size_limit_does_not_kill_the_gateway(factory):
+    """A log write past RLIMIT_FSIZE fails (EFBIG) like one on a full
+    disk; it must not end the process with SIGXFSZ."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, tls=False)
+    gw.settle_probes()
+    limit_file_size(gw, gw.access_log.stat().st_size)
+    for _ in range(2):
+        c = gw.raw()
+        c.send(rawclient.build_request("/nope"))
+        c.wait_closed()
+        c.close()
+    assert gw.proc.poll() is None, "wsgate died: %s" % gw.proc.returncode
+    limit_file_size(gw, resource.RLIM_INFINITY)
+    p = refuse_404(gw)
+    e = gw.wait_entry(client_port=p)
+    assert e["reason"] == "no_route", e
