@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,7 @@ static int	 log_error_fd = STDERR_FILENO;
 static int	 log_syslog;			/* atomic */
 static int	 log_access_fd = STDOUT_FILENO;
 static int	 log_access_off;		/* atomic */
+static int	 log_access_torn;		/* atomic: ends mid-line */
 static int	 log_slots;			/* slots made */
 static char	*log_error_path;		/* main thread only */
 static char	*log_access_path;
@@ -52,6 +54,13 @@ log_open_file(const char *path)
 static void
 log_retarget(int slot, int fd)
 {
+	struct stat	was, now;
+
+	/* A line cut short in the old file leaves another file whole. */
+	if (slot == log_access_fd && (fstat(slot, &was) == -1 ||
+	    fstat(fd, &now) == -1 || was.st_dev != now.st_dev ||
+	    was.st_ino != now.st_ino))
+		__atomic_store_n(&log_access_torn, 0, __ATOMIC_RELAXED);
 	dup2(fd, slot);
 	if (fd > STDERR_FILENO)
 		close(fd);
@@ -339,16 +348,34 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
+/*
+ * One line, in one write.  A write cut short (a full disk, the file size
+ * limit) leaves part of a line: the next line that can be written first
+ * ends it, so that only the line cut short is lost, not the next one too.
+ */
 void
 log_access(struct evbuffer *line)
 {
+	struct iovec	 iov[2];
 	size_t		 len;
-	unsigned char	*p;
+	ssize_t		 n;
+	int		 torn;
 
 	len = evbuffer_get_length(line);
 	if (!__atomic_load_n(&log_access_off, __ATOMIC_RELAXED) && len > 0 &&
-	    (p = evbuffer_pullup(line, len)) != NULL)
-		(void)write(log_access_fd, p, len);
+	    (iov[1].iov_base = evbuffer_pullup(line, len)) != NULL) {
+		torn = __atomic_exchange_n(&log_access_torn, 0,
+		    __ATOMIC_RELAXED);
+		iov[0].iov_base = "\n";
+		iov[0].iov_len = torn ? 1 : 0;
+		iov[1].iov_len = len;
+		n = writev(log_access_fd, iov, 2);
+		/* The file now ends mid-line: in this one, or the last. */
+		if (n == -1 ? torn : (size_t)n != (size_t)torn &&
+		    (size_t)n < len + torn)
+			__atomic_store_n(&log_access_torn, 1,
+			    __ATOMIC_RELAXED);
+	}
 	evbuffer_drain(line, len);
 }
 

@@ -275,3 +275,26 @@ def test_a_log_over_the_file_size_limit_does_not_kill_the_gateway(factory):
     p = refuse_404(gw)
     e = gw.wait_entry(client_port=p)
     assert e["reason"] == "no_route", e
+
+
+def test_a_short_log_write_does_not_spoil_the_next_line(factory):
+    """A line cut short (the disk filled, or the size limit, in its
+    middle) is the only one lost: once writes succeed again, the next
+    line starts a line of its own and is valid JSON."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, tls=False)
+    gw.settle_probes()
+    size = gw.access_log.stat().st_size
+    limit_file_size(gw, size + 40)
+    refuse_404(gw)
+    wait_for(lambda: gw.access_log.stat().st_size == size + 40, 5,
+             what="the short write")
+    limit_file_size(gw, resource.RLIM_INFINITY)
+    p = refuse_404(gw)
+
+    def last_line():
+        text = gw.access_log.read_bytes()[size:]
+        return text.endswith(b"\n") and text.split(b"\n")[-2]
+    line = wait_for(last_line, 5, what="the next access-log line")
+    e = json.loads(line)
+    assert (e["client_port"], e["reason"]) == (p, "no_route"), e
