@@ -149,6 +149,7 @@ static __thread uint64_t	 t13_fast_count;
 static __thread uint8_t		*t13_rbuf;
 
 static ssize_t	t13_send(int, const uint8_t *, size_t);
+static void	t13_forget(const struct t13_dir *, int);
 
 static void
 t13_capture_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
@@ -379,6 +380,8 @@ t13_dir_update(struct wsg_tls13 *t, struct t13_dir *d)
 	if (t13_expand(t, d->d_secret, "traffic upd", next, t->t_hashlen) ==
 	    -1)
 		return (-1);
+	/* The old key is deleted, the thread's copies too (RFC 8446 7.2). */
+	t13_forget(d, d == &t->t_wr);
 	memcpy(d->d_secret, next, t->t_hashlen);
 	OPENSSL_cleanse(next, sizeof(next));
 	rc = t13_dir_set(t, d, d->d_secret, 0);
@@ -485,6 +488,8 @@ tls13_free(struct wsg_tls13 *t)
 {
 	if (t == NULL)
 		return;
+	t13_forget(&t->t_rd, 0);
+	t13_forget(&t->t_wr, 1);
 	free(t->t_in);
 	free(t->t_out);
 	OPENSSL_cleanse(t, sizeof(*t));
@@ -576,12 +581,48 @@ tls13_fast_records(void)
 	return (t13_fast_count);
 }
 
-/* A context that failed mid-record is keyed again before its next use. */
+/* A context that failed mid-record is made anew before its next use. */
 static void
 t13_cipher_spoil(const struct t13_dir *d, int enc)
 {
-	if (t13_cache[enc] != NULL)
-		t13_cache[enc][d->d_keyid % T13_CACHE].s_keyid = 0;
+	struct t13_slot	*sl;
+
+	if (t13_cache[enc] == NULL)
+		return;
+	sl = &t13_cache[enc][d->d_keyid % T13_CACHE];
+	EVP_CIPHER_CTX_free(sl->s_ctx);		/* erases its key */
+	sl->s_ctx = NULL;
+	sl->s_keyid = 0;
+}
+
+/*
+ * Erase the thread's copies of d's key, which the contexts would keep
+ * until another key takes their slot: the session ends or the key
+ * changes.  Key ids are never reused, so another thread's call is a
+ * no-op here.
+ */
+static void
+t13_forget(const struct t13_dir *d, int enc)
+{
+	static const uint8_t	 zero[32];
+	struct t13_slot		*sl;
+
+	if (t13_cache[enc] == NULL || d->d_keyid == 0)
+		return;
+	sl = &t13_cache[enc][d->d_keyid % T13_CACHE];
+	if (sl->s_gcmid == d->d_keyid) {
+		gcm_clear(&sl->s_gcm);
+		sl->s_gcmid = 0;
+	}
+	if (sl->s_keyid == d->d_keyid) {
+		sl->s_keyid = 0;
+		/* Keyed with zeros over the old schedule, or freed. */
+		if (EVP_CipherInit_ex(sl->s_ctx, NULL, NULL, zero, NULL,
+		    enc) != 1) {
+			EVP_CIPHER_CTX_free(sl->s_ctx);
+			sl->s_ctx = NULL;
+		}
+	}
 }
 
 static void

@@ -826,6 +826,122 @@ done:
 	SSL_CTX_free(cctx);
 }
 
+/* The server's traffic secret too, for check_wiped(). */
+static unsigned char	 srv_secret[32];
+
+static void
+wipe_keylog(const SSL *ssl, const char *line)
+{
+	const char	*h;
+	unsigned int	 b;
+	size_t		 n;
+
+	tc_keylog(ssl, line);
+	if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) != 0 ||
+	    (h = strrchr(line, ' ')) == NULL)
+		return;
+	for (n = 0, h++; n < sizeof(srv_secret) && sscanf(h, "%2x", &b) == 1;
+	    h += 2)
+		srv_secret[n++] = (unsigned char)b;
+}
+
+#ifndef __SANITIZE_ADDRESS__
+/*
+ * Whether the n bytes at k are in the heap or other anonymous memory
+ * (not the stack, where the test keeps its own copies).  Not under
+ * AddressSanitizer, whose shadow and freed memory are not to be read.
+ */
+static int
+in_memory(const unsigned char *k, size_t n)
+{
+	FILE		*f;
+	char		 line[512], perm[8], path[256];
+	unsigned long	 lo, hi;
+	int		 found = 0;
+
+	if ((f = fopen("/proc/self/maps", "r")) == NULL)
+		return (-1);
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		path[0] = '\0';
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %255s", &lo, &hi,
+		    perm, path) < 3 || perm[0] != 'r' || perm[1] != 'w' ||
+		    (path[0] != '\0' && strcmp(path, "[heap]") != 0) ||
+		    hi - lo > (1UL << 30))
+			continue;
+		found = memmem((void *)lo, hi - lo, k, n) != NULL;
+	}
+	fclose(f);
+	return (found);
+}
+#endif
+
+/*
+ * Keys are wiped when the session ends: its read keys before and after a
+ * key update and its write key, each used on both paths (gcm.c for short
+ * records, OpenSSL for long ones), are nowhere in memory once the record
+ * state is freed, though the thread's cipher contexts live on.
+ */
+static void
+check_wiped(SSL_CTX *sctx)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair		 p;
+	struct wsg_tls13	*t = NULL;
+	struct evbuffer		*in = evbuffer_new();
+	unsigned char		 keys[3][16], next[32], data[4000];
+	unsigned long		 err = 0;
+	int			 i;
+
+	memset(data, 'w', sizeof(data));
+	SSL_CTX_set_ciphersuites(cctx, "TLS_AES_128_GCM_SHA256");
+	SSL_CTX_set_keylog_callback(cctx, wipe_keylog);
+	tc_secretlen = 0;
+	if (pair_open(&p, sctx, cctx) == -1 || tc_secretlen != 32 ||
+	    (t = tls13_takeover(p.s)) == NULL) {
+		CHECK(!"set-up");
+		goto done;
+	}
+	both_ways(&p, t, data, 100);
+	both_ways(&p, t, data, sizeof(data));
+	CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+	CHECK_INT(SSL_write(p.c, "x", 1), 1);
+	CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), 0);
+	both_ways(&p, t, data, 100);
+	both_ways(&p, t, data, sizeof(data));
+	/* The keys, then no secret left outside the stack. */
+	CHECK(tc_expand("key", keys[0], 16) == 0);
+	CHECK(tc_expand("traffic upd", next, 32) == 0);
+	memcpy(tc_secret, next, 32);
+	CHECK(tc_expand("key", keys[1], 16) == 0);
+	memcpy(tc_secret, srv_secret, 32);
+	CHECK(tc_expand("key", keys[2], 16) == 0);
+	OPENSSL_cleanse(tc_secret, sizeof(tc_secret));
+	OPENSSL_cleanse(srv_secret, sizeof(srv_secret));
+	OPENSSL_cleanse(next, sizeof(next));
+#ifndef __SANITIZE_ADDRESS__
+	/* The scan sees a key in use. */
+	CHECK_INT(in_memory(keys[1], 16), 1);
+#endif
+	tls13_free(t);
+	t = NULL;
+	pair_close(&p);
+#ifndef __SANITIZE_ADDRESS__
+	for (i = 0; i < 3; i++)
+		CHECK_INT(in_memory(keys[i], 16), 0);
+#else
+	(void)i;
+#endif
+	OPENSSL_cleanse(keys, sizeof(keys));
+	SSL_CTX_free(cctx);
+	evbuffer_free(in);
+	return;
+done:
+	tls13_free(t);
+	pair_close(&p);
+	evbuffer_free(in);
+	SSL_CTX_free(cctx);
+}
+
 int
 main(void)
 {
@@ -868,6 +984,7 @@ main(void)
 		check_ticket(s13);
 		check_update_before_ticket(s13);
 		check_abandon(s13);
+		check_wiped(s13);
 	}
 	SSL_CTX_free(s13);
 	SSL_CTX_free(s12);
