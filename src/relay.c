@@ -34,6 +34,7 @@
 #include "regex.h"
 #include "relay.h"
 #include "session.h"
+#include "tls.h"
 #include "tls13.h"
 #include "utf8.h"
 #include "wsgate.h"
@@ -1341,6 +1342,7 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct wsg_peer		*p = arg;
 	struct wsg_session	*s = p->p_session;
 	unsigned long		 e;
+	char			 why[32];
 	int			 local;
 
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
@@ -1351,7 +1353,7 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 	    ERR_GET_REASON(e) != SSL_R_UNEXPECTED_EOF_WHILE_READING)
 		log_info("conn %llu: %s TLS error: %s",
 		    (unsigned long long)s->s_id, p->p_name,
-		    ERR_reason_error_string(e));
+		    tls_reason(e, why, sizeof(why)));
 	/* What arrived before the end is relayed first. */
 	relay_process(p);
 	session_peer_free(p);

@@ -39,6 +39,7 @@
 #include "server.h"
 #include "session.h"
 #include "store.h"
+#include "tls.h"
 #include "tls13.h"
 #include "units.h"
 #include "upstream.h"
@@ -1226,6 +1227,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct wsg_session	*s = p->p_session;
 	unsigned long		 e;
 	long			 vr;
+	char			 why[32];
 	int			 local;
 
 	if (s->s_state == WSG_S_CLOSED) {
@@ -1265,7 +1267,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		vr = p->p_ssl != NULL ? SSL_get_verify_result(p->p_ssl) :
 		    X509_V_OK;
 		log_info("conn %llu: TLS handshake failed: %s%s%s",
-		    (unsigned long long)s->s_id, ERR_reason_error_string(e),
+		    (unsigned long long)s->s_id, tls_reason(e, why,
+		    sizeof(why)),
 		    vr != X509_V_OK ? ": " : "", vr != X509_V_OK ?
 		    X509_verify_cert_error_string(vr) : "");
 		session_peer_free(p);
@@ -1312,8 +1315,10 @@ session_tls_error(struct wsg_peer *p, int *local)
 void
 session_tls_failed(struct wsg_session *s, unsigned long e)
 {
+	char	why[32];
+
 	log_warnx("conn %llu: TLS failed in the gateway: %s",
-	    (unsigned long long)s->s_id, ERR_reason_error_string(e));
+	    (unsigned long long)s->s_id, tls_reason(e, why, sizeof(why)));
 	if (s->s_state == WSG_S_OPEN)
 		session_fail(s, "internal_error", 1011, 0, 1011);
 	else

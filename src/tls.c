@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -532,6 +533,23 @@ tls_nopass_cb(char *buf, int size, int rwflag, void *arg)
 	if (arg != NULL)
 		*(int *)arg = 1;
 	return (0);
+}
+
+const char *
+tls_reason(unsigned long e, char *buf, size_t len)
+{
+	const char	*s;
+	int		 r = ERR_GET_REASON(e);
+
+	if ((s = ERR_reason_error_string(e)) != NULL)
+		return (s);
+	if (ERR_GET_LIB(e) == ERR_LIB_SSL && r >= SSL_AD_REASON_OFFSET &&
+	    r < SSL_AD_REASON_OFFSET + 256)
+		(void)snprintf(buf, len, "alert number %d",
+		    r - SSL_AD_REASON_OFFSET);
+	else
+		(void)snprintf(buf, len, "error %d", r);
+	return (buf);
 }
 
 /* The first OpenSSL error as text, for a config error message. */

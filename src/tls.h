@@ -45,4 +45,10 @@ int	 tls_tkey_open(int64_t, const unsigned char *, unsigned char *,
 #define TLS_TKEY_SECRET_MAX	1024
 int	 tls_tkey_set_secret(const void *, size_t);
 
+/*
+ * An OpenSSL error's reason for a log line: OpenSSL's text, or, where it
+ * has none (an alert it does not know), the number, written into buf.
+ */
+const char *tls_reason(unsigned long, char *, size_t);
+
 #endif /* WSG_TLS_H */
