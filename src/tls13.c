@@ -370,6 +370,23 @@ t13_dir_set(struct wsg_tls13 *t, struct t13_dir *d, const uint8_t *secret,
 	return (0);
 }
 
+/*
+ * The thread's HMAC context, keyed last with a traffic secret (which its
+ * state is as good as), keyed with zeros instead when a session ends.
+ */
+static void
+t13_mac_forget(const struct wsg_tls13 *t)
+{
+	static const uint8_t	 zero[T13_SECRET_MAX];
+	EVP_MAC_CTX		**mp = &t13_mac[t->t_hashlen == 48];
+
+	if (*mp != NULL && t->t_hashlen > 0 &&
+	    EVP_MAC_init(*mp, zero, t->t_hashlen, NULL) != 1) {
+		EVP_MAC_CTX_free(*mp);
+		*mp = NULL;
+	}
+}
+
 /* application_traffic_secret_N+1, RFC 8446 7.2. */
 static int
 t13_dir_update(struct wsg_tls13 *t, struct t13_dir *d)
@@ -490,6 +507,7 @@ tls13_free(struct wsg_tls13 *t)
 		return;
 	t13_forget(&t->t_rd, 0);
 	t13_forget(&t->t_wr, 1);
+	t13_mac_forget(t);
 	free(t->t_in);
 	free(t->t_out);
 	OPENSSL_cleanse(t, sizeof(*t));

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -876,10 +877,37 @@ in_memory(const unsigned char *k, size_t n)
 #endif
 
 /*
+ * HMAC-SHA256's inner state for a key (RFC 2104): what a keyed HMAC
+ * context holds, and with the outer one all it takes to compute HMAC,
+ * and so HKDF, with that key.
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static void
+hmac_istate(const unsigned char *key, unsigned char *out)
+{
+	SHA256_CTX	c;
+	unsigned char	pad[64];
+	size_t		i;
+
+	memset(pad, 0x36, sizeof(pad));
+	for (i = 0; i < 32; i++)
+		pad[i] ^= key[i];
+	SHA256_Init(&c);
+	SHA256_Update(&c, pad, sizeof(pad));
+	memcpy(out, c.h, 32);
+	OPENSSL_cleanse(&c, sizeof(c));
+	OPENSSL_cleanse(pad, sizeof(pad));
+}
+#pragma GCC diagnostic pop
+
+/*
  * Keys are wiped when the session ends: its read keys before and after a
  * key update and its write key, each used on both paths (gcm.c for short
  * records, OpenSSL for long ones), are nowhere in memory once the record
- * state is freed, though the thread's cipher contexts live on.
+ * state is freed, though the thread's cipher contexts live on; nor is the
+ * last traffic secret it derived keys from, as the thread's HMAC context
+ * keyed with it.
  */
 static void
 check_wiped(SSL_CTX *sctx)
@@ -889,6 +917,7 @@ check_wiped(SSL_CTX *sctx)
 	struct wsg_tls13	*t = NULL;
 	struct evbuffer		*in = evbuffer_new();
 	unsigned char		 keys[3][16], next[32], data[4000];
+	unsigned char		 istate[32];
 	unsigned long		 err = 0;
 	int			 i;
 
@@ -913,14 +942,16 @@ check_wiped(SSL_CTX *sctx)
 	CHECK(tc_expand("traffic upd", next, 32) == 0);
 	memcpy(tc_secret, next, 32);
 	CHECK(tc_expand("key", keys[1], 16) == 0);
+	hmac_istate(next, istate);
 	memcpy(tc_secret, srv_secret, 32);
 	CHECK(tc_expand("key", keys[2], 16) == 0);
 	OPENSSL_cleanse(tc_secret, sizeof(tc_secret));
 	OPENSSL_cleanse(srv_secret, sizeof(srv_secret));
 	OPENSSL_cleanse(next, sizeof(next));
 #ifndef __SANITIZE_ADDRESS__
-	/* The scan sees a key in use. */
+	/* The scan sees a key and a secret in use. */
 	CHECK_INT(in_memory(keys[1], 16), 1);
+	CHECK_INT(in_memory(istate, 32), 1);
 #endif
 	tls13_free(t);
 	t = NULL;
@@ -928,10 +959,12 @@ check_wiped(SSL_CTX *sctx)
 #ifndef __SANITIZE_ADDRESS__
 	for (i = 0; i < 3; i++)
 		CHECK_INT(in_memory(keys[i], 16), 0);
+	CHECK_INT(in_memory(istate, 32), 0);
 #else
 	(void)i;
 #endif
 	OPENSSL_cleanse(keys, sizeof(keys));
+	OPENSSL_cleanse(istate, sizeof(istate));
 	SSL_CTX_free(cctx);
 	evbuffer_free(in);
 	return;
