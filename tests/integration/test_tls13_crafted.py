@@ -149,3 +149,32 @@ def test_unknown_alert_in_the_handshake_is_named(echo_gateway):
     assert e["reason"] == "handshake_failed", e
     text = gw.error_text()
     assert "TLS handshake failed: alert number 254" in text, text
+
+
+def test_close_frame_then_close_notify_in_one_segment(echo_gateway, crafted):
+    """The close frame is read before the close_notify behind it: the
+    backend gets the client's code, the log says client_closed."""
+    c, s = crafted
+    c.sock.sendall(s.seal(wsproto.encode_frame(
+        wsproto.OP_CLOSE, wsproto.close_payload(4002, b"bye")), 23) +
+        s.seal(b"\x01\x00", 21))
+    e = ended(echo_gateway, c, code=4002)
+    assert e["reason"] == "client_closed" and e["close_code"] == 4002, e
+
+
+def test_tampered_tag_delivers_nothing(echo_gateway, crafted):
+    """A good record, then a frame whose record has one tag bit flipped:
+    the first frame is relayed, the second never (no echo of it), and the
+    client gets bad_record_mac."""
+    c, s = crafted
+    good = s.seal(wsproto.encode_frame(wsproto.OP_TEXT, b"good"), 23)
+    bad = bytearray(s.seal(wsproto.encode_frame(wsproto.OP_TEXT,
+                                                b"forged"), 23))
+    bad[-1] ^= 1
+    c.sock.sendall(good + bytes(bad))
+    with pytest.raises(ssl.SSLError) as ei:
+        c.read_until(lambda b: False)
+    assert "BAD_RECORD_MAC" in str(ei.value).upper(), ei.value
+    e = ended(echo_gateway, c)
+    assert e["reason"] == "client_dropped" and e["frames_in"] == 1, e
+    assert b"forged" not in c.buf

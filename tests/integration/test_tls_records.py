@@ -266,3 +266,45 @@ def test_tls12_session_stays_with_openssl(echo_gateway):
     assert "TLS records now sealed and opened by wsgate" \
         not in gw.error_text()
 
+
+
+def records_of(data):
+    """Offsets where each TLS record in data starts."""
+    offs, i = [], 0
+    while i + 5 <= len(data):
+        offs.append(i)
+        i += 5 + int.from_bytes(data[i + 3:i + 5], "big")
+    assert i == len(data), "whole records only"
+    return offs
+
+
+def test_record_header_read_ahead_before_the_upgrade(echo_gateway):
+    """The request, then only the header of the next record: OpenSSL has
+    read that header (and counted the record) when the session is
+    upgraded, so the session must stay with OpenSSL (SSL_free_buffers()
+    refuses), not lose the header.  Its body, sent after the 101, is read
+    as that record's: the frame in it comes back."""
+    gw = echo_gateway
+    c = RecordClient(gw.port, gw.ssl)
+    try:
+        c.handshake()
+        c.write(rawclient.build_request("/echo"))
+        msg = b"after the header" * 40
+        c.write(wsproto.encode_frame(wsproto.OP_BINARY, msg))
+        data = c.out.read()
+        last = records_of(data)[-1]
+        c.sock.sendall(data[:last + 5])
+        resp = upgrade(c)
+        assert resp.status == 101, resp
+        c.sock.sendall(data[last + 5:])
+        got = []
+
+        def have_one(buf):
+            got[:] = frames_in(buf)[0]
+            return len(got) >= 1
+        c.read_until(have_one)
+        assert got[0].payload == msg
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["status"] == 101 and e["frames_in"] == 1, e
