@@ -27,7 +27,6 @@
 #define RL_MIN_BUCKETS		16	/* hash chains of a stripe at first */
 #define RL_MAX_LOAD		2	/* entries per chain before growing */
 #define RL_EXPIRE_SCAN		4	/* idle entries looked at per admit */
-#define RL_EVICT_SCAN		32	/* entries looked at for an eviction */
 
 /* Bring a bucket's debt up to date at now_ms. */
 static uint64_t
@@ -187,7 +186,7 @@ rlkey_addr(const struct wsg_rlkey *k, char *buf, size_t len)
 /* One address of the table. */
 struct rl_entry {
 	struct rl_entry		*e_next;	/* hash chain */
-	TAILQ_ENTRY(rl_entry)	 e_lru;		/* head: most recent */
+	TAILQ_ENTRY(rl_entry)	 e_lru;		/* st_lru or st_busy */
 	struct wsg_rlkey	 e_key;
 	struct wsg_bucket	 e_conn;	/* connections_per_ip */
 	struct wsg_rl_limit	 e_limit;	/* the one last spent under */
@@ -203,7 +202,8 @@ struct rl_stripe {
 	size_t			 st_nchains;	/* a power of two */
 	size_t			 st_n;
 	size_t			 st_max;
-	struct rl_lru		 st_lru;
+	struct rl_lru		 st_lru;		/* no open connection */
+	struct rl_lru		 st_busy;	/* open connections */
 	uint64_t		 st_evictions;
 	uint64_t		 st_expired;
 	uint64_t		 st_full;
@@ -307,6 +307,7 @@ rltable_new(size_t max_entries, uint64_t idle_ms)
 		st->st_nchains = RL_MIN_BUCKETS;
 		st->st_chains = calloc(st->st_nchains, sizeof(*st->st_chains));
 		TAILQ_INIT(&st->st_lru);
+		TAILQ_INIT(&st->st_busy);
 		if (st->st_chains == NULL ||
 		    pthread_mutex_init(&st->st_mtx, NULL) != 0) {
 			free(st->st_chains);
@@ -339,6 +340,10 @@ rltable_free(struct wsg_rltable *t)
 			TAILQ_REMOVE(&st->st_lru, e, e_lru);
 			free(e);
 		}
+		while ((e = TAILQ_FIRST(&st->st_busy)) != NULL) {
+			TAILQ_REMOVE(&st->st_busy, e, e_lru);
+			free(e);
+		}
 		free(st->st_chains);
 		pthread_mutex_destroy(&st->st_mtx);
 	}
@@ -365,7 +370,7 @@ rl_find(struct rl_stripe *st, const struct wsg_rlkey *k)
 	return NULL;
 }
 
-/* Unlink and free one entry. */
+/* Unlink and free one entry of st_lru. */
 static void
 rl_remove(struct rl_stripe *st, struct rl_entry *e)
 {
@@ -415,8 +420,8 @@ rl_idle(const struct rl_entry *e, uint64_t now_ms)
 
 /*
  * Drop the least recently used entries that have been idle for idle_ms.
- * Entries with open connections go back to the head, so they do not hide
- * idle ones behind them.
+ * Entries whose bucket is not full yet go back to the head, so they do
+ * not hide idle ones behind them.
  */
 static void
 rl_expire(struct wsg_rltable *t, struct rl_stripe *st, uint64_t now_ms)
@@ -441,29 +446,19 @@ rl_expire(struct wsg_rltable *t, struct rl_stripe *st, uint64_t now_ms)
 
 /*
  * Make room in a full stripe: drop the least recently used entry with no
- * open connection.  Returns 0, or -1 when none was found.
+ * open connection (entries with one are on st_busy, not st_lru).
+ * Returns 0, or -1 when every entry has an open connection.
  */
 static int
 rl_evict(struct rl_stripe *st)
 {
 	struct rl_entry	*e;
-	int		 i;
 
-	for (i = 0; i < RL_EVICT_SCAN; i++) {
-		if ((e = TAILQ_LAST(&st->st_lru, rl_lru)) == NULL)
-			return -1;
-		if (e->e_concurrent == 0) {
-			rl_remove(st, e);
-			st->st_evictions++;
-			return 0;
-		}
-		/* Busy: to the head, so the next search starts past it. */
-		TAILQ_REMOVE(&st->st_lru, e, e_lru);
-		TAILQ_INSERT_HEAD(&st->st_lru, e, e_lru);
-		if (TAILQ_LAST(&st->st_lru, rl_lru) == e)
-			return -1;
-	}
-	return -1;
+	if ((e = TAILQ_LAST(&st->st_lru, rl_lru)) == NULL)
+		return -1;
+	rl_remove(st, e);
+	st->st_evictions++;
+	return 0;
 }
 
 /* A new entry for a key, evicting if the stripe is full; NULL: none. */
@@ -513,8 +508,10 @@ rltable_admit(struct wsg_rltable *t, struct wsg_rlkey *k,
 		pthread_mutex_unlock(&st->st_mtx);
 		return WSG_RL_OK;
 	}
-	TAILQ_REMOVE(&st->st_lru, e, e_lru);
-	TAILQ_INSERT_HEAD(&st->st_lru, e, e_lru);
+	if (e->e_concurrent == 0) {
+		TAILQ_REMOVE(&st->st_lru, e, e_lru);
+		TAILQ_INSERT_HEAD(&st->st_lru, e, e_lru);
+	}
 	e->e_used_ms = now_ms;
 	/* A reload may change the limit; the debt carries over. */
 	e->e_limit = rc->rc_connections;
@@ -530,7 +527,10 @@ rltable_admit(struct wsg_rltable *t, struct wsg_rlkey *k,
 	} else {
 		(void)bucket_take(&e->e_conn, &e->e_limit, 1, now_ms);
 		if (rc->rc_concurrent != 0) {
-			e->e_concurrent++;
+			if (e->e_concurrent++ == 0) {
+				TAILQ_REMOVE(&st->st_lru, e, e_lru);
+				TAILQ_INSERT_HEAD(&st->st_busy, e, e_lru);
+			}
 			k->k_tracked = 1;
 		}
 	}
@@ -551,10 +551,11 @@ rltable_release(struct wsg_rltable *t, struct wsg_rlkey *k, uint64_t now_ms)
 	st = rl_stripe(t, k->k_hash);
 	pthread_mutex_lock(&st->st_mtx);
 	if ((e = rl_find(st, k)) != NULL && e->e_concurrent > 0) {
-		e->e_concurrent--;
 		e->e_used_ms = now_ms;
-		TAILQ_REMOVE(&st->st_lru, e, e_lru);
-		TAILQ_INSERT_HEAD(&st->st_lru, e, e_lru);
+		if (--e->e_concurrent == 0) {
+			TAILQ_REMOVE(&st->st_busy, e, e_lru);
+			TAILQ_INSERT_HEAD(&st->st_lru, e, e_lru);
+		}
 	}
 	pthread_mutex_unlock(&st->st_mtx);
 }

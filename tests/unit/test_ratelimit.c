@@ -422,6 +422,54 @@ test_expiry(void)
 	rltable_free(t);
 }
 
+/*
+ * Addresses with open connections at the old end of a full stripe do not
+ * hide the idle ones behind them: a new address evicts an idle one and is
+ * counted, as long as any entry of its stripe has no open connection.
+ */
+static void
+test_busy_tail(void)
+{
+	struct wsg_rltable		*t;
+	struct wsg_ratelimit_conf	 cc = conf(0, 0, 0, 1);
+	struct wsg_rl_stats		 s;
+	struct wsg_rlkey		 k, *open;
+	uint32_t			 ra, i, untracked = 0;
+	char				 a[64];
+	const size_t			 max = 64 * 100;
+
+	CHECK((t = rltable_new(max, 600000)) != NULL);
+	/* About 50 open connections a stripe, the oldest entries. */
+	if ((open = calloc(max / 2, sizeof(*open))) == NULL)
+		exit(2);
+	for (i = 0; i < max / 2; i++) {
+		snprintf(a, sizeof(a), "172.16.%u.%u", i >> 8, i & 0xff);
+		CHECK_INT(admit(t, "c", a, &cc, 0, &ra, &open[i]), WSG_RL_OK);
+	}
+	/* Then addresses that closed theirs, until every stripe is full. */
+	for (i = 0; i < 2 * max; i++) {
+		snprintf(a, sizeof(a), "10.%u.%u.1", i >> 8, i & 0xff);
+		CHECK_INT(admit(t, "c", a, &cc, 1, &ra, &k), WSG_RL_OK);
+		rltable_release(t, &k, 1);
+	}
+	/* New addresses: each is counted, an idle one being evicted. */
+	for (i = 0; i < 1000; i++) {
+		snprintf(a, sizeof(a), "192.168.%u.%u", i >> 8, i & 0xff);
+		CHECK_INT(admit(t, "c", a, &cc, 2, &ra, &k), WSG_RL_OK);
+		untracked += !k.k_tracked;
+		CHECK_INT(admit(t, "c", a, &cc, 2, &ra, &k),
+		    WSG_RL_CONCURRENT);
+	}
+	CHECK_INT(untracked, 0);
+	rltable_stats(t, &s);
+	CHECK_INT(s.rs_table_full, 0);
+	CHECK(s.rs_entries <= max);
+	for (i = 0; i < max / 2; i++)
+		rltable_release(t, &open[i], 3);
+	free(open);
+	rltable_free(t);
+}
+
 struct race {
 	struct wsg_rltable		*r_t;
 	const struct wsg_ratelimit_conf	*r_rc;
@@ -491,6 +539,7 @@ main(void)
 	test_table_limits();
 	test_ipv6();
 	test_flood();
+	test_busy_tail();
 	test_expiry();
 	test_threads();
 	return unit_done("test_ratelimit");
