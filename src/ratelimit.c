@@ -504,9 +504,11 @@ rltable_admit(struct wsg_rltable *t, struct wsg_rlkey *k,
 	rl_expire(t, st, now_ms);
 	if ((e = rl_find(st, k)) == NULL &&
 	    (e = rl_insert(st, k)) == NULL) {
+		/* Admitted uncounted, no limit would hold for it. */
 		st->st_full++;
 		pthread_mutex_unlock(&st->st_mtx);
-		return WSG_RL_OK;
+		*retry_after_s = 1;
+		return WSG_RL_FULL;
 	}
 	if (e->e_concurrent == 0) {
 		TAILQ_REMOVE(&st->st_lru, e, e_lru);

@@ -115,7 +115,8 @@ int		 rlkey_addr(const struct wsg_rlkey *, char *, size_t);
 enum wsg_rl_result {
 	WSG_RL_OK = 0,
 	WSG_RL_RATE,		/* 429, reason rate_connections */
-	WSG_RL_CONCURRENT	/* 429, reason rate_concurrent */
+	WSG_RL_CONCURRENT,	/* 429, reason rate_concurrent */
+	WSG_RL_FULL		/* 503, reason overloaded: not countable */
 };
 
 /* Counters of a table, for metrics and the memory-cap test. */
@@ -125,9 +126,8 @@ struct wsg_rl_stats {
 	uint64_t	 rs_evictions;	/* idle-enough entries dropped at
 					   the cap, least recently used */
 	uint64_t	 rs_expired;	/* dropped after idle_expiry */
-	uint64_t	 rs_table_full;	/* admitted without tracking: at the
-					   cap with nothing evictable, or
-					   out of memory */
+	uint64_t	 rs_table_full;	/* refused: at the cap with nothing
+					   evictable, or out of memory */
 };
 
 struct wsg_rltable;
@@ -140,8 +140,8 @@ struct wsg_rltable;
  * not been used for idle_ms (lazily, by later calls).  When a stripe is
  * full, a new address evicts the least recently used entry with no open
  * connection (its connection rate starts afresh: counted as an
- * eviction); if there is none, the connection is admitted without being
- * counted (counted as table_full).  Returns NULL when out of memory.
+ * eviction); if there is none, the connection is refused (WSG_RL_FULL,
+ * counted as table_full).  Returns NULL when out of memory.
  */
 struct wsg_rltable	*rltable_new(size_t, uint64_t);
 void			 rltable_free(struct wsg_rltable *);
@@ -151,8 +151,10 @@ void			 rltable_free(struct wsg_rltable *);
  * connections_per_ip, then concurrent_per_ip, and on WSG_RL_OK spends a
  * token and counts the connection.  On WSG_RL_RATE *retry_after_s is the
  * seconds until a token is back (at least 1); on WSG_RL_CONCURRENT it is
- * 1.  Sets key->k_tracked when the connection was counted; the caller
- * must then call rltable_release() once when it closes.
+ * 1, and on WSG_RL_FULL (the address cannot be counted: the table is
+ * full of open connections, or out of memory) too.  Sets key->k_tracked
+ * when the connection was counted; the caller must then call
+ * rltable_release() once when it closes.
  */
 enum wsg_rl_result	 rltable_admit(struct wsg_rltable *, struct wsg_rlkey *,
 			    const struct wsg_ratelimit_conf *, uint64_t,

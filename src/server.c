@@ -114,9 +114,8 @@ server_metrics(struct evbuffer *b)
 	    "after idle_expiry.\n"
 	    "# TYPE wsgate_ratelimit_table_expired_total counter\n"
 	    "wsgate_ratelimit_table_expired_total %llu\n"
-	    "# HELP wsgate_ratelimit_table_full_total Connections admitted "
-	    "untracked: the table was full of addresses with open "
-	    "connections.\n"
+	    "# HELP wsgate_ratelimit_table_full_total Connections refused: "
+	    "the table was full of addresses with open connections.\n"
 	    "# TYPE wsgate_ratelimit_table_full_total counter\n"
 	    "wsgate_ratelimit_table_full_total %llu\n",
 	    (unsigned long long)st.rs_entries,

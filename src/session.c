@@ -423,6 +423,12 @@ session_rate_local(struct wsg_session *s)
 	case WSG_RL_RATE:
 		session_refuse_rate(s, "rate_connections", retry);
 		return (-1);
+	case WSG_RL_FULL:
+		log_warnx("conn %llu: refused: the rate-limit table is full "
+		    "of addresses with open connections",
+		    (unsigned long long)s->s_id);
+		session_refuse(s, 503, "overloaded", "Retry-After: 1\r\n");
+		return (-1);
 	default:
 		session_refuse_rate(s, "rate_concurrent", retry);
 		return (-1);

@@ -477,3 +477,58 @@ def test_max_connections_is_exact_across_worker_threads(factory):
     finally:
         for c in ok:
             c.close()
+
+
+# -- the per-address table, full of addresses with open connections -----------
+
+def test_full_table_refuses_rather_than_admit_uncounted(factory):
+    # With max_entries 1000 each of the 64 parts of the table holds 15 or
+    # 16 addresses; 1000 addresses with an open connection each overflow
+    # some parts.  An address that cannot be counted used to be admitted
+    # anyway, uncounted: concurrent_per_ip did not hold for it.  Now it is
+    # refused with 503 overloaded and counted in the metrics.
+    up = factory.raw_upstream()
+    gw = factory.gateway(routes=[("/one", "rec", "one")],
+                         upstreams={"rec": [up.addr]},
+                         policies={"one": rl(concurrent_per_ip=1)},
+                         listener={"proxy_protocol": True}, tls=False,
+                         top={"rate_limit_table": {"max_entries": 1000}},
+                         admin=True)
+
+    def attempt(i):
+        src = "198.18.%d.%d" % (i >> 8, i & 0xff)
+        c = gw.raw()
+        c.send(v2(src, "192.0.2.254") + B("/one"))
+        head = c.read_until(b"\r\n\r\n", 10)
+        st = rawclient.HTTPResponse(head[:-4], b"").status
+        if st != 101:
+            c.close()
+            return st, None
+        return st, c
+
+    held, first, twice = [], {}, []
+    try:
+        for i in range(1000):
+            st, c = attempt(i)
+            first[i] = st
+            if c is not None:
+                held.append(c)
+        assert set(first.values()) <= {101, 503}, \
+            sorted(set(first.values()))
+        # A second connection of an address is never admitted.
+        for i in range(900, 1000):
+            st, c = attempt(i)
+            if c is not None:
+                held.append(c)
+                twice.append(i)
+        assert twice == [], "%d addresses admitted twice under " \
+            "concurrent_per_ip 1: %r" % (len(twice), twice[:5])
+        refused = [i for i, st in first.items() if st == 503]
+        assert refused, "1000 addresses fit 1000/64 a part"
+        e = gw.wait_entry(pred=lambda e: e["status"] == 503)
+        assert e["reason"] == "overloaded", e
+        assert metric(gw.metrics(), "wsgate_ratelimit_table_full_total") \
+            >= len(refused)
+    finally:
+        for c in held:
+            c.close()

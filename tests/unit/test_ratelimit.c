@@ -324,7 +324,7 @@ flood_addr(uint32_t n, char *buf, size_t len)
 /*
  * A flood of ten times the cap in distinct addresses: the table never
  * holds more than its cap, evicts instead, and once the cap is taken by
- * open connections admits untracked and counts it.
+ * open connections refuses and counts it.
  */
 static void
 test_flood(void)
@@ -334,6 +334,7 @@ test_flood(void)
 	struct wsg_rl_stats		 s;
 	struct wsg_rlkey		 k, *open;
 	uint32_t			 ra, i, over = 0, notok = 0, untracked;
+	uint32_t			 full = 0;
 	char				 a[64];
 	const size_t			 max = 1000;
 
@@ -363,8 +364,16 @@ test_flood(void)
 		exit(2);
 	for (i = 0; i < 10 * max; i++) {
 		snprintf(a, sizeof(a), "172.16.%u.%u", i >> 8, i & 0xff);
-		if (admit(t, "open", a, &cc, 1, &ra, &open[i]) != WSG_RL_OK)
+		switch (admit(t, "open", a, &cc, 1, &ra, &open[i])) {
+		case WSG_RL_OK:
+			break;
+		case WSG_RL_FULL:
+			CHECK_INT(ra, 1);
+			full++;
+			break;
+		default:
 			notok++;
+		}
 	}
 	CHECK_INT(notok, 0);
 	rltable_stats(t, &s);
@@ -372,6 +381,7 @@ test_flood(void)
 	for (untracked = 0, i = 0; i < 10 * max; i++)
 		untracked += !open[i].k_tracked;
 	CHECK(untracked > 0);
+	CHECK_INT(full, untracked);
 	CHECK_INT(s.rs_table_full, untracked);
 	CHECK_INT(10 * max - untracked, s.rs_entries);
 	for (i = 0; i < 10 * max; i++)
