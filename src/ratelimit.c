@@ -27,6 +27,7 @@
 #define RL_MIN_BUCKETS		16	/* hash chains of a stripe at first */
 #define RL_MAX_LOAD		2	/* entries per chain before growing */
 #define RL_EXPIRE_SCAN		4	/* idle entries looked at per admit */
+#define RL_EVICT_SCAN		32	/* entries looked at for an eviction */
 
 /* Bring a bucket's debt up to date at now_ms. */
 static uint64_t
@@ -445,17 +446,26 @@ rl_expire(struct wsg_rltable *t, struct rl_stripe *st, uint64_t now_ms)
 }
 
 /*
- * Make room in a full stripe: drop the least recently used entry with no
- * open connection (entries with one are on st_busy, not st_lru).
- * Returns 0, or -1 when every entry has an open connection.
+ * Make room in a full stripe: drop an entry with no open connection
+ * (entries with one are on st_busy, not st_lru).  Of the least recently
+ * used, one whose bucket is full, which loses nothing; else the least
+ * recently used, whose connection rate starts afresh.  Returns 0, or -1
+ * when every entry has an open connection.
  */
 static int
-rl_evict(struct rl_stripe *st)
+rl_evict(struct rl_stripe *st, uint64_t now_ms)
 {
-	struct rl_entry	*e;
+	struct rl_entry	*e, *last;
+	int		 i;
 
-	if ((e = TAILQ_LAST(&st->st_lru, rl_lru)) == NULL)
+	if ((last = TAILQ_LAST(&st->st_lru, rl_lru)) == NULL)
 		return -1;
+	for (e = last, i = 0; e != NULL && i < RL_EVICT_SCAN;
+	    e = TAILQ_PREV(e, rl_lru, e_lru), i++)
+		if (rl_idle(e, now_ms))
+			break;
+	if (e == NULL || i == RL_EVICT_SCAN)
+		e = last;
 	rl_remove(st, e);
 	st->st_evictions++;
 	return 0;
@@ -463,12 +473,12 @@ rl_evict(struct rl_stripe *st)
 
 /* A new entry for a key, evicting if the stripe is full; NULL: none. */
 static struct rl_entry *
-rl_insert(struct rl_stripe *st, const struct wsg_rlkey *k)
+rl_insert(struct rl_stripe *st, const struct wsg_rlkey *k, uint64_t now_ms)
 {
 	struct rl_entry	*e;
 	size_t		 c;
 
-	if (st->st_n >= st->st_max && rl_evict(st) == -1)
+	if (st->st_n >= st->st_max && rl_evict(st, now_ms) == -1)
 		return NULL;
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
@@ -503,7 +513,7 @@ rltable_admit(struct wsg_rltable *t, struct wsg_rlkey *k,
 	pthread_mutex_lock(&st->st_mtx);
 	rl_expire(t, st, now_ms);
 	if ((e = rl_find(st, k)) == NULL &&
-	    (e = rl_insert(st, k)) == NULL) {
+	    (e = rl_insert(st, k, now_ms)) == NULL) {
 		/* Admitted uncounted, no limit would hold for it. */
 		st->st_full++;
 		pthread_mutex_unlock(&st->st_mtx);

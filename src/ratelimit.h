@@ -138,10 +138,11 @@ struct wsg_rltable;
  * holding max_entries / stripes entries at most.  An entry whose
  * concurrent count is 0 and whose bucket is full is dropped once it has
  * not been used for idle_ms (lazily, by later calls).  When a stripe is
- * full, a new address evicts the least recently used entry with no open
- * connection (its connection rate starts afresh: counted as an
- * eviction); if there is none, the connection is refused (WSG_RL_FULL,
- * counted as table_full).  Returns NULL when out of memory.
+ * full, a new address evicts an entry with no open connection: of the
+ * least recently used, one whose bucket is full, else the least recently
+ * used (its connection rate starts afresh); counted as an eviction.  If
+ * there is none, the connection is refused (WSG_RL_FULL, counted as
+ * table_full).  Returns NULL when out of memory.
  */
 struct wsg_rltable	*rltable_new(size_t, uint64_t);
 void			 rltable_free(struct wsg_rltable *);

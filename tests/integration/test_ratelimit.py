@@ -532,3 +532,41 @@ def test_full_table_refuses_rather_than_admit_uncounted(factory):
     finally:
         for c in held:
             c.close()
+
+
+def test_flood_of_idle_addresses_does_not_reset_a_limited_one(factory):
+    # A full table evicts the least recently used address with no open
+    # connection.  Addresses whose bucket is full lose nothing when
+    # dropped; one whose tokens are spent loses its limit.  A flood of
+    # fresh addresses on a route that only counts open connections used
+    # to evict the limited address of another route, which then got a
+    # fresh burst.
+    up = factory.raw_upstream()
+    gw = factory.gateway(routes=[("/strict", "rec", "strict"),
+                                 ("/open", "rec", "open")],
+                         upstreams={"rec": [up.addr]},
+                         policies={"strict": rl(connections_per_ip={
+                                       "rate": "1/h", "burst": 1}),
+                                   "open": rl(concurrent_per_ip=100)},
+                         listener={"proxy_protocol": True}, tls=False,
+                         top={"rate_limit_table": {"max_entries": 1000}},
+                         admin=True)
+
+    def status(src, path):
+        c = gw.raw()
+        try:
+            c.send(v2(src, "192.0.2.254") + B(path))
+            head = c.read_until(b"\r\n\r\n", 10)
+            return rawclient.HTTPResponse(head[:-4], b"").status
+        finally:
+            c.close()
+
+    target = "203.0.113.9"
+    assert status(target, "/strict") == 101
+    assert status(target, "/strict") == 429
+    for i in range(3000):
+        assert status("198.18.%d.%d" % (i >> 8, i & 0xff), "/open") == 101
+    evicted = metric(gw.metrics(), "wsgate_ratelimit_table_evictions_total")
+    assert evicted >= 1000, evicted
+    assert status(target, "/strict") == 429, \
+        "the flood reset the limited address"
