@@ -30,6 +30,8 @@
 
 static void	upstream_read_cb(struct bufferevent *, void *);
 static void	upstream_event_cb(struct bufferevent *, short, void *);
+static void	upstream_refused(struct wsg_session *,
+		    const struct wsg_http_response *, const char *, size_t);
 
 int
 upstream_build_request(struct wsg_session *s,
@@ -335,9 +337,13 @@ upstream_connect(struct wsg_session *s)
 static void
 upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct wsg_peer		*p = arg;
-	struct wsg_session	*s = p->p_session;
-	int			 one = 1, err;
+	struct wsg_peer			*p = arg;
+	struct wsg_session		*s = p->p_session;
+	struct evbuffer			*in = bufferevent_get_input(bev);
+	struct wsg_http_response	 r;
+	const char			*buf;
+	size_t				 len;
+	int				 one = 1, err;
 
 	if (s->s_state == WSG_S_CLOSED) {
 		session_event_cb(bev, what, arg);
@@ -365,8 +371,20 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	log_warnx("conn %llu: upstream %s closed before its 101",
 	    (unsigned long long)s->s_id, s->s_server->srv_name);
+	/*
+	 * A whole refusal head whose body the close cut short: the status
+	 * stands, passed through without the body, as one too long to relay.
+	 */
+	if ((len = evbuffer_get_length(in)) > 0 &&
+	    (buf = (const char *)evbuffer_pullup(in, len)) != NULL &&
+	    http_response_parse(buf, len, WSG_MAX_UPSTREAM_HEAD, &r) ==
+	    WSG_HTTP_OK && r.status >= 200) {
+		upstream_refused(s, &r, NULL, 0);
+		session_peer_free(p);
+		return;
+	}
 	session_peer_free(p);
-	if (evbuffer_get_length(bufferevent_get_input(bev)) == 0)
+	if (len == 0)
 		session_refuse(s, 502, "upstream_unavailable", NULL);
 	else
 		session_refuse(s, 502, "upstream_bad_handshake", NULL);

@@ -100,6 +100,23 @@ def test_refusal_body_cut_short_then_silence_is_504(factory):
     refusal(gw, 504, "upstream_unavailable")
 
 
+def test_refusal_body_cut_short_by_a_close_keeps_its_status(factory):
+    # The close ends the wait for the body: the answer was a 403, so the
+    # client gets the 403 (with the gateway's short body), not a 502.
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.send(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\n"
+               b"WWW-Authenticate: Bearer\r\nContent-Length: 100\r\n"
+               b"\r\nshort")
+    gw, up = gateway_with(factory, behavior)
+    resp = refusal(gw, 403, "upstream_refused")
+    assert resp.header("WWW-Authenticate") == ["Bearer"], resp
+    assert resp.header("Content-Type") == ["text/plain"], resp
+    assert b"short" not in resp.body, resp
+    echo_works(gw)
+
+
 @pytest.mark.parametrize("status", [b"600", b"099"])
 def test_odd_status_is_502(factory, status):
     gw, up = gateway_with(factory, rawup.respond(
