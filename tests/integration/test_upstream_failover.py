@@ -192,3 +192,23 @@ def test_timeout_on_the_last_server_marks_it_down(factory):
             in gw.error_text()
     finally:
         dropper.close()
+
+
+def test_round_robin_shares_a_passed_over_server_turn_evenly(factory):
+    # With one of three servers passed over, the other two take turns: the
+    # down server's turn is not handed to the one after it every time.
+    addr = "127.0.0.1:%d" % closed_port()
+    b, c = factory.echo(name="b"), factory.echo(name="c")
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [addr, b.addr, c.addr],
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    # the closed port is tried first, fails, and is passed over from now on
+    got, _ = run(echo_once(gw, "first"))
+    assert got == "b:first", got
+    assert server_up(gw, addr) == 0
+    tags = [run(echo_once(gw, "m%d" % i))[0].split(":")[0]
+            for i in range(6)]
+    assert tags.count("b") == 3 and tags.count("c") == 3, tags
+    assert all(tags[i] != tags[i + 1] for i in range(5)), tags
