@@ -137,20 +137,18 @@ upstream_pick(struct wsg_session *s)
 	}
 	for (live = 0, i = 0; i < n && !live; i++)
 		live = !upstream_server_down(&up->up_servers[i], now);
-	if (up->up_balance != WSG_BALANCE_LEAST_CONN) {
-		/*
-		 * The turn moves past each server passed over, so that the
-		 * others share its turns, not the one after it alone.
-		 */
-		for (i = 0;; i++) {
-			j = __atomic_fetch_add(&up->up_rr, 1,
-			    __ATOMIC_RELAXED) % n;
-			if (!live || i + 1 == n ||
-			    !upstream_server_down(&up->up_servers[j], now))
-				return (&up->up_servers[j]);
-		}
+	/*
+	 * Whose turn it is: the turn moves past each server passed over, so
+	 * that the others share its turns, not the one after it alone.
+	 */
+	for (i = 0;; i++) {
+		rr = __atomic_fetch_add(&up->up_rr, 1, __ATOMIC_RELAXED) % n;
+		if (!live || i + 1 == n ||
+		    !upstream_server_down(&up->up_servers[rr], now))
+			break;
 	}
-	rr = __atomic_fetch_add(&up->up_rr, 1, __ATOMIC_RELAXED);
+	if (up->up_balance != WSG_BALANCE_LEAST_CONN)
+		return (&up->up_servers[rr]);
 	best = n;
 	besta = 0;
 	for (i = 0; i < n; i++) {

@@ -212,3 +212,24 @@ def test_round_robin_shares_a_passed_over_server_turn_evenly(factory):
             for i in range(6)]
     assert tags.count("b") == 3 and tags.count("c") == 3, tags
     assert all(tags[i] != tags[i + 1] for i in range(5)), tags
+
+
+def test_least_conn_ties_share_a_passed_over_server_turn_evenly(factory):
+    # Sessions one after the other tie at no open session: ties go round
+    # robin, and a server passed over does not hand its turn to the next.
+    addr = "127.0.0.1:%d" % closed_port()
+    b, c = factory.echo(name="b"), factory.echo(name="c")
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [addr, b.addr, c.addr],
+                           "balance": "least_conn", "fail_timeout": "1h"}})
+    gw.settle_probes()
+    got, _ = run(echo_once(gw, "first"))
+    assert got == "b:first", got
+    assert server_up(gw, addr) == 0
+    tags = []
+    for i in range(6):
+        got, port = run(echo_once(gw, "m%d" % i))
+        gw.wait_entry(client_port=port)     # closed: counts no more
+        tags.append(got.split(":")[0])
+    assert tags.count("b") == 3 and tags.count("c") == 3, tags
