@@ -96,14 +96,14 @@ main(int argc, char *argv[])
 	/*
 	 * A reload or a log reopen asked for while starting (systemctl
 	 * reload, logrotate) would otherwise kill the process: they wait,
-	 * and server_run() takes them once its handlers are in place.
+	 * and server_run() takes them once its handlers are in place.  A
+	 * check (-t, the unit's ExecStartPre) is no target of theirs and
+	 * exits with them still pending.
 	 */
-	if (!check) {
-		sigemptyset(&set);
-		sigaddset(&set, SIGHUP);
-		sigaddset(&set, SIGUSR1);
-		sigprocmask(SIG_BLOCK, &set, NULL);
-	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
 	memset(&errs, 0, sizeof(errs));
 	conf = config_load(file, &errs);
 	for (i = 0; i < errs.e_n; i++)

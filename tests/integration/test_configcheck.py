@@ -346,3 +346,59 @@ def test_first_route_wins_and_a_shadowed_one_is_a_warning(factory):
         c.close()
         e = gw.wait_entry(client_port=c.local_port)
         assert (e["status"], e["route"], e["upstream"]) == (101, route, up), e
+
+
+def sig_blocked(pid, sig):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for ln in f:
+                if ln.startswith("SigBlk:"):
+                    return int(ln.split()[1], 16) >> (sig - 1) & 1
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGHUP],
+                         ids=["SIGUSR1", "SIGHUP"])
+def test_check_survives_reopen_and_reload_signals(tmp_path, certs,
+                                                  client_ssl, sig):
+    """`wsgate -t` died of a SIGUSR1 or SIGHUP (their default action):
+    logrotate's postrotate (pkill -USR1 -x wsgate, or systemctl kill
+    -s USR1 wsgate as wsgate(8) shows) during the unit's ExecStartPre
+    check failed the start.  The check waits here for its
+    tls_ticket_secret (a FIFO), gets the signal, and must still say ok."""
+    gw = make_config(tmp_path, certs, client_ssl)
+    fifo = gw.tmp / "ticket.secret"
+    os.mkfifo(fifo, 0o600)
+    gw.config["tls_ticket_secret"] = str(fifo)
+    gw.write_config()
+    p = subprocess.Popen([WSGATE, "-t", "-c", str(gw.cfg_path)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        # Once blocked (fixed code) or after 2 s it waits in open(fifo).
+        for _ in range(40):
+            if sig_blocked(p.pid, sig):
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(sig)
+        time.sleep(0.2)
+        try:
+            # No reader (the check died): ENXIO instead of waiting.
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            fd = None
+        if fd is not None:
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(48))
+        out, _ = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+    assert p.returncode == 0, (p.returncode, out)
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
