@@ -1,0 +1,507 @@
+"""SPEC second table, edges the other frame tests leave out, both ways:
+every class of invalid close code, valid ones relayed, UTF-8 errors split
+across fragments, max_frame_size / max_message_size exactly at and one byte
+over on the inspected (text) path, frames after a close frame, and control
+frames inside a fragmented message from the upstream.
+"""
+
+import time
+
+import pytest
+
+import rawup
+import wsproto
+from conftest import policy
+
+MARK = b"EDGE-OFFENDING"
+enc = wsproto.encode_frame
+T, BIN, C, CONT = wsproto.OP_TEXT, wsproto.OP_BINARY, wsproto.OP_CLOSE, \
+    wsproto.OP_CONT
+PING, PONG = wsproto.OP_PING, wsproto.OP_PONG
+
+
+@pytest.fixture(scope="module")
+def gw(module_factory):
+    rec = module_factory.raw_upstream()
+    broken = module_factory.raw_upstream()
+    g = module_factory.gateway(
+        routes=[("/c", "rec", "limits"), ("/u/*", "broken", "limits")],
+        upstreams={"rec": [rec.addr], "broken": [broken.addr]},
+        policies={"limits": policy(frames={"max_frame_size": "1KiB",
+                                           "max_message_size": "4KiB"})})
+    g.rec = rec
+    g.broken = broken
+    return g
+
+
+def client_violation(gw, data, code, reason, mark=MARK):
+    up = gw.rec
+    up.clear()
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        (uc,) = up.wait_conns(1)
+        c.send(data)
+        f, others = c.read_close(timeout=5)
+        assert f.close_code == code, (f, others)
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == (reason, code), e
+    assert uc.done.wait(5)
+    assert [cf.close_code for cf in uc.close_frames()] == [1001], uc.frames
+    if mark:
+        assert mark not in uc.data
+    return uc
+
+
+def upstream_violation(gw, after, code, reason, mark=MARK):
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(after)
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        f, others = c.read_close(timeout=5)
+        assert f.close_code == 1014, (f, others)
+        if mark:
+            for o in others:
+                assert mark not in o.payload, others
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == (reason, code), e
+    (uc,) = gw.broken.connections()
+    assert uc.done.wait(5)
+    assert [(cf.close_code, cf.masked) for cf in uc.close_frames()] == \
+        [(code, True)], uc.frames
+    return others
+
+
+BAD_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000,
+             65535]
+GOOD_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
+              1013, 1014, 3000, 3999, 4000, 4999]
+
+
+@pytest.mark.parametrize("code", BAD_CODES)
+def test_client_bad_close_code(gw, code):
+    client_violation(gw, enc(C, wsproto.close_payload(code, b"r")), 1002,
+                     "protocol_error", mark=None)
+
+
+@pytest.mark.parametrize("code", BAD_CODES)
+def test_upstream_bad_close_code(gw, code):
+    upstream_violation(gw, enc(C, wsproto.close_payload(code, b"r"),
+                               mask=False), 1002, "protocol_error",
+                       mark=None)
+
+
+@pytest.mark.parametrize("code", GOOD_CODES)
+def test_client_good_close_code_relayed(gw, code):
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        c.send(enc(C, wsproto.close_payload(code, "bye \u2713")))
+        f, _ = c.read_close(5)
+        assert f.close_code == code, f
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", code), e
+
+
+@pytest.mark.parametrize("code", GOOD_CODES)
+def test_upstream_good_close_code_relayed(gw, code):
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(
+        enc(C, wsproto.close_payload(code, "bye \u2713"), mask=False))
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        f, _ = c.read_close(5)
+        assert f.close_code == code, f
+        c.send(enc(C, f.payload))
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("upstream_closed", code), e
+
+
+BAD_SPLIT = {
+    "overlong_e0": (b"ab\xe0", b"\x80\x80" + MARK),
+    "overlong_f0": (b"ab\xf0\x80", b"\x80\x80" + MARK),
+    "surrogate": (b"ab\xed", b"\xa0\x80" + MARK),
+    "above_10ffff": (b"ab\xf4\x90", b"\x80\x80" + MARK),
+    "f5": (b"ab", b"\xf5\x80\x80\x80" + MARK),
+    "lone_continuation": (b"ab\xc3\xa9", b"\xa9" + MARK),
+    "truncated_then_ascii": (b"ab\xf0\x9f\x98", b"A" + MARK),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPLIT))
+def test_client_bad_utf8_split(gw, case):
+    a, b = BAD_SPLIT[case]
+    client_violation(gw, enc(T, a, fin=False) + enc(CONT, b), 1007,
+                     "invalid_utf8")
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPLIT))
+def test_upstream_bad_utf8_split(gw, case):
+    a, b = BAD_SPLIT[case]
+    upstream_violation(gw, enc(T, a, fin=False, mask=False) +
+                       enc(CONT, b, mask=False), 1007, "invalid_utf8")
+
+
+def test_code_point_split_three_ways_both_ways(gw):
+    s = "x\U0001F600y\u00e9".encode()
+    pieces = [s[:2], s[2:3], s[3:5], s[5:7], s[7:]]
+    frames_c = b"".join(enc(T if i == 0 else CONT, p,
+                            fin=i == len(pieces) - 1)
+                        for i, p in enumerate(pieces))
+    frames_u = b"".join(enc(T if i == 0 else CONT, p,
+                            fin=i == len(pieces) - 1, mask=False)
+                        for i, p in enumerate(pieces))
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        c.send(frames_c)
+        got = b"".join(c.read_frame(5).payload for _ in pieces)
+        assert got == s
+    finally:
+        c.close()
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(frames_u)
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        got = b"".join(c.read_frame(5).payload for _ in pieces)
+        assert got == s
+    finally:
+        c.close()
+
+
+def test_client_text_frame_exactly_max_and_one_over(gw):
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        c.send(enc(T, "\u00e9".encode() * 512))
+        assert c.read_frame(5).payload == "\u00e9".encode() * 512
+    finally:
+        c.close()
+    client_violation(gw, enc(T, MARK + b"a" * (1025 - len(MARK))), 1009,
+                     "frame_too_large")
+
+
+def test_client_binary_one_over(gw):
+    client_violation(gw, enc(BIN, MARK + b"a" * (1025 - len(MARK))), 1009,
+                     "frame_too_large")
+
+
+def test_client_text_message_exactly_max_and_one_over(gw):
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    part = b"t" * 1024
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        c.send(enc(T, part, fin=False) + enc(CONT, part, fin=False) +
+               enc(CONT, part, fin=False) + enc(CONT, part))
+        got = b"".join(c.read_frame(5).payload for _ in range(4))
+        assert got == part * 4
+    finally:
+        c.close()
+    client_violation(gw, enc(T, part, fin=False) + enc(CONT, part, fin=False)
+                     + enc(CONT, part, fin=False) + enc(CONT, part, fin=False)
+                     + enc(CONT, MARK), 1009, "message_too_large")
+
+
+def test_upstream_text_frame_exactly_max_and_one_over(gw):
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(enc(T, b"k" * 1024, mask=False))
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        assert c.read_frame(5).payload == b"k" * 1024
+    finally:
+        c.close()
+    upstream_violation(gw, enc(T, MARK + b"k" * (1025 - len(MARK)),
+                               mask=False), 1009, "frame_too_large")
+
+
+def test_upstream_message_exactly_max_and_one_over(gw):
+    part = b"m" * 1024
+    ok = enc(T, part, fin=False, mask=False) + \
+        enc(CONT, part, fin=False, mask=False) + \
+        enc(CONT, part, fin=False, mask=False) + enc(CONT, part, mask=False)
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(ok)
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        got = b"".join(c.read_frame(5).payload for _ in range(4))
+        assert got == part * 4
+    finally:
+        c.close()
+    upstream_violation(gw, ok[:-len(enc(CONT, part, mask=False))] +
+                       enc(CONT, part, fin=False, mask=False) +
+                       enc(CONT, MARK, mask=False), 1009,
+                       "message_too_large")
+
+
+UP_PROTO = {
+    "pong_fragmented": enc(PONG, MARK, fin=False, mask=False),
+    "close_fragmented": enc(C, wsproto.close_payload(1000), fin=False,
+                            mask=False),
+    "close_126": enc(C, wsproto.close_payload(1000, MARK + b"x" * 110),
+                     mask=False),
+    "non_minimal_64": enc(BIN, MARK, mask=False, length_form=64),
+    "rsv3": enc(T, MARK, mask=False, rsv=1),
+    "opcode_0xF": enc(0xF, MARK, mask=False),
+    "masked_ping": enc(PING, MARK, mask=True),
+    "masked_close": enc(C, wsproto.close_payload(1000), mask=True),
+    "new_binary_mid_text": enc(T, b"a", fin=False, mask=False) +
+    enc(BIN, MARK, mask=False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UP_PROTO))
+def test_upstream_more_protocol_errors(gw, case):
+    upstream_violation(gw, UP_PROTO[case], 1002, "protocol_error",
+                       mark=None if case == "masked_close" else MARK)
+
+
+def test_client_frames_after_its_close_are_dropped(gw):
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        (uc,) = gw.rec.wait_conns(1)
+        c.send(enc(C, wsproto.close_payload(1000)) + enc(T, MARK) +
+               enc(T, b"\xff") + enc(T, MARK, mask=False))
+        f, others = c.read_close(5)
+        assert f.close_code == 1000
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 1000), e
+    assert uc.done.wait(5)
+    assert MARK not in uc.data
+    assert [f.opcode for f in uc.frames] == [C], uc.frames
+
+
+def test_upstream_frames_after_its_close_are_dropped(gw):
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(
+        enc(C, wsproto.close_payload(1000), mask=False) +
+        enc(T, MARK, mask=False) + enc(T, MARK, mask=True))
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        f, others = c.read_close(5)
+        assert f.close_code == 1000 and others == [], others
+        c.send(enc(C, wsproto.close_payload(1000)))
+        assert c.wait_closed(5)
+        assert MARK not in bytes(c.buf)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("upstream_closed", 1000), e
+
+
+def test_upstream_control_frames_inside_a_fragmented_message(gw):
+    frames = [enc(T, b"one ", fin=False, mask=False),
+              enc(PING, b"p1", mask=False),
+              enc(CONT, "tw\u00e9".encode()[:3], fin=False, mask=False),
+              enc(PONG, b"p2", mask=False),
+              enc(CONT, "tw\u00e9".encode()[3:], mask=False),
+              enc(T, b"after", mask=False)]
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(b"".join(frames))
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        got = [(f.opcode, f.payload) for f in
+               (c.read_frame(5) for _ in frames)]
+    finally:
+        c.close()
+    assert got == [(T, b"one "), (PING, b"p1"), (CONT, b"tw\xc3"),
+                   (PONG, b"p2"), (CONT, b"\xa9"), (T, b"after")], got
+
+
+def test_client_close_inside_fragmented_message(gw):
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        (uc,) = gw.rec.wait_conns(1)
+        c.send(enc(T, b"half", fin=False) + enc(PING, b"x") +
+               enc(C, wsproto.close_payload(1000)))
+        f, others = c.read_close(5)
+        assert f.close_code == 1000
+    finally:
+        c.close()
+    assert uc.done.wait(5)
+    assert [(f.opcode, f.payload) for f in uc.frames][:2] == \
+        [(T, b"half"), (PING, b"x")], uc.frames
+
+
+def behind_101(after):
+    def behavior(c):
+        if not c.read_head():
+            return
+        key = c.header("Sec-WebSocket-Key")[0]
+        c.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Accept: " +
+               wsproto.accept_for(key).encode() + b"\r\n\r\n" + after)
+        deadline = time.monotonic() + 10
+        while c.read_frame(max(0.01, deadline - time.monotonic())):
+            pass
+    return behavior
+
+
+@pytest.mark.parametrize("case", ["masked", "utf8", "good_then_bad",
+                                  "close"])
+def test_violation_right_behind_the_101(gw, case):
+    after = {"masked": enc(T, MARK, mask=True),
+             "utf8": enc(T, b"\xff" + MARK, mask=False),
+             "good_then_bad": enc(T, b"hello", mask=False) +
+             enc(T, MARK, mask=False, rsv=2),
+             "close": enc(C, wsproto.close_payload(1000, b"bye"),
+                          mask=False)}[case]
+    gw.broken.clear()
+    gw.broken.behavior = behind_101(after)
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        f, others = c.read_close(5)
+        if case == "close":
+            assert f.close_code == 1000
+            c.send(enc(C, f.payload))
+        else:
+            assert f.close_code == 1014, (f, others)
+        if case == "good_then_bad":
+            assert [o.payload for o in others] == [b"hello"], others
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    want = {"masked": "protocol_error", "utf8": "invalid_utf8",
+            "good_then_bad": "protocol_error",
+            "close": "upstream_closed"}[case]
+    assert e["reason"] == want, e
+
+
+def test_client_split_code_point_with_ping_between(gw):
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        c.send(enc(T, b"a\xe2\x82", fin=False) + enc(PING, b"pp") +
+               enc(CONT, b"\xac"))
+        got = [(f.opcode, f.payload) for f in
+               (c.read_frame(5) for _ in range(3))]
+        assert sorted(got) == sorted([(T, b"a\xe2\x82"), (PONG, b"pp"),
+                                      (CONT, b"\xac")]), got
+    finally:
+        c.close()
+
+
+def test_client_empty_close(gw):
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        c.send(enc(C, b""))
+        f, _ = c.read_close(5)
+        assert f.payload == b""
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 1005), e
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_big_text_frames_checked_whole(factory, tls):
+    rec = factory.raw_upstream()
+    broken = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/c", "rec", "big"), ("/u/*", "broken", "big")],
+        upstreams={"rec": [rec.addr], "broken": [broken.addr]},
+        policies={"big": policy(frames={"max_frame_size": "1MiB",
+                                        "max_message_size": "2MiB"})},
+        tls=tls)
+    good = "\u00e9".encode() * (1 << 19)          # exactly 1 MiB
+    bad = good[:-1] + b"\xff"
+    # client -> backend
+    rec.behavior = rawup.ws_echo
+    c = g.raw()
+    try:
+        c.upgrade("/c")
+        c.send(enc(T, good))
+        assert c.read_frame(10).payload == good
+        c.send(enc(T, bad[:-len(MARK) - 1] + MARK + b"\xff"))
+        f, others = c.read_close(10)
+        assert f.close_code == 1007 and others == [], (f, others)
+    finally:
+        c.close()
+    e = g.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "invalid_utf8", e
+    (uc,) = rec.connections()
+    assert uc.done.wait(5)
+    assert MARK not in uc.data
+    # backend -> client
+    broken.behavior = rawup.ws_then(enc(T, good, mask=False) +
+                                    enc(T, bad[:-len(MARK) - 1] + MARK +
+                                        b"\xff", mask=False))
+    c = g.raw()
+    try:
+        c.upgrade("/u/x")
+        f, others = c.read_close(10)
+        assert f.close_code == 1014, f
+        assert [o.payload for o in others] == [good]
+    finally:
+        c.close()
+    e = g.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("invalid_utf8", 1007), e
+
+
+def test_empty_text_frames_alone(gw):
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        c.send(enc(T, b""))
+        f = c.read_frame(5)
+        assert (f.opcode, f.payload) == (T, b""), f
+        c.send(enc(T, b"ab", fin=False))
+        c.read_frame(5)
+        c.send(enc(CONT, b""))
+        f = c.read_frame(5)
+        assert (f.opcode, f.payload, f.fin) == (CONT, b"", True), f
+    finally:
+        c.close()
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(enc(T, b"", mask=False))
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        f = c.read_frame(5)
+        assert (f.opcode, f.payload) == (T, b""), f
+    finally:
+        c.close()
