@@ -505,3 +505,37 @@ def test_empty_text_frames_alone(gw):
         assert (f.opcode, f.payload) == (T, b""), f
     finally:
         c.close()
+
+
+def test_control_frames_are_not_held_to_a_small_max_frame_size(factory):
+    """max_frame_size limits data frames; control frames keep RFC 6455's
+    125 bytes, or a small limit would leave no clean close (wsgate-policy.5
+    says so)."""
+    rec = factory.raw_upstream()
+    g = factory.gateway(routes=[("/c", "rec", "tiny")],
+                        upstreams={"rec": [rec.addr]},
+                        policies={"tiny": policy(frames={
+                            "max_frame_size": 16})})
+    c = g.raw()
+    try:
+        c.upgrade("/c")
+        c.send(enc(PING, b"p" * 100))
+        f = c.read_frame(5)
+        assert (f.opcode, f.payload) == (PONG, b"p" * 100), f
+        c.send(enc(C, wsproto.close_payload(1000, b"r" * 60)))
+        f, _ = c.read_close(5)
+        assert (f.close_code, f.payload[2:]) == (1000, b"r" * 60), f
+    finally:
+        c.close()
+    e = g.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 1000), e
+    c = g.raw()
+    try:
+        c.upgrade("/c")
+        c.send(enc(T, b"t" * 17))
+        f, _ = c.read_close(5)
+        assert f.close_code == 1009, f
+    finally:
+        c.close()
+    e = g.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "frame_too_large", e
