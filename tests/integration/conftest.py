@@ -225,6 +225,7 @@ class Gateway:
         self.port = free_port()
         # readiness probes: (client port, access-log lines before it)
         self.probes = []
+        self.port_floor = {}    # client port: log lines before raw() had it
         self.proc = None
         self.error_log = self.tmp / "error.log"
         self.access_log = self.tmp / "access.log"
@@ -359,6 +360,10 @@ class Gateway:
         """Complete access-log lines, minus the readiness probes'.  A probe
         hides one line: the first with its port logged after it connected,
         so a later client that gets the same port keeps its own."""
+        return [e for _, e in self._entries()]
+
+    def _entries(self):
+        """entries(), each with the number of its line in the file."""
         try:
             text = self.access_log.read_text(errors="replace")
         except FileNotFoundError:
@@ -379,15 +384,21 @@ class Gateway:
             if after and i >= after[0]:
                 after.pop(0)
                 continue
-            out.append(e)
+            out.append((i, e))
         return out
 
     def wait_entry(self, client_port=None, pred=None, timeout=5.0):
-        """The access-log entry of this client port (and/or predicate)."""
+        """The access-log entry of this client port (and/or predicate).  A
+        module that opens many connections sees the kernel hand a client
+        port out again: for a port that raw() gave a client, only a line
+        logged after that client connected is its entry."""
+        floor = self.port_floor.get(client_port, 0) \
+            if client_port is not None else 0
+
         def find():
-            for e in self.entries():
+            for i, e in self._entries():
                 if client_port is not None and \
-                        e.get("client_port") != client_port:
+                        (e.get("client_port") != client_port or i < floor):
                     continue
                 if pred is not None and not pred(e):
                     continue
@@ -476,7 +487,9 @@ class Gateway:
         return websockets.connect(self.uri(path), **kw)
 
     def raw(self, **kw):
-        return rawclient.RawClient(self.port, self.ssl, **kw)
+        c = rawclient.RawClient(self.port, self.ssl, **kw)
+        self.port_floor[c.local_port] = self._log_lines()
+        return c
 
     def raw_request(self, path="/echo", timeout=8.0, client=None):
         """One upgrade request on a raw connection (client, or a new one):
