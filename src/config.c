@@ -1213,6 +1213,7 @@ config_servers(struct config_ctx *x, const struct config_slot *s,
 	yaml_node_item_t	*it;
 	yaml_node_t		*v;
 	const char		*err;
+	size_t			 i;
 
 	if (config_list_count(x, s, n, config_seq_len(n)) == -1)
 		return;
@@ -1227,11 +1228,27 @@ config_servers(struct config_ctx *x, const struct config_slot *s,
 		    config_expect(x, v, YAML_SCALAR_NODE, "servers") == -1)
 			continue;
 		srv = &up->up_servers[up->up_nservers];
+		memset(srv, 0, sizeof(*srv));
 		if (units_parse_hostport(config_str(v), &srv->srv_addr,
 		    &srv->srv_addrlen, &err) == -1) {
 			errors_add(x->x_errs, x->x_file, config_line(v),
 			    config_col(v), "servers: invalid address '%s': %s",
 			    config_str(v), err);
+			continue;
+		}
+		/*
+		 * The same server twice would have two series of the same
+		 * labels in /metrics, which a scrape refuses whole.
+		 */
+		for (i = 0; i < up->up_nservers; i++)
+			if (up->up_servers[i].srv_addrlen == srv->srv_addrlen &&
+			    memcmp(&up->up_servers[i].srv_addr, &srv->srv_addr,
+			    srv->srv_addrlen) == 0)
+				break;
+		if (i < up->up_nservers) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "servers: '%s' is listed twice",
+			    config_str(v));
 			continue;
 		}
 		if ((srv->srv_name = strdup(config_str(v))) == NULL) {

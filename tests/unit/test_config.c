@@ -742,6 +742,11 @@ test_bad(void)
 	    "5:11: duplicate listener name 'a'",
 	    "6:13: listen: 127.0.0.1:8080 is already used by listener 'a'",
 	    NULL });
+	/* Each server once: its metric series and its down state are its. */
+	check_bad("bad-dup-server.yaml", (const char *const[]){
+	    "7:45: servers: '127.0.0.1:9001' is listed twice",
+	    "7:61: servers: '[::1]:9002' is listed twice",
+	    NULL });
 	/* First match wins: a route that never matches is refused or named. */
 	check_bad("bad-dup-route.yaml", (const char *const[]){
 	    "7:16: path: '/x' is routed twice in listener 'a'",
