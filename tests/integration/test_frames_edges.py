@@ -20,18 +20,6 @@ T, BIN, C, CONT = wsproto.OP_TEXT, wsproto.OP_BINARY, wsproto.OP_CLOSE, \
 PING, PONG = wsproto.OP_PING, wsproto.OP_PONG
 
 
-def seen(g, c):
-    """Access-log entries already there for this client port: a busy
-    module reuses ports, and the entry wanted is the new one."""
-    return {e.get("id") for e in g.entries()
-            if e.get("client_port") == c.local_port}
-
-
-def entry(g, c, old, timeout=5.0):
-    return g.wait_entry(client_port=c.local_port, timeout=timeout,
-                        pred=lambda e: e.get("id") not in old)
-
-
 @pytest.fixture(scope="module")
 def gw(module_factory):
     rec = module_factory.raw_upstream()
@@ -50,7 +38,6 @@ def client_violation(gw, data, code, reason, mark=MARK):
     up = gw.rec
     up.clear()
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         (uc,) = up.wait_conns(1)
@@ -60,7 +47,7 @@ def client_violation(gw, data, code, reason, mark=MARK):
         assert c.wait_closed(5)
     finally:
         c.close()
-    e = entry(gw, c, old)
+    e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == (reason, code), e
     assert uc.done.wait(5)
     assert [cf.close_code for cf in uc.close_frames()] == [1001], uc.frames
@@ -73,7 +60,6 @@ def upstream_violation(gw, after, code, reason, mark=MARK):
     gw.broken.clear()
     gw.broken.behavior = rawup.ws_then(after)
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/u/x")
         f, others = c.read_close(timeout=5)
@@ -84,7 +70,7 @@ def upstream_violation(gw, after, code, reason, mark=MARK):
         assert c.wait_closed(5)
     finally:
         c.close()
-    e = entry(gw, c, old)
+    e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == (reason, code), e
     (uc,) = gw.broken.connections()
     assert uc.done.wait(5)
@@ -117,7 +103,6 @@ def test_client_good_close_code_relayed(gw, code):
     gw.rec.clear()
     gw.rec.behavior = rawup.ws_echo
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         c.send(enc(C, wsproto.close_payload(code, "bye \u2713")))
@@ -125,7 +110,7 @@ def test_client_good_close_code_relayed(gw, code):
         assert f.close_code == code, f
     finally:
         c.close()
-    e = entry(gw, c, old)
+    e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == ("client_closed", code), e
 
 
@@ -135,7 +120,6 @@ def test_upstream_good_close_code_relayed(gw, code):
     gw.broken.behavior = rawup.ws_then(
         enc(C, wsproto.close_payload(code, "bye \u2713"), mask=False))
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/u/x")
         f, _ = c.read_close(5)
@@ -144,7 +128,7 @@ def test_upstream_good_close_code_relayed(gw, code):
         assert c.wait_closed(5)
     finally:
         c.close()
-    e = entry(gw, c, old)
+    e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == ("upstream_closed", code), e
 
 
@@ -185,7 +169,6 @@ def test_code_point_split_three_ways_both_ways(gw):
     gw.rec.clear()
     gw.rec.behavior = rawup.ws_echo
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         c.send(frames_c)
@@ -196,7 +179,6 @@ def test_code_point_split_three_ways_both_ways(gw):
     gw.broken.clear()
     gw.broken.behavior = rawup.ws_then(frames_u)
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/u/x")
         got = b"".join(c.read_frame(5).payload for _ in pieces)
@@ -209,7 +191,6 @@ def test_client_text_frame_exactly_max_and_one_over(gw):
     gw.rec.clear()
     gw.rec.behavior = rawup.ws_echo
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         c.send(enc(T, "\u00e9".encode() * 512))
@@ -230,7 +211,6 @@ def test_client_text_message_exactly_max_and_one_over(gw):
     gw.rec.behavior = rawup.ws_echo
     part = b"t" * 1024
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         c.send(enc(T, part, fin=False) + enc(CONT, part, fin=False) +
@@ -248,7 +228,6 @@ def test_upstream_text_frame_exactly_max_and_one_over(gw):
     gw.broken.clear()
     gw.broken.behavior = rawup.ws_then(enc(T, b"k" * 1024, mask=False))
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/u/x")
         assert c.read_frame(5).payload == b"k" * 1024
@@ -266,7 +245,6 @@ def test_upstream_message_exactly_max_and_one_over(gw):
     gw.broken.clear()
     gw.broken.behavior = rawup.ws_then(ok)
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/u/x")
         got = b"".join(c.read_frame(5).payload for _ in range(4))
@@ -305,7 +283,6 @@ def test_client_frames_after_its_close_are_dropped(gw):
     gw.rec.clear()
     gw.rec.behavior = rawup.ws_echo
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         (uc,) = gw.rec.wait_conns(1)
@@ -316,7 +293,7 @@ def test_client_frames_after_its_close_are_dropped(gw):
         assert c.wait_closed(5)
     finally:
         c.close()
-    e = entry(gw, c, old)
+    e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == ("client_closed", 1000), e
     assert uc.done.wait(5)
     assert MARK not in uc.data
@@ -329,7 +306,6 @@ def test_upstream_frames_after_its_close_are_dropped(gw):
         enc(C, wsproto.close_payload(1000), mask=False) +
         enc(T, MARK, mask=False) + enc(T, MARK, mask=True))
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/u/x")
         f, others = c.read_close(5)
@@ -339,7 +315,7 @@ def test_upstream_frames_after_its_close_are_dropped(gw):
         assert MARK not in bytes(c.buf)
     finally:
         c.close()
-    e = entry(gw, c, old)
+    e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == ("upstream_closed", 1000), e
 
 
@@ -353,7 +329,6 @@ def test_upstream_control_frames_inside_a_fragmented_message(gw):
     gw.broken.clear()
     gw.broken.behavior = rawup.ws_then(b"".join(frames))
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/u/x")
         got = [(f.opcode, f.payload) for f in
@@ -368,7 +343,6 @@ def test_client_close_inside_fragmented_message(gw):
     gw.rec.clear()
     gw.rec.behavior = rawup.ws_echo
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         (uc,) = gw.rec.wait_conns(1)
@@ -409,7 +383,6 @@ def test_violation_right_behind_the_101(gw, case):
     gw.broken.clear()
     gw.broken.behavior = behind_101(after)
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/u/x")
         f, others = c.read_close(5)
@@ -423,7 +396,7 @@ def test_violation_right_behind_the_101(gw, case):
         assert c.wait_closed(5)
     finally:
         c.close()
-    e = entry(gw, c, old)
+    e = gw.wait_entry(client_port=c.local_port)
     want = {"masked": "protocol_error", "utf8": "invalid_utf8",
             "good_then_bad": "protocol_error",
             "close": "upstream_closed"}[case]
@@ -434,7 +407,6 @@ def test_client_split_code_point_with_ping_between(gw):
     gw.rec.clear()
     gw.rec.behavior = rawup.ws_echo
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         c.send(enc(T, b"a\xe2\x82", fin=False) + enc(PING, b"pp") +
@@ -451,7 +423,6 @@ def test_client_empty_close(gw):
     gw.rec.clear()
     gw.rec.behavior = rawup.ws_echo
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         c.send(enc(C, b""))
@@ -460,7 +431,7 @@ def test_client_empty_close(gw):
         assert c.wait_closed(5)
     finally:
         c.close()
-    e = entry(gw, c, old)
+    e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == ("client_closed", 1005), e
 
 
@@ -479,7 +450,6 @@ def test_big_text_frames_checked_whole(factory, tls):
     # client -> backend
     rec.behavior = rawup.ws_echo
     c = g.raw()
-    old = seen(g, c)
     try:
         c.upgrade("/c")
         c.send(enc(T, good))
@@ -489,7 +459,7 @@ def test_big_text_frames_checked_whole(factory, tls):
         assert f.close_code == 1007 and others == [], (f, others)
     finally:
         c.close()
-    e = entry(g, c, old)
+    e = g.wait_entry(client_port=c.local_port)
     assert e["reason"] == "invalid_utf8", e
     (uc,) = rec.connections()
     assert uc.done.wait(5)
@@ -499,7 +469,6 @@ def test_big_text_frames_checked_whole(factory, tls):
                                     enc(T, bad[:-len(MARK) - 1] + MARK +
                                         b"\xff", mask=False))
     c = g.raw()
-    old = seen(g, c)
     try:
         c.upgrade("/u/x")
         f, others = c.read_close(10)
@@ -507,7 +476,7 @@ def test_big_text_frames_checked_whole(factory, tls):
         assert [o.payload for o in others] == [good]
     finally:
         c.close()
-    e = entry(g, c, old)
+    e = g.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == ("invalid_utf8", 1007), e
 
 
@@ -515,7 +484,6 @@ def test_empty_text_frames_alone(gw):
     gw.rec.clear()
     gw.rec.behavior = rawup.ws_echo
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         c.send(enc(T, b""))
@@ -531,7 +499,6 @@ def test_empty_text_frames_alone(gw):
     gw.broken.clear()
     gw.broken.behavior = rawup.ws_then(enc(T, b"", mask=False))
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/u/x")
         f = c.read_frame(5)
@@ -550,7 +517,6 @@ def test_control_frames_are_not_held_to_a_small_max_frame_size(factory):
                         policies={"tiny": policy(frames={
                             "max_frame_size": 16})})
     c = g.raw()
-    old = seen(g, c)
     try:
         c.upgrade("/c")
         c.send(enc(PING, b"p" * 100))
@@ -561,10 +527,9 @@ def test_control_frames_are_not_held_to_a_small_max_frame_size(factory):
         assert (f.close_code, f.payload[2:]) == (1000, b"r" * 60), f
     finally:
         c.close()
-    e = entry(g, c, old)
+    e = g.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == ("client_closed", 1000), e
     c = g.raw()
-    old = seen(g, c)
     try:
         c.upgrade("/c")
         c.send(enc(T, b"t" * 17))
@@ -572,5 +537,5 @@ def test_control_frames_are_not_held_to_a_small_max_frame_size(factory):
         assert f.close_code == 1009, f
     finally:
         c.close()
-    e = entry(g, c, old)
+    e = g.wait_entry(client_port=c.local_port)
     assert e["reason"] == "frame_too_large", e

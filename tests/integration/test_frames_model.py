@@ -25,18 +25,6 @@ BAD = [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
        b"\x80", b"\xe2\x82"]
 
 
-def seen(g, c):
-    """Access-log entries already there for this client port: a busy
-    module reuses ports, and the entry wanted is the new one."""
-    return {e.get("id") for e in g.entries()
-            if e.get("client_port") == c.local_port}
-
-
-def entry(g, c, old, timeout=5.0):
-    return g.wait_entry(client_port=c.local_port, timeout=timeout,
-                        pred=lambda e: e.get("id") not in old)
-
-
 @pytest.fixture(scope="module")
 def gw(module_factory):
     rec = module_factory.raw_upstream()
@@ -167,7 +155,6 @@ def test_random_sequence_matches_model(gw, seed):
     gw.rec.clear()
     gw.rec.behavior = rawup.ws_then(b"", delay=0)
     c = gw.raw()
-    old = seen(gw, c)
     try:
         c.upgrade("/c")
         (uc,) = gw.rec.wait_conns(1)
@@ -182,7 +169,7 @@ def test_random_sequence_matches_model(gw, seed):
         if want_reason != "client_closed":
             f, _ = c.read_close(5)
             assert f.close_code == want_code, (f, frames)
-            e = entry(gw, c, old)
+            e = gw.wait_entry(client_port=c.local_port)
             assert e["reason"] == want_reason, (e, frames)
         wait_close_frame(uc)
     finally:
@@ -216,7 +203,6 @@ def test_random_upstream_sequence_matches_model(ugw, seed):
     ugw.up.clear()
     ugw.up.behavior = rawup.ws_then(data, delay=0)
     c = ugw.raw()
-    old = seen(ugw, c)
     try:
         c.upgrade("/u")
         f, others = c.read_close(5)
@@ -229,7 +215,7 @@ def test_random_upstream_sequence_matches_model(ugw, seed):
     else:
         assert f.close_code == 1014, (f, frames)
         assert got == want_fwd, (got, frames)
-        e = entry(ugw, c, old)
+        e = ugw.wait_entry(client_port=c.local_port)
         assert (e["reason"], e["close_code"]) == (want_reason, want_code), e
         (uc,) = ugw.up.connections()
         assert uc.done.wait(5)
@@ -277,7 +263,6 @@ def test_random_held_sequence_matches_model(hgw, seed):
     hgw.rec.clear()
     hgw.rec.behavior = rawup.ws_then(b"", delay=0)
     c = hgw.raw()
-    old = seen(hgw, c)
     try:
         c.upgrade("/h")
         (uc,) = hgw.rec.wait_conns(1)
@@ -285,7 +270,7 @@ def test_random_held_sequence_matches_model(hgw, seed):
         if want_reason != "client_closed":
             f, _ = c.read_close(5)
             assert f.close_code == want_code, (f, frames)
-            e = entry(hgw, c, old)
+            e = hgw.wait_entry(client_port=c.local_port)
             assert e["reason"] == want_reason, (e, frames)
             assert uc.done.wait(10)
         else:
