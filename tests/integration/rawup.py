@@ -96,7 +96,9 @@ class UpConn:
     def send(self, data):
         self.sock.sendall(data)
 
-    def accept_101(self, protocol=None, extra=b""):
+    def accept_101(self, protocol=None, extra=b"", after=b""):
+        """Send a correct 101 (extra: more header lines), and after it,
+        in the same write, the bytes after."""
         key = (self.header("Sec-WebSocket-Key") or [""])[0]
         resp = (b"HTTP/1.1 101 Switching Protocols\r\n"
                 b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -104,7 +106,7 @@ class UpConn:
                 b"\r\n")
         if protocol:
             resp += b"Sec-WebSocket-Protocol: " + protocol.encode() + b"\r\n"
-        self.send(resp + extra + b"\r\n")
+        self.send(resp + extra + b"\r\n" + after)
 
     def close_frames(self):
         return [f for f in self.frames if f.opcode == wsproto.OP_CLOSE]
@@ -258,16 +260,20 @@ def ws_then(after, then="read", delay=0.3):
     """Complete a correct 101, then send raw bytes.
 
     then: "read" keeps reading (recording) until EOF; "drop" closes the
-    TCP connection without a close frame.
+    TCP connection without a close frame.  delay=None sends the bytes in
+    the 101's own write (one segment on loopback).
     """
     def behavior(c):
         if not c.read_head():
             return
-        c.accept_101()
-        if delay:
-            time.sleep(delay)
-        if after:
-            c.send(after)
+        if delay is None:
+            c.accept_101(after=after)
+        else:
+            c.accept_101()
+            if delay:
+                time.sleep(delay)
+            if after:
+                c.send(after)
         if then == "drop":
             return
         deadline = time.monotonic() + 10.0

@@ -5,7 +5,6 @@ over on the inspected (text) path, frames after a close frame, and control
 frames inside a fragmented message from the upstream.
 """
 
-import time
 
 import pytest
 
@@ -357,20 +356,6 @@ def test_client_close_inside_fragmented_message(gw):
         [(T, b"half"), (PING, b"x")], uc.frames
 
 
-def behind_101(after):
-    def behavior(c):
-        if not c.read_head():
-            return
-        key = c.header("Sec-WebSocket-Key")[0]
-        c.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-               b"Connection: Upgrade\r\nSec-WebSocket-Accept: " +
-               wsproto.accept_for(key).encode() + b"\r\n\r\n" + after)
-        deadline = time.monotonic() + 10
-        while c.read_frame(max(0.01, deadline - time.monotonic())):
-            pass
-    return behavior
-
-
 @pytest.mark.parametrize("case", ["masked", "utf8", "good_then_bad",
                                   "close"])
 def test_violation_right_behind_the_101(gw, case):
@@ -381,7 +366,7 @@ def test_violation_right_behind_the_101(gw, case):
              "close": enc(C, wsproto.close_payload(1000, b"bye"),
                           mask=False)}[case]
     gw.broken.clear()
-    gw.broken.behavior = behind_101(after)
+    gw.broken.behavior = rawup.ws_then(after, delay=None)
     c = gw.raw()
     try:
         c.upgrade("/u/x")
