@@ -19,6 +19,19 @@ T, BIN, C, CONT = wsproto.OP_TEXT, wsproto.OP_BINARY, wsproto.OP_CLOSE, \
 PING, PONG = wsproto.OP_PING, wsproto.OP_PONG
 
 
+def echo_client(gw):
+    """A raw client upgraded on /c, the recording upstream echoing."""
+    gw.rec.clear()
+    gw.rec.behavior = rawup.ws_echo
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+    except BaseException:
+        c.close()
+        raise
+    return c
+
+
 @pytest.fixture(scope="module")
 def gw(module_factory):
     rec = module_factory.raw_upstream()
@@ -99,11 +112,8 @@ def test_upstream_bad_close_code(gw, code):
 
 @pytest.mark.parametrize("code", GOOD_CODES)
 def test_client_good_close_code_relayed(gw, code):
-    gw.rec.clear()
-    gw.rec.behavior = rawup.ws_echo
-    c = gw.raw()
+    c = echo_client(gw)
     try:
-        c.upgrade("/c")
         c.send(enc(C, wsproto.close_payload(code, "bye \u2713")))
         f, _ = c.read_close(5)
         assert f.close_code == code, f
@@ -165,11 +175,8 @@ def test_code_point_split_three_ways_both_ways(gw):
     frames_u = b"".join(enc(T if i == 0 else CONT, p,
                             fin=i == len(pieces) - 1, mask=False)
                         for i, p in enumerate(pieces))
-    gw.rec.clear()
-    gw.rec.behavior = rawup.ws_echo
-    c = gw.raw()
+    c = echo_client(gw)
     try:
-        c.upgrade("/c")
         c.send(frames_c)
         got = b"".join(c.read_frame(5).payload for _ in pieces)
         assert got == s
@@ -187,11 +194,8 @@ def test_code_point_split_three_ways_both_ways(gw):
 
 
 def test_client_text_frame_exactly_max_and_one_over(gw):
-    gw.rec.clear()
-    gw.rec.behavior = rawup.ws_echo
-    c = gw.raw()
+    c = echo_client(gw)
     try:
-        c.upgrade("/c")
         c.send(enc(T, "\u00e9".encode() * 512))
         assert c.read_frame(5).payload == "\u00e9".encode() * 512
     finally:
@@ -279,11 +283,8 @@ def test_upstream_more_protocol_errors(gw, case):
 
 
 def test_client_frames_after_its_close_are_dropped(gw):
-    gw.rec.clear()
-    gw.rec.behavior = rawup.ws_echo
-    c = gw.raw()
+    c = echo_client(gw)
     try:
-        c.upgrade("/c")
         (uc,) = gw.rec.wait_conns(1)
         c.send(enc(C, wsproto.close_payload(1000)) + enc(T, MARK) +
                enc(T, b"\xff") + enc(T, MARK, mask=False))
@@ -339,11 +340,8 @@ def test_upstream_control_frames_inside_a_fragmented_message(gw):
 
 
 def test_client_close_inside_fragmented_message(gw):
-    gw.rec.clear()
-    gw.rec.behavior = rawup.ws_echo
-    c = gw.raw()
+    c = echo_client(gw)
     try:
-        c.upgrade("/c")
         (uc,) = gw.rec.wait_conns(1)
         c.send(enc(T, b"half", fin=False) + enc(PING, b"x") +
                enc(C, wsproto.close_payload(1000)))
@@ -389,11 +387,8 @@ def test_violation_right_behind_the_101(gw, case):
 
 
 def test_client_split_code_point_with_ping_between(gw):
-    gw.rec.clear()
-    gw.rec.behavior = rawup.ws_echo
-    c = gw.raw()
+    c = echo_client(gw)
     try:
-        c.upgrade("/c")
         c.send(enc(T, b"a\xe2\x82", fin=False) + enc(PING, b"pp") +
                enc(CONT, b"\xac"))
         got = [(f.opcode, f.payload) for f in
@@ -405,11 +400,8 @@ def test_client_split_code_point_with_ping_between(gw):
 
 
 def test_client_empty_close(gw):
-    gw.rec.clear()
-    gw.rec.behavior = rawup.ws_echo
-    c = gw.raw()
+    c = echo_client(gw)
     try:
-        c.upgrade("/c")
         c.send(enc(C, b""))
         f, _ = c.read_close(5)
         assert f.payload == b""
@@ -466,11 +458,8 @@ def test_big_text_frames_checked_whole(factory, tls):
 
 
 def test_empty_text_frames_alone(gw):
-    gw.rec.clear()
-    gw.rec.behavior = rawup.ws_echo
-    c = gw.raw()
+    c = echo_client(gw)
     try:
-        c.upgrade("/c")
         c.send(enc(T, b""))
         f = c.read_frame(5)
         assert (f.opcode, f.payload) == (T, b""), f
