@@ -1,18 +1,21 @@
 /*
- * Country lookups in a MaxMind DB with libmaxminddb.  The file is mmap()ed
- * once by geoip_open(); lookups only read the mapping and the MMDB_s that
- * MMDB_open() filled in, so they need no locking.  IPv4-mapped IPv6
- * addresses are turned back into IPv4 before the lookup, which makes them
- * work in IPv4-only databases and in IPv6 databases without IPv4 aliases.
+ * Country lookups in a MaxMind DB with libmaxminddb.  geoip_open() maps
+ * the file and swaps the mapping for a private copy of it; lookups only
+ * read that copy and the MMDB_s that MMDB_open() filled in, so they need
+ * no locking.  IPv4-mapped IPv6 addresses are turned back into IPv4 before
+ * the lookup, which makes them work in IPv4-only databases and in IPv6
+ * databases without IPv4 aliases.
  */
 #include "autoconf.h"
 
 #include <sys/types.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +45,7 @@ static const char *const geoip_types[] = {
 static int	geoip_ascii_lower(int);
 static int	geoip_type_ok(const char *);
 static int	geoip_entry_code(MMDB_entry_s *, const char *, char[3]);
+static int	geoip_privatize(MMDB_s *);
 
 /* tolower() for ASCII only, whatever the locale. */
 static int
@@ -72,7 +76,6 @@ geoip_type_ok(const char *type)
 	return 0;
 }
 
-/* Open path read-only (mmap) and check that it is a country database. */
 /*
  * Walk the whole search tree: every record must lead to a node, to
  * nothing, or into the data section.  libmaxminddb 1.7 keeps its own
@@ -97,6 +100,40 @@ geoip_verify(const MMDB_s *mmdb)
 	return (MMDB_SUCCESS);
 }
 
+/*
+ * Put a private copy of the file where MMDB_open() mapped it.  Through a
+ * shared mapping, a file written in place (cp, curl -o) would change under
+ * running lookups, and one truncated would kill the process with SIGBUS at
+ * the next lookup.  The copy takes the mapping's address, so the pointers
+ * libmaxminddb keeps into it stay valid and MMDB_close() unmaps it as it
+ * would the file.  On failure the handle must be closed, unused.
+ */
+static int
+geoip_privatize(MMDB_s *mmdb)
+{
+	void	*copy;
+	size_t	 len = (size_t)mmdb->file_size;
+	int	 saved;
+
+	copy = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (copy == MAP_FAILED)
+		return (-1);
+	memcpy(copy, mmdb->file_content, len);
+	if (mprotect(copy, len, PROT_READ) == -1 ||
+	    mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
+	    (void *)(uintptr_t)mmdb->file_content) == MAP_FAILED) {
+		saved = errno;
+		(void)munmap(copy, len);
+		errno = saved;
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Open path, copy it into memory and check that it is a country database.
+ */
 struct wsg_geoip *
 geoip_open(const char *path, char *err, size_t errlen)
 {
@@ -136,6 +173,12 @@ geoip_open(const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: not a usable MaxMind DB "
 			    "file: %s", path, MMDB_strerror(rc));
 		free(g);
+		return NULL;
+	}
+	if (geoip_privatize(&g->g_mmdb) == -1) {
+		snprintf(err, errlen, "%s: cannot copy into memory: %s", path,
+		    strerror(errno));
+		geoip_close(g);
 		return NULL;
 	}
 	/*

@@ -1,9 +1,10 @@
 /*
  * Country lookups in a MaxMind DB (GeoLite2/GeoIP2 Country or City, or any
- * database with the same "country" record layout).  The database is mapped
- * read-only when opened and never changes afterwards, so one handle may be
- * shared by any number of threads; a reload opens a new handle.  No logging:
- * errors come back as text for the caller to report.
+ * database with the same "country" record layout).  The database is copied
+ * into memory when opened and never changes afterwards, even if the file
+ * does, so one handle may be shared by any number of threads; a reload
+ * opens a new handle.  No logging: errors come back as text for the caller
+ * to report.
  */
 #ifndef WSG_GEOIP_H
 #define WSG_GEOIP_H

@@ -5,6 +5,8 @@ libmaxmind-db-writer-perl; a missing writer is a failure, not a skip).
 The country found goes to the access-log field `country`.
 """
 
+import re
+
 import pytest
 
 import rawclient
@@ -114,3 +116,38 @@ def test_a_failing_lookup_is_refused_even_with_unknown_allow(gw, up):
 def test_record_without_country_is_unknown(gw, up):
     _, e = http_refusal(gw, B("/nocc_deny"), 403, "geo_denied", up=up)
     assert e["country"] is None, e
+
+
+def test_database_written_in_place_is_used_after_a_reload_only(factory,
+                                                                tmp_path):
+    """The database is the file as it was when the policy was loaded:
+    truncating it in place (as `cp` or `curl -o` do before they write)
+    changes nothing and costs nobody anything until a SIGHUP, which
+    refuses the truncated file and keeps the old one, then picks the new
+    content up once it is whole."""
+    db = make_mmdb(tmp_path / "geo.mmdb", "127.0.0.0/24=DE")
+    fr = make_mmdb(tmp_path / "fr.mmdb", "127.0.0.0/24=FR")
+    up = factory.raw_upstream()
+    gw = factory.gateway(
+        routes=[("/g", "rec", "g")], upstreams={"rec": [up.addr]},
+        policies={"g": policy(geoip={"database": db,
+                                     "allow_countries": ["DE"]})})
+    assert accepted(gw, "g")["country"] == "DE"
+
+    with open(db, "r+b") as f:
+        f.truncate(0)
+    for _ in range(3):
+        e = accepted(gw, "g")
+        assert e["country"] == "DE", e
+    assert gw.alive()
+    gw.reload(expect="failed")
+    assert re.search(r"reload: \S+/g\.yaml:\d+:\d+: database: \S+/geo\.mmdb: "
+                     r"empty file", gw.error_text()), gw.error_text()
+    assert accepted(gw, "g")["country"] == "DE"
+
+    with open(db, "r+b") as f:
+        f.write(open(fr, "rb").read())
+    gw.reload()
+    up.clear()
+    _, e = http_refusal(gw, B("/g"), 403, "geo_denied", up=up)
+    assert e["country"] == "FR", e
