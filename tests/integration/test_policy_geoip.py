@@ -44,6 +44,7 @@ def gw(module_factory, tmp_path_factory):
         "registered": policy(geoip={"database": reg,
                                     "allow_countries": ["AT"]}),
         "nocc_deny": policy(geoip={"database": nocc, "unknown": "deny"}),
+        "nocc_allow": policy(geoip={"database": nocc, "unknown": "allow"}),
         "badcc_allow": policy(geoip={"database": badcc,
                                      "deny_countries": ["KP"],
                                      "unknown": "allow"}),
@@ -114,7 +115,11 @@ def test_a_failing_lookup_is_refused_even_with_unknown_allow(gw, up):
 
 
 def test_record_without_country_is_unknown(gw, up):
+    """Unknown, not a failing lookup: unknown: allow lets it through, which
+    a lookup failure would not."""
     _, e = http_refusal(gw, B("/nocc_deny"), 403, "geo_denied", up=up)
+    assert e["country"] is None, e
+    e = accepted(gw, "nocc_allow")
     assert e["country"] is None, e
 
 
