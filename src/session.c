@@ -212,6 +212,8 @@ session_start_client(struct wsg_session *s, int fd)
  * A PROXY protocol header comes before anything else, TLS included.  It is
  * peeked at (edge-triggered, so an unfinished header does not spin) and
  * only its own bytes are consumed, so the TLS layer starts exactly after.
+ * A peek never shows the peer's FIN behind bytes left unread, so EV_CLOSED
+ * tells when the peer went away with only part of a header sent.
  */
 static void
 session_proxy_cb(evutil_socket_t fd, short ev, void *arg)
@@ -230,6 +232,10 @@ session_proxy_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	}
 	r = proxy_parse(buf, (size_t)n, &pi);
+	if (r == WSG_PROXY_INCOMPLETE && (ev & EV_CLOSED)) {
+		session_close(s, "handshake_failed");
+		return;
+	}
 	if (r == WSG_PROXY_INCOMPLETE && (size_t)n < sizeof(buf))
 		return;
 	if (r != WSG_PROXY_OK) {
@@ -289,7 +295,8 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
 	    lc->lc_name);
 	if (lc->lc_proxy_protocol) {
 		s->s_proxy_ev = event_new(w->w_base, fd,
-		    EV_READ | EV_PERSIST | EV_ET, session_proxy_cb, s);
+		    EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, session_proxy_cb,
+		    s);
 		if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) ==
 		    -1) {
 			session_close(s, "internal_error");

@@ -255,6 +255,30 @@ def test_bad_proxy_header_closes_connection(gw, up, case):
     assert up.connections() == []
 
 
+# A peer that sends part of a header and then its FIN will send no more:
+# the connection is closed for that at once, as handshake_failed, not held
+# until handshake_timeout (10s here) with only a peek to look at.
+PARTIAL = {
+    "v1_half": b"PROXY TCP4 198.51.100.60 127.0",
+    "v2_signature_only": V2_SIG,
+    "v2_block_short": v2("198.51.100.61", "127.0.0.1", 1161, 443)[:20],
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARTIAL))
+def test_partial_proxy_header_then_fin(gw, up, case):
+    c = PreClient(gw.port)
+    try:
+        c.send(PARTIAL[case])
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.wait_closed(5), "a half-sent PROXY header was kept open"
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port, timeout=15)
+    assert e["reason"] == "handshake_failed" and e["status"] is None, e
+    assert up.connections() == []
+
+
 def test_client_without_proxy_header_gets_nothing_upgraded(gw, up):
     c = PreClient(gw.port)
     upgraded = False
