@@ -77,6 +77,7 @@ def test_proxy_protocol_v1_sets_client(factory):
 def test_proxy_protocol_required_when_enabled(factory):
     gw = allow10(factory, listener={"proxy_protocol": True})
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    port = s.getsockname()[1]
     try:
         s.sendall(B("/echo"))           # no PROXY header, not even TLS
         data = b""
@@ -91,6 +92,12 @@ def test_proxy_protocol_required_when_enabled(factory):
         assert b" 101 " not in data
     finally:
         s.close()
+    # No 101 proves nothing here (no TLS, and 127.0.0.1 is outside the
+    # policy): the log must say the missing header is why.
+    e = gw.wait_entry(client_port=port)
+    assert e["reason"] == "bad_proxy_header" and e["status"] is None, e
+    assert e["client"] == "127.0.0.1", e
+    assert gw.backend.events("open") == []
     assert gw.alive()
 
 
