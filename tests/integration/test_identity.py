@@ -74,6 +74,26 @@ def test_proxy_protocol_v1_sets_client(factory):
     assert e["client"] == "10.9.8.7", e
 
 
+def test_trusted_proxies_behind_proxy_protocol(factory):
+    # The load balancer (127.0.0.1, trusted too) speaks PROXY; whose
+    # X-Forwarded-For is believed is decided by the address its header
+    # gives, not by the load balancer's own.
+    gw = allow10(factory, listener={
+        "proxy_protocol": True,
+        "trusted_proxies": ["198.51.100.0/24", "127.0.0.1/32"]})
+    xff = B("/echo", extra=[("X-Forwarded-For", "10.1.2.3")])
+    st, _ = status_of(gw, xff,
+                      pre=b"PROXY TCP4 198.51.100.7 127.0.0.1 5601 443\r\n")
+    assert st == 101
+    e = gw.wait_entry(pred=lambda e: e["status"] == 101)
+    assert e["client"] == "10.1.2.3", e
+    st, _ = status_of(gw, xff,
+                      pre=b"PROXY TCP4 203.0.113.5 127.0.0.1 5602 443\r\n")
+    assert st == 403
+    e = gw.wait_entry(client_port=5602)
+    assert e["reason"] == "ip_denied" and e["client"] == "203.0.113.5", e
+
+
 def test_proxy_protocol_required_when_enabled(factory):
     gw = allow10(factory, listener={"proxy_protocol": True})
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
