@@ -1159,15 +1159,20 @@ wsl_sweep(uint64_t now)
 	}
 }
 
+/*
+ * The pct-th percentile of the round trips, nearest rank: the
+ * ceil(pct / 100 * n)-th smallest, in integers (the floor named a smaller
+ * one: of 10 round trips p99 was the 9th, not the slowest).
+ */
 static uint64_t
-wsl_percentile(double q)
+wsl_percentile(unsigned pct)
 {
 	uint64_t	want, cum = 0;
 	size_t		i;
 
 	if (g.messages == 0 || opt.mode != MODE_ECHO)
 		return 0;
-	want = (uint64_t)(q * (double)g.messages);
+	want = (g.messages * pct + 99) / 100;
 	if (want == 0)
 		want = 1;
 	for (i = 0; i < WSL_HIST_US; i++) {
@@ -1212,9 +1217,9 @@ wsl_report(int setup_failed)
 	    opt.size, opt.inflight, secs, (unsigned long long)g.messages,
 	    secs > 0 ? (double)g.messages / secs : 0,
 	    secs > 0 ? (double)g.bytes / secs / 1e6 : 0,
-	    (unsigned long long)wsl_percentile(0.50),
-	    (unsigned long long)wsl_percentile(0.90),
-	    (unsigned long long)wsl_percentile(0.99),
+	    (unsigned long long)wsl_percentile(50),
+	    (unsigned long long)wsl_percentile(90),
+	    (unsigned long long)wsl_percentile(99),
 	    (double)g.lat_max / 1000.0, cpu, user,
 	    cpu > 0 ? (double)g.messages / cpu : 0,
 	    (unsigned long long)g.opened, (unsigned long long)g.resumed,

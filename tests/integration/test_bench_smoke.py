@@ -11,10 +11,13 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+import rawup
+import wsproto
 from conftest import REPO, WSGATE, free_port, stop_process, wait_for
 
 BENCH_BIN = Path(WSGATE).resolve().parent / "tests" / "bench"
@@ -55,6 +58,77 @@ def wsload(*args, timeout=30):
     assert len(lines) == 1, "wsload printed %r (stderr %r)" % (p.stdout,
                                                                p.stderr)
     return p.returncode, json.loads(lines[0]), p.stderr
+
+
+def scripted_echo(reply):
+    """A raw upstream that answers the upgrade, then hands each data frame
+    (and its index among them) to reply, which sends what it likes."""
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        n = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            f = c.read_frame(max(0.01, deadline - time.monotonic()))
+            if f is None:
+                return
+            if f.opcode == wsproto.OP_CLOSE:
+                c.send(wsproto.encode_frame(wsproto.OP_CLOSE, f.payload,
+                                            mask=False))
+                c.drain(2.0)
+                return
+            if f.opcode in (wsproto.OP_TEXT, wsproto.OP_BINARY,
+                            wsproto.OP_CONT):
+                reply(c, n, f)
+                n += 1
+    return behavior
+
+
+def echo_back(c, f):
+    c.send(wsproto.encode_frame(f.opcode, f.payload, fin=f.fin, mask=False))
+
+
+@pytest.fixture
+def upstream():
+    ups = []
+
+    def make(reply):
+        u = rawup.RawUpstream(scripted_echo(reply))
+        ups.append(u)
+        return u
+    yield make
+    for u in ups:
+        u.close()
+
+
+DELAY = 0.15
+
+
+@pytest.mark.parametrize("count,slow", [(10, {3}), (11, {0, 2, 4, 6, 8, 10})])
+def test_percentiles_are_nearest_rank(tools, upstream, count, slow):
+    """One round trip at a time, the echoes of the messages in slow held
+    back DELAY seconds: pN is the ceil(N/100 * count)-th smallest round
+    trip, so with 1 slow of 10 p99 is the slow one (the 10th), and with 6
+    slow of 11 so is p50 (the 6th).  Only lower bounds: a held echo cannot
+    come back sooner than DELAY."""
+    def reply(c, n, f):
+        if n in slow:
+            time.sleep(DELAY)
+        echo_back(c, f)
+    up = upstream(reply)
+    rc, r, err = wsload("-m", "echo", "-c", "1", "-k", "1", "-s", "32",
+                        "-n", str(count), "-w", "0", "-d", "30",
+                        "ws://127.0.0.1:%d/echo" % up.port)
+    assert rc == 0, err
+    assert r["messages"] == count and r["errors"] == 0, r
+    assert r["max_us"] >= DELAY * 1e6, r
+    # The rank each percentile names, 1-based, nearest-rank.
+    ranks = {p: -(-p * count // 100) for p in (50, 90, 99)}
+    nslow = len(slow)
+    for p, rank in ranks.items():
+        if rank > count - nslow:
+            assert r["p%d_us" % p] >= DELAY * 1e6, (p, rank, r)
 
 
 def test_smoke_script_runs_every_mode_through_wsgate(tools, tmp_path):
