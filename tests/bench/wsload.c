@@ -106,7 +106,7 @@ struct wsl_conn {
 	uint64_t		*c_sent;	/* ring of send times, ns */
 	unsigned		 c_head, c_count;
 	size_t			 c_msglen;	/* message so far, fragmented */
-	int			 c_fragmented;
+	int			 c_msgop;	/* its opcode, 0: none begun */
 	char			 c_accept[32];	/* expected Sec-WebSocket-Accept */
 };
 
@@ -689,24 +689,38 @@ wsl_conn_frames(struct wsl_conn *c)
 		case 0x0:
 		case 0x1:
 		case 0x2:
-			if (opcode != 0 && c->c_msglen != 0) {
+			if (opcode != 0 && c->c_msgop != 0) {
 				wsl_error("new message inside a fragmented one");
 				return -1;
 			}
-			if (!fin || c->c_msglen != 0)
-				c->c_fragmented = 1;
-			c->c_msglen += (size_t)len;
-			if (opt.verify_data && !c->c_fragmented &&
-			    len == opt.size &&
-			    memcmp(p, g.payload, (size_t)len) != 0) {
+			if (opcode == 0 && c->c_msgop == 0) {
+				wsl_error("continuation outside a message");
+				return -1;
+			}
+			if (opcode != 0)
+				c->c_msgop = opcode;
+			/*
+			 * Each fragment against its part of what was sent;
+			 * bytes past the size sent fail wsl_message_done().
+			 */
+			if (opt.verify_data && c->c_msglen <= opt.size &&
+			    len <= opt.size - c->c_msglen &&
+			    memcmp(p, g.payload + c->c_msglen,
+			    (size_t)len) != 0) {
 				wsl_error("echoed payload differs");
 				return -1;
 			}
+			c->c_msglen += (size_t)len;
 			if (!fin)
 				break;
+			if (c->c_msgop != (opt.text ? 1 : 2)) {
+				wsl_error("echoed message of another type "
+				    "(opcode %d)", c->c_msgop);
+				return -1;
+			}
 			len = c->c_msglen;
 			c->c_msglen = 0;
-			c->c_fragmented = 0;
+			c->c_msgop = 0;
 			if (wsl_message_done(c, (size_t)len) == -1)
 				return -1;
 			break;
@@ -877,7 +891,7 @@ wsl_conn_close(struct wsl_conn *c, int polite)
 	c->c_outoff = c->c_outlen = 0;
 	c->c_head = c->c_count = 0;
 	c->c_msglen = 0;
-	c->c_fragmented = 0;
+	c->c_msgop = 0;
 	c->c_ssl_wantout = 0;
 }
 

@@ -131,6 +131,45 @@ def test_percentiles_are_nearest_rank(tools, upstream, count, slow):
             assert r["p%d_us" % p] >= DELAY * 1e6, (p, rank, r)
 
 
+def split_echo(corrupt=False, opcode=None):
+    """Echo each message as two fragments (a code point of the ASCII
+    payload is never split); corrupt flips a byte of the second one,
+    opcode replaces the message's type."""
+    def reply(c, n, f):
+        p = bytearray(f.payload)
+        if corrupt:
+            p[-1] ^= 0x20
+        h = len(p) // 2
+        c.send(wsproto.encode_frame(opcode or f.opcode, bytes(p[:h]),
+                                    fin=False, mask=False) +
+               wsproto.encode_frame(wsproto.OP_CONT, bytes(p[h:]),
+                                    mask=False))
+    return reply
+
+
+@pytest.mark.parametrize("reply,error", [
+    (split_echo(), None),
+    (split_echo(corrupt=True), "payload differs"),
+    (split_echo(opcode=wsproto.OP_BINARY), "type"),
+    (lambda c, n, f: c.send(wsproto.encode_frame(
+        wsproto.OP_BINARY, f.payload, mask=False)), "type"),
+], ids=["fragments", "corrupt-fragment", "fragments-binary", "binary"])
+def test_echoed_messages_are_compared_whole(tools, upstream, reply, error):
+    """An echo that comes back in fragments is compared byte for byte like
+    one that comes back whole, and a text message must come back text: a
+    proxy that changed either is counted as an error, not as a round
+    trip."""
+    up = upstream(reply)
+    rc, r, err = wsload("-m", "echo", "-c", "1", "-k", "1", "-s", "40",
+                        "-t", "-n", "5", "-w", "0", "-d", "5", "-o", "5",
+                        "ws://127.0.0.1:%d/echo" % up.port)
+    if error is None:
+        assert rc == 0 and r["errors"] == 0 and r["messages"] == 5, r
+    else:
+        assert r["errors"] > 0 and error in r["first_error"], r
+        assert r["messages"] == 0, r
+
+
 def test_smoke_script_runs_every_mode_through_wsgate(tools, tmp_path):
     """run-bench.sh --smoke: echo, 16 KiB, flood, idle, handshakes and
     resumed handshakes through a TLS wsgate, each with data and no error."""
