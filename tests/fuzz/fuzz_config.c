@@ -22,13 +22,39 @@ static const char *const fuzz_paths[] = {
 	"/", "/echo", "/chat", "/chat/", "/chat/room?x=1", "/x/y/z", "?"
 };
 
-/* Make the scratch tree once. */
+/*
+ * A TLS listener on the tree's certificate: it must load, or no input
+ * could reach the TLS context or the checks made on it below.
+ */
+static const char	fuzz_tls_conf[] =
+    "listeners:\n"
+    "  - name: tls\n"
+    "    listen: 127.0.0.1:8443\n"
+    "    tls: { certificate: tls/server.pem, key: tls/server.key,\n"
+    "           client_ca: server.pem }\n"
+    "    routes: [{ path: /ws, upstream: up }]\n"
+    "upstreams: { up: { servers: [127.0.0.1:9001] } }\n";
+
+/* Make the scratch tree once, and check that it serves a TLS listener. */
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	struct wsg_errors	 errs;
+	struct wsg_config	*cf;
+	size_t			 i;
+
 	(void)argc;
 	(void)argv;
 	fuzz_setup("wsgate.yaml");
+	fuzz_write(fuzz_path, fuzz_tls_conf, strlen(fuzz_tls_conf));
+	memset(&errs, 0, sizeof(errs));
+	cf = config_load(fuzz_path, &errs);
+	for (i = 0; i < errs.e_n; i++)
+		fprintf(stderr, "fuzz: %s\n", errs.e_msgs[i]);
+	FUZZ_ASSERT(cf != NULL && cf->c_listeners[0].lc_tls &&
+	    cf->c_listeners[0].lc_ssl_ctx != NULL);
+	config_unref(cf);
+	errors_free(&errs);
 	return 0;
 }
 

@@ -12,6 +12,8 @@
  *	DIR/etc/policies/	the small policies below: "policies_dir:
  *	DIR/policies/		policies" and the default "../policies" find them
  *	DIR/etc/keys/		keys that policies in DIR/etc may name
+ *	DIR/etc/server.pem	a certificate and its key for TLS listeners,
+ *	DIR/etc/server.key	also as tls/server.pem and tls/server.key
  */
 #ifndef WSG_FUZZ_LOADER_H
 #define WSG_FUZZ_LOADER_H
@@ -42,6 +44,25 @@
     "AsYfEBO/mRbO5ubr1q7MF5FU6JrfrcQwgK3woJjPUoL+7C74tIh1b8V9gmOsH47N\n" \
     "EQIDAQAB\n" \
     "-----END PUBLIC KEY-----\n"
+/* Self-signed, P-256, CN localhost, valid until 2126. */
+#define FUZZ_CERT_PEM \
+    "-----BEGIN CERTIFICATE-----\n" \
+    "MIIBfzCCASWgAwIBAgIUaMjmG71WoHmlOf3RCXE/WQAr6owwCgYIKoZIzj0EAwIw\n" \
+    "FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwNzEzNDIxN1oYDzIxMjYxMTEz\n" \
+    "MTM0MjE3WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO\n" \
+    "PQMBBwNCAASX/0SeNsHCel3/T/Y03qQ9Cdjip9enYLzGxng0psLw+h107Szb+736\n" \
+    "vxLSMxHDXVQCg8VBaegZAwyNonJ2DLSNo1MwUTAdBgNVHQ4EFgQUgws4qdYPmUUt\n" \
+    "62LrqoyRUXQj4d4wHwYDVR0jBBgwFoAUgws4qdYPmUUt62LrqoyRUXQj4d4wDwYD\n" \
+    "VR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAyIDNQxRagIZnfa8pj/9/\n" \
+    "99J43iY0vO/8AngP2Xyj4rICIGNpmYKq4XFsUT+qPbGs9E8IFdPThn2VjOasNFRU\n" \
+    "DvFF\n" \
+    "-----END CERTIFICATE-----\n"
+#define FUZZ_KEY_PEM \
+    "-----BEGIN PRIVATE KEY-----\n" \
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgJrgRRYnJSOIrgZk7\n" \
+    "K4UgTzuemTBG8p9+w4kOafc37zahRANCAASX/0SeNsHCel3/T/Y03qQ9Cdjip9en\n" \
+    "YLzGxng0psLw+h107Szb+736vxLSMxHDXVQCg8VBaegZAwyNonJ2DLSN\n" \
+    "-----END PRIVATE KEY-----\n"
 #define FUZZ_POLICY_DEFAULT \
     "frames:\n  max_frame_size: 64KiB\n  max_message_size: 1MiB\n" \
     "  validate_utf8: true\n  allow_binary: true\n" \
@@ -61,13 +82,13 @@
 
 /* Folders of the tree, parents first. */
 static const char *const fuzz_dirs[] = {
-	"etc", "etc/policies", "etc/policies/keys", "etc/keys", "policies",
-	"policies/keys"
+	"etc", "etc/policies", "etc/policies/keys", "etc/keys", "etc/tls",
+	"policies", "policies/keys"
 };
 
 /*
- * Its files: policies and keys the seeds name, so that loads can succeed
- * and reach the checks after parsing.  No GeoIP database.
+ * Its files: policies, keys and certificates the seeds name, so that loads
+ * can succeed and reach the checks after parsing.  No GeoIP database.
  */
 static const struct {
 	const char	*ff_path;
@@ -87,7 +108,11 @@ static const struct {
 	{ "etc/keys/short.key", "short\n" },
 	{ "etc/policies/keys/rsa.pub", FUZZ_RSA_PEM },
 	{ "policies/keys/rsa.pub", FUZZ_RSA_PEM },
-	{ "policies/keys/demo-jwt.pub", FUZZ_RSA_PEM }
+	{ "policies/keys/demo-jwt.pub", FUZZ_RSA_PEM },
+	{ "etc/server.pem", FUZZ_CERT_PEM },
+	{ "etc/server.key", FUZZ_KEY_PEM },
+	{ "etc/tls/server.pem", FUZZ_CERT_PEM },
+	{ "etc/tls/server.key", FUZZ_KEY_PEM }
 };
 
 #define FUZZ_NDIRS	(sizeof(fuzz_dirs) / sizeof(fuzz_dirs[0]))
