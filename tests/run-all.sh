@@ -87,7 +87,9 @@ PYEOF
 
 # Each libFuzzer harness for a short, bounded time on a scratch corpus,
 # as many at once as there are cores: each is single-threaded, and run
-# one after another they were two minutes of the suite's time.
+# one after another they were two minutes of the suite's time.  An input
+# that crashed is left in the build folder as fuzz-NAME-crash-* (as `make
+# fuzz` leaves it), not in the source tree.
 fuzz_one() {
 	bin=$1
 	name=$(basename "$bin" | sed 's/^fuzz_//')
@@ -96,7 +98,8 @@ fuzz_one() {
 	dict=""
 	[ -f "tests/fuzz/$name.dict" ] && dict="-dict=tests/fuzz/$name.dict"
 	"$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
-	    -rss_limit_mb=1024 $dict "$work" >"$dir/fuzz_$name.out" 2>&1
+	    -rss_limit_mb=1024 -artifact_prefix="$dir/fuzz-$name-" $dict \
+	    "$work" >"$dir/fuzz_$name.out" 2>&1
 	echo $? >"$dir/fuzz_$name.rc"
 	rm -rf "$work"
 }

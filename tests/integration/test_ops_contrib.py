@@ -423,3 +423,63 @@ def test_quickstart_run_installs_only_what_the_demo_needs(tmp_path):
     test = script[script.index("\ntest)"):]
     assert "sh contrib/install-deps.sh run\n" in run, run
     assert "sh contrib/install-deps.sh\n" in test, test
+
+
+CRASHER = r"""
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
+{
+	if (CRASH && n > 0 && d[0] == 'X')
+		abort();
+	return 0;
+}
+"""
+
+
+def test_run_all_fuzz_stage_fails_on_a_crash(tmp_path):
+    """run-all.sh in a tree whose build-fuzz/ has a harness that crashes on
+    its seed and one that does not: the fuzz stage counts one passed and
+    one failed, the run exits 1, and the crashing input is left in the
+    build folder (as `make fuzz` leaves it), not in the source tree where
+    `git add -A` would pick it up."""
+    clang = shutil.which("clang")
+    if clang is None:
+        pytest.skip("no clang: the fuzz stage is not built here")
+    top = tmp_path / "tree"
+    (top / "tests" / "fuzz" / "corpus" / "crash").mkdir(parents=True)
+    (top / "tests" / "fuzz" / "corpus" / "fine").mkdir(parents=True)
+    (top / "tests" / "fuzz" / "corpus" / "crash" / "seed").write_text("X")
+    (top / "tests" / "fuzz" / "corpus" / "fine" / "seed").write_text("y")
+    shutil.copyfile(REPO / "tests" / "run-all.sh",
+                    top / "tests" / "run-all.sh")
+    bins = top / "build-fuzz" / "tests" / "fuzz"
+    bins.mkdir(parents=True)
+    for d in ("build", "build-asan"):
+        (top / d).mkdir()
+    (top / "man").mkdir()
+    src = tmp_path / "h.c"
+    src.write_text(CRASHER)
+    for name, crash in (("crash", 1), ("fine", 0)):
+        p = subprocess.run([clang, "-fsanitize=fuzzer", "-DCRASH=%d" % crash,
+                            "-o", str(bins / ("fuzz_" + name)), str(src)],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+    env = dict(os.environ, FUZZ_SECONDS="1", INTEGRATION_JOBS="1")
+    p = subprocess.run(["sh", str(top / "tests" / "run-all.sh")], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1
+    assert "fuzz(build-fuzz): 1 passed, 1 failed" in p.stdout, p.stdout
+    assert "fuzz_crash failed" in p.stderr
+    # fuzz_fine never crashes, so both a pass and a fail were counted
+    # from the harnesses' own exit codes.
+    left = [f.name for f in top.iterdir() if f.is_file()]
+    assert left == [], "artifacts in the source tree: %r" % left
+    art = list((top / "build-fuzz").glob("fuzz-crash-crash-*"))
+    assert len(art) == 1 and art[0].read_text() == "X", \
+        list((top / "build-fuzz").iterdir())
