@@ -209,9 +209,12 @@ def figures(r):
         f["scale_w2_s"] = y["msgs_per_s"]
     if x and y and x["msgs_per_s"]:
         f["scale_gain"] = y["msgs_per_s"] / x["msgs_per_s"]
+    # Only when the proxy held every connection through the hold: wsload
+    # counts an error for each one it lost, and RSS over connections no
+    # longer held would flatter the proxy.
     x = r.get("idle_rss")
     y = r.get("idle")
-    if x and y and not y.get("setup_failed"):
+    if x and y and not y.get("setup_failed") and not y.get("errors"):
         n = x["connections"]
         f["idle_conns"] = n
         f["idle_kb_per_conn"] = (x["rss_after_kb"] -

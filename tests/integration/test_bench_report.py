@@ -238,3 +238,26 @@ def test_system_calls_per_message(tmp_path):
     assert "small_cswitches" not in fig["haproxy"]
     assert rows["64x32B k=4: proxy naps per rt"][1:3] == ["0.023", "0.004"]
     assert rows["16KiB: proxy naps per message"][1:3] == ["1.150", "0.200"]
+
+
+def test_idle_memory_only_when_every_connection_was_held(tmp_path):
+    """RSS per idle connection is (after - before) / connections: a run in
+    which the proxy dropped some of them (wsload counts the connections
+    held at the end and an error for each one lost) would divide its RSS
+    by connections it no longer held and flatter it.  Such a run gives no
+    figure, and the table says so with '-'."""
+    res = tmp_path / "results"
+    for p, held, errors in (("wsgate", 600, 400), ("haproxy", 1000, 0),
+                            ("nginx", 1000, 0)):
+        write(res / p, "idle_rss", {"connections": 1000,
+                                    "rss_before_kb": 0,
+                                    "rss_after_kb": 12000})
+        x = line(0, errors=errors)
+        x.update(mode="idle", messages=held, connections=1000)
+        write(res / p, "idle", x)
+    _, doc = run_report(tmp_path, res, idle=1000)
+    i = doc["summary"]["idle_kb_per_conn"]
+    assert i["values"] == {"wsgate": None, "nginx": 12.0, "haproxy": 12.0}
+    assert i["ratio_to_best_peer"] is None and i["met"] is None, i
+    row = [r for r in doc["table"] if r[0].startswith("idle TLS conn")][0]
+    assert row[1] == "-", row
