@@ -223,13 +223,14 @@ server_post(struct wsg_worker *w, int type, struct wsg_config *conf,
     int *fds)
 {
 	pthread_mutex_lock(&w->w_lock);
-	if (w->w_msg_conf != NULL) {
-		/* An older reconfiguration it has not taken yet: replace it. */
-		if (type == WSG_MSG_RECONF)
-			server_merge(conf, fds, w->w_msg_conf, w->w_msg_fds);
+	/*
+	 * An older reconfiguration it has not taken yet is replaced by a
+	 * newer one.  A drain leaves it in place: the worker takes it first,
+	 * so that it drains with the shutdown_timeout of the last reload.
+	 */
+	if (type == WSG_MSG_RECONF && w->w_msg_conf != NULL) {
+		server_merge(conf, fds, w->w_msg_conf, w->w_msg_fds);
 		server_discard(w->w_msg_conf, w->w_msg_fds);
-		w->w_msg_conf = NULL;
-		w->w_msg_fds = NULL;
 	}
 	if (type == WSG_MSG_RECONF) {
 		w->w_msg_conf = conf;
