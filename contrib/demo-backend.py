@@ -70,6 +70,11 @@ async def serve(host, port, subprotocols, max_size):
     async with server:
         log.info("listening on ws://%s:%d/", host, port)
         sig = await stop
+        # A second signal may come after asyncio.run() has closed the loop
+        # and put back the default action, which would kill the process
+        # on SIGTERM.  Held from here, it stays pending until exit.
+        signal.pthread_sigmask(signal.SIG_BLOCK,
+                               {signal.SIGTERM, signal.SIGINT})
         log.info("got %s, stopping", signal.Signals(sig).name)
     return 0
 

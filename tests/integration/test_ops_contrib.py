@@ -186,6 +186,37 @@ def test_demo_backend_second_signal_is_quiet():
     assert "Traceback" not in err, err
 
 
+def test_demo_backend_late_second_signal_is_quiet():
+    """The SIGTERM of Ctrl-C can come while the backend is already on its
+    way out (asyncio.run() closing the loop put back the default action):
+    it died with -15 then, a few milliseconds after "stopping".  Sent at
+    several delays after that line, it must never kill the backend."""
+    for delay in (0, 0.002, 0.005, 0.01, 0.02):
+        be = subprocess.Popen(["/usr/bin/python3",
+                               str(CONTRIB / "demo-backend.py"),
+                               "--host", "127.0.0.1",
+                               "--port", str(free_port())],
+                              stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+        try:
+            assert select.select([be.stderr], [], [], 20)[0]
+            assert "listening" in be.stderr.readline()
+            be.send_signal(signal.SIGINT)
+            assert select.select([be.stderr], [], [], 20)[0]
+            assert "stopping" in be.stderr.readline()
+            time.sleep(delay)
+            if be.poll() is None:
+                be.send_signal(signal.SIGTERM)
+            _, err = be.communicate(timeout=10)
+        finally:
+            if be.poll() is None:
+                be.kill()
+                be.wait(5)
+        assert be.returncode == 0, (delay, be.returncode, err)
+        assert "Traceback" not in err, err
+
+
 def test_readme_s_client_takes_a_typed_upgrade(factory):
     """README's quick start says to connect "by hand with openssl s_client
     and a typed upgrade request".  Typed lines end in a bare LF, which is
