@@ -827,7 +827,9 @@ server_signal_cb(evutil_socket_t sig, short ev, void *arg)
 			    "files stay in use");
 		break;
 	case SIGHUP:
-		if (!server_draining)
+		if (server_draining)
+			log_warnx("SIGHUP while draining: no reload");
+		else
 			server_reload();
 		break;
 	}

@@ -46,6 +46,15 @@ def test_drain_healthz_and_1001(factory):
             time.sleep(0.02)
         assert (status, body.strip()) == (503, "draining")
         assert metric(gw.metrics(), "wsgate_draining") == 1
+        # A reload asked for now is not done, and the log says so.
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "SIGHUP while draining: no reload" not in gw.error_text() \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "SIGHUP while draining: no reload" in gw.error_text()
+        assert metric(gw.metrics(), "wsgate_config_reloads_total",
+                      result="ok") == 0
 
         for c in (deaf, polite):
             f, others = c.read_close(5)
