@@ -358,6 +358,27 @@ session_filter_protocols(struct wsg_session *s,
 }
 
 /*
+ * A client certificate gives a subject for the log, known as soon as the
+ * TLS handshake ends: a client refused before or without a request head
+ * (431, handshake_timeout) is logged with it too.
+ */
+static void
+session_tls_subject(struct wsg_session *s)
+{
+	SSL	*ssl;
+	X509	*cert;
+	char	 subj[256];
+
+	if (s->s_tls_subject != NULL || s->s_listener->lc_client_ca == NULL ||
+	    s->s_client.p_bev == NULL ||
+	    (ssl = bufferevent_openssl_get_ssl(s->s_client.p_bev)) == NULL ||
+	    (cert = SSL_get0_peer_certificate(ssl)) == NULL)
+		return;
+	X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof(subj));
+	s->s_tls_subject = strdup(subj);
+}
+
+/*
  * Who the client is: a trusted proxy's X-Forwarded-For moves the address
  * (the right-most entry not itself a trusted proxy); a client certificate
  * gives a subject for the log.
@@ -370,9 +391,6 @@ session_identify(struct wsg_session *s, const struct wsg_http_request *req)
 	size_t				 lens[WSG_MAX_HEADERS], i, n = 0;
 	struct sockaddr_storage		 ss;
 	socklen_t			 sslen;
-	SSL				*ssl;
-	X509				*cert;
-	char				 subj[256];
 
 	if (lc->lc_ntrusted_proxies > 0 && cidr_list_match(
 	    lc->lc_trusted_proxies, lc->lc_ntrusted_proxies,
@@ -391,13 +409,7 @@ session_identify(struct wsg_session *s, const struct wsg_http_request *req)
 			    (unsigned long long)s->s_id, s->s_client_ip);
 		}
 	}
-	if (lc->lc_client_ca != NULL && s->s_client.p_bev != NULL &&
-	    (ssl = bufferevent_openssl_get_ssl(s->s_client.p_bev)) != NULL &&
-	    (cert = SSL_get0_peer_certificate(ssl)) != NULL) {
-		X509_NAME_oneline(X509_get_subject_name(cert), subj,
-		    sizeof(subj));
-		s->s_tls_subject = strdup(subj);
-	}
+	session_tls_subject(s);
 }
 
 /* Refuse for a per-address limit: 429 with Retry-After. */
@@ -1262,6 +1274,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 			event_del(&bev->ev_write);
 		if (p->p_ssl != NULL)
 			metrics_tls_handshake(SSL_session_reused(p->p_ssl));
+		if (p == &s->s_client)
+			session_tls_subject(s);
 		/* The request may have come in the read that ended it. */
 		session_tls_kick(p);
 	}

@@ -223,3 +223,41 @@ def test_client_cert_validity_and_depth(factory, certs, tmp_path, case, ok):
         fails = [l for l in g.error_text().splitlines()
                  if "TLS handshake failed: certificate verify" in l]
         assert len(fails) == 2 and all(why in l for l in fails), fails
+
+
+@pytest.mark.parametrize("what", ["too_large", "garbage", "timeout",
+                                  "nothing"])
+def test_subject_is_logged_when_the_request_is_not(factory, certs, pki,
+                                                   what):
+    """The client certificate is known when the TLS handshake ends, not
+    when a request head has been read: a client that authenticated and
+    then sent a head over max_header_bytes (431), bytes that are no head
+    at all (400), nothing before handshake_timeout, or hung up, still has
+    its subject in the access log."""
+    up = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/m", "rec")], upstreams={"rec": [up.addr]},
+        listener={"tls": {"certificate": certs["cert"], "key": certs["key"],
+                          "client_ca": str(pki["dir"] / "clientca.pem")},
+                  "handshake_timeout": "1s"})
+    c = PreClient(g.port).start_tls(ctx_with(certs, pki["good"]))
+    try:
+        if what == "too_large":
+            c.send(b"GET /m HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 +
+                   b"\r\n\r\n")
+        elif what == "garbage":
+            c.send(b"\x00\x01 not http\r\n\r\n")
+        if what != "nothing":
+            c.read_to_eof(5)
+    except (ssl.SSLError, OSError):
+        pass
+    finally:
+        c.close()
+    e = g.wait_entry(client_port=c.local_port)
+    want = {"too_large": (431, "headers_too_large"),
+            "garbage": (400, "bad_request"),
+            "timeout": (None, "handshake_timeout"),
+            "nothing": (None, "handshake_failed")}[what]
+    assert (e["status"], e["reason"]) == want, e
+    assert e["tls_subject"] and "svc-alpha" in e["tls_subject"], e
+    assert up.connections() == []
