@@ -234,3 +234,32 @@ def test_alpn_never_selects_h2(tls_gw, offer, want):
             sock.close()
     assert gw.alive()
     echo_works(gw)
+
+
+@pytest.mark.parametrize("cipher,ok", [
+    ("ECDHE-RSA-AES128-GCM-SHA256", True),
+    ("ECDHE-RSA-CHACHA20-POLY1305", True),
+    ("DHE-RSA-AES128-GCM-SHA256", False),
+    ("DHE-RSA-CHACHA20-POLY1305", False),
+    ("ECDHE-RSA-AES128-SHA", False)])
+def test_tls12_key_exchange_is_ecdhe_only(tls_gw, cipher, ok):
+    """TLS 1.2 with the RSA certificate: the ECDHE AEAD suites only, as
+    wsgate.yaml(5) says.  No DH parameters are set, so a client that
+    offers only DHE suites gets a handshake_failure alert, as one offering
+    only CBC does."""
+    gw = tls_gw
+    ctx = ssl.create_default_context(cafile=gw.ssl_cafile)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(cipher)
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    try:
+        if not ok:
+            with pytest.raises(ssl.SSLError) as ei:
+                ctx.wrap_socket(sock, server_hostname="localhost")
+            assert "handshake failure" in str(ei.value).lower(), ei.value
+        else:
+            with ctx.wrap_socket(sock, server_hostname="localhost") as s:
+                assert s.cipher()[0] == cipher, s.cipher()
+    finally:
+        sock.close()
+    assert gw.alive()
