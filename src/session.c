@@ -360,22 +360,29 @@ session_filter_protocols(struct wsg_session *s,
 /*
  * A client certificate gives a subject for the log, known as soon as the
  * TLS handshake ends: a client refused before or without a request head
- * (431, handshake_timeout) is logged with it too.
+ * (431, handshake_timeout) is logged with it too.  The whole subject, as
+ * its CA signed it: into a fixed buffer X509_NAME_oneline() would leave
+ * out the RDNs that do not fit, the CN (the last one) first.
  */
 static void
 session_tls_subject(struct wsg_session *s)
 {
 	SSL	*ssl;
 	X509	*cert;
-	char	 subj[256];
+	char	*subj;
 
 	if (s->s_tls_subject != NULL || s->s_listener->lc_client_ca == NULL ||
 	    s->s_client.p_bev == NULL ||
 	    (ssl = bufferevent_openssl_get_ssl(s->s_client.p_bev)) == NULL ||
 	    (cert = SSL_get0_peer_certificate(ssl)) == NULL)
 		return;
-	X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof(subj));
+	if ((subj = X509_NAME_oneline(X509_get_subject_name(cert), NULL,
+	    0)) == NULL) {
+		ERR_clear_error();
+		return;
+	}
 	s->s_tls_subject = strdup(subj);
+	OPENSSL_free(subj);
 }
 
 /*

@@ -27,7 +27,7 @@ def make_ca(d, name, cn=None):
             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
 
 
-def make_client(d, name, ca, cn):
+def make_client(d, name, ca, cn, dn="/O=wsgate tests"):
     ext = d / (name + ".ext")
     ext.write_text("basicConstraints=CA:FALSE\n"
                    "keyUsage=critical,digitalSignature\n"
@@ -35,7 +35,7 @@ def make_client(d, name, ca, cn):
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt",
             "ec_paramgen_curve:prime256v1", "-nodes",
             "-keyout", d / (name + ".key"), "-out", d / (name + ".csr"),
-            "-subj", "/O=wsgate tests/CN=%s" % cn)
+            "-subj", "%s/CN=%s" % (dn, cn))
     openssl("x509", "-req", "-in", d / (name + ".csr"), "-CA",
             d / (ca + ".pem"), "-CAkey", d / (ca + ".key"),
             "-CAcreateserial", "-days", "2", "-extfile", ext,
@@ -261,3 +261,20 @@ def test_subject_is_logged_when_the_request_is_not(factory, certs, pki,
     assert (e["status"], e["reason"]) == want, e
     assert e["tls_subject"] and "svc-alpha" in e["tls_subject"], e
     assert up.connections() == []
+
+
+def test_a_long_subject_is_logged_whole(factory, certs, pki):
+    """A subject longer than 255 characters in its one-line form (four
+    organizational units of 60 characters, then the CN): the whole of it
+    is logged, the CN included, not the first RDNs that fit."""
+    d = pki["dir"]
+    ous = "".join("/OU=%s" % (c * 60) for c in "abcd")
+    cert = make_client(d, "long", "clientca", "svc-long", dn=ous)
+    up = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/m", "rec")], upstreams={"rec": [up.addr]},
+        listener={"tls": {"certificate": certs["cert"], "key": certs["key"],
+                          "client_ca": str(d / "clientca.pem")}})
+    upgraded, e = try_upgrade(g, ctx_with(certs, cert))
+    assert upgraded and e["status"] == 101, e
+    assert e["tls_subject"] == ous + "/CN=svc-long", e
