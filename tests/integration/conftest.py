@@ -63,9 +63,10 @@ def pytest_runtest_makereport(item, call):
 
 # -- small helpers -------------------------------------------------------------
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
+def free_port(host="127.0.0.1"):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                      socket.SOCK_STREAM)
+    s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()
     return port
@@ -121,14 +122,19 @@ def policy(frames=None, **over):
     return deep_merge(p, over)
 
 
-def admin_request(port, path, method="GET", timeout=5.0):
+def hostport(host, port):
+    """host:port as the configuration writes it: [v6]:port for IPv6."""
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
+def admin_request(port, path, method="GET", timeout=5.0, host="127.0.0.1"):
     """One request to the admin listener: (status, body text, headers).
     Retries refused connections until the deadline (it may still be
     binding just after start-up)."""
     import http.client
     deadline = time.monotonic() + timeout
     while True:
-        c = http.client.HTTPConnection("127.0.0.1", port,
+        c = http.client.HTTPConnection(host, port,
                                        timeout=max(0.5, deadline -
                                                    time.monotonic()))
         try:
@@ -217,12 +223,13 @@ def client_ssl(certs):
 class Gateway:
     def __init__(self, tmp, certs, client_ssl, routes, upstreams,
                  policies=None, listener=None, tls=True, top=None,
-                 admin=False):
+                 admin=False, host="127.0.0.1"):
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.tls = tls
         self.ssl = client_ssl if tls else None
-        self.port = free_port()
+        self.host = host        # of the listener and the admin listener
+        self.port = free_port(host)
         # readiness probes: (client port, access-log lines before it)
         self.probes = []
         self.port_floor = {}    # client port: log lines before raw() had it
@@ -253,7 +260,7 @@ class Gateway:
                 r = {"path": r[0], "upstream": r[1],
                      "policy": r[2] if len(r) > 2 else "default"}
             rts.append(r)
-        lst = {"name": "public", "listen": "127.0.0.1:%d" % self.port}
+        lst = {"name": "public", "listen": hostport(host, self.port)}
         if tls:
             lst["tls"] = {"certificate": certs["cert"], "key": certs["key"]}
         lst["handshake_timeout"] = "10s"
@@ -271,8 +278,8 @@ class Gateway:
         }
         self.admin_port = None
         if admin:
-            self.admin_port = free_port()
-            cfg["admin"] = {"listen": "127.0.0.1:%d" % self.admin_port}
+            self.admin_port = free_port(host)
+            cfg["admin"] = {"listen": hostport(host, self.admin_port)}
         cfg.update(top or {})
         self.config = cfg
         self.pol_dir = pol_dir
@@ -294,17 +301,19 @@ class Gateway:
             if self.proc.poll() is not None:
                 pytest.fail("wsgate exited with %s during start-up:\n%s" %
                             (self.proc.returncode, self.dump()))
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s = socket.socket(socket.AF_INET6 if ":" in self.host else
+                              socket.AF_INET, socket.SOCK_STREAM)
             s.settimeout(1.0)
             try:
                 before = self._log_lines()
-                s.connect(("127.0.0.1", self.port))
+                s.connect((self.host, self.port))
                 self.probes.append((s.getsockname()[1], before))
                 s.close()
                 if self.admin_port is not None:
                     admin_request(self.admin_port, "/healthz",
                                   timeout=max(1.0, deadline -
-                                              time.monotonic()))
+                                              time.monotonic()),
+                                  host=self.host)
                 return self
             except OSError:
                 s.close()
@@ -462,7 +471,8 @@ class Gateway:
         wait_for(logged, timeout, what="the readiness probes' log lines")
 
     def admin(self, path, method="GET", timeout=5.0):
-        return admin_request(self.admin_port, path, method, timeout)
+        return admin_request(self.admin_port, path, method, timeout,
+                             self.host)
 
     def metrics(self):
         status, body, _ = self.admin("/metrics")
@@ -472,8 +482,8 @@ class Gateway:
     # -- clients --------------------------------------------------------------
 
     def uri(self, path="/echo"):
-        return "%s://127.0.0.1:%d%s" % ("wss" if self.tls else "ws",
-                                         self.port, path)
+        return "%s://%s%s" % ("wss" if self.tls else "ws",
+                              hostport(self.host, self.port), path)
 
     def connect(self, path="/echo", **kw):
         import websockets
@@ -487,6 +497,7 @@ class Gateway:
         return websockets.connect(self.uri(path), **kw)
 
     def raw(self, **kw):
+        kw.setdefault("host", self.host)
         c = rawclient.RawClient(self.port, self.ssl, **kw)
         self.port_floor[c.local_port] = self._log_lines()
         return c
@@ -596,8 +607,8 @@ class _Factory:
         self.made.append(b)
         return b
 
-    def raw_upstream(self, behavior=None, port=0):
-        u = rawup.RawUpstream(behavior, port)
+    def raw_upstream(self, behavior=None, port=0, host="127.0.0.1"):
+        u = rawup.RawUpstream(behavior, port, host)
         self.made.append(u)
         return u
 

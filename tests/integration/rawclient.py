@@ -71,12 +71,13 @@ def build_request(path="/echo", host="localhost", key=None, version="13",
 
 class RawClient:
     def __init__(self, port, tls_ctx=None, timeout=5.0, rcvbuf=None,
-                 do_tls_handshake=True):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                 do_tls_handshake=True, host="127.0.0.1"):
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                          socket.SOCK_STREAM)
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(timeout)
-        s.connect(("127.0.0.1", port))
+        s.connect((host, port))
         self.local_port = s.getsockname()[1]
         if tls_ctx is not None:
             s = tls_ctx.wrap_socket(s, server_hostname="localhost",

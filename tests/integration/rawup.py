@@ -116,15 +116,17 @@ class UpConn:
 
 
 class RawUpstream:
-    def __init__(self, behavior=None, port=0):
+    def __init__(self, behavior=None, port=0, host="127.0.0.1"):
+        self.host = host
         self.behavior = behavior or ws_echo
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.conns = []
         self.threads = []
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock = socket.socket(socket.AF_INET6 if ":" in host else
+                                   socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", port))
+        self.lsock.bind((host, port))
         self.lsock.listen(64)
         self.lsock.settimeout(POLL)
         self.port = self.lsock.getsockname()[1]
@@ -134,7 +136,8 @@ class RawUpstream:
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        return ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host,
+                                                               self.port)
 
     def _accept_loop(self):
         while not self.stopping.is_set():
