@@ -179,6 +179,55 @@ server_old_listener(const struct wsg_config *old,
 	return (NULL);
 }
 
+/* Is a listen address the wildcard of its family (0.0.0.0 or ::)? */
+static int
+server_any_addr(const struct wsg_listener_conf *lc)
+{
+	const struct sockaddr_in	*sin;
+	const struct sockaddr_in6	*sin6;
+
+	if (lc->lc_addr.ss_family == AF_INET) {
+		sin = (const struct sockaddr_in *)(const void *)&lc->lc_addr;
+		return (sin->sin_addr.s_addr == htonl(INADDR_ANY));
+	}
+	sin6 = (const struct sockaddr_in6 *)(const void *)&lc->lc_addr;
+	return (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr));
+}
+
+/* The port of a listen address. */
+static in_port_t
+server_addr_port(const struct wsg_listener_conf *lc)
+{
+	if (lc->lc_addr.ss_family == AF_INET6)
+		return (((const struct sockaddr_in6 *)(const void *)
+		    &lc->lc_addr)->sin6_port);
+	return (((const struct sockaddr_in *)(const void *)
+	    &lc->lc_addr)->sin_port);
+}
+
+/*
+ * Does a listener of the old generation hold lc's port with a wildcard on
+ * either side ([::]:P and [::1]:P, 0.0.0.0:P and 127.0.0.1:P)?  Then a
+ * bind without SO_REUSEPORT, as listener_probe() makes, fails although
+ * the new socket, made with it beside our own, binds: the port is ours.
+ */
+static int
+server_old_overlap(const struct wsg_config *old,
+    const struct wsg_listener_conf *lc)
+{
+	const struct wsg_listener_conf	*o;
+	size_t				 i;
+
+	for (i = 0; old != NULL && i < old->c_nlisteners; i++) {
+		o = &old->c_listeners[i];
+		if (o->lc_addr.ss_family == lc->lc_addr.ss_family &&
+		    server_addr_port(o) == server_addr_port(lc) &&
+		    (server_any_addr(o) || server_any_addr(lc)))
+			return (1);
+	}
+	return (0);
+}
+
 /* Drop a generation that was never taken, closing the sockets bound for it. */
 static void
 server_discard(struct wsg_config *conf, int *fds)
@@ -529,6 +578,7 @@ server_bind_all(struct wsg_config *conf, const struct wsg_config *old)
 	}
 	for (j = 0; j < conf->c_nlisteners; j++)
 		if (server_old_listener(old, &conf->c_listeners[j]) == NULL &&
+		    !server_old_overlap(old, &conf->c_listeners[j]) &&
 		    listener_probe(&conf->c_listeners[j]) == -1)
 			goto fail;
 	for (i = 0; i < server_nworkers; i++)

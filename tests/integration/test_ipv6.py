@@ -17,8 +17,9 @@ import yaml
 
 import rawclient
 import rawup
-from conftest import (WSGATE, http_refusal, http_upgrade,
-                      ipv6_loopback_available, metric, policy, run)
+from conftest import (WSGATE, hostport, http_refusal, http_upgrade,
+                      ipv6_loopback_available, metric, policy, run,
+                      wait_for)
 
 B = rawclient.build_request
 SEQ = itertools.count(1)
@@ -347,3 +348,59 @@ def test_ipv6_malformed_address_is_file_line_col(factory, addr, msg, key):
     errs = [t for t in p.stderr.splitlines() if t.startswith(want)]
     assert errs and msg in errs[0] and addr in errs[0], p.stderr
 
+
+# -- reload: a listener's address changes on its port -------------------------
+
+def served_by(gw, name):
+    """A client gets 101 from listener name.  The worker takes the new
+    sockets just after "reload done": a connection the old socket took
+    meanwhile may be refused or served by the old listener, so retry."""
+    def once():
+        try:
+            c = upgrade(gw, "/e")
+        except (OSError, AssertionError, rawclient.Timeout):
+            return None
+        c.close()
+        e = gw.wait_entry(client_port=c.local_port)
+        return e if e["status"] == 101 and e["listener"] == name else None
+    return wait_for(once, 5.0, what="a 101 from listener %s" % name)
+
+
+@pytest.mark.parametrize("frm,to", [
+    ("::", "::1"), ("::1", "::"), ("0.0.0.0", "127.0.0.1"),
+    ("127.0.0.1", "0.0.0.0")])
+def test_reload_moves_a_listener_between_wildcard_and_address(factory, frm,
+                                                               to):
+    """[::]:P to [::1]:P (or back, or the same in IPv4) on SIGHUP: the
+    port is the gateway's own, so the new address is bound beside the old
+    one and takes over, as the same file would at start-up; it used to
+    fail with "[::1]:P is in use"."""
+    up = factory.raw_upstream()
+    gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
+                         tls=False, host="::1" if ":" in to else "127.0.0.1",
+                         start=False)
+    gw.config["listeners"][0]["listen"] = hostport(frm, gw.port)
+    gw.write_config()
+    gw.start()
+    gw.config["listeners"][0]["name"] = "moved"
+    gw.config["listeners"][0]["listen"] = hostport(to, gw.port)
+    gw.write_config()
+    gw.reload()
+    assert "listener moved: listening on %s" % hostport(to, gw.port) in \
+        gw.error_text()
+    served_by(gw, "moved")
+
+
+def test_reload_adds_a_wildcard_beside_an_address(factory):
+    """[::]:P added by a reload beside a running [::1]:P, as a file with
+    both starts: ::1 clients stay with [::1]:P."""
+    up = factory.raw_upstream()
+    gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
+                         tls=False, host="::1")
+    anyl = copy.deepcopy(gw.config["listeners"][0])
+    anyl["name"] = "any6"
+    anyl["listen"] = "[::]:%d" % gw.port
+    gw.config["listeners"].append(anyl)
+    gw.write_config()
+    gw.reload()
+    served_by(gw, "public")
