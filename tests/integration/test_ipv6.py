@@ -349,6 +349,26 @@ def test_ipv6_malformed_address_is_file_line_col(factory, addr, msg, key):
     assert errs and msg in errs[0] and addr in errs[0], p.stderr
 
 
+def test_ipv6_unquoted_listen_is_a_syntax_error_at_its_place(factory):
+    """listen: [::1]:P unquoted is a YAML list: wsgate.yaml(5) names the
+    error an operator gets, with its line and column."""
+    gw = factory.gateway(routes=[("/e", "rec")],
+                         upstreams={"rec": ["[::1]:9"]}, start=False)
+    text = gw.cfg_path.read_text()
+    written = "listen: 127.0.0.1:%d" % gw.port
+    assert written in text
+    text = text.replace(written, "listen: [::1]:%d" % gw.port)
+    gw.cfg_path.write_text(text)
+    row = [i + 1 for i, t in enumerate(text.splitlines()) if "[::1]:%d" %
+           gw.port in t][0]
+    p = subprocess.run([WSGATE, "-t", "-c", str(gw.cfg_path)],
+                       capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert p.stderr.startswith("%s:%d:" % (gw.cfg_path, row)), p.stderr
+    assert "syntax error: did not find expected node content" in p.stderr
+
+
 # -- reload: a listener's address changes on its port -------------------------
 
 def served_by(gw, name):
