@@ -256,6 +256,8 @@ static void	config_routes(struct config_ctx *, const struct config_slot *,
 		    void *, yaml_node_t *);
 static void	config_servers(struct config_ctx *, const struct config_slot *,
 		    void *, yaml_node_t *);
+static void	config_unmap(const struct sockaddr_storage *,
+		    struct sockaddr_storage *);
 static void	config_frames(struct config_ctx *, const struct config_slot *,
 		    void *, yaml_node_t *);
 static void	config_subprotocols(struct config_ctx *,
@@ -1212,6 +1214,7 @@ config_servers(struct config_ctx *x, const struct config_slot *s,
 	struct wsg_server	*srv;
 	yaml_node_item_t	*it;
 	yaml_node_t		*v;
+	struct sockaddr_storage	 v4;
 	const char		*err;
 	size_t			 i;
 
@@ -1235,6 +1238,12 @@ config_servers(struct config_ctx *x, const struct config_slot *s,
 			    config_col(v), "servers: invalid address '%s': %s",
 			    config_str(v), err);
 			continue;
+		}
+		/* [::ffff:a.b.c.d]:port is a.b.c.d:port, as in listen. */
+		config_unmap(&srv->srv_addr, &v4);
+		if (v4.ss_family != srv->srv_addr.ss_family) {
+			memcpy(&srv->srv_addr, &v4, sizeof(v4));
+			srv->srv_addrlen = sizeof(struct sockaddr_in);
 		}
 		/*
 		 * The same server twice would have two series of the same

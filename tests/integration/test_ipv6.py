@@ -349,6 +349,44 @@ def test_ipv6_malformed_address_is_file_line_col(factory, addr, msg, key):
     assert errs and msg in errs[0] and addr in errs[0], p.stderr
 
 
+@pytest.mark.parametrize("first,second", [
+    ("127.0.0.1:9", "[::ffff:127.0.0.1]:9"),
+    ("[::ffff:7f00:1]:9", "127.0.0.1:9"),
+    ("[::1]:9", "[0:0::1]:9")])
+def test_ipv6_server_listed_twice(factory, first, second):
+    """One server written two ways is listed twice: an IPv4-mapped address
+    is the IPv4 address it holds, as in listen, so that it cannot get two
+    wsgate_upstream_server_up series, two fail_timeout states and twice
+    its share of round robin."""
+    gw = factory.gateway(routes=[("/e", "rec")],
+                         upstreams={"rec": [first, second]}, start=False)
+    mark = scalar_mark(yaml.compose(gw.cfg_path.read_text()), second)
+    p = subprocess.run([WSGATE, "-t", "-c", str(gw.cfg_path)],
+                       capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "%s:%d:%d: servers: '%s' is listed twice" % (
+        gw.cfg_path, mark.line + 1, mark.column + 1, second) in p.stderr, \
+        p.stderr
+
+
+def test_ipv6_mapped_server_is_reached_over_ipv4(factory):
+    """servers: [::ffff:127.0.0.1]:P reaches 127.0.0.1:P and keeps its name
+    as written in the log and the metrics."""
+    up = factory.raw_upstream()
+    server = "[::ffff:127.0.0.1]:%d" % up.port
+    gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [server]},
+                         tls=False, admin=True)
+    c = upgrade(gw, "/e")
+    conn = request_of(up)
+    c.close()
+    assert conn.header("X-Forwarded-For") == ["127.0.0.1"], conn.headers
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["status"] == 101 and e["upstream_server"] == server, e
+    assert metric(gw.metrics(), "wsgate_upstream_server_up", upstream="rec",
+                  server=server) == 1
+
+
 def test_ipv6_unquoted_listen_is_a_syntax_error_at_its_place(factory):
     """listen: [::1]:P unquoted is a YAML list: wsgate.yaml(5) names the
     error an operator gets, with its line and column."""
