@@ -4,6 +4,11 @@
  */
 #include "autoconf.h"
 
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include <stdint.h>
 #include <string.h>
 
@@ -109,6 +114,56 @@ http_is_host_char(unsigned char c)
 	    (c >= '0' && c <= '9'))
 		return 1;
 	return c != '\0' && strchr("-._~%!$&'()*+,;=:[]", c) != NULL;
+}
+
+/*
+ * Is a Host value (of host characters) uri-host [":" port]: an IPv6 or
+ * IPvFuture literal in brackets, or a name or IPv4 address without them,
+ * and a port of digits only (RFC 7230 5.4, RFC 3986 3.2.2)?  "[::1",
+ * "::1:80" or "a]b" would reach the upstream as Host and X-Forwarded-Host.
+ */
+static int
+http_host_ok(const char *p, size_t len)
+{
+	char		 lit[INET6_ADDRSTRLEN];
+	struct in6_addr	 in6;
+	const char	*close, *end = p + len;
+	size_t		 n;
+
+	if (len > 0 && p[0] == '[') {
+		if ((close = memchr(p, ']', len)) == NULL)
+			return 0;
+		n = (size_t)(close - p - 1);
+		if (n > 0 && (p[1] == 'v' || p[1] == 'V')) {
+			/* IPvFuture: "v" 1*HEXDIG "." 1*(unreserved / ...) */
+			if (n < 4 || memchr(p + 1, '.', n) == NULL ||
+			    memchr(p + 1, '[', n) != NULL)
+				return 0;
+		} else {
+			if (n == 0 || n >= sizeof(lit))
+				return 0;
+			memcpy(lit, p + 1, n);
+			lit[n] = '\0';
+			if (inet_pton(AF_INET6, lit, &in6) != 1)
+				return 0;
+		}
+		p = close + 1;
+	} else {
+		for (n = 0; n < len && p[n] != ':'; n++)
+			if (p[n] == '[' || p[n] == ']')
+				return 0;
+		if (n == 0)
+			return 0;
+		p += n;
+	}
+	if (p == end)
+		return 1;
+	if (*p++ != ':')
+		return 0;
+	for (; p < end; p++)
+		if (*p < '0' || *p > '9')
+			return 0;
+	return 1;
 }
 
 /* Lowercase an ASCII letter; other bytes are returned unchanged. */
@@ -586,6 +641,10 @@ http_request_field(struct wsg_http_request *req,
 				req->error = "bad character in Host";
 				return WSG_HTTP_BAD_REQUEST;
 			}
+		}
+		if (!http_host_ok(h->value.p, h->value.len)) {
+			req->error = "malformed Host";
+			return WSG_HTTP_BAD_REQUEST;
 		}
 		req->host = h->value;
 	} else if (http_str_eq(h->name, "Upgrade")) {

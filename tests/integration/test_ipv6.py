@@ -169,6 +169,20 @@ def test_ipv6_and_ipv4_listeners_on_one_port(factory):
             (host, name, 101), e
 
 
+@pytest.mark.parametrize("host", ["[::1", "::1", "::1:8443", "[::1]x",
+                                  "[::1]:84a3", "[::g]:8443", "a]b:1"])
+def test_ipv6_malformed_host_is_400(factory, host):
+    """A Host that is not host[:port] with an IPv6 address in brackets is
+    refused (RFC 7230 5.4) and never reaches the upstream as Host and
+    X-Forwarded-Host; [::1]:P passes (test above)."""
+    up = factory.raw_upstream(host="::1")
+    gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
+                         tls=False, host="::1")
+    _, e = http_refusal(gw, B("/e", host=host), 400, "bad_request", up=up)
+    assert e["client"] == "::1", e
+    assert "malformed Host" in gw.error_text()
+
+
 # -- X-Forwarded-For from an IPv6 proxy, ip policy ---------------------------
 
 XFF_POLICIES = {"deny": policy(ip={"deny": ["2001:DB8::/32",

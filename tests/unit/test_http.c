@@ -147,6 +147,41 @@ test_shapes(void)
 	CHECK(str_is(req.host, "[::1]:80"));
 }
 
+/*
+ * Host is uri-host [":" port] (RFC 7230 5.4, RFC 3986 3.2.2): an IPv6
+ * literal in brackets, or a name or IPv4 address without them.
+ */
+static void
+test_host_forms(void)
+{
+	static const char *const good[] = {
+		"[::1]:80", "[::1]", "[::1]:", "[2001:DB8::1]:8443",
+		"[::ffff:192.0.2.1]:80", "[v1.fe:x]:80", "example.com:",
+		"192.0.2.1:8080", "a", "xn--bcher-kva.example:443", "%41:1",
+	};
+	static const char *const bad[] = {
+		"[::1", "::1", "::1:80", "[::1]x", "[::1]:8a", "[::1]::80",
+		"[::g]:80", "[192.0.2.1]:80", "[]:80", "[fe80::1%25eth0]:80",
+		"[v]:80", "[::1]]:80", "[[::1]]:80", "a]b", "a[b", "a:b",
+		"a:80:80", ":80", "example.com:80]",
+	};
+	char	buf[256];
+	size_t	i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n"
+		    REQ_WS "\r\n", good[i]);
+		CHECK_INT(parse(buf), WSG_HTTP_OK);
+		CHECK(str_is(req.host, good[i]));
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n"
+		    REQ_WS "\r\n", bad[i]);
+		REFUSED(buf, WSG_HTTP_BAD_REQUEST);
+		CHECK_STR(req.error, "malformed Host");
+	}
+}
+
 /* Syntax refusals: all BAD_REQUEST, whatever the method. */
 static void
 test_syntax(void)
@@ -271,6 +306,7 @@ test_syntax(void)
 	    WSG_HTTP_BAD_REQUEST);
 	REFUSED("GET / HTTP/1.1\r\nHost: u@evil\r\n" REQ_WS "\r\n",
 	    WSG_HTTP_BAD_REQUEST);
+	test_host_forms();
 
 	/* Duplicates of the single-valued upgrade fields. */
 	REFUSED("GET / HTTP/1.1\r\n" REQ_HOST REQ_WS REQ_UPGRADE "\r\n",
