@@ -220,6 +220,60 @@ def client_ssl(certs):
 
 # -- the daemon ----------------------------------------------------------------
 
+class StalledAccessLog:
+    """A gateway's access log as a pipe of one page that nobody reads
+    until release(): a worker that logs more than a page blocks there,
+    busy, while signals and reloads queue up its messages.  Make it
+    before gw.start() (factory.gateway(..., start=False)); close() after
+    gw.stop()."""
+
+    def __init__(self, gw):
+        import fcntl
+        import threading
+        self.gw = gw
+        os.mkfifo(gw.access_log)
+        self.fd = os.open(gw.access_log, os.O_RDONLY | os.O_NONBLOCK)
+        fcntl.fcntl(self.fd, 1031, 4096)    # F_SETPIPE_SZ: a page
+        gw._log_lines = lambda: 0           # the harness must not read it
+        self.stop = threading.Event()
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+
+    def pending(self):
+        """Bytes written to the pipe and not read yet."""
+        import fcntl
+        import termios
+        return int.from_bytes(fcntl.ioctl(self.fd, termios.FIONREAD,
+                                          b"\0" * 4), "little")
+
+    def fill(self, n):
+        """n connections that are closed at once, each an access-log line,
+        until the pipe is all but full: the workers that logged them are
+        blocked."""
+        for _ in range(n):
+            socket.create_connection((self.gw.host, self.gw.port)).close()
+        wait_for(lambda: self.pending() > 4096 - 512, what="a full log pipe")
+
+    def _drain(self):
+        while not self.stop.is_set():
+            try:
+                if not os.read(self.fd, 65536):
+                    self.stop.wait(0.01)
+            except BlockingIOError:
+                self.stop.wait(0.01)
+
+    def release(self):
+        """Read the pipe from now on: the blocked workers go on."""
+        if not self.reader.is_alive():
+            self.reader.start()
+
+    def close(self):
+        self.release()
+        self.stop.set()
+        self.reader.join()
+        os.close(self.fd)
+        self.gw.access_log = self.gw.tmp / "access.log.none"
+
+
 class Gateway:
     def __init__(self, tmp, certs, client_ssl, routes, upstreams,
                  policies=None, listener=None, tls=True, top=None,

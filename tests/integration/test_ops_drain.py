@@ -84,12 +84,7 @@ def test_drain_right_after_a_reload_uses_the_new_shutdown_timeout(factory):
     with the shutdown_timeout of the reload that was logged "done" (0
     here, exit at once: a "shutdown timeout" line from each worker), not
     with the old one (30s, where the deaf sessions simply linger out)."""
-    import fcntl
-    import os
-    import socket
-    import termios
-    import threading
-    from conftest import wait_for
+    from conftest import StalledAccessLog, wait_for
 
     be = factory.echo(name="a")
     gw = factory.gateway(routes=[("/echo", "echo")],
@@ -97,24 +92,7 @@ def test_drain_right_after_a_reload_uses_the_new_shutdown_timeout(factory):
                          admin=True,
                          top={"workers": 2, "shutdown_timeout": "30s"},
                          start=False)
-    os.mkfifo(gw.access_log)
-    rfd = os.open(gw.access_log, os.O_RDONLY | os.O_NONBLOCK)
-    fcntl.fcntl(rfd, 1031, 4096)        # F_SETPIPE_SZ: a page
-    gw._log_lines = lambda: 0           # the harness must not read it
-    stop = threading.Event()
-
-    def pending():
-        return int.from_bytes(fcntl.ioctl(rfd, termios.FIONREAD, b"\0" * 4),
-                              "little")
-
-    def drain():
-        while not stop.is_set():
-            try:
-                if not os.read(rfd, 65536):
-                    stop.wait(0.01)
-            except BlockingIOError:
-                stop.wait(0.01)
-    reader = threading.Thread(target=drain, daemon=True)
+    log = StalledAccessLog(gw)
     deaf = []
     try:
         gw.start()
@@ -130,30 +108,24 @@ def test_drain_right_after_a_reload_uses_the_new_shutdown_timeout(factory):
         assert min(g) >= 1, g
         # Far more access-log lines than a page holds, from both workers:
         # each blocks on its next line.
-        for _ in range(200):
-            socket.create_connection(("127.0.0.1", gw.port)).close()
-        wait_for(lambda: pending() > 4096 - 512, what="a full log pipe")
+        log.fill(200)
         cfg = dict(gw.config, shutdown_timeout=0)
         gw.write_config(cfg)
         gw.reload("done")
         gw.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: "draining" in gw.error_text(), what="the drain")
-        reader.start()
+        log.release()
         try:
             rc = gw.proc.wait(15)
         except subprocess.TimeoutExpired:
             pytest.fail("wsgate still running after the drain")
         assert rc == 0
     finally:
-        if not reader.is_alive():
-            reader.start()
+        log.release()
         for c in deaf:
             c.close()
         gw.stop()
-        stop.set()
-        reader.join()
-        os.close(rfd)
-        gw.access_log = gw.tmp / "access.log.none"
+        log.close()
     lines = [ln for ln in gw.error_text().splitlines()
              if "shutdown timeout:" in ln]
     assert len(lines) == 2, gw.error_text()[-3000:]

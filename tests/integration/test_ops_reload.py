@@ -16,8 +16,7 @@ import subprocess
 import pytest
 import websockets
 
-from conftest import admin_request, echo_works, metric, policy, run, \
-    wait_for
+from conftest import admin_request, echo_works, metric, policy, run
 
 BIG = "x" * 2000            # over 1KiB, under the 64KiB default
 
@@ -443,58 +442,32 @@ def test_second_reload_before_a_busy_worker_keeps_a_new_listener(factory):
     second, with the same file, has nothing new to bind.  When the worker
     gets to its messages it takes only the newest generation, which must
     still bring the socket the first reload bound for the new listener."""
-    import fcntl
-    import termios
-    import threading
-    from conftest import free_port
+    from conftest import StalledAccessLog, free_port
     import rawclient
     import rawup
     echo = factory.raw_upstream(rawup.ws_echo)
     gw = factory.gateway(routes=[("/echo", "echo")],
                          upstreams={"echo": [echo.addr]}, tls=False,
                          start=False)
-    os.mkfifo(gw.access_log)
-    rfd = os.open(gw.access_log, os.O_RDONLY | os.O_NONBLOCK)
-    fcntl.fcntl(rfd, 1031, 4096)        # F_SETPIPE_SZ: a page
-    gw._log_lines = lambda: 0           # the harness must not read it
-    stop = threading.Event()
-
-    def pending():
-        return int.from_bytes(fcntl.ioctl(rfd, termios.FIONREAD, b"\0" * 4),
-                              "little")
-
-    def drain():
-        while not stop.is_set():
-            try:
-                if not os.read(rfd, 65536):
-                    stop.wait(0.01)
-            except BlockingIOError:
-                stop.wait(0.01)
-    reader = threading.Thread(target=drain, daemon=True)
+    log = StalledAccessLog(gw)
     try:
         gw.start()
         # Far more access-log lines than a page holds: the worker blocks.
-        for _ in range(40):
-            socket.create_connection(("127.0.0.1", gw.port)).close()
-        wait_for(lambda: pending() > 4096 - 512, what="a full log pipe")
+        log.fill(40)
         p2 = free_port()
         add_second_listener(gw, p2)
         gw.reload("done")
         gw.reload("done")
-        reader.start()
+        log.release()
         c = rawclient.RawClient(p2, None, timeout=5)
         try:
             c.upgrade("/echo")
         finally:
             c.close()
     finally:
-        if not reader.is_alive():
-            reader.start()
+        log.release()
         gw.stop()
-        stop.set()
-        reader.join()
-        os.close(rfd)
-        gw.access_log = gw.tmp / "access.log.none"
+        log.close()
 
 
 def test_reload_with_a_new_user_warns_that_it_needs_a_restart(factory):
