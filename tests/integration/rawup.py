@@ -223,8 +223,11 @@ def ws_echo(c, delay=0.0, lifetime=60.0):
     ws_echo_frames(c, lifetime)
 
 
-def ws_echo_frames(c, lifetime=60.0):
-    """The frame loop of ws_echo, after the 101."""
+def ws_echo_frames(c, lifetime=60.0, reply=None):
+    """The frame loop of ws_echo, after the 101.  With reply, each data
+    frame and its index among them go to reply(c, n, frame) instead of
+    being echoed."""
+    n = 0
     deadline = time.monotonic() + lifetime
     while time.monotonic() < deadline:
         f = c.read_frame(max(0.01, deadline - time.monotonic()))
@@ -238,6 +241,10 @@ def ws_echo_frames(c, lifetime=60.0):
                                         mask=False))
             c.drain(2.0)
             return
+        elif f.opcode in (wsproto.OP_TEXT, wsproto.OP_BINARY,
+                          wsproto.OP_CONT) and reply is not None:
+            reply(c, n, f)
+            n += 1
         elif f.opcode in (wsproto.OP_TEXT, wsproto.OP_BINARY,
                           wsproto.OP_CONT):
             c.send(wsproto.encode_frame(f.opcode, f.payload, fin=f.fin,

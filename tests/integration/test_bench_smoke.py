@@ -67,21 +67,7 @@ def scripted_echo(reply):
         if not c.read_head():
             return
         c.accept_101()
-        n = 0
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            f = c.read_frame(max(0.01, deadline - time.monotonic()))
-            if f is None:
-                return
-            if f.opcode == wsproto.OP_CLOSE:
-                c.send(wsproto.encode_frame(wsproto.OP_CLOSE, f.payload,
-                                            mask=False))
-                c.drain(2.0)
-                return
-            if f.opcode in (wsproto.OP_TEXT, wsproto.OP_BINARY,
-                            wsproto.OP_CONT):
-                reply(c, n, f)
-                n += 1
+        rawup.ws_echo_frames(c, 30, reply=reply)
     return behavior
 
 
