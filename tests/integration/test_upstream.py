@@ -11,7 +11,7 @@ import pytest
 import rawclient
 import rawup
 import wsproto
-from conftest import headers_of, run
+from conftest import headers_of, metric, run
 
 
 def upgrade_and_close(gw, path="/echo", **kw):
@@ -157,6 +157,20 @@ def test_upstream_that_accepts_and_never_answers_is_504(factory):
     one_refusal(gw, 504, "upstream_unavailable")
     (uc,) = up.connections()
     assert uc.data.startswith(b"GET /echo HTTP/1.1\r\n"), bytes(uc.data)
+
+
+def test_upstream_timeout_counts_as_connect_failure(factory):
+    """wsgate(8): wsgate_upstream_connect_failures_total counts servers
+    that did not finish connecting and upgrading within connect_timeout,
+    not only those that refused."""
+    gw, up = raw_gateway(factory, rawup.silent, admin=True)
+    gw.settle_probes()
+    before = metric(gw.metrics(), "wsgate_upstream_connect_failures_total",
+                    upstream="up")
+    one_refusal(gw, 504, "upstream_unavailable")
+    after = metric(gw.metrics(), "wsgate_upstream_connect_failures_total",
+                   upstream="up")
+    assert after - before == 1, (before, after)
 
 
 def test_bare_101_is_502_bad_handshake(factory):
