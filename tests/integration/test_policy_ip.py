@@ -49,6 +49,18 @@ def untrusted(module_factory):
     return g
 
 
+@pytest.fixture(scope="module")
+def elsewhere(module_factory):
+    """trusted_proxies set, but the peer (127.0.0.1) is not one of them."""
+    up = module_factory.raw_upstream()
+    g = module_factory.gateway(routes=XFF_ROUTES,
+                               upstreams={"rec": [up.addr]},
+                               policies=XFF_POLICIES,
+                               listener={"trusted_proxies": ["10.0.0.0/8"]})
+    g.up = up
+    return g
+
+
 def unique(prefix):
     return "%s/r%d" % (prefix, next(SEQ))
 
@@ -138,6 +150,17 @@ def test_trusted_peer_xff_names_the_client_of_a_refusal(trusted, prefix, kw,
     ["203.0.113.9", "203.0.113.10"]])
 def test_untrusted_peer_xff_changes_nothing(untrusted, lines):
     e, xff, port = through(untrusted, unique("/td"), lines)
+    assert e["client"] == "127.0.0.1" and e["client_port"] == port, e
+    assert xff == ["127.0.0.1"], xff
+
+
+@pytest.mark.parametrize("lines", [
+    ["203.0.113.9, 127.0.0.1"], ["203.0.113.9"], ["203.0.113.9, 10.0.0.1"]])
+def test_peer_outside_trusted_proxies_xff_changes_nothing(elsewhere, lines):
+    """A listener with trusted_proxies believes X-Forwarded-For only from
+    a peer in them: a direct client cannot name itself as another address
+    (here one that ip.deny would refuse, or that the log would show)."""
+    e, xff, port = through(elsewhere, unique("/td"), lines)
     assert e["client"] == "127.0.0.1" and e["client_port"] == port, e
     assert xff == ["127.0.0.1"], xff
 
