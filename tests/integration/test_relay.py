@@ -4,6 +4,7 @@ drops, idle timeout and the access-log line of a normal session."""
 import asyncio
 import datetime
 import socket
+import time
 
 import pytest
 import websockets
@@ -296,6 +297,30 @@ def test_traffic_keeps_idle_timer_away(factory):
                 await ws.send("m%d" % i)
                 assert await asyncio.wait_for(ws.recv(), 5) == "m%d" % i
                 await asyncio.sleep(0.3)
+    run(go())
+
+
+def test_upstream_traffic_alone_keeps_idle_timer_away(factory):
+    """timeouts.idle is no frame either way: a backend that pushes a
+    message every 0.3s to a client that sends nothing is not idle."""
+    def push(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        for i in range(8):              # 2.4s of pushes, idle is 1s
+            time.sleep(0.3)
+            c.send(wsproto.encode_frame(wsproto.OP_TEXT, b"p%d" % i,
+                                        mask=False))
+        c.drain(5.0)
+    up = factory.raw_upstream(push)
+    gw = factory.gateway(routes=[("/echo", "up", "idle")],
+                         upstreams={"up": [up.addr]},
+                         policies={"idle": policy(timeouts={"idle": "1s"})})
+
+    async def go():
+        async with gw.connect("/echo") as ws:
+            for i in range(8):
+                assert await asyncio.wait_for(ws.recv(), 5) == "p%d" % i
     run(go())
 
 
