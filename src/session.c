@@ -258,6 +258,22 @@ session_proxy_cb(evutil_socket_t fd, short ev, void *arg)
 	session_start_client(s, fd);
 }
 
+/*
+ * The first bytes of a client on a TLS listener have come (or its EOF):
+ * only now is its TLS state made.  OpenSSL allocates some 50 KiB for a
+ * handshake it has started, even with nothing read, and a connection that
+ * sends nothing costs its client nothing at all.
+ */
+static void
+session_hello_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct wsg_session	*s = arg;
+
+	event_free(s->s_proxy_ev);
+	s->s_proxy_ev = NULL;
+	session_start_client(s, fd);
+}
+
 void
 session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
     int fd, struct sockaddr *sa, int salen)
@@ -297,6 +313,16 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
 		s->s_proxy_ev = event_new(w->w_base, fd,
 		    EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, session_proxy_cb,
 		    s);
+		if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) ==
+		    -1) {
+			session_close(s, "internal_error");
+			return;
+		}
+		return;
+	}
+	if (lc->lc_tls) {
+		s->s_proxy_ev = event_new(w->w_base, fd, EV_READ,
+		    session_hello_cb, s);
 		if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) ==
 		    -1) {
 			session_close(s, "internal_error");

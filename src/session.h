@@ -97,7 +97,7 @@ struct wsg_session {
 	struct event			*s_timer;	/* per-state timeout */
 	struct event			*s_free_ev;	/* the deferred free */
 	struct event			*s_expiry;	/* token exp, or NULL */
-	struct event			*s_proxy_ev;	/* PROXY header read */
+	struct event			*s_proxy_ev;	/* PROXY, TLS hello */
 	int				 s_fd;		/* until the bev owns it */
 	uint64_t			 s_last_active;	/* ms, for idle */
 	size_t				 s_parsed_len;	/* head bytes parsed */

@@ -1,6 +1,6 @@
 """Hostile load on loopback (issue 7): slowloris with Debian's slowhttptest
 and a crowd of half-open TLS handshakes, each while 16 legitimate clients
-keep echoing.
+keep echoing; and the memory a crowd of silent connections holds.
 
 The legitimate clients reconnect every few round trips, so both new
 handshakes and open sessions are exercised under load.  The tests assert
@@ -20,7 +20,10 @@ import time
 
 import pytest
 
-from conftest import echo_works, fd_count, run, wait_fds_at_most, wait_for
+import rawclient
+import rawup
+from conftest import (echo_works, fd_count, rss_bytes, run,
+                      wait_fds_at_most, wait_for)
 
 LEGIT = 16
 ROUNDS_PER_SESSION = 20
@@ -308,3 +311,61 @@ def test_half_open_tls_handshakes_do_not_starve_legitimate_clients(load_gw):
     assert gw.alive()
     wait_fds_at_most(gw, gw.base_fds + 2)
     echo_works(gw)
+
+
+# -- silent connections -------------------------------------------------------
+
+def test_silent_tls_connections_hold_no_tls_state(factory):
+    """A TCP connection to a TLS listener that sends nothing costs the
+    gateway its session, not a TLS handshake's buffers: OpenSSL's state
+    for a handshake it has started is about 50 KiB, fifteen times what a
+    silent plaintext connection costs, and such connections cost their
+    client nothing.  They are still closed at handshake_timeout, and a
+    client that waits a while before its ClientHello is served."""
+    be = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, tls=True,
+                         listener={"handshake_timeout": "10s"})
+    echo_works(gw)
+    socks = []
+    try:
+        # The first connections grow the heap whatever they hold.
+        for _ in range(50):
+            socks.append(socket.create_connection(("127.0.0.1", gw.port),
+                                                  timeout=2))
+        wait_for(lambda: fd_count(gw.pid) >= 50, 5,
+                 what="50 silent connections accepted")
+        time.sleep(0.5)
+        base, fds = rss_bytes(gw.pid), fd_count(gw.pid)
+        n = 200
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", gw.port),
+                                                  timeout=2))
+        wait_for(lambda: fd_count(gw.pid) >= fds + n, 5,
+                 what="%d more silent connections accepted" % n)
+        time.sleep(0.5)
+        per = (rss_bytes(gw.pid) - base) / n
+        print("%d silent TLS connections: %.1f KiB of RSS each" % (
+            n, per / 1024))
+        assert per < 16 * 1024, \
+            "%.1f KiB per silent connection" % (per / 1024)
+
+        # One that speaks late is served all the same.
+        late = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        time.sleep(0.5)
+        tls = gw.ssl.wrap_socket(late, server_hostname="localhost")
+        tls.settimeout(5)
+        tls.sendall(rawclient.build_request("/echo"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            got = tls.recv(4096)
+            assert got, "EOF before the 101: %r" % head
+            head += got
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        tls.close()
+        echo_works(gw)
+    finally:
+        for s in socks:
+            s.close()
+    assert len(be.connections()) == 3, "a silent connection reached upstream"
+    wait_fds_at_most(gw, fds - 50 + 2, timeout=10)
