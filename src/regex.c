@@ -109,31 +109,48 @@ regex_cpu_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Has the subject of rb taken all its time? */
+static int
+regex_budget_spent(const struct wsg_regex_budget *rb)
+{
+	return rb->rb_timed && regex_cpu_ms() - rb->rb_start >= rb->rb_limit;
+}
+
+/*
+ * A millisecond per WSG_REGEX_BYTES_PER_MS bytes and pattern (50 ns a
+ * byte, ten times what a plain pattern costs), so that a long message
+ * that is only long is not refused on a slow CPU, and the fixed part
+ * once: per pattern, a message that cost each of 64 patterns a little
+ * under it would have passed them all after seconds of the worker.
+ */
+void
+regex_budget_init(struct wsg_regex_budget *rb, size_t len, size_t npatterns)
+{
+	rb->rb_limit = WSG_REGEX_TIME_LIMIT_MS +
+	    (uint64_t)len * npatterns / WSG_REGEX_BYTES_PER_MS;
+	rb->rb_timed = npatterns > 1 || len > WSG_REGEX_WINDOW;
+	rb->rb_start = rb->rb_timed ? regex_cpu_ms() : 0;
+}
+
 /*
  * Search a long subject WSG_REGEX_WINDOW start positions at a time (an
  * offset limit per call).  The match limit counts afresh at each start
  * position, so one call over the whole subject could cost its length
  * times the limit: seconds of a worker for a 1 MiB message.  Between
- * calls the thread's CPU time is held to WSG_REGEX_TIME_LIMIT_MS, and a
- * millisecond more per WSG_REGEX_BYTES_PER_MS bytes (50 ns a byte, ten
- * times what a plain pattern costs), so that a long message that is only
- * long is not refused on a slow CPU.  The
+ * calls the thread's CPU time is held to the subject's budget.  The
  * first call checks the UTF-8 of the whole subject if asked to; the
  * windows after it start on character boundaries.
  */
 static int
 regex_match_long(const struct wsg_regex *re, PCRE2_SPTR subject, size_t len,
-    uint32_t opts, pcre2_match_data *md)
+    uint32_t opts, pcre2_match_data *md, const struct wsg_regex_budget *rb)
 {
 	pcre2_match_context	*mctx;
-	uint64_t		 t0, limit;
 	size_t			 start = 0;
 	int			 rc;
 
 	if ((mctx = pcre2_match_context_copy(re->re_mctx)) == NULL)
 		return PCRE2_ERROR_NOMEMORY;
-	limit = WSG_REGEX_TIME_LIMIT_MS + len / WSG_REGEX_BYTES_PER_MS;
-	t0 = regex_cpu_ms();
 	for (;;) {
 		pcre2_set_offset_limit(mctx, len - start <= WSG_REGEX_WINDOW ?
 		    PCRE2_UNSET : start + WSG_REGEX_WINDOW - 1);
@@ -142,7 +159,7 @@ regex_match_long(const struct wsg_regex *re, PCRE2_SPTR subject, size_t len,
 		if (rc != PCRE2_ERROR_NOMATCH ||
 		    len - start <= WSG_REGEX_WINDOW)
 			break;
-		if (regex_cpu_ms() - t0 >= limit) {
+		if (regex_budget_spent(rb)) {
 			rc = PCRE2_ERROR_MATCHLIMIT;
 			break;
 		}
@@ -160,11 +177,26 @@ int
 regex_match_flags(const struct wsg_regex *re, const char *subject,
     size_t len, int flags)
 {
+	struct wsg_regex_budget	rb;
+
+	if (re == NULL || (subject == NULL && len > 0))
+		return -1;
+	regex_budget_init(&rb, len, 1);
+	return regex_match_budget(re, subject, len, flags, &rb);
+}
+
+/* Match under a budget shared by several patterns; see regex.h. */
+int
+regex_match_budget(const struct wsg_regex *re, const char *subject,
+    size_t len, int flags, struct wsg_regex_budget *rb)
+{
 	pcre2_match_data	*md;
 	uint32_t		 opts = 0;
 	int			 rc;
 
 	if (re == NULL || (subject == NULL && len > 0))
+		return -1;
+	if (regex_budget_spent(rb))
 		return -1;
 	if (subject == NULL)
 		subject = "";
@@ -178,7 +210,8 @@ regex_match_flags(const struct wsg_regex *re, const char *subject,
 		rc = pcre2_match(re->re_code, (PCRE2_SPTR)subject, len, 0, opts,
 		    md, re->re_mctx);
 	else
-		rc = regex_match_long(re, (PCRE2_SPTR)subject, len, opts, md);
+		rc = regex_match_long(re, (PCRE2_SPTR)subject, len, opts, md,
+		    rb);
 	pcre2_match_data_free(md);
 	if (rc >= 0)
 		return 1;	/* 0 means a match with a short ovector */

@@ -15,6 +15,7 @@
 #define WSG_REGEX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define WSG_REGEX_MAX_PATTERN	4096	/* bytes in one pattern */
 #define WSG_REGEX_MATCH_LIMIT	10000	/* pcre2_set_match_limit() */
@@ -36,6 +37,17 @@
 struct wsg_regex;
 
 /*
+ * The CPU time one subject may take against a list of patterns, all of
+ * them together: WSG_REGEX_TIME_LIMIT_MS, and a millisecond more per
+ * WSG_REGEX_BYTES_PER_MS bytes per pattern.  See regex_budget_init().
+ */
+struct wsg_regex_budget {
+	uint64_t	rb_start;	/* thread CPU ms when matching began */
+	uint64_t	rb_limit;	/* ms it may take in all */
+	int		rb_timed;	/* rb_start is set */
+};
+
+/*
  * Compile a NUL-terminated pattern in UTF mode.  Returns NULL with a
  * message ("offset N: ...") in err on failure.
  */
@@ -55,6 +67,25 @@ int			 regex_match(const struct wsg_regex *, const char *,
 /* The same with WSG_REGEX_* flags. */
 int			 regex_match_flags(const struct wsg_regex *,
 			    const char *, size_t, int);
+
+/*
+ * Start the budget of a subject of len bytes to be matched against
+ * npatterns patterns with regex_match_budget().  With more than one
+ * pattern, or a subject longer than WSG_REGEX_WINDOW, the thread's CPU
+ * time is read now.
+ */
+void			 regex_budget_init(struct wsg_regex_budget *, size_t,
+			    size_t);
+
+/*
+ * regex_match_flags() under a budget shared with the other patterns
+ * matched against the same subject: -1 once the time spent on the
+ * subject since regex_budget_init() is over its limit, before this
+ * pattern is tried or between its windows of start positions.
+ */
+int			 regex_match_budget(const struct wsg_regex *,
+			    const char *, size_t, int,
+			    struct wsg_regex_budget *);
 
 /* The source pattern, for messages and logs. */
 const char		*regex_pattern(const struct wsg_regex *);

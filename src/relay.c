@@ -575,6 +575,7 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	const struct wsg_frame	*f = &p->p_frame;
 	struct evbuffer_iovec	 v;
 	struct evbuffer_ptr	 pos;
+	struct wsg_regex_budget	 rb;
 	enum wsg_frame_result	 r = WSG_FRAME_OK;
 	size_t			 i, len;
 	const char		*text;
@@ -626,9 +627,10 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 		session_fail(s, "content_denied", 1008, 1008, 1001);
 		return (-1);
 	}
+	regex_budget_init(&rb, len, pol->pol_ndeny_regex);
 	for (i = 0; i < pol->pol_ndeny_regex; i++) {
-		m = regex_match_flags(pol->pol_deny_regex[i], text ? text : "",
-		    len, pol->pol_validate_utf8 ? WSG_REGEX_VALID_UTF8 : 0);
+		m = regex_match_budget(pol->pol_deny_regex[i], text ? text : "",
+		    len, pol->pol_validate_utf8 ? WSG_REGEX_VALID_UTF8 : 0, &rb);
 		if (m != 0) {
 			/* A match, or a limit hit: either way, refused. */
 			log_info("conn %llu: message refused by deny_regex "

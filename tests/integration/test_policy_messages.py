@@ -7,6 +7,7 @@ never receives that message" is checked on the frames it decoded, and
 """
 
 import asyncio
+import os
 
 import pytest
 
@@ -239,6 +240,40 @@ def test_long_message_cannot_stall_the_worker(factory):
             await asyncio.wait_for(loop.run_in_executor(
                 None, expect_content_denied, g, up, c, [evil[:64]]), 15)
     run(go(), timeout=30)
+    text = g.error_text()
+    assert "(match limit)" in text, text[-2000:]
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of a process, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_many_patterns_share_one_time_limit(factory):
+    """The CPU time limit was per pattern, and looked at between windows
+    of start positions only: a 12 KiB message (three windows) cost each
+    of 32 backtracking patterns some 70 ms, passed them all after more
+    than 2 s of the worker, and its client could send the next one.  The
+    limit is now the message's, across its patterns, and the message is
+    refused as a match limit would be."""
+    letters = "cdefghijklmnopqrstuvwxyzCDEFGHIJ"
+    up = factory.raw_upstream()
+    g = factory.gateway(
+        routes=[("/c", "rec", "c")], upstreams={"rec": [up.addr]},
+        policies={"c": policy(messages={"deny_regex": [
+            "a{1,20}a{1,20}a{1,20}[b%s]" % x for x in letters]})})
+    evil = b"a" * 12288
+    c, _ = http_upgrade(g, B("/c"))
+    echo_ok(c, b"aab")
+    t0 = cpu_seconds(g.pid)
+    c.send_frame(T, evil)
+    expect_content_denied(g, up, c, [evil[:64]])
+    spent = cpu_seconds(g.pid) - t0
+    print("12 KiB against %d patterns: %.2f s of CPU" % (len(letters),
+                                                        spent))
+    assert spent < 1.0, "%.2f s of CPU for one message" % spent
     text = g.error_text()
     assert "(match limit)" in text, text[-2000:]
 

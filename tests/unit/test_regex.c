@@ -266,6 +266,44 @@ test_long_subject(void)
 	free(big);
 }
 
+/*
+ * Patterns matched against one subject share its time: a spent budget
+ * refuses before the next pattern is tried, short subject or long, and
+ * a budget for several patterns of a long, plain subject is not spent.
+ */
+static void
+test_budget(void)
+{
+	struct wsg_regex_budget	 rb;
+	struct wsg_regex	*re;
+	char			*big;
+	size_t			 n = 4 * 1024 * 1024, i;
+
+	re = must_compile("needle");
+	regex_budget_init(&rb, 6, 1);
+	CHECK_INT(rb.rb_timed, 0);
+	CHECK_INT(regex_match_budget(re, "needle", 6, 0, &rb), 1);
+	regex_budget_init(&rb, 6, 2);
+	CHECK_INT(rb.rb_timed, 1);
+	CHECK_INT(regex_match_budget(re, "needle", 6, 0, &rb), 1);
+	rb.rb_limit = 0;			/* as if all of it were spent */
+	CHECK_INT(regex_match_budget(re, "needle", 6, 0, &rb), -1);
+	regex_free(re);
+
+	big = malloc(n);
+	CHECK(big != NULL);
+	if (big == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		big[i] = "lorem ipsum dolor sit amet, "[i % 28];
+	re = must_compile("(?i)forbidden|secret");
+	regex_budget_init(&rb, n, 8);
+	for (i = 0; i < 8; i++)
+		CHECK_INT(regex_match_budget(re, big, n, 0, &rb), 0);
+	regex_free(re);
+	free(big);
+}
+
 struct test_shared {
 	struct wsg_regex	*ts_re;
 	int			 ts_bad;
@@ -312,6 +350,7 @@ main(void)
 	test_utf8();
 	test_limits();
 	test_long_subject();
+	test_budget();
 	test_threads();
 	return unit_done("test_regex");
 }
