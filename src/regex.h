@@ -43,6 +43,7 @@ struct wsg_regex;
  */
 struct wsg_regex_budget {
 	uint64_t	rb_start;	/* thread CPU ms when matching began */
+	uint64_t	rb_wall;	/* monotonic ms then */
 	uint64_t	rb_limit;	/* ms it may take in all */
 	int		rb_timed;	/* rb_start is set */
 };

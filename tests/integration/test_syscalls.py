@@ -23,7 +23,8 @@ import pytest
 
 import rawclient
 import wsproto
-from conftest import fd_count, stop_process, wait_fds_at_most, wait_for
+from conftest import fd_count, policy, stop_process, wait_fds_at_most, \
+    wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None,
                                 reason="strace is not installed")
@@ -59,15 +60,17 @@ def counts(path):
     return out
 
 
-def one_session(gw):
-    """Connect, upgrade, one echo, the close handshake, close."""
+def one_session(gw, path="/echo", messages=1):
+    """Connect, upgrade, echoes, the close handshake, close."""
     c = rawclient.RawClient(gw.port, tls_ctx=gw.ssl)
     try:
-        resp = c.upgrade()
+        resp = c.upgrade(path)
         assert resp.status == 101, resp
-        c.send_frame(wsproto.OP_TEXT, b"counted")
-        f = c.read_frame()
-        assert f.opcode == wsproto.OP_TEXT and f.payload == b"counted", f
+        for _ in range(messages):
+            c.send_frame(wsproto.OP_TEXT, b"counted")
+            f = c.read_frame()
+            assert f.opcode == wsproto.OP_TEXT and \
+                f.payload.endswith(b"counted"), f
         c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000))
         f = c.read_frame()
         assert f.opcode == wsproto.OP_CLOSE, f
@@ -75,7 +78,7 @@ def one_session(gw):
         c.close()
 
 
-def trace_sessions(gw, tmp_path, n, args=("-c",)):
+def trace_sessions(gw, tmp_path, n, args=("-c",), session=one_session):
     """strace on the daemon (by default -c, the table of counts) while n
     sessions run one after another."""
     base = fd_count(gw.pid)
@@ -88,7 +91,7 @@ def trace_sessions(gw, tmp_path, n, args=("-c",)):
         wait_for(lambda: traced(gw.pid), timeout=10,
                  what="strace attached to every thread")
         for _ in range(n):
-            one_session(gw)
+            session(gw)
         # The last session's teardown, after the client's close.
         wait_fds_at_most(gw, base)
     finally:
@@ -256,3 +259,23 @@ def test_ticket_leaves_with_the_101(echo_gateway, tmp_path):
         assert head.startswith(b"HTTP/1.1 101 "), head
     finally:
         s2.close()
+
+
+def test_deny_regex_patterns_share_one_cpu_clock_read(factory, tmp_path):
+    """A message held for several deny_regex patterns shares one CPU time
+    budget among them.  The thread's CPU clock is a system call (the
+    monotonic one, which libevent uses too, is not: vDSO); it is read once
+    per message, not once more before each pattern: 40 messages through
+    four patterns were 200 clock_gettime calls, and are at most 40 and a
+    few for the session's own timers."""
+    be = factory.echo()
+    gw = factory.gateway(
+        routes=[("/c", "echo", "content")], upstreams={"echo": [be.addr]},
+        policies={"content": policy(messages={"deny_regex": [
+            "(?i)<script", r"\bDROP\s+TABLE\b", "^(a+)+$", "forbidden"]})})
+    msgs = 40
+    one_session(gw, "/c")
+    c = trace_sessions(gw, tmp_path, 1, session=lambda g: one_session(
+        g, "/c", msgs))
+    assert c.get("clock_gettime", 0) <= msgs + 8, c
+
