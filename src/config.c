@@ -1826,6 +1826,14 @@ config_regexes(struct config_ctx *x, const struct config_slot *s,
 			    key);
 			continue;
 		}
+		/* Not quoted: that long, it would crowd out the reason. */
+		if (strlen(config_str(v)) > WSG_REGEX_MAX_PATTERN) {
+			errors_add(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "%s: a pattern is at most %d bytes, "
+			    "got %zu", key, WSG_REGEX_MAX_PATTERN,
+			    strlen(config_str(v)));
+			continue;
+		}
 		err[0] = '\0';
 		if (((*arr)[*cnt] = regex_compile(config_str(v), err,
 		    sizeof(err))) == NULL) {

@@ -77,6 +77,14 @@ BAD_POLICIES = {
         "allow_regex": ["^(https://"]}), r"\^\(https://"),
     "deny_regex_bad": (lambda k: policy(messages={
         "deny_regex": ["a{2,1}"]}), r"a\{2,1\}"),
+    # the pattern is not quoted whole: at 4097 bytes it filled the line
+    # and cut off the reason
+    "deny_regex_too_long": (lambda k: policy(messages={
+        "deny_regex": ["a" * 4097]}),
+        r"deny_regex: a pattern is at most 4096 bytes, got 4097$"),
+    "allow_regex_too_long": (lambda k: policy(origin={
+        "allow_regex": ["^" + "b" * 4095 + "$"]}),
+        r"allow_regex: a pattern is at most 4096 bytes, got 4097$"),
     "bad_cidr": (lambda k: policy(ip={"deny": ["300.0.0.0/8"]}),
                  r"300\.0\.0\.0"),
     "bad_prefix": (lambda k: policy(ip={"allow": ["10.0.0.0/33"]}),
