@@ -16,11 +16,12 @@ errors_push(char ***list, size_t *n, size_t *cap, const char *file,
     size_t line, size_t col, const char *prefix, const char *fmt,
     va_list ap)
 {
-	char	 msg[1024], *full, **nl;
+	char	*msg, *full, **nl;
 	int	 r;
 
-	r = snprintf(msg, sizeof(msg), "%s", prefix);
-	vsnprintf(msg + r, sizeof(msg) - r, fmt, ap);
+	/* As long as it takes: a value quoted whole must not cut it off. */
+	if (vasprintf(&msg, fmt, ap) == -1)
+		return;
 	/*
 	 * No position (a file that cannot be read, an empty document): the
 	 * whole file is concerned, and its start stands for it, so that
@@ -30,7 +31,8 @@ errors_push(char ***list, size_t *n, size_t *cap, const char *file,
 		line = 1;
 		col = 1;
 	}
-	r = asprintf(&full, "%s:%zu:%zu: %s", file, line, col, msg);
+	r = asprintf(&full, "%s:%zu:%zu: %s%s", file, line, col, prefix, msg);
+	free(msg);
 	if (r == -1)
 		return;
 	if (*n == *cap) {

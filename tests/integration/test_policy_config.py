@@ -85,6 +85,11 @@ BAD_POLICIES = {
     "allow_regex_too_long": (lambda k: policy(origin={
         "allow_regex": ["^" + "b" * 4095 + "$"]}),
         r"allow_regex: a pattern is at most 4096 bytes, got 4097$"),
+    # quoted whole, and PCRE2's message after it
+    "deny_regex_long_and_bad": (lambda k: policy(messages={
+        "deny_regex": ["c" * 2000 + "["]}),
+        r"deny_regex: invalid regex 'c{2000}\[': offset 2001: missing "
+        r"terminating \] for character class$"),
     "bad_cidr": (lambda k: policy(ip={"deny": ["300.0.0.0/8"]}),
                  r"300\.0\.0\.0"),
     "bad_prefix": (lambda k: policy(ip={"allow": ["10.0.0.0/33"]}),
