@@ -2392,6 +2392,14 @@ config_rl_rate(struct config_ctx *x, const struct config_slot *s,
 		    "rate: invalid rate '%s': %s", v, err);
 		return;
 	}
+	/* Only bytes_per_connection counts a size. */
+	if (s->s_scope != SC_RL_BYTES &&
+	    v + strspn(v, "0123456789") != strchr(v, '/')) {
+		errors_add(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "rate: invalid rate '%s': the amount is a number of "
+		    "events, without a unit", v);
+		return;
+	}
 	if (r.r_amount > o->o_max) {
 		if (s->s_scope == SC_RL_BYTES)
 			config_fmt_size(o->o_max, max, sizeof(max));

@@ -115,6 +115,15 @@ BAD_POLICIES = {
         r"query_param"),
     "rate_limit_unsupported": (lambda k: policy(rate_limit={
         "messages_per_second": 10}), r"rate_limit"),
+    # a size is for bytes_per_connection; 1KiB/s of handshakes was 1024/s
+    "events_rate_with_a_size": (lambda k: policy(rate_limit={
+        "connections_per_ip": {"rate": "1KiB/s"}}),
+        r"rate: invalid rate '1KiB/s': the amount is a number of events, "
+        r"without a unit$"),
+    "messages_rate_with_a_size": (lambda k: policy(rate_limit={
+        "messages_per_connection": {"rate": "1MiB/m", "burst": 10}}),
+        r"rate: invalid rate '1MiB/m': the amount is a number of events, "
+        r"without a unit$"),
     "unknown_on_expiry": (lambda k: policy(auth={
         "on_expiry": "explode", "jwt": {
             "algorithms": ["HS256"], "key_file": str(k / "good.secret")}}),
