@@ -1441,6 +1441,7 @@ config_frames(struct config_ctx *x, const struct config_slot *s, void *obj,
 	struct wsg_policy	*pol = obj;
 	yaml_node_t		*seen[CONFIG_NOPT], *v, *utf;
 	char			 b1[32], b2[32];
+	size_t			 nerr = x->x_errs->e_n;
 
 	if (n == NULL) {
 		config_defaults(x, SC_FRAMES, pol);
@@ -1453,11 +1454,13 @@ config_frames(struct config_ctx *x, const struct config_slot *s, void *obj,
 		v = n;
 	config_fmt_size(pol->pol_max_message_size, b1, sizeof(b1));
 	config_fmt_size(pol->pol_max_frame_size, b2, sizeof(b2));
-	if (pol->pol_max_message_size > 64 * MIB)
+	/* A size refused is not in pol: only compare the ones taken. */
+	if (x->x_errs->e_n == nerr && pol->pol_max_message_size > 64 * MIB)
 		errors_warn(x->x_errs, x->x_file, config_line(v),
 		    config_col(v), "max_message_size: %s is over 64MiB; each "
 		    "connection may buffer that much", b1);
-	if (pol->pol_max_message_size < pol->pol_max_frame_size)
+	if (x->x_errs->e_n == nerr &&
+	    pol->pol_max_message_size < pol->pol_max_frame_size)
 		errors_warn(x->x_errs, x->x_file, config_line(v),
 		    config_col(v), "max_message_size %s is below "
 		    "max_frame_size %s, so frames are capped at %s", b1, b2,
@@ -2336,12 +2339,14 @@ config_rl_limit(struct config_ctx *x, const struct config_slot *s,
 {
 	struct wsg_rl_limit	*l = (struct wsg_rl_limit *)(void *)
 				    ((char *)obj + s->s_off);
+	size_t			 nerr = x->x_errs->e_n;
 
 	if (n == NULL)
 		return;
-	if (s->s_sub == SC_RL_BYTES)
-		x->x_bytes_node = n;
 	config_walk(x, s->s_sub, l, n, config_opt(s)->o_key, NULL);
+	/* Only a burst as written is compared with max_frame_size. */
+	if (s->s_sub == SC_RL_BYTES && x->x_errs->e_n == nerr)
+		x->x_bytes_node = n;
 	if (l->rl_rate.r_amount != 0 && l->rl_burst == 0)
 		l->rl_burst = l->rl_rate.r_amount;
 }

@@ -1457,6 +1457,13 @@ test_rate_limit(void)
 	    "5:33: rate: expected a scalar, got a list",
 	    "5:50: burst: 2GiB is above the maximum 1GiB",
 	    NULL }, NULL);
+	/* A refused value is not warned about as if it had been taken. */
+	check_policy("bad-frames-range.yaml", (const char *const[]){
+	    "2:21: max_message_size: 0 is below the minimum 1",
+	    NULL }, NULL);
+	check_policy("bad-burst-range.yaml", (const char *const[]){
+	    "2:48: burst: 0 is below the minimum 1",
+	    NULL }, NULL);
 	check_bad("bad-store.yaml", (const char *const[]){
 	    "2:16: max_entries: 999 is below the minimum 1000",
 	    "3:16: idle_expiry: invalid duration '2d': unknown unit (use ms, "
