@@ -12,7 +12,10 @@ import pytest
 import yaml
 
 import rawclient
-from conftest import WSGATE, Gateway, free_port, http_upgrade, openssl
+import rawup
+import wsproto
+from conftest import (REPO, WSGATE, Gateway, free_port, http_upgrade,
+                      openssl)
 
 
 def check(path, timeout=20):
@@ -402,3 +405,363 @@ def test_check_survives_reopen_and_reload_signals(tmp_path, certs,
             p.wait(5)
     assert p.returncode == 0, (p.returncode, out)
     assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+
+
+# -- every documented range, walked ------------------------------------------
+
+def man_items(page):
+    """{key: (syntax, text)} of each '.It Ic key' of a man page: the words
+    after the key on the .It line, and the item's text with the mdoc
+    macro names dropped and its lines joined."""
+    items = {}
+    key, syntax, buf = None, "", []
+    for line in (REPO / "man" / page).read_text().splitlines():
+        if line.startswith((".It", ".Sh", ".El")):
+            if key is not None:
+                text = re.sub(r" ([;,.)])", r"\1", " ".join(buf))
+                items.setdefault(key, (syntax, text))
+            m = re.match(r"\.It Ic (\S+)\s*(.*)", line)
+            key, syntax = (m.group(1), m.group(2)) if m else (None, "")
+            buf = []
+            continue
+        if line.startswith(".\\\""):
+            continue
+        buf.append(re.sub(r"^\.[A-Z][a-z]+ ?", "", line))
+    return items
+
+
+def man_ranges():
+    """{key: (unit, default, minimum, maximum)} for every item of
+    wsgate.yaml(5) and wsgate-policy(5) that states a minimum or maximum
+    ('From 1 to 1000000' too); minimum None when none is stated."""
+    out = {}
+    for page in ("wsgate.yaml.5", "wsgate-policy.5"):
+        for key, (syntax, t) in man_items(page).items():
+            lo = re.search(r"the minimum is (\S+?)(?: byte)?[;,.]? ", t)
+            hi = re.search(r"the maximum (?:is )?(\S+?)[;,.]?(?: |$)", t)
+            fr = re.search(r"\b[Ff]rom (\d+) to (\d+)[;,.]", t)
+            if not (lo or hi or (fr and "port" not in t)):
+                continue
+            if fr and not hi:
+                lo, hi = fr.group(1), fr.group(2)
+            else:
+                lo, hi = lo and lo.group(1), hi.group(1)
+            d = re.search(r"[Tt]he default is (\S+?)[;,.]? ", t)
+            unit = ("duration" if "duration" in syntax else
+                    "size" if "size" in syntax.split("|")[0] else "number")
+            out[key] = (unit, d and d.group(1), lo, hi)
+            if key == "burst":
+                # "... and the maximum 1000000, or 1GiB for bytes."
+                b = re.search(r"or (\S+) for bytes", t)
+                out["burst (bytes)"] = ("size", None, lo, b.group(1))
+    return out
+
+
+# Where each option with a range is written: the main file (main, under
+# the listener, under the upstream) or the policy.  {v} is the value.
+RANGE_PLACES = {
+    "workers": ("main", "workers: {v}"),
+    "shutdown_timeout": ("main", "shutdown_timeout: {v}"),
+    "busy_poll": ("main", "busy_poll: {v}"),
+    "max_connections": ("main", "max_connections: {v}"),
+    "max_entries": ("main", "rate_limit_table:\n  max_entries: {v}"),
+    "idle_expiry": ("main", "rate_limit_table:\n  idle_expiry: {v}"),
+    "lease_ttl": ("main", "rate_limit_store:\n  redis: redis://127.0.0.1\n"
+                  "  lease_ttl: {v}"),
+    "handshake_timeout": ("listener", "    handshake_timeout: {v}"),
+    "max_header_bytes": ("listener", "    max_header_bytes: {v}"),
+    "connect_timeout": ("upstream", "    connect_timeout: {v}"),
+    "fail_timeout": ("upstream", "    fail_timeout: {v}"),
+    "leeway": ("policy", "auth:\n  jwt:\n    algorithms: [HS256]\n"
+               "    key_file: hmac.secret\n    leeway: {v}"),
+    "max_frame_size": ("policy", "frames:\n  max_frame_size: {v}"),
+    "max_message_size": ("policy", "frames:\n  max_message_size: {v}"),
+    "idle": ("policy", "timeouts:\n  idle: {v}"),
+    "concurrent_per_ip": ("policy", "rate_limit:\n  concurrent_per_ip: {v}"),
+    "ipv6_prefix": ("policy", "rate_limit:\n  ipv6_prefix: {v}"),
+    "burst": ("policy", "rate_limit:\n  messages_per_connection:\n"
+              "    rate: 1/s\n    burst: {v}"),
+    "burst (bytes)": ("policy", "rate_limit:\n  bytes_per_connection:\n"
+                      "    rate: 1/s\n    burst: {v}"),
+}
+
+DURATION_MS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000}
+SIZE_BYTES = {"": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def base_value(unit, text):
+    """A documented value in milliseconds, bytes or units."""
+    m = re.fullmatch(r"(\d+)([A-Za-z]*)", text)
+    assert m, text
+    n, u = int(m.group(1)), m.group(2)
+    if unit == "duration":
+        return n * (DURATION_MS[u] if u else 1000)
+    if unit == "size":
+        return n * SIZE_BYTES[u]
+    assert u == "", text
+    return n
+
+
+def write_base(unit, n):
+    """n milliseconds, bytes or units as a config value."""
+    return "%dms" % n if unit == "duration" else str(n)
+
+
+def check_value(tmp_path, place, leaf, value):
+    """`wsgate -t` on a config with value set where place, a row of
+    RANGE_PLACES, puts it: (rc, output, file, line, column of the value
+    of the last line that sets leaf)."""
+    where, tmpl = place
+    snippet = tmpl.format(v=value)
+    parts = {"main": "", "listener": "", "upstream": "", "policy": ""}
+    parts[where] = snippet + "\n"
+    pol_dir = tmp_path / "policies"
+    pol_dir.mkdir(exist_ok=True)
+    (pol_dir / "hmac.secret").write_bytes(b"k" * 32)
+    main = ("%slisteners:\n  - name: only\n    listen: 127.0.0.1:%d\n"
+            "%s    routes:\n      - path: /ws\n        upstream: up\n"
+            "upstreams:\n  up:\n%s%s"
+            "policies_dir: policies\n" %
+            (parts["main"], free_port(), parts["listener"],
+             "" if "servers:" in parts["upstream"] else
+             "    servers: [127.0.0.1:9]\n", parts["upstream"]))
+    cfg = tmp_path / "wsgate.yaml"
+    cfg.write_text(main)
+    pol = pol_dir / "default.yaml"
+    pol.write_text(parts["policy"])
+    path = pol if where == "policy" else cfg
+    text = path.read_text().splitlines()
+    line = [i for i, l in enumerate(text) if l.lstrip().startswith(
+        leaf + ":")][-1]
+    col = text[line].index(": ", text[line].index(leaf)) + 3
+    rc, out = check(cfg)
+    return rc, out, path, line + 1, col
+
+
+def range_cases():
+    cases = []
+    for key, (unit, default, lo, hi) in sorted(man_ranges().items()):
+        lo_n = base_value(unit, lo) if lo is not None else 0
+        hi_n = base_value(unit, hi)
+        cases.append((key, lo if lo is not None else "0", None))
+        if lo_n > 0:
+            cases.append((key, write_base(unit, lo_n - 1),
+                          "is below the minimum %s" % lo))
+        cases.append((key, hi, None))
+        cases.append((key, write_base(unit, hi_n + 1),
+                      "is above the maximum %s" % hi))
+        if default is not None and default != "the":
+            cases.append((key, default, None))
+    return [pytest.param(*c, id="%s=%s" % c[:2])
+            for i, c in enumerate(cases) if c not in cases[:i]]
+
+
+def test_every_documented_range_has_a_place():
+    """The options the man pages give a range are the ones walked below:
+    a new one needs its row in RANGE_PLACES."""
+    assert set(man_ranges()) == set(RANGE_PLACES)
+
+
+@pytest.mark.parametrize("key,value,refused", range_cases())
+def test_documented_range(tmp_path, key, value, refused):
+    """Each minimum, maximum and default that wsgate.yaml(5) and
+    wsgate-policy(5) state is taken, and one unit below the minimum or
+    above the maximum is refused at its FILE:LINE:COL with the key, the
+    value and the bound as the page writes it."""
+    leaf = key.split(" ")[0]
+    rc, out, path, line, col = check_value(tmp_path, RANGE_PLACES[key],
+                                           leaf, value)
+    if refused is None:
+        assert rc == 0, out
+        assert "%s: ok" % (tmp_path / "wsgate.yaml") in out.splitlines(), out
+        return
+    assert rc == 1, out
+    want = "%s:%d:%d: %s: %s %s" % (path, line, col, leaf, value, refused)
+    assert want in out.splitlines(), out
+
+
+def test_documented_defaults_lie_in_their_ranges():
+    for key, (unit, default, lo, hi) in man_ranges().items():
+        if default in (None, "the", "auto"):
+            continue
+        n = base_value(unit, default)
+        assert (base_value(unit, lo) if lo else 0) <= n <= \
+            base_value(unit, hi), key
+
+
+@pytest.mark.parametrize("key,value,want", [
+    # units are case-sensitive and binary: KiB, MiB, GiB; ms, s, m, h
+    ("max_header_bytes", "2KiB", None),
+    ("max_header_bytes", "'2048'", None),
+    ("max_header_bytes", "2KB", "invalid size '2KB': unknown unit"),
+    ("max_header_bytes", "2kb", "invalid size '2kb': unknown unit"),
+    ("max_header_bytes", "2kib", "invalid size '2kib': unknown unit"),
+    ("max_header_bytes", "1.5KiB", "invalid size '1.5KiB': expected a "
+     "whole number"),
+    ("max_header_bytes", "-2048", "invalid size '-2048': negative values"),
+    ("max_header_bytes", "+2048", "invalid size '+2048': expected a whole "
+     "number"),
+    ("max_header_bytes", "'2 KiB'", "invalid size '2 KiB': spaces are not "
+     "allowed"),
+    ("max_header_bytes", "18446744073709551616", "invalid size "
+     "'18446744073709551616': number too large"),
+    ("max_header_bytes", "17179869184GiB", "invalid size "
+     "'17179869184GiB': number too large"),
+    ("max_header_bytes", "true", "invalid size 'true'"),
+    ("handshake_timeout", "1500ms", None),
+    ("handshake_timeout", "'2'", None),
+    ("handshake_timeout", "1.5s", "invalid duration '1.5s': expected a "
+     "whole number"),
+    ("handshake_timeout", "2S", "invalid duration '2S': unknown unit"),
+    ("handshake_timeout", "1d", "invalid duration '1d': unknown unit"),
+    ("handshake_timeout", "-1s", "invalid duration '-1s': negative"),
+    ("handshake_timeout", "99999999999h", "99999999999h is above the "
+     "maximum 5m"),
+    ("handshake_timeout", "9999999999999h", "invalid duration "
+     "'9999999999999h': number too large"),
+    ("handshake_timeout", "''", "invalid duration '': empty value"),
+    ("handshake_timeout", "~", None),              # null: the default
+    ("workers", "'4'", None),
+    ("workers", "4.0", "expected auto or a number from 1 to 256, got '4.0'"),
+    ("workers", "+4", "expected auto or a number from 1 to 256, got '+4'"),
+    ("workers", "0x4", "expected auto or a number from 1 to 256, got '0x4'"),
+    ("workers", "18446744073709551617", "expected auto or a number from 1 "
+     "to 256"),
+    ("workers", "Auto", "got 'Auto'"),
+] + [
+    # YAML 1.1 booleans other than true and false are not booleans here
+    ("proxy_protocol", v, None if v in ("true", "false", "'true'") else
+     "expected true or false, got '%s'" % v)
+    for v in ("true", "false", "'true'", "yes", "no", "on", "off", "y",
+              "True", "FALSE", "1", "0")
+], ids=lambda v: str(v))
+def test_value_syntax(tmp_path, key, value, want):
+    """VALUE SYNTAX of wsgate.yaml(5): the forms a size, a duration, a
+    number and a boolean take, and the ones refused at FILE:LINE:COL."""
+    place = RANGE_PLACES.get(key, ("listener", "    %s: {v}" % key))
+    rc, out, path, line, col = check_value(tmp_path, place, key, value)
+    if want is None:
+        assert rc == 0, out
+        return
+    assert rc == 1, out
+    assert re.search(r"^%s:%d:%d: %s: .*%s" % (
+        re.escape(str(path)), line, col, key, re.escape(want)), out,
+        re.M), out
+
+
+@pytest.mark.parametrize("limit,rate,want", [
+    ("connections_per_ip", "1/s", None),
+    ("connections_per_ip", "0/s", "invalid rate '0/s': the amount must be "
+     "at least 1"),
+    ("connections_per_ip", "1000000/h", None),
+    ("connections_per_ip", "1000001/s", "1000001/s is above the maximum "
+     "1000000/s"),
+    ("messages_per_connection", "1000000/m", None),
+    ("messages_per_connection", "1000001/m", "1000001/m is above the "
+     "maximum 1000000/m"),
+    ("bytes_per_connection", "1GiB/s", None),
+    ("bytes_per_connection", "1073741825/s", "1073741825/s is above the "
+     "maximum 1GiB/s"),
+    ("bytes_per_connection", "0KiB/s", "the amount must be at least 1"),
+    ("bytes_per_connection", "1MiB/d", "unknown period (use /s, /m or /h)"),
+])
+def test_rate_amounts(tmp_path, limit, rate, want):
+    """wsgate-policy(5): 'The amount is at least 1 and at most 1000000
+    events, or 1GiB for bytes_per_connection.'"""
+    place = ("policy", "rate_limit:\n  %s:\n    rate: {v}\n    burst: %s" %
+             (limit, "1GiB" if limit.startswith("bytes") else "1"))
+    rc, out, path, line, col = check_value(tmp_path, place, "rate", rate)
+    if want is None:
+        assert rc == 0, out
+        return
+    assert rc == 1, out
+    assert re.search(r"^%s:%d:%d: rate: .*%s" % (
+        re.escape(str(path)), line, col, re.escape(want)), out, re.M), out
+
+
+def test_left_out_limits_take_their_documented_defaults(factory):
+    """Without the keys, max_header_bytes is 8KiB (wsgate.yaml(5)) and
+    max_frame_size 64KiB (wsgate-policy(5)): a head of 8192 bytes and a
+    frame of 65536 pass, one byte more is refused."""
+    up = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:%d" % up.port]},
+                         start=False)
+    for key in ("handshake_timeout", "max_header_bytes"):
+        del gw.config["listeners"][0][key]
+    gw.write_config()
+    (gw.pol_dir / "default.yaml").write_text("")
+    gw.start()
+
+    def head(size):
+        base = len(rawclient.build_request("/echo", extra=[("X-Pad", "")]))
+        data = rawclient.build_request("/echo", extra=[
+            ("X-Pad", "p" * (size - base))])
+        assert len(data) == size
+        return data
+
+    for size, status in ((8192, 101), (8193, 431)):
+        c = gw.raw()
+        try:
+            c.send(head(size))
+            resp = c.http_response(timeout=5, to_eof=status != 101)
+            assert resp.status == status, (size, resp)
+            if status == 101:
+                c.send_frame(wsproto.OP_BINARY, b"b" * 65536)
+                f = c.read_frame(5)
+                assert f is not None and len(f.payload) == 65536, f
+                c.send_frame(wsproto.OP_BINARY, b"b" * 65537)
+                f, _ = c.read_close(5)
+                assert f.close_code == 1009, f
+        finally:
+            c.close()
+        e = gw.wait_entry(client_port=c.local_port)
+        assert e["reason"] == ("frame_too_large" if status == 101 else
+                               "headers_too_large"), e
+
+
+def flow(items):
+    return "[%s]" % ", ".join(items)
+
+
+# (key, documented most, where, template for n entries): the "at most N"
+# of the list keys of wsgate.yaml(5) and wsgate-policy(5).
+LIST_LIMITS = [
+    ("trusted_proxies", 64, "listener", lambda n: "    trusted_proxies: " +
+     flow("10.0.%d.0/24" % i for i in range(n))),
+    ("servers", 64, "upstream", lambda n: "    servers: " +
+     flow("127.0.0.1:%d" % (9000 + i) for i in range(n))),
+    ("allow", 1024, "policy", lambda n: "ip:\n  allow: " +
+     flow("10.%d.%d.0/24" % (i // 256, i % 256) for i in range(n))),
+    ("deny", 1024, "policy", lambda n: "ip:\n  deny: " +
+     flow("10.%d.%d.0/24" % (i // 256, i % 256) for i in range(n))),
+    ("allow", 256, "policy", lambda n: "origin:\n  allow: " +
+     flow("https://h%d.example" % i for i in range(n))),
+    ("allow_regex", 64, "policy", lambda n: "origin:\n  allow_regex: " +
+     flow("'^https://h%d$'" % i for i in range(n))),
+    ("deny_regex", 64, "policy", lambda n: "messages:\n  deny_regex: " +
+     flow("'x%d'" % i for i in range(n))),
+    ("subprotocols", 16, "policy", lambda n: "subprotocols: " +
+     flow("p%d" % i for i in range(n))),
+    ("required_claims", 32, "policy", lambda n: "auth:\n  jwt:\n"
+     "    algorithms: [HS256]\n    key_file: hmac.secret\n"
+     "    required_claims: " + flow("c%d" % i for i in range(n))),
+    ("forward_claims", 16, "policy", lambda n: "auth:\n  jwt:\n"
+     "    algorithms: [HS256]\n    key_file: hmac.secret\n"
+     "    forward_claims: {%s}" % ", ".join("c%d: X-C%d" % (i, i)
+                                          for i in range(n))),
+]
+
+
+@pytest.mark.parametrize("key,most,where,make", LIST_LIMITS,
+                         ids=["%s-%d" % (r[0], r[1]) for r in LIST_LIMITS])
+def test_documented_list_limits(tmp_path, key, most, where, make):
+    """N entries load; N + 1 are refused at the list with the key and N."""
+    rc, out, _, _, _ = check_value(tmp_path, (where, "{v}"), key,
+                                   make(most))
+    assert rc == 0, out
+    rc, out, path, line, col = check_value(tmp_path, (where, "{v}"), key,
+                                           make(most + 1))
+    assert rc == 1, out
+    assert "%s:%d:%d: %s: at most %d entries are allowed, got %d" % (
+        path, line, col, key, most, most + 1) in out.splitlines(), out

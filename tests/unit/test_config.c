@@ -373,6 +373,7 @@ test_defaults(void)
 		return;
 	CHECK_INT(cf->c_workers, 0);
 	CHECK_INT(cf->c_shutdown_timeout_ms, 30000);
+	CHECK_INT(cf->c_busy_poll_ms, 0);
 	CHECK_INT(cf->c_log_level, WSG_LOG_INFO);
 	CHECK_STR(cf->c_error_log, "stderr");
 	CHECK_STR(cf->c_access_log, "stdout");
@@ -1400,6 +1401,19 @@ test_rate_limit(void)
 		CHECK_INT(cf->c_rl_idle_ms, 600000);
 		CHECK(cf->c_store == NULL);
 	}
+	config_unref(cf);
+
+	/* A store with its one required key: the other keys' defaults. */
+	cf = config_load(fixture("store-min.yaml"), &e);
+	CHECK(cf != NULL);
+	CHECK_INT(e.e_n, 0);
+	errors_free(&e);
+	if (cf != NULL && cf->c_store != NULL) {
+		CHECK_INT(cf->c_store->sc_on_failure, WSG_STORE_FAIL_LOCAL);
+		CHECK_INT(cf->c_store->sc_lease_ttl_ms, 30000);
+		CHECK_STR(cf->c_store->sc_key_prefix, "wsgate:");
+	} else
+		CHECK(0);
 	config_unref(cf);
 
 	pol = config_load_policy(NULL, fixture("policies/full.yaml"), &e);
