@@ -1948,8 +1948,8 @@ config_auth(struct config_ctx *x, const struct config_slot *s, void *obj,
 	if (v != NULL && pol->pol_auth_header != NULL &&
 	    !config_is_token(pol->pol_auth_header, WSG_MAX_TOKEN_LEN))
 		errors_add(x->x_errs, x->x_file, config_line(v), config_col(v),
-		    "header: '%s' is not an HTTP header name",
-		    pol->pol_auth_header);
+		    "header: '%s' is not an HTTP header name of 1 to %d "
+		    "characters", pol->pol_auth_header, WSG_MAX_TOKEN_LEN);
 	v = config_seen_off(seen, SC_AUTH, PO(pol_auth_query_param));
 	if (v == NULL || (q = pol->pol_auth_query_param) == NULL)
 		return;
@@ -2210,7 +2210,8 @@ config_forward_claims(struct config_ctx *x, const struct config_slot *s,
 		if (!config_is_token(h, WSG_MAX_TOKEN_LEN)) {
 			errors_add(x->x_errs, x->x_file, config_line(v),
 			    config_col(v), "forward_claims: '%s' is not an "
-			    "HTTP header name", h);
+			    "HTTP header name of 1 to %d characters", h,
+			    WSG_MAX_TOKEN_LEN);
 			continue;
 		}
 		if (config_header_reserved(h)) {

@@ -109,6 +109,17 @@ BAD_POLICIES = {
         "algorithms": ["HS256"], "key_file": str(k / "good.secret"),
         "forward_claims": {"sub": "X-Forwarded-For"}}}),
         r"X-Forwarded-For"),
+    # a header name of 129 characters is a token, but over the limit
+    "header_over_128": (lambda k: policy(auth={
+        "header": "X" * 129, "jwt": {
+            "algorithms": ["HS256"], "key_file": str(k / "good.secret")}}),
+        r"header: 'X{129}' is not an HTTP header name of 1 to 128 "
+        r"characters$"),
+    "forward_header_over_128": (lambda k: policy(auth={"jwt": {
+        "algorithms": ["HS256"], "key_file": str(k / "good.secret"),
+        "forward_claims": {"sub": "X" * 129}}}),
+        r"forward_claims: 'X{129}' is not an HTTP header name of 1 to 128 "
+        r"characters$"),
     "bad_query_param": (lambda k: policy(auth={
         "query_param": "a b", "jwt": {
             "algorithms": ["HS256"], "key_file": str(k / "good.secret")}}),
@@ -187,11 +198,12 @@ def test_good_policy_sections_load(tmp_path, certs, client_ssl, keys):
         origin={"allow": ["https://a.example", "null"],
                 "allow_regex": [r"^https://[a-z]+\.example$"],
                 "allow_missing": True},
-        auth={"header": "X-Token", "query_param": "t",
+        auth={"header": "X" * 128, "query_param": "t",
               "jwt": {"algorithms": ["HS256", "HS512"],
                       "key_file": str(keys / "good.secret"),
                       "leeway": "1h", "required_claims": ["sub"],
-                      "forward_claims": {"sub": "X-User"}},
+                      "forward_claims": {"sub": "X-User",
+                                         "iss": "Y" * 128}},
               "on_expiry": "ignore"},
         subprotocols=["chat.v2"],
         messages={"deny_regex": ["(?i)<script"]})

@@ -1034,14 +1034,16 @@ test_policy_bad(void)
 	    "cannot carry a claim",
 	    "9:56: forward_claims: header 'X-Forwarded-For' is set by the "
 	    "gateway and cannot carry a claim",
-	    "9:79: forward_claims: 'Bad Header' is not an HTTP header name",
+	    "9:79: forward_claims: 'Bad Header' is not an HTTP header name "
+	    "of 1 to 128 characters",
 	    "9:98: forward_claims: header 'sec-websocket-protocol' is set by "
 	    "the gateway and cannot carry a claim",
 	    "9:122: forward_claims: claim 'grp' or header 'x-role' is used "
 	    "twice",
 	    "5:31: algorithm HS256 cannot be used with an RSA public key",
 	    "10:14: on_expiry: 'later' is not one of ignore or close",
-	    "2:11: header: 'X Token' is not an HTTP header name",
+	    "2:11: header: 'X Token' is not an HTTP header name of 1 to 128 "
+	    "characters",
 	    "3:16: query_param: 'a&b' must be 1 to 64 letters, digits, '-', "
 	    "'.', '_' or '~'",
 	    NULL }, NULL);
