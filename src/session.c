@@ -66,6 +66,7 @@ static void	session_free_cb(evutil_socket_t, short, void *);
 static void	session_admit_rest(struct wsg_session *,
 		    struct wsg_http_request *);
 static void	session_timer_cb(evutil_socket_t, short, void *);
+static void	session_wait_hello(struct wsg_session *, int);
 
 /* Sessions past their handshake checks, for max_connections. */
 static uint64_t	session_admitted;
@@ -255,7 +256,7 @@ session_proxy_cb(evutil_socket_t fd, short ev, void *arg)
 		    pi.pi_srclen, 1);
 	log_debug("conn %llu: PROXY header: client %s port %d",
 	    (unsigned long long)s->s_id, s->s_client_ip, s->s_client_port);
-	session_start_client(s, fd);
+	session_wait_hello(s, fd);
 }
 
 /*
@@ -272,6 +273,24 @@ session_hello_cb(evutil_socket_t fd, short ev, void *arg)
 	event_free(s->s_proxy_ev);
 	s->s_proxy_ev = NULL;
 	session_start_client(s, fd);
+}
+
+/*
+ * Start the client half now, or on a TLS listener once the client has
+ * sent something (a load balancer's PROXY header comes as it connects,
+ * its client's ClientHello only when that client speaks).
+ */
+static void
+session_wait_hello(struct wsg_session *s, int fd)
+{
+	if (!s->s_listener->lc_tls) {
+		session_start_client(s, fd);
+		return;
+	}
+	s->s_proxy_ev = event_new(s->s_worker->w_base, fd, EV_READ,
+	    session_hello_cb, s);
+	if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) == -1)
+		session_close(s, "internal_error");
 }
 
 void
@@ -320,17 +339,7 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
 		}
 		return;
 	}
-	if (lc->lc_tls) {
-		s->s_proxy_ev = event_new(w->w_base, fd, EV_READ,
-		    session_hello_cb, s);
-		if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) ==
-		    -1) {
-			session_close(s, "internal_error");
-			return;
-		}
-		return;
-	}
-	session_start_client(s, fd);
+	session_wait_hello(s, fd);
 }
 
 /* Copy a header value into a NUL-terminated string; NULL if absent. */

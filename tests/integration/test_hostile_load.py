@@ -315,32 +315,60 @@ def test_half_open_tls_handshakes_do_not_starve_legitimate_clients(load_gw):
 
 # -- silent connections -------------------------------------------------------
 
-def test_silent_tls_connections_hold_no_tls_state(factory):
+@pytest.mark.parametrize("proxy", [False, True], ids=["direct", "proxy"])
+def test_silent_tls_connections_hold_no_tls_state(factory, proxy):
     """A TCP connection to a TLS listener that sends nothing costs the
     gateway its session, not a TLS handshake's buffers: OpenSSL's state
     for a handshake it has started is about 50 KiB, fifteen times what a
     silent plaintext connection costs, and such connections cost their
     client nothing.  They are still closed at handshake_timeout, and a
-    client that waits a while before its ClientHello is served."""
+    client that waits a while before its ClientHello is served.  Behind
+    proxy_protocol the same holds after the PROXY header: a load balancer
+    sends it as it connects, the client's ClientHello when that comes."""
+    hdr = b"PROXY TCP4 192.0.2.1 192.0.2.2 40000 443\r\n" if proxy else b""
     be = factory.raw_upstream(rawup.ws_echo)
     gw = factory.gateway(routes=[("/echo", "echo")],
                          upstreams={"echo": [be.addr]}, tls=True,
-                         listener={"handshake_timeout": "10s"})
-    echo_works(gw)
+                         listener={"handshake_timeout": "10s",
+                                   "proxy_protocol": proxy})
+
+    def silent():
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=2)
+        if hdr:
+            s.sendall(hdr)
+        return s
+
+    def upgrade(delay):
+        """A client whose ClientHello comes delay seconds late gets its
+        101."""
+        s = silent()
+        time.sleep(delay)
+        tls = gw.ssl.wrap_socket(s, server_hostname="localhost")
+        try:
+            tls.settimeout(5)
+            tls.sendall(rawclient.build_request("/echo"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                got = tls.recv(4096)
+                assert got, "EOF before the 101: %r" % head
+                head += got
+            assert head.startswith(b"HTTP/1.1 101 "), head
+        finally:
+            tls.close()
+
+    upgrade(0)
     socks = []
     try:
         # The first connections grow the heap whatever they hold.
         for _ in range(50):
-            socks.append(socket.create_connection(("127.0.0.1", gw.port),
-                                                  timeout=2))
+            socks.append(silent())
         wait_for(lambda: fd_count(gw.pid) >= 50, 5,
                  what="50 silent connections accepted")
         time.sleep(0.5)
         base, fds = rss_bytes(gw.pid), fd_count(gw.pid)
         n = 200
         for _ in range(n):
-            socks.append(socket.create_connection(("127.0.0.1", gw.port),
-                                                  timeout=2))
+            socks.append(silent())
         wait_for(lambda: fd_count(gw.pid) >= fds + n, 5,
                  what="%d more silent connections accepted" % n)
         time.sleep(0.5)
@@ -349,21 +377,9 @@ def test_silent_tls_connections_hold_no_tls_state(factory):
             n, per / 1024))
         assert per < 16 * 1024, \
             "%.1f KiB per silent connection" % (per / 1024)
-
         # One that speaks late is served all the same.
-        late = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-        time.sleep(0.5)
-        tls = gw.ssl.wrap_socket(late, server_hostname="localhost")
-        tls.settimeout(5)
-        tls.sendall(rawclient.build_request("/echo"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            got = tls.recv(4096)
-            assert got, "EOF before the 101: %r" % head
-            head += got
-        assert head.startswith(b"HTTP/1.1 101 "), head
-        tls.close()
-        echo_works(gw)
+        upgrade(0.5)
+        upgrade(0)
     finally:
         for s in socks:
             s.close()
