@@ -10,6 +10,7 @@
 #include "autoconf.h"
 
 #include <sys/ioctl.h>
+#include <linux/sockios.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -208,6 +209,47 @@ relay_drained_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/*
+ * What a side still has to take: its output here and the kernel's send
+ * queue (not yet acknowledged).  The kernel wakes a writer only once a
+ * third of its buffer is free, which a slow reader may take seconds to
+ * make, so the output alone can stand still while the reader takes bytes.
+ */
+static size_t
+relay_backlog(struct wsg_peer *o)
+{
+	size_t	len;
+	int	fd, n = 0;
+
+	if (o->p_bev == NULL)
+		return (0);
+	len = evbuffer_get_length(bufferevent_get_output(o->p_bev));
+	if ((fd = bufferevent_getfd(o->p_bev)) != -1 &&
+	    ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0)
+		len += (size_t)n;
+	return (len);
+}
+
+/* Did a paused side's far side take bytes since the last look? */
+int
+relay_paused_moving(struct wsg_session *s)
+{
+	struct wsg_peer	*p;
+	size_t		 left;
+	int		 i, moving = 0;
+
+	for (i = 0; i < 2; i++) {
+		p = i == 0 ? &s->s_client : &s->s_upstream;
+		if (!p->p_paused || p->p_bev == NULL)
+			continue;
+		left = relay_backlog(p->p_other);
+		if (left < p->p_pause_owed)
+			moving = 1;
+		p->p_pause_owed = left;
+	}
+	return (moving);
+}
+
 /* The far side is not taking data: stop reading this side until it does. */
 static void
 relay_pause(struct wsg_peer *p)
@@ -218,6 +260,7 @@ relay_pause(struct wsg_peer *p)
 	if (p->p_paused)
 		return;
 	p->p_paused = 1;
+	p->p_pause_owed = relay_backlog(o);
 	bufferevent_disable(p->p_bev, EV_READ);
 	/*
 	 * With reading off, libevent does not notice this side hanging up.

@@ -10,6 +10,7 @@
 
 struct bufferevent;
 struct wsg_peer;
+struct wsg_session;
 
 /*
  * Read events the relay has handled on this thread: a worker with
@@ -36,5 +37,11 @@ void	relay_send_close(struct wsg_peer *, uint16_t, const char *);
  * the frame is awaited, 0 when what this half sends is to be discarded.
  */
 int	relay_finish(struct wsg_peer *);
+
+/*
+ * Has a side whose reading is paused seen the far side take some of what
+ * it owes since the last look?  Then that side is held back, not idle.
+ */
+int	relay_paused_moving(struct wsg_session *);
 
 #endif /* WSG_RELAY_H */

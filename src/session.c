@@ -1420,6 +1420,9 @@ session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		now = session_now_ms(s);
 		if (session_close_waited(s, now))
 			break;
+		/* A side held back for a slow reader that reads is not idle. */
+		if (now - s->s_last_active >= idle && relay_paused_moving(s))
+			s->s_last_active = now;
 		if (now - s->s_last_active >= idle) {
 			session_fail(s, "idle_timeout", 1001, 1001, 1001);
 			break;

@@ -56,6 +56,7 @@ struct wsg_peer {
 	uint8_t			 p_remask[4];	/* client's key ^ ours, see relay */
 	int			 p_paused;	/* reading stopped: far side full */
 	struct event		*p_gone_ev;	/* EV_CLOSED while paused */
+	size_t			 p_pause_owed;	/* far side's backlog, last seen */
 	/* deny_regex: a text message is held whole until it is judged. */
 	struct evbuffer		*p_text;	/* its unmasked payload */
 

@@ -285,6 +285,102 @@ def test_a_frame_still_arriving_is_not_idle(factory, size):
     assert e["bytes_in"] > size, e
 
 
+def _send_then_wait(total, chunk=64 * 1024):
+    """After a correct 101, send total bytes in unmasked binary frames of
+    chunk bytes as fast as the socket takes them (c.sent counts what the
+    kernel accepted), then keep reading."""
+    def behavior(c):
+        import time
+        if not c.read_head():
+            return
+        c.accept_101()
+        frame = wsproto.encode_frame(wsproto.OP_BINARY, b"\x5a" * chunk,
+                                     mask=False)
+        view = memoryview(frame * (total // chunk))
+        deadline = time.monotonic() + 60
+        while c.sent < len(view) and time.monotonic() < deadline and \
+                not c.up.stopping.is_set():
+            try:
+                c.sent += c.sock.send(view[c.sent:])
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+        deadline = time.monotonic() + 30
+        while c.read_frame(max(0.01, deadline - time.monotonic())):
+            pass
+    return behavior
+
+
+def test_a_side_paused_for_a_slow_reader_is_not_idle(factory):
+    """The upstream sends more than the kernel and the gateway hold for a
+    client that reads steadily but slowly for 4 s, so the gateway stops
+    reading the upstream for longer than the idle timeout at a time.  The
+    upstream is not idle, it is held back: every byte it sent reaches the
+    client, which reads fast from then on, and only then the idle close.
+    The session was closed as idle_timeout a second in, and the client
+    never got what the upstream still had to send."""
+    import time
+    total = 6 << 20
+    up = factory.raw_upstream(_send_then_wait(total))
+    gw = factory.gateway(routes=[("/echo", "echo", "idle")],
+                         upstreams={"echo": [up.addr]},
+                         policies={"idle": policy(timeouts={"idle": "1s"})},
+                         tls=False)
+    c = gw.raw(rcvbuf=64 * 1024, timeout=30)
+    got = 0
+    f = None
+    try:
+        c.upgrade("/echo")
+        slow = time.monotonic() + 4
+        deadline = time.monotonic() + 30
+        while got < total and time.monotonic() < deadline:
+            if time.monotonic() < slow:
+                time.sleep(0.1)         # about 640 KiB/s at most
+            f = c.read_frame(10)
+            assert f is not None, "EOF after %d of %d bytes" % (got, total)
+            if f.opcode != wsproto.OP_BINARY:
+                break
+            got += len(f.payload)
+        assert got == total, "%r after %d of %d bytes; %r" % (
+            f, got, total, gw.entries())
+        f, others = c.read_close(10)
+        assert others == [], others[:3]
+    finally:
+        c.close()
+    assert (f.close_code, f.close_reason) == (1001, b"idle_timeout"), f
+    e = gw.wait_entry(client_port=c.local_port, timeout=10)
+    assert (e["reason"], e["close_code"]) == ("idle_timeout", 1001), e
+    assert e["frames_out"] == total // (64 * 1024), e
+    (uc,) = up.connections()
+    assert uc.done.wait(10)
+    assert [x.close_code for x in uc.close_frames()] == [1001], uc.frames
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_side_paused_for_a_reader_that_takes_nothing_idles(factory, tls):
+    """The other half of the rule above: a client that takes nothing at
+    all holds the upstream back for good, and the session ends after the
+    idle timeout, 1001 idle_timeout to the upstream."""
+    total = 6 << 20
+    up = factory.raw_upstream(_send_then_wait(total))
+    gw = factory.gateway(routes=[("/echo", "echo", "idle")],
+                         upstreams={"echo": [up.addr]},
+                         policies={"idle": policy(timeouts={"idle": "1s"})},
+                         tls=tls)
+    c = gw.raw(rcvbuf=64 * 1024, timeout=30)
+    try:
+        c.upgrade("/echo")
+        e = gw.wait_entry(client_port=c.local_port, timeout=15)
+    finally:
+        c.close()
+    assert e["reason"] == "idle_timeout" and e["close_code"] == 1001, e
+    (uc,) = up.wait_conns(1)
+    assert uc.done.wait(10)
+    codes = [x.close_code for x in uc.close_frames()]
+    assert codes == [1001], codes
+
+
 def test_traffic_keeps_idle_timer_away(factory):
     be = factory.echo()
     gw = factory.gateway(routes=[("/echo", "echo", "idle")],
