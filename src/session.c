@@ -1418,11 +1418,14 @@ session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		}
 		idle = s->s_route->rt_policy->pol_idle_timeout_ms;
 		now = session_now_ms(s);
+		/*
+		 * A side held back for a slow reader that reads is neither
+		 * idle nor silent after a close frame.
+		 */
+		if (relay_paused_moving(s))
+			s->s_last_active = now;
 		if (session_close_waited(s, now))
 			break;
-		/* A side held back for a slow reader that reads is not idle. */
-		if (now - s->s_last_active >= idle && relay_paused_moving(s))
-			s->s_last_active = now;
 		if (now - s->s_last_active >= idle) {
 			session_fail(s, "idle_timeout", 1001, 1001, 1001);
 			break;

@@ -357,6 +357,72 @@ def test_a_side_paused_for_a_slow_reader_is_not_idle(factory):
     assert [x.close_code for x in uc.close_frames()] == [1001], uc.frames
 
 
+def test_close_wait_spares_an_upstream_held_back_for_a_slow_reader(factory):
+    """The client closes, then reads slowly what the upstream still sends
+    before its answering close (RFC 6455 5.5.1).  The gateway stops
+    reading the upstream meanwhile, which is not the upstream keeping
+    silent: the 5 s wait for the answer must not run out while the client
+    takes bytes.  It did, and the client got part of the data and no
+    close frame."""
+    import time
+    total = 6 << 20
+    chunk = 64 * 1024
+
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        f = c.read_frame(10)
+        if f is None or f.opcode != wsproto.OP_CLOSE:
+            return
+        frame = wsproto.encode_frame(wsproto.OP_BINARY, b"\x5a" * chunk,
+                                     mask=False)
+        view = memoryview(frame * (total // chunk) + wsproto.encode_frame(
+            wsproto.OP_CLOSE, f.payload, mask=False))
+        deadline = time.monotonic() + 60
+        while c.sent < len(view) and time.monotonic() < deadline and \
+                not c.up.stopping.is_set():
+            try:
+                c.sent += c.sock.send(view[c.sent:])
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+        c.drain(10)
+
+    up = factory.raw_upstream(behavior)
+    gw = factory.gateway(routes=[("/echo", "echo", "idle")],
+                         upstreams={"echo": [up.addr]},
+                         policies={"idle": policy(timeouts={"idle": "60s"})},
+                         tls=False)
+    c = gw.raw(rcvbuf=64 * 1024, timeout=30)
+    got = 0
+    f = None
+    try:
+        c.upgrade("/echo")
+        c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000, "bye"),
+                     mask=True)
+        slow = time.monotonic() + 8
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            if time.monotonic() < slow:
+                time.sleep(0.8)         # a 64 KiB frame each: 80 KiB/s
+            f = c.read_frame(10)
+            assert f is not None, "EOF after %d of %d bytes; %r" % (
+                got, total, gw.entries())
+            if f.opcode != wsproto.OP_BINARY:
+                break
+            got += len(f.payload)
+    finally:
+        c.close()
+    assert got == total, "%r after %d of %d bytes" % (f, got, total)
+    assert (f.opcode, f.close_code, f.close_reason) == \
+        (wsproto.OP_CLOSE, 1000, b"bye"), f
+    e = gw.wait_entry(client_port=c.local_port, timeout=10)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 1000), e
+    assert "did not answer" not in gw.error_text()
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_a_side_paused_for_a_reader_that_takes_nothing_idles(factory, tls):
     """The other half of the rule above: a client that takes nothing at
