@@ -215,7 +215,7 @@ relay_drained_cb(struct bufferevent *bev, void *arg)
  * third of its buffer is free, which a slow reader may take seconds to
  * make, so the output alone can stand still while the reader takes bytes.
  */
-static size_t
+size_t
 relay_backlog(struct wsg_peer *o)
 {
 	size_t	len;

@@ -6,6 +6,7 @@
 #ifndef WSG_RELAY_H
 #define WSG_RELAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct bufferevent;
@@ -37,6 +38,12 @@ void	relay_send_close(struct wsg_peer *, uint16_t, const char *);
  * the frame is awaited, 0 when what this half sends is to be discarded.
  */
 int	relay_finish(struct wsg_peer *);
+
+/*
+ * What a half still has to take: its output here and the kernel's send
+ * queue.
+ */
+size_t	relay_backlog(struct wsg_peer *);
 
 /*
  * Has a side whose reading is paused seen the far side take some of what

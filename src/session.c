@@ -1247,6 +1247,7 @@ session_close(struct wsg_session *s, const char *reason)
 		metrics_handshake(0, reason, session_elapsed(s));
 	s->s_state = WSG_S_CLOSED;
 	s->s_reason = reason;
+	s->s_closed_at = session_now_ms(s);
 	if (s->s_proxy_ev != NULL) {
 		event_free(s->s_proxy_ev);
 		s->s_proxy_ev = NULL;
@@ -1394,6 +1395,48 @@ session_tls_failed(struct wsg_session *s, unsigned long e)
 		session_close(s, "internal_error");
 }
 
+/*
+ * The linger time of a closed session ran out.  A half of an upgraded
+ * session that is still taking what is queued for it, its close frame
+ * last, lingers on, for at most the idle timeout after the close: a slow
+ * reader gets its close code rather than a cut connection.  Any other
+ * half is freed, as is one still owed the rest of a streamed frame.
+ * Returns 1 while a half lingers on.
+ */
+static int
+session_linger_on(struct wsg_session *s)
+{
+	struct wsg_peer	*p;
+	uint64_t	 now = session_now_ms(s), ms = WSG_LINGER_MS;
+	size_t		 left;
+	int		 i, on = 0;
+
+	for (i = 0; i < 2; i++) {
+		p = i == 0 ? &s->s_client : &s->s_upstream;
+		if (p->p_bev == NULL)
+			continue;
+		if (s->s_status != 101 || p->p_close_due ||
+		    now - s->s_closed_at >=
+		    s->s_route->rt_policy->pol_idle_timeout_ms ||
+		    (evbuffer_get_length(bufferevent_get_output(p->p_bev)) ==
+		    0 && (p->p_tls13 == NULL ||
+		    !tls13_write_pending(p->p_tls13))) ||
+		    (left = relay_backlog(p)) == 0 ||
+		    (p->p_linger_owed != 0 && left >= p->p_linger_owed)) {
+			session_peer_free(p);
+			continue;
+		}
+		/* The first look: what it takes in a short while. */
+		if (p->p_linger_owed == 0)
+			ms = WSG_CLOSE_POLL_MS;
+		p->p_linger_owed = left;
+		on = 1;
+	}
+	if (on)
+		session_timer_set(s, ms);
+	return (on);
+}
+
 /* Handshake, upstream and idle timeouts, and the end of lingering. */
 static void
 session_timer_cb(evutil_socket_t fd, short ev, void *arg)
@@ -1436,6 +1479,8 @@ session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		session_timer_set(s, next);
 		break;
 	case WSG_S_CLOSED:
+		if (session_linger_on(s))
+			break;
 		session_peer_free(&s->s_client);
 		session_peer_free(&s->s_upstream);
 		break;

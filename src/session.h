@@ -57,6 +57,7 @@ struct wsg_peer {
 	int			 p_paused;	/* reading stopped: far side full */
 	struct event		*p_gone_ev;	/* EV_CLOSED while paused */
 	size_t			 p_pause_owed;	/* far side's backlog, last seen */
+	size_t			 p_linger_owed;	/* its backlog, closed, last seen */
 	/* deny_regex: a text message is held whole until it is judged. */
 	struct evbuffer		*p_text;	/* its unmasked payload */
 
@@ -121,6 +122,7 @@ struct wsg_session {
 	int				 s_close_code;	/* 0: none */
 	struct wsg_peer			*s_close_first;	/* side that closed first */
 	uint64_t			 s_close_out;	/* close went out, ms */
+	uint64_t			 s_closed_at;	/* session_close(), ms */
 	int				 s_logged;
 	int				 s_freeing;	/* free scheduled */
 	int				 s_server_held;	/* counted in srv_active */

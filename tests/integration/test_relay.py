@@ -424,6 +424,47 @@ def test_close_wait_spares_an_upstream_held_back_for_a_slow_reader(factory):
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_slow_reader_gets_its_close_frame_after_the_backlog(factory, tls):
+    """The gateway closes a session (here rate_messages) while megabytes
+    it relayed from the upstream wait for a client that reads slowly.
+    The client takes them all, then gets 1008 rate_messages.  After 2 s
+    of lingering the connection was cut: the client lost the last of the
+    data and the close frame, and saw an abnormal closure."""
+    import time
+    up = factory.raw_upstream(_send_then_wait(6 << 20))
+    gw = factory.gateway(routes=[("/echo", "echo", "rl")],
+                         upstreams={"echo": [up.addr]},
+                         policies={"rl": policy(rate_limit={
+                             "messages_per_connection": {
+                                 "rate": "1/m", "burst": 1}})},
+                         tls=tls)
+    c = gw.raw(rcvbuf=64 * 1024, timeout=30)
+    frames = 0
+    f = None
+    try:
+        c.upgrade("/echo")
+        time.sleep(0.5)                 # the gateway holds a backlog
+        c.send_frame(wsproto.OP_TEXT, b"one", mask=True)
+        c.send_frame(wsproto.OP_TEXT, b"two", mask=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.1)             # about 640 KiB/s at most
+            f = c.read_frame(10)
+            assert f is not None, "EOF after %d frames; %r" % (
+                frames, gw.entries())
+            if f.opcode != wsproto.OP_BINARY:
+                break
+            frames += 1
+    finally:
+        c.close()
+    assert (f.opcode, f.close_code, f.close_reason) == \
+        (wsproto.OP_CLOSE, 1008, b"rate_messages"), f
+    e = gw.wait_entry(client_port=c.local_port, timeout=10)
+    assert (e["reason"], e["close_code"]) == ("rate_messages", 1008), e
+    assert frames == e["frames_out"], (frames, e)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_a_side_paused_for_a_reader_that_takes_nothing_idles(factory, tls):
     """The other half of the rule above: a client that takes nothing at
     all holds the upstream back for good, and the session ends after the
