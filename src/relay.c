@@ -280,7 +280,8 @@ relay_pause(struct wsg_peer *p)
 
 /*
  * messages_per_connection (data messages and pings/pongs) and
- * bytes_per_connection, on what the client sends.  Returns -1 once the
+ * bytes_per_connection (every frame but the close), on what the client
+ * sends.  Returns -1 once the
  * session was closed for it.
  */
 static int
@@ -298,9 +299,13 @@ relay_rate(struct wsg_peer *p)
 		session_fail(p->p_session, "rate_messages", 1008, 1008, 1001);
 		return (-1);
 	}
-	/* An empty frame costs a byte, or empty continuations were free. */
-	if (!bucket_take(&p->p_byte_bucket, &rc->rc_bytes,
-	    f->f_len > 0 ? f->f_len : 1, now)) {
+	/*
+	 * An empty frame costs a byte, or empty continuations were free.  A
+	 * close frame costs nothing: a client sends one, and one that spent
+	 * its bytes may still end the session with its own code.
+	 */
+	if (f->f_opcode != WSG_OP_CLOSE && !bucket_take(&p->p_byte_bucket,
+	    &rc->rc_bytes, f->f_len > 0 ? f->f_len : 1, now)) {
 		log_info("conn %llu: byte rate exceeded",
 		    (unsigned long long)p->p_session->s_id);
 		session_fail(p->p_session, "rate_bytes", 1008, 1008, 1001);

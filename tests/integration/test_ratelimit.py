@@ -271,6 +271,29 @@ def test_bytes_per_connection_closes_frame_over_the_burst(gw, up):
              what="wsgate_closes_total{rate_bytes} += 1")
 
 
+def test_bytes_per_connection_lets_a_spent_client_close(gw, up):
+    """A client that has spent its whole byte burst can still close: its
+    close frame is not counted (messages_per_connection does not count it
+    either, and a client sends only one), so the backend gets the
+    client's own code, not 1001 for a rate_bytes close."""
+    c, _ = http_upgrade(gw, B("/bytes"))
+    try:
+        c.send(wsproto.encode_frame(BIN, b"s" * 1024) +
+               wsproto.encode_frame(wsproto.OP_CLOSE,
+                                    wsproto.close_payload(4001, "done")))
+        close, _ = c.read_close(5)
+        assert (close.close_code, close.close_reason) == (4001, b"done"), \
+            close
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 4001), e
+    conn = up.wait_conns(1)[0]
+    wait_for(lambda: conn.close_frames(), 5, what="upstream close frame")
+    assert [len(f.payload) for f in data_frames(conn)] == [1024]
+    assert conn.close_frames()[0].close_code == 4001, conn.frames
+
+
 def test_bytes_per_connection_refills(gw, up):
     c, _ = http_upgrade(gw, B("/bytes"))
     try:
