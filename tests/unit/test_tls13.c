@@ -642,6 +642,12 @@ check_crafted(SSL_CTX *sctx, int kase)
 		CHECK_INT(ERR_GET_REASON(err), SSL_R_DATA_LENGTH_TOO_LONG);
 		CHECK_INT(evbuffer_get_length(in), 0);
 		break;
+	case 11:
+		/* A KeyUpdate whose request_update is neither 0 nor 1. */
+		cli_send(p.cfd, seq++, "\x18\x00\x00\x01\x02", 5, 0x16, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_BAD_KEY_UPDATE);
+		break;
 	}
 done:
 	tls13_free(t);
@@ -1010,7 +1016,7 @@ main(void)
 		    SSL_R_UNEXPECTED_RECORD, 10);
 		check_update_flood(s13);
 		check_update_bursts(s13);
-		for (k = 0; k <= 10; k++)
+		for (k = 0; k <= 11; k++)
 			check_crafted(s13, k);
 		check_tls12(s12);
 		check_pending(s13);
