@@ -648,6 +648,14 @@ check_crafted(SSL_CTX *sctx, int kase)
 		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
 		CHECK_INT(ERR_GET_REASON(err), SSL_R_BAD_KEY_UPDATE);
 		break;
+	case 12:
+		/* user_canceled is a warning: what follows it still counts. */
+		cli_send(p.cfd, seq++, "\x01\x5a", 2, 0x15, 0);
+		cli_send(p.cfd, seq++, "still", 5, 0x17, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 5, &err), 0);
+		CHECK(evbuffer_get_length(in) == 5 &&
+		    memcmp(evbuffer_pullup(in, -1), "still", 5) == 0);
+		break;
 	}
 done:
 	tls13_free(t);
@@ -1016,7 +1024,7 @@ main(void)
 		    SSL_R_UNEXPECTED_RECORD, 10);
 		check_update_flood(s13);
 		check_update_bursts(s13);
-		for (k = 0; k <= 11; k++)
+		for (k = 0; k <= 12; k++)
 			check_crafted(s13, k);
 		check_tls12(s12);
 		check_pending(s13);
