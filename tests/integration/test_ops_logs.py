@@ -298,3 +298,21 @@ def test_a_short_log_write_does_not_spoil_the_next_line(factory):
     line = wait_for(last_line, 5, what="the next access-log line")
     e = json.loads(line)
     assert (e["client_port"], e["reason"]) == (p, "no_route"), e
+
+
+def test_a_backslash_is_escaped_in_the_access_log(factory):
+    """A backslash the client sent (here in its Origin) is written as
+    \\\\: left alone, a JSON reader would take it and the character after
+    it as an escape and get other text, or no entry."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    c = gw.raw()
+    try:
+        c.send(rawclient.build_request(
+            "/nope", extra=[("Origin", "https://a.example\\u0041\\")]))
+        assert c.http_response().status == 404
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["origin"] == "https://a.example\\u0041\\", e
