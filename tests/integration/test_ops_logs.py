@@ -316,3 +316,23 @@ def test_a_backslash_is_escaped_in_the_access_log(factory):
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert e["origin"] == "https://a.example\\u0041\\", e
+
+
+def test_a_tab_is_escaped_in_the_access_log(factory):
+    """A control character the client sent (a tab is allowed inside a
+    header value) is written as \\u0009: raw, the line is not JSON."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]})
+    c = gw.raw()
+    try:
+        c.send(rawclient.build_request(
+            "/nope", extra=[("Origin", "https://a.example/x\ty")]))
+        assert c.http_response().status == 404
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["origin"] == "https://a.example/x\ty", e
+    line = [ln for ln in gw.access_log.read_bytes().splitlines()
+            if b'"client_port":%d,' % c.local_port in ln]
+    assert len(line) == 1 and b"\t" not in line[0], line
