@@ -256,6 +256,18 @@ def test_admin_ignores_empty_lines_before_the_request_line(factory):
     assert gw.alive()
 
 
+def test_admin_answers_an_http_1_0_request(factory):
+    """wsgate.8: the request line may end in HTTP/1.0 (a load balancer's
+    health check often sends it, without a Host); HTTP/2.0 gets 400."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    assert admin_raw(gw, b"GET /healthz HTTP/1.0\r\n\r\n") == \
+        (200, "ok\n")
+    assert admin_raw(gw, b"GET /healthz HTTP/2.0\r\n\r\n")[0] == 400
+    assert gw.alive()
+
+
 def test_admin_request_must_arrive_in_time(factory):
     """An admin request has 10 s to arrive whole, as a WebSocket client
     has its handshake_timeout: one trickled a byte a second (each byte
