@@ -72,6 +72,28 @@ def test_sigusr1_says_when_a_log_cannot_be_reopened(echo_gateway):
     assert gw.proc.poll() is None
 
 
+def test_sigusr1_says_when_the_error_log_cannot_be_reopened(echo_gateway):
+    """The error log's own path failing is reported too (in the error
+    log still open), not only the access log's."""
+    gw = echo_gateway
+    old_error = gw.error_log.with_name("error.log.1")
+    gw.error_log.rename(old_error)
+    gw.error_log.mkdir()
+    try:
+        gw.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "log files not all reopened" in
+                 old_error.read_text(), 5,
+                 what="'log files not all reopened' in the old error.log")
+    finally:
+        # the log dump of a failed test reads the error log's path
+        text = old_error.read_text()
+        gw.error_log.rmdir()
+        old_error.rename(gw.error_log)
+    assert "cannot reopen error log %s" % gw.error_log in text, text
+    assert "log files reopened" not in text, text
+    assert gw.proc.poll() is None
+
+
 def test_route_with_a_quote_is_logged_as_json(factory):
     """A route path may hold '"' (a request target may); the access log
     escapes it like every other string, prefix star included."""
