@@ -436,6 +436,30 @@ def test_reload_with_a_log_file_it_cannot_open_fails(factory, which):
     assert not bad.exists()
 
 
+def test_reload_applies_the_new_log_level(factory):
+    """wsgate.8: after a reload the logs go on "with the new level": from
+    debug to info, a new session's debug lines are no longer written."""
+    a = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [a.addr]})
+
+    async def go():
+        async with gw.connect() as ws:
+            await ws.send("who")
+            assert await asyncio.wait_for(ws.recv(), 5) == "a:who"
+            return ws.transport.get_extra_info("sockname")[1]
+    e = gw.wait_entry(client_port=run(go(), timeout=15))
+    assert "debug: conn %d: upgraded" % e["id"] in gw.error_text()
+    cfg = copy.deepcopy(gw.config)
+    cfg["log"]["level"] = "info"
+    gw.write_config(cfg)
+    gw.reload()
+    e = gw.wait_entry(client_port=run(go(), timeout=15))
+    assert e["status"] == 101, e
+    after = gw.error_text().split("reload done")[-1]
+    assert "debug: conn %d:" % e["id"] not in after, after
+
+
 def test_second_reload_before_a_busy_worker_keeps_a_new_listener(factory):
     """Two SIGHUPs while the worker is busy (here: blocked writing its
     access log to a pipe nobody reads yet): the first adds a listener, the
