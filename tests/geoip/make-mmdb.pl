@@ -2,7 +2,7 @@
 #
 # Write a small MaxMind DB "Country" database for the tests:
 #
-#	make-mmdb.pl [-t TYPE] OUT.mmdb NETWORK/PREFIX=VALUE ...
+#	make-mmdb.pl [-4] [-t TYPE] OUT.mmdb NETWORK/PREFIX=VALUE ...
 #	make-mmdb.pl OUT.mmdb 127.0.0.0/24=DE 10.0.0.0/8=KP ::1/128=FR
 #
 # VALUE is one of
@@ -12,7 +12,8 @@
 # CC is written as given (any 1-16 printable characters), so tests can
 # also store malformed codes.  Later arguments override earlier ones where
 # networks overlap.  -t sets the metadata database_type (default
-# "WSGate-Test-Country").
+# "WSGate-Test-Country").  -4 writes an IPv4-only tree (ip_version 4), in
+# which no IPv6 address, IPv4-mapped or not, can be looked up.
 #
 # The tree is IPv6 with IPv4 aliased into it (as in the GeoLite2 files), so
 # IPv4 networks, IPv6 networks and IPv4-mapped addresses all resolve.
@@ -30,11 +31,17 @@ use warnings;
 use MaxMind::DB::Writer::Tree;
 
 sub usage {
-	print STDERR "usage: $0 [-t TYPE] OUT.mmdb NETWORK/PREFIX=VALUE ...\n";
+	print STDERR "usage: $0 [-4] [-t TYPE] OUT.mmdb " .
+	    "NETWORK/PREFIX=VALUE ...\n";
 	exit 2;
 }
 
 my $type = 'WSGate-Test-Country';
+my $v4 = 0;
+if (@ARGV >= 1 && $ARGV[0] eq '-4') {
+	$v4 = 1;
+	shift(@ARGV);
+}
 if (@ARGV >= 2 && $ARGV[0] eq '-t') {
 	(undef, $type) = splice(@ARGV, 0, 2);
 }
@@ -53,12 +60,12 @@ my %types = (
 );
 
 my $tree = MaxMind::DB::Writer::Tree->new(
-	ip_version		=> 6,
+	ip_version		=> $v4 ? 4 : 6,
 	record_size		=> 24,
 	database_type		=> $type,
 	languages		=> ['en'],
 	description		=> { en => 'wsgate test country database' },
-	alias_ipv6_to_ipv4	=> 1,
+	alias_ipv6_to_ipv4	=> $v4 ? 0 : 1,
 	remove_reserved_networks => 0,
 	map_key_type_callback	=> sub { $types{ $_[0] } },
 );

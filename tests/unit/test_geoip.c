@@ -49,9 +49,12 @@ static const char *const test_networks[] = {
 static char	 tmpdir[256];
 static char	 script[1024];
 
-/* Run make-mmdb.pl with perl; exit the test loudly if it fails. */
+/*
+ * Run make-mmdb.pl with perl (an IPv4-only tree if v4); exit the test
+ * loudly if it fails.
+ */
 static void
-make_mmdb(const char *type, const char *out, const char *const *nets)
+make_mmdb(int v4, const char *type, const char *out, const char *const *nets)
 {
 	const char	*argv[32];
 	pid_t		 pid;
@@ -59,6 +62,8 @@ make_mmdb(const char *type, const char *out, const char *const *nets)
 
 	argv[argc++] = "perl";
 	argv[argc++] = script;
+	if (v4)
+		argv[argc++] = "-4";
 	if (type != NULL) {
 		argv[argc++] = "-t";
 		argv[argc++] = type;
@@ -315,12 +320,12 @@ test_open_errors(const char *good, int have_script)
 	}
 	/* a database without countries (ASN, ISP) is refused ... */
 	snprintf(path, sizeof(path), "%s/asn.mmdb", tmpdir);
-	make_mmdb("GeoLite2-ASN", path, asn_nets);
+	make_mmdb(0, "GeoLite2-ASN", path, asn_nets);
 	check_open_fails(path, "database type \"GeoLite2-ASN\" has no "
 	    "country data");
 	/* ... a City one is fine */
 	snprintf(path, sizeof(path), "%s/city.mmdb", tmpdir);
-	make_mmdb("GeoIP2-City", path, asn_nets);
+	make_mmdb(0, "GeoIP2-City", path, asn_nets);
 	g = geoip_open(path, err, sizeof(err));
 	CHECK(g != NULL);
 	if (g != NULL) {
@@ -355,7 +360,7 @@ cleanup(void)
 {
 	static const char *const names[] = {
 		"test.mmdb", "text.mmdb", "empty.mmdb", "cut.mmdb",
-		"asn.mmdb", "city.mmdb",
+		"asn.mmdb", "city.mmdb", "v4.mmdb",
 	};
 	char	path[512];
 	size_t	i;
@@ -365,6 +370,32 @@ cleanup(void)
 		unlink(path);
 	}
 	rmdir(tmpdir);
+}
+
+/*
+ * An IPv4-only database (ip_version 4, as some vendors ship): an IPv4
+ * client that a dual-stack listener sees as ::ffff:a.b.c.d still gets its
+ * country; a real IPv6 address is unknown, not an error.
+ */
+static void
+test_ipv4_only(void)
+{
+	static const char *const nets[] = { "127.0.0.0/24=DE", NULL };
+	struct wsg_geoip	*g;
+	char			 path[512], err[512];
+
+	snprintf(path, sizeof(path), "%s/v4.mmdb", tmpdir);
+	make_mmdb(1, NULL, path, nets);
+	if ((g = geoip_open(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "test_geoip: %s\n", err);
+		CHECK(!"open the IPv4-only database");
+		return;
+	}
+	check_lookup(g, "127.0.0.1", 1, "DE");
+	check_lookup(g, "::ffff:127.0.0.1", 1, "DE");
+	check_lookup(g, "::ffff:192.0.2.1", 0, NULL);
+	check_lookup(g, "::1", 0, NULL);
+	geoip_close(g);
 }
 
 int
@@ -392,7 +423,7 @@ main(void)
 		have_script = 0;
 	} else {
 		snprintf(db, sizeof(db), "%s/test.mmdb", tmpdir);
-		make_mmdb(NULL, db, test_networks);
+		make_mmdb(0, NULL, db, test_networks);
 		have_script = 1;
 	}
 
@@ -406,6 +437,8 @@ main(void)
 		geoip_close(g);
 	}
 	test_open_errors(db, have_script);
+	if (have_script)
+		test_ipv4_only();
 	test_code_valid();
 	return unit_done("test_geoip");
 }
