@@ -268,6 +268,27 @@ def test_admin_answers_an_http_1_0_request(factory):
     assert gw.alive()
 
 
+def test_admin_head_of_8_kib_is_answered_one_byte_more_is_431(factory):
+    """wsgate.8: a request head over 8 KiB gets 431; every byte counts,
+    line ends and the empty line included."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+
+    def head(size):
+        start = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        lines = b""
+        while len(start) + len(lines) + 2 < size:
+            n = min(100, size - len(start) - len(lines) - 2 - 7)
+            lines += b"X-P: " + b"a" * max(n, 1) + b"\r\n"
+        h = start + lines + b"\r\n"
+        assert len(h) == size, (len(h), size)
+        return h
+    assert admin_raw(gw, head(8192)) == (200, "ok\n")
+    assert admin_raw(gw, head(8193))[0] == 431
+    assert gw.alive()
+
+
 def test_admin_request_must_arrive_in_time(factory):
     """An admin request has 10 s to arrive whole, as a WebSocket client
     has its handshake_timeout: one trickled a byte a second (each byte
