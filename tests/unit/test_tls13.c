@@ -343,6 +343,14 @@ check_suite(SSL_CTX *sctx, const char *suite)
 	(void)SSL_shutdown(p.c);
 	CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_EOF);
 	tls13_close_notify(t, p.sfd);
+	/* Nothing is sealed after it: data to send is refused. */
+	evbuffer_drain(out, evbuffer_get_length(out));
+	evbuffer_add(out, "late", 4);
+	sent = 0;
+	CHECK_INT(tls13_write(t, p.sfd, out, SIZE_MAX, &sent, &err),
+	    TLS13_ERROR);
+	CHECK_INT(ERR_GET_REASON(err), SSL_R_PROTOCOL_IS_SHUTDOWN);
+	CHECK_INT(sent, 0);
 	CHECK_INT(SSL_read(p.c, back, 1), 0);
 	CHECK_INT(SSL_get_error(p.c, 0), SSL_ERROR_ZERO_RETURN);
 	tls13_free(t);
