@@ -96,6 +96,24 @@ class UpConn:
     def send(self, data):
         self.sock.sendall(data)
 
+    def send_counted(self, data, timeout=60.0):
+        """Send data as fast as the socket takes it, self.sent counting
+        what the kernel accepted (how far a slow reader let it get).
+        False on a stop, an error or the timeout before the end."""
+        view = memoryview(data)
+        self.sent = 0
+        deadline = time.monotonic() + timeout
+        while self.sent < len(view):
+            if time.monotonic() > deadline or self.up.stopping.is_set():
+                return False
+            try:
+                self.sent += self.sock.send(view[self.sent:])
+            except socket.timeout:
+                continue
+            except OSError:
+                return False
+        return True
+
     def accept_101(self, protocol=None, extra=b"", after=b""):
         """Send a correct 101 (extra: more header lines), and after it,
         in the same write, the bytes after."""

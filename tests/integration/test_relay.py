@@ -296,16 +296,8 @@ def _send_then_wait(total, chunk=64 * 1024):
         c.accept_101()
         frame = wsproto.encode_frame(wsproto.OP_BINARY, b"\x5a" * chunk,
                                      mask=False)
-        view = memoryview(frame * (total // chunk))
-        deadline = time.monotonic() + 60
-        while c.sent < len(view) and time.monotonic() < deadline and \
-                not c.up.stopping.is_set():
-            try:
-                c.sent += c.sock.send(view[c.sent:])
-            except socket.timeout:
-                continue
-            except OSError:
-                return
+        if not c.send_counted(frame * (total // chunk)):
+            return
         deadline = time.monotonic() + 30
         while c.read_frame(max(0.01, deadline - time.monotonic())):
             pass
@@ -377,18 +369,9 @@ def test_close_wait_spares_an_upstream_held_back_for_a_slow_reader(factory):
             return
         frame = wsproto.encode_frame(wsproto.OP_BINARY, b"\x5a" * chunk,
                                      mask=False)
-        view = memoryview(frame * (total // chunk) + wsproto.encode_frame(
-            wsproto.OP_CLOSE, f.payload, mask=False))
-        deadline = time.monotonic() + 60
-        while c.sent < len(view) and time.monotonic() < deadline and \
-                not c.up.stopping.is_set():
-            try:
-                c.sent += c.sock.send(view[c.sent:])
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-        c.drain(10)
+        if c.send_counted(frame * (total // chunk) + wsproto.encode_frame(
+                wsproto.OP_CLOSE, f.payload, mask=False)):
+            c.drain(10)
 
     up = factory.raw_upstream(behavior)
     gw = factory.gateway(routes=[("/echo", "echo", "idle")],
