@@ -209,7 +209,6 @@ def test_wall_clock_step_does_not_close_a_session_early(factory, tmp_path):
     import os
     import shutil
     import subprocess
-    import time
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler for the clock shim")
@@ -255,7 +254,6 @@ def test_a_frame_still_arriving_is_not_idle(factory, size):
     """A frame whose bytes trickle in for longer than the idle timeout is
     traffic: buffered whole (up to 256 KiB) or streamed (above), it is
     relayed, not cut off as idle_timeout."""
-    import time
     up = factory.raw_upstream(rawup.ws_echo)
     gw = factory.gateway(
         routes=[("/echo", "echo", "slow")], upstreams={"echo": [up.addr]},
@@ -290,7 +288,6 @@ def _send_then_wait(total, chunk=64 * 1024):
     chunk bytes as fast as the socket takes them (c.sent counts what the
     kernel accepted), then keep reading."""
     def behavior(c):
-        import time
         if not c.read_head():
             return
         c.accept_101()
@@ -304,6 +301,27 @@ def _send_then_wait(total, chunk=64 * 1024):
     return behavior
 
 
+def _read_slowly(gw, c, pause, slow_for, limit=40):
+    """Read data frames, sleeping pause before each for the first slow_for
+    seconds (a slow reader), until a frame that is not binary data, within
+    limit seconds.  Returns (bytes, frames, that last frame)."""
+    got = frames = 0
+    f = None
+    slow = time.monotonic() + slow_for
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if time.monotonic() < slow:
+            time.sleep(pause)
+        f = c.read_frame(10)
+        assert f is not None, "EOF after %d bytes in %d frames; %r" % (
+            got, frames, gw.entries())
+        if f.opcode != wsproto.OP_BINARY:
+            break
+        got += len(f.payload)
+        frames += 1
+    return got, frames, f
+
+
 def test_a_side_paused_for_a_slow_reader_is_not_idle(factory):
     """The upstream sends more than the kernel and the gateway hold for a
     client that reads steadily but slowly for 4 s, so the gateway stops
@@ -312,7 +330,6 @@ def test_a_side_paused_for_a_slow_reader_is_not_idle(factory):
     client, which reads fast from then on, and only then the idle close.
     The session was closed as idle_timeout a second in, and the client
     never got what the upstream still had to send."""
-    import time
     total = 6 << 20
     up = factory.raw_upstream(_send_then_wait(total))
     gw = factory.gateway(routes=[("/echo", "echo", "idle")],
@@ -320,27 +337,16 @@ def test_a_side_paused_for_a_slow_reader_is_not_idle(factory):
                          policies={"idle": policy(timeouts={"idle": "1s"})},
                          tls=False)
     c = gw.raw(rcvbuf=64 * 1024, timeout=30)
-    got = 0
-    f = None
     try:
         c.upgrade("/echo")
-        slow = time.monotonic() + 4
-        deadline = time.monotonic() + 30
-        while got < total and time.monotonic() < deadline:
-            if time.monotonic() < slow:
-                time.sleep(0.1)         # about 640 KiB/s at most
-            f = c.read_frame(10)
-            assert f is not None, "EOF after %d of %d bytes" % (got, total)
-            if f.opcode != wsproto.OP_BINARY:
-                break
-            got += len(f.payload)
-        assert got == total, "%r after %d of %d bytes; %r" % (
-            f, got, total, gw.entries())
-        f, others = c.read_close(10)
-        assert others == [], others[:3]
+        # about 640 KiB/s for 4 s, then as fast as it comes
+        got, _, f = _read_slowly(gw, c, 0.1, 4)
     finally:
         c.close()
-    assert (f.close_code, f.close_reason) == (1001, b"idle_timeout"), f
+    assert got == total, "%r after %d of %d bytes; %r" % (
+        f, got, total, gw.entries())
+    assert (f.opcode, f.close_code, f.close_reason) == \
+        (wsproto.OP_CLOSE, 1001, b"idle_timeout"), f
     e = gw.wait_entry(client_port=c.local_port, timeout=10)
     assert (e["reason"], e["close_code"]) == ("idle_timeout", 1001), e
     assert e["frames_out"] == total // (64 * 1024), e
@@ -356,7 +362,6 @@ def test_close_wait_spares_an_upstream_held_back_for_a_slow_reader(factory):
     silent: the 5 s wait for the answer must not run out while the client
     takes bytes.  It did, and the client got part of the data and no
     close frame."""
-    import time
     total = 6 << 20
     chunk = 64 * 1024
 
@@ -379,23 +384,12 @@ def test_close_wait_spares_an_upstream_held_back_for_a_slow_reader(factory):
                          policies={"idle": policy(timeouts={"idle": "60s"})},
                          tls=False)
     c = gw.raw(rcvbuf=64 * 1024, timeout=30)
-    got = 0
-    f = None
     try:
         c.upgrade("/echo")
         c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000, "bye"),
                      mask=True)
-        slow = time.monotonic() + 8
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            if time.monotonic() < slow:
-                time.sleep(0.8)         # a 64 KiB frame each: 80 KiB/s
-            f = c.read_frame(10)
-            assert f is not None, "EOF after %d of %d bytes; %r" % (
-                got, total, gw.entries())
-            if f.opcode != wsproto.OP_BINARY:
-                break
-            got += len(f.payload)
+        # a 64 KiB frame each 0.8 s (80 KiB/s) for 8 s
+        got, _, f = _read_slowly(gw, c, 0.8, 8)
     finally:
         c.close()
     assert got == total, "%r after %d of %d bytes" % (f, got, total)
@@ -413,7 +407,6 @@ def test_a_slow_reader_gets_its_close_frame_after_the_backlog(factory, tls):
     The client takes them all, then gets 1008 rate_messages.  After 2 s
     of lingering the connection was cut: the client lost the last of the
     data and the close frame, and saw an abnormal closure."""
-    import time
     up = factory.raw_upstream(_send_then_wait(6 << 20))
     gw = factory.gateway(routes=[("/echo", "echo", "rl")],
                          upstreams={"echo": [up.addr]},
@@ -422,22 +415,13 @@ def test_a_slow_reader_gets_its_close_frame_after_the_backlog(factory, tls):
                                  "rate": "1/m", "burst": 1}})},
                          tls=tls)
     c = gw.raw(rcvbuf=64 * 1024, timeout=30)
-    frames = 0
-    f = None
     try:
         c.upgrade("/echo")
         time.sleep(0.5)                 # the gateway holds a backlog
         c.send_frame(wsproto.OP_TEXT, b"one", mask=True)
         c.send_frame(wsproto.OP_TEXT, b"two", mask=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            time.sleep(0.1)             # about 640 KiB/s at most
-            f = c.read_frame(10)
-            assert f is not None, "EOF after %d frames; %r" % (
-                frames, gw.entries())
-            if f.opcode != wsproto.OP_BINARY:
-                break
-            frames += 1
+        # about 640 KiB/s at most
+        _, frames, f = _read_slowly(gw, c, 0.1, 30, limit=30)
     finally:
         c.close()
     assert (f.opcode, f.close_code, f.close_reason) == \
