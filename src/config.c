@@ -2263,6 +2263,10 @@ config_geoip_db(struct config_ctx *x, const struct config_slot *s,
 		    sizeof(err))) == NULL)
 			errors_add(x->x_errs, x->x_file, config_line(n),
 			    config_col(n), "database: %s", err);
+		else if (geoip_ipv4_only(pol->pol_geoip))
+			errors_warn(x->x_errs, x->x_file, config_line(n),
+			    config_col(n), "database: %s has IPv4 networks "
+			    "only: every IPv6 client is unknown", path);
 	}
 	free(path);
 }

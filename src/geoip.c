@@ -299,6 +299,12 @@ geoip_country(const struct wsg_geoip *g, const struct sockaddr *sa,
 
 /* A config value for allow_countries/deny_countries: "DE", not "de". */
 int
+geoip_ipv4_only(const struct wsg_geoip *g)
+{
+	return (g->g_mmdb.metadata.ip_version == 4);
+}
+
+int
 geoip_country_code_valid(const char *s)
 {
 	if (s == NULL)

@@ -24,6 +24,9 @@ struct wsg_geoip	*geoip_open(const char *, char *, size_t);
 /* Unmap and free; NULL is a no-op. */
 void			 geoip_close(struct wsg_geoip *);
 
+/* Whether the database holds IPv4 networks only (its ip_version is 4). */
+int			 geoip_ipv4_only(const struct wsg_geoip *);
+
 /*
  * The ISO 3166-1 alpha-2 country of an AF_INET or AF_INET6 address
  * (IPv4-mapped IPv6 included), from country.iso_code or else

@@ -831,12 +831,15 @@ def assert_not_logged(gw, secret):
         assert secret not in text, "token written to %s" % path
 
 
-def make_mmdb(out, *specs):
+def make_mmdb(out, *specs, ipv4_only=False):
     """A small MaxMind DB from tests/geoip/make-mmdb.pl, as in
-    make_mmdb(path, "127.0.0.0/24=DE", "::1/128=FR").  A missing writer
-    (Debian's libmaxmind-db-writer-perl) fails the test; it does not skip."""
+    make_mmdb(path, "127.0.0.0/24=DE", "::1/128=FR"); ipv4_only writes an
+    IPv4 tree (ip_version 4).  A missing writer (Debian's
+    libmaxmind-db-writer-perl) fails the test; it does not skip."""
     p = subprocess.run(["perl", str(REPO / "tests" / "geoip" /
-                                    "make-mmdb.pl"), str(out)] + list(specs),
+                                    "make-mmdb.pl")] +
+                       (["-4"] if ipv4_only else []) + [str(out)] +
+                       list(specs),
                        capture_output=True, text=True, timeout=60,
                        stdin=subprocess.DEVNULL)
     if p.returncode != 0:

@@ -27,6 +27,7 @@ def keys(tmp_path_factory):
     (d / "short.secret").write_bytes(b"x" * 31)
     (d / "good.secret").write_bytes(b"y" * 32 + b"\n")
     make_mmdb(d / "geo.mmdb", "127.0.0.0/24=DE")
+    make_mmdb(d / "geo4.mmdb", "127.0.0.0/24=DE", ipv4_only=True)
     # the first node of the search tree points past the end of the file
     data = bytearray((d / "geo.mmdb").read_bytes())
     data[0:6] = b"\xff" * 6
@@ -179,6 +180,9 @@ def test_unreadable_client_ca_is_reported(tmp_path, certs, client_ssl):
 @pytest.mark.parametrize("pol,want", [
     (lambda k: policy(origin={"allow": []}), r"origin"),
     (lambda k: policy(ip={"allow": ["10.1.2.3/8"]}), r"10\.1\.2\.3/8"),
+    (lambda k: policy(geoip={"database": str(k / "geo4.mmdb"),
+                             "allow_countries": ["DE"]}),
+     r"database: .*geo4\.mmdb has IPv4 networks only"),
 ])
 def test_risky_settings_warn_but_load(tmp_path, certs, client_ssl, keys, pol,
                                       want):
