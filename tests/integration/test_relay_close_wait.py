@@ -6,6 +6,8 @@ asked for: that side gets its own code back, and the log says it closed."""
 
 import time
 
+import jwt
+
 import rawclient
 import wsproto
 from conftest import policy, wait_for
@@ -192,4 +194,44 @@ def test_a_side_still_sending_before_its_answer_is_not_cut_off(factory):
     assert f.close_code == 4000, f
     e = gw.wait_entry(client_port=c.local_port)
     assert e["reason"] == "client_closed" and e["close_code"] == 4000, e
+    c.close()
+
+
+SECRET = b"wsgate-close-wait-tests-hmac-secret-0123456789ab"
+
+
+def test_token_expiring_while_a_client_close_waits(factory, tmp_path):
+    """The token runs out while the client's close waits for the
+    upstream's answer: the client gets 1008, the upstream no second close
+    frame, and the log says token_expired."""
+    key = tmp_path / "hmac.secret"
+    key.write_bytes(SECRET)
+    up = factory.raw_upstream(mute_after_101)
+    gw = factory.gateway(
+        routes=[("/c", "c", "jwt")], upstreams={"c": [up.addr]},
+        policies={"jwt": policy(
+            timeouts={"idle": IDLE},
+            auth={"header": "Authorization", "on_expiry": "close",
+                  "jwt": {"algorithms": ["HS256"], "key_file": str(key),
+                          "leeway": "0s"}})})
+    tok = jwt.encode({"sub": "eve", "exp": int(time.time()) + 2}, SECRET,
+                     algorithm="HS256")
+    c = gw.raw()
+    c.upgrade("/c", extra=[("Authorization", "Bearer " + tok)])
+    c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(4000, b"bye"))
+    (uc,) = up.wait_conns(1)
+    f, others = c.read_close(BOUND)
+    assert f.close_code == 1008 and not others, (f, others)
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("token_expired", 1008), e
+    assert uc.done.wait(10), "upstream connection still open"
+    rest = bytes(uc.data[uc.data.index(b"\r\n\r\n") + 4:])
+    got = []
+    for _ in range(8):
+        g, n = wsproto.decode_frame(rest)
+        if g is None:
+            break
+        rest = rest[n:]
+        got.append((g.opcode, g.close_code))
+    assert got == [(wsproto.OP_CLOSE, 4000)] and not rest, (got, rest)
     c.close()
