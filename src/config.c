@@ -827,6 +827,26 @@ config_parse_uint(const char *v, uint64_t *out)
 }
 
 /*
+ * An unquoted YAML 1.1 boolean where a path is expected, as in
+ * "access_log: false": meant as a switch, it would name a file.
+ */
+static int
+config_plain_bool(const yaml_node_t *n, const char *v)
+{
+	static const char *const words[] = { "true", "false", "yes", "no",
+	    "on", "off", "y", "n", NULL };
+	size_t			   i;
+
+	if (n == NULL || n->type != YAML_SCALAR_NODE ||
+	    n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return 0;
+	for (i = 0; words[i] != NULL; i++)
+		if (strcasecmp(v, words[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
  * Parse a scalar value of a leaf row and store it in obj.  n is NULL when
  * the table's default is being applied; then v is that default.
  */
@@ -846,6 +866,20 @@ config_store(struct config_ctx *x, const struct config_slot *s, void *obj,
 		if (*v == '\0') {
 			errors_add(x->x_errs, x->x_file, config_line(n),
 			    config_col(n), "%s: must not be empty", key);
+			return;
+		}
+		if ((s->s_flags & F_PATH) && (o->o_enum == NULL ||
+		    config_enum_index(o->o_enum, v) == -1) &&
+		    config_plain_bool(n, v)) {
+			if (o->o_enum != NULL)
+				config_fmt_choices(o->o_enum, choices,
+				    sizeof(choices));
+			errors_add(x->x_errs, x->x_file, config_line(n),
+			    config_col(n), "%s: unquoted '%s' reads as a "
+			    "boolean, not a path%s%s; quote it if it is a "
+			    "file name", key, v,
+			    o->o_enum != NULL ? "; the words are " : "",
+			    o->o_enum != NULL ? choices : "");
 			return;
 		}
 		if ((s->s_flags & F_PATH) && (o->o_enum == NULL ||

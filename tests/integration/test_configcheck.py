@@ -485,6 +485,12 @@ RANGE_PLACES = {
                       "    rate: 1/s\n    burst: {v}"),
 }
 
+# Where the path options test_value_syntax tries are written.
+PATH_PLACES = {
+    "access_log": ("main", "log:\n  access_log: {v}"),
+    "error_log": ("main", "log:\n  error_log: {v}"),
+}
+
 DURATION_MS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000}
 SIZE_BYTES = {"": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 
@@ -628,6 +634,15 @@ def test_documented_defaults_lie_in_their_ranges():
     ("workers", "18446744073709551617", "expected auto or a number from 1 "
      "to 256"),
     ("workers", "Auto", "got 'Auto'"),
+    # an unquoted YAML 1.1 boolean where a path goes is not a file name
+    ("access_log", "false", "unquoted 'false' reads as a boolean, not a "
+     "path; the words are stdout or off; quote it if it is a file name"),
+    ("access_log", "No", "unquoted 'No' reads as a boolean"),
+    ("access_log", "off", None),
+    ("access_log", "'false'", None),
+    ("error_log", "off", "unquoted 'off' reads as a boolean, not a path; "
+     "the words are stderr or syslog;"),
+    ("error_log", "falsehood.log", None),
 ] + [
     # YAML 1.1 booleans other than true and false are not booleans here
     ("proxy_protocol", v, None if v in ("true", "false", "'true'") else
@@ -638,7 +653,8 @@ def test_documented_defaults_lie_in_their_ranges():
 def test_value_syntax(tmp_path, key, value, want):
     """VALUE SYNTAX of wsgate.yaml(5): the forms a size, a duration, a
     number and a boolean take, and the ones refused at FILE:LINE:COL."""
-    place = RANGE_PLACES.get(key, ("listener", "    %s: {v}" % key))
+    place = {**RANGE_PLACES, **PATH_PLACES}.get(
+        key, ("listener", "    %s: {v}" % key))
     rc, out, path, line, col = check_value(tmp_path, place, key, value)
     if want is None:
         assert rc == 0, out
