@@ -401,6 +401,9 @@ static const char *const config_failures[] = {
 	    NONE, LC(lc_max_header_bytes), NULL, 0)			\
 	X(LISTENER, "proxy_protocol", BOOL, "false", 0, 0, NULL,	\
 	    NONE, LC(lc_proxy_protocol), NULL, 0)			\
+	X(LISTENER, "max_pending_per_ip", INT, "0", 0,			\
+	    WSG_RL_MAX_CONCURRENT, NULL,				\
+	    NONE, LC(lc_max_pending_per_ip), NULL, F_U64)		\
 	X(LISTENER, "trusted_proxies", LIST, NULL, 0,			\
 	    CONFIG_MAX_TRUSTED, NULL,					\
 	    NONE, LC(lc_trusted_proxies), config_cidrs, 0)		\

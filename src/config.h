@@ -129,6 +129,7 @@ struct wsg_listener_conf {
 	uint64_t		 lc_max_header_bytes;
 	char			*lc_client_ca;	/* NULL: no mTLS */
 	int			 lc_proxy_protocol;
+	uint64_t		 lc_max_pending_per_ip;	/* 0: no cap */
 	struct wsg_cidr		*lc_trusted_proxies;
 	size_t			 lc_ntrusted_proxies;
 	struct wsg_route	*lc_routes;

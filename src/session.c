@@ -210,6 +210,62 @@ session_start_client(struct wsg_session *s, int fd)
 }
 
 /*
+ * max_pending_per_ip: a connection counts for its listener and the
+ * client's address from accept until its request head has been read, in
+ * the per-address table that the policies' concurrent_per_ip uses, under
+ * a name no policy can have ("/" and the listen address).  Behind
+ * proxy_protocol it counts from its header on, for the address the
+ * header gives: before it the peer is the load balancer, whose every
+ * client would share its count.  An address the full table cannot hold
+ * is let through uncounted.  Returns 0 to go on, -1 when the connection
+ * was refused: closed, or on a plaintext listener answered 429.
+ */
+static int
+session_pending_admit(struct wsg_session *s, int fd)
+{
+	const struct wsg_listener_conf	*lc = s->s_listener;
+	struct wsg_ratelimit_conf	 rc;
+	char				 name[WSG_RL_MAX_POLICY + 1];
+	uint32_t			 retry;
+
+	if (lc->lc_max_pending_per_ip == 0)
+		return (0);
+	name[0] = '/';
+	units_format_addr((const struct sockaddr *)&lc->lc_addr, name + 1,
+	    sizeof(name) - 1);
+	if (rlkey_make(&s->s_pending_key, name,
+	    (struct sockaddr *)&s->s_addr, WSG_RL_DEFAULT_PREFIX) == -1)
+		return (0);
+	memset(&rc, 0, sizeof(rc));
+	rc.rc_concurrent = lc->lc_max_pending_per_ip;
+	rc.rc_ipv6_prefix = WSG_RL_DEFAULT_PREFIX;
+	if (rltable_admit(server_rltable(), &s->s_pending_key, &rc,
+	    ratelimit_now_ms(), &retry) != WSG_RL_CONCURRENT)
+		return (0);
+	log_info("conn %llu: refused: rate_concurrent: %s has %llu "
+	    "connections without a request head on %s",
+	    (unsigned long long)s->s_id, s->s_client_ip,
+	    (unsigned long long)lc->lc_max_pending_per_ip, lc->lc_name);
+	if (lc->lc_tls) {
+		session_close(s, "rate_concurrent");
+		return (-1);
+	}
+	/* Plaintext: a client that sends its request reads why. */
+	session_start_client(s, fd);
+	session_refuse(s, 429, "rate_concurrent", "Retry-After: 1\r\n");
+	return (-1);
+}
+
+/* Its request head has been read, or it closed: no longer pending. */
+static void
+session_pending_release(struct wsg_session *s)
+{
+	if (s->s_pending_key.k_tracked)
+		rltable_release(server_rltable(), &s->s_pending_key,
+		    ratelimit_now_ms());
+}
+
+/*
  * A PROXY protocol header comes before anything else, TLS included.  It is
  * peeked at (edge-triggered, so an unfinished header does not spin) and
  * only its own bytes are consumed, so the TLS layer starts exactly after.
@@ -256,6 +312,8 @@ session_proxy_cb(evutil_socket_t fd, short ev, void *arg)
 		    pi.pi_srclen, 1);
 	log_debug("conn %llu: PROXY header: client %s port %d",
 	    (unsigned long long)s->s_id, s->s_client_ip, s->s_client_port);
+	if (session_pending_admit(s, fd) == -1)
+		return;
 	session_wait_hello(s, fd);
 }
 
@@ -339,6 +397,8 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
 		}
 		return;
 	}
+	if (session_pending_admit(s, fd) == -1)
+		return;
 	session_wait_hello(s, fd);
 }
 
@@ -587,6 +647,8 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 	struct wsg_verdict		 v;
 	int				 r;
 
+	/* The head is read: the route's policy limits the address now. */
+	session_pending_release(s);
 	/* Every refusal from here on is logged with the client's address. */
 	session_identify(s, req);
 	s->s_path = session_strdup(req->path);
@@ -1017,6 +1079,7 @@ session_free(struct wsg_session *s)
 	if (s->s_rlkey.k_tracked)
 		rltable_release(server_rltable(), &s->s_rlkey,
 		    ratelimit_now_ms());
+	session_pending_release(s);
 	if (s->s_store_leased && s->s_worker->w_store != NULL)
 		store_release(s->s_worker->w_store, s->s_id);
 	if (s->s_admitted)
@@ -1248,6 +1311,7 @@ session_close(struct wsg_session *s, const char *reason)
 	s->s_state = WSG_S_CLOSED;
 	s->s_reason = reason;
 	s->s_closed_at = session_now_ms(s);
+	session_pending_release(s);
 	if (s->s_proxy_ev != NULL) {
 		event_free(s->s_proxy_ev);
 		s->s_proxy_ev = NULL;

@@ -130,6 +130,8 @@ struct wsg_session {
 	int				 s_draining;	/* shutdown is queued */
 	int				 s_admitted;	/* counted in admitted */
 	struct wsg_rlkey		 s_rlkey;	/* k_tracked: release */
+	struct wsg_rlkey		 s_pending_key;	/* max_pending_per_ip,
+							   likewise */
 	int				 s_store_pending;
 	int				 s_store_leased;
 

@@ -470,6 +470,7 @@ RANGE_PLACES = {
                   "  lease_ttl: {v}"),
     "handshake_timeout": ("listener", "    handshake_timeout: {v}"),
     "max_header_bytes": ("listener", "    max_header_bytes: {v}"),
+    "max_pending_per_ip": ("listener", "    max_pending_per_ip: {v}"),
     "connect_timeout": ("upstream", "    connect_timeout: {v}"),
     "fail_timeout": ("upstream", "    fail_timeout: {v}"),
     "leeway": ("policy", "auth:\n  jwt:\n    algorithms: [HS256]\n"

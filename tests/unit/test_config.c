@@ -218,7 +218,7 @@ test_good(void)
 	 */
 	CHECK_INT(e.e_nwarnings, 4);
 	if (e.e_nwarnings == 4) {
-		CHECK(strstr(e.e_warnings[0], ":40:15: warning: path: "
+		CHECK(strstr(e.e_warnings[0], ":41:15: warning: path: "
 		    "'/chat/admin' never matches: '/chat/*' above takes it "
 		    "first") != NULL);
 		CHECK(strstr(e.e_warnings[1], ": warning: route ") != NULL &&
@@ -289,6 +289,7 @@ test_good(void)
 	}
 	CHECK_INT(lc->lc_handshake_timeout_ms, 5000);
 	CHECK_INT(lc->lc_max_header_bytes, 16384);
+	CHECK_INT(lc->lc_max_pending_per_ip, 32);
 	CHECK_INT(lc->lc_nroutes, 3);
 	CHECK_STR(lc->lc_routes[0].rt_path, "/chat/*");
 	CHECK_INT(lc->lc_routes[0].rt_path_len, 6);
@@ -326,6 +327,7 @@ test_good(void)
 	CHECK_INT(lc->lc_ntrusted_proxies, 0);
 	CHECK_INT(lc->lc_handshake_timeout_ms, 10000);
 	CHECK_INT(lc->lc_max_header_bytes, 8192);
+	CHECK_INT(lc->lc_max_pending_per_ip, 0);
 	CHECK_INT(route_index(lc, "/"), 0);
 	CHECK_INT(route_index(lc, "/anything/at/all"), 0);
 
@@ -387,6 +389,7 @@ test_defaults(void)
 	CHECK(cf->c_listeners[0].lc_client_ca == NULL);
 	CHECK_INT(cf->c_listeners[0].lc_handshake_timeout_ms, 10000);
 	CHECK_INT(cf->c_listeners[0].lc_max_header_bytes, 8192);
+	CHECK_INT(cf->c_listeners[0].lc_max_pending_per_ip, 0);
 	CHECK_INT(cf->c_upstreams[0]->up_balance, WSG_BALANCE_ROUND_ROBIN);
 	CHECK_INT(cf->c_upstreams[0]->up_connect_timeout_ms, 5000);
 	CHECK_INT(cf->c_npolicies, 1);
