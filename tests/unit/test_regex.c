@@ -234,6 +234,23 @@ test_long_subject(void)
 	CHECK_INT(regex_match(re, big, n), -1);
 	regex_free(re);
 
+	/* A window that starts on a character's first byte keeps it. */
+	re = must_compile("\\x{e9}");
+	memset(big, 'x', n);
+	memcpy(big + w, "\xc3\xa9", 2);
+	CHECK_INT(regex_match(re, big, n), 1);
+	CHECK_INT(regex_match_flags(re, big, n, WSG_REGEX_VALID_UTF8), 1);
+	regex_free(re);
+
+	/* An anchored pattern is tried at the start only, not per window. */
+	re = must_compile("\\Gy");
+	memset(big, 'x', n);
+	big[w] = 'y';
+	CHECK_INT(regex_match(re, big, n), 0);
+	big[0] = 'y';
+	CHECK_INT(regex_match(re, big, n), 1);
+	regex_free(re);
+
 	memset(big, 'x', n);
 	re = must_compile("x$");
 	CHECK_INT(regex_match(re, big, n), 1);
