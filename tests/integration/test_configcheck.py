@@ -126,6 +126,17 @@ def test_default_config_path(tmp_path):
     assert (p.returncode == 0) == (m.group(2) == ": ok"), (p.returncode, out)
 
 
+def test_an_operand_is_a_usage_error(tmp_path, certs, client_ssl):
+    """wsgate takes no operand: a config named without -c is not checked
+    (or served) in place of the default one, and says how to call it."""
+    gw = make_config(tmp_path, certs, client_ssl)
+    p = subprocess.run([WSGATE, "-t", str(gw.cfg_path)], capture_output=True,
+                       text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert p.stdout == ""
+    assert p.stderr.startswith("usage: wsgate "), p.stderr
+
+
 @pytest.mark.parametrize("what", ["missing", "empty", "directory"])
 def test_whole_file_errors_keep_the_position_form(tmp_path, what):
     """An error about the whole file has no line of its own; it printed as
