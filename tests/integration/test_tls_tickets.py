@@ -77,6 +77,8 @@ def test_tickets_survive_a_reload(factory, certs, version):
     st, reused, sess, _ = upgrade(gw, ctx)
     assert (st, reused) == (OK, False)
     assert sess.has_ticket
+    # wsgate(8): tickets, TLS 1.2's as well, live two hours
+    assert sess.ticket_lifetime_hint == 7200, sess.ticket_lifetime_hint
     st, reused, _, _ = upgrade(gw, ctx, sess)
     assert (st, reused) == (OK, True)
     gw.reload()
@@ -265,6 +267,15 @@ def test_new_secret_at_a_reload(factory, certs, tmp_path):
     st, reused, _, _ = upgrade(gw, ctx, new)
     assert (st, reused) == (OK, True)
 
+    # No secret any more: random keys, and the log says it was removed.
+    del gw.config["tls_ticket_secret"]
+    gw.write_config()
+    gw.reload()
+    assert "reload: new TLS ticket keys (tls_ticket_secret removed): " \
+        "tickets issued before no longer resume" in gw.error_text()
+    st, reused, _, _ = upgrade(gw, ctx, new)
+    assert (st, reused) == (OK, False)
+
 
 def check_config(gw):
     p = subprocess.run([WSGATE, "-t", "-c", str(gw.cfg_path)],
@@ -301,6 +312,10 @@ def test_secret_file_errors(factory, certs, tmp_path):
     rc, out = check_config(gw)
     assert rc == 0, out
     assert "can be read by other users (mode 644)" in out, out
+    path.chmod(0o640)               # the file's group counts too
+    rc, out = check_config(gw)
+    assert rc == 0, out
+    assert "can be read by other users (mode 640)" in out, out
     path.chmod(0o600)
     rc, out = check_config(gw)
     assert rc == 0 and "other users" not in out, out

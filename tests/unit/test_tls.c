@@ -160,6 +160,16 @@ shared_secret(void)
 	r = sealing(140 * H + 2);
 	CHECK(!same(&r, &x));
 	CHECK_INT(opens(&r, 140 * H + 3), 1);
+
+	/*
+	 * A secret set and taken away again within the hour: the random
+	 * key of before opens nothing, as none of an old secret's does.
+	 */
+	CHECK_INT(tls_tkey_set_secret(s1, sizeof(s1)), 0);
+	CHECK_INT(tls_tkey_set_secret(NULL, 0), 0);
+	CHECK_INT(opens(&r, 140 * H + 4), -1);
+	k = sealing(140 * H + 5);
+	CHECK(!same(&k, &r));
 }
 
 int
