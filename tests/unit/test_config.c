@@ -711,6 +711,12 @@ test_bad(void)
 	    "13:17: policy '../etc/passwd': a name is 1 to 64 letters, "
 	    "digits, '-', '_' or '.', not starting with '.'",
 	    NULL });
+	check_bad("bad-names.yaml", (const char *const[]){
+	    "5:15: path: '/a b' may contain '*' only as a final '/*', and "
+	    "no '?', '#', spaces or control characters",
+	    "9:17: policy '.hidden': a name is 1 to 64 letters, digits, "
+	    "'-', '_' or '.', not starting with '.'",
+	    NULL });
 	check_bad("bad-policy-content.yaml", (const char *const[]){
 	    "/policies/broken.yaml:2:19: max_frame_size: 0 is below the "
 	    "minimum 1",
@@ -840,6 +846,7 @@ test_main_keys(void)
 	struct wsg_config	*cf;
 	const struct wsg_policy	*pol;
 	char			 buf[2 * PATH_MAX];
+	size_t			 i;
 
 	snprintf(buf, sizeof(buf), "11:18: client_ca: cannot open "
 	    "%s/missing-ca.pem: No such file or directory", absdir);
@@ -864,6 +871,23 @@ test_main_keys(void)
 	    "3:3: unknown key 'port' in admin",
 	    "2:11: listen: 127.0.0.1:8080 is already used by listener 'l'",
 	    NULL });
+
+	/* A dual-stack [::] admin socket takes the IPv4 port as well. */
+	check_bad("bad-admin-clash6.yaml", (const char *const[]){
+	    "2:11: listen: [::]:8080 is already used by listener 'l'",
+	    NULL });
+
+	/* The whole loopback network is loopback, IPv4-mapped too. */
+	for (i = 0; i < 2; i++) {
+		memset(&e, 0, sizeof(e));
+		cf = config_load(fixture(i == 0 ? "admin-loopback.yaml" :
+		    "admin-loopback-mapped.yaml"), &e);
+		CHECK(cf != NULL);
+		CHECK_INT(e.e_n, 0);
+		CHECK_INT(e.e_nwarnings, 0);
+		errors_free(&e);
+		config_unref(cf);
+	}
 
 	/* allow_public: loads, with a warning at the address. */
 	memset(&e, 0, sizeof(e));
