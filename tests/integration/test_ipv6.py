@@ -9,6 +9,7 @@ addresses.  Skipped where ::1 cannot be bound.
 
 import copy
 import itertools
+import socket
 import subprocess
 import time
 
@@ -475,4 +476,50 @@ def test_reload_adds_a_wildcard_beside_an_address(factory):
     gw.config["listeners"].append(anyl)
     gw.write_config()
     gw.reload()
+    served_by(gw, "public")
+
+
+def test_a_wildcard_ipv6_listener_takes_no_ipv4_client(factory):
+    """wsgate.yaml(5): [::]:P takes IPv6 connections only; an IPv4 client
+    of port P is refused, not served by it."""
+    up = factory.raw_upstream()
+    gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
+                         tls=False, host="::1", start=False)
+    gw.config["listeners"][0]["listen"] = "[::]:%d" % gw.port
+    gw.write_config()
+    gw.start()
+    served_by(gw, "public")
+    with pytest.raises(ConnectionRefusedError):
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.close()
+
+
+def test_reload_adds_an_ipv6_wildcard_beside_an_ipv4_address(factory):
+    """[::]:P added by a reload beside a running 127.0.0.1:P: the IPv6
+    socket does not take IPv4, so the two do not clash, as the man page
+    suggests for serving both; each family gets its own listener."""
+    up = factory.raw_upstream()
+    gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
+                         tls=False)
+    anyl = copy.deepcopy(gw.config["listeners"][0])
+    anyl["name"] = "any6"
+    anyl["listen"] = "[::]:%d" % gw.port
+    gw.config["listeners"].append(anyl)
+    gw.write_config()
+    gw.reload()
+    assert "in use" not in gw.error_text()
+    served_by(gw, "public")
+    gw.host = "::1"
+    served_by(gw, "any6")
+
+
+def test_an_ipv4_mapped_listen_address_is_the_ipv4_address(factory):
+    """wsgate.yaml(5): [::ffff:127.0.0.1]:P is 127.0.0.1:P; the listener
+    starts and IPv4 clients of 127.0.0.1:P are served by it."""
+    up = factory.raw_upstream()
+    gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
+                         tls=False, start=False)
+    gw.config["listeners"][0]["listen"] = "[::ffff:127.0.0.1]:%d" % gw.port
+    gw.write_config()
+    gw.start()
     served_by(gw, "public")
