@@ -115,6 +115,9 @@ def test_reload_with_busy_sessions(factory):
     ports, counts = run(go(), timeout=60)
 
     assert "reload done" in gw.error_text()
+    # the admin address stayed: its socket is kept, not let go and bound
+    # again (which would refuse the scrapes in between)
+    assert "admin: moving" not in gw.error_text()
     for p, n in zip(ports, counts):
         e = gw.wait_entry(client_port=p)
         assert e["reason"] == "client_closed" and e["status"] == 101, e
@@ -354,6 +357,13 @@ def test_reload_adds_and_removes_listeners(factory):
     port2 = run(go(), timeout=30)
     e = gw.wait_entry(client_port=port2)
     assert e["listener"] == "second" and e["status"] == 101, e
+    # "listening on" when a listener starts, not again at each reload
+    # that keeps it
+    text = gw.error_text()
+    for name, port in (("public", p1), ("second", p2)):
+        n = text.count("listener %s: listening on 127.0.0.1:%d" % (name,
+                                                                   port))
+        assert n == 1, (name, n, text[-3000:])
 
 
 def test_reload_to_a_busy_admin_address_fails_and_keeps_admin(factory):
