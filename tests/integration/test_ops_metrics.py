@@ -514,6 +514,19 @@ def test_workers_auto_counts_the_cpus_it_may_run_on(factory):
     assert "started with 1 worker\n" in gw.error_text()
 
 
+def test_auto_workers_are_one_per_cpu_it_may_run_on(factory):
+    """workers: auto on every CPU the test may use: one worker each."""
+    n = len(os.sched_getaffinity(0))
+    be = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True,
+                         top={"workers": "auto"})
+    assert sorted(worker_gauges(gw.metrics()), key=int) == \
+        [str(i) for i in range(n)]
+    assert "started with %d worker%s\n" % (n, "" if n == 1 else "s") in \
+        gw.error_text()
+
+
 def test_connect_failure_series_follow_renamed_upstreams(factory):
     """The series are the configured upstreams: one a reload renames away
     is gone, and its new name has a series even when the earlier

@@ -49,3 +49,21 @@ def test_notify_ready_reloading_stopping(factory, notify_socket):
     assert gw.proc.wait(8) == 0
     s.settimeout(0.2)
     assert recv(s) is None, "unexpected notification after STOPPING=1"
+
+
+def test_notify_to_an_abstract_socket(factory):
+    """NOTIFY_SOCKET may name a socket in the abstract namespace
+    (a leading '@'), as systemd allows: READY=1 reaches it."""
+    name = "wsg-ntf-%d" % os.getpid()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("\0" + name)
+    s.settimeout(5)
+    try:
+        be = factory.echo()
+        gw = factory.gateway(routes=[("/echo", "echo")],
+                             upstreams={"echo": [be.addr]}, start=False)
+        gw.start(env=dict(os.environ, NOTIFY_SOCKET="@" + name))
+        assert recv(s) == "READY=1"
+        assert "sd_notify" not in gw.error_text()
+    finally:
+        s.close()
