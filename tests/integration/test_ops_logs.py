@@ -12,7 +12,8 @@ import subprocess
 import pytest
 
 import rawclient
-from conftest import WSGATE, metric, run, stop_process, wait_for
+from conftest import (WSGATE, fd_count, metric, run, stop_process,
+                      wait_for)
 
 
 def test_sigusr1_reopens_after_rename(echo_gateway):
@@ -223,6 +224,24 @@ def test_access_log_stdout_and_error_log_stderr(factory):
     assert not gw.access_log.exists() and not gw.error_log.exists()
 
 
+@pytest.mark.parametrize("which", ["access_log", "error_log"])
+def test_a_log_file_it_cannot_open_stops_the_start(factory, which):
+    """A log file that cannot be opened at start-up (its directory is
+    missing) is said on stderr and the daemon exits 1 before serving, so
+    that a service manager sees the start fail."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, start=False)
+    bad = gw.tmp / "no-such-dir" / "wsgate.log"
+    gw.config["log"][which] = str(bad)
+    gw.write_config()
+    p = subprocess.run([WSGATE, "-c", str(gw.cfg_path)], capture_output=True,
+                       text=True, timeout=20, stdin=subprocess.DEVNULL,
+                       cwd=str(gw.tmp))
+    kind = "access" if which == "access_log" else "error"
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert "cannot open %s log %s" % (kind, bad) in p.stderr, p.stderr
+
+
 def test_access_log_off_writes_no_line(factory):
     """log.access_log: off: sessions still work, no access line is written
     anywhere (file, stdout or stderr)."""
@@ -320,6 +339,48 @@ def test_a_short_log_write_does_not_spoil_the_next_line(factory):
     line = wait_for(last_line, 5, what="the next access-log line")
     e = json.loads(line)
     assert (e["client_port"], e["reason"]) == (p, "no_route"), e
+
+
+def test_a_new_log_file_does_not_start_with_the_old_ones_cut_line(
+        factory):
+    """The old access log ends with a line cut short; it is rotated
+    (renamed, SIGUSR1): the new file starts with a whole JSON line, not
+    with the line end owed to the old file."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, tls=False)
+    gw.settle_probes()
+    size = gw.access_log.stat().st_size
+    limit_file_size(gw, size + 40)
+    refuse_404(gw)
+    wait_for(lambda: gw.access_log.stat().st_size == size + 40, 5,
+             what="the short write")
+    limit_file_size(gw, resource.RLIM_INFINITY)
+    gw.access_log.rename(gw.access_log.with_name("access.log.1"))
+    gw.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: "log files reopened" in gw.error_text(), 5,
+             what="'log files reopened'")
+    p = refuse_404(gw)
+    wait_for(lambda: gw.access_log.exists() and
+             gw.access_log.read_bytes().endswith(b"\n"), 5,
+             what="a line in the new access log")
+    lines = gw.access_log.read_bytes().split(b"\n")
+    assert lines[0] != b"", lines[:2]
+    e = json.loads(lines[0])
+    assert (e["client_port"], e["reason"]) == (p, "no_route"), e
+
+
+def test_reopening_the_logs_holds_no_more_descriptors(factory):
+    """SIGUSR1 a few times: the files it opens replace the old ones, so
+    the daemon ends with as many descriptors as it had."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, tls=False)
+    gw.settle_probes()
+    before = fd_count(gw.pid)
+    for i in range(1, 6):
+        gw.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: gw.error_text().count("log files reopened") == i,
+                 5, what="reopen %d" % i)
+    assert fd_count(gw.pid) == before
 
 
 @pytest.mark.parametrize("origin,raw", [
