@@ -289,3 +289,33 @@ def test_sighup_and_sigusr1_during_startup_do_not_kill(factory, tmp_path):
     echo_works(gw)
     gw.stop()
     assert gw.proc.returncode == 0
+
+
+def time_wait_on(port):
+    """Whether a TCP connection on local port `port` is in TIME_WAIT."""
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and \
+                        cols[3] == "06":
+                    return True
+    return False
+
+
+def test_a_restart_binds_a_port_its_last_connections_left_in_time_wait(
+        factory):
+    """The gateway closes a refused connection first, which leaves it in
+    TIME_WAIT on the listening port for a minute: a restart right after
+    (systemctl restart) must bind that port again, not call it in use."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, tls=False)
+    resp, _ = gw.raw_request("/no-such-route")
+    assert resp.status == 404, resp
+    assert time_wait_on(gw.port), "no TIME_WAIT left on the listening port"
+    assert gw.stop() == 0
+    gw.start()
+    assert gw.alive()
+    resp, _ = gw.raw_request("/no-such-route")
+    assert resp.status == 404, resp
+    assert "in use" not in gw.error_text()
