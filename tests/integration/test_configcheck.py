@@ -242,6 +242,22 @@ def test_a_busy_listen_address_is_named_with_its_error(tmp_path, certs,
                      r"Address already in use$", out, re.M), out
 
 
+def test_a_second_gateway_on_the_same_port_does_not_start(factory):
+    """A second wsgate started by mistake on a running one's address: the
+    listening sockets take SO_REUSEPORT, which the kernel would let it
+    share, taking half of the first one's connections; it must refuse to
+    start, naming the address in use."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, tls=False)
+    p = subprocess.run([WSGATE, "-c", str(gw.cfg_path)], capture_output=True,
+                       text=True, timeout=20, stdin=subprocess.DEVNULL,
+                       errors="replace")
+    out = p.stdout + p.stderr + gw.error_text()
+    assert p.returncode != 0, out
+    assert re.search(r"listener public: 127\.0\.0\.1:%d is in use: "
+                     r"Address already in use$" % gw.port, out, re.M), out
+    assert gw.alive()
+
 
 def test_an_address_not_on_this_host_is_not_called_in_use(tmp_path, certs,
                                                           client_ssl):
