@@ -814,6 +814,14 @@ test_bad(void)
 	check_bad("bad-utf8.yaml", (const char *const[]){
 	    "2:8: syntax error: invalid leading UTF-8 octet at byte 18",
 	    NULL });
+	/* The column of a bad byte counts characters, not bytes. */
+	check_bad("bad-utf8-col.yaml", (const char *const[]){
+	    "2:9: syntax error: invalid leading UTF-8 octet at byte 20",
+	    NULL });
+	/* A required key given as null is missing. */
+	check_bad("bad-null-required.yaml", (const char *const[]){
+	    "2:5: listener is missing 'name'",
+	    NULL });
 	/* "a\0b" is not read as "a". */
 	check_bad("bad-nul.yaml", (const char *const[]){
 	    "1:1: a value or key must not contain a NUL byte",
