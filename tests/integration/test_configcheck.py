@@ -216,6 +216,19 @@ def test_deep_nesting_is_refused_at_once(tmp_path):
     assert "nested more than 64 deep" in p.stderr, p.stderr
 
 
+
+@pytest.mark.parametrize("lists,refused", [(63, False), (64, True)])
+def test_nesting_limit_exactly(tmp_path, lists, refused):
+    """The top mapping and 63 lists in it are 64 levels: not refused for
+    their depth (only for the unknown key); one list more is."""
+    f = tmp_path / "deep.yaml"
+    f.write_text("a: " + "[" * lists + "]" * lists + "\n")
+    p = subprocess.run([WSGATE, "-t", "-c", str(f)], capture_output=True,
+                       text=True, timeout=10, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert ("nested more than 64 deep" in p.stderr) == refused, p.stderr
+    assert ("unknown key 'a'" in p.stderr) != refused, p.stderr
+
 def test_a_busy_listen_address_is_named_with_its_error(tmp_path, certs,
                                                      client_ssl):
     """The daemon cannot bind a listener: the error log gives the system's
