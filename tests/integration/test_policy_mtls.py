@@ -7,6 +7,7 @@ CA works and its subject is the access-log field `tls_subject`.
 """
 
 import ssl
+import subprocess
 
 import pytest
 
@@ -90,6 +91,23 @@ def test_without_a_cert_from_the_ca_the_handshake_fails(gw, up, pki, certs,
     assert e["reason"] == "handshake_failed", e
     assert e["status"] != 101 and e["tls_subject"] is None, e
     assert up.connections() == []
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_the_certificate_request_names_the_client_ca(gw, pki, version):
+    """The server's certificate request lists the subject of client_ca, so
+    that a client holding several certificates (a browser) offers the one
+    that CA issued."""
+    good = pki["good"]
+    p = subprocess.run(
+        ["openssl", "s_client", "-connect", "127.0.0.1:%d" % gw.port,
+         "-servername", "localhost", version, "-cert", str(good[0]),
+         "-key", str(good[1])],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    out = p.stdout + p.stderr
+    assert "Acceptable client certificate CA names" in out, out[-2000:]
+    names = out.split("Acceptable client certificate CA names", 1)[1]
+    assert names.split("\n")[1].strip() == "CN = clientca", out[-2000:]
 
 
 @pytest.mark.parametrize("tls", [None, ssl.TLSVersion.TLSv1_2])
