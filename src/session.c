@@ -216,9 +216,11 @@ session_start_client(struct wsg_session *s, int fd)
  * a name no policy can have ("/" and the listen address).  Behind
  * proxy_protocol it counts from its header on, for the address the
  * header gives: before it the peer is the load balancer, whose every
- * client would share its count.  An address the full table cannot hold
- * is let through uncounted.  Returns 0 to go on, -1 when the connection
- * was refused: closed, or on a plaintext listener answered 429.
+ * client would share its count.  A trusted proxy's connections do not
+ * count either, for the same reason: their clients are known by
+ * X-Forwarded-For, once the head is read.  An address the full table
+ * cannot hold is let through uncounted.  Returns 0 to go on, -1 when the
+ * connection was refused: closed, or on a plaintext listener answered 429.
  */
 static int
 session_pending_admit(struct wsg_session *s, int fd)
@@ -229,6 +231,10 @@ session_pending_admit(struct wsg_session *s, int fd)
 	uint32_t			 retry;
 
 	if (lc->lc_max_pending_per_ip == 0)
+		return (0);
+	if (lc->lc_ntrusted_proxies > 0 && cidr_list_match(
+	    lc->lc_trusted_proxies, lc->lc_ntrusted_proxies,
+	    (struct sockaddr *)&s->s_addr))
 		return (0);
 	name[0] = '/';
 	units_format_addr((const struct sockaddr *)&lc->lc_addr, name + 1,

@@ -229,6 +229,41 @@ def test_ipv6_clients_count_by_their_64(factory):
         x.close()
 
 
+@pytest.mark.parametrize("proxy", [False, True], ids=["peer", "header"])
+def test_a_trusted_proxy_is_not_counted_before_the_head(factory, proxy):
+    """A trusted proxy's connections are its clients', each known by its
+    X-Forwarded-For only once the head is read: before that they do not
+    count, as a load balancer's before its PROXY header do not, or one
+    slow client behind it (or a burst of them) would refuse all the
+    others.  Another address is still held to the cap."""
+    gw = gateway(factory, 1, tls=False, proxy_protocol=proxy,
+                 trusted_proxies=["127.0.0.1", "192.0.2.9"])
+    lb = [Conn(gw) for _ in range(3)]
+    if proxy:
+        # An L4 balancer in front of the trusted L7 one.
+        for i, c in enumerate(lb):
+            c.send(v1("192.0.2.9", 40000 + i))
+    if proxy:
+        held = [Conn(gw), Conn(gw)]
+        held[0].send(v1("192.0.2.1", 41000))
+        held[1].send(v1("192.0.2.1", 41001))
+        assert_refused(gw, held.pop(), "192.0.2.1", 41001)
+    else:
+        held = fill(gw, 1, "127.0.0.2")
+    assert_pending(gw, lb)
+    for i, c in enumerate(reversed(lb)):
+        c.upgrade(extra=[("X-Forwarded-For", "198.51.100.%d" % (i + 1))])
+    for c in lb:
+        c.close()
+    # X-Forwarded-For names the client, without a port.
+    for i in range(len(lb)):
+        client = "198.51.100.%d" % (i + 1)
+        e = gw.wait_entry(pred=lambda e: e["client"] == client)
+        assert e["status"] == 101, e
+    for c in held:
+        c.close()
+
+
 def reload(gw, cap):
     """Reload with a new cap; return once the worker has it: "reload done"
     comes as it is posted to the worker, a request answered after that has
