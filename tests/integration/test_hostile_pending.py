@@ -190,6 +190,41 @@ def test_a_head_read_in_pieces_keeps_its_slot_until_it_is_whole(factory):
     c.close()
 
 
+def test_two_workers_share_one_count(factory):
+    """With two worker threads, each with its own listening socket, an
+    address's connections count together whichever worker took them.
+    Each slot comes back once: a session whose head was read gave its
+    slot back then, and closing it later while others hold the cap gives
+    back nothing more."""
+    up = factory.raw_upstream()
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": [up.addr]}, top={"workers": 2},
+                         listener={"max_pending_per_ip": 4})
+    gw.settle_probes()
+    opened = []
+    for _ in range(2):
+        # A finished TLS handshake: the worker has counted it.
+        held = [Conn(gw).tls() for _ in range(4)]
+        for c in opened:
+            c.close()
+        for c in opened:
+            gw.wait_entry(client_port=c.local_port)
+        for _ in range(6):
+            extra = Conn(gw)
+            assert_refused(gw, extra)
+            extra.close()
+        assert_pending(gw, held)
+        opened = held[:2]
+        for c in opened:
+            c.upgrade()
+        for c in held[2:]:
+            c.close()
+        for c in held[2:]:
+            gw.wait_entry(client_port=c.local_port)
+    for c in opened:
+        c.close()
+
+
 def v1(src, sport):
     fam, dst = ("TCP6", "2001:db8::443") if ":" in src else \
         ("TCP4", "198.51.100.1")
