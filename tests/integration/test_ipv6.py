@@ -59,6 +59,16 @@ def by_path(path):
     return lambda e: e.get("path") == path
 
 
+def add_listener(gw, name, listen):
+    """A copy of gw's listener named name on listen ("%d" for gw's
+    port), written into its configuration."""
+    lst = copy.deepcopy(gw.config["listeners"][0])
+    lst["name"] = name
+    lst["listen"] = listen % gw.port
+    gw.config["listeners"].append(lst)
+    gw.write_config()
+
+
 # -- listener, upstream and admin on ::1 -------------------------------------
 
 @pytest.mark.parametrize("tls", [True, False], ids=["wss", "ws"])
@@ -154,11 +164,7 @@ def test_ipv6_and_ipv4_listeners_on_one_port(factory):
     up = factory.raw_upstream()
     gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
                          start=False)
-    six = copy.deepcopy(gw.config["listeners"][0])
-    six["name"] = "six"
-    six["listen"] = "[::1]:%d" % gw.port
-    gw.config["listeners"].append(six)
-    gw.write_config()
+    add_listener(gw, "six", "[::1]:%d")
     gw.start()
     for host, name in (("127.0.0.1", "public"), ("::1", "six")):
         c = rawclient.RawClient(gw.port, gw.ssl, host=host)
@@ -470,11 +476,7 @@ def test_reload_adds_a_wildcard_beside_an_address(factory):
     up = factory.raw_upstream()
     gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
                          tls=False, host="::1")
-    anyl = copy.deepcopy(gw.config["listeners"][0])
-    anyl["name"] = "any6"
-    anyl["listen"] = "[::]:%d" % gw.port
-    gw.config["listeners"].append(anyl)
-    gw.write_config()
+    add_listener(gw, "any6", "[::]:%d")
     gw.reload()
     served_by(gw, "public")
 
@@ -501,11 +503,7 @@ def test_reload_adds_an_ipv6_wildcard_beside_an_ipv4_address(factory):
     up = factory.raw_upstream()
     gw = factory.gateway(routes=[("/e", "rec")], upstreams={"rec": [up.addr]},
                          tls=False)
-    anyl = copy.deepcopy(gw.config["listeners"][0])
-    anyl["name"] = "any6"
-    anyl["listen"] = "[::]:%d" % gw.port
-    gw.config["listeners"].append(anyl)
-    gw.write_config()
+    add_listener(gw, "any6", "[::]:%d")
     gw.reload()
     assert "in use" not in gw.error_text()
     served_by(gw, "public")

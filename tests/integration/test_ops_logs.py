@@ -318,10 +318,10 @@ def test_a_log_over_the_file_size_limit_does_not_kill_the_gateway(factory):
     assert e["reason"] == "no_route", e
 
 
-def test_a_short_log_write_does_not_spoil_the_next_line(factory):
-    """A line cut short (the disk filled, or the size limit, in its
-    middle) is the only one lost: once writes succeed again, the next
-    line starts a line of its own and is valid JSON."""
+def cut_a_line(factory):
+    """A plaintext gateway whose access log ends with a line cut short
+    40 bytes in (the file size limit), the limit lifted again:
+    (gateway, size of the log before that line)."""
     gw = factory.gateway(routes=[("/echo", "echo")],
                          upstreams={"echo": ["127.0.0.1:9"]}, tls=False)
     gw.settle_probes()
@@ -331,6 +331,14 @@ def test_a_short_log_write_does_not_spoil_the_next_line(factory):
     wait_for(lambda: gw.access_log.stat().st_size == size + 40, 5,
              what="the short write")
     limit_file_size(gw, resource.RLIM_INFINITY)
+    return gw, size
+
+
+def test_a_short_log_write_does_not_spoil_the_next_line(factory):
+    """A line cut short (the disk filled, or the size limit, in its
+    middle) is the only one lost: once writes succeed again, the next
+    line starts a line of its own and is valid JSON."""
+    gw, size = cut_a_line(factory)
     p = refuse_404(gw)
 
     def last_line():
@@ -346,15 +354,7 @@ def test_a_new_log_file_does_not_start_with_the_old_ones_cut_line(
     """The old access log ends with a line cut short; it is rotated
     (renamed, SIGUSR1): the new file starts with a whole JSON line, not
     with the line end owed to the old file."""
-    gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": ["127.0.0.1:9"]}, tls=False)
-    gw.settle_probes()
-    size = gw.access_log.stat().st_size
-    limit_file_size(gw, size + 40)
-    refuse_404(gw)
-    wait_for(lambda: gw.access_log.stat().st_size == size + 40, 5,
-             what="the short write")
-    limit_file_size(gw, resource.RLIM_INFINITY)
+    gw, size = cut_a_line(factory)
     gw.access_log.rename(gw.access_log.with_name("access.log.1"))
     gw.proc.send_signal(signal.SIGUSR1)
     wait_for(lambda: "log files reopened" in gw.error_text(), 5,
