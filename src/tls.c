@@ -692,6 +692,14 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 		return (NULL);
 	}
 	SSL_CTX_set_timeout(ctx, TLS_TICKET_LIFETIME);
+	/*
+	 * No session cache: tickets resume, in TLS 1.2 as in 1.3.  The cache
+	 * would keep every TLS 1.2 session closed cleanly for a client that
+	 * refuses tickets, some 1.2 KiB each (more with a client
+	 * certificate), up to 20480 per listener and generation, for the
+	 * ticket lifetime, and it starts empty at every reload anyway.
+	 */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	/* Open sessions move to tls13.c; without it they stay here. */
 	(void)tls13_ctx_setup(ctx);
 	tls_warm(ctx);
