@@ -333,9 +333,25 @@ static void
 session_hello_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct wsg_session	*s = arg;
+	uint8_t			 b;
+	ssize_t			 n;
 
+	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+		if (event_add(s->s_proxy_ev, NULL) == -1)
+			session_close(s, "internal_error");
+		return;
+	}
 	event_free(s->s_proxy_ev);
 	s->s_proxy_ev = NULL;
+	/* Gone before a byte: no TLS state is made only to read its EOF. */
+	if (n <= 0) {
+		log_info("conn %llu: TLS handshake failed: %s",
+		    (unsigned long long)s->s_id, n == 0 ?
+		    "closed before sending anything" : strerror(errno));
+		session_close(s, "handshake_failed");
+		return;
+	}
 	session_start_client(s, fd);
 }
 
