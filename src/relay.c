@@ -294,7 +294,7 @@ relay_rate(struct wsg_peer *p)
 
 	if (f->f_opcode != WSG_OP_CONT && f->f_opcode != WSG_OP_CLOSE &&
 	    !bucket_take(&p->p_msg_bucket, &rc->rc_messages, 1, now)) {
-		log_info("conn %llu: message rate exceeded",
+		log_info("conn %llu: rate_messages: message rate exceeded",
 		    (unsigned long long)p->p_session->s_id);
 		session_fail(p->p_session, "rate_messages", 1008, 1008, 1001);
 		return (-1);
@@ -306,7 +306,7 @@ relay_rate(struct wsg_peer *p)
 	 */
 	if (f->f_opcode != WSG_OP_CLOSE && !bucket_take(&p->p_byte_bucket,
 	    &rc->rc_bytes, f->f_len > 0 ? f->f_len : 1, now)) {
-		log_info("conn %llu: byte rate exceeded",
+		log_info("conn %llu: rate_bytes: byte rate exceeded",
 		    (unsigned long long)p->p_session->s_id);
 		session_fail(p->p_session, "rate_bytes", 1008, 1008, 1001);
 		return (-1);
@@ -669,8 +669,8 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	 */
 	if (!pol->pol_validate_utf8 && len > 0 && utf8_validate(
 	    WSG_UTF8_ACCEPT, (const uint8_t *)text, len) != WSG_UTF8_ACCEPT) {
-		log_info("conn %llu: message refused by deny_regex: not valid "
-		    "UTF-8, so no pattern can be matched",
+		log_info("conn %llu: content_denied: message refused by "
+		    "deny_regex: not valid UTF-8, so no pattern can be matched",
 		    (unsigned long long)s->s_id);
 		session_fail(s, "content_denied", 1008, 1008, 1001);
 		return (-1);
@@ -681,8 +681,8 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 		    len, pol->pol_validate_utf8 ? WSG_REGEX_VALID_UTF8 : 0, &rb);
 		if (m != 0) {
 			/* A match, or a limit hit: either way, refused. */
-			log_info("conn %llu: message refused by deny_regex "
-			    "'%s'%s", (unsigned long long)s->s_id,
+			log_info("conn %llu: content_denied: message refused "
+			    "by deny_regex '%s'%s", (unsigned long long)s->s_id,
 			    regex_pattern(pol->pol_deny_regex[i]),
 			    m == -1 ? " (match limit)" : "");
 			session_fail(s, "content_denied", 1008, 1008, 1001);
@@ -1431,6 +1431,9 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 		    "client_closed" : "upstream_closed");
 	} else if (p->p_is_client)
 		session_fail(s, "client_dropped", 1006, 0, 1001);
-	else
+	else {
+		log_info("conn %llu: upstream_error: upstream dropped "
+		    "without a close frame", (unsigned long long)s->s_id);
 		session_fail(s, "upstream_error", 1014, 1014, 0);
+	}
 }

@@ -567,7 +567,8 @@ session_rate_local(struct wsg_session *s)
 		session_refuse_rate(s, "rate_connections", retry);
 		return (-1);
 	case WSG_RL_FULL:
-		log_warnx("conn %llu: refused: the rate-limit table is full "
+		log_warnx("conn %llu: refused: overloaded: the rate-limit "
+		    "table is full "
 		    "of addresses with open connections",
 		    (unsigned long long)s->s_id);
 		session_refuse(s, 503, "overloaded", "Retry-After: 1\r\n");
@@ -605,6 +606,9 @@ session_store_cb(void *arg, enum wsg_store_result r, uint32_t retry)
 	default:
 		/* A reload may have dropped the store this worker still uses. */
 		if (sc != NULL && sc->sc_on_failure == WSG_STORE_FAIL_DENY) {
+			log_info("conn %llu: refused: store_unavailable: the "
+			    "rate-limit store did not answer (on_failure: "
+			    "deny)", (unsigned long long)s->s_id);
 			session_refuse(s, 503, "store_unavailable",
 			    "Retry-After: 1\r\n");
 			return;
@@ -683,13 +687,16 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 	}
 	if (buffered > req->head_len) {
 		/* A client must wait for the 101 before sending anything. */
-		log_info("conn %llu: %zu bytes after the request head",
-		    (unsigned long long)s->s_id, buffered - req->head_len);
+		log_info("conn %llu: refused: bad_request: %zu bytes after "
+		    "the request head", (unsigned long long)s->s_id,
+		    buffered - req->head_len);
 		session_refuse(s, 400, "bad_request", NULL);
 		return;
 	}
 	s->s_route = config_route_match(lc, req->path.p, req->path.len);
 	if (s->s_route == NULL) {
+		log_info("conn %llu: refused: no_route: no route for %.256s",
+		    (unsigned long long)s->s_id, s->s_path);
 		session_refuse(s, 404, "no_route", NULL);
 		return;
 	}
@@ -701,6 +708,8 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 	}
 	r = session_filter_protocols(s, req);
 	if (r == -1) {
+		log_info("conn %llu: refused: subprotocol_denied: no offered "
+		    "subprotocol is allowed", (unsigned long long)s->s_id);
 		session_refuse(s, 400, "subprotocol_denied", NULL);
 		return;
 	} else if (r == -2) {
@@ -720,7 +729,8 @@ session_admit_rest(struct wsg_session *s, struct wsg_http_request *req)
 	if (__atomic_add_fetch(&session_admitted, 1, __ATOMIC_RELAXED) >
 	    s->s_conf->c_max_connections && s->s_conf->c_max_connections > 0) {
 		__atomic_sub_fetch(&session_admitted, 1, __ATOMIC_RELAXED);
-		log_warnx("conn %llu: max_connections (%llu) reached",
+		log_warnx("conn %llu: refused: overloaded: max_connections "
+		    "(%llu) reached",
 		    (unsigned long long)s->s_id,
 		    (unsigned long long)s->s_conf->c_max_connections);
 		session_refuse(s, 503, "overloaded", "Retry-After: 1\r\n");
@@ -757,7 +767,8 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 		return;
 	}
 	if (s->s_state == WSG_S_UPSTREAM || s->s_state == WSG_S_ADMITTING) {
-		log_info("conn %llu: client sent data before the 101",
+		log_info("conn %llu: refused: bad_request: client sent data "
+		    "before the 101",
 		    (unsigned long long)s->s_id);
 		session_refuse(s, 400, "bad_request", NULL);
 		return;
@@ -780,13 +791,18 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 	}
 	r = http_request_parse(buf, n, max, &req);
 	if (r == WSG_HTTP_INCOMPLETE) {
-		if (len > max)
+		if (len > max) {
+			log_info("conn %llu: refused: headers_too_large: no "
+			    "end of the head in max_header_bytes (%zu)",
+			    (unsigned long long)s->s_id, max);
 			session_refuse(s, 431, "headers_too_large", NULL);
+		}
 		return;
 	}
 	if (r != WSG_HTTP_OK) {
-		log_info("conn %llu: refused: %s", (unsigned long long)s->s_id,
-		    req.error ? req.error : http_result_reason(r));
+		log_info("conn %llu: refused: %s%s%s",
+		    (unsigned long long)s->s_id, http_result_reason(r),
+		    req.error ? ": " : "", req.error ? req.error : "");
 		if (r != WSG_HTTP_TOO_LARGE) {
 			s->s_path = session_strdup(req.path);
 			s->s_origin = session_strdup(req.origin);
@@ -840,7 +856,8 @@ session_expiry_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct wsg_session	*s = arg;
 
-	log_info("conn %llu: token expired", (unsigned long long)s->s_id);
+	log_info("conn %llu: token_expired: token expired",
+	    (unsigned long long)s->s_id);
 	session_fail(s, "token_expired", 1008, 1008, 1001);
 }
 
@@ -937,9 +954,13 @@ session_fail(struct wsg_session *s, const char *reason, int log_code,
 void
 session_shutdown(struct wsg_session *s)
 {
+	if (s->s_state == WSG_S_CLOSED)
+		return;
+	log_info("conn %llu: shutdown: the gateway is shutting down",
+	    (unsigned long long)s->s_id);
 	if (s->s_state == WSG_S_OPEN)
 		session_fail(s, "shutdown", 1001, 1001, 1001);
-	else if (s->s_state != WSG_S_CLOSED)
+	else
 		session_refuse(s, 503, "shutdown", NULL);
 }
 
@@ -1533,7 +1554,7 @@ session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	switch (s->s_state) {
 	case WSG_S_HANDSHAKE:
 	case WSG_S_ADMITTING:
-		log_info("conn %llu: handshake timeout",
+		log_info("conn %llu: handshake_timeout: handshake timeout",
 		    (unsigned long long)s->s_id);
 		session_close(s, "handshake_timeout");
 		break;
@@ -1556,6 +1577,9 @@ session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		if (session_close_waited(s, now))
 			break;
 		if (now - s->s_last_active >= idle) {
+			log_info("conn %llu: idle_timeout: no frame either "
+			    "way for %llu ms", (unsigned long long)s->s_id,
+			    (unsigned long long)idle);
 			session_fail(s, "idle_timeout", 1001, 1001, 1001);
 			break;
 		}

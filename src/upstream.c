@@ -243,9 +243,9 @@ upstream_connect_failed(struct wsg_session *s, int err)
 
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
 	    err == ENOMEM) {
-		log_warnx("conn %llu: upstream %s: cannot open a connection "
-		    "here: %s", (unsigned long long)s->s_id, up->up_name,
-		    strerror(err));
+		log_warnx("conn %llu: refused: overloaded: upstream %s: "
+		    "cannot open a connection here: %s",
+		    (unsigned long long)s->s_id, up->up_name, strerror(err));
 		upstream_release(s);
 		if (s->s_upstream.p_bev != NULL) {
 			bufferevent_free(s->s_upstream.p_bev);
@@ -268,6 +268,9 @@ upstream_connect_failed(struct wsg_session *s, int err)
 		upstream_connect(s);
 		return;
 	}
+	log_warnx("conn %llu: refused: upstream_unavailable: no server of "
+	    "upstream %s accepted the connection",
+	    (unsigned long long)s->s_id, up->up_name);
 	session_refuse(s, 502, "upstream_unavailable", NULL);
 }
 
@@ -276,7 +279,8 @@ upstream_timed_out(struct wsg_session *s)
 {
 	struct wsg_upstream	*up = s->s_route->rt_upstream;
 
-	log_warnx("conn %llu: upstream %s timed out",
+	log_warnx("conn %llu: refused: upstream_unavailable: upstream %s "
+	    "timed out",
 	    (unsigned long long)s->s_id, s->s_server ?
 	    s->s_server->srv_name : "?");
 	metrics_upstream_failure(up->up_name);
@@ -351,6 +355,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct evbuffer			*in = bufferevent_get_input(bev);
 	struct wsg_http_response	 r;
 	const char			*buf;
+	const char			*reason;
 	size_t				 len;
 	int				 one = 1, err;
 
@@ -378,8 +383,6 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		upstream_connect_failed(s, err ? err : ECONNREFUSED);
 		return;
 	}
-	log_warnx("conn %llu: upstream %s closed before its 101",
-	    (unsigned long long)s->s_id, s->s_server->srv_name);
 	/*
 	 * A whole refusal head whose body the close cut short: the status
 	 * stands, passed through without the body, as one too long to relay.
@@ -388,15 +391,17 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	    (buf = (const char *)evbuffer_pullup(in, len)) != NULL &&
 	    http_response_parse(buf, len, WSG_MAX_UPSTREAM_HEAD, &r) ==
 	    WSG_HTTP_OK && r.status >= 200) {
+		log_warnx("conn %llu: upstream %s closed before its 101",
+		    (unsigned long long)s->s_id, s->s_server->srv_name);
 		upstream_refused(s, &r, NULL, 0);
 		session_peer_free(p);
 		return;
 	}
+	reason = len == 0 ? "upstream_unavailable" : "upstream_bad_handshake";
+	log_warnx("conn %llu: refused: %s: upstream %s closed before its 101",
+	    (unsigned long long)s->s_id, reason, s->s_server->srv_name);
 	session_peer_free(p);
-	if (len == 0)
-		session_refuse(s, 502, "upstream_unavailable", NULL);
-	else
-		session_refuse(s, 502, "upstream_bad_handshake", NULL);
+	session_refuse(s, 502, reason, NULL);
 }
 
 /*
@@ -414,7 +419,8 @@ upstream_refused(struct wsg_session *s, const struct wsg_http_response *r,
 	const struct wsg_http_header *h;
 	size_t			 i;
 
-	log_info("conn %llu: upstream %s answered %d",
+	log_info("conn %llu: refused: upstream_refused: upstream %s "
+	    "answered %d",
 	    (unsigned long long)s->s_id, s->s_server->srv_name, r->status);
 	out = bufferevent_get_output(s->s_client.p_bev);
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nConnection: close\r\n",
@@ -472,7 +478,8 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 	if (res == WSG_HTTP_INCOMPLETE)
 		return;
 	if (res != WSG_HTTP_OK) {
-		log_warnx("conn %llu: upstream %s: bad response: %s",
+		log_warnx("conn %llu: refused: upstream_bad_handshake: "
+		    "upstream %s: bad response: %s",
 		    (unsigned long long)s->s_id, s->s_server->srv_name,
 		    r.error ? r.error : "malformed");
 		session_refuse(s, 502, "upstream_bad_handshake", NULL);
@@ -492,7 +499,8 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 		if (rc == -1) {
-			log_warnx("conn %llu: upstream %s: bad 101: %s",
+			log_warnx("conn %llu: refused: "
+			    "upstream_bad_handshake: upstream %s: bad 101: %s",
 			    (unsigned long long)s->s_id,
 			    s->s_server->srv_name, why);
 			session_refuse(s, 502, "upstream_bad_handshake", NULL);
@@ -514,8 +522,9 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 		 * 101 or the refusal follows; a few are enough.
 		 */
 		if (++s->s_interim > WSG_MAX_INTERIM) {
-			log_warnx("conn %llu: upstream %s: more than %d "
-			    "interim answers", (unsigned long long)s->s_id,
+			log_warnx("conn %llu: refused: "
+			    "upstream_bad_handshake: upstream %s: more than "
+			    "%d interim answers", (unsigned long long)s->s_id,
 			    s->s_server->srv_name, WSG_MAX_INTERIM);
 			session_refuse(s, 502, "upstream_bad_handshake", NULL);
 			return;

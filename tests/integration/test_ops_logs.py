@@ -12,7 +12,9 @@ import subprocess
 import pytest
 
 import rawclient
-from conftest import (WSGATE, fd_count, metric, run, stop_process,
+import rawup
+from conftest import (WSGATE, fd_count, free_port, http_upgrade, metric,
+                      policy, run, stop_process,
                       wait_for)
 
 
@@ -411,3 +413,106 @@ def test_client_text_is_escaped_in_the_access_log(factory, origin, raw):
         line = [ln for ln in gw.access_log.read_bytes().splitlines()
                 if b'"client_port":%d,' % c.local_port in ln]
         assert len(line) == 1 and raw not in line[0], line
+
+
+def _upgraded(gw, path, frame):
+    """Upgrade on path, send one frame (opcode, payload), read the close;
+    returns the client."""
+    c, _ = http_upgrade(gw, rawclient.build_request(path))
+    try:
+        for _ in range(2 if frame else 0):
+            c.send_frame(*frame)
+        c.read_close(timeout=5)
+    finally:
+        c.close()
+    return c
+
+
+R = rawclient.build_request
+LOG_CASES = [
+    ("bad_request", lambda gw: R(key=False), None),
+    ("bad_request", lambda gw: R() + b"x", None),
+    ("bad_method", lambda gw: R(method="POST"), None),
+    ("bad_version", lambda gw: R(version="8"), None),
+    ("headers_too_large",
+     lambda gw: R()[:-2] + b"X-Pad: " + b"a" * 9000, None),
+    ("no_route", lambda gw: R("/nowhere"), None),
+    ("origin_denied", lambda gw: R("/o", extra=[("Origin",
+                                                 "https://evil.test")]),
+     None),
+    ("subprotocol_denied", lambda gw: R(protocols="other"), None),
+    ("upstream_unavailable", lambda gw: R("/dead"), None),
+    ("ip_denied", lambda gw: R("/ip"), None),
+    ("upstream_refused", lambda gw: R("/403"), None),
+    ("upstream_bad_handshake", lambda gw: R("/bad101"), None),
+    ("frame_too_large", "/echo", (1, b"a" * 2000)),
+    ("binary_denied", "/echo", (2, b"bin")),
+    ("content_denied", "/echo", (1, b"forbidden")),
+    ("invalid_utf8", "/echo", (1, b"\xff")),
+    ("rate_messages", "/rate", (1, b"a")),
+    ("idle_timeout", "/idle", None),
+    ("upstream_error", "/drop", None),
+]
+
+
+@pytest.mark.parametrize("reason,make,frame", LOG_CASES,
+                         ids=["%s-%d" % (c[0], i)
+                              for i, c in enumerate(LOG_CASES)])
+def test_every_failure_logs_its_conn_and_reason(log_gw, reason, make,
+                                                frame):
+    """At log.level info each failure leaves an error-log line naming the
+    connection ("conn N") and the reason code (SPEC: access log)."""
+    gw = log_gw
+    if callable(make):
+        c = gw.raw()
+        try:
+            c.send(make(gw))
+            c.http_response(timeout=5)
+        finally:
+            c.close()
+    else:
+        c = _upgraded(gw, make, frame)
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == reason, e
+    mark = "conn %d: " % e["id"]
+
+    def logged():
+        return [ln for ln in gw.error_text().splitlines()
+                if mark in ln and reason in ln.split(mark, 1)[1]]
+    wait_for(lambda: logged(), 5, what="a line with %s%s" % (mark, reason))
+
+
+@pytest.fixture(scope="module")
+def log_gw(module_factory):
+    be = module_factory.echo(subprotocols=("chat",))
+    dead = "127.0.0.1:%d" % free_port()
+    r403 = module_factory.raw_upstream(rawup.respond(
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"))
+    bad101 = module_factory.raw_upstream(rawup.respond(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: bad\r\n\r\n"))
+    drop = module_factory.raw_upstream(rawup.ws_then(b"", then="drop"))
+    gw = module_factory.gateway(
+        routes=[("/echo", "echo", "p"), ("/o", "echo", "o"),
+                ("/dead", "dead"), ("/ip", "echo", "ip"),
+                ("/403", "r403"), ("/bad101", "bad101"),
+                ("/rate", "echo", "rate"), ("/idle", "echo", "idle"),
+                ("/drop", "drop")],
+        upstreams={"echo": [be.addr], "dead": [dead],
+                   "r403": [r403.addr], "bad101": [bad101.addr],
+                   "drop": [drop.addr]}, tls=False,
+        top={"log": {"level": "info"}}, start=False,
+        policies={"p": policy(frames={"max_frame_size": "1KiB",
+                                      "allow_binary": False},
+                              subprotocols=["chat"],
+                              messages={"deny_regex": ["forbidden"]}),
+                  "o": policy(origin={"allow": ["https://app.test"]}),
+                  "ip": policy(ip={"deny": ["127.0.0.0/8"]}),
+                  "rate": policy(rate_limit={"messages_per_connection": {
+                      "rate": "1/s", "burst": 1}}),
+                  "idle": policy(timeouts={"idle": "1s"})})
+    gw.config["log"].update(error_log=str(gw.error_log),
+                            access_log=str(gw.access_log))
+    gw.write_config()
+    gw.start()
+    yield gw
