@@ -537,7 +537,7 @@ server_worker_main(void *arg)
 	event_base_loop(w->w_base, EVLOOP_NONBLOCK);
 	w->w_cut = w->w_nsessions;
 	while ((s = TAILQ_FIRST(&w->w_sessions)) != NULL) {
-		log_info("conn %llu: shutdown: cut off at shutdown_timeout",
+		log_debug("conn %llu: shutdown: cut off at shutdown_timeout",
 		    (unsigned long long)s->s_id);
 		session_close(s, "shutdown");
 		session_peer_free(&s->s_client);

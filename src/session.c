@@ -956,7 +956,8 @@ session_shutdown(struct wsg_session *s)
 {
 	if (s->s_state == WSG_S_CLOSED)
 		return;
-	log_info("conn %llu: shutdown: the gateway is shutting down",
+	/* Debug only: a drain would log every open session. */
+	log_debug("conn %llu: shutdown: the gateway is shutting down",
 	    (unsigned long long)s->s_id);
 	if (s->s_state == WSG_S_OPEN)
 		session_fail(s, "shutdown", 1001, 1001, 1001);
