@@ -17,6 +17,7 @@
 #include "failalloc.h"
 #include "log.h"
 #include "server.h"
+#include "tls13.h"
 
 #ifndef WSG_SYSCONFDIR
 #define WSG_SYSCONFDIR	"/etc"
@@ -49,6 +50,23 @@ heap_tune(void)
 #endif
 }
 
+/*
+ * Test builds only (--enable-failalloc): WSGATE_TLS13_REKEY="BYTES" or
+ * "BYTES:RECORDS" lowers the plaintext and record counts after which
+ * a TLS 1.3 session's write key is updated (tls13.c).
+ */
+static void
+rekey_env(void)
+{
+#ifdef WSG_FAILALLOC
+	const char		*env = getenv("WSGATE_TLS13_REKEY");
+	unsigned long long	 bytes = 0, records = 0;
+
+	if (env != NULL && sscanf(env, "%llu:%llu", &bytes, &records) >= 1)
+		tls13_set_rekey(bytes, records);
+#endif
+}
+
 /* Print the usage line and exit 1. */
 static void __attribute__((noreturn))
 usage(void)
@@ -70,6 +88,7 @@ main(int argc, char *argv[])
 	/* Before OpenSSL or libevent allocate anything. */
 	heap_tune();
 	failalloc_init();
+	rekey_env();
 
 	while ((ch = getopt(argc, argv, "c:tvV")) != -1) {
 		switch (ch) {

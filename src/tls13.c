@@ -47,8 +47,11 @@
 #define T13_BATCH	4
 /* Queued output up to this size leaves in the send of the next records. */
 #define T13_JOIN	1024
-#define T13_OBUF	(T13_JOIN + T13_BATCH * (T13_MAX_PLAIN + T13_OVERHEAD) + \
-			    (4 + 1 + T13_OVERHEAD))
+/* A KeyUpdate's record: the message is 4 + 1 bytes. */
+#define T13_KU_REC	(4 + 1 + T13_OVERHEAD)
+/* Each record of a batch may follow a key update of ours. */
+#define T13_OBUF	(T13_JOIN + T13_BATCH * (T13_MAX_PLAIN + T13_OVERHEAD + \
+			    T13_KU_REC))
 #define T13_RBUF	(64 * 1024 + T13_RECORD_MAX)
 #define T13_IOV		16
 /*
@@ -69,6 +72,16 @@
 #define T13_MAX_EMPTY		32
 #define T13_UPDATE_GAP		64
 #define T13_MAX_RAPID_UPDATES	16
+/*
+ * Our own key update, whichever comes first: 2^34 bytes of plaintext
+ * (16 GiB) or 2^24 records sealed under one write key.  RFC 8446 5.5
+ * allows AES-GCM 2^24.5 full-size records, about 2^38.5 bytes, for a
+ * margin of 2^-57; at 2^34 bytes we stay 2^4.5 (22 times) under it, and
+ * the record count bounds the records too short for the bytes to count.
+ * One rule for every suite, ChaCha20-Poly1305 included.
+ */
+#define T13_REKEY_BYTES		(1ULL << 34)
+#define T13_REKEY_RECORDS	(1ULL << 24)
 
 /* Content types and the alerts sent. */
 #define T13_CT_ALERT		21
@@ -92,6 +105,7 @@ struct t13_dir {
 	uint8_t		d_iv[T13_IVLEN];
 	uint64_t	d_seq;
 	uint64_t	d_keyid;	/* tells the thread's contexts apart */
+	uint64_t	d_bytes;	/* plaintext sealed under the key */
 };
 
 struct wsg_tls13 {
@@ -126,6 +140,8 @@ static EVP_MAC		*t13_hmac;
 static EVP_CIPHER	*t13_ciphers[T13_NSUITES];
 static uint64_t		 t13_keyids;
 static int		 t13_gcm_ok;	/* the CPU runs gcm.c */
+static uint64_t		 t13_rekey_bytes = T13_REKEY_BYTES;
+static uint64_t		 t13_rekey_records = T13_REKEY_RECORDS;
 
 /*
  * Each thread keeps up to T13_CACHE keyed contexts per direction, slot by
@@ -366,6 +382,7 @@ t13_dir_set(struct wsg_tls13 *t, struct t13_dir *d, const uint8_t *secret,
 	    t13_expand(t, d->d_secret, "iv", d->d_iv, T13_IVLEN) == -1)
 		return (-1);
 	d->d_seq = seq;
+	d->d_bytes = 0;
 	d->d_keyid = __atomic_add_fetch(&t13_keyids, 1, __ATOMIC_RELAXED);
 	return (0);
 }
@@ -690,6 +707,7 @@ t13_seal(struct wsg_tls13 *t, uint8_t type, struct evbuffer *src,
 		    out + T13_HDR + n + 1);
 		t13_fast_count++;
 		d->d_seq++;
+		d->d_bytes += n + 1;
 		return (0);
 	}
 	if ((ctx = t13_cipher(t, d, 1)) == NULL)
@@ -735,6 +753,7 @@ t13_seal(struct wsg_tls13 *t, uint8_t type, struct evbuffer *src,
 	    T13_TAG, out + off) != 1)
 		goto fail;
 	d->d_seq++;
+	d->d_bytes += n + 1;
 	return (0);
 fail:
 	t13_cipher_spoil(d, 1);
@@ -1028,6 +1047,30 @@ tls13_read(struct wsg_tls13 *t, int fd, struct evbuffer *dst, size_t want,
 	return (0);
 }
 
+void
+tls13_set_rekey(uint64_t bytes, uint64_t records)
+{
+	t13_rekey_bytes = bytes > 0 ? bytes : T13_REKEY_BYTES;
+	t13_rekey_records = records > 0 ? records : T13_REKEY_RECORDS;
+}
+
+/*
+ * Our KeyUpdate, update_not_requested, sealed under the write key at out,
+ * then the next key (RFC 8446 4.6.3): the record's length, or 0 on an
+ * error.  It answers a request of the client's as well.
+ */
+static size_t
+t13_update_out(struct wsg_tls13 *t, uint8_t *out)
+{
+	static const uint8_t	 ku[5] = { SSL3_MT_KEY_UPDATE, 0, 0, 1, 0 };
+
+	if (t13_seal(t, T13_CT_HANDSHAKE, NULL, ku, sizeof(ku), out) == -1 ||
+	    t13_dir_update(t, &t->t_wr) == -1)
+		return (0);
+	t->t_update_due = 0;
+	return (T13_KU_REC);
+}
+
 /* Write the sealed bytes kept back; 1 when all are out, 0, or -1. */
 static int
 t13_flush(struct wsg_tls13 *t, int fd, size_t *sent, unsigned long *err)
@@ -1056,7 +1099,7 @@ int
 tls13_write(struct wsg_tls13 *t, int fd, struct evbuffer *src, size_t max,
     size_t *sent, unsigned long *err)
 {
-	static const uint8_t	 ku[5] = { SSL3_MT_KEY_UPDATE, 0, 0, 1, 0 };
+	struct t13_dir		*d = &t->t_wr;
 	size_t			 len, avail, n;
 	ssize_t			 w;
 	int			 k, rc;
@@ -1091,17 +1134,25 @@ tls13_write(struct wsg_tls13 *t, int fd, struct evbuffer *src, size_t max,
 			t->t_out = NULL;
 			t->t_outoff = t->t_outlen = 0;
 		}
+		/*
+		 * Key updates go in line with the records, after those sealed
+		 * under the old key and queued or written before them.
+		 */
 		if (t->t_update_due) {
-			/* Ours, then the new key (RFC 8446 4.6.3). */
-			if (t13_seal(t, T13_CT_HANDSHAKE, NULL, ku, sizeof(ku),
-			    t13_obuf + len) == -1 || t13_dir_update(t,
-			    &t->t_wr) == -1)
+			if ((n = t13_update_out(t, t13_obuf + len)) == 0)
 				goto internal;
-			t->t_update_due = 0;
-			len += T13_OVERHEAD + sizeof(ku);
+			len += n;
 		}
 		for (k = 0; k < T13_BATCH &&
 		    (avail = evbuffer_get_length(src)) > 0; k++) {
+			/* Ours when the key sealed enough (RFC 8446 5.5). */
+			if (d->d_bytes >= t13_rekey_bytes ||
+			    d->d_seq >= t13_rekey_records) {
+				if ((n = t13_update_out(t, t13_obuf + len)) ==
+				    0)
+					goto internal;
+				len += n;
+			}
 			n = avail < T13_MAX_PLAIN ? avail : T13_MAX_PLAIN;
 			if (t13_seal(t, T13_CT_APPDATA, src, NULL, n,
 			    t13_obuf + len) == -1)

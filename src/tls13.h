@@ -62,11 +62,19 @@ int	 tls13_read(struct wsg_tls13 *, int, struct evbuffer *, size_t,
 /*
  * Send what is still queued, then seal and send `src` in records of up
  * to 16 KiB until it is empty, the socket is full or about `max` bytes
- * went out.  *sent grows by the bytes written to the socket.  Returns 0
- * or TLS13_ERROR.
+ * went out.  *sent grows by the bytes written to the socket.  Once 16 GiB
+ * of plaintext or 2^24 records were sealed under one key, a key update
+ * of ours goes before the next record.  Returns 0 or TLS13_ERROR.
  */
 int	 tls13_write(struct wsg_tls13 *, int, struct evbuffer *, size_t,
 	    size_t *, unsigned long *);
+
+/*
+ * Seal at most `bytes` of plaintext or `records` records under one write
+ * key before our key update, for the tests; 0 restores a default.  Set
+ * before any worker runs.
+ */
+void	 tls13_set_rekey(uint64_t, uint64_t);
 
 /* Bytes sealed but not yet written, or a key update to send. */
 int	 tls13_write_pending(const struct wsg_tls13 *);

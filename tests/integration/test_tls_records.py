@@ -7,15 +7,17 @@ them to be handled: each case sends its records in a single send() and
 then only waits.
 """
 
+import os
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
 
 import rawclient
 import wsproto
-from conftest import echo_works, wait_for
+from conftest import WSGATE, echo_works, wait_for
 
 
 class RecordClient:
@@ -308,3 +310,72 @@ def test_record_header_read_ahead_before_the_upgrade(echo_gateway):
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert e["status"] == 101 and e["frames_in"] == 1, e
+
+
+def failalloc_build():
+    out = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
+                         timeout=10).stdout
+    return "(failalloc)" in out
+
+
+def test_own_key_updates_after_the_limit(factory):
+    """wsgate updates its write key after 2^34 bytes or 2^24 records under
+    one key (RFC 8446 5.5); a test build (--enable-failalloc) takes a lower
+    figure from WSGATE_TLS13_REKEY.  With 4096 bytes, a KeyUpdate goes
+    before the first record after 4096 bytes under a key, never earlier,
+    and the client's OpenSSL follows every one: 480 KB echo back in order.
+    Another build ignores the variable and sends none."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, start=False)
+    gw.start(env=dict(os.environ, WSGATE_TLS13_REKEY="4096"))
+    log = []
+
+    def msg_cb(conn, direction, version, content_type, msg_type, data):
+        if direction != "read":
+            return
+        if content_type == 0x100 and len(data) == 5:        # header
+            log.append(("hdr", (data[3] << 8 | data[4]) - 16))
+        elif content_type == 0x101 and msg_type == 23:      # inner type
+            log.append(("data", log.pop()[1]))
+        elif (content_type == ssl._TLSContentType.HANDSHAKE and
+              msg_type == ssl._TLSMessageType.KEY_UPDATE):
+            log.append(("ku", 0))
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx._msg_callback = msg_cb
+    c = RecordClient(gw.port, ctx)
+    msgs = [bytes((i * 13 + j) & 0xff for j in range(60000))
+            for i in range(8)]
+    try:
+        open_session(c)
+        for m in msgs:
+            c.write(wsproto.encode_frame(wsproto.OP_BINARY, m))
+        c.flush()
+        got = []
+
+        def have_all(buf):
+            got[:] = frames_in(buf)[0]
+            return len(got) >= len(msgs)
+        c.read_until(have_all, timeout=10)
+        assert [f.payload for f in got] == msgs
+    finally:
+        c.close()
+    seq = [e for e in log if e[0] != "hdr"]
+    updates = [i for i, e in enumerate(seq) if e[0] == "ku"]
+    if not failalloc_build():
+        assert updates == [], seq
+        return
+    assert len(updates) >= 480000 // (4096 + 16385), seq
+    # From the first update on: one exactly when 4096 bytes were sealed.
+    sealed = None
+    for kind, n in seq:
+        if kind == "ku":
+            assert sealed is None or sealed >= 4096, seq
+            sealed = 0
+        elif sealed is not None:
+            assert sealed < 4096, seq
+            sealed += n

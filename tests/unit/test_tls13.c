@@ -4,7 +4,8 @@
  * with OpenSSL in a context made by tls_ctx_new(), is taken over, and
  * must then read what the client's OpenSSL sealed, and seal what the
  * client's OpenSSL can open, in every suite, across key updates asked
- * for by the client, and answer bad records with the right alert.
+ * for by the client and our own, and answer bad records with the right
+ * alert.
  */
 #include "autoconf.h"
 
@@ -849,6 +850,194 @@ done:
 	SSL_CTX_free(cctx);
 }
 
+/*
+ * What the client read from the record layer: each data record's
+ * plaintext length (content and type), and a KeyUpdate as 0.
+ */
+static size_t	 rk_log[1024];
+static size_t	 rk_n, rk_clen;
+
+static void
+rk_msg_cb(int write_p, int version, int type, const void *buf, size_t len,
+    SSL *ssl, void *arg)
+{
+	const unsigned char	*b = buf;
+
+	(void)version;
+	(void)ssl;
+	(void)arg;
+	if (write_p || len < 1 || rk_n == sizeof(rk_log) / sizeof(rk_log[0]))
+		return;
+	if (type == SSL3_RT_HEADER && len == 5)
+		rk_clen = (size_t)b[3] << 8 | b[4];
+	else if (type == SSL3_RT_INNER_CONTENT_TYPE &&
+	    b[0] == SSL3_RT_APPLICATION_DATA)
+		rk_log[rk_n++] = rk_clen - 16;
+	else if (type == SSL3_RT_HANDSHAKE && b[0] == SSL3_MT_KEY_UPDATE)
+		rk_log[rk_n++] = 0;
+}
+
+/* The bytes and records under the client's view of our write key. */
+struct rk_state {
+	uint64_t	bytes, records;
+	int		known;		/* records counted from a key update */
+	size_t		seen;		/* rk_log entries checked */
+	int		updates;
+};
+
+/*
+ * Check the log since the last call: a KeyUpdate of ours exactly before
+ * the first record after the key sealed `bytes` or `records` (but for
+ * `asked` updates the client asked for); returns the updates seen.
+ */
+static int
+rk_check(struct rk_state *st, uint64_t bytes, uint64_t records, int asked)
+{
+	int	n = 0, due;
+
+	for (; st->seen < rk_n; st->seen++) {
+		due = st->bytes >= bytes || (st->known &&
+		    st->records >= records);
+		if (rk_log[st->seen] == 0) {
+			if (!due && asked-- <= 0)
+				CHECK(!"a key update before it was due");
+			st->bytes = st->records = 0;
+			st->known = 1;
+			n++;
+		} else {
+			if (due)
+				CHECK(!"a record after the key update was due");
+			st->bytes += rk_log[st->seen];
+			st->records++;
+		}
+	}
+	st->updates += n;
+	return (n);
+}
+
+/*
+ * Seal len bytes through tls13_write(), at most max bytes a call, adding
+ * them to its source `step` bytes at a time (a frame streamed in parts)
+ * while the client reads; *queued counts the calls that left sealed
+ * bytes waiting for the socket.  0 when every byte came back in order.
+ */
+static int
+rk_pump(struct pair *p, struct wsg_tls13 *t, const unsigned char *data,
+    size_t len, size_t step, size_t max, int *queued)
+{
+	struct evbuffer	*out = evbuffer_new();
+	unsigned char	*back = malloc(len);
+	unsigned long	 err = 0;
+	size_t		 added = 0, done = 0, sent, n;
+	int		 i, r, rc = -1;
+
+	for (i = 0; i < 20 * STEPS && back != NULL; i++) {
+		if (added < len) {
+			n = len - added < step ? len - added : step;
+			evbuffer_add(out, data + added, n);
+			added += n;
+		}
+		sent = 0;
+		if (tls13_write(t, p->sfd, out, max, &sent, &err) != 0)
+			break;
+		if (tls13_write_pending(t))
+			(*queued)++;
+		if (done == len) {
+			if (added == len && evbuffer_get_length(out) == 0 &&
+			    !tls13_write_pending(t))
+				rc = memcmp(back, data, len) == 0 ? 0 : -1;
+			break;
+		}
+		r = SSL_read(p->c, back + done, (int)(len - done));
+		if (r > 0)
+			done += (size_t)r;
+		else if (SSL_get_error(p->c, r) != SSL_ERROR_WANT_READ)
+			break;
+		else if (!tls13_write_pending(t) &&
+		    evbuffer_get_length(out) == 0)
+			wait_fd(p->cfd, POLLIN);
+	}
+	free(back);
+	evbuffer_free(out);
+	return (rc);
+}
+
+/*
+ * Our own key updates (RFC 8446 5.5), with the limits lowered: after a
+ * few KiB sealed under one key a KeyUpdate goes before the next record,
+ * for records sealed one by one, for a stream cut in parts with the
+ * socket full now and then, and after a few records; one the client
+ * asked for starts the count again.  The client's OpenSSL follows them
+ * and reads every byte in order.
+ */
+static void
+check_own_updates(SSL_CTX *sctx, const char *suite)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair		 p;
+	struct wsg_tls13	*t = NULL;
+	struct evbuffer		*in = evbuffer_new();
+	struct rk_state		 st;
+	unsigned char		*big = malloc(1 << 20);
+	unsigned long		 err = 0;
+	size_t			 i;
+	int			 k, queued = 0, buf = 4096;
+
+	memset(&st, 0, sizeof(st));
+	for (i = 0; big != NULL && i < 1 << 20; i++)
+		big[i] = (unsigned char)(i * 31 + i / 4099);
+	CHECK(SSL_CTX_set_ciphersuites(cctx, suite) == 1);
+	SSL_CTX_set_msg_callback(cctx, rk_msg_cb);
+	if (big == NULL || pair_open(&p, sctx, cctx) == -1 ||
+	    (t = tls13_takeover(p.s)) == NULL) {
+		CHECK(!"set-up");
+		goto done;
+	}
+	rk_n = 0;
+
+	/* 1000-byte records: five under each key, 5005 bytes >= 4096. */
+	tls13_set_rekey(4096, 0);
+	for (k = 0; k < 40; k++)
+		CHECK(rk_pump(&p, t, big + k, 1000, 1000, SIZE_MAX,
+		    &queued) == 0);
+	CHECK_INT(rk_check(&st, 4096, UINT64_MAX, 0), 7);
+	CHECK_INT(rk_n, 40 + 7);
+
+	/*
+	 * 1 MiB streamed 30000 bytes at a time, faster than the client
+	 * reads, into a socket that takes a few KiB, 20000 bytes a call:
+	 * one update every 40000 bytes or so.
+	 */
+	CHECK(setsockopt(p.sfd, SOL_SOCKET, SO_SNDBUF, &buf,
+	    sizeof(buf)) == 0);
+	tls13_set_rekey(40000, 0);
+	queued = 0;
+	CHECK(rk_pump(&p, t, big, 1 << 20, 30000, 20000, &queued) == 0);
+	CHECK(queued > 0);
+	k = rk_check(&st, 40000, UINT64_MAX, 0);
+	CHECK(k >= (1 << 20) / (40000 + 16385) && k <= (1 << 20) / 40000);
+
+	/* The client asks for one; then one every 8 records. */
+	CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_REQUESTED) == 1);
+	CHECK_INT(SSL_write(p.c, "x", 1), 1);
+	CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), 0);
+	tls13_set_rekey(1 << 20, 8);
+	for (k = 0; k < 30; k++)
+		CHECK(rk_pump(&p, t, big + k, 10, 10, SIZE_MAX,
+		    &queued) == 0);
+	/* The answer first, then before records 9, 17 and 25. */
+	CHECK_INT(rk_check(&st, 1 << 20, 8, 1), 4);
+	CHECK_INT(rk_n, st.seen);
+	CHECK(rk_n >= 34 && rk_log[rk_n - 34] == 0 && rk_log[rk_n - 25] == 0);
+done:
+	tls13_set_rekey(0, 0);
+	tls13_free(t);
+	pair_close(&p);
+	free(big);
+	evbuffer_free(in);
+	SSL_CTX_free(cctx);
+}
+
 /* The server's traffic secret too, for check_wiped(). */
 static unsigned char	 srv_secret[32];
 
@@ -1040,6 +1229,9 @@ main(void)
 		check_update_before_ticket(s13);
 		check_abandon(s13);
 		check_wiped(s13);
+		check_own_updates(s13, "TLS_AES_128_GCM_SHA256");
+		check_own_updates(s13, "TLS_AES_256_GCM_SHA384");
+		check_own_updates(s13, "TLS_CHACHA20_POLY1305_SHA256");
 	}
 	SSL_CTX_free(s13);
 	SSL_CTX_free(s12);
