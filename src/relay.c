@@ -279,6 +279,26 @@ relay_pause(struct wsg_peer *p)
 }
 
 /*
+ * A frame counted in p_frames broke a rule before any of it moved: what
+ * arrived of it, at the front of the input, counts in p_bytes too, so
+ * that a frame counted in frames_in or frames_out has its bytes counted
+ * (wsgate(8)); what follows it is thrown away uncounted.  Only within
+ * relay_process(), which counts the bytes in the metrics.
+ */
+static void
+relay_count_refused(struct wsg_peer *p)
+{
+	const struct wsg_frame	*f = &p->p_frame;
+	size_t			 n;
+
+	p->p_have_frame = 0;
+	n = evbuffer_get_length(bufferevent_get_input(p->p_bev));
+	if (n > f->f_hdr_len + f->f_len)
+		n = f->f_hdr_len + f->f_len;
+	p->p_bytes += n;
+}
+
+/*
  * messages_per_connection (data messages and pings/pongs) and
  * bytes_per_connection (every frame but the close), on what the client
  * sends.  Returns -1 once the
@@ -296,6 +316,7 @@ relay_rate(struct wsg_peer *p)
 	    !bucket_take(&p->p_msg_bucket, &rc->rc_messages, 1, now)) {
 		log_info("conn %llu: rate_messages: message rate exceeded",
 		    (unsigned long long)p->p_session->s_id);
+		relay_count_refused(p);
 		session_fail(p->p_session, "rate_messages", 1008, 1008, 1001);
 		return (-1);
 	}
@@ -308,6 +329,7 @@ relay_rate(struct wsg_peer *p)
 	    &rc->rc_bytes, f->f_len > 0 ? f->f_len : 1, now)) {
 		log_info("conn %llu: rate_bytes: byte rate exceeded",
 		    (unsigned long long)p->p_session->s_id);
+		relay_count_refused(p);
 		session_fail(p->p_session, "rate_bytes", 1008, 1008, 1001);
 		return (-1);
 	}
@@ -541,6 +563,7 @@ relay_control(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	r = frame_check_close(buf + f->f_hdr_len, f->f_len,
 	    s->s_route->rt_policy->pol_validate_utf8, &code);
 	if (r != WSG_FRAME_OK) {
+		relay_count_refused(p);
 		relay_violation(p, r);
 		return;
 	}
@@ -634,6 +657,7 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	if (r == WSG_FRAME_OK)
 		r = frame_msg_end(f, &p->p_msg, pol->pol_validate_utf8);
 	if (r != WSG_FRAME_OK) {
+		relay_count_refused(p);
 		relay_violation(p, r);
 		return (-1);
 	}
@@ -693,6 +717,8 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 		goto fail;
 	return (0);
 fail:
+	if (p->p_have_frame)
+		relay_count_refused(p);
 	log_warnx("conn %llu: out of memory holding a message",
 	    (unsigned long long)s->s_id);
 	session_fail(s, "internal_error", 1011, 1011, 1011);
@@ -829,6 +855,7 @@ relay_move(struct wsg_peer *p)
 				r = frame_msg_end(f, &p->p_msg, 1);
 			if (r != WSG_FRAME_OK) {
 				relay_flush(in, out, &pend);
+				relay_count_refused(p);
 				relay_violation(p, r);
 				return;
 			}
