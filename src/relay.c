@@ -279,14 +279,14 @@ relay_pause(struct wsg_peer *p)
 }
 
 /*
- * A frame counted in p_frames broke a rule before any of it moved: what
- * arrived of it, at the front of the input, counts in p_bytes too, so
- * that a frame counted in frames_in or frames_out has its bytes counted
- * (wsgate(8)); what follows it is thrown away uncounted.  Only within
- * relay_process(), which counts the bytes in the metrics.
+ * A frame counted in p_frames and not yet moved, at the front of the
+ * input, will not be: it broke a rule, or the session ended before all of
+ * it came.  What arrived of it counts in p_bytes, so that a frame counted
+ * in frames_in or frames_out has its bytes counted too (wsgate(8)); what
+ * follows it is thrown away uncounted.  Returns the bytes counted.
  */
-static void
-relay_count_refused(struct wsg_peer *p)
+static size_t
+relay_count_rest(struct wsg_peer *p)
 {
 	const struct wsg_frame	*f = &p->p_frame;
 	size_t			 n;
@@ -296,6 +296,25 @@ relay_count_refused(struct wsg_peer *p)
 	if (n > f->f_hdr_len + f->f_len)
 		n = f->f_hdr_len + f->f_len;
 	p->p_bytes += n;
+	return (n);
+}
+
+/* Within relay_process(), which counts the bytes in the metrics. */
+static void
+relay_count_refused(struct wsg_peer *p)
+{
+	(void)relay_count_rest(p);
+}
+
+void
+relay_count_cut(struct wsg_peer *p)
+{
+	size_t	n;
+
+	if (p->p_bev == NULL || !p->p_have_frame || p->p_fwd_left > 0)
+		return;
+	n = relay_count_rest(p);
+	metrics_frames(p->p_is_client ? WSG_DIR_C2U : WSG_DIR_U2C, 0, n);
 }
 
 /*
@@ -1431,8 +1450,9 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 		log_info("conn %llu: %s TLS error: %s",
 		    (unsigned long long)s->s_id, p->p_name,
 		    tls_reason(e, why, sizeof(why)));
-	/* What arrived before the end is relayed first. */
+	/* What arrived before the end is relayed first, or counted. */
 	relay_process(p);
+	relay_count_cut(p);
 	session_peer_free(p);
 	if (s->s_state != WSG_S_OPEN)
 		return;

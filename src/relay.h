@@ -40,6 +40,13 @@ void	relay_send_close(struct wsg_peer *, uint16_t, const char *);
 int	relay_finish(struct wsg_peer *);
 
 /*
+ * As the session closes: a frame of this half counted but not moved, not
+ * all of it there yet, counts what arrived of it in the bytes (the access
+ * log's and the metrics').
+ */
+void	relay_count_cut(struct wsg_peer *);
+
+/*
  * What a half still has to take: its output here and the kernel's send
  * queue.
  */

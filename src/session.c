@@ -1330,12 +1330,16 @@ session_peer_close(struct wsg_peer *p)
  * What the client sent before the session opened counts in bytes_in,
  * refused, timed out or dropped: the head (drained only on admission) and
  * anything after it.  Left in place, as a request may still point into
- * it; the closed session discards the rest without counting.
+ * it; the closed session discards the rest without counting.  Once open,
+ * so does what came of a frame either side had begun (relay_count_cut()).
  */
 static void
 session_count_unread(struct wsg_session *s)
 {
-	if (s->s_state != WSG_S_OPEN && s->s_state != WSG_S_CLOSED &&
+	if (s->s_state == WSG_S_OPEN) {
+		relay_count_cut(&s->s_client);
+		relay_count_cut(&s->s_upstream);
+	} else if (s->s_state != WSG_S_CLOSED &&
 	    s->s_client.p_bev != NULL)
 		s->s_client.p_bytes += evbuffer_get_length(
 		    bufferevent_get_input(s->s_client.p_bev));

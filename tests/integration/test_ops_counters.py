@@ -8,13 +8,16 @@ import pytest
 
 import rawup
 import wsproto
-from conftest import metric, policy
+from conftest import metric, policy, wait_for
 from rawclient import build_request
 
 E = wsproto.encode_frame
-T, C = wsproto.OP_TEXT, wsproto.OP_CLOSE
+T, C, BIN = wsproto.OP_TEXT, wsproto.OP_CLOSE, wsproto.OP_BINARY
 UP = [E(T, b"ok", mask=False), E(T, b"\xff\xfe", mask=False),
       E(T, b"after", mask=False)]
+# A whole frame, then 1000 bytes of a 2000-byte one that never ends.
+CUT = [E(BIN, b"one"), E(BIN, b"z" * 2000)[:1000]]
+CUT_UP = [E(BIN, b"one", mask=False), E(BIN, b"z" * 2000, mask=False)[:1000]]
 
 # (path, frames sent in one write, how many of them count, reason); the
 # frames of /bad come from the upstream, the others from the client.
@@ -37,20 +40,25 @@ CASES = {
 def gw(request, module_factory):
     up = module_factory.raw_upstream()
     bad = module_factory.raw_upstream(rawup.ws_then(b"".join(UP)))
+    cut = module_factory.raw_upstream(rawup.ws_then(b"".join(CUT_UP),
+                                                    then="drop"))
     g = module_factory.gateway(
         routes=[("/echo", "rec"), ("/msgs", "rec", "msgs"),
                 ("/bytes", "rec", "bytes"), ("/deny", "rec", "deny"),
-                ("/bad", "bad")],
-        upstreams={"rec": [up.addr], "bad": [bad.addr]},
+                ("/bad", "bad"), ("/idle", "rec", "idle"),
+                ("/cut", "cut")],
+        upstreams={"rec": [up.addr], "bad": [bad.addr], "cut": [cut.addr]},
         policies={
             "msgs": policy(rate_limit={"messages_per_connection":
                                        {"rate": "5/s", "burst": 5}}),
             "bytes": policy(rate_limit={"bytes_per_connection":
                                         {"rate": "100/s", "burst": 100}}),
             "deny": policy(messages={"deny_regex": ["forbidden"]}),
+            "idle": policy(timeouts={"idle": "1s"}),
         },
         admin=True, tls=request.param)
     g.settle_probes()
+    g.up = up
     return g
 
 
@@ -87,3 +95,42 @@ def test_refused_frame_counts_whole(gw, case):
     m1 = counters(gw, direction)
     assert (m1[0] - m0[0], m1[1] - m0[1]) == (counted, want), (m0, m1)
 
+
+@pytest.mark.parametrize("how", ["client_dropped", "idle_timeout",
+                                 "upstream_error"])
+def test_frame_cut_short_counts_what_came(gw, how):
+    """A frame the session ended in the middle of (a peer gone, the idle
+    timeout): frames count it, bytes what arrived of it."""
+    client = how != "upstream_error"
+    path = {"client_dropped": "/echo", "idle_timeout": "/idle",
+            "upstream_error": "/cut"}[how]
+    direction = "client_to_upstream" if client else "upstream_to_client"
+    frames = CUT if client else CUT_UP
+    m0 = counters(gw, direction)
+    n0 = len(gw.up.connections())
+    c = gw.raw()
+    try:
+        head = build_request(path)
+        c.send(head)
+        assert b" 101 " in c.read_until(b"\r\n\r\n", 5)
+        if client:
+            c.send(b"".join(frames))
+            # The gateway has read the write once the upstream has the
+            # whole frame in front of the cut one.
+            conn = gw.up.wait_conns(n0 + 1)[n0]
+            wait_for(lambda: len(conn.data) >= len(conn.head or b"") +
+                     len(frames[0]) + 4, 5, what="first frame relayed")
+        if how != "client_dropped":
+            c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == how, e
+    want = sum(len(f) for f in frames)
+    if client:
+        got, want_log = (e["frames_in"], e["bytes_in"]), len(head) + want
+    else:
+        got, want_log = (e["frames_out"], e["bytes_out"]), want
+    assert got == (2, want_log), e
+    m1 = counters(gw, direction)
+    assert (m1[0] - m0[0], m1[1] - m0[1]) == (2, want), (m0, m1)
