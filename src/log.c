@@ -4,11 +4,14 @@
  */
 #include "autoconf.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,6 +42,15 @@ static int	 log_access_torn;		/* atomic: ends mid-line */
 static int	 log_slots;			/* slots made */
 static char	*log_error_path;		/* main thread only */
 static char	*log_access_path;
+static pthread_t log_main;			/* the thread of log_open() */
+static int	 log_main_set;
+
+/*
+ * The longest the main thread waits for the error log to take a line: it
+ * takes the signals, and a log nobody reads (a stuck log shipper, a full
+ * journald stream) must not keep it from draining and exiting.
+ */
+#define WSG_LOG_MAIN_WAIT_MS	500
 
 static const char *const log_level_names[] = { "error", "warn", "info",
     "debug" };
@@ -150,6 +162,8 @@ log_open(const char *error_log, const char *access_log, int level)
 	if (log_prepare(&f, error_log, access_log) == -1)
 		return (-1);
 	log_commit(&f, level);
+	log_main = pthread_self();
+	log_main_set = 1;
 	return (0);
 }
 
@@ -221,13 +235,109 @@ log_debug_enabled(void)
 	    WSG_LOG_DEBUG);
 }
 
+/*
+ * Write a line without waiting more than ms for the file to take it.  The
+ * descriptor stays blocking, as the workers, which share its open file,
+ * want it: a socket is sent to with MSG_DONTWAIT, a pipe is written
+ * through a non-blocking open file of its own (from /proc), anything else
+ * once poll(2) says it can be.  -1 if the line did not all go.
+ */
+static int
+log_write_bounded(int fd, const char *buf, size_t len, int ms)
+{
+	struct stat	 st;
+	struct pollfd	 pfd;
+	struct timespec	 now, end;
+	char		 path[64];
+	ssize_t		 n;
+	long		 left;
+	int		 wfd = -1, sock;
+
+	if (fstat(fd, &st) == -1)
+		return (-1);
+	if (S_ISREG(st.st_mode))
+		return (write(fd, buf, len) == (ssize_t)len ? 0 : -1);
+	sock = S_ISSOCK(st.st_mode);
+	if (S_ISFIFO(st.st_mode)) {
+		(void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		wfd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += ms / 1000;
+	end.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (end.tv_nsec >= 1000000000) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000;
+	}
+	pfd.fd = fd;
+	pfd.events = POLLOUT;
+	while (len > 0) {
+		if (sock)
+			n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		else if (wfd != -1)
+			n = write(wfd, buf, len);
+		else if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT))
+			n = write(fd, buf, len);
+		else {
+			n = -1;
+			errno = EAGAIN;
+		}
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR))
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = (long)(end.tv_sec - now.tv_sec) * 1000 +
+		    (end.tv_nsec - now.tv_nsec) / 1000000;
+		if (left <= 0)
+			break;
+		(void)poll(&pfd, 1, (int)left);
+	}
+	if (wfd != -1)
+		close(wfd);
+	return (len == 0 ? 0 : -1);
+}
+
+/* Format one error-log line at a level into line; its length. */
+static size_t __attribute__((format(printf, 4, 0)))
+log_format(char *line, size_t size, int level, const char *fmt, va_list ap,
+    const char *err)
+{
+	char		 ts[32];
+	struct timespec	 now;
+	struct tm	 tm;
+	size_t		 n;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = snprintf(line, size, "%s.%03ldZ %s: ", ts,
+	    now.tv_nsec / 1000000, log_level_names[level]);
+	n += vsnprintf(line + n, size - n, fmt, ap);
+	if (n < size && err != NULL)
+		n += snprintf(line + n, size - n, ": %s", err);
+	if (n >= size - 1)
+		n = size - 2;
+	line[n++] = '\n';
+	return (n);
+}
+
+/* Is this the main thread, which must not wait on a log for long? */
+static int
+log_on_main(void)
+{
+	return (log_main_set && pthread_equal(pthread_self(), log_main));
+}
+
 /* Format and write one error-log line at a level. */
 static void __attribute__((format(printf, 3, 0)))
 log_vwrite(int level, const char *err, const char *fmt, va_list ap)
 {
-	char		 line[2048], ts[32];
-	struct timespec	 now;
-	struct tm	 tm;
+	char		 line[2048];
 	size_t		 n;
 	int		 prio;
 
@@ -247,18 +357,41 @@ log_vwrite(int level, const char *err, const char *fmt, va_list ap)
 			syslog(prio, "%s", msg);
 		return;
 	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	n = snprintf(line, sizeof(line), "%s.%03ldZ %s: ", ts,
-	    now.tv_nsec / 1000000, log_level_names[level]);
-	n += vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	if (n < sizeof(line) && err != NULL)
-		n += snprintf(line + n, sizeof(line) - n, ": %s", err);
-	if (n >= sizeof(line) - 1)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	(void)write(log_error_fd, line, n);
+	n = log_format(line, sizeof(line), level, fmt, ap, err);
+	if (log_on_main())
+		(void)log_write_bounded(log_error_fd, line, n,
+		    WSG_LOG_MAIN_WAIT_MS);
+	else
+		(void)write(log_error_fd, line, n);
+}
+
+/*
+ * The last line of a process that ends with workers blocked on a log: at
+ * level warn to the error log, if it takes it in time, else (and always
+ * with syslog, whose lock such a worker may hold) to stderr when that is
+ * another file.
+ */
+void
+log_last(const char *fmt, ...)
+{
+	struct stat	 a, b;
+	va_list		 ap;
+	char		 line[2048];
+	size_t		 n;
+	int		 sl;
+
+	va_start(ap, fmt);
+	n = log_format(line, sizeof(line), WSG_LOG_WARN, fmt, ap, NULL);
+	va_end(ap);
+	sl = __atomic_load_n(&log_syslog, __ATOMIC_RELAXED);
+	if (!sl && log_write_bounded(log_error_fd, line, n,
+	    WSG_LOG_MAIN_WAIT_MS) == 0)
+		return;
+	if (sl || fstat(log_error_fd, &a) == -1 ||
+	    fstat(STDERR_FILENO, &b) == -1 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino)
+		(void)log_write_bounded(STDERR_FILENO, line, n,
+		    WSG_LOG_MAIN_WAIT_MS);
 }
 
 /*

@@ -42,6 +42,8 @@ void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	log_debug_enabled(void);
+/* A last warning that never waits long, to stderr if the log is stuck. */
+void	log_last(const char *, ...) __attribute__((format(printf, 1, 2)));
 __attribute__((noreturn)) void
 	fatal(const char *, ...) __attribute__((format(printf, 1, 2)));
 __attribute__((noreturn)) void

@@ -48,6 +48,12 @@
 #define WSG_DRAIN_SPREAD_MS	2000
 /* How often the main thread looks whether draining workers are done. */
 #define WSG_DRAIN_POLL_MS	50
+/*
+ * How long past shutdown_timeout (or a second signal) the main thread
+ * waits for a worker that has not finished, such as one blocked writing a
+ * log line nobody reads, before it exits without it.
+ */
+#define WSG_DRAIN_GRACE_MS	5000
 #define WSG_MAX_WORKERS		256
 
 enum wsg_msg_type {
@@ -66,6 +72,13 @@ static struct wsg_admin		*server_admin_ep;
 static int			 server_draining;
 static int			 server_stop_sig;	/* second signal, if any */
 static struct event		*server_drain_poll;
+/*
+ * In server_now_ms() time: when a drain cuts off what is still open (set
+ * before the drain is posted), and when the main thread gives up on a
+ * worker that has not finished.
+ */
+static uint64_t			 server_drain_end;
+static uint64_t			 server_give_up;
 static struct wsg_rltable	*server_rl;
 
 /*
@@ -123,6 +136,16 @@ server_metrics(struct evbuffer *b)
 	    (unsigned long long)st.rs_evictions,
 	    (unsigned long long)st.rs_expired,
 	    (unsigned long long)st.rs_table_full);
+}
+
+/* The monotonic clock in milliseconds. */
+static uint64_t
+server_now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 }
 
 uint64_t
@@ -313,7 +336,7 @@ server_worker_drain(struct wsg_worker *w)
 {
 	struct wsg_session	*s, *next;
 	struct timeval		 tv;
-	uint64_t		 spread;
+	uint64_t		 spread, now, left;
 	size_t			 i;
 
 	if (w->w_draining)
@@ -334,8 +357,15 @@ server_worker_drain(struct wsg_worker *w)
 		event_base_loopexit(w->w_base, NULL);
 		return;
 	}
-	tv.tv_sec = w->w_conf->c_shutdown_timeout_ms / 1000;
-	tv.tv_usec = (w->w_conf->c_shutdown_timeout_ms % 1000) * 1000;
+	/*
+	 * The deadline is shutdown_timeout after the signal, not after this
+	 * worker got to its message: one that was busy (blocked on a log)
+	 * meanwhile must not outlast the main thread's patience.
+	 */
+	now = server_now_ms();
+	left = server_drain_end > now ? server_drain_end - now : 0;
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000;
 	w->w_drain_timer = evtimer_new(w->w_base, server_drain_timeout_cb, w);
 	if (w->w_drain_timer == NULL)
 		event_base_loopbreak(w->w_base);
@@ -803,7 +833,41 @@ fail:
 	server_notify("READY=1");
 }
 
-/* Draining: exit the main loop once every worker has finished. */
+/*
+ * A worker is still not done WSG_DRAIN_GRACE_MS after the drain should
+ * have ended: it is stuck, most likely in a write(2) to a log nobody
+ * reads, and no join would return.  The process ends without it, with
+ * _exit(): exit() would run the atexit handlers (OpenSSL's cleanup, under
+ * the workers' feet should their write return meanwhile, and
+ * LeakSanitizer's report of all they hold), and the logs keep nothing in
+ * stdio buffers to flush.
+ */
+static void __attribute__((noreturn))
+server_abandon(void)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; i < server_nworkers; i++)
+		if (!__atomic_load_n(&server_workers[i].w_done,
+		    __ATOMIC_ACQUIRE))
+			n++;
+	if (server_stop_sig != 0)
+		log_last("shutdown: %zu worker%s not done %ds after signal "
+		    "%d: exiting without %s (blocked writing a log?)", n,
+		    n == 1 ? "" : "s", WSG_DRAIN_GRACE_MS / 1000,
+		    server_stop_sig, n == 1 ? "it" : "them");
+	else
+		log_last("shutdown: %zu worker%s not done %ds after "
+		    "shutdown_timeout: exiting without %s (blocked writing a "
+		    "log?)", n, n == 1 ? "" : "s", WSG_DRAIN_GRACE_MS / 1000,
+		    n == 1 ? "it" : "them");
+	_exit(2);
+}
+
+/*
+ * Draining: exit the main loop once every worker has finished, or the
+ * process at the end of the grace.
+ */
 static void
 server_drain_poll_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -813,6 +877,8 @@ server_drain_poll_cb(evutil_socket_t fd, short ev, void *arg)
 	for (i = 0; i < server_nworkers; i++)
 		if (!__atomic_load_n(&server_workers[i].w_done,
 		    __ATOMIC_ACQUIRE)) {
+			if (server_now_ms() >= server_give_up)
+				server_abandon();
 			evtimer_add(server_drain_poll, &tv);
 			return;
 		}
@@ -829,6 +895,8 @@ server_drain(void)
 	if (server_draining)
 		return;
 	server_draining = 1;
+	server_drain_end = server_now_ms() + server_conf->c_shutdown_timeout_ms;
+	server_give_up = server_drain_end + WSG_DRAIN_GRACE_MS;
 	server_notify("STOPPING=1");
 	log_info("draining");
 	for (i = 0; i < server_nworkers; i++)
@@ -852,6 +920,8 @@ server_stop(int sig)
 	if (server_stop_sig != 0)
 		return;
 	server_stop_sig = sig;
+	if (server_give_up > server_now_ms() + WSG_DRAIN_GRACE_MS)
+		server_give_up = server_now_ms() + WSG_DRAIN_GRACE_MS;
 	log_info("signal %d while draining: stopping now", sig);
 	for (i = 0; i < server_nworkers; i++)
 		server_post(&server_workers[i], WSG_MSG_STOP, NULL, NULL);

@@ -129,3 +129,114 @@ def test_drain_right_after_a_reload_uses_the_new_shutdown_timeout(factory):
     lines = [ln for ln in gw.error_text().splitlines()
              if "shutdown timeout:" in ln]
     assert len(lines) == 2, gw.error_text()[-3000:]
+
+
+def _stuck_drain(factory, error_log_too, timeout=1, before=()):
+    """A gateway of two workers whose access log (and error log, if
+    error_log_too) is a pipe nobody reads: both workers block writing it.
+    The signals before, then SIGTERM, must still end the process soon
+    after shutdown_timeout."""
+    from conftest import StalledAccessLog
+
+    be = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, tls=False,
+                         top={"workers": 2,
+                              "shutdown_timeout": "%ds" % timeout},
+                         start=False)
+    log = StalledAccessLog(gw)
+    if error_log_too:
+        cfg = dict(gw.config)
+        cfg["log"] = dict(cfg["log"], error_log=str(gw.access_log))
+        gw.write_config(cfg)
+    try:
+        gw.start()
+        # Far more log lines than a page holds, from both workers: each
+        # blocks on its next line and never returns from write(2).
+        log.fill(200)
+        for sig in before:
+            gw.proc.send_signal(sig)
+            time.sleep(0.5)
+        gw.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = gw.proc.wait(timeout + 20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("wsgate still running 20s after shutdown_timeout "
+                        "with its workers blocked on the log")
+    finally:
+        gw.stop()
+        log.close()
+    return gw, rc
+
+
+def test_drain_ends_with_workers_blocked_on_the_access_log(factory):
+    """wsgate(8) SIGTERM: a worker blocked writing a log line (a stuck log
+    shipper) cannot be waited for; the process exits 2 shortly after
+    shutdown_timeout all the same, and the error log says why."""
+    gw, rc = _stuck_drain(factory, False)
+    assert rc == 2
+    text = gw.error_text()
+    assert "draining" in text
+    assert "not done 5s after shutdown_timeout" in text, text[-3000:]
+
+
+def test_drain_ends_with_the_error_log_blocked_too(factory):
+    """The error log is the same stuck pipe: the main thread must not
+    block on its own lines either.  Its last line, which the pipe cannot
+    take, goes to stderr, a different file."""
+    gw, rc = _stuck_drain(factory, True)
+    assert rc == 2
+    err = gw.stderr_path.read_text(errors="replace")
+    assert "not done 5s after shutdown_timeout" in err, err[-3000:]
+
+
+def test_a_second_sigterm_ends_a_drain_blocked_on_the_log(factory):
+    """A reload and a log reopen while the workers and the error log are
+    stuck do not block the main thread, and a second SIGTERM bounds the
+    stop to the grace (shutdown_timeout is 60s here, the wait 20s)."""
+    gw, rc = _stuck_drain(factory, True, timeout=60,
+                          before=(signal.SIGHUP, signal.SIGUSR1,
+                                  signal.SIGTERM))
+    assert rc == 2
+    err = gw.stderr_path.read_text(errors="replace")
+    assert "not done 5s after signal 15" in err, err[-3000:]
+
+
+def test_a_worker_back_from_a_stuck_log_cuts_off_at_the_deadline(factory):
+    """shutdown_timeout counts from the signal, for a worker too that was
+    blocked on its log when the drain began: back from it 5.5s later,
+    past the 3s, it cuts off what is open at once ("shutdown timeout")
+    rather than give it 3s more, which could outlast the main thread's
+    3s + 5s of patience; the process exits 0."""
+    from conftest import StalledAccessLog
+
+    be = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, tls=False,
+                         top={"shutdown_timeout": "3s"}, start=False)
+    log = StalledAccessLog(gw)
+    deaf = None
+    try:
+        gw.start()
+        deaf = gw.raw()
+        deaf.upgrade("/echo")
+        # More lines than a page, fewer than the listen backlog holds.
+        log.fill(40)
+        gw.proc.send_signal(signal.SIGTERM)
+        time.sleep(5.5)
+        assert gw.proc.poll() is None
+        log.release()
+        try:
+            rc = gw.proc.wait(3 + 20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("wsgate still running after the drain")
+    finally:
+        log.release()
+        if deaf is not None:
+            deaf.close()
+        gw.stop()
+        log.close()
+    assert rc == 0, gw.error_text()[-3000:]
+    text = gw.error_text()
+    assert "shutdown timeout:" in text
+    assert "cut off at shutdown_timeout" in text
