@@ -1476,9 +1476,11 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 		    s->s_close_code, NULL);
 		session_close(s, s->s_close_first->p_is_client ?
 		    "client_closed" : "upstream_closed");
-	} else if (p->p_is_client)
+	} else if (p->p_is_client) {
+		log_info("conn %llu: client_dropped: client dropped without a "
+		    "close frame", (unsigned long long)s->s_id);
 		session_fail(s, "client_dropped", 1006, 0, 1001);
-	else {
+	} else {
 		log_info("conn %llu: upstream_error: upstream dropped "
 		    "without a close frame", (unsigned long long)s->s_id);
 		session_fail(s, "upstream_error", 1014, 1014, 0);

@@ -291,23 +291,30 @@ session_proxy_cb(evutil_socket_t fd, short ev, void *arg)
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
+		log_info("conn %llu: handshake_failed: closed before a PROXY "
+		    "header: %s", (unsigned long long)s->s_id, n == 0 ?
+		    "end of file" : strerror(errno));
 		session_close(s, "handshake_failed");
 		return;
 	}
 	r = proxy_parse(buf, (size_t)n, &pi);
 	if (r == WSG_PROXY_INCOMPLETE && (ev & EV_CLOSED)) {
+		log_info("conn %llu: handshake_failed: closed within its PROXY "
+		    "header", (unsigned long long)s->s_id);
 		session_close(s, "handshake_failed");
 		return;
 	}
 	if (r == WSG_PROXY_INCOMPLETE && (size_t)n < sizeof(buf))
 		return;
 	if (r != WSG_PROXY_OK) {
-		log_info("conn %llu: bad PROXY protocol header",
-		    (unsigned long long)s->s_id);
+		log_info("conn %llu: bad_proxy_header: bad PROXY protocol "
+		    "header", (unsigned long long)s->s_id);
 		session_close(s, "bad_proxy_header");
 		return;
 	}
 	if (recv(fd, buf, pi.pi_len, 0) != (ssize_t)pi.pi_len) {
+		log_info("conn %llu: handshake_failed: cannot read its PROXY "
+		    "header", (unsigned long long)s->s_id);
 		session_close(s, "handshake_failed");
 		return;
 	}
@@ -346,8 +353,8 @@ session_hello_cb(evutil_socket_t fd, short ev, void *arg)
 	s->s_proxy_ev = NULL;
 	/* Gone before a byte: no TLS state is made only to read its EOF. */
 	if (n <= 0) {
-		log_info("conn %llu: TLS handshake failed: %s",
-		    (unsigned long long)s->s_id, n == 0 ?
+		log_info("conn %llu: handshake_failed: TLS handshake failed: "
+		    "%s", (unsigned long long)s->s_id, n == 0 ?
 		    "closed before sending anything" : strerror(errno));
 		session_close(s, "handshake_failed");
 		return;
@@ -1448,8 +1455,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* A client certificate refused: say why (expired, CA...). */
 		vr = p->p_ssl != NULL ? SSL_get_verify_result(p->p_ssl) :
 		    X509_V_OK;
-		log_info("conn %llu: TLS handshake failed: %s%s%s",
-		    (unsigned long long)s->s_id, tls_reason(e, why,
+		log_info("conn %llu: handshake_failed: TLS handshake failed: "
+		    "%s%s%s", (unsigned long long)s->s_id, tls_reason(e, why,
 		    sizeof(why)),
 		    vr != X509_V_OK ? ": " : "", vr != X509_V_OK ?
 		    X509_verify_cert_error_string(vr) : "");
@@ -1459,8 +1466,15 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	session_peer_free(p);
 	/* Gone before its request was judged, or while we asked upstream. */
-	session_close(s, s->s_state == WSG_S_HANDSHAKE ? "handshake_failed" :
-	    "client_dropped");
+	if (s->s_state == WSG_S_HANDSHAKE) {
+		log_info("conn %llu: handshake_failed: the client went away "
+		    "before a complete request", (unsigned long long)s->s_id);
+		session_close(s, "handshake_failed");
+	} else {
+		log_info("conn %llu: client_dropped: the client went away "
+		    "before the upgrade", (unsigned long long)s->s_id);
+		session_close(s, "client_dropped");
+	}
 }
 
 unsigned long

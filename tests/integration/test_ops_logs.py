@@ -7,6 +7,7 @@ import asyncio
 import json
 import resource
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -516,3 +517,73 @@ def log_gw(module_factory):
     gw.write_config()
     gw.start()
     yield gw
+
+
+def _logged(gw, e, reason):
+    mark = "conn %d: " % e["id"]
+    return [ln for ln in gw.error_text().splitlines()
+            if mark in ln and reason in ln.split(mark, 1)[1]]
+
+
+@pytest.mark.parametrize("how", ["head_cut", "dropped"])
+def test_a_client_gone_is_logged_with_its_reason(log_gw, how):
+    """A client that goes away before its head is whole (handshake_failed)
+    or, upgraded, without a close frame (client_dropped): wsgate(8) says
+    every refusal and every close code gets an error-log line with the
+    connection and the reason code."""
+    gw = log_gw
+    if how == "head_cut":
+        c = gw.raw()
+        c.send(rawclient.build_request()[:20])
+        c.close()
+        reason = "handshake_failed"
+    else:
+        c, _ = http_upgrade(gw, rawclient.build_request("/echo"))
+        c.close()
+        reason = "client_dropped"
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == reason, e
+    wait_for(lambda: _logged(gw, e, reason), 5,
+             what="a line with conn %d: %s" % (e["id"], reason))
+
+
+PROXY_CASES = [
+    ("bad_proxy_header", b"HELLO THERE\r\n", False),
+    ("handshake_failed", b"PROXY TCP4 ", False),
+    ("handshake_failed", b"", True),
+    ("handshake_failed", b"GET / HTTP/1.1\r\n\r\n", True),
+]
+
+
+@pytest.mark.parametrize("reason,data,header", PROXY_CASES,
+                         ids=["%s-%d" % (c[0], i)
+                              for i, c in enumerate(PROXY_CASES)])
+def test_tls_and_proxy_failures_log_their_reason(factory, reason, data,
+                                                 header):
+    """On a TLS listener with proxy_protocol: a bad PROXY header, one cut
+    short, a client gone before its first byte and one that does not
+    speak TLS each get a line naming the connection and the reason."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]},
+                         listener={"proxy_protocol": True},
+                         top={"log": {"level": "info"}}, start=False)
+    gw.config["log"].update(error_log=str(gw.error_log),
+                            access_log=str(gw.access_log))
+    gw.write_config()
+    gw.start()
+    s = socket.create_connection(("127.0.0.1", gw.port))
+    port = s.getsockname()[1]
+    if header:
+        port = 40000 + port % 20000
+        s.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 %d 443\r\n" % port)
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass            # a bad header may be refused as it comes
+    e = gw.wait_entry(client_port=port)
+    s.close()
+    assert e["reason"] == reason, e
+    wait_for(lambda: _logged(gw, e, reason), 5,
+             what="a line with conn %d: %s" % (e["id"], reason))
