@@ -68,17 +68,23 @@ def counters(gw, direction):
             metric(m, "wsgate_bytes_total", direction=direction))
 
 
+def upgraded(gw, path):
+    """A raw client past its 101 on path, and the request head it sent."""
+    c = gw.raw()
+    head = build_request(path)
+    c.send(head)
+    assert b" 101 " in c.read_until(b"\r\n\r\n", 5)
+    return c, head
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_refused_frame_counts_whole(gw, case):
     path, frames, counted, reason = CASES[case]
     client = path != "/bad"
     direction = "client_to_upstream" if client else "upstream_to_client"
     m0 = counters(gw, direction)
-    c = gw.raw()
+    c, head = upgraded(gw, path)
     try:
-        head = build_request(path)
-        c.send(head)
-        assert b" 101 " in c.read_until(b"\r\n\r\n", 5)
         if client:
             c.send(b"".join(frames))
         c.read_close(5)
@@ -108,11 +114,8 @@ def test_frame_cut_short_counts_what_came(gw, how):
     frames = CUT if client else CUT_UP
     m0 = counters(gw, direction)
     n0 = len(gw.up.connections())
-    c = gw.raw()
+    c, head = upgraded(gw, path)
     try:
-        head = build_request(path)
-        c.send(head)
-        assert b" 101 " in c.read_until(b"\r\n\r\n", 5)
         if client:
             c.send(b"".join(frames))
             # The gateway has read the write once the upstream has the
