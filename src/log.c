@@ -168,6 +168,62 @@ log_open(const char *error_log, const char *access_log, int level)
 }
 
 /*
+ * For wsgate -t: could the log file at path be opened as start-up opens
+ * it?  An existing one must open for appending (a FIFO, which would block
+ * that open until its reader comes, must be writable); a new one needs a
+ * folder it can be made in.  Nothing is made.  A failure is printed to
+ * stderr as "FILE: cannot open WHAT PATH: reason"; -1 then.
+ */
+static int
+log_check_file(const char *file, const char *what, const char *path)
+{
+	struct stat	 st;
+	char		*copy, *slash;
+	int		 fd, err;
+
+	if (stat(path, &st) == 0 && S_ISFIFO(st.st_mode)) {
+		if (access(path, W_OK) == 0)
+			return (0);
+		err = errno;
+	} else if ((fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC |
+	    O_NOCTTY)) != -1) {
+		close(fd);
+		return (0);
+	} else if ((err = errno) == ENOENT &&
+	    (copy = strdup(path)) != NULL) {
+		/* Paths are absolute: the folder ends at the last / ("/"). */
+		if ((slash = strrchr(copy, '/')) != NULL)
+			slash[slash == copy] = '\0';
+		if (slash != NULL && access(copy, W_OK | X_OK) == 0) {
+			free(copy);
+			return (0);
+		}
+		if (slash != NULL)
+			err = errno;
+		free(copy);
+	}
+	fprintf(stderr, "%s: cannot open %s %s: %s\n", file, what, path,
+	    strerror(err));
+	return (-1);
+}
+
+int
+log_check(const char *file, const char *error_log, const char *access_log)
+{
+	int	rc = 0;
+
+	if (strcmp(error_log, "syslog") != 0 &&
+	    strcmp(error_log, "stderr") != 0 &&
+	    log_check_file(file, "error log", error_log) == -1)
+		rc = -1;
+	if (strcmp(access_log, "off") != 0 &&
+	    strcmp(access_log, "stdout") != 0 &&
+	    log_check_file(file, "access log", access_log) == -1)
+		rc = -1;
+	return (rc);
+}
+
+/*
  * Reopen the log files at their paths after rotation (SIGUSR1); -1 when
  * one cannot be, which then keeps writing to its old file.
  */

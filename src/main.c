@@ -135,9 +135,11 @@ main(int argc, char *argv[])
 	}
 	errors_free(&errs);
 	if (check) {
-		printf("%s: ok\n", file);
+		rc = log_check(file, conf->c_error_log, conf->c_access_log);
+		if (rc == 0)
+			printf("%s: ok\n", file);
 		config_unref(conf);
-		return (0);
+		return (rc == 0 ? 0 : 1);
 	}
 
 	log_set_verbose(verbose);

@@ -822,3 +822,36 @@ def test_documented_list_limits(tmp_path, key, most, where, make):
     assert rc == 1, out
     assert "%s:%d:%d: %s: at most %d entries are allowed, got %d" % (
         path, line, col, key, most, most + 1) in out.splitlines(), out
+
+
+@pytest.mark.parametrize("key,what", [("access_log", "access log"),
+                                      ("error_log", "error log")])
+def test_check_tries_the_log_files(tmp_path, certs, client_ssl, key, what):
+    """-t said ok for a log file the daemon then could not open (a folder
+    that is not there, a path that is a folder), so the start it was to
+    guard (the unit's ExecStartPre) failed after it.  It tries each file
+    as start-up would open it, and creates none."""
+    gw = make_config(tmp_path, certs, client_ssl)
+    good = tmp_path / "new.log"
+    fifo = tmp_path / "shipper.fifo"
+    os.mkfifo(fifo)
+    bad = [(tmp_path / "no-such-folder" / "x.log",
+            "No such file or directory"),
+           (tmp_path, "Is a directory")]
+    for path, why in bad:
+        gw.config["log"][key] = str(path)
+        gw.write_config()
+        rc, out = check(gw.cfg_path)
+        assert rc == 1, out
+        assert "%s: cannot open %s %s: %s" % (gw.cfg_path, what, path,
+                                              why) in out.splitlines(), out
+        assert ": ok" not in out, out
+    # a new file in a folder it can write, and a FIFO with no reader yet
+    # (a log shipper's), are fine; neither is made nor blocks
+    for path in (good, fifo):
+        gw.config["log"][key] = str(path)
+        gw.write_config()
+        rc, out = check(gw.cfg_path)
+        assert rc == 0, out
+        assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+    assert not good.exists()
