@@ -1382,6 +1382,23 @@ config_readable(struct config_ctx *x, const yaml_node_t *n, const char *key,
 	return 0;
 }
 
+/*
+ * Warn when every local user may read a secret file.  Its group may: keys
+ * are often 0640 for a group such as Debian's ssl-cert.
+ */
+static void
+config_private(struct config_ctx *x, const yaml_node_t *n, const char *key,
+    const char *path, const char *why)
+{
+	struct stat	st;
+
+	if (stat(path, &st) == 0 && (st.st_mode & S_IROTH) != 0)
+		errors_warn(x->x_errs, x->x_file, config_line(n), config_col(n),
+		    "%s: %s can be read by every user (mode %03o): whoever "
+		    "reads it %s", key, path, (unsigned)(st.st_mode & 0777),
+		    why);
+}
+
 /* listener.tls: certificate and key, then the SSL_CTX. */
 static void
 config_tls(struct config_ctx *x, const struct config_slot *s, void *obj,
@@ -1404,6 +1421,10 @@ config_tls(struct config_ctx *x, const struct config_slot *s, void *obj,
 	    config_seen_off(seen, SC_TLS, LC(lc_key_file)), "key",
 	    lc->lc_key_file) == -1)
 		ok = 0;
+	else if (lc->lc_key_file != NULL)
+		config_private(x, config_seen_off(seen, SC_TLS,
+		    LC(lc_key_file)), "key", lc->lc_key_file,
+		    "can pose as this server");
 	if (lc->lc_client_ca != NULL && config_readable(x,
 	    config_seen_off(seen, SC_TLS, LC(lc_client_ca)), "client_ca",
 	    lc->lc_client_ca) == -1)
@@ -2055,6 +2076,9 @@ config_jwt(struct config_ctx *x, const struct config_slot *s, void *obj,
 			errors_add(x->x_errs, x->x_file, config_line(v),
 			    config_col(v), "key_file: %s: %s", js.js_key_file,
 			    err);
+		else if (jwt_key_allows(pol->pol_jwt_key, WSG_JWT_HS256))
+			config_private(x, v, "key_file", js.js_key_file,
+			    "can sign tokens");
 	}
 	for (a = 0; a < WSG_JWT_NALGS && pol->pol_jwt_key != NULL; a++) {
 		if (!(js.js_algs & WSG_JWT_ALG_BIT(a)) ||

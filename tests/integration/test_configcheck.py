@@ -855,3 +855,30 @@ def test_check_tries_the_log_files(tmp_path, certs, client_ssl, key, what):
         assert rc == 0, out
         assert "%s: ok" % gw.cfg_path in out.splitlines(), out
     assert not good.exists()
+
+
+def test_a_key_every_user_can_read_warns(tmp_path, certs, client_ssl):
+    """A TLS private key that every local user can read drew no word:
+    whoever reads it can pose as the server.  Mode o+r warns at its
+    place; a key for the owner and its group (Debian's ssl-cert) does
+    not."""
+    key = tmp_path / "server.key"
+    key.write_bytes(open(certs["key"], "rb").read())
+    gw = make_config(tmp_path, certs, client_ssl)
+    gw.config["listeners"][0]["tls"]["key"] = str(key)
+    gw.write_config()
+    line = next(i for i, l in enumerate(gw.cfg_path.read_text()
+                                        .splitlines(), 1)
+                if l.strip().startswith("key:"))
+    for mode, warned in ((0o644, True), (0o604, True), (0o640, False),
+                         (0o600, False)):
+        os.chmod(key, mode)
+        rc, out = check(gw.cfg_path)
+        assert rc == 0, out
+        assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+        want = ("%s:%d:" % (gw.cfg_path, line), "warning: key: %s can be "
+                "read by every user (mode %03o): whoever reads it can pose "
+                "as this server" % (key, mode))
+        hits = [l for l in out.splitlines()
+                if l.startswith(want[0]) and l.endswith(want[1])]
+        assert len(hits) == (1 if warned else 0), (oct(mode), out)

@@ -3,6 +3,7 @@ FILE:LINE:COL: message and exits non-zero (wsgate-policy(5)), and the
 risky-but-legal settings only warn.
 """
 
+import os
 import re
 import subprocess
 
@@ -214,3 +215,28 @@ def test_good_policy_sections_load(tmp_path, certs, client_ssl, keys):
     gw, rc, out = run_check(tmp_path, certs, client_ssl, pol)
     assert rc == 0, out
     assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+
+
+def test_an_hmac_secret_every_user_can_read_warns(tmp_path, certs,
+                                                  client_ssl, keys):
+    """An HMAC secret key_file that every local user could read drew no
+    word: whoever reads it can sign tokens of their own.  Mode o+r warns
+    at key_file; a public key may be read by anyone."""
+    secret = tmp_path / "s.secret"
+    secret.write_bytes(b"z" * 40)
+    pub = tmp_path / "rsa.pub"
+    pub.write_bytes((keys / "rsa.pub").read_bytes())
+    for path, algs, mode, warned in ((secret, ["HS256"], 0o644, True),
+                                     (secret, ["HS256"], 0o640, False),
+                                     (pub, ["RS256"], 0o644, False)):
+        os.chmod(path, mode)
+        gw, rc, out = run_check(tmp_path, certs, client_ssl,
+                                jwt_pol(tmp_path, algs, path.name))
+        assert rc == 0, out
+        assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+        pf = re.escape(str(gw.tmp / "policies" / "p.yaml"))
+        hits = re.findall(r"^%s:\d+:\d+: warning: key_file: %s can be read "
+                          r"by every user \(mode %03o\): whoever reads it "
+                          r"can sign tokens$" % (pf, re.escape(str(path)),
+                                                mode), out, re.M)
+        assert len(hits) == (1 if warned else 0), (path, oct(mode), out)

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -32,6 +33,18 @@ static char		 absdir[1024];	/* as the loader makes it */
 
 /* Fill the fixture folder names, relative and absolute. */
 static void
+secret_only(const char *name)
+{
+	char	path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", cfgdir, name);
+	if (chmod(path, 0600) == -1) {
+		fprintf(stderr, "chmod %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+}
+
+static void
 setup_dirs(void)
 {
 	char		 cwd[512];
@@ -40,19 +53,28 @@ setup_dirs(void)
 	if ((top = getenv("top_srcdir")) == NULL || *top == '\0')
 		top = ".";
 	snprintf(cfgdir, sizeof(cfgdir), "%s/tests/unit/configs", top);
-	if (top[0] == '/') {
+	if (top[0] == '/')
 		snprintf(absdir, sizeof(absdir), "%s", cfgdir);
-		return;
+	else {
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			exit(2);
+		for (t = top; t[0] == '.' && t[1] == '/'; t += 2)
+			;
+		if (strcmp(t, ".") == 0 || *t == '\0')
+			snprintf(absdir, sizeof(absdir),
+			    "%s/tests/unit/configs", cwd);
+		else
+			snprintf(absdir, sizeof(absdir),
+			    "%s/%s/tests/unit/configs", cwd, t);
 	}
-	if (getcwd(cwd, sizeof(cwd)) == NULL)
-		exit(2);
-	for (t = top; t[0] == '.' && t[1] == '/'; t += 2)
-		;
-	if (strcmp(t, ".") == 0 || *t == '\0')
-		snprintf(absdir, sizeof(absdir), "%s/tests/unit/configs", cwd);
-	else
-		snprintf(absdir, sizeof(absdir), "%s/%s/tests/unit/configs",
-		    cwd, t);
+	/*
+	 * A checkout's files have the mode its umask gives, and a secret
+	 * every user can read draws a warning: the fixture secrets are the
+	 * owner's alone, so that the warnings counted below are the same
+	 * in every checkout.
+	 */
+	secret_only("server.key");
+	secret_only("policies/keys/hmac.key");
 }
 
 /* A fixture's path as given to the loader. */
@@ -473,6 +495,7 @@ test_shipped(void)
 	CHECK_INT(copy_file(fixture("server.pem"), b), 0);
 	snprintf(b, sizeof(b), "%s/etc/tls/server.key", tmp);
 	CHECK_INT(copy_file(fixture("server.key"), b), 0);
+	CHECK_INT(chmod(b, 0600), 0);
 
 	memset(&e, 0, sizeof(e));
 	snprintf(a, sizeof(a), "%s/etc/wsgate.yaml", tmp);
