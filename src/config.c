@@ -2369,6 +2369,12 @@ config_countries(struct config_ctx *x, const struct config_slot *s,
 			    "country code (ISO 3166-1 alpha-2)", key, c);
 			continue;
 		}
+		if (!geoip_country_code_assigned(code))
+			errors_warn(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "%s: '%s' is not an ISO 3166-1 "
+			    "country code: no address is ever in it%s", key,
+			    code, strcmp(code, "UK") == 0 ?
+			    " (the United Kingdom is GB)" : "");
 		for (i = 0; i < *cnt; i++)
 			if (strcmp((*arr)[i], code) == 0)
 				break;

@@ -297,6 +297,31 @@ geoip_country(const struct wsg_geoip *g, const struct sockaddr *sa,
 	return rv;
 }
 
+/*
+ * The codes ISO 3166-1 assigns (as tzdata's iso3166.tab lists them) and
+ * XK, which the country databases give Kosovo; sorted, two letters each.
+ */
+static const char geoip_assigned[] =
+    "ADAEAFAGAIALAMAOAQARASATAUAWAXAZBABBBDBEBFBGBHBIBJBLBMBNBOBQBRBSBTBV"
+    "BWBYBZCACCCDCFCGCHCICKCLCMCNCOCRCUCVCWCXCYCZDEDJDKDMDODZECEEEGEHERES"
+    "ETFIFJFKFMFOFRGAGBGDGEGFGGGHGIGLGMGNGPGQGRGSGTGUGWGYHKHMHNHRHTHUIDIE"
+    "ILIMINIOIQIRISITJEJMJOJPKEKGKHKIKMKNKPKRKWKYKZLALBLCLILKLRLSLTLULVLY"
+    "MAMCMDMEMFMGMHMKMLMMMNMOMPMQMRMSMTMUMVMWMXMYMZNANCNENFNGNINLNONPNRNU"
+    "NZOMPAPEPFPGPHPKPLPMPNPRPSPTPWPYQARERORSRURWSASBSCSDSESGSHSISJSKSLSM"
+    "SNSOSRSSSTSVSXSYSZTCTDTFTGTHTJTKTLTMTNTOTRTTTVTWTZUAUGUMUSUYUZVAVCVE"
+    "VGVIVNVUWFWSXKYEYTZAZMZW";
+
+int
+geoip_country_code_assigned(const char *s)
+{
+	size_t	i;
+
+	for (i = 0; i + 1 < sizeof(geoip_assigned); i += 2)
+		if (geoip_assigned[i] == s[0] && geoip_assigned[i + 1] == s[1])
+			return (1);
+	return (0);
+}
+
 /* A config value for allow_countries/deny_countries: "DE", not "de". */
 int
 geoip_ipv4_only(const struct wsg_geoip *g)

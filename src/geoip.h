@@ -40,5 +40,7 @@ int			 geoip_country(const struct wsg_geoip *,
 
 /* 1 if s is exactly two ASCII uppercase letters ("DE", "KP"), else 0. */
 int			 geoip_country_code_valid(const char *);
+/* Does ISO 3166-1 assign this valid code (or is it XK)? */
+int			 geoip_country_code_assigned(const char *);
 
 #endif /* WSG_GEOIP_H */

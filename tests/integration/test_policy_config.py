@@ -240,3 +240,29 @@ def test_an_hmac_secret_every_user_can_read_warns(tmp_path, certs,
                           r"can sign tokens$" % (pf, re.escape(str(path)),
                                                 mode), out, re.M)
         assert len(hits) == (1 if warned else 0), (path, oct(mode), out)
+
+
+@pytest.mark.parametrize("key,codes,want", [
+    ("allow_countries", ["DE", "UK"], r"allow_countries: 'UK' is not an "
+     r"ISO 3166-1 country code: no address is ever in it \(the United "
+     r"Kingdom is GB\)$"),
+    ("deny_countries", ["zz", "GB"], r"deny_countries: 'ZZ' is not an "
+     r"ISO 3166-1 country code: no address is ever in it$"),
+    ("deny_countries", ["gb", "XK", "AQ"], None),
+])
+def test_a_country_code_no_one_has_warns(tmp_path, certs, client_ssl, keys,
+                                        key, codes, want):
+    """allow_countries: [UK] loaded without a word, and the United Kingdom
+    is GB: the rule silently never matched.  A well-formed code that ISO
+    3166-1 does not assign warns at its place; XK, Kosovo's code in the
+    country databases, does not."""
+    gw, rc, out = run_check(tmp_path, certs, client_ssl, policy(geoip={
+        "database": str(keys / "geo.mmdb"), key: codes}))
+    assert rc == 0, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+    pf = re.escape(str(gw.tmp / "policies" / "p.yaml"))
+    hits = re.findall(r"^%s:\d+:\d+: warning: .*country.*$" % pf, out, re.M)
+    if want is None:
+        assert hits == [], out
+    else:
+        assert len(hits) == 1 and re.search(want, hits[0]), out

@@ -1143,7 +1143,10 @@ test_policy_bad(void)
 	    "(ISO 3166-1 alpha-2)",
 	    "3:40: allow_countries: 'DE' is listed twice",
 	    "5:12: unknown: 'maybe' is not one of deny or allow",
-	    NULL }, NULL);
+	    NULL }, (const char *const[]){
+	    "4:20: warning: deny_countries: 'XX' is not an ISO 3166-1 country "
+	    "code: no address is ever in it",
+	    NULL });
 	check_policy("bad-geoip-nodb.yaml", (const char *const[]){
 	    "2:3: geoip is missing 'database'",
 	    NULL }, NULL);
