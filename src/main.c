@@ -16,6 +16,7 @@
 #include "errors.h"
 #include "failalloc.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "tls13.h"
 
@@ -87,6 +88,7 @@ main(int argc, char *argv[])
 
 	/* Before OpenSSL or libevent allocate anything. */
 	heap_tune();
+	metrics_start();
 	failalloc_init();
 	rekey_env();
 

@@ -5,9 +5,16 @@
  */
 #include "autoconf.h"
 
+#include <sys/resource.h>
+#include <sys/time.h>
+
+#include <dirent.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -55,6 +62,9 @@ static struct metrics_thread		*metrics_threads[METRICS_MAX_THREADS];
 static size_t				 metrics_nthreads;
 static struct metrics_thread		 metrics_spill;	/* past the cap */
 static uint64_t	metrics_reloads[2];
+static int	metrics_reload_ok = 1;		/* atomic: the last one's */
+static int64_t	metrics_config_time;		/* atomic: when it changed */
+static double	metrics_start_time;		/* set once, at start-up */
 static uint64_t	metrics_store[2];
 static uint64_t	metrics_tls[2];	/* full, resumed */
 #define METRICS_MAX_WORKERS	256	/* config.c's maximum */
@@ -241,9 +251,24 @@ metrics_upstreams(const struct wsg_config *conf)
 }
 
 void
+metrics_start(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	metrics_start_time = ts.tv_sec + ts.tv_nsec / 1e9;
+	__atomic_store_n(&metrics_config_time, (int64_t)ts.tv_sec,
+	    __ATOMIC_RELAXED);
+}
+
+void
 metrics_reload(int ok)
 {
 	metrics_add(&metrics_reloads[ok ? 0 : 1], 1);
+	__atomic_store_n(&metrics_reload_ok, ok ? 1 : 0, __ATOMIC_RELAXED);
+	if (ok)
+		__atomic_store_n(&metrics_config_time, (int64_t)time(NULL),
+		    __ATOMIC_RELAXED);
 }
 
 void
@@ -271,6 +296,79 @@ metrics_label(struct evbuffer *b, const char *v)
 			evbuffer_add(b, v, 1);
 	}
 	evbuffer_add(b, "\"", 1);
+}
+
+/* Open descriptors, from /proc; -1 where there is none. */
+static long
+metrics_open_fds(void)
+{
+	DIR		*d;
+	struct dirent	*e;
+	long		 n = 0;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return (-1);
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return (n - 1);		/* not the one reading the folder */
+}
+
+/*
+ * The process series Prometheus clients export under these names: CPU
+ * time, memory, descriptors and the start time.
+ */
+static void
+metrics_process(struct evbuffer *b)
+{
+	struct rusage	ru;
+	struct rlimit	rl;
+	unsigned long	vsz, rss;
+	long		page = sysconf(_SC_PAGESIZE), fds;
+	FILE		*fp;
+
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		evbuffer_add_printf(b,
+		    "# HELP process_cpu_seconds_total User and system CPU "
+		    "time spent.\n"
+		    "# TYPE process_cpu_seconds_total counter\n"
+		    "process_cpu_seconds_total %.6f\n",
+		    ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+		    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	if ((fp = fopen("/proc/self/statm", "r")) != NULL) {
+		if (fscanf(fp, "%lu %lu", &vsz, &rss) == 2 && page > 0)
+			evbuffer_add_printf(b,
+			    "# HELP process_resident_memory_bytes Resident "
+			    "memory size.\n"
+			    "# TYPE process_resident_memory_bytes gauge\n"
+			    "process_resident_memory_bytes %llu\n"
+			    "# HELP process_virtual_memory_bytes Virtual "
+			    "memory size.\n"
+			    "# TYPE process_virtual_memory_bytes gauge\n"
+			    "process_virtual_memory_bytes %llu\n",
+			    (unsigned long long)rss * (unsigned long long)page,
+			    (unsigned long long)vsz *
+			    (unsigned long long)page);
+		fclose(fp);
+	}
+	if ((fds = metrics_open_fds()) >= 0)
+		evbuffer_add_printf(b,
+		    "# HELP process_open_fds Open file descriptors.\n"
+		    "# TYPE process_open_fds gauge\n"
+		    "process_open_fds %ld\n", fds);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		evbuffer_add_printf(b,
+		    "# HELP process_max_fds The soft limit of open file "
+		    "descriptors.\n"
+		    "# TYPE process_max_fds gauge\n"
+		    "process_max_fds %llu\n", rl.rlim_cur == RLIM_INFINITY ?
+		    (unsigned long long)-1 : (unsigned long long)rl.rlim_cur);
+	evbuffer_add_printf(b,
+	    "# HELP process_start_time_seconds Start time since the Unix "
+	    "epoch.\n"
+	    "# TYPE process_start_time_seconds gauge\n"
+	    "process_start_time_seconds %.3f\n", metrics_start_time);
 }
 
 void
@@ -354,6 +452,19 @@ metrics_render(struct evbuffer *b, int draining)
 	    (unsigned long long)metrics_get(&metrics_reloads[0]),
 	    (unsigned long long)metrics_get(&metrics_reloads[1]));
 	evbuffer_add_printf(b,
+	    "# HELP wsgate_config_last_reload_successful 1 when the last "
+	    "reload (or the start) succeeded.\n"
+	    "# TYPE wsgate_config_last_reload_successful gauge\n"
+	    "wsgate_config_last_reload_successful %d\n"
+	    "# HELP wsgate_config_last_reload_success_timestamp_seconds "
+	    "When the running configuration was put in place.\n"
+	    "# TYPE wsgate_config_last_reload_success_timestamp_seconds "
+	    "gauge\n"
+	    "wsgate_config_last_reload_success_timestamp_seconds %lld\n",
+	    __atomic_load_n(&metrics_reload_ok, __ATOMIC_RELAXED),
+	    (long long)__atomic_load_n(&metrics_config_time,
+	    __ATOMIC_RELAXED));
+	evbuffer_add_printf(b,
 	    "# HELP wsgate_handshake_duration_seconds From accept to the "
 	    "101 or the refusal.\n"
 	    "# TYPE wsgate_handshake_duration_seconds histogram\n");
@@ -391,4 +502,11 @@ metrics_render(struct evbuffer *b, int draining)
 	    "# HELP wsgate_draining 1 while the gateway drains.\n"
 	    "# TYPE wsgate_draining gauge\n"
 	    "wsgate_draining %d\n", draining ? 1 : 0);
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_build_info The version running.\n"
+	    "# TYPE wsgate_build_info gauge\n"
+	    "wsgate_build_info{version=");
+	metrics_label(b, PACKAGE_VERSION);
+	evbuffer_add_printf(b, "} 1\n");
+	metrics_process(b);
 }

@@ -25,6 +25,9 @@ void	metrics_frames(enum wsg_metric_dir, uint64_t, uint64_t);
 void	metrics_upstream_failure(const char *);
 /* Every upstream of a configuration gets its failure series, at 0. */
 void	metrics_upstreams(const struct wsg_config *);
+/* Start-up: the start time, and when the configuration came in. */
+void	metrics_start(void);
+/* A reload succeeded (1) or failed (0). */
 void	metrics_reload(int);
 /* The shared rate-limit store went up (1) or down (0). */
 void	metrics_store_transition(int);

@@ -102,13 +102,39 @@ server_rltable(void)
 	return (server_rl);
 }
 
+/* When the certificate of each TLS listener runs out. */
+static void
+server_cert_metrics(struct evbuffer *b, const struct wsg_config *conf)
+{
+	const struct wsg_listener_conf	*lc;
+	int64_t				 t;
+	size_t				 i;
+
+	evbuffer_add_printf(b,
+	    "# HELP wsgate_tls_certificate_expiry_timestamp_seconds The "
+	    "notAfter of the certificate each TLS listener serves.\n"
+	    "# TYPE wsgate_tls_certificate_expiry_timestamp_seconds gauge\n");
+	for (i = 0; i < conf->c_nlisteners; i++) {
+		lc = &conf->c_listeners[i];
+		if (!lc->lc_tls || (t = tls_ctx_not_after(lc->lc_ssl_ctx)) == -1)
+			continue;
+		evbuffer_add_printf(b,
+		    "wsgate_tls_certificate_expiry_timestamp_seconds"
+		    "{listener=");
+		metrics_label(b, lc->lc_name);
+		evbuffer_add_printf(b, "} %lld\n", (long long)t);
+	}
+}
+
 void
 server_metrics(struct evbuffer *b)
 {
 	struct wsg_rl_stats	st;
 
-	if (server_conf != NULL)
+	if (server_conf != NULL) {
 		upstream_metrics(b, server_conf);
+		server_cert_metrics(b, server_conf);
+	}
 	if (server_rl == NULL)
 		return;
 	rltable_stats(server_rl, &st);

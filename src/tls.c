@@ -552,6 +552,62 @@ tls_reason(unsigned long e, char *buf, size_t len)
 	return (buf);
 }
 
+/* A certificate time as a Unix time; -1 if it does not convert. */
+static int64_t
+tls_time(const ASN1_TIME *t)
+{
+	struct tm	tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return (-1);
+	return ((int64_t)timegm(&tm));
+}
+
+int64_t
+tls_ctx_not_after(const SSL_CTX *ctx)
+{
+	X509	*x;
+
+	if (ctx == NULL || (x = SSL_CTX_get0_certificate(ctx)) == NULL)
+		return (-1);
+	return (tls_time(X509_get0_notAfter(x)));
+}
+
+/*
+ * Warn when the certificate a context serves is out of its validity
+ * period now: clients that check it refuse every handshake.
+ */
+static void
+tls_check_validity(SSL_CTX *ctx, const char *cert, struct wsg_errors *errs,
+    const char *file, size_t line, size_t col)
+{
+	X509		*x = SSL_CTX_get0_certificate(ctx);
+	int64_t		 t, now = (int64_t)time(NULL);
+	time_t		 tt;
+	struct tm	 tm;
+	char		 when[32];
+
+	if (x == NULL)
+		return;
+	if ((t = tls_time(X509_get0_notAfter(x))) != -1 && t < now) {
+		tt = (time_t)t;
+		gmtime_r(&tt, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+		errors_warn(errs, file, line, col, "certificate %s expired on "
+		    "%s: clients that check it refuse every handshake", cert,
+		    when);
+	} else if ((t = tls_time(X509_get0_notBefore(x))) != -1 &&
+	    t > now) {
+		tt = (time_t)t;
+		gmtime_r(&tt, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+		errors_warn(errs, file, line, col, "certificate %s is not valid "
+		    "before %s: clients that check it refuse every handshake "
+		    "until then", cert, when);
+	}
+}
+
 /* The first OpenSSL error as text, for a config error message. */
 static const char *
 tls_errstr(char *buf, size_t len)
@@ -637,6 +693,7 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 		SSL_CTX_free(ctx);
 		return (NULL);
 	}
+	tls_check_validity(ctx, cert, errs, file, line, col);
 	SSL_CTX_set_default_passwd_cb(ctx, tls_nopass_cb);
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
 	rc = SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);

@@ -19,6 +19,8 @@
  */
 SSL_CTX	*tls_ctx_new(const char *, const char *, int, const char *,
 	    struct wsg_errors *, const char *, size_t, size_t);
+/* The notAfter of the certificate it serves, a Unix time; -1 if none. */
+int64_t	 tls_ctx_not_after(const SSL_CTX *);
 
 /*
  * The session ticket key ring (tls.c explains it), at monotonic second

@@ -882,3 +882,55 @@ def test_a_key_every_user_can_read_warns(tmp_path, certs, client_ssl):
         hits = [l for l in out.splitlines()
                 if l.startswith(want[0]) and l.endswith(want[1])]
         assert len(hits) == (1 if warned else 0), (oct(mode), out)
+
+
+def test_a_certificate_out_of_its_validity_warns(tmp_path, certs, client_ssl):
+    """A listener's certificate that had expired (or was not valid yet)
+    loaded without a word, and every client that checks it then failed
+    its handshake.  It loads with a warning that says since when."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    kpath = tmp_path / "k.pem"
+    kpath.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    os.chmod(kpath, 0o600)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    day = datetime.timedelta(days=1)
+    gw = make_config(tmp_path, certs, client_ssl)
+    for start, end, want in (
+            (now - 40 * day, now - 5 * day, "expired on %s" % (now - 5 * day)),
+            (now + 5 * day, now + 40 * day,
+             "is not valid before %s" % (now + 5 * day)),
+            (now - day, now + day, None)):
+        cert = (x509.CertificateBuilder().subject_name(name)
+                .issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(start).not_valid_after(end)
+                .sign(key, hashes.SHA256()))
+        cpath = tmp_path / "c.pem"
+        cpath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        gw.config["listeners"][0]["tls"] = {"certificate": str(cpath),
+                                            "key": str(kpath)}
+        gw.write_config()
+        rc, out = check(gw.cfg_path)
+        assert rc == 0, out
+        assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+        hits = [l for l in out.splitlines()
+                if re.match(r"^%s:\d+:\d+: warning: certificate " %
+                            re.escape(str(gw.cfg_path)), l)]
+        if want is None:
+            assert hits == [], out
+        else:
+            when = want.replace("+00:00", " UTC")
+            assert hits == ["%s" % hits[0].split(": warning: ")[0] +
+                            ": warning: certificate %s %s: clients that "
+                            "check it refuse every handshake%s" % (
+                                cpath, when, " until then" if "before"
+                                in want else "")], out

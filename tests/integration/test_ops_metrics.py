@@ -550,3 +550,131 @@ def test_connect_failure_series_follow_renamed_upstreams(factory):
     assert key("u255") not in m
     assert m.get(key("u254")) == 0
     echo_works(gw)
+
+
+def not_after(pem_path):
+    """A certificate's notAfter as a Unix time."""
+    from cryptography import x509
+    cert = x509.load_pem_x509_certificate(open(pem_path, "rb").read())
+    return int(cert.not_valid_after.replace(
+        tzinfo=__import__("datetime").timezone.utc).timestamp())
+
+
+def test_certificate_expiry_gauge_follows_reloads(factory, tmp_path):
+    """Nothing told an operator when the certificate a listener serves
+    runs out: the first sign was clients failing.  Each TLS listener of
+    the running configuration has a gauge of its certificate's notAfter,
+    which a reload that brings a new certificate moves."""
+    from conftest import openssl
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    name = "wsgate_tls_certificate_expiry_timestamp_seconds"
+    cert = gw.config["listeners"][0]["tls"]["certificate"]
+    m = gw.metrics()
+    assert metric(m, name, listener="public") == not_after(cert), m
+    assert len([k for k in m if k[0] == name]) == 1, m
+    # a new certificate, valid 30 days, in place at a reload
+    new_key, new_cert = tmp_path / "n.key", tmp_path / "n.pem"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", new_key,
+            "-out", new_cert, "-days", "30", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+    gw.config["listeners"][0]["tls"] = {"certificate": str(new_cert),
+                                        "key": str(new_key)}
+    gw.write_config()
+    gw.reload()
+    assert not_after(new_cert) > not_after(cert) + 20 * 86400
+    assert metric(gw.metrics(), name, listener="public") == \
+        not_after(new_cert)
+
+
+def test_plaintext_listener_has_no_certificate_gauge(factory):
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")], tls=False,
+                         upstreams={"echo": [be.addr]}, admin=True)
+    m = gw.metrics()
+    assert not [k for k in m
+                if k[0] == "wsgate_tls_certificate_expiry_timestamp_seconds"]
+    assert metric(m, "wsgate_active_connections") == 0
+
+
+def proc_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_process_metrics_match_proc(factory):
+    """An operator's dashboards expect the standard process series; none
+    were there.  Each is compared with what /proc says of the process."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    pid = gw.proc.pid
+    held = [gw.raw() for _ in range(5)]
+    try:
+        for c in held:
+            c.upgrade("/echo")
+        before = proc_fds(pid)
+        m = gw.metrics()
+        after = proc_fds(pid)
+    finally:
+        for c in held:
+            c.close()
+    fds = metric(m, "process_open_fds")
+    # the scrape's own connection is open while it counts
+    assert min(before, after) <= fds <= max(before, after) + 1, \
+        (before, fds, after)
+    soft = next(int(l.split()[3]) for l in
+                open("/proc/%d/limits" % pid).read().splitlines()
+                if l.startswith("Max open files"))
+    assert metric(m, "process_max_fds") == soft
+    page = os.sysconf("SC_PAGE_SIZE")
+    rss = int(open("/proc/%d/statm" % pid).read().split()[1]) * page
+    got = metric(m, "process_resident_memory_bytes")
+    assert rss / 2 <= got <= rss * 2, (got, rss)
+    assert got % page == 0, got
+    vsz = int(open("/proc/%d/statm" % pid).read().split()[0]) * page
+    assert vsz / 2 <= metric(m, "process_virtual_memory_bytes") <= vsz * 2
+    # start time: boot time plus the process's start in clock ticks
+    btime = next(int(l.split()[1]) for l in
+                 open("/proc/stat").read().splitlines()
+                 if l.startswith("btime "))
+    stat = open("/proc/%d/stat" % pid).read()
+    ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+    start = btime + ticks / os.sysconf("SC_CLK_TCK")
+    assert abs(metric(m, "process_start_time_seconds") - start) <= 1.0, \
+        (metric(m, "process_start_time_seconds"), start)
+    fields = stat[stat.rindex(")") + 2:].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    got_cpu = metric(m, "process_cpu_seconds_total")
+    assert 0 < got_cpu and abs(got_cpu - cpu) <= 0.5, (got_cpu, cpu)
+    version = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
+                             timeout=20).stdout.split()[1]
+    assert metric(m, "wsgate_build_info", version=version) == 1, m
+    assert gw.alive()
+
+
+def test_last_reload_gauges(factory):
+    """Whether the running configuration is the one on disk was only
+    visible as a counter of failures: an alert needs the last reload's
+    result, and when the configuration last changed."""
+    import time
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    ok = "wsgate_config_last_reload_successful"
+    when = "wsgate_config_last_reload_success_timestamp_seconds"
+    m = gw.metrics()
+    assert metric(m, ok) == 1
+    t0 = metric(m, when)
+    assert abs(t0 - time.time()) < 60, t0
+    good = gw.cfg_path.read_text()
+    gw.cfg_path.write_text(good + "bogus_key: 1\n")
+    gw.reload(expect="failed")
+    m = gw.metrics()
+    assert (metric(m, ok), metric(m, when)) == (0, t0)
+    gw.cfg_path.write_text(good)
+    time.sleep(1.1)         # a later second for the timestamp to show
+    gw.reload()
+    m = gw.metrics()
+    assert metric(m, ok) == 1 and metric(m, when) > t0, m
