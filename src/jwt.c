@@ -97,7 +97,8 @@ static const char *const jwt_result_strs[] = {
 	"token not yet valid",
 	"issuer does not match",
 	"audience does not match",
-	"required claim missing"
+	"required claim missing",
+	"out of memory checking the token"
 };
 
 /* Map a JWS algorithm name to its enum; "none" is never one. */
@@ -222,9 +223,12 @@ jwt_json_depth_ok(const uint8_t *p, size_t len)
 	return 1;
 }
 
-/* Parse decoded JSON that must be an object; NULL if it is anything else. */
+/*
+ * Parse decoded JSON that must be an object; NULL if it is anything else,
+ * with *nomem set when memory ran out.
+ */
 static json_t *
-jwt_json_object(const uint8_t *p, size_t len)
+jwt_json_object(const uint8_t *p, size_t len, int *nomem)
 {
 	json_error_t	 jerr;
 	json_t		*j;
@@ -232,6 +236,8 @@ jwt_json_object(const uint8_t *p, size_t len)
 	if (!jwt_json_depth_ok(p, len))
 		return NULL;
 	j = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (j == NULL && json_error_code(&jerr) == json_error_out_of_memory)
+		*nomem = 1;
 	if (j != NULL && !json_is_object(j)) {
 		json_decref(j);
 		return NULL;
@@ -492,7 +498,26 @@ jwt_key_allows(const struct wsg_jwt_key *k, enum wsg_jwt_alg alg)
 	return jwt_algs[alg].ai_key == k->k_type;
 }
 
-/* HMAC over msg compared in constant time. */
+/*
+ * Did OpenSSL fail for want of memory?  Empties its error queue, so no
+ * failure is left behind for the TLS code to trip over.
+ */
+static int
+jwt_openssl_nomem(void)
+{
+	unsigned long	e;
+	int		nomem = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+			nomem = 1;
+	return nomem;
+}
+
+/*
+ * HMAC over msg compared in constant time: 1 when it matches, 0 when not,
+ * -1 when it could not be computed.
+ */
 static int
 jwt_verify_hmac(const struct jwt_alg_info *ai, const struct wsg_jwt_key *k,
     const uint8_t *msg, size_t msglen, const uint8_t *sig, size_t siglen)
@@ -503,7 +528,7 @@ jwt_verify_hmac(const struct jwt_alg_info *ai, const struct wsg_jwt_key *k,
 
 	if (HMAC(ai->ai_md(), k->k_secret, (int)k->k_secretlen, msg, msglen,
 	    mac, &maclen) == NULL)
-		return 0;
+		return -1;
 	ok = siglen == maclen && CRYPTO_memcmp(mac, sig, maclen) == 0;
 	OPENSSL_cleanse(mac, sizeof(mac));
 	return ok;
@@ -541,7 +566,10 @@ jwt_ecdsa_der(const uint8_t *sig, size_t siglen, size_t coord, int *derlen)
 	return der;
 }
 
-/* Public-key signature check through EVP_DigestVerify. */
+/*
+ * Public-key signature check through EVP_DigestVerify: 1 when it holds, 0
+ * when not, -1 when it could not be checked (no memory).
+ */
 static int
 jwt_verify_pkey(const struct jwt_alg_info *ai, const struct wsg_jwt_key *k,
     const uint8_t *msg, size_t msglen, const uint8_t *sig, size_t siglen)
@@ -550,7 +578,7 @@ jwt_verify_pkey(const struct jwt_alg_info *ai, const struct wsg_jwt_key *k,
 	EVP_PKEY_CTX	*pctx = NULL;
 	const EVP_MD	*md;
 	uint8_t		*der = NULL;
-	int		 derlen = 0, ok = 0;
+	int		 derlen = 0, ok = -1;
 
 	switch (ai->ai_family) {
 	case JWT_FAM_RSA:
@@ -559,9 +587,11 @@ jwt_verify_pkey(const struct jwt_alg_info *ai, const struct wsg_jwt_key *k,
 			return 0;
 		break;
 	case JWT_FAM_ECDSA:
+		if (siglen != 2 * ai->ai_coord)
+			return 0;
 		if ((der = jwt_ecdsa_der(sig, siglen, ai->ai_coord,
 		    &derlen)) == NULL)
-			return 0;
+			return -1;
 		sig = der;
 		siglen = (size_t)derlen;
 		break;
@@ -583,14 +613,18 @@ jwt_verify_pkey(const struct jwt_alg_info *ai, const struct wsg_jwt_key *k,
 	    RSA_PSS_SALTLEN_DIGEST) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1))
 		goto done;
-	ok = EVP_DigestVerify(ctx, sig, siglen, msg, msglen) == 1;
+	if ((ok = EVP_DigestVerify(ctx, sig, siglen, msg, msglen)) != 1)
+		ok = jwt_openssl_nomem() ? -1 : 0;
  done:
 	EVP_MD_CTX_free(ctx);
 	OPENSSL_free(der);
 	return ok;
 }
 
-/* Check the signature over "header.payload" with the algorithm's family. */
+/*
+ * Check the signature over "header.payload" with the algorithm's family:
+ * 1 when it holds, 0 when not, -1 when it could not be checked.
+ */
 static int
 jwt_verify_sig(const struct jwt_alg_info *ai, const struct wsg_jwt_key *k,
     const uint8_t *msg, size_t msglen, const uint8_t *sig, size_t siglen)
@@ -748,6 +782,7 @@ jwt_verify(const char *token, size_t len, const struct wsg_jwt_policy *pol,
 	size_t				 hlen, plen, slen, henc, penc, senc;
 	json_t				*h = NULL, *p = NULL;
 	int64_t				 exp = 0;
+	int				 nomem = 0;
 
 	if (out != NULL)
 		*out = NULL;
@@ -765,7 +800,7 @@ jwt_verify(const char *token, size_t len, const struct wsg_jwt_policy *pol,
 
 	/* Decoded parts are shorter than encoded ones: len bytes suffice. */
 	if ((buf = malloc(len)) == NULL)
-		return WSG_JWT_MALFORMED;
+		return WSG_JWT_NOMEM;
 	hdr = buf;
 	if (jwt_b64url_decode(token, henc, hdr, henc, &hlen) == -1)
 		goto done;
@@ -776,23 +811,29 @@ jwt_verify(const char *token, size_t len, const struct wsg_jwt_policy *pol,
 	if (jwt_b64url_decode(d2 + 1, senc, sig, senc, &slen) == -1)
 		goto done;
 
-	if ((h = jwt_json_object(hdr, hlen)) == NULL)
+	if ((h = jwt_json_object(hdr, hlen, &nomem)) == NULL)
 		goto done;
 	if ((r = jwt_check_header(h, pol, &ai)) != WSG_JWT_OK)
 		goto done;
-	if (!jwt_verify_sig(ai, pol->jp_key, (const uint8_t *)token,
+	switch (jwt_verify_sig(ai, pol->jp_key, (const uint8_t *)token,
 	    (size_t)(d2 - token), sig, slen)) {
+	case 1:
+		break;
+	case 0:
 		r = WSG_JWT_BAD_SIGNATURE;
+		goto done;
+	default:
+		r = WSG_JWT_NOMEM;
 		goto done;
 	}
 	r = WSG_JWT_MALFORMED;
-	if ((p = jwt_json_object(pay, plen)) == NULL)
+	if ((p = jwt_json_object(pay, plen, &nomem)) == NULL)
 		goto done;
 	if ((r = jwt_check_claims(p, pol, now, &exp)) != WSG_JWT_OK)
 		goto done;
 	if (out != NULL) {
 		if ((c = calloc(1, sizeof(*c))) == NULL) {
-			r = WSG_JWT_MALFORMED;
+			r = WSG_JWT_NOMEM;
 			goto done;
 		}
 		c->c_payload = p;
@@ -802,6 +843,8 @@ jwt_verify(const char *token, size_t len, const struct wsg_jwt_policy *pol,
 		*out = c;
 	}
  done:
+	if (nomem)
+		r = WSG_JWT_NOMEM;
 	json_decref(h);
 	json_decref(p);
 	free(buf);

@@ -35,8 +35,9 @@ enum wsg_jwt_alg {
 #define WSG_JWT_ALG_BIT(a)	(1u << (a))
 
 /*
- * Verification outcomes.  The caller maps WSG_JWT_EXPIRED to auth_expired
- * and every other failure to auth_invalid (SPEC.md, 401 row).
+ * Verification outcomes.  The caller maps WSG_JWT_EXPIRED to auth_expired,
+ * WSG_JWT_NOMEM (the token could not be checked) to internal_error and
+ * every other failure to auth_invalid (SPEC.md, 401 row).
  */
 enum wsg_jwt_result {
 	WSG_JWT_OK = 0,
@@ -47,7 +48,8 @@ enum wsg_jwt_result {
 	WSG_JWT_NOT_YET_VALID,
 	WSG_JWT_BAD_ISSUER,
 	WSG_JWT_BAD_AUDIENCE,
-	WSG_JWT_MISSING_CLAIM
+	WSG_JWT_MISSING_CLAIM,
+	WSG_JWT_NOMEM
 };
 
 /* A verification key: an HMAC secret or an RSA, EC or Ed25519 public key. */

@@ -297,6 +297,9 @@ policy_check(struct wsg_session *s, const struct wsg_http_request *req,
 			    "error=\"invalid_request\"\r\n", why));
 		jr = jwt_verify(tok.p, tok.len, pol->pol_jwt,
 		    (int64_t)time(NULL), &claims);
+		if (jr == WSG_JWT_NOMEM)
+			return (policy_refuse(v, 500, "internal_error", NULL,
+			    jwt_result_str(jr)));
 		if (jr == WSG_JWT_EXPIRED)
 			return (policy_refuse(v, 401, "auth_expired",
 			    "WWW-Authenticate: Bearer realm=\"wsgate\", "

@@ -1,0 +1,171 @@
+"""Allocation failures on the request path, one refusal at a time.
+
+Only a daemon built with --enable-failalloc honours WSGATE_FAILALLOC
+("ONE_IN:START_MS:DURATION_MS"); against another build these tests are
+skipped.  With ONE_IN 1 every OpenSSL allocation on the worker thread fails
+during the window.  On a plaintext listener the TLS layer needs none, so a
+request reaches the steps that do: the JWT signature check, the
+Sec-WebSocket-Accept digest.
+
+What a user must see for each: the request is refused with 500 and the
+reason `internal_error` (never a 401 that blames a valid token), the access
+log says so, the error log has "conn N: refused: internal_error: why"; a
+session opened before the window relays through it; once it is over the
+same requests are upgraded again; the daemon stays up and ASan finds
+nothing (checked when the factory stops it).
+"""
+
+import asyncio
+import os
+import re
+import subprocess
+import time
+
+import jwt as pyjwt
+import pytest
+
+import rawclient
+from conftest import (WSGATE, metric, openssl, policy, run,
+                      wait_for)
+
+ISS, AUD = "https://issuer.wsgate.test", "chat-api"
+HMAC_SECRET = b"wsgate-fault-alloc-paths-hmac-secret-0123456789"
+START_MS, WINDOW_MS = 3000, 3000
+
+
+def failalloc_build():
+    try:
+        out = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "(failalloc)" in out
+
+
+pytestmark = pytest.mark.skipif(
+    not failalloc_build(),
+    reason="wsgate not built with --enable-failalloc")
+
+
+def auth(alg, key_file):
+    return policy(auth={
+        "header": "Authorization",
+        "jwt": {"algorithms": [alg], "key_file": str(key_file),
+                "issuer": ISS, "audience": AUD}})
+
+
+@pytest.fixture
+def setup(factory, tmp_path):
+    """A plaintext gateway with an RS256, an HS256 and an open route, its
+    window of failing allocations not yet open; valid tokens."""
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt",
+            "rsa_keygen_bits:2048", "-out", tmp_path / "rsa.key")
+    openssl("pkey", "-in", tmp_path / "rsa.key", "-pubout",
+            "-out", tmp_path / "rsa.pub")
+    (tmp_path / "hmac.secret").write_bytes(HMAC_SECRET)
+    be = factory.echo()
+    gw = factory.gateway(
+        routes=[("/echo", "echo"), ("/rs", "echo", "rs"),
+                ("/hs", "echo", "hs")],
+        upstreams={"echo": [be.addr]},
+        policies={"rs": auth("RS256", tmp_path / "rsa.pub"),
+                  "hs": auth("HS256", tmp_path / "hmac.secret")},
+        tls=False, start=False, admin=True)
+    claims = {"sub": "alice", "iss": ISS, "aud": AUD,
+              "exp": int(time.time()) + 3600}
+    tokens = {
+        "/rs": pyjwt.encode(claims, (tmp_path / "rsa.key").read_bytes(),
+                            algorithm="RS256"),
+        "/hs": pyjwt.encode(claims, HMAC_SECRET, algorithm="HS256"),
+    }
+    t0 = time.monotonic()
+    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="1:%d:%d" % (
+        START_MS, WINDOW_MS)))
+    # The daemon set its clock between t0 and now: the window surely
+    # covers [opens, closes).
+    opens = time.monotonic() + START_MS / 1000.0
+    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    return gw, tokens, opens, closes
+
+
+def request(gw, path, token=None):
+    """One upgrade request: (response, access-log entry)."""
+    extra = [("Authorization", "Bearer " + token)] if token else []
+    c = gw.raw()
+    try:
+        c.send(rawclient.build_request(path, extra=extra))
+        resp = c.http_response(timeout=5, to_eof=False)
+        if resp.status != 101:
+            resp.body = c.read_to_eof(5)
+    finally:
+        c.close()
+    return resp, gw.wait_entry(client_port=c.local_port)
+
+
+def in_window(gw, tokens, opens, closes, check):
+    """Before the window: each route upgrades and a session is kept open.
+    In it: check(gw, path, response, entry) for each route.  After it:
+    the kept session still echoes and each route upgrades again."""
+    paths = ["/rs", "/hs", "/echo"]
+    for p in paths:
+        resp, e = request(gw, p, tokens.get(p))
+        assert resp.status == 101 and e["reason"] == "client_dropped", \
+            (p, resp, e)
+    kept = {"echoed": 0}
+
+    async def keeper():
+        async with gw.connect("/echo") as ws:
+            i = 0
+            while time.monotonic() < closes + 0.3 and i < 1000:
+                await ws.send("kept-%d" % i)
+                got = await asyncio.wait_for(ws.recv(), 5)
+                assert got == "kept-%d" % i, got
+                kept["echoed"] += 1
+                i += 1
+                await asyncio.sleep(0.05)
+
+    async def main():
+        task = asyncio.ensure_future(keeper())
+        await asyncio.sleep(max(0.0, opens + 0.1 - time.monotonic()))
+        if time.monotonic() > closes - 1.5:
+            task.cancel()
+            pytest.skip("the daemon took too long to start on this machine")
+        got = []
+        for p in paths:
+            got.append((p,) + await asyncio.get_running_loop()
+                       .run_in_executor(None, request, gw, p,
+                                        tokens.get(p)))
+        done = time.monotonic()
+        await task
+        return got, done
+
+    got, done = run(main(), timeout=START_MS / 1000.0 + WINDOW_MS / 1000.0
+                    + 30)
+    assert done < closes, "the requests outlasted the window"
+    for p, resp, e in got:
+        check(gw, p, resp, e)
+    assert kept["echoed"] > 0
+    assert gw.alive(), gw.dump()
+    for p in paths:
+        resp, e = request(gw, p, tokens.get(p))
+        assert resp.status == 101, (p, resp, gw.error_text()[-2000:])
+
+
+def test_a_token_checked_without_memory_is_not_called_invalid(setup):
+    """A valid token whose signature could not be checked for want of
+    memory gets 500 internal_error, not 401 auth_invalid: the client is
+    not told to throw its token away."""
+    gw, tokens, opens, closes = setup
+
+    def check(gw, p, resp, e):
+        assert resp.status == 500, (p, resp, e)
+        assert resp.body == b"internal_error\n", (p, resp, e)
+        assert resp.header("Connection") == ["close"], resp
+        assert e["status"] == 500 and e["reason"] == "internal_error", \
+            (p, e)
+    in_window(gw, tokens, opens, closes, check)
+    samples = gw.metrics()
+    assert metric(samples, "wsgate_rejections_total",
+                  reason="internal_error") >= 3, samples
+    assert metric(samples, "wsgate_rejections_total",
+                  reason="auth_invalid") == 0, samples
