@@ -738,7 +738,7 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 fail:
 	if (p->p_have_frame)
 		relay_count_refused(p);
-	log_warnx("conn %llu: out of memory holding a message",
+	log_warnx("conn %llu: internal_error: out of memory holding a message",
 	    (unsigned long long)s->s_id);
 	session_fail(s, "internal_error", 1011, 1011, 1011);
 	return (-1);

@@ -196,8 +196,8 @@ session_start_client(struct wsg_session *s, int fd)
 		if (ssl != NULL)
 			SSL_free(ssl);
 		close(fd);
-		log_warnx("conn %llu: cannot set up the client connection",
-		    (unsigned long long)s->s_id);
+		log_warnx("conn %llu: internal_error: cannot set up the "
+		    "client connection", (unsigned long long)s->s_id);
 		session_close(s, "internal_error");
 		return;
 	}
@@ -345,8 +345,11 @@ session_hello_cb(evutil_socket_t fd, short ev, void *arg)
 
 	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-		if (event_add(s->s_proxy_ev, NULL) == -1)
+		if (event_add(s->s_proxy_ev, NULL) == -1) {
+			log_warnx("conn %llu: internal_error: cannot wait for "
+			    "the TLS hello", (unsigned long long)s->s_id);
 			session_close(s, "internal_error");
+		}
 		return;
 	}
 	event_free(s->s_proxy_ev);
@@ -376,8 +379,11 @@ session_wait_hello(struct wsg_session *s, int fd)
 	}
 	s->s_proxy_ev = event_new(s->s_worker->w_base, fd, EV_READ,
 	    session_hello_cb, s);
-	if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) == -1)
+	if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) == -1) {
+		log_warnx("conn %llu: internal_error: cannot wait for the TLS "
+		    "hello", (unsigned long long)s->s_id);
 		session_close(s, "internal_error");
+	}
 }
 
 void
@@ -421,6 +427,8 @@ session_accept(struct wsg_worker *w, const struct wsg_listener_conf *lc,
 		    s);
 		if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) ==
 		    -1) {
+			log_warnx("conn %llu: internal_error: cannot wait for "
+			    "the PROXY header", (unsigned long long)s->s_id);
 			session_close(s, "internal_error");
 			return;
 		}
@@ -631,7 +639,8 @@ session_store_cb(void *arg, enum wsg_store_result r, uint32_t retry)
 	if ((buf = (const char *)evbuffer_pullup(in, len)) == NULL ||
 	    http_request_parse(buf, len, s->s_listener->lc_max_header_bytes,
 	    &req) != WSG_HTTP_OK) {
-		session_refuse(s, 500, "internal_error", NULL);
+		session_refuse_internal(s, "cannot read the request head "
+		    "again");
 		return;
 	}
 	session_admit_rest(s, &req);
@@ -689,7 +698,7 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 	s->s_host = session_strdup(req->host);
 	if (s->s_path == NULL || (req->origin.p && s->s_origin == NULL) ||
 	    s->s_host == NULL) {
-		session_refuse(s, 500, "internal_error", NULL);
+		session_refuse_internal(s, "out of memory copying the request");
 		return;
 	}
 	if (buffered > req->head_len) {
@@ -720,7 +729,8 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 		session_refuse(s, 400, "subprotocol_denied", NULL);
 		return;
 	} else if (r == -2) {
-		session_refuse(s, 500, "internal_error", NULL);
+		session_refuse_internal(s, "out of memory copying the "
+		    "subprotocols");
 		return;
 	}
 	if (session_rate_admit(s) != 0)
@@ -745,8 +755,13 @@ session_admit_rest(struct wsg_session *s, struct wsg_http_request *req)
 	}
 	s->s_admitted = 1;
 	if (http_accept_key(req->key.p, req->key.len,
-	    s->s_client_accept) == -1 || upstream_build_request(s, req) == -1) {
-		session_refuse(s, 500, "internal_error", NULL);
+	    s->s_client_accept) == -1) {
+		session_refuse_internal(s, "cannot compute "
+		    "Sec-WebSocket-Accept");
+		return;
+	}
+	if (upstream_build_request(s, req) == -1) {
+		session_refuse_internal(s, "cannot build the upstream request");
 		return;
 	}
 	evbuffer_drain(bufferevent_get_input(s->s_client.p_bev),
@@ -793,7 +808,8 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 	s->s_parsed_len = len;
 	n = len > max + 1 ? max + 1 : len;
 	if ((buf = (const char *)evbuffer_pullup(in, n)) == NULL) {
-		session_refuse(s, 500, "internal_error", NULL);
+		session_refuse_internal(s, "out of memory reading the request "
+		    "head");
 		return;
 	}
 	r = http_request_parse(buf, n, max, &req);
@@ -857,6 +873,16 @@ session_refuse(struct wsg_session *s, int status, const char *reason,
 	session_close(s, reason);
 }
 
+void
+session_refuse_internal(struct wsg_session *s, const char *why)
+{
+	if (s->s_state == WSG_S_CLOSED)
+		return;
+	log_warnx("conn %llu: refused: internal_error: %s",
+	    (unsigned long long)s->s_id, why);
+	session_refuse(s, 500, "internal_error", NULL);
+}
+
 /* The token's exp passed while the session was open. */
 static void
 session_expiry_cb(evutil_socket_t fd, short ev, void *arg)
@@ -914,9 +940,7 @@ session_open(struct wsg_session *s, const char *protocol)
 
 	/* Armed first: a session whose token could outlive it is refused. */
 	if (session_expiry_arm(s) == -1) {
-		log_warnx("conn %llu: no memory for the expiry timer",
-		    (unsigned long long)s->s_id);
-		session_refuse(s, 500, "internal_error", NULL);
+		session_refuse_internal(s, "no memory for the expiry timer");
 		return;
 	}
 	evbuffer_add_printf(out, "HTTP/1.1 101 Switching Protocols\r\n"
@@ -1513,7 +1537,7 @@ session_tls_failed(struct wsg_session *s, unsigned long e)
 {
 	char	why[32];
 
-	log_warnx("conn %llu: TLS failed in the gateway: %s",
+	log_warnx("conn %llu: internal_error: TLS failed in the gateway: %s",
 	    (unsigned long long)s->s_id, tls_reason(e, why, sizeof(why)));
 	if (s->s_state == WSG_S_OPEN)
 		session_fail(s, "internal_error", 1011, 0, 1011);

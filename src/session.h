@@ -171,6 +171,9 @@ void	session_fail(struct wsg_session *, const char *, int, int, int);
 void	session_refuse(struct wsg_session *, int, const char *,
 	    const char *);
 
+/* Refuse with 500 internal_error, logging why (a resource ran out). */
+void	session_refuse_internal(struct wsg_session *, const char *);
+
 /* The upstream's 101 was checked: send ours and start relaying. */
 void	session_open(struct wsg_session *, const char *);
 

@@ -306,7 +306,8 @@ upstream_connect(struct wsg_session *s)
 	bev = bufferevent_socket_new(s->s_worker->w_base, -1,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
-		session_refuse(s, 500, "internal_error", NULL);
+		session_refuse_internal(s, "cannot set up the upstream "
+		    "connection");
 		return;
 	}
 	s->s_upstream.p_bev = bev;
@@ -471,7 +472,8 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 	n = len > WSG_MAX_UPSTREAM_HEAD + WSG_MAX_UPSTREAM_BODY ?
 	    WSG_MAX_UPSTREAM_HEAD + WSG_MAX_UPSTREAM_BODY : len;
 	if ((buf = (const char *)evbuffer_pullup(in, n)) == NULL) {
-		session_refuse(s, 500, "internal_error", NULL);
+		session_refuse_internal(s, "out of memory reading the "
+		    "upstream's answer");
 		return;
 	}
 	res = http_response_parse(buf, n, WSG_MAX_UPSTREAM_HEAD, &r);
@@ -493,9 +495,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 		rc = http_response_check_upgrade(&r, s->s_upstream_key,
 		    offered, s->s_nprotocols, &chosen, &why);
 		if (rc == -2) {
-			log_warnx("conn %llu: %s", (unsigned long long)s->s_id,
-			    why);
-			session_refuse(s, 500, "internal_error", NULL);
+			session_refuse_internal(s, why);
 			return;
 		}
 		if (rc == -1) {
@@ -508,7 +508,8 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (chosen.p != NULL && (s->s_subprotocol = strndup(chosen.p,
 		    chosen.len)) == NULL) {
-			session_refuse(s, 500, "internal_error", NULL);
+			session_refuse_internal(s, "out of memory copying the "
+			    "subprotocol");
 			return;
 		}
 		evbuffer_drain(in, r.head_len);
