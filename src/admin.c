@@ -100,14 +100,18 @@ admin_reply(struct admin_conn *ac, int code, const char *status,
 	struct evbuffer	*out = bufferevent_get_output(ac->ac_bev);
 	struct timeval	 tv = { WSG_ADMIN_TIMEOUT_S, 0 };
 
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
+	/* Out of memory: no answer rather than a head without its body. */
+	if (evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: %s\r\n"
 	    "Content-Length: %zu\r\n"
 	    "%s"
 	    "Connection: close\r\n\r\n", code, status, type,
-	    evbuffer_get_length(body), extra != NULL ? extra : "");
-	if (!ac->ac_head_only)
-		evbuffer_add_buffer(out, body);
+	    evbuffer_get_length(body), extra != NULL ? extra : "") == -1 ||
+	    (!ac->ac_head_only && evbuffer_add_buffer(out, body) == -1)) {
+		log_warnx("admin: out of memory answering a request");
+		admin_conn_free(ac);
+		return;
+	}
 	ac->ac_state = ADMIN_WRITING;
 	bufferevent_disable(ac->ac_bev, EV_READ);
 	bufferevent_enable(ac->ac_bev, EV_WRITE);
@@ -151,8 +155,18 @@ admin_answer(struct admin_conn *ac)
 	} else if (strcmp(path, "/metrics") == 0) {
 		metrics_render(b, *draining);
 		server_metrics(b);
-		admin_reply(ac, 200, "OK",
-		    "text/plain; version=0.0.4; charset=utf-8", NULL, b);
+		if (metrics_complete())
+			admin_reply(ac, 200, "OK",
+			    "text/plain; version=0.0.4; charset=utf-8", NULL,
+			    b);
+		else {
+			/* Series missing would read as counter resets. */
+			log_warnx("admin: out of memory rendering /metrics");
+			evbuffer_free(b);
+			admin_error(ac, 503, "Service Unavailable",
+			    "out of memory");
+			return;
+		}
 	} else if (strcmp(path, "/healthz") == 0) {
 		if (*draining) {
 			evbuffer_add_printf(b, "draining\n");

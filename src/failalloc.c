@@ -113,6 +113,12 @@ failalloc_init(void)
 	if (strstr(env, ":ev") != NULL)
 		event_set_mem_functions(failalloc_ev_malloc,
 		    failalloc_ev_realloc, failalloc_ev_free);
+	/*
+	 * The main thread (reloads, the admin listener) only when asked for
+	 * with "main": its window must open after start-up.
+	 */
+	if (strstr(env, ":main") != NULL)
+		failalloc_arm_thread();
 }
 
 void

@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,11 @@ static uint64_t	metrics_reloads[2];
 static int	metrics_reload_ok = 1;		/* atomic: the last one's */
 static int64_t	metrics_config_time;		/* atomic: when it changed */
 static double	metrics_start_time;		/* set once, at start-up */
+/*
+ * A line of the scrape being rendered could not be added (no memory): the
+ * scrape must not go out with series missing.  Main thread only.
+ */
+static int	metrics_short;
 static uint64_t	metrics_store[2];
 static uint64_t	metrics_tls[2];	/* full, resumed */
 #define METRICS_MAX_WORKERS	256	/* config.c's maximum */
@@ -284,18 +290,38 @@ metrics_tls_handshake(int resumed)
 }
 
 void
+metrics_printf(struct evbuffer *b, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	if (evbuffer_add_vprintf(b, fmt, ap) == -1)
+		metrics_short = 1;
+	va_end(ap);
+}
+
+void
 metrics_label(struct evbuffer *b, const char *v)
 {
-	evbuffer_add(b, "\"", 1);
+	if (evbuffer_add(b, "\"", 1) == -1)
+		metrics_short = 1;
 	for (; *v != '\0'; v++) {
 		if (*v == '\\' || *v == '"')
-			evbuffer_add_printf(b, "\\%c", *v);
-		else if (*v == '\n')
-			evbuffer_add(b, "\\n", 2);
-		else
-			evbuffer_add(b, v, 1);
+			metrics_printf(b, "\\%c", *v);
+		else if (*v == '\n') {
+			if (evbuffer_add(b, "\\n", 2) == -1)
+				metrics_short = 1;
+		} else if (evbuffer_add(b, v, 1) == -1)
+			metrics_short = 1;
 	}
-	evbuffer_add(b, "\"", 1);
+	if (evbuffer_add(b, "\"", 1) == -1)
+		metrics_short = 1;
+}
+
+int
+metrics_complete(void)
+{
+	return (!metrics_short);
 }
 
 /* Open descriptors, from /proc; -1 where there is none. */
@@ -329,7 +355,7 @@ metrics_process(struct evbuffer *b)
 	FILE		*fp;
 
 	if (getrusage(RUSAGE_SELF, &ru) == 0)
-		evbuffer_add_printf(b,
+		metrics_printf(b,
 		    "# HELP process_cpu_seconds_total User and system CPU "
 		    "time spent.\n"
 		    "# TYPE process_cpu_seconds_total counter\n"
@@ -338,7 +364,7 @@ metrics_process(struct evbuffer *b)
 		    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 	if ((fp = fopen("/proc/self/statm", "r")) != NULL) {
 		if (fscanf(fp, "%lu %lu", &vsz, &rss) == 2 && page > 0)
-			evbuffer_add_printf(b,
+			metrics_printf(b,
 			    "# HELP process_resident_memory_bytes Resident "
 			    "memory size.\n"
 			    "# TYPE process_resident_memory_bytes gauge\n"
@@ -353,18 +379,18 @@ metrics_process(struct evbuffer *b)
 		fclose(fp);
 	}
 	if ((fds = metrics_open_fds()) >= 0)
-		evbuffer_add_printf(b,
+		metrics_printf(b,
 		    "# HELP process_open_fds Open file descriptors.\n"
 		    "# TYPE process_open_fds gauge\n"
 		    "process_open_fds %ld\n", fds);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-		evbuffer_add_printf(b,
+		metrics_printf(b,
 		    "# HELP process_max_fds The soft limit of open file "
 		    "descriptors.\n"
 		    "# TYPE process_max_fds gauge\n"
 		    "process_max_fds %llu\n", rl.rlim_cur == RLIM_INFINITY ?
 		    (unsigned long long)-1 : (unsigned long long)rl.rlim_cur);
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP process_start_time_seconds Start time since the Unix "
 	    "epoch.\n"
 	    "# TYPE process_start_time_seconds gauge\n"
@@ -379,79 +405,80 @@ metrics_render(struct evbuffer *b, int draining)
 	uint64_t	cum = 0, rej = 0;
 	size_t		i;
 
+	metrics_short = 0;
 	for (i = 0; i < METRICS_NREASONS; i++)
 		rej += metrics_get(&metrics_rejected[i]);
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_handshakes_total Upgrade requests judged.\n"
 	    "# TYPE wsgate_handshakes_total counter\n"
 	    "wsgate_handshakes_total{result=\"accepted\"} %llu\n"
 	    "wsgate_handshakes_total{result=\"rejected\"} %llu\n",
 	    (unsigned long long)metrics_get(&metrics_accepted),
 	    (unsigned long long)rej);
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_rejections_total Refused handshakes by reason.\n"
 	    "# TYPE wsgate_rejections_total counter\n");
 	for (i = 0; i < METRICS_NREASONS; i++)
-		evbuffer_add_printf(b,
+		metrics_printf(b,
 		    "wsgate_rejections_total{reason=\"%s\"} %llu\n",
 		    metrics_reasons[i],
 		    (unsigned long long)metrics_get(&metrics_rejected[i]));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_closes_total Upgraded sessions ended, by reason.\n"
 	    "# TYPE wsgate_closes_total counter\n");
 	for (i = 0; i < METRICS_NREASONS; i++)
-		evbuffer_add_printf(b,
+		metrics_printf(b,
 		    "wsgate_closes_total{reason=\"%s\"} %llu\n",
 		    metrics_reasons[i],
 		    (unsigned long long)metrics_get(&metrics_closed[i]));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_active_connections Upgraded sessions open now.\n"
 	    "# TYPE wsgate_active_connections gauge\n"
 	    "wsgate_active_connections %lld\n",
 	    (long long)__atomic_load_n(&metrics_active_now, __ATOMIC_RELAXED));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_worker_connections Client connections each worker "
 	    "holds now, from accept to close.\n"
 	    "# TYPE wsgate_worker_connections gauge\n");
 	for (i = 0; i < (size_t)metrics_nworkers; i++)
-		evbuffer_add_printf(b,
+		metrics_printf(b,
 		    "wsgate_worker_connections{worker=\"%zu\"} %lld\n", i,
 		    (long long)__atomic_load_n(&metrics_worker_conns[i],
 		    __ATOMIC_RELAXED));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_frames_total Frames relayed.\n"
 	    "# TYPE wsgate_frames_total counter\n");
 	for (i = 0; i < 2; i++)
-		evbuffer_add_printf(b,
+		metrics_printf(b,
 		    "wsgate_frames_total{direction=\"%s\"} %llu\n", dirs[i],
 		    (unsigned long long)metrics_sum(0, (int)i));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_bytes_total Frame bytes relayed.\n"
 	    "# TYPE wsgate_bytes_total counter\n");
 	for (i = 0; i < 2; i++)
-		evbuffer_add_printf(b,
+		metrics_printf(b,
 		    "wsgate_bytes_total{direction=\"%s\"} %llu\n", dirs[i],
 		    (unsigned long long)metrics_sum(1, (int)i));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_upstream_connect_failures_total Failed connects.\n"
 	    "# TYPE wsgate_upstream_connect_failures_total counter\n");
 	pthread_mutex_lock(&metrics_up_lock);
 	for (i = 0; i < metrics_nup; i++) {
-		evbuffer_add_printf(b, "wsgate_upstream_connect_failures_total"
+		metrics_printf(b, "wsgate_upstream_connect_failures_total"
 		    "{upstream=");
 		metrics_label(b, metrics_up_names[i]);
-		evbuffer_add_printf(b, "} %llu\n",
+		metrics_printf(b, "} %llu\n",
 		    (unsigned long long)metrics_up_failures[i]);
 	}
 	pthread_mutex_unlock(&metrics_up_lock);
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_config_reloads_total Configuration reloads.\n"
 	    "# TYPE wsgate_config_reloads_total counter\n"
 	    "wsgate_config_reloads_total{result=\"ok\"} %llu\n"
 	    "wsgate_config_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)metrics_get(&metrics_reloads[0]),
 	    (unsigned long long)metrics_get(&metrics_reloads[1]));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_config_last_reload_successful 1 when the last "
 	    "reload (or the start) succeeded.\n"
 	    "# TYPE wsgate_config_last_reload_successful gauge\n"
@@ -464,25 +491,25 @@ metrics_render(struct evbuffer *b, int draining)
 	    __atomic_load_n(&metrics_reload_ok, __ATOMIC_RELAXED),
 	    (long long)__atomic_load_n(&metrics_config_time,
 	    __ATOMIC_RELAXED));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_handshake_duration_seconds From accept to the "
 	    "101 or the refusal.\n"
 	    "# TYPE wsgate_handshake_duration_seconds histogram\n");
 	for (i = 0; i < METRICS_NBUCKETS; i++) {
 		cum += metrics_get(&metrics_hist[i]);
-		evbuffer_add_printf(b, "wsgate_handshake_duration_seconds_bucket"
+		metrics_printf(b, "wsgate_handshake_duration_seconds_bucket"
 		    "{le=\"%g\"} %llu\n", metrics_buckets[i],
 		    (unsigned long long)cum);
 	}
 	cum += metrics_get(&metrics_hist[METRICS_NBUCKETS]);
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "wsgate_handshake_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
 	    "wsgate_handshake_duration_seconds_sum %.6f\n"
 	    "wsgate_handshake_duration_seconds_count %llu\n",
 	    (unsigned long long)cum,
 	    metrics_get(&metrics_hist_sum_us) / 1e6,
 	    (unsigned long long)cum);
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_store_transitions_total The shared rate-limit "
 	    "store coming up or going down (per worker connection).\n"
 	    "# TYPE wsgate_store_transitions_total counter\n"
@@ -490,7 +517,7 @@ metrics_render(struct evbuffer *b, int draining)
 	    "wsgate_store_transitions_total{to=\"down\"} %llu\n",
 	    (unsigned long long)metrics_get(&metrics_store[0]),
 	    (unsigned long long)metrics_get(&metrics_store[1]));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_tls_handshakes_total TLS handshakes completed, "
 	    "by whether they resumed a session.\n"
 	    "# TYPE wsgate_tls_handshakes_total counter\n"
@@ -498,15 +525,15 @@ metrics_render(struct evbuffer *b, int draining)
 	    "wsgate_tls_handshakes_total{resumed=\"yes\"} %llu\n",
 	    (unsigned long long)metrics_get(&metrics_tls[0]),
 	    (unsigned long long)metrics_get(&metrics_tls[1]));
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_draining 1 while the gateway drains.\n"
 	    "# TYPE wsgate_draining gauge\n"
 	    "wsgate_draining %d\n", draining ? 1 : 0);
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_build_info The version running.\n"
 	    "# TYPE wsgate_build_info gauge\n"
 	    "wsgate_build_info{version=");
 	metrics_label(b, PACKAGE_VERSION);
-	evbuffer_add_printf(b, "} 1\n");
+	metrics_printf(b, "} 1\n");
 	metrics_process(b);
 }

@@ -41,9 +41,17 @@ void	metrics_workers(int);
 void	metrics_worker_conn(int, int);
 /* Counters of anything else worth graphing ("store_transitions", ...). */
 
-/* Append the whole exposition; draining tells /healthz's state. */
+/*
+ * Append the whole exposition; draining tells /healthz's state.  The main
+ * thread only: what the other modules add to the scrape goes through
+ * metrics_printf() and metrics_label(), and metrics_complete() says
+ * whether every line since metrics_render() made it in.
+ */
 void	metrics_render(struct evbuffer *, int);
+void	metrics_printf(struct evbuffer *, const char *, ...)
+	    __attribute__((__format__(__printf__, 2, 3)));
 /* Append a label value, quoted and escaped as the text format wants. */
 void	metrics_label(struct evbuffer *, const char *);
+int	metrics_complete(void);
 
 #endif /* WSG_METRICS_H */

@@ -110,7 +110,7 @@ server_cert_metrics(struct evbuffer *b, const struct wsg_config *conf)
 	int64_t				 t;
 	size_t				 i;
 
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_tls_certificate_expiry_timestamp_seconds The "
 	    "notAfter of the certificate each TLS listener serves.\n"
 	    "# TYPE wsgate_tls_certificate_expiry_timestamp_seconds gauge\n");
@@ -118,11 +118,11 @@ server_cert_metrics(struct evbuffer *b, const struct wsg_config *conf)
 		lc = &conf->c_listeners[i];
 		if (!lc->lc_tls || (t = tls_ctx_not_after(lc->lc_ssl_ctx)) == -1)
 			continue;
-		evbuffer_add_printf(b,
+		metrics_printf(b,
 		    "wsgate_tls_certificate_expiry_timestamp_seconds"
 		    "{listener=");
 		metrics_label(b, lc->lc_name);
-		evbuffer_add_printf(b, "} %lld\n", (long long)t);
+		metrics_printf(b, "} %lld\n", (long long)t);
 	}
 }
 
@@ -138,7 +138,7 @@ server_metrics(struct evbuffer *b)
 	if (server_rl == NULL)
 		return;
 	rltable_stats(server_rl, &st);
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_ratelimit_table_entries Addresses tracked now.\n"
 	    "# TYPE wsgate_ratelimit_table_entries gauge\n"
 	    "wsgate_ratelimit_table_entries %llu\n"

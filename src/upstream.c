@@ -202,19 +202,19 @@ upstream_metrics(struct evbuffer *b, const struct wsg_config *conf)
 	uint64_t			 now = upstream_clock_ms();
 	size_t				 i, j;
 
-	evbuffer_add_printf(b,
+	metrics_printf(b,
 	    "# HELP wsgate_upstream_server_up 0 while a failed connection "
 	    "has the server passed over (fail_timeout), else 1.\n"
 	    "# TYPE wsgate_upstream_server_up gauge\n");
 	for (i = 0; i < conf->c_nupstreams; i++) {
 		up = conf->c_upstreams[i];
 		for (j = 0; j < up->up_nservers; j++) {
-			evbuffer_add_printf(b,
+			metrics_printf(b,
 			    "wsgate_upstream_server_up{upstream=");
 			metrics_label(b, up->up_name);
-			evbuffer_add_printf(b, ",server=");
+			metrics_printf(b, ",server=");
 			metrics_label(b, up->up_servers[j].srv_name);
-			evbuffer_add_printf(b, "} %d\n",
+			metrics_printf(b, "} %d\n",
 			    !upstream_server_down(&up->up_servers[j], now));
 		}
 	}

@@ -1,8 +1,9 @@
-"""Allocation failures on the request path, one refusal at a time.
+"""Allocation failures on the request path and on the main thread.
 
 Only a daemon built with --enable-failalloc honours WSGATE_FAILALLOC
-("ONE_IN:START_MS:DURATION_MS"); against another build these tests are
-skipped.  With ONE_IN 1 every OpenSSL allocation on the worker thread fails
+("ONE_IN:START_MS:DURATION_MS", ":ev" for libevent's allocations too,
+":main" for the main thread's: reloads, the admin listener); against
+another build these tests are skipped.  With ONE_IN 1 every OpenSSL allocation on the worker thread fails
 during the window.  On a plaintext listener the TLS layer needs none, so a
 request reaches the steps that do: the JWT signature check, the
 Sec-WebSocket-Accept digest.
@@ -16,6 +17,7 @@ nothing (checked when the factory stops it).
 """
 
 import asyncio
+import http.client
 import os
 import re
 import subprocess
@@ -25,7 +27,7 @@ import jwt as pyjwt
 import pytest
 
 import rawclient
-from conftest import (WSGATE, metric, openssl, policy, run,
+from conftest import (WSGATE, metric, openssl, parse_metrics, policy, run,
                       wait_for)
 
 ISS, AUD = "https://issuer.wsgate.test", "chat-api"
@@ -189,3 +191,55 @@ def test_internal_error_refusals_name_their_code(setup):
         wait_for(lambda: refusal_logged(gw, e, "internal_error"), 5,
                  what="an error-log line for %s (conn %d)" % (p, e["id"]))
     in_window(gw, tokens, opens, closes, check)
+
+
+def scrape(port):
+    """GET /metrics: (status, body), or (the exception's name, None)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        c.request("GET", "/metrics")
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    except (OSError, http.client.HTTPException) as e:
+        return type(e).__name__, None
+    finally:
+        c.close()
+
+
+def test_a_scrape_is_whole_or_refused(factory):
+    """libevent's allocations on the main thread fail one in ten for a
+    window while /metrics is scraped: a scrape that could not be rendered
+    whole is refused (503, or the connection closed), never answered 200
+    with series missing, which Prometheus would read as counter resets
+    and vanished series.  After the window every scrape is whole."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, tls=False,
+                         start=False, admin=True)
+    t0 = time.monotonic()
+    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="10:%d:%d:ev:main" % (
+        START_MS, WINDOW_MS)))
+    status, body = scrape(gw.admin_port)
+    assert status == 200, status
+    series = set(parse_metrics(body))
+    opens = time.monotonic() + START_MS / 1000.0
+    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    time.sleep(max(0.0, opens - time.monotonic()))
+    seen = {}
+    i = 0
+    while time.monotonic() < closes - 0.2 and i < 300:
+        i += 1
+        status, body = scrape(gw.admin_port)
+        if status == 200:
+            missing = series - set(parse_metrics(body))
+            assert not missing, "a 200 scrape without %d series: %r" % (
+                len(missing), sorted(missing)[:5])
+        seen[status] = seen.get(status, 0) + 1
+    print("scrapes in the window: %r" % seen)
+    assert set(seen) - {200}, "no scrape failed: the injection never " \
+        "happened"
+    assert gw.alive(), gw.dump()
+    time.sleep(max(0.0, closes + 0.2 - time.monotonic()))
+    for _ in range(3):
+        status, body = scrape(gw.admin_port)
+        assert status == 200 and set(parse_metrics(body)) == series
