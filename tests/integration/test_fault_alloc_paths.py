@@ -27,8 +27,8 @@ import jwt as pyjwt
 import pytest
 
 import rawclient
-from conftest import (WSGATE, metric, openssl, parse_metrics, policy, run,
-                      wait_for)
+from conftest import (WSGATE, echo_works, metric, openssl, parse_metrics,
+                      policy, run, wait_for)
 
 ISS, AUD = "https://issuer.wsgate.test", "chat-api"
 HMAC_SECRET = b"wsgate-fault-alloc-paths-hmac-secret-0123456789"
@@ -243,3 +243,38 @@ def test_a_scrape_is_whole_or_refused(factory):
     for _ in range(3):
         status, body = scrape(gw.admin_port)
         assert status == 200 and set(parse_metrics(body)) == series
+
+
+def test_a_reload_without_memory_keeps_the_running_configuration(factory):
+    """Every OpenSSL allocation of the main thread fails for a window in
+    which SIGHUP asks for reloads of a TLS listener's configuration: each
+    fails (its TLS context cannot be made), is counted as failed and
+    leaves the running configuration serving; after the window a reload
+    succeeds.  ASan finds nothing to say about the half-built ones."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, start=False,
+                         admin=True)
+    t0 = time.monotonic()
+    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="1:%d:%d:main" % (
+        START_MS, WINDOW_MS)))
+    echo_works(gw)
+    opens = time.monotonic() + START_MS / 1000.0
+    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    time.sleep(max(0.0, opens - time.monotonic()))
+    n = 0
+    while time.monotonic() < closes - 1.0 and n < 5:
+        gw.reload(expect="failed")
+        n += 1
+    assert n > 0, "the daemon took too long to start on this machine"
+    samples = gw.metrics()
+    assert metric(samples, "wsgate_config_reloads_total",
+                  result="failed") == n, samples
+    assert metric(samples, "wsgate_config_reloads_total",
+                  result="ok") == 0, samples
+    time.sleep(max(0.0, closes + 0.2 - time.monotonic()))
+    echo_works(gw)
+    gw.reload()
+    echo_works(gw)
+    assert metric(gw.metrics(), "wsgate_config_reloads_total",
+                  result="ok") == 1
