@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,7 @@ struct wsg_store {
 	struct wsg_store_stats	 st_stats;
 	int			 st_freeing;
 	int			 st_reloaded;	/* scripts re-sent this period */
+	int			 st_unasked;	/* it sent a reply to no command */
 	size_t			 st_refresh_out; /* refreshes not answered */
 };
 
@@ -363,6 +365,83 @@ store_report(struct wsg_store *st, int up, const char *why)
 		    "on_failure applies until it is back",
 		    st->st_conf.sc_url, why);
 	}
+}
+
+/*
+ * hiredis' reply objects, wrapped: a reply when no command waits for one
+ * (other than an error, which hiredis handles) would make hiredis abort
+ * the process on an assertion.  Such a reply fails as an allocation
+ * would, which makes hiredis drop the connection instead.
+ */
+static pthread_once_t			 store_fn_once = PTHREAD_ONCE_INIT;
+static redisReplyObjectFunctions	*store_hiredis_fn;
+static redisReplyObjectFunctions	 store_fn;
+
+/* Is a reply about to be made one that no command asked for? */
+static int
+store_unasked(const redisReadTask *t)
+{
+	redisAsyncContext	*ac = t->privdata;
+	struct wsg_store	*st;
+
+	if (t->parent != NULL || ac == NULL || ac->replies.head != NULL)
+		return 0;
+	if ((st = ac->data) != NULL)
+		st->st_unasked = 1;
+	return 1;
+}
+
+/* A status, bulk or error reply, unless no command asked for it. */
+static void *
+store_create_string(const redisReadTask *t, char *s, size_t len)
+{
+	if (t->type != REDIS_REPLY_ERROR && store_unasked(t))
+		return NULL;
+	return store_hiredis_fn->createString(t, s, len);
+}
+
+/* An array reply, unless no command asked for it. */
+static void *
+store_create_array(const redisReadTask *t, int n)
+{
+	if (store_unasked(t))
+		return NULL;
+	return store_hiredis_fn->createArray(t, n);
+}
+
+/* An integer reply, unless no command asked for it. */
+static void *
+store_create_integer(const redisReadTask *t, long long v)
+{
+	if (store_unasked(t))
+		return NULL;
+	return store_hiredis_fn->createInteger(t, v);
+}
+
+/* A nil reply, unless no command asked for it. */
+static void *
+store_create_nil(const redisReadTask *t)
+{
+	if (store_unasked(t))
+		return NULL;
+	return store_hiredis_fn->createNil(t);
+}
+
+/* Take hiredis' own functions from a reader of its making. */
+static void
+store_fn_init(void)
+{
+	redisReader	*r;
+
+	if ((r = redisReaderCreate()) == NULL)
+		return;
+	store_hiredis_fn = r->fn;
+	redisReaderFree(r);
+	store_fn = *store_hiredis_fn;
+	store_fn.createString = store_create_string;
+	store_fn.createArray = store_create_array;
+	store_fn.createInteger = store_create_integer;
+	store_fn.createNil = store_create_nil;
 }
 
 /* Free a request whose callback has run and that hiredis no longer holds. */
@@ -838,8 +917,8 @@ store_disconnect_cb(const redisAsyncContext *ac, int status)
 		return;
 	st->st_ac = NULL;
 	evtimer_del(st->st_retry_ev);
-	store_report(st, 0, ac->errstr[0] != '\0' ? ac->errstr :
-	    "connection closed");
+	store_report(st, 0, st->st_unasked ? "it sent a reply to no command" :
+	    ac->errstr[0] != '\0' ? ac->errstr : "connection closed");
 	store_retry_later(st);
 }
 
@@ -892,6 +971,11 @@ store_connect(struct wsg_store *st)
 		return;
 	}
 	ac->data = st;
+	st->st_unasked = 0;
+	if (store_hiredis_fn != NULL && ac->c.reader->fn == store_hiredis_fn) {
+		ac->c.reader->fn = &store_fn;
+		ac->c.reader->privdata = ac;
+	}
 	if (redisLibeventAttach(ac, st->st_base) != REDIS_OK) {
 		redisAsyncFree(ac);
 		store_report(st, 0, "cannot attach to the event loop");
@@ -938,6 +1022,7 @@ store_new(struct event_base *base, const struct wsg_store_conf *sc)
 	struct timeval		 tv;
 	uint64_t		 every;
 
+	(void)pthread_once(&store_fn_once, store_fn_init);
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return NULL;
 	st->st_base = base;

@@ -1,0 +1,179 @@
+"""`rate_limit_store` against a Redis that misbehaves in ways a real
+redis-server does not: a small RESP server in a thread of the test, on a
+free loopback port, that answers each command as the test says (an extra
+reply nobody asked for, garbage, a reply cut short).  Whatever it sends,
+the gateway stays up, says in its error log what happened (once, not once
+per handshake) and on_failure decides the handshakes meanwhile.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import http_refusal, policy, tail, wait_for
+from test_ratelimit_store import B, count, try_upgrade
+
+SHA = b"$40\r\n" + b"0" * 40 + b"\r\n"
+ADMITTED = b"*2\r\n:0\r\n:0\r\n"
+
+
+def commands(buf):
+    """The complete RESP commands at the start of buf: (list, rest)."""
+    out = []
+    while buf.startswith(b"*"):
+        end = buf.find(b"\r\n")
+        if end < 0:
+            break
+        pos, args = end + 2, []
+        for _ in range(int(buf[1:end])):
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                return out, buf
+            n = int(buf[pos + 1:end])
+            if len(buf) < end + 2 + n + 2:
+                return out, buf
+            args.append(buf[end + 2:end + 2 + n])
+            pos = end + 2 + n + 2
+        else:
+            out.append(args)
+            buf = buf[pos:]
+            continue
+        break
+    return out, buf
+
+
+def proper(args):
+    """What Redis would answer to the gateway's commands."""
+    name = args[0].upper()
+    if name == b"SCRIPT":
+        return SHA
+    if name in (b"EVALSHA", b"EVAL"):
+        return ADMITTED
+    if name == b"ZREM":
+        return b":1\r\n"
+    return b"+OK\r\n"
+
+
+class FakeRedis:
+    """A RESP server: answer(args) gives the bytes sent back to a command
+    (None: nothing).  Bounded: a few connections, each read with a
+    timeout, everything closed by stop()."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.conns = []
+        self.seen = []
+        self.done = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.done:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,),
+                             daemon=True).start()
+
+    def _serve(self, c):
+        buf = b""
+        c.settimeout(0.2)
+        while not self.done:
+            try:
+                data = c.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            cmds, buf = commands(buf + data)
+            for args in cmds:
+                self.seen.append(args[0].upper())
+                out = self.answer(args)
+                if out:
+                    try:
+                        c.sendall(out)
+                    except OSError:
+                        return
+
+    def stop(self):
+        self.done = True
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def fake():
+    made = []
+
+    def make(answer):
+        f = FakeRedis(answer)
+        made.append(f)
+        return f
+    yield make
+    for f in made:
+        f.stop()
+
+
+def fake_gateway(factory, store, on_failure):
+    up = factory.raw_upstream()
+    gw = factory.gateway(
+        routes=[("/r", "rec", "shared")],
+        upstreams={"rec": [up.addr]},
+        policies={"shared": policy(rate_limit={"concurrent_per_ip": 5})},
+        top={"rate_limit_store": {"redis": store.url,
+                                  "on_failure": on_failure}})
+    return gw
+
+
+# -- a reply to no command ---------------------------------------------------
+
+@pytest.mark.parametrize("when", ["setup", "admission"])
+def test_a_reply_to_no_command_does_not_bring_the_gateway_down(
+        factory, fake, when):
+    """The store answers a command twice (a proxy or another service on
+    Redis' port).  hiredis asserts on a reply it has no command for; the
+    gateway must drop that connection instead, say why, and go on."""
+    def answer(args):
+        out = proper(args)
+        name = args[0].upper()
+        if (when == "setup" and name == b"SCRIPT") or \
+                (when == "admission" and name == b"EVALSHA"):
+            out += b"+OK\r\n"
+        return out
+    store = fake(answer)
+    gw = fake_gateway(factory, store, "deny")
+    if when == "admission":
+        wait_for(lambda: "rate_limit_store: connected" in gw.error_text(),
+                 10, what="the gateway's connection to the store")
+        st, c, resp = try_upgrade(gw)
+        assert st == 101, resp
+        c.close()
+    wait_for(lambda: "a reply to no command" in gw.error_text() or
+             not gw.alive(), 10, what="the extra reply to be noticed")
+    assert gw.alive(), tail(gw.stderr_path, 20)
+    for _ in range(3):
+        st, c, resp = try_upgrade(gw)
+        if c is not None:
+            c.close()
+        assert st in (101, 503), resp
+        time.sleep(0.2)
+    assert gw.alive(), tail(gw.stderr_path, 20)
+    if when == "setup":
+        # Never usable: every handshake meets on_failure deny.
+        http_refusal(gw, B("/r"), 503, "store_unavailable")
+    assert "is unavailable (it sent a reply to no command)" in \
+        gw.error_text(), tail(gw.error_log, 30)
