@@ -150,6 +150,7 @@ struct wsg_store {
 	int			 st_reported;	/* -1 unknown, 0 down, 1 up */
 	int			 st_setup_left;	/* setup replies awaited */
 	uint64_t		 st_backoff_ms;
+	uint64_t		 st_up_ms;	/* when set up; 0: not up */
 	struct event		*st_retry_ev;	/* reconnect; connect timeout */
 	struct event		*st_refresh_ev;
 	uint64_t		 st_instance;
@@ -862,6 +863,15 @@ store_retry_later(struct wsg_store *st)
 {
 	struct timeval	tv;
 
+	/*
+	 * Only a connection that lasted starts the backoff afresh: a store
+	 * that drops each one as soon as it is set up is not tried (and
+	 * logged) again and again at the shortest wait.
+	 */
+	if (st->st_up_ms != 0 &&
+	    ratelimit_now_ms() - st->st_up_ms >= STORE_BACKOFF_MAX_MS)
+		st->st_backoff_ms = STORE_BACKOFF_MIN_MS;
+	st->st_up_ms = 0;
 	st->st_state = STORE_DISCONNECTED;
 	tv.tv_sec = (time_t)(st->st_backoff_ms / 1000);
 	tv.tv_usec = (suseconds_t)(st->st_backoff_ms % 1000) * 1000;
@@ -940,7 +950,7 @@ store_setup_cb(redisAsyncContext *ac, void *rp, void *privdata)
 	if (--st->st_setup_left > 0)
 		return;
 	st->st_state = STORE_UP;
-	st->st_backoff_ms = STORE_BACKOFF_MIN_MS;
+	st->st_up_ms = ratelimit_now_ms();
 	st->st_last_err[0] = '\0';
 	evtimer_del(st->st_retry_ev);
 	store_report(st, 1, NULL);

@@ -17,6 +17,7 @@ from test_ratelimit_store import B, count, try_upgrade
 
 SHA = b"$40\r\n" + b"0" * 40 + b"\r\n"
 ADMITTED = b"*2\r\n:0\r\n:0\r\n"
+CLOSE = "close"     # an answer: close the connection instead
 
 
 def commands(buf):
@@ -58,7 +59,7 @@ def proper(args):
 
 class FakeRedis:
     """A RESP server: answer(args) gives the bytes sent back to a command
-    (None: nothing).  Bounded: a few connections, each read with a
+    (None: nothing; CLOSE: close the connection).  Bounded: a few connections, each read with a
     timeout, everything closed by stop()."""
 
     def __init__(self, answer):
@@ -101,6 +102,9 @@ class FakeRedis:
             for args in cmds:
                 self.seen.append(args[0].upper())
                 out = self.answer(args)
+                if out == CLOSE:
+                    c.close()
+                    return
                 if out:
                     try:
                         c.sendall(out)
@@ -177,3 +181,41 @@ def test_a_reply_to_no_command_does_not_bring_the_gateway_down(
         http_refusal(gw, B("/r"), 503, "store_unavailable")
     assert "is unavailable (it sent a reply to no command)" in \
         gw.error_text(), tail(gw.error_log, 30)
+
+
+# -- a store that drops every connection -------------------------------------
+
+def test_a_store_that_drops_each_connection_is_retried_with_backoff(
+        factory, fake):
+    """The store takes each connection, answers its setup, and closes it
+    at the first admission (a proxy whose Redis is gone, a middlebox).
+    Each such connection was counted a success that started the backoff
+    afresh: a reconnect and two log lines per handshake, 10 a second
+    without handshakes when it closes by itself, for as long as it
+    lasts.  A connection that did not last keeps backing off."""
+    def answer(args):
+        if args[0].upper() in (b"EVALSHA", b"EVAL"):
+            return CLOSE
+        return proper(args)
+    store = fake(answer)
+    gw = fake_gateway(factory, store, "local")
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to the store")
+    held = []
+    try:
+        # A handshake every 0.1 s for 3 s: each one meets the store up if
+        # it has connected again meanwhile, and brings it down.
+        for _ in range(30):
+            st, c, resp = try_upgrade(gw)
+            assert st == 101, resp      # on_failure local, 5 allowed
+            c.close()
+            time.sleep(0.1)
+        # Backing off from 100 ms and doubling, about 5 attempts fit in
+        # 3 s; starting afresh each time, one per handshake.
+        ups = count(gw, "rate_limit_store: connected")
+        assert ups <= 10, "%d connections made in 3 s" % ups
+        assert count(gw, "is unavailable") <= 10, tail(gw.error_log, 40)
+    finally:
+        for c in held:
+            c.close()
+    assert gw.alive()
