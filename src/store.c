@@ -654,9 +654,12 @@ store_reply_cb(redisAsyncContext *ac, void *rp, void *privdata)
 		store_req_free(r);
 		return;
 	}
+	/* Only {0, 0}, {1, ms} and {2, 1000} come from the script. */
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 	    reply->element[0]->type != REDIS_REPLY_INTEGER ||
-	    reply->element[1]->type != REDIS_REPLY_INTEGER) {
+	    reply->element[1]->type != REDIS_REPLY_INTEGER ||
+	    reply->element[0]->integer < 0 ||
+	    reply->element[0]->integer > 2) {
 		store_log_error(st, "admission script failed",
 		    reply->type == REDIS_REPLY_ERROR ? reply->str :
 		    "unexpected reply");

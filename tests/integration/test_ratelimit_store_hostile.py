@@ -219,3 +219,47 @@ def test_a_store_that_drops_each_connection_is_retried_with_backoff(
         for c in held:
             c.close()
     assert gw.alive()
+
+
+# -- replies that are not what Redis would send ------------------------------
+
+@pytest.mark.parametrize("reply,why", [
+    (b"hello\r\n", "Protocol error"),
+    (b"*2\r\n:0\r\n", "no reply in time"),
+    (b"*2\r\n:7\r\n:0\r\n", "admission script failed: unexpected reply"),
+    (b"*2\r\n:-1\r\n:0\r\n", "admission script failed: unexpected reply"),
+    (b"*3\r\n:0\r\n:0\r\n:0\r\n",
+     "admission script failed: unexpected reply"),
+    (b":0\r\n", "admission script failed: unexpected reply"),
+])
+@pytest.mark.parametrize("mode", ["deny", "allow"])
+def test_a_wrong_admission_reply_meets_on_failure(factory, fake, reply, why,
+                                                  mode):
+    """An admission answered with garbage, half a reply, or a reply of
+    the wrong shape or with a code the script never returns: the store
+    did not answer, so on_failure decides (deny: 503 store_unavailable,
+    allow: 101), never a 429 made up from it; the error log says what
+    was wrong, once however many handshakes meet it."""
+    def answer(args):
+        if args[0].upper() in (b"EVALSHA", b"EVAL"):
+            return reply
+        return proper(args)
+    store = fake(answer)
+    gw = fake_gateway(factory, store, mode)
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to the store")
+    for _ in range(4):
+        if mode == "deny":
+            http_refusal(gw, B("/r"), 503, "store_unavailable")
+        else:
+            st, c, resp = try_upgrade(gw)
+            assert st == 101, resp
+            c.close()
+    text = gw.error_text()
+    assert why in text, tail(gw.error_log, 30)
+    # A reply of the wrong shape leaves the connection up: said once.
+    # Garbage or silence drops it: said once per connection, which the
+    # backoff spaces out (4 handshakes meet at most 4 connections).
+    most = 1 if "unexpected" in why else 4
+    assert text.count(why) <= most, tail(gw.error_log, 30)
+    assert gw.alive()
