@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import http_refusal, policy, tail, wait_for
-from test_ratelimit_store import B, count, try_upgrade
+from test_ratelimit_store import B, count, redis, try_upgrade  # noqa: F401
 
 SHA = b"$40\r\n" + b"0" * 40 + b"\r\n"
 ADMITTED = b"*2\r\n:0\r\n:0\r\n"
@@ -59,8 +59,8 @@ def proper(args):
 
 class FakeRedis:
     """A RESP server: answer(args) gives the bytes sent back to a command
-    (None: nothing; CLOSE: close the connection).  Bounded: a few connections, each read with a
-    timeout, everything closed by stop()."""
+    (None: nothing; CLOSE: close the connection).  Bounded: a few
+    connections, each read with a timeout, everything closed by stop()."""
 
     def __init__(self, answer):
         self.answer = answer
@@ -231,12 +231,15 @@ def test_a_store_that_drops_each_connection_is_retried_with_backoff(
     (b"*3\r\n:0\r\n:0\r\n:0\r\n",
      "admission script failed: unexpected reply"),
     (b":0\r\n", "admission script failed: unexpected reply"),
+    (b"-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+     "admission script failed: OOM command not allowed"),
 ])
 @pytest.mark.parametrize("mode", ["deny", "allow"])
 def test_a_wrong_admission_reply_meets_on_failure(factory, fake, reply, why,
                                                   mode):
-    """An admission answered with garbage, half a reply, or a reply of
-    the wrong shape or with a code the script never returns: the store
+    """An admission answered with garbage, half a reply, a reply of the
+    wrong shape or with a code the script never returns, or an error: the
+    store
     did not answer, so on_failure decides (deny: 503 store_unavailable,
     allow: 101), never a 429 made up from it; the error log says what
     was wrong, once however many handshakes meet it."""
@@ -260,6 +263,51 @@ def test_a_wrong_admission_reply_meets_on_failure(factory, fake, reply, why,
     # A reply of the wrong shape leaves the connection up: said once.
     # Garbage or silence drops it: said once per connection, which the
     # backoff spaces out (4 handshakes meet at most 4 connections).
-    most = 1 if "unexpected" in why else 4
+    most = 1 if "admission script failed" in why else 4
     assert text.count(why) <= most, tail(gw.error_log, 30)
     assert gw.alive()
+
+
+# -- a real Redis that answers with errors -----------------------------------
+
+def redis_gateway(factory, redis, on_failure):
+    up = factory.raw_upstream()
+    return factory.gateway(
+        routes=[("/r", "rec", "shared")],
+        upstreams={"rec": [up.addr]},
+        policies={"shared": policy(rate_limit={"concurrent_per_ip": 5})},
+        top={"rate_limit_store": {"redis": redis.url,
+                                  "on_failure": on_failure}})
+
+
+@pytest.mark.parametrize("case", ["requirepass", "maxclients"])
+def test_redis_error_replies_meet_on_failure_and_are_logged_once(
+        factory, redis, case):
+    """Redis refuses the gateway's connection: a password is required
+    (the URL cannot carry one), or its maxclients is reached.  Handshakes
+    meet on_failure deny; the error log names Redis' error, once, however
+    many handshakes and reconnects."""
+    hold = None
+    if case == "maxclients":
+        hold = socket.create_connection(("127.0.0.1", redis.port), 2)
+        assert redis.command("CONFIG", "SET", "maxclients", "1") == \
+            b"+OK\r\n"
+        gw = redis_gateway(factory, redis, "deny")
+        why = "max number of clients reached"
+    else:
+        assert redis.command("CONFIG", "SET", "requirepass", "s3cret") == \
+            b"+OK\r\n"
+        gw = redis_gateway(factory, redis, "deny")
+        why = "NOAUTH"
+    try:
+        for _ in range(4):
+            http_refusal(gw, B("/r"), 503, "store_unavailable")
+            time.sleep(0.3)
+        wait_for(lambda: why in gw.error_text(), 10, what=why)
+        text = gw.error_text()
+        assert text.count(why) == 1, tail(gw.error_log, 30)
+        assert text.count("is unavailable") <= 1, tail(gw.error_log, 30)
+        assert gw.alive()
+    finally:
+        if hold is not None:
+            hold.close()
