@@ -594,6 +594,25 @@ session_rate_local(struct wsg_session *s)
 	}
 }
 
+/*
+ * Admitted without the shared store: the connection counts against
+ * concurrent_per_ip in Redis once it is back, as the others do.
+ */
+static void
+session_store_adopt(struct wsg_session *s)
+{
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	char			 addr[WSG_RL_ADDRKEY_MAX];
+
+	if (pol->pol_rate == NULL || pol->pol_rate->rc_concurrent == 0 ||
+	    s->s_worker->w_store == NULL || s->s_store_leased ||
+	    rlkey_addr(&s->s_rlkey, addr, sizeof(addr)) == -1)
+		return;
+	if (store_adopt(s->s_worker->w_store, pol->pol_name, addr,
+	    s->s_id) == 0)
+		s->s_store_leased = 1;
+}
+
 /* The shared store answered (or could not): go on, or refuse. */
 static void
 session_store_cb(void *arg, enum wsg_store_result r, uint32_t retry)
@@ -631,6 +650,8 @@ session_store_cb(void *arg, enum wsg_store_result r, uint32_t retry)
 		if ((sc == NULL || sc->sc_on_failure == WSG_STORE_FAIL_LOCAL) &&
 		    session_rate_local(s) == -1)
 			return;
+		if (sc != NULL)
+			session_store_adopt(s);
 		break;
 	}
 	/* The head is still buffered, untouched: judge the rest of it. */

@@ -591,25 +591,34 @@ store_orphans_flush(struct wsg_store *st)
 	}
 }
 
-/* Keep a granted lease alive until store_release(). */
-static void
-store_lease_add(struct wsg_store *st, const struct store_req *r)
+/* Keep a lease alive until store_release(); NULL: out of memory. */
+static struct store_lease *
+store_lease_new(struct wsg_store *st, uint64_t id, const char *key,
+    const char *member)
 {
 	struct store_lease	*l, **chain;
 
 	if ((l = calloc(1, sizeof(*l))) == NULL ||
-	    (l->l_key = strdup(r->r_leasekey)) == NULL) {
-		/* Not refreshed: it stops counting after lease_ttl. */
+	    (l->l_key = strdup(key)) == NULL) {
 		free(l);
-		return;
+		return NULL;
 	}
-	l->l_id = r->r_lease_id;
-	memcpy(l->l_member, r->r_member, sizeof(l->l_member));
+	l->l_id = id;
+	snprintf(l->l_member, sizeof(l->l_member), "%s", member);
 	chain = store_chain(st, l->l_id);
 	l->l_next = *chain;
 	*chain = l;
 	TAILQ_INSERT_TAIL(&st->st_leases, l, l_entry);
 	st->st_stats.ss_leases++;
+	return l;
+}
+
+/* Keep a granted lease alive until store_release(). */
+static void
+store_lease_add(struct wsg_store *st, const struct store_req *r)
+{
+	/* Out of memory, not refreshed: it stops counting after lease_ttl. */
+	(void)store_lease_new(st, r->r_lease_id, r->r_leasekey, r->r_member);
 }
 
 /* Log a Redis error reply when it differs from the last one logged. */
@@ -786,6 +795,36 @@ store_admit(struct wsg_store *st, const char *policy, const char *addr,
 	tv.tv_sec = down ? 0 : (time_t)(st->st_timeout_ms / 1000);
 	tv.tv_usec = down ? 0 : (suseconds_t)(st->st_timeout_ms % 1000) * 1000;
 	evtimer_add(r->r_timer, &tv);
+	return 0;
+}
+
+/*
+ * A connection admitted without Redis (on_failure local or allow): from
+ * when Redis is available again, it holds a lease as if Redis had
+ * granted it, whatever the limit, so that it counts as the others do.
+ */
+int
+store_adopt(struct wsg_store *st, const char *policy, const char *addr,
+    uint64_t lease_id)
+{
+	struct store_lease	*l;
+	char			 key[STORE_MAX_KEY];
+	char			 member[STORE_MEMBER_LEN];
+	int			 n;
+
+	if (st->st_freeing)
+		return -1;
+	n = snprintf(key, sizeof(key), "%slease:%s:%s",
+	    st->st_conf.sc_key_prefix, policy, addr);
+	if (n < 0 || (size_t)n >= sizeof(key))
+		return -1;
+	snprintf(member, sizeof(member), "%016" PRIx64 ":%" PRIu64,
+	    st->st_instance, lease_id);
+	if ((l = store_lease_new(st, lease_id, key, member)) == NULL)
+		return -1;
+	/* Else the connection's setup refreshes every lease. */
+	if (st->st_state == STORE_UP)
+		store_refresh_one(st, l);
 	return 0;
 }
 

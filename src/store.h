@@ -100,6 +100,15 @@ struct wsg_store	*store_new(struct event_base *,
 void			 store_free(struct wsg_store *);
 
 /*
+ * A connection of (policy, addr) admitted while the store was unavailable
+ * (WSG_STORE_DOWN) with concurrent_per_ip set: it takes a lease, without
+ * a limit, once Redis is available.  Call store_release() when it closes.
+ * Returns 0, or -1 when out of memory.
+ */
+int			 store_adopt(struct wsg_store *, const char *,
+			    const char *, uint64_t);
+
+/*
  * Ask to admit a connection of (policy, addr) under conf's
  * connections_per_ip and concurrent_per_ip.  addr is rlkey_addr()'s text.
  * lease_id names the connection for store_release() and store_cancel();

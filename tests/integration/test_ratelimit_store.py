@@ -595,3 +595,38 @@ def test_reload_changing_the_store_says_it_needs_a_restart(
     gw.reload()
     assert count(gw, "a new rate_limit_store needs a restart") == 1, \
         tail(gw.error_log, 20)
+
+
+@pytest.mark.parametrize("mode", ["local", "allow"])
+def test_connections_admitted_during_an_outage_count_once_redis_is_back(
+        factory, redis, mode):
+    """Connections admitted while Redis is down (on_failure local or
+    allow) are still open when it comes back.  They must count against
+    concurrent_per_ip from then on, as the leases of the others do, or
+    an address keeps them on top of a full limit counted afresh."""
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 2}, mode)
+    held = []
+    try:
+        redis.kill()
+        wait_for(lambda: count(gw, "is unavailable") >= 1, 5,
+                 what="the store-down log line")
+        opened(gw, held)
+        opened(gw, held)
+        redis.start()
+        wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
+                 what="the reconnection to Redis")
+        st, c, resp = try_upgrade(gw)
+        if c is not None:
+            held.append(c)
+        assert st == 429, \
+            "a third connection got in beside two open ones: %r" % resp
+        for c in held[:2]:
+            echo_ok(c, b"open through the outage")
+        # Closing one gives its slot back.
+        close_ws(held.pop(0))
+        c = upgrade_soon(gw)
+        held.append(c)
+        http_refusal(gw, B("/r"), 429, "rate_concurrent")
+    finally:
+        for c in held:
+            c.close()
