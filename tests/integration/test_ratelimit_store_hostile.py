@@ -311,3 +311,59 @@ def test_redis_error_replies_meet_on_failure_and_are_logged_once(
     finally:
         if hold is not None:
             hold.close()
+
+
+# -- a stalled Redis ---------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["local", "allow", "deny"])
+def test_a_stalled_redis_holds_up_only_the_handshakes_it_decides(
+        factory, redis, mode):
+    """Redis stops (SIGSTOP) with a handshake waiting on it.  On the same
+    worker, a route without rate limits upgrades and relays, and the
+    admin listener's /healthz answers, while it waits; the waiting
+    handshake is decided by on_failure once the reply timeout passes,
+    and so is the next one (Redis still stopped, the connection to it
+    being made again)."""
+    import os
+    import signal
+    from test_ratelimit_store import echo_ok
+    up = factory.raw_upstream()
+    gw = factory.gateway(
+        routes=[("/r", "rec", "shared"), ("/free", "rec")],
+        upstreams={"rec": [up.addr]},
+        policies={"shared": policy(rate_limit={"concurrent_per_ip": 5})},
+        top={"rate_limit_store": {"redis": redis.url,
+                                  "on_failure": mode}},
+        admin=True)
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to Redis")
+    want = 503 if mode == "deny" else 101
+    held = []
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        waiting = gw.raw()
+        held.append(waiting)
+        waiting.send(B("/r"))
+        c = gw.raw()
+        held.append(c)
+        c.send(B("/free"))
+        head = c.read_until(b"\r\n\r\n", 5)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        echo_ok(c, b"not held up")
+        status, body, _ = gw.admin("/healthz", timeout=5)
+        assert status == 200, (status, body)
+        head = waiting.read_until(b"\r\n\r\n", 5)
+        assert head.startswith(b"HTTP/1.1 %d" % want), head
+        for _ in range(2):
+            st, c, resp = try_upgrade(gw)
+            if c is not None:
+                held.append(c)
+            assert st == want, resp
+        if mode == "deny":
+            assert "store_unavailable" in gw.error_text()
+        assert count(gw, "is unavailable") == 1, tail(gw.error_log, 30)
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+        for c in held:
+            c.close()
+    assert gw.alive()
