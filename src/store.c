@@ -49,6 +49,7 @@
 				    WSG_RL_MAX_POLICY + WSG_RL_ADDRKEY_MAX)
 #define STORE_MEMBER_LEN	48	/* "instance:lease_id" */
 #define STORE_ERR_LEN		128
+#define STORE_MAX_ELEMENTS	16	/* of an array in a reply */
 
 /*
  * The admission, atomic in Redis, on Redis' clock.  KEYS: the bucket hash,
@@ -166,7 +167,7 @@ struct wsg_store {
 	struct wsg_store_stats	 st_stats;
 	int			 st_freeing;
 	int			 st_reloaded;	/* scripts re-sent this period */
-	int			 st_unasked;	/* it sent a reply to no command */
+	const char		*st_bad_reply;	/* why its reply was refused */
 	size_t			 st_refresh_out; /* refreshes not answered */
 };
 
@@ -371,8 +372,11 @@ store_report(struct wsg_store *st, int up, const char *why)
 /*
  * hiredis' reply objects, wrapped: a reply when no command waits for one
  * (other than an error, which hiredis handles) would make hiredis abort
- * the process on an assertion.  Such a reply fails as an allocation
- * would, which makes hiredis drop the connection instead.
+ * the process on an assertion, and the header of an array of 2^31 - 1
+ * elements makes it allocate 16 GiB, then walk them all when it frees
+ * the reply, seconds during which the worker serves nothing.  Such a
+ * reply fails as an allocation would, which makes hiredis drop the
+ * connection instead.
  */
 static pthread_once_t			 store_fn_once = PTHREAD_ONCE_INIT;
 static redisReplyObjectFunctions	*store_hiredis_fn;
@@ -388,7 +392,7 @@ store_unasked(const redisReadTask *t)
 	if (t->parent != NULL || ac == NULL || ac->replies.head != NULL)
 		return 0;
 	if ((st = ac->data) != NULL)
-		st->st_unasked = 1;
+		st->st_bad_reply = "it sent a reply to no command";
 	return 1;
 }
 
@@ -401,12 +405,22 @@ store_create_string(const redisReadTask *t, char *s, size_t len)
 	return store_hiredis_fn->createString(t, s, len);
 }
 
-/* An array reply, unless no command asked for it. */
+/* An array reply, unless no command asked for it or it is too large. */
 static void *
 store_create_array(const redisReadTask *t, int n)
 {
+	redisAsyncContext	*ac = t->privdata;
+	struct wsg_store	*st;
+
 	if (store_unasked(t))
 		return NULL;
+	/* No reply the gateway asks for has more than 2 elements. */
+	if (n > STORE_MAX_ELEMENTS) {
+		if (ac != NULL && (st = ac->data) != NULL)
+			st->st_bad_reply = "it sent a reply larger than asked "
+			    "for";
+		return NULL;
+	}
 	return store_hiredis_fn->createArray(t, n);
 }
 
@@ -969,7 +983,7 @@ store_disconnect_cb(const redisAsyncContext *ac, int status)
 		return;
 	st->st_ac = NULL;
 	evtimer_del(st->st_retry_ev);
-	store_report(st, 0, st->st_unasked ? "it sent a reply to no command" :
+	store_report(st, 0, st->st_bad_reply != NULL ? st->st_bad_reply :
 	    ac->errstr[0] != '\0' ? ac->errstr : "connection closed");
 	store_retry_later(st);
 }
@@ -1023,7 +1037,7 @@ store_connect(struct wsg_store *st)
 		return;
 	}
 	ac->data = st;
-	st->st_unasked = 0;
+	st->st_bad_reply = NULL;
 	if (store_hiredis_fn != NULL && ac->c.reader->fn == store_hiredis_fn) {
 		ac->c.reader->fn = &store_fn;
 		ac->c.reader->privdata = ac;

@@ -367,3 +367,32 @@ def test_a_stalled_redis_holds_up_only_the_handshakes_it_decides(
         for c in held:
             c.close()
     assert gw.alive()
+
+
+# -- a reply too large for what was asked ------------------------------------
+
+@pytest.mark.parametrize("reply", [
+    b"*2147483647\r\n",
+    b"*2\r\n*1000000000\r\n",
+])
+def test_a_huge_array_reply_is_refused_before_it_is_allocated(
+        factory, fake, reply):
+    """An admission answered with the header of an array of 2^31 - 1 (or
+    10^9, nested) elements: hiredis would allocate room for them all at
+    once (16 GiB), which fails, or takes all memory if it does not.  No
+    reply the gateway asks for has more than 2 elements: the store drops
+    the connection and on_failure decides."""
+    def answer(args):
+        if args[0].upper() in (b"EVALSHA", b"EVAL"):
+            return reply
+        return proper(args)
+    store = fake(answer)
+    gw = fake_gateway(factory, store, "deny")
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to the store")
+    http_refusal(gw, B("/r"), 503, "store_unavailable")
+    wait_for(lambda: "is unavailable" in gw.error_text() or
+             not gw.alive(), 5, what="the store dropped")
+    assert gw.alive(), tail(gw.stderr_path, 20)
+    assert "a reply larger than asked for" in gw.error_text(), \
+        tail(gw.error_log, 20)
