@@ -396,3 +396,35 @@ def test_a_huge_array_reply_is_refused_before_it_is_allocated(
     assert gw.alive(), tail(gw.stderr_path, 20)
     assert "a reply larger than asked for" in gw.error_text(), \
         tail(gw.error_log, 20)
+
+
+# -- a reload while connections hold leases ----------------------------------
+
+def test_reload_dropping_the_store_keeps_and_then_gives_back_leases(
+        factory, redis):
+    """Gateway A holds an open connection's lease; a reload removes
+    rate_limit_store from A's configuration.  The lease still counts on
+    gateway B past lease_ttl (A's worker keeps renewing it until the
+    connection closes), and is given back when the connection closes."""
+    import copy
+    from test_ratelimit_store import (LEASE_TTL, close_ws, opened,
+                                      store_gateway, upgrade_soon)
+    a = store_gateway(factory, redis, {"concurrent_per_ip": 1}, "deny")
+    b = store_gateway(factory, redis, {"concurrent_per_ip": 1}, "deny")
+    held = []
+    try:
+        c = opened(a, held)
+        http_refusal(b, B("/r"), 429, "rate_concurrent")
+        cfg = copy.deepcopy(a.config)
+        del cfg["rate_limit_store"]
+        a.write_config(cfg)
+        a.reload()
+        time.sleep(LEASE_TTL + 1.0)
+        http_refusal(b, B("/r"), 429, "rate_concurrent")
+        close_ws(c)
+        held.remove(c)
+        held.append(upgrade_soon(b))
+        assert a.alive() and b.alive()
+    finally:
+        for c in held:
+            c.close()
