@@ -30,7 +30,6 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 #include <openssl/sha.h>
 
 #include "log.h"
@@ -50,6 +49,7 @@
 #define STORE_MEMBER_LEN	48	/* "instance:lease_id" */
 #define STORE_ERR_LEN		128
 #define STORE_MAX_ELEMENTS	16	/* of an array in a reply */
+#define STORE_MAX_BUFFERED	65536	/* bytes of replies not yet whole */
 
 /*
  * The admission, atomic in Redis, on Redis' clock.  KEYS: the bucket hash,
@@ -457,6 +457,122 @@ store_fn_init(void)
 	store_fn.createArray = store_create_array;
 	store_fn.createInteger = store_create_integer;
 	store_fn.createNil = store_create_nil;
+}
+
+/*
+ * hiredis on the worker's event base: its read and write events.  Before
+ * each read, the bytes read of replies not yet whole are looked at:
+ * hiredis keeps a bulk string until its last byte, however long it says
+ * it is, and no reply the gateway asks for is more than a few hundred
+ * bytes.  A store that sends more is given up, rather than buffered
+ * until the reply timeout (or, for a renewal, the next renewal).
+ */
+struct store_ev {
+	redisAsyncContext	*e_ac;
+	struct event		*e_rd;
+	struct event		*e_wr;
+};
+
+/* Readable: hand over to hiredis, unless it holds too much already. */
+static void
+store_ev_read(evutil_socket_t fd, short ev, void *arg)
+{
+	struct store_ev		*e = arg;
+	redisAsyncContext	*ac = e->e_ac;
+	redisReader		*rd = ac->c.reader;
+	struct wsg_store	*st = ac->data;
+
+	if (st != NULL && st->st_ac == ac && rd != NULL &&
+	    rd->len - rd->pos > STORE_MAX_BUFFERED) {
+		st->st_bad_reply = "it sent a reply larger than asked for";
+		store_conn_lost(st, st->st_bad_reply);	/* frees e */
+		return;
+	}
+	redisAsyncHandleRead(ac);
+}
+
+/* Writable: hiredis sends what it has queued, or ends its connect. */
+static void
+store_ev_write(evutil_socket_t fd, short ev, void *arg)
+{
+	struct store_ev	*e = arg;
+
+	redisAsyncHandleWrite(e->e_ac);
+}
+
+/* hiredis' hook: watch for replies. */
+static void
+store_ev_add_read(void *arg)
+{
+	struct store_ev	*e = arg;
+
+	event_add(e->e_rd, NULL);
+}
+
+/* hiredis' hook: stop watching for replies. */
+static void
+store_ev_del_read(void *arg)
+{
+	struct store_ev	*e = arg;
+
+	event_del(e->e_rd);
+}
+
+/* hiredis' hook: it has something to send. */
+static void
+store_ev_add_write(void *arg)
+{
+	struct store_ev	*e = arg;
+
+	event_add(e->e_wr, NULL);
+}
+
+/* hiredis' hook: it has sent everything. */
+static void
+store_ev_del_write(void *arg)
+{
+	struct store_ev	*e = arg;
+
+	event_del(e->e_wr);
+}
+
+/* hiredis' hook: the context is going away. */
+static void
+store_ev_cleanup(void *arg)
+{
+	struct store_ev	*e = arg;
+
+	event_free(e->e_rd);
+	event_free(e->e_wr);
+	free(e);
+}
+
+/* Attach a new hiredis context to a base.  Returns 0, or -1. */
+static int
+store_ev_attach(redisAsyncContext *ac, struct event_base *base)
+{
+	struct store_ev	*e;
+
+	if (ac->ev.data != NULL || (e = calloc(1, sizeof(*e))) == NULL)
+		return -1;
+	e->e_ac = ac;
+	e->e_rd = event_new(base, ac->c.fd, EV_READ, store_ev_read, e);
+	e->e_wr = event_new(base, ac->c.fd, EV_WRITE, store_ev_write, e);
+	if (e->e_rd == NULL || e->e_wr == NULL) {
+		if (e->e_rd != NULL)
+			event_free(e->e_rd);
+		if (e->e_wr != NULL)
+			event_free(e->e_wr);
+		free(e);
+		return -1;
+	}
+	ac->ev.addRead = store_ev_add_read;
+	ac->ev.delRead = store_ev_del_read;
+	ac->ev.addWrite = store_ev_add_write;
+	ac->ev.delWrite = store_ev_del_write;
+	ac->ev.cleanup = store_ev_cleanup;
+	ac->ev.data = e;
+	return 0;
 }
 
 /* Free a request whose callback has run and that hiredis no longer holds. */
@@ -1042,7 +1158,7 @@ store_connect(struct wsg_store *st)
 		ac->c.reader->fn = &store_fn;
 		ac->c.reader->privdata = ac;
 	}
-	if (redisLibeventAttach(ac, st->st_base) != REDIS_OK) {
+	if (store_ev_attach(ac, st->st_base) == -1) {
 		redisAsyncFree(ac);
 		store_report(st, 0, "cannot attach to the event loop");
 		store_retry_later(st);

@@ -59,7 +59,8 @@ def proper(args):
 
 class FakeRedis:
     """A RESP server: answer(args) gives the bytes sent back to a command
-    (None: nothing; CLOSE: close the connection).  Bounded: a few
+    (None: nothing; CLOSE: close the connection; a function: called with
+    the socket, to write what it likes).  Bounded: a few
     connections, each read with a timeout, everything closed by stop()."""
 
     def __init__(self, answer):
@@ -105,6 +106,9 @@ class FakeRedis:
                 if out == CLOSE:
                     c.close()
                     return
+                if callable(out):
+                    out(c)
+                    continue
                 if out:
                     try:
                         c.sendall(out)
@@ -396,6 +400,66 @@ def test_a_huge_array_reply_is_refused_before_it_is_allocated(
     assert gw.alive(), tail(gw.stderr_path, 20)
     assert "a reply larger than asked for" in gw.error_text(), \
         tail(gw.error_log, 20)
+
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_an_endless_bulk_reply_is_not_buffered_without_bound(
+        factory, fake):
+    """An admission answered with the header of a 2 GB bulk string and
+    then data as fast as loopback goes, for 1.5 s.  hiredis keeps all of
+    it until the reply is complete: 380 MB in the half second before the
+    reply timeout, and to a lease renewal (no timeout but the next
+    renewal, lease_ttl / 3) without bound.  No reply the gateway asks
+    for is larger than a few hundred bytes: past 64 KiB buffered, the
+    store drops the connection."""
+    chunk = b"x" * (1 << 20)
+
+    def stream(c):
+        c.sendall(b"$2000000000\r\n")
+        end = time.monotonic() + 1.5
+        try:
+            while time.monotonic() < end:
+                c.sendall(chunk)
+        except OSError:
+            pass
+
+    def answer(args):
+        if args[0].upper() in (b"EVALSHA", b"EVAL"):
+            return stream
+        return proper(args)
+    store = fake(answer)
+    gw = fake_gateway(factory, store, "deny")
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to the store")
+    base = rss_kib(gw.pid)
+    peak = [base]
+    done = threading.Event()
+
+    def watch():
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], rss_kib(gw.pid))
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        http_refusal(gw, B("/r"), 503, "store_unavailable")
+        wait_for(lambda: "is unavailable" in gw.error_text(), 5,
+                 what="the store dropped")
+        time.sleep(0.5)
+    finally:
+        done.set()
+        t.join(5)
+    assert "is unavailable (it sent a reply larger than asked for)" in \
+        gw.error_text(), tail(gw.error_log, 20)
+    assert peak[0] - base < 64 * 1024, (base, peak[0])
+    assert gw.alive()
 
 
 # -- a reload while connections hold leases ----------------------------------
