@@ -168,7 +168,9 @@ struct wsg_store {
 	int			 st_freeing;
 	int			 st_reloaded;	/* scripts re-sent this period */
 	const char		*st_bad_reply;	/* why its reply was refused */
-	size_t			 st_refresh_out; /* refreshes not answered */
+	uint64_t		 st_refresh_sent; /* on this connection */
+	uint64_t		 st_refresh_done; /* of those, answered */
+	uint64_t		 st_refresh_due;  /* sent by the last period */
 };
 
 struct store_req {
@@ -638,8 +640,7 @@ store_refresh_reply_cb(redisAsyncContext *ac, void *rp, void *privdata)
 
 	if (reply == NULL || st == NULL || ac != st->st_ac || st->st_freeing)
 		return;
-	if (st->st_refresh_out > 0)
-		st->st_refresh_out--;
+	st->st_refresh_done++;
 	if (reply->type != REDIS_REPLY_ERROR)
 		return;
 	if (strncmp(reply->str, "NOSCRIPT", 8) != 0) {
@@ -675,7 +676,7 @@ store_refresh_one(struct wsg_store *st, const struct store_lease *l)
 		argvlen[i] = strlen(argv[i]);
 	if (redisAsyncCommandArgv(st->st_ac, store_refresh_reply_cb, st, 6,
 	    argv, argvlen) == REDIS_OK)
-		st->st_refresh_out++;
+		st->st_refresh_sent++;
 }
 
 /* Send ZREM for a lease member (fire and forget). */
@@ -1014,19 +1015,22 @@ store_refresh_cb(evutil_socket_t fd, short ev, void *arg)
 	if (st->st_state != STORE_UP)
 		return;
 	/*
-	 * No answer to any refresh of a whole period: Redis has stopped
+	 * A refresh sent by the last period still unanswered (they are
+	 * answered in order) has had a whole period: Redis has stopped
 	 * reading or answering.  Without an admission there is no request
 	 * timer to notice, and refreshes would pile up in hiredis's output
 	 * buffer period after period.  Drop the connection, as a request
-	 * timeout does.
+	 * timeout does.  Those sent since (at connect, say) get their own
+	 * whole period.
 	 */
-	if (st->st_refresh_out > 0) {
+	if (st->st_refresh_done < st->st_refresh_due) {
 		st->st_stats.ss_timeouts++;
 		store_conn_lost(st, "no reply to lease refreshes in time");
 		return;
 	}
 	TAILQ_FOREACH(l, &st->st_leases, l_entry)
 		store_refresh_one(st, l);
+	st->st_refresh_due = st->st_refresh_sent;
 }
 
 /* Schedule the next connection attempt, backing off. */
@@ -1169,7 +1173,9 @@ store_connect(struct wsg_store *st)
 	st->st_ac = ac;
 	st->st_state = STORE_CONNECTING;
 	st->st_setup_left = 2;
-	st->st_refresh_out = 0;
+	st->st_refresh_sent = 0;
+	st->st_refresh_done = 0;
+	st->st_refresh_due = 0;
 	if (st->st_conf.sc_db != 0) {
 		st->st_setup_left++;
 		redisAsyncCommand(ac, store_setup_cb, st, "SELECT %d",

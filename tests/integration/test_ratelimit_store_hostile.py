@@ -115,6 +115,14 @@ class FakeRedis:
                     except OSError:
                         return
 
+    def drop(self):
+        """Close the connections made so far (the gateway reconnects)."""
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def stop(self):
         self.done = True
         self.thread.join(5)
@@ -136,14 +144,16 @@ def fake():
         f.stop()
 
 
-def fake_gateway(factory, store, on_failure):
+def fake_gateway(factory, store, on_failure, lease_ttl=None):
     up = factory.raw_upstream()
+    rls = {"redis": store.url, "on_failure": on_failure}
+    if lease_ttl is not None:
+        rls["lease_ttl"] = lease_ttl
     gw = factory.gateway(
         routes=[("/r", "rec", "shared")],
         upstreams={"rec": [up.addr]},
         policies={"shared": policy(rate_limit={"concurrent_per_ip": 5})},
-        top={"rate_limit_store": {"redis": store.url,
-                                  "on_failure": on_failure}})
+        top={"rate_limit_store": rls})
     return gw
 
 
@@ -459,6 +469,45 @@ def test_an_endless_bulk_reply_is_not_buffered_without_bound(
     assert "is unavailable (it sent a reply larger than asked for)" in \
         gw.error_text(), tail(gw.error_log, 20)
     assert peak[0] - base < 64 * 1024, (base, peak[0])
+    assert gw.alive()
+
+
+
+def test_renewals_sent_on_reconnecting_get_a_whole_period(factory, fake):
+    """On reconnecting, the gateway renews its leases at once, wherever
+    that falls between two periodic renewals (lease_ttl / 3, here 2 s).
+    Renewals unanswered when the next ones are due drop the connection;
+    those sent on reconnecting must get a whole period too, not only
+    what is left of the current one.  The store answers them in 1.8 s:
+    slow, but within a period."""
+    state = {"delay": False}
+
+    def answer(args):
+        if args[0].upper() == b"EVALSHA" and args[2] == b"1":   # renewal
+            if state["delay"]:
+                state["delay"] = False
+                time.sleep(1.8)
+            return b":1\r\n"
+        return proper(args)
+    store = fake(answer)
+    gw = fake_gateway(factory, store, "local", lease_ttl="6s")
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to the store")
+    st, c, resp = try_upgrade(gw)
+    assert st == 101, resp
+    try:
+        for n in (2, 3):
+            state["delay"] = True
+            store.drop()
+            wait_for(lambda: count(gw, "rate_limit_store: connected") >= n,
+                     5, what="the store connected again")
+            wait_for(lambda: not state["delay"], 5,
+                     what="the renewal sent on reconnecting")
+            time.sleep(2.5)     # the delayed answer, and a periodic renewal
+            assert "no reply to lease refreshes" not in gw.error_text(), \
+                tail(gw.error_log, 30)
+    finally:
+        c.close()
     assert gw.alive()
 
 
