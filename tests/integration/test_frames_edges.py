@@ -110,6 +110,19 @@ def test_upstream_bad_close_code(gw, code):
                        mark=None)
 
 
+# A one-byte close payload holds half a code: 1002, whatever that byte
+# would make of a code (0x0f.. would be in 3000-4999).
+@pytest.mark.parametrize("byte", [b"\x03", b"\x0f"])
+def test_client_one_byte_close_payload(gw, byte):
+    client_violation(gw, enc(C, byte), 1002, "protocol_error", mark=None)
+
+
+@pytest.mark.parametrize("byte", [b"\x03", b"\x0f"])
+def test_upstream_one_byte_close_payload(gw, byte):
+    upstream_violation(gw, enc(C, byte, mask=False), 1002, "protocol_error",
+                       mark=None)
+
+
 @pytest.mark.parametrize("code", GOOD_CODES)
 def test_client_good_close_code_relayed(gw, code):
     c = echo_client(gw)
