@@ -75,6 +75,10 @@ BAD_POLICIES = {
     "origin_with_path": (lambda k: policy(origin={
         "allow": ["https://x/path"]}),
         r"not a scheme://host\[:port\] origin"),
+    # a DNS label, the last one too, does not end with a hyphen
+    "origin_last_label_hyphen": (lambda k: policy(origin={
+        "allow": ["https://app.example-"]}),
+        r"not a scheme://host\[:port\] origin"),
     "origin_bad_regex": (lambda k: policy(origin={
         "allow_regex": ["^(https://"]}), r"\^\(https://"),
     "deny_regex_bad": (lambda k: policy(messages={

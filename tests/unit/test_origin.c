@@ -163,6 +163,9 @@ test_normalise_bad(void)
 	NORM_BAD("https://-app.example.com");
 	NORM_BAD("https://app-.example.com");
 	NORM_BAD("https://app.-example.com");
+	NORM_BAD("https://app.example.com-");
+	NORM_BAD("https://app-");
+	NORM_BAD("https://app-:8443");
 	NORM_BAD("https://app_1.example.com");
 	NORM_BAD("https://app example.com");
 	NORM_BAD(" https://app.example.com");
