@@ -185,6 +185,9 @@ test_normalise_bad(void)
 	NORM_BAD("http://256.0.0.1");
 	NORM_BAD("http://1.2.3.4.5");
 	NORM_BAD("http://app.123");
+	/* Every digit makes a label numeric, 9 as much as 0. */
+	NORM_BAD("http://app.99");
+	NORM_BAD("http://10.0.0.09");
 	/* IPv6. */
 	NORM_BAD("http://[::1");
 	NORM_BAD("http://::1]");
