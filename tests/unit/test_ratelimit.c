@@ -115,6 +115,51 @@ test_bucket(void)
 	CHECK_INT(ratelimit_retry_after(UINT64_MAX), UINT32_MAX);
 }
 
+/*
+ * Refill at every millisecond after the burst is spent, for rates whose
+ * refill per millisecond does not divide a token (3/s, 7/m): one token is
+ * back exactly when dt * amount reaches per_ms, the wait is rounded up,
+ * never down to 0 while a take would fail, and the bucket is full, not
+ * wrapped round, from the millisecond the whole debt is paid.
+ */
+static void
+test_bucket_refill_edges(void)
+{
+	static const uint64_t	lims[][3] = {
+		{ 3, 1000, 1 }, { 3, 1000, 2 }, { 7, 60000, 3 }, { 10, 1000, 2 }
+	};
+	struct wsg_bucket	b, c;
+	struct wsg_rl_limit	l;
+	uint64_t		amount, per, burst, dt, want, t0 = 1000;
+	size_t			i;
+	int			bad_take, bad_wait, bad_full;
+
+	for (i = 0; i < sizeof(lims) / sizeof(lims[0]); i++) {
+		amount = lims[i][0];
+		per = lims[i][1];
+		burst = lims[i][2];
+		l = limit(amount, per, burst);
+		memset(&b, 0, sizeof(b));
+		CHECK_INT(bucket_take(&b, &l, burst, t0), 1);
+		bad_take = bad_wait = bad_full = 0;
+		for (dt = 0; dt * amount <= (burst + 1) * per; dt++) {
+			want = dt * amount >= per ? 0 :
+			    (per - dt * amount + amount - 1) / amount;
+			if (bucket_wait_ms(&b, &l, 1, t0 + dt) != want)
+				bad_wait++;
+			if (bucket_full(&b, &l, t0 + dt) !=
+			    (dt * amount >= burst * per))
+				bad_full++;
+			c = b;
+			if (bucket_take(&c, &l, 1, t0 + dt) != (want == 0))
+				bad_take++;
+		}
+		CHECK_INT(bad_wait, 0);
+		CHECK_INT(bad_full, 0);
+		CHECK_INT(bad_take, 0);
+	}
+}
+
 /* Keys: IPv4, IPv4-mapped, IPv6 by prefix. */
 static void
 test_keys(void)
@@ -545,6 +590,7 @@ int
 main(void)
 {
 	test_bucket();
+	test_bucket_refill_edges();
 	test_keys();
 	test_table_limits();
 	test_ipv6();
