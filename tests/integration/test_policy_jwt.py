@@ -209,6 +209,7 @@ def test_expired_token_is_auth_expired(gw, keys, up):
 
 
 INVALID = ["nbf_in_future", "wrong_issuer", "wrong_audience",
+           "audience_list_with_a_prefix_of_ours", "audience_list_empty_string",
            "missing_required_claim", "bad_signature", "alg_none",
            "alg_none_unsigned_claims_of_valid_token", "es256_on_rs_route",
            "garbage", "empty_bearer"]
@@ -222,6 +223,10 @@ def test_invalid_token_is_auth_invalid(gw, keys, up, case):
         tok = make_token(keys, iss="https://evil.example")
     elif case == "wrong_audience":
         tok = make_token(keys, aud="another-api")
+    elif case == "audience_list_with_a_prefix_of_ours":
+        tok = make_token(keys, aud=["other", AUD[:-1]])
+    elif case == "audience_list_empty_string":
+        tok = make_token(keys, aud=[""])
     elif case == "missing_required_claim":
         tok = make_token(keys, sub=None)
     elif case == "bad_signature":

@@ -748,6 +748,11 @@ test_claim_checks(const struct wsg_jwt_key *k, const struct tkey *sk)
 	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
 	t = tok(WSG_JWT_HS256, sk, "{\"aud\":[\"billing\",\"chat2\"]}");
 	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
+	/* An array entry is compared whole, not as a prefix of ours. */
+	t = tok(WSG_JWT_HS256, sk, "{\"aud\":[\"billing\",\"cha\"]}");
+	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
+	t = tok(WSG_JWT_HS256, sk, "{\"aud\":[\"\"]}");
+	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
 	t = tok(WSG_JWT_HS256, sk, "{\"aud\":[]}");
 	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
 	t = tok(WSG_JWT_HS256, sk, "{\"aud\":[[\"chat\"]]}");
