@@ -294,6 +294,29 @@ def test_bytes_per_connection_lets_a_spent_client_close(gw, up):
     assert conn.close_frames()[0].close_code == 4001, conn.frames
 
 
+def test_messages_per_connection_lets_a_spent_client_close(gw, up):
+    """A client that has sent its whole message burst can still close:
+    the close frame is not a message, so the backend gets the client's
+    own code, not 1001 for a rate_messages close."""
+    c, _ = http_upgrade(gw, B("/msgs"))
+    try:
+        c.send(b"".join(wsproto.encode_frame(T, b"m%d" % i)
+                        for i in range(5)) +
+               wsproto.encode_frame(wsproto.OP_CLOSE,
+                                    wsproto.close_payload(4002, "bye")))
+        close, _ = c.read_close(5)
+        assert (close.close_code, close.close_reason) == (4002, b"bye"), \
+            close
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 4002), e
+    conn = up.wait_conns(1)[0]
+    wait_for(lambda: conn.close_frames(), 5, what="upstream close frame")
+    assert len(data_frames(conn)) == 5, conn.frames
+    assert conn.close_frames()[0].close_code == 4002, conn.frames
+
+
 def test_bytes_per_connection_refills(gw, up):
     c, _ = http_upgrade(gw, B("/bytes"))
     try:
