@@ -28,6 +28,10 @@ CASES = {
                    "rate_bytes"),
     "invalid_utf8": ("/echo", [E(T, b"ok"), E(T, b"\xff\xfe"),
                                E(T, b"after")], 2, "invalid_utf8"),
+    # a ping relayed before the refused frame counts its bytes too
+    "ping_then_utf8": ("/echo", [E(wsproto.OP_PING, b"p" * 10),
+                                 E(T, b"\xff\xfe"), E(T, b"after")], 2,
+                       "invalid_utf8"),
     "bad_close": ("/echo", [E(T, b"ok"), E(C, wsproto.close_payload(1005)),
                             E(T, b"after")], 2, "protocol_error"),
     "held_utf8": ("/deny", [E(T, b"ok"), E(T, b"\xc3", fin=False),
