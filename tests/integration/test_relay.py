@@ -116,6 +116,57 @@ def test_backend_close_code_reaches_client(echo_gateway):
     assert e["reason"] == "upstream_closed" and e["close_code"] == 4001, e
 
 
+def _answer_close_with_1000(c):
+    """A 101, then every close frame answered with 1000, whatever its code."""
+    if not c.read_head():
+        return
+    c.accept_101()
+    deadline = time.monotonic() + 10.0
+    while True:
+        f = c.read_frame(max(0.01, deadline - time.monotonic()))
+        if f is None:
+            return
+        if f.opcode == wsproto.OP_CLOSE:
+            c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                        wsproto.close_payload(1000),
+                                        mask=False))
+            c.drain(2.0)
+            return
+
+
+@pytest.mark.parametrize("first", ["client", "upstream"])
+def test_close_answered_with_another_code_logs_the_first(factory, first):
+    """Each side answers the other's close with a code of its own: the
+    access log keeps the code of the side that closed first."""
+    if first == "client":
+        up = factory.raw_upstream(_answer_close_with_1000)
+    else:
+        up = factory.raw_upstream(rawup.ws_then(wsproto.encode_frame(
+            wsproto.OP_CLOSE, wsproto.close_payload(4001), mask=False)))
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": [up.addr]})
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        if first == "client":
+            c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                        wsproto.close_payload(4000)))
+            f, _ = c.read_close(5)
+            assert f.close_code == 1000, f
+        else:
+            f, _ = c.read_close(5)
+            assert f.close_code == 4001, f
+            c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                        wsproto.close_payload(1000)))
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    want = ("client_closed", 4000) if first == "client" else \
+        ("upstream_closed", 4001)
+    assert (e["reason"], e["close_code"]) == want, e
+
+
 def test_client_drop_sends_1001_to_backend(echo_gateway):
     gw, be = echo_gateway, echo_gateway.backend
     c = gw.raw()
