@@ -18,6 +18,7 @@ import time
 import pytest
 
 import rawclient
+import rawup
 import wsproto
 from conftest import (PreClient, http_refusal, http_upgrade, metric, policy,
                       wait_for)
@@ -232,6 +233,29 @@ def test_messages_per_connection_refills(gw, up):
     finally:
         c.close()
     assert len(data_frames(conn)) == 15, [f.payload for f in conn.frames]
+
+
+def test_messages_per_connection_does_not_limit_the_upstream(gw, up):
+    """The rate limits are on what the client sends: twelve messages from
+    the upstream under a 5/s burst of 5 all reach the client."""
+    sent = [b"u%d" % i for i in range(12)]
+    up.behavior = rawup.ws_then(b"".join(
+        wsproto.encode_frame(T, m, mask=False) for m in sent), delay=None)
+    try:
+        c, _ = http_upgrade(gw, B("/msgs"))
+        try:
+            got = [c.read_frame(5) for _ in sent]
+            assert [(f.opcode, f.payload) for f in got if f] == \
+                [(T, m) for m in sent], got
+            c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                        wsproto.close_payload(1000)))
+        finally:
+            c.close()
+        e = gw.wait_entry(client_port=c.local_port)
+        assert e["reason"] in ("client_closed", "client_dropped"), e
+        assert e["frames_out"] == len(sent), e
+    finally:
+        up.behavior = rawup.ws_echo
 
 
 def test_ping_flood_closed_by_messages_per_connection(gw, up):
