@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -168,6 +169,45 @@ log_open(const char *error_log, const char *access_log, int level)
 }
 
 /*
+ * For wsgate -t: could a file be made at path, which is not there?  0 or
+ * why not.  open(2) with O_CREAT follows a link that points nowhere yet
+ * and makes the file it names, so the folder that counts is the one at
+ * the end of the links.
+ */
+static int
+log_check_new(const char *path)
+{
+	struct stat	 st;
+	char		 cur[PATH_MAX], to[PATH_MAX], *slash;
+	size_t		 len;
+	ssize_t		 n;
+	int		 hops = 0;
+
+	if ((size_t)snprintf(cur, sizeof(cur), "%s", path) >= sizeof(cur))
+		return (ENAMETOOLONG);
+	while (lstat(cur, &st) == 0 && S_ISLNK(st.st_mode)) {
+		if (++hops > 40)
+			return (ELOOP);
+		if ((n = readlink(cur, to, sizeof(to) - 1)) == -1)
+			return (errno);
+		to[n] = '\0';
+		/* Paths are absolute: a relative link is from its folder. */
+		if (to[0] == '/')
+			cur[0] = '\0';
+		else
+			strrchr(cur, '/')[1] = '\0';
+		len = strlen(cur);
+		if ((size_t)snprintf(cur + len, sizeof(cur) - len, "%s", to) >=
+		    sizeof(cur) - len)
+			return (ENAMETOOLONG);
+	}
+	/* The folder ends at the last / ("/"). */
+	slash = strrchr(cur, '/');
+	slash[slash == cur] = '\0';
+	return (access(cur, W_OK | X_OK) == 0 ? 0 : errno);
+}
+
+/*
  * For wsgate -t: could the log file at path be opened as start-up opens
  * it?  An existing one must open for appending (a FIFO, which would block
  * that open until its reader comes, must be writable); a new one needs a
@@ -178,7 +218,6 @@ static int
 log_check_file(const char *file, const char *what, const char *path)
 {
 	struct stat	 st;
-	char		*copy, *slash;
 	int		 fd, err;
 
 	if (stat(path, &st) == 0 && S_ISFIFO(st.st_mode)) {
@@ -190,18 +229,8 @@ log_check_file(const char *file, const char *what, const char *path)
 		close(fd);
 		return (0);
 	} else if ((err = errno) == ENOENT &&
-	    (copy = strdup(path)) != NULL) {
-		/* Paths are absolute: the folder ends at the last / ("/"). */
-		if ((slash = strrchr(copy, '/')) != NULL)
-			slash[slash == copy] = '\0';
-		if (slash != NULL && access(copy, W_OK | X_OK) == 0) {
-			free(copy);
-			return (0);
-		}
-		if (slash != NULL)
-			err = errno;
-		free(copy);
-	}
+	    (err = log_check_new(path)) == 0)
+		return (0);
 	fprintf(stderr, "%s: cannot open %s %s: %s\n", file, what, path,
 	    strerror(err));
 	return (-1);

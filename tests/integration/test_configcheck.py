@@ -857,6 +857,47 @@ def test_check_tries_the_log_files(tmp_path, certs, client_ssl, key, what):
     assert not good.exists()
 
 
+@pytest.mark.parametrize("key,what", [("access_log", "access log"),
+                                      ("error_log", "error log")])
+def test_check_follows_a_log_symlink(tmp_path, certs, client_ssl, key, what):
+    """A log path that is a symlink to a file not made yet (a log volume
+    not mounted, a target folder gone) passed -t because the link's own
+    folder could be written, and the start then failed: open(2) with
+    O_CREAT follows the link and makes the file at its target.  -t looks
+    where the link points, as start-up does."""
+    gw = make_config(tmp_path, certs, client_ssl)
+    link = tmp_path / "wsgate.log"
+    target = tmp_path / "not-mounted" / "wsgate.log"
+    os.symlink(target, link)
+    gw.config["log"][key] = str(link)
+    gw.write_config()
+    rc, out = check(gw.cfg_path)
+    assert rc == 1, out
+    assert "%s: cannot open %s %s: No such file or directory" % (
+        gw.cfg_path, what, link) in out.splitlines(), out
+    assert ": ok" not in out, out
+    # a relative link to a file that may be made in a folder that is there
+    (tmp_path / "logs").mkdir()
+    os.unlink(link)
+    os.symlink(os.path.join("logs", "wsgate.log"), link)
+    rc, out = check(gw.cfg_path)
+    assert rc == 0, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+    assert not (tmp_path / "logs" / "wsgate.log").exists()
+    # a link to a link to a missing folder
+    os.unlink(link)
+    os.symlink("hop", link)
+    os.symlink(target, tmp_path / "hop")
+    rc, out = check(gw.cfg_path)
+    assert rc == 1, out
+    # a loop
+    os.unlink(tmp_path / "hop")
+    os.symlink(link, tmp_path / "hop")
+    rc, out = check(gw.cfg_path)
+    assert rc == 1, out
+    assert "%s: cannot open %s %s: " % (gw.cfg_path, what, link) in out, out
+
+
 def test_a_key_every_user_can_read_warns(tmp_path, certs, client_ssl):
     """A TLS private key that every local user can read drew no word:
     whoever reads it can pose as the server.  Mode o+r warns at its
