@@ -9,6 +9,7 @@
 #include <sys/time.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,6 +67,14 @@ static uint64_t	metrics_reloads[2];
 static int	metrics_reload_ok = 1;		/* atomic: the last one's */
 static int64_t	metrics_config_time;		/* atomic: when it changed */
 static double	metrics_start_time;		/* set once, at start-up */
+/*
+ * /proc/self/fd and /proc/self/statm, opened at start-up and read again
+ * by each scrape: a scrape that opened them itself failed with EMFILE
+ * when every descriptor was taken, and left out the very series that
+ * show it.  NULL and -1 where they could not be: a scrape opens its own.
+ */
+static DIR	*metrics_fd_dir;
+static int	 metrics_statm_fd = -1;
 /*
  * A line of the scrape being rendered could not be added (no memory): the
  * scrape must not go out with series missing.  Main thread only.
@@ -260,11 +269,16 @@ void
 metrics_start(void)
 {
 	struct timespec	ts;
+	int		fd;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	metrics_start_time = ts.tv_sec + ts.tv_nsec / 1e9;
 	__atomic_store_n(&metrics_config_time, (int64_t)ts.tv_sec,
 	    __ATOMIC_RELAXED);
+	if ((fd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) != -1 && (metrics_fd_dir = fdopendir(fd)) == NULL)
+		close(fd);
+	metrics_statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 }
 
 void
@@ -328,17 +342,42 @@ metrics_complete(void)
 static long
 metrics_open_fds(void)
 {
-	DIR		*d;
+	DIR		*d = metrics_fd_dir;
 	struct dirent	*e;
 	long		 n = 0;
 
-	if ((d = opendir("/proc/self/fd")) == NULL)
+	if (d != NULL)
+		rewinddir(d);
+	else if ((d = opendir("/proc/self/fd")) == NULL)
 		return (-1);
 	while ((e = readdir(d)) != NULL)
 		if (e->d_name[0] != '.')
 			n++;
-	closedir(d);
-	return (n - 1);		/* not the one reading the folder */
+	if (d != metrics_fd_dir) {
+		closedir(d);
+		n--;		/* not the one reading the folder */
+	}
+	return (n);
+}
+
+/* Virtual and resident size in pages, from /proc; -1 where there is none. */
+static int
+metrics_statm(unsigned long *vsz, unsigned long *rss)
+{
+	char	buf[256];
+	ssize_t	n;
+	int	fd = metrics_statm_fd;
+
+	if (fd == -1 && (fd = open("/proc/self/statm", O_RDONLY |
+	    O_CLOEXEC)) == -1)
+		return (-1);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (fd != metrics_statm_fd)
+		close(fd);
+	if (n <= 0)
+		return (-1);
+	buf[n] = '\0';
+	return (sscanf(buf, "%lu %lu", vsz, rss) == 2 ? 0 : -1);
 }
 
 /*
@@ -352,7 +391,6 @@ metrics_process(struct evbuffer *b)
 	struct rlimit	rl;
 	unsigned long	vsz, rss;
 	long		page = sysconf(_SC_PAGESIZE), fds;
-	FILE		*fp;
 
 	if (getrusage(RUSAGE_SELF, &ru) == 0)
 		metrics_printf(b,
@@ -362,22 +400,18 @@ metrics_process(struct evbuffer *b)
 		    "process_cpu_seconds_total %.6f\n",
 		    ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
 		    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
-	if ((fp = fopen("/proc/self/statm", "r")) != NULL) {
-		if (fscanf(fp, "%lu %lu", &vsz, &rss) == 2 && page > 0)
-			metrics_printf(b,
-			    "# HELP process_resident_memory_bytes Resident "
-			    "memory size.\n"
-			    "# TYPE process_resident_memory_bytes gauge\n"
-			    "process_resident_memory_bytes %llu\n"
-			    "# HELP process_virtual_memory_bytes Virtual "
-			    "memory size.\n"
-			    "# TYPE process_virtual_memory_bytes gauge\n"
-			    "process_virtual_memory_bytes %llu\n",
-			    (unsigned long long)rss * (unsigned long long)page,
-			    (unsigned long long)vsz *
-			    (unsigned long long)page);
-		fclose(fp);
-	}
+	if (metrics_statm(&vsz, &rss) == 0 && page > 0)
+		metrics_printf(b,
+		    "# HELP process_resident_memory_bytes Resident memory "
+		    "size.\n"
+		    "# TYPE process_resident_memory_bytes gauge\n"
+		    "process_resident_memory_bytes %llu\n"
+		    "# HELP process_virtual_memory_bytes Virtual memory "
+		    "size.\n"
+		    "# TYPE process_virtual_memory_bytes gauge\n"
+		    "process_virtual_memory_bytes %llu\n",
+		    (unsigned long long)rss * (unsigned long long)page,
+		    (unsigned long long)vsz * (unsigned long long)page);
 	if ((fds = metrics_open_fds()) >= 0)
 		metrics_printf(b,
 		    "# HELP process_open_fds Open file descriptors.\n"

@@ -308,3 +308,41 @@ def test_admin_clients_cannot_take_every_descriptor(factory):
             s.close()
     assert admin_request(gw.admin_port, "/healthz", timeout=15)[0] == 200
     assert gw.alive()
+
+
+def test_a_scrape_at_the_limit_still_has_the_process_series(factory):
+    """The admin connection takes the last descriptor: the scrape opened
+    /proc/self/fd and /proc/self/statm to count, failed with EMFILE, and
+    answered 200 without process_open_fds and the memory series.  So
+    "process_open_fds / process_max_fds > 0.8" (FLEET.md) had nothing to
+    fire on exactly when every descriptor was taken.  The scrape is whole
+    at the limit and says the descriptors are all in use."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [factory.echo().addr]},
+                         tls=False, admin=True)
+    echo_works(gw)
+    gw.metrics()
+    counts = []
+    wait_for(lambda: counts.append(fd_count(gw.pid)) or
+             (len(counts) > 2 and counts[-1] == counts[-2] == counts[-3]),
+             8, interval=0.2, what="the daemon's descriptors to settle")
+    fds = [int(f) for f in os.listdir("/proc/%d/fd" % gw.pid)]
+    # the lowest limit that leaves exactly one number free: the scrape's
+    lim = next(n for n in range(1, 65536) if n - sum(f < n for f in fds) == 1)
+    soft, hard = resource.prlimit(gw.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (lim, hard))
+    try:
+        samples = gw.metrics()
+    finally:
+        resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    for name in ("process_open_fds", "process_resident_memory_bytes",
+                 "process_virtual_memory_bytes"):
+        assert (name, ()) in samples, (name, sorted(samples))
+    assert metric(samples, "process_max_fds") == lim
+    assert metric(samples, "process_open_fds") == lim
+    assert metric(samples, "process_resident_memory_bytes") > 0
+    # and with descriptors back, the count follows /proc again
+    before = fd_count(gw.pid)
+    samples = gw.metrics()
+    assert before <= metric(samples, "process_open_fds") <= before + 1
+    assert gw.alive()
