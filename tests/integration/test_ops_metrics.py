@@ -2,6 +2,7 @@
 the reference Prometheus client parser), 404/405, and the loopback rule
 that `wsgate -t` enforces."""
 
+import copy
 import os
 import subprocess
 
@@ -9,7 +10,8 @@ import pytest
 import yaml
 
 import wsproto
-from conftest import WSGATE, echo_works, free_port, metric, wait_for
+from conftest import (WSGATE, echo_works, free_port, metric, parse_metrics,
+                      wait_for)
 from rawclient import build_request
 
 N = 5                       # messages per session
@@ -678,3 +680,62 @@ def test_last_reload_gauges(factory):
     gw.reload()
     m = gw.metrics()
     assert metric(m, ok) == 1 and metric(m, when) > t0, m
+
+
+def test_certificate_expiry_gauge_per_listener(factory, tmp_path):
+    """Each TLS listener has its own series, labelled with its name (one
+    that needs escaping too), holding the notAfter of the certificate it
+    serves: the leaf, first in a chain file, not a longer-lived CA after
+    it.  A listener a reload removes loses its series; a reload that
+    fails keeps the running values.  Passes on the current code: a
+    guard."""
+    from conftest import openssl
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    name = "wsgate_tls_certificate_expiry_timestamp_seconds"
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+          "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", tmp_path / "ca.key", "-out",
+            tmp_path / "ca.pem", "-days", "900", "-subj", "/CN=test ca")
+    openssl("req", *ec, "-keyout", tmp_path / "leaf.key", "-out",
+            tmp_path / "leaf.csr", "-subj", "/CN=localhost")
+    openssl("x509", "-req", "-in", tmp_path / "leaf.csr", "-CA",
+            tmp_path / "ca.pem", "-CAkey", tmp_path / "ca.key",
+            "-CAcreateserial", "-out", tmp_path / "leaf.pem", "-days", "10")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes((tmp_path / "leaf.pem").read_bytes() +
+                      (tmp_path / "ca.pem").read_bytes())
+    assert not_after(tmp_path / "ca.pem") > not_after(chain) + 800 * 86400
+    odd = 'edge "b"\\2'
+    one = copy.deepcopy(gw.config)
+    cfg = copy.deepcopy(one)
+    second = copy.deepcopy(cfg["listeners"][0])
+    second.update(name=odd, listen="127.0.0.1:%d" % free_port(),
+                  tls={"certificate": str(chain),
+                       "key": str(tmp_path / "leaf.key")})
+    plain = copy.deepcopy(cfg["listeners"][0])
+    plain.update(name="plain", listen="127.0.0.1:%d" % free_port())
+    del plain["tls"]
+    cfg["listeners"] += [second, plain]
+    gw.write_config(cfg)
+    gw.reload()
+    status, body, _ = gw.admin("/metrics")
+    assert status == 200
+    assert body.count("# HELP %s " % name) == 1, body
+    assert body.count("# TYPE %s gauge\n" % name) == 1, body
+    m = parse_metrics(body)
+    series = {k: v for k, v in m.items() if k[0] == name}
+    first = not_after(cfg["listeners"][0]["tls"]["certificate"])
+    assert series == {(name, (("listener", "public"),)): first,
+                      (name, (("listener", odd),)): not_after(chain)}, series
+    # a reload that fails keeps them
+    text = gw.cfg_path.read_text()
+    gw.cfg_path.write_text(text + "bogus_key: 1\n")
+    gw.reload(expect="failed")
+    assert {k: v for k, v in gw.metrics().items() if k[0] == name} == series
+    # a reload without the second listener drops its series
+    gw.write_config(one)
+    gw.reload()
+    assert {k: v for k, v in gw.metrics().items() if k[0] == name} == \
+        {(name, (("listener", "public"),)): first}
