@@ -6,6 +6,7 @@
 #ifdef HAVE_MALLOPT
 #include <malloc.h>
 #endif
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,23 @@ rekey_env(void)
 #endif
 }
 
+/*
+ * Started with stdin, stdout or stderr closed, the process's own first
+ * descriptors would take their numbers, and a log line for "stderr" would
+ * go into a socket or a file.  They are /dev/null instead.
+ */
+static void
+std_fds(void)
+{
+	int	fd;
+
+	while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) != -1 &&
+	    fd <= STDERR_FILENO)
+		(void)fcntl(fd, F_SETFD, 0);	/* kept across exec */
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
 /* Print the usage line and exit 1. */
 static void __attribute__((noreturn))
 usage(void)
@@ -87,6 +105,7 @@ main(int argc, char *argv[])
 	int			 ch, check = 0, verbose = 0, rc;
 
 	/* Before OpenSSL or libevent allocate anything. */
+	std_fds();
 	heap_tune();
 	metrics_start();
 	failalloc_init();

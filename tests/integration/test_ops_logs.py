@@ -14,6 +14,7 @@ import pytest
 
 import rawclient
 import rawup
+import wsproto
 from conftest import (WSGATE, fd_count, free_port, http_upgrade, metric,
                       policy, run, stop_process,
                       wait_for)
@@ -587,3 +588,41 @@ def test_tls_and_proxy_failures_log_their_reason(factory, reason, data,
     assert e["reason"] == reason, e
     wait_for(lambda: _logged(gw, e, reason), 5,
              what="a line with conn %d: %s" % (e["id"], reason))
+
+
+def test_started_with_the_standard_descriptors_closed(factory):
+    """Started with stdin, stdout and stderr closed (a careless init
+    script, `wsgate <&- >&- 2>&-`), the process's first descriptors
+    took 0 to 2, and a line written to "stderr" would go into whatever
+    held 2 now.  They are /dev/null from the start, and the gateway
+    serves as usual."""
+    import os
+    import time
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, start=False)
+    p = subprocess.Popen(["sh", "-c", 'exec "$0" -c "$1" <&- >&- 2>&-',
+                          WSGATE, str(gw.cfg_path)], cwd=str(gw.tmp))
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            assert p.poll() is None, "exited %s" % p.returncode
+            try:
+                socket.create_connection(("127.0.0.1", gw.port), 1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "never listened"
+                time.sleep(0.05)
+        for fd in (0, 1, 2):
+            assert os.readlink("/proc/%d/fd/%d" % (p.pid, fd)) == \
+                "/dev/null", (fd, os.listdir("/proc/%d/fd" % p.pid))
+        c = gw.raw()
+        try:
+            c.upgrade("/echo")
+            c.send_frame(wsproto.OP_TEXT, b"hi")
+            assert c.read_frame(5).payload == b"hi"
+        finally:
+            c.close()
+    finally:
+        p.kill()
+        p.wait(10)
