@@ -1383,6 +1383,31 @@ config_readable(struct config_ctx *x, const yaml_node_t *n, const char *key,
 }
 
 /*
+ * Can every local user get to a file: may others search each folder on
+ * the way to where it really is?  A key 0644 in a folder 0700 (an ACME
+ * client's archive) or 0710 (Debian's /etc/ssl/private) is safe.
+ */
+static int
+config_reachable(const char *path)
+{
+	struct stat	 st;
+	char		*real, *slash;
+	int		 ok = 1;
+
+	if ((real = realpath(path, NULL)) == NULL)
+		return 0;
+	while (ok && (slash = strrchr(real, '/')) != NULL) {
+		slash[slash == real] = '\0';
+		if (stat(real, &st) == -1 || (st.st_mode & S_IXOTH) == 0)
+			ok = 0;
+		if (slash == real)
+			break;
+	}
+	free(real);
+	return ok;
+}
+
+/*
  * Warn when every local user may read a secret file.  Its group may: keys
  * are often 0640 for a group such as Debian's ssl-cert.
  */
@@ -1392,7 +1417,8 @@ config_private(struct config_ctx *x, const yaml_node_t *n, const char *key,
 {
 	struct stat	st;
 
-	if (stat(path, &st) == 0 && (st.st_mode & S_IROTH) != 0)
+	if (stat(path, &st) == 0 && (st.st_mode & S_IROTH) != 0 &&
+	    config_reachable(path))
 		errors_warn(x->x_errs, x->x_file, config_line(n), config_col(n),
 		    "%s: %s can be read by every user (mode %03o): whoever "
 		    "reads it %s", key, path, (unsigned)(st.st_mode & 0777),

@@ -211,6 +211,19 @@ def certs(tmp_path_factory):
     return {"cert": str(cert), "key": str(key)}
 
 
+@pytest.fixture
+def open_folder():
+    """A folder every user may search, all the way from /: pytest's own
+    tmp_path lies under a folder only its owner may enter, where no file
+    can be read by every user whatever its mode."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="wsgate-open-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def client_ssl(certs):
     ctx = ssl.create_default_context(cafile=certs["cert"])

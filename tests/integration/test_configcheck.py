@@ -898,12 +898,14 @@ def test_check_follows_a_log_symlink(tmp_path, certs, client_ssl, key, what):
     assert "%s: cannot open %s %s: " % (gw.cfg_path, what, link) in out, out
 
 
-def test_a_key_every_user_can_read_warns(tmp_path, certs, client_ssl):
+def test_a_key_every_user_can_read_warns(tmp_path, certs, client_ssl,
+                                        open_folder):
     """A TLS private key that every local user can read drew no word:
     whoever reads it can pose as the server.  Mode o+r warns at its
     place; a key for the owner and its group (Debian's ssl-cert) does
-    not."""
-    key = tmp_path / "server.key"
+    not, nor does one in a folder that others may not enter (an ACME
+    client's archive, Debian's /etc/ssl/private)."""
+    key = open_folder / "server.key"
     key.write_bytes(open(certs["key"], "rb").read())
     gw = make_config(tmp_path, certs, client_ssl)
     gw.config["listeners"][0]["tls"]["key"] = str(key)
@@ -911,8 +913,13 @@ def test_a_key_every_user_can_read_warns(tmp_path, certs, client_ssl):
     line = next(i for i, l in enumerate(gw.cfg_path.read_text()
                                         .splitlines(), 1)
                 if l.strip().startswith("key:"))
-    for mode, warned in ((0o644, True), (0o604, True), (0o640, False),
-                         (0o600, False)):
+    for mode, folder, warned in ((0o644, 0o755, True),
+                                 (0o604, 0o711, True),
+                                 (0o640, 0o755, False),
+                                 (0o600, 0o755, False),
+                                 (0o644, 0o750, False),
+                                 (0o644, 0o700, False)):
+        os.chmod(open_folder, folder)
         os.chmod(key, mode)
         rc, out = check(gw.cfg_path)
         assert rc == 0, out
@@ -922,7 +929,8 @@ def test_a_key_every_user_can_read_warns(tmp_path, certs, client_ssl):
                 "as this server" % (key, mode))
         hits = [l for l in out.splitlines()
                 if l.startswith(want[0]) and l.endswith(want[1])]
-        assert len(hits) == (1 if warned else 0), (oct(mode), out)
+        assert len(hits) == (1 if warned else 0), (oct(mode), oct(folder),
+                                                   out)
 
 
 def test_a_certificate_out_of_its_validity_warns(tmp_path, certs, client_ssl):

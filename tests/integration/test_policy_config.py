@@ -222,20 +222,25 @@ def test_good_policy_sections_load(tmp_path, certs, client_ssl, keys):
 
 
 def test_an_hmac_secret_every_user_can_read_warns(tmp_path, certs,
-                                                  client_ssl, keys):
+                                                  client_ssl, keys,
+                                                  open_folder):
     """An HMAC secret key_file that every local user could read drew no
     word: whoever reads it can sign tokens of their own.  Mode o+r warns
-    at key_file; a public key may be read by anyone."""
-    secret = tmp_path / "s.secret"
+    at key_file, unless others may not enter its folder; a public key
+    may be read by anyone."""
+    secret = open_folder / "s.secret"
     secret.write_bytes(b"z" * 40)
-    pub = tmp_path / "rsa.pub"
+    pub = open_folder / "rsa.pub"
     pub.write_bytes((keys / "rsa.pub").read_bytes())
-    for path, algs, mode, warned in ((secret, ["HS256"], 0o644, True),
-                                     (secret, ["HS256"], 0o640, False),
-                                     (pub, ["RS256"], 0o644, False)):
+    for path, algs, mode, folder, warned in (
+            (secret, ["HS256"], 0o644, 0o755, True),
+            (secret, ["HS256"], 0o640, 0o755, False),
+            (secret, ["HS256"], 0o644, 0o700, False),
+            (pub, ["RS256"], 0o644, 0o755, False)):
+        os.chmod(open_folder, folder)
         os.chmod(path, mode)
         gw, rc, out = run_check(tmp_path, certs, client_ssl,
-                                jwt_pol(tmp_path, algs, path.name))
+                                jwt_pol(open_folder, algs, path.name))
         assert rc == 0, out
         assert "%s: ok" % gw.cfg_path in out.splitlines(), out
         pf = re.escape(str(gw.tmp / "policies" / "p.yaml"))
