@@ -113,6 +113,9 @@ MALFORMED = {
     "bad_key_not_base64": replaced(4, "Sec-WebSocket-Key: not*base64!"),
     "bad_key_15_bytes": replaced(4, "Sec-WebSocket-Key: " +
                                  "QUFBQUFBQUFBQUFBQUFB"),
+    # 24 characters, but the last is not the second padding '='
+    "bad_key_last_not_padding": replaced(4, "Sec-WebSocket-Key: " +
+                                         "dGhlIHNhbXBsZSBub25jZQ=A"),
     "upgrade_websocket_h2c": replaced(2, "Upgrade: websocket, h2c"),
     "upgrade_h2c": replaced(2, "Upgrade: h2c"),
     "no_connection_upgrade": replaced(3, "Connection: keep-alive"),

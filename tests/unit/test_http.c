@@ -407,6 +407,11 @@ test_semantics(void)
 	REFUSED("GET / HTTP/1.1\r\n" REQ_HOST REQ_UPGRADE REQ_CONN REQ_VERSION
 	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZ===\r\n\r\n",
 	    WSG_HTTP_BAD_REQUEST);
+	/* 24 chars, the 23rd '=', but the last not the second '='. */
+	REFUSED("GET / HTTP/1.1\r\n" REQ_HOST REQ_UPGRADE REQ_CONN REQ_VERSION
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=A\r\n\r\n",
+	    WSG_HTTP_BAD_REQUEST);
+	CHECK_STR(req.error, "bad Sec-WebSocket-Key");
 	REFUSED("GET / HTTP/1.1\r\n" REQ_HOST REQ_UPGRADE REQ_CONN REQ_VERSION
 	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j*Q==\r\n\r\n",
 	    WSG_HTTP_BAD_REQUEST);
