@@ -77,6 +77,8 @@ def refused(gw, data, status, reason, up=None):
     ctype = resp.header("Content-Type")
     assert ctype and ctype[0].lower().startswith("text/plain"), resp
     assert reason.encode() in resp.body, resp
+    # the body is exactly what Content-Length announced, nothing after it
+    assert resp.header("Content-Length") == [str(len(resp.body))], resp
     e = gw.wait_entry(client_port=c.local_port)
     assert e["reason"] == reason, e
     assert e["status"] == status, e
