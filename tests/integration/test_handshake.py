@@ -13,7 +13,7 @@ import pytest
 
 import rawclient
 import wsproto
-from conftest import http_upgrade, policy, run
+from conftest import echo_works, http_upgrade, policy, run
 
 B = rawclient.build_request
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -348,6 +348,35 @@ def test_route_prefix_does_not_match_longer_name(gw, up):
     # "/echo" is an exact route: "/echo2" and "/echo/x" have no route
     refused(gw, B("/echo2"), 404, "no_route", up)
     refused(gw, B("/echo/x"), 404, "no_route", up)
+
+
+def test_refused_client_that_stays_connected_past_the_linger(gw, up):
+    # Refused before a route was matched (400, 404), the client reads its
+    # answer and keeps the connection open: the gateway lingers for its
+    # EOF, then lets the connection go, and goes on serving.
+    held = []
+    try:
+        for data, status in ((B("/nope"), 404), (b"GET / HTTP/1.1\r\n"
+                                                 b"\x01\r\n\r\n", 400)):
+            c = gw.raw()
+            held.append(c)
+            c.send(data)
+            resp = c.http_response(timeout=5)
+            assert resp.status == status, resp
+        for c in held:
+            deadline = time.monotonic() + 10
+            gone = False
+            while not gone and time.monotonic() < deadline:
+                try:
+                    c.sock.sendall(b"x")
+                    time.sleep(0.2)
+                except OSError:
+                    gone = True
+            assert gone, "refused connection never let go"
+    finally:
+        for c in held:
+            c.close()
+    echo_works(gw)
 
 
 def test_refusal_logged_in_error_log_with_conn_id(gw, up):
