@@ -61,6 +61,18 @@ def test_bytes_in_same_write_as_head(gw, up):
     no_smuggled_bytes(up)
 
 
+def test_one_byte_in_same_write_as_head(gw, up):
+    # a single byte behind the head (a frame's first byte) is as early as
+    # a whole request: refused, and no upstream connection is made for it
+    c = gw.raw()
+    try:
+        c.send(B("/echo") + b"\x81")
+        expect_400(gw, c)
+    finally:
+        c.close()
+    assert up.connections() == [], up.all_bytes()[:200]
+
+
 def test_bytes_after_head_while_upstream_pending(gw, up):
     c = gw.raw()
     try:
