@@ -525,6 +525,19 @@ def test_endless_interim_1xx_is_502(factory):
     one_refusal(gw, 502, "upstream_bad_handshake")
 
 
+def test_one_interim_1xx_too_many_is_502(factory):
+    # 8 interim answers are skipped (see the pipelined test); the 9th is
+    # one too many, even with a correct 101 right behind it
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.send(b"HTTP/1.1 100 Continue\r\n\r\n" * 9 + _head_101(c))
+        c.drain(5)
+    gw, up = raw_gateway(factory, behavior)
+    one_refusal(gw, 502, "upstream_bad_handshake")
+    assert "more than 8 interim answers" in gw.error_text()
+
+
 def test_oversized_upstream_response_head_is_502(factory):
     def behavior(c):
         if not c.read_head():
@@ -576,7 +589,8 @@ def test_client_gone_during_upstream_handshake_closes_upstream(factory):
     time.sleep(0.3)
     port = c.local_port
     c.close()
-    gw.wait_entry(client_port=port, timeout=5)
+    e = gw.wait_entry(client_port=port, timeout=5)
+    assert (e["status"], e["reason"]) == (None, "client_dropped"), e
     assert uc.done.wait(8), "upstream connection kept after the client left"
     assert uc.data.count(b"GET ") == 1
 

@@ -53,6 +53,38 @@ def test_refusal_with_body_is_passed_through(factory, status):
     echo_works(gw)
 
 
+def test_refusal_body_of_the_largest_size_is_passed_through(factory):
+    # a body of exactly 4096 bytes goes with the status; one byte more
+    # and the gateway's own short body takes its place
+    for size, passed in ((4096, True), (4097, False)):
+        body = b"b" * size
+        gw, up = gateway_with(factory, rawup.respond(
+            b"HTTP/1.1 503 X\r\nContent-Type: application/x-up\r\n"
+            b"Content-Length: %d\r\n\r\n" % size + body))
+        resp = refusal(gw, 503, "upstream_refused")
+        if passed:
+            assert resp.body == body, (size, len(resp.body))
+            assert resp.header("Content-Type") == ["application/x-up"], resp
+        else:
+            assert resp.body == b"upstream_refused\n", resp
+            assert resp.header("Content-Type") == ["text/plain"], resp
+        gw.stop()
+
+
+def test_half_a_head_then_a_close_is_502_bad_handshake(factory):
+    # the upstream said something, but closed before a whole head: not
+    # "unavailable" (that is a close without a byte) but a bad handshake
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: webs")
+    gw, up = gateway_with(factory, behavior)
+    refusal(gw, 502, "upstream_bad_handshake")
+    assert "upstream_bad_handshake: upstream %s closed before its 101" \
+        % up.addr in gw.error_text()
+    echo_works(gw)
+
+
 def test_head_without_line_end_is_502(factory):
     gw, up = gateway_with(factory, rawup.respond(
         b"HTTP/1.1 101 Switching Protocols" + b"x" * 40000))
@@ -100,17 +132,20 @@ def test_refusal_body_cut_short_then_silence_is_504(factory):
     refusal(gw, 504, "upstream_unavailable")
 
 
-def test_refusal_body_cut_short_by_a_close_keeps_its_status(factory):
-    # The close ends the wait for the body: the answer was a 403, so the
-    # client gets the 403 (with the gateway's short body), not a 502.
+@pytest.mark.parametrize("status", [403, 200])
+def test_refusal_body_cut_short_by_a_close_keeps_its_status(factory,
+                                                             status):
+    # The close ends the wait for the body: the answer was a 403 (or a
+    # 200, the lowest final status), so the client gets it (with the
+    # gateway's short body), not a 502.
     def behavior(c):
         if not c.read_head():
             return
-        c.send(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\n"
+        c.send(b"HTTP/1.1 %d X\r\nContent-Type: text/html\r\n"
                b"WWW-Authenticate: Bearer\r\nContent-Length: 100\r\n"
-               b"\r\nshort")
+               b"\r\nshort" % status)
     gw, up = gateway_with(factory, behavior)
-    resp = refusal(gw, 403, "upstream_refused")
+    resp = refusal(gw, status, "upstream_refused")
     assert resp.header("WWW-Authenticate") == ["Bearer"], resp
     assert resp.header("Content-Type") == ["text/plain"], resp
     assert b"short" not in resp.body, resp
