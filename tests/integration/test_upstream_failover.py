@@ -233,3 +233,30 @@ def test_least_conn_ties_share_a_passed_over_server_turn_evenly(factory):
         gw.wait_entry(client_port=port)     # closed: counts no more
         tags.append(got.split(":")[0])
     assert tags.count("b") == 3 and tags.count("c") == 3, tags
+
+
+def test_timeout_waiting_for_the_101_keeps_the_server_up(factory):
+    # The server accepted and then said nothing: the session times out
+    # with 504, but the server is up (it is slow, not gone), is not passed
+    # over, and serves the next session.
+    state = {"n": 0}
+
+    def behavior(c):
+        state["n"] += 1
+        if state["n"] == 1:
+            rawup.silent(c)
+        else:
+            rawup.ws_echo(c)
+    up = factory.raw_upstream(behavior)
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [up.addr],
+                           "connect_timeout": "1s",
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    resp, e, _ = gw.raw_upgrade()
+    assert (resp.status, e["reason"]) == (504, "upstream_unavailable"), e
+    assert server_up(gw, up.addr) == 1
+    assert "down, skipped" not in gw.error_text()
+    got, p = run(echo_once(gw, "next"))
+    assert got == "next", got
