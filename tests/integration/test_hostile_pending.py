@@ -190,6 +190,23 @@ def test_a_head_read_in_pieces_keeps_its_slot_until_it_is_whole(factory):
     c.close()
 
 
+def test_a_slot_comes_back_at_the_timeout_not_after_the_linger(factory):
+    # A half-sent head times out; its client keeps the connection open,
+    # so the closed session lingers for the client's EOF.  The slot is
+    # back as the session closes, not once the linger ends.
+    gw = gateway(factory, 1, tls=False, handshake_timeout="1s")
+    c = Conn(gw)
+    c.send(B("/echo")[:20])
+    e = gw.wait_entry(client_port=c.local_port, timeout=10)
+    assert e["reason"] == "handshake_timeout", e
+    nxt = Conn(gw)
+    nxt.send(B("/echo"))
+    head = nxt.read_until(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    nxt.close()
+    c.close()
+
+
 def test_two_workers_share_one_count(factory):
     """With two worker threads, each with its own listening socket, an
     address's connections count together whichever worker took them.
