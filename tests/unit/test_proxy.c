@@ -251,6 +251,18 @@ test_v1_bad(void)
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 99999", WSG_PROXY_INVALID);
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 2a\r\n", WSG_PROXY_INVALID);
 	v1("PROXY TCP4 1.2.3.4 5.6.7.8 65535 65535\r\n", WSG_PROXY_OK);
+	/*
+	 * A token of 46 bytes, one more than its buffer holds with its NUL,
+	 * then its separator: refused at its 46th byte, not stored (ASan).
+	 */
+	v1("PROXY TCP6 1111111111111111111111111111111111111111111111 ::1 "
+	    "1 2\r\n", WSG_PROXY_INVALID);
+	v1("PROXY TCP4 1.2.3.4 5.6.7.8 "
+	    "1111111111111111111111111111111111111111111111 2\r\n",
+	    WSG_PROXY_INVALID);
+	v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 "
+	    "1111111111111111111111111111111111111111111111\r\n",
+	    WSG_PROXY_INVALID);
 }
 
 /* Build a v2 header: ver_cmd, fam, block of n bytes (may be NULL). */
