@@ -128,7 +128,7 @@ http_host_ok(const char *p, size_t len)
 	char		 lit[INET6_ADDRSTRLEN];
 	struct in6_addr	 in6;
 	const char	*close, *end = p + len;
-	size_t		 n;
+	size_t		 i, n;
 
 	if (len > 0 && p[0] == '[') {
 		if ((close = memchr(p, ']', len)) == NULL)
@@ -136,9 +136,14 @@ http_host_ok(const char *p, size_t len)
 		n = (size_t)(close - p - 1);
 		if (n > 0 && (p[1] == 'v' || p[1] == 'V')) {
 			/* IPvFuture: "v" 1*HEXDIG "." 1*(unreserved / ...) */
-			if (n < 4 || memchr(p + 1, '.', n) == NULL ||
-			    memchr(p + 1, '[', n) != NULL)
+			for (i = 2; i <= n && units_hexval(
+			    (unsigned char)p[i]) != -1; i++)
+				;
+			if (i == 2 || i >= n || p[i] != '.')
 				return 0;
+			for (i++; i <= n; i++)
+				if (p[i] == '[' || p[i] == '%')
+					return 0;
 		} else {
 			if (n == 0 || n >= sizeof(lit))
 				return 0;

@@ -110,6 +110,8 @@ MALFORMED = {
     "fragment_in_target": replaced(0, "GET /echo#frag HTTP/1.1"),
     "http_1_0": replaced(0, "GET /echo HTTP/1.0"),
     "missing_host": replaced(1, None),
+    # IPvFuture is "v" 1*HEXDIG "." 1*(...): no hex digit here
+    "ipvfuture_host_without_version": replaced(1, "Host: [v.ab]"),
     "missing_key": replaced(4, None),
     "missing_version": replaced(5, None),
     "bad_key_not_base64": replaced(4, "Sec-WebSocket-Key: not*base64!"),

@@ -157,6 +157,7 @@ test_host_forms(void)
 	static const char *const good[] = {
 		"[::1]:80", "[::1]", "[::1]:", "[2001:DB8::1]:8443",
 		"[::ffff:192.0.2.1]:80", "[v1.fe:x]:80", "example.com:",
+		"[VaF0.a-._~!$&'()*+,;=:]", "[v1.x]",
 		"192.0.2.1:8080", "a", "xn--bcher-kva.example:443", "%41:1",
 	};
 	static const char *const bad[] = {
@@ -164,6 +165,9 @@ test_host_forms(void)
 		"[::g]:80", "[192.0.2.1]:80", "[]:80", "[fe80::1%25eth0]:80",
 		"[v]:80", "[::1]]:80", "[[::1]]:80", "a]b", "a[b", "a:b",
 		"a:80:80", ":80", "example.com:80]",
+		/* IPvFuture: "v" 1*HEXDIG "." 1*(unreserved / sub-delims / ":") */
+		"[v1.]:80", "[v.1]:80", "[vg.1]:80", "[v1g.x]", "[v1.a%41]",
+		"[V.ab]",
 	};
 	char	buf[256];
 	size_t	i;
