@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import rawup
+import wsproto
 from conftest import metric, run, wait_for
 
 # A quote in the group's name: label values must come out escaped.
@@ -260,3 +261,44 @@ def test_timeout_waiting_for_the_101_keeps_the_server_up(factory):
     assert "down, skipped" not in gw.error_text()
     got, p = run(echo_once(gw, "next"))
     assert got == "next", got
+
+
+def test_connect_share_is_no_write_timeout_after_the_101(factory):
+    # With two servers, the first try gets half the connect_timeout to
+    # connect.  That bound ends with the connection: a backend that then
+    # stops reading for longer (the client sending a lot meanwhile) gets
+    # every byte once it reads again.
+    frame, frames = b"z" * 65536, 160
+
+    def behavior(c):
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        if not c.read_head():
+            return
+        c.accept_101()
+        c.up.stopping.wait(2.5)             # past the 1s connect share
+        got = 0
+        while True:
+            f = c.read_frame(10)
+            if f is None:
+                return
+            if f.opcode == wsproto.OP_TEXT:
+                c.send(wsproto.encode_frame(
+                    wsproto.OP_TEXT, b"%d" % got, mask=False))
+                c.drain(5)
+                return
+            got += len(f.payload)
+    a, b = factory.raw_upstream(behavior), factory.raw_upstream(behavior)
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], tls=False,
+        upstreams={GROUP: {"servers": [a.addr, b.addr],
+                           "connect_timeout": "2s"}})
+    c = gw.raw()
+    try:
+        c.upgrade("/echo")
+        for _ in range(frames):
+            c.send_frame(wsproto.OP_BINARY, frame, mask=True)
+        c.send_frame(wsproto.OP_TEXT, b"end", mask=True)
+        f = c.read_frame(20)
+        assert f is not None and f.payload == b"%d" % (len(frame) * frames), f
+    finally:
+        c.close()
