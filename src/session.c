@@ -738,6 +738,10 @@ session_handle_request(struct wsg_session *s, struct wsg_http_request *req,
 		return;
 	}
 	if (policy_check(s, req, &v) == -1) {
+		if (v.v_status == 500) {	/* out of memory, not policy */
+			session_refuse_internal(s, v.v_detail);
+			return;
+		}
 		log_info("conn %llu: refused: %s: %s",
 		    (unsigned long long)s->s_id, v.v_reason, v.v_detail);
 		session_refuse(s, v.v_status, v.v_reason, v.v_header);
