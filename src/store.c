@@ -1067,6 +1067,12 @@ store_conn_lost(struct wsg_store *st, const char *why)
 	redisAsyncContext	*ac = st->st_ac;
 
 	st->st_ac = NULL;
+	/*
+	 * Before hiredis calls back the commands in flight: their callers
+	 * adopt or release leases, which must wait for the next connection
+	 * (there is none to send on now).
+	 */
+	st->st_state = STORE_DISCONNECTED;
 	evtimer_del(st->st_retry_ev);
 	if (ac != NULL) {
 		ac->data = NULL;	/* its disconnect callback: not ours */

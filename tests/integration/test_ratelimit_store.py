@@ -630,3 +630,39 @@ def test_connections_admitted_during_an_outage_count_once_redis_is_back(
     finally:
         for c in held:
             c.close()
+
+
+@pytest.mark.parametrize("mode", ["allow", "local"])
+def test_handshakes_waiting_together_on_a_stalled_redis(factory, redis,
+                                                        mode):
+    """Two handshakes wait on Redis together when it stalls (SIGSTOP).
+    The first one's reply timeout drops the connection to Redis, which
+    ends the other one too: on_failure admits both, the second one's
+    lease waits for the next connection (it was sent on the connection
+    just dropped, and the worker crashed), and once Redis is back both
+    count against concurrent_per_ip."""
+    import os
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 2}, mode)
+    clients = [gw.raw() for _ in range(2)]
+    for c in clients:
+        c.sock.do_handshake()
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        for c in clients:
+            c.send(B("/r"))
+        for c in clients:
+            head = c.read_until(b"\r\n\r\n", 5)
+            assert head.startswith(b"HTTP/1.1 101"), head
+        assert gw.alive(), tail(gw.stderr_path, 30)
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    try:
+        wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
+                 what="the store connected again")
+        for c in clients:
+            echo_ok(c, b"admitted through the stall")
+        http_refusal(gw, B("/r"), 429, "rate_concurrent")
+    finally:
+        for c in clients:
+            c.close()
+    assert gw.alive(), tail(gw.stderr_path, 30)
