@@ -346,6 +346,30 @@ def test_sigkilled_gateway_stops_counting_after_lease_ttl(factory, redis):
             c.close()
 
 
+def test_renewed_leases_keep_a_healthy_store_up(factory, redis):
+    """Open connections' leases are renewed every lease_ttl / 3 and Redis
+    answers each renewal: the store stays up however many periods pass
+    (a renewal taken for unanswered would drop the connection every
+    other period, and say so each time)."""
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 2}, "deny",
+                       admin=True)
+    held = []
+    try:
+        opened(gw, held)
+        opened(gw, held)
+        time.sleep(LEASE_TTL + 1.0)     # three renewal periods
+        http_refusal(gw, B("/r"), 429, "rate_concurrent")
+        assert count(gw, "is unavailable") == 0, tail(gw.error_log, 30)
+        m = gw.metrics()
+        assert metric(m, "wsgate_store_transitions_total", to="down") == 0
+        assert metric(m, "wsgate_store_transitions_total", to="up") == 1
+        for c in held:
+            echo_ok(c, b"still open")
+    finally:
+        for c in held:
+            c.close()
+
+
 # -- exact across gateways ----------------------------------------------------------
 
 def test_racing_gateways_never_both_take_the_last_slot(factory, redis):
@@ -543,6 +567,22 @@ def test_a_lease_granted_after_its_admission_was_given_up_is_removed(
         st, c, resp = try_upgrade(gw)
         assert st == 101, resp
         close_ws(c)
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    lease_given_back(gw)
+
+
+def test_a_lease_granted_after_a_503_is_removed(factory, redis):
+    """on_failure deny: Redis stalls (SIGSTOP) past the reply timeout, the
+    handshake is refused with 503, and the connection to Redis dropped.
+    Resumed, Redis still runs the admission and grants a lease that no
+    connection holds (none was admitted, so none adopts it): once
+    connected again the gateway removes it."""
+    import os
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 1}, "deny")
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        http_refusal(gw, B("/r"), 503, "store_unavailable")
     finally:
         os.kill(redis.proc.pid, signal.SIGCONT)
     lease_given_back(gw)
