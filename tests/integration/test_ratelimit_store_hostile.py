@@ -197,6 +197,48 @@ def test_a_reply_to_no_command_does_not_bring_the_gateway_down(
         gw.error_text(), tail(gw.error_log, 30)
 
 
+def test_an_error_sent_to_no_command_is_logged_as_redis_said(factory,
+                                                             fake):
+    """After the reply to an admission the store sends an error reply no
+    command asked for (Redis sends one before it closes a connection it
+    refuses).  hiredis drops the connection; the log gives the error's
+    text, not just that a reply came to no command."""
+    def answer(args):
+        out = proper(args)
+        if args[0].upper() == b"EVALSHA":
+            out += b"-ERR closing this connection for a test\r\n"
+        return out
+    store = fake(answer)
+    gw = fake_gateway(factory, store, "deny")
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to the store")
+    st, c, resp = try_upgrade(gw)
+    assert st == 101, resp
+    c.close()
+    wait_for(lambda: "is unavailable" in gw.error_text(), 5,
+             what="the store dropped")
+    assert "is unavailable (ERR closing this connection for a test)" in \
+        gw.error_text(), tail(gw.error_log, 30)
+    assert gw.alive()
+
+
+def test_a_store_that_never_answers_its_setup_is_given_up(factory, fake):
+    """The store accepts the connection and never answers SCRIPT LOAD (a
+    hung Redis, a port that swallows everything).  With no handshake to
+    time out, the connect timeout still gives the connection up: the
+    error log says the store is unavailable, once, and the gateway goes
+    on trying."""
+    store = fake(lambda args: None)
+    gw = fake_gateway(factory, store, "deny")
+    wait_for(lambda: "is unavailable (connect timed out)" in
+             gw.error_text(), 10, what="the connect timeout")
+    wait_for(lambda: len(store.conns) >= 2, 10, what="a new attempt")
+    assert "rate_limit_store: connected" not in gw.error_text()
+    http_refusal(gw, B("/r"), 503, "store_unavailable")
+    assert count(gw, "is unavailable") == 1, tail(gw.error_log, 30)
+    assert gw.alive()
+
+
 # -- a store that drops every connection -------------------------------------
 
 def test_a_store_that_drops_each_connection_is_retried_with_backoff(
@@ -325,6 +367,32 @@ def test_redis_error_replies_meet_on_failure_and_are_logged_once(
     finally:
         if hold is not None:
             hold.close()
+
+
+def test_a_redis_error_is_logged_again_after_the_store_came_back(
+        factory, fake):
+    """A Redis error is logged once however many admissions meet it; the
+    store going away and coming back starts afresh, so that the same
+    error met again is said again."""
+    def answer(args):
+        if args[0].upper() in (b"EVALSHA", b"EVAL"):
+            return b"-OOM command not allowed for a test\r\n"
+        return proper(args)
+    store = fake(answer)
+    gw = fake_gateway(factory, store, "deny")
+    why = "admission script failed: OOM command not allowed for a test"
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to the store")
+    for _ in range(2):
+        http_refusal(gw, B("/r"), 503, "store_unavailable")
+    assert count(gw, why) == 1, tail(gw.error_log, 30)
+    store.drop()
+    wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
+             what="the store connected again")
+    for _ in range(2):
+        http_refusal(gw, B("/r"), 503, "store_unavailable")
+    assert count(gw, why) == 2, tail(gw.error_log, 30)
+    assert gw.alive()
 
 
 # -- a stalled Redis ---------------------------------------------------------
