@@ -258,6 +258,30 @@ def test_admin_ignores_empty_lines_before_the_request_line(factory):
     assert gw.alive()
 
 
+def test_admin_head_gets_405_without_a_body(factory):
+    """wsgate.8: HEAD gets 405 with Allow: GET; an answer to HEAD has no
+    body (RFC 9110 9.3.2), whatever the path."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    for path in (b"/metrics", b"/healthz", b"/nope"):
+        assert admin_raw(gw, b"HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n" %
+                         path) == (405, ""), path
+
+
+def test_admin_folded_header_line_is_400(factory):
+    """wsgate.8: a malformed header line gets 400; a line folded onto the
+    one before it (obs-fold, RFC 9112 5.2) is one."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, admin=True)
+    for fold in (b" x-more: y", b"\tx-more: y"):
+        req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fold + \
+            b"\r\n\r\n"
+        assert admin_raw(gw, req)[0] == 400, fold
+    assert gw.admin("/healthz")[:2] == (200, "ok\n")
+
+
 def test_admin_answers_an_http_1_0_request(factory):
     """wsgate.8: the request line may end in HTTP/1.0 (a load balancer's
     health check often sends it, without a Host); HTTP/2.0 gets 400."""
