@@ -246,6 +246,26 @@ def test_a_log_file_it_cannot_open_stops_the_start(factory, which):
     assert "cannot open %s log %s" % (kind, bad) in p.stderr, p.stderr
 
 
+def test_an_error_line_longer_than_its_buffer_is_cut_short(factory):
+    """An error-log line longer than the 2 KiB a line may take (here the
+    start-up line naming an access log of over 2 KiB that cannot be
+    opened) is cut to fit, and still ends the line."""
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, start=False)
+    bad = gw.tmp / "no-such-dir" / "/".join(["d" * 200] * 11) / "a.log"
+    gw.config["log"]["access_log"] = str(bad)
+    gw.write_config()
+    p = subprocess.run([WSGATE, "-c", str(gw.cfg_path)], capture_output=True,
+                       timeout=20, stdin=subprocess.DEVNULL, cwd=str(gw.tmp))
+    assert p.returncode == 1, (p.returncode, p.stderr[-300:])
+    lines = [ln for ln in p.stderr.split(b"\n")
+             if b"cannot open access log" in ln]
+    assert len(lines) == 1, p.stderr[-300:]
+    assert len(lines[0]) < 2048, len(lines[0])
+    assert lines[0].startswith(b"20") and lines[0].isascii(), lines[0][:80]
+    assert p.stderr.endswith(b"\n")
+
+
 def test_access_log_off_writes_no_line(factory):
     """log.access_log: off: sessions still work, no access line is written
     anywhere (file, stdout or stderr)."""
