@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 
 static uint64_t		 failalloc_one_in;
+static size_t		 failalloc_ev_min;	/* smaller ones never fail */
 static uint64_t		 failalloc_start_ns, failalloc_end_ns;
 static __thread int	 failalloc_armed;
 static __thread uint64_t failalloc_rng;
@@ -55,13 +56,14 @@ failalloc_fail(void)
 static void *
 failalloc_ev_malloc(size_t n)
 {
-	return (failalloc_fail() ? NULL : malloc(n));
+	return (n >= failalloc_ev_min && failalloc_fail() ? NULL : malloc(n));
 }
 
 static void *
 failalloc_ev_realloc(void *p, size_t n)
 {
-	return (failalloc_fail() ? NULL : realloc(p, n));
+	return (n >= failalloc_ev_min && failalloc_fail() ? NULL :
+	    realloc(p, n));
 }
 
 static void
@@ -108,8 +110,13 @@ failalloc_init(void)
 	 * libevent's allocations are injected only when asked for ("ev" as
 	 * a fourth field): libevent 2.1.12 itself crashes on some of its own
 	 * failures (bufferevent_openssl_new_impl frees a half-made
-	 * bufferevent), which no caller can prevent.
+	 * bufferevent), which no caller can prevent.  With "evbuf" only
+	 * allocations of a buffer chain's size or more fail: evbuffer data,
+	 * which wsgate's own code must cope with, and not libevent's small
+	 * structures (a watermark callback it does not check).
 	 */
+	if (strstr(env, ":evbuf") != NULL)
+		failalloc_ev_min = 1024;
 	if (strstr(env, ":ev") != NULL)
 		event_set_mem_functions(failalloc_ev_malloc,
 		    failalloc_ev_realloc, failalloc_ev_free);

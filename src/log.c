@@ -638,8 +638,8 @@ log_utf8_char(const unsigned char *s, size_t len, uint32_t *cp)
 	return (n);
 }
 
-/* Append \uXXXX for one UTF-16 unit. */
-static void
+/* Append \uXXXX for one UTF-16 unit; -1 if it could not be added. */
+static int
 log_json_unit(struct evbuffer *b, uint32_t u)
 {
 	static const char	hex[] = "0123456789abcdef";
@@ -651,7 +651,7 @@ log_json_unit(struct evbuffer *b, uint32_t u)
 	esc[3] = hex[(u >> 8) & 0xf];
 	esc[4] = hex[(u >> 4) & 0xf];
 	esc[5] = hex[u & 0xf];
-	evbuffer_add(b, esc, 6);
+	return (evbuffer_add(b, esc, 6));
 }
 
 /*
@@ -660,7 +660,7 @@ log_json_unit(struct evbuffer *b, uint32_t u)
  * a JSON reader gets the text that was sent; a byte that is not part of
  * well-formed UTF-8 becomes U+FFFD.
  */
-void
+int
 log_json_str(struct evbuffer *b, const char *s, size_t len)
 {
 	const unsigned char	*u = (const unsigned char *)s;
@@ -668,35 +668,35 @@ log_json_str(struct evbuffer *b, const char *s, size_t len)
 	uint32_t		 cp;
 	unsigned char		 c;
 	char			 esc[2];
+	int			 rv = 0;
 
-	if (s == NULL) {
-		evbuffer_add(b, "null", 4);
-		return;
-	}
-	evbuffer_add(b, "\"", 1);
+	if (s == NULL)
+		return (evbuffer_add(b, "null", 4));
+	rv |= evbuffer_add(b, "\"", 1);
 	for (i = 0; i < len; i += n) {
 		c = u[i];
 		n = 1;
 		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f)
 			continue;
-		evbuffer_add(b, s + start, i - start);
+		rv |= evbuffer_add(b, s + start, i - start);
 		if (c == '"' || c == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)c;
-			evbuffer_add(b, esc, 2);
+			rv |= evbuffer_add(b, esc, 2);
 		} else if (c < 0x80)
-			log_json_unit(b, c);
+			rv |= log_json_unit(b, c);
 		else if ((n = log_utf8_char(u + i, len - i, &cp)) == 0) {
 			n = 1;
-			log_json_unit(b, 0xfffd);
+			rv |= log_json_unit(b, 0xfffd);
 		} else if (cp > 0xffff) {
 			cp -= 0x10000;
-			log_json_unit(b, 0xd800 | (cp >> 10));
-			log_json_unit(b, 0xdc00 | (cp & 0x3ff));
+			rv |= log_json_unit(b, 0xd800 | (cp >> 10));
+			rv |= log_json_unit(b, 0xdc00 | (cp & 0x3ff));
 		} else
-			log_json_unit(b, cp);
+			rv |= log_json_unit(b, cp);
 		start = i + n;
 	}
-	evbuffer_add(b, s + start, len - start);
-	evbuffer_add(b, "\"", 1);
+	rv |= evbuffer_add(b, s + start, len - start);
+	rv |= evbuffer_add(b, "\"", 1);
+	return (rv ? -1 : 0);
 }

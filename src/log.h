@@ -53,7 +53,10 @@ __attribute__((noreturn)) void
 
 /* Write one access-log line (the evbuffer is drained). */
 void	log_access(struct evbuffer *);
-/* Append a JSON string (quoted, escaped) or null when s is NULL. */
-void	log_json_str(struct evbuffer *, const char *, size_t);
+/*
+ * Append a JSON string (quoted, escaped) or null when s is NULL; -1 when
+ * an allocation failed and part of it may be missing.
+ */
+int	log_json_str(struct evbuffer *, const char *, size_t);
 
 #endif /* WSG_LOG_H */

@@ -1088,6 +1088,7 @@ session_log_access(struct wsg_session *s)
 	char			 ts[40];
 	uint64_t		 ms;
 	const char		*str;
+	int			 bad = 0;
 
 	if (s->s_logged || (b = evbuffer_new()) == NULL)
 		return;
@@ -1098,59 +1099,70 @@ session_log_access(struct wsg_session *s)
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	evbuffer_add_printf(b, "{\"time\":\"%s.%03ldZ\",\"id\":%llu,"
+	bad |= evbuffer_add_printf(b, "{\"time\":\"%s.%03ldZ\",\"id\":%llu,"
 	    "\"client\":", ts, (long)tv.tv_usec / 1000,
-	    (unsigned long long)s->s_id);
-	log_json_str(b, s->s_client_ip, strlen(s->s_client_ip));
+	    (unsigned long long)s->s_id) == -1;
+	bad |= log_json_str(b, s->s_client_ip, strlen(s->s_client_ip)) == -1;
 	if (s->s_client_port)
-		evbuffer_add_printf(b, ",\"client_port\":%d,\"listener\":",
-		    s->s_client_port);
+		bad |= evbuffer_add_printf(b,
+		    ",\"client_port\":%d,\"listener\":",
+		    s->s_client_port) == -1;
 	else
-		evbuffer_add_printf(b, ",\"client_port\":null,\"listener\":");
+		bad |= evbuffer_add_printf(b,
+		    ",\"client_port\":null,\"listener\":") == -1;
 	str = s->s_listener->lc_name;
-	log_json_str(b, str, strlen(str));
-	evbuffer_add_printf(b, ",\"route\":");
+	bad |= log_json_str(b, str, strlen(str)) == -1;
+	bad |= evbuffer_add_printf(b, ",\"route\":") == -1;
 	str = s->s_route ? s->s_route->rt_path : NULL;
-	log_json_str(b, str, str ? strlen(str) : 0);
-	evbuffer_add_printf(b, ",\"path\":");
-	log_json_str(b, s->s_path, s->s_path ? strlen(s->s_path) : 0);
-	evbuffer_add_printf(b, ",\"upstream\":");
+	bad |= log_json_str(b, str, str ? strlen(str) : 0) == -1;
+	bad |= evbuffer_add_printf(b, ",\"path\":") == -1;
+	bad |= log_json_str(b, s->s_path,
+	    s->s_path ? strlen(s->s_path) : 0) == -1;
+	bad |= evbuffer_add_printf(b, ",\"upstream\":") == -1;
 	str = s->s_route ? s->s_route->rt_upstream->up_name : NULL;
-	log_json_str(b, str, str ? strlen(str) : 0);
-	evbuffer_add_printf(b, ",\"upstream_server\":");
+	bad |= log_json_str(b, str, str ? strlen(str) : 0) == -1;
+	bad |= evbuffer_add_printf(b, ",\"upstream_server\":") == -1;
 	str = s->s_server ? s->s_server->srv_name : NULL;
-	log_json_str(b, str, str ? strlen(str) : 0);
-	evbuffer_add_printf(b, ",\"origin\":");
-	log_json_str(b, s->s_origin, s->s_origin ? strlen(s->s_origin) : 0);
-	evbuffer_add_printf(b, ",\"user\":");
-	log_json_str(b, s->s_user, s->s_user ? strlen(s->s_user) : 0);
-	evbuffer_add_printf(b, ",\"country\":");
-	log_json_str(b, s->s_country[0] ? s->s_country : NULL,
-	    strlen(s->s_country));
-	evbuffer_add_printf(b, ",\"tls_subject\":");
-	log_json_str(b, s->s_tls_subject, s->s_tls_subject ?
-	    strlen(s->s_tls_subject) : 0);
-	evbuffer_add_printf(b, ",\"status\":");
+	bad |= log_json_str(b, str, str ? strlen(str) : 0) == -1;
+	bad |= evbuffer_add_printf(b, ",\"origin\":") == -1;
+	bad |= log_json_str(b, s->s_origin,
+	    s->s_origin ? strlen(s->s_origin) : 0) == -1;
+	bad |= evbuffer_add_printf(b, ",\"user\":") == -1;
+	bad |= log_json_str(b, s->s_user,
+	    s->s_user ? strlen(s->s_user) : 0) == -1;
+	bad |= evbuffer_add_printf(b, ",\"country\":") == -1;
+	bad |= log_json_str(b, s->s_country[0] ? s->s_country : NULL,
+	    strlen(s->s_country)) == -1;
+	bad |= evbuffer_add_printf(b, ",\"tls_subject\":") == -1;
+	bad |= log_json_str(b, s->s_tls_subject, s->s_tls_subject ?
+	    strlen(s->s_tls_subject) : 0) == -1;
+	bad |= evbuffer_add_printf(b, ",\"status\":") == -1;
 	if (s->s_status)
-		evbuffer_add_printf(b, "%d", s->s_status);
+		bad |= evbuffer_add_printf(b, "%d", s->s_status) == -1;
 	else
-		evbuffer_add(b, "null", 4);
-	evbuffer_add_printf(b, ",\"reason\":\"%s\",\"close_code\":",
-	    s->s_reason);
+		bad |= evbuffer_add(b, "null", 4) == -1;
+	bad |= evbuffer_add_printf(b, ",\"reason\":\"%s\",\"close_code\":",
+	    s->s_reason) == -1;
 	if (s->s_close_code)
-		evbuffer_add_printf(b, "%d", s->s_close_code);
+		bad |= evbuffer_add_printf(b, "%d", s->s_close_code) == -1;
 	else
-		evbuffer_add(b, "null", 4);
-	evbuffer_add_printf(b, ",\"subprotocol\":");
-	log_json_str(b, s->s_subprotocol, s->s_subprotocol ?
-	    strlen(s->s_subprotocol) : 0);
-	evbuffer_add_printf(b, ",\"duration_ms\":%llu,\"frames_in\":%llu,"
-	    "\"frames_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}\n",
+		bad |= evbuffer_add(b, "null", 4) == -1;
+	bad |= evbuffer_add_printf(b, ",\"subprotocol\":") == -1;
+	bad |= log_json_str(b, s->s_subprotocol, s->s_subprotocol ?
+	    strlen(s->s_subprotocol) : 0) == -1;
+	bad |= evbuffer_add_printf(b, ",\"duration_ms\":%llu,"
+	    "\"frames_in\":%llu,\"frames_out\":%llu,\"bytes_in\":%llu,"
+	    "\"bytes_out\":%llu}\n",
 	    (unsigned long long)ms, (unsigned long long)s->s_client.p_frames,
 	    (unsigned long long)s->s_upstream.p_frames,
 	    (unsigned long long)s->s_client.p_bytes,
-	    (unsigned long long)s->s_upstream.p_bytes);
-	log_access(b);
+	    (unsigned long long)s->s_upstream.p_bytes) == -1;
+	/* A line an allocation failed to complete would be torn JSON. */
+	if (bad)
+		log_warnx("conn %llu: access-log line lost: out of memory",
+		    (unsigned long long)s->s_id);
+	else
+		log_access(b);
 	evbuffer_free(b);
 }
 

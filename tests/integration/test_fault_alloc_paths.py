@@ -2,6 +2,7 @@
 
 Only a daemon built with --enable-failalloc honours WSGATE_FAILALLOC
 ("ONE_IN:START_MS:DURATION_MS", ":ev" for libevent's allocations too,
+":evbuf" for only those of its buffers,
 ":main" for the main thread's: reloads, the admin listener); against
 another build these tests are skipped.  With ONE_IN 1 every OpenSSL allocation on the worker thread fails
 during the window.  On a plaintext listener the TLS layer needs none, so a
@@ -18,6 +19,7 @@ nothing (checked when the factory stops it).
 
 import asyncio
 import http.client
+import json
 import os
 import re
 import subprocess
@@ -247,6 +249,54 @@ def test_a_scrape_is_whole_or_refused(factory):
     for _ in range(3):
         status, body = scrape(gw.admin_port)
         assert status == 200 and set(parse_metrics(body)) == series
+
+
+def test_access_log_lines_are_whole_or_missing(factory):
+    """libevent's buffer allocations (":evbuf": not its small structures,
+    one of which libevent 2.1.12 does not check) on the worker thread
+    fail one in three for a window while short connections are refused: each access-log line is
+    a whole JSON object with every field, never a line that lost the
+    part an allocation failed to add (a torn line breaks every JSON-lines
+    reader of the file); a line given up is named in the error log."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, tls=False,
+                         start=False)
+    t0 = time.monotonic()
+    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="3:%d:%d:evbuf" % (
+        START_MS, WINDOW_MS)))
+    opens = time.monotonic() + START_MS / 1000.0
+    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    time.sleep(max(0.0, opens - time.monotonic()))
+    i = 0
+    while time.monotonic() < closes - 0.2 and i < 400:
+        i += 1
+        try:
+            c = gw.raw(timeout=1)
+            c.send(rawclient.build_request("/nowhere/%d" % i))
+            c.read_to_eof(1)
+            c.close()
+        except (OSError, AssertionError):
+            pass
+    time.sleep(max(0.0, closes + 0.2 - time.monotonic()))
+    echo_works(gw)
+    assert gw.alive(), gw.dump()
+    lines = gw.access_log.read_text().split("\n")
+    assert lines[-1] == "", lines[-1][:300]
+    keys = None
+    for line in lines[:-1]:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            e = None
+        assert isinstance(e, dict), "a torn access-log line: %r" % line
+        keys = keys or set(e)
+        assert set(e) == keys, "fields missing: %r" % (keys - set(e))
+    lost = len(re.findall(r"conn \d+: access-log line lost",
+                          gw.error_text()))
+    print("%d requests, %d lines, %d lines lost" % (i, len(lines) - 1,
+                                                     lost))
+    assert lost > 0, "no line was lost: the injection never happened"
 
 
 def test_a_reload_without_memory_keeps_the_running_configuration(factory):
