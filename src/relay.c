@@ -1439,11 +1439,21 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct wsg_session	*s = p->p_session;
 	unsigned long		 e;
 	char			 why[32];
-	int			 local;
+	int			 local, err = errno;
 
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
 	e = session_tls_error(p, &local);
+	if (!local && (what & BEV_EVENT_ERROR) && err == ENOMEM &&
+	    s->s_state == WSG_S_OPEN) {
+		/* Our input could not grow: neither side is to blame. */
+		relay_process(p);
+		relay_count_cut(p);
+		log_warnx("conn %llu: internal_error: out of memory reading "
+		    "from the %s", (unsigned long long)s->s_id, p->p_name);
+		session_fail(s, "internal_error", 1011, 1011, 1011);
+		return;
+	}
 	/* A hang-up without close_notify is common; a bad record is not. */
 	if (e != 0 && !local && ERR_GET_LIB(e) == ERR_LIB_SSL &&
 	    ERR_GET_REASON(e) != SSL_R_UNEXPECTED_EOF_WHILE_READING)
