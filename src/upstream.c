@@ -41,7 +41,7 @@ upstream_build_request(struct wsg_session *s,
 	struct evbuffer		*b;
 	char			 target[WSG_MAX_HEADER_BYTES_LIMIT], val[1024];
 	size_t			 i;
-	int			 tls = s->s_listener->lc_tls, tlen;
+	int			 tls = s->s_listener->lc_tls, tlen, bad = 0;
 
 	tlen = policy_upstream_target(s, req, target, sizeof(target));
 	if (tlen == -1 || (b = evbuffer_new()) == NULL)
@@ -50,19 +50,23 @@ upstream_build_request(struct wsg_session *s,
 		evbuffer_free(b);
 		return (-1);
 	}
-	s->s_upreq = b;
-	evbuffer_add_printf(b, "GET %.*s HTTP/1.1\r\n"
+	/*
+	 * Every write is checked: a buffer that could not grow lost a line
+	 * or part of one, and the upstream must never get such a request.
+	 */
+	bad |= evbuffer_add_printf(b, "GET %.*s HTTP/1.1\r\n"
 	    "Host: %.*s\r\n"
 	    "Upgrade: websocket\r\n"
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Key: %s\r\n"
 	    "Sec-WebSocket-Version: 13\r\n",
-	    tlen, target, (int)req->host.len, req->host.p, s->s_upstream_key);
+	    tlen, target, (int)req->host.len, req->host.p,
+	    s->s_upstream_key) == -1;
 	for (i = 0; i < s->s_nprotocols; i++)
-		evbuffer_add_printf(b, "%s%s", i == 0 ?
-		    "Sec-WebSocket-Protocol: " : ", ", s->s_protocols[i]);
+		bad |= evbuffer_add_printf(b, "%s%s", i == 0 ?
+		    "Sec-WebSocket-Protocol: " : ", ", s->s_protocols[i]) == -1;
 	if (s->s_nprotocols > 0)
-		evbuffer_add(b, "\r\n", 2);
+		bad |= evbuffer_add(b, "\r\n", 2) == -1;
 	/* End-to-end headers, as the client sent them. */
 	for (i = 0; i < req->nheaders; i++) {
 		const struct wsg_http_header *h = &req->headers[i];
@@ -70,22 +74,27 @@ upstream_build_request(struct wsg_session *s,
 		if (http_header_is_dropped(req, h->name) ||
 		    policy_is_forwarded_header(s, h->name.p, h->name.len))
 			continue;
-		evbuffer_add(b, h->name.p, h->name.len);
-		evbuffer_add(b, ": ", 2);
-		evbuffer_add(b, h->value.p, h->value.len);
-		evbuffer_add(b, "\r\n", 2);
+		bad |= evbuffer_add(b, h->name.p, h->name.len) == -1;
+		bad |= evbuffer_add(b, ": ", 2) == -1;
+		bad |= evbuffer_add(b, h->value.p, h->value.len) == -1;
+		bad |= evbuffer_add(b, "\r\n", 2) == -1;
 	}
 	/* Claims of the verified token, in place of any client copies. */
 	for (i = 0; s->s_claims != NULL && i < pol->pol_nforward_claims; i++)
 		if (jwt_claims_get(s->s_claims,
 		    pol->pol_forward_claims[i].fc_claim, val, sizeof(val)) == 0)
-			evbuffer_add_printf(b, "%s: %s\r\n",
-			    pol->pol_forward_claims[i].fc_header, val);
+			bad |= evbuffer_add_printf(b, "%s: %s\r\n",
+			    pol->pol_forward_claims[i].fc_header, val) == -1;
 	/* Set by the gateway only; client copies were dropped above. */
-	evbuffer_add_printf(b, "X-Forwarded-For: %s\r\n"
+	bad |= evbuffer_add_printf(b, "X-Forwarded-For: %s\r\n"
 	    "X-Forwarded-Proto: %s\r\n"
 	    "X-Forwarded-Host: %.*s\r\n\r\n", s->s_client_ip,
-	    tls ? "https" : "http", (int)req->host.len, req->host.p);
+	    tls ? "https" : "http", (int)req->host.len, req->host.p) == -1;
+	if (bad) {
+		evbuffer_free(b);
+		return (-1);
+	}
+	s->s_upreq = b;
 	return (0);
 }
 
@@ -370,7 +379,9 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		upstream_server_ok(s->s_route->rt_upstream, s->s_server);
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
 		    &one, sizeof(one));
-		bufferevent_write_buffer(bev, s->s_upreq);
+		if (bufferevent_write_buffer(bev, s->s_upreq) == -1)
+			session_refuse_internal(s, "cannot send the upstream "
+			    "request");
 		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && !s->s_up_connected) {

@@ -1,0 +1,197 @@
+"""Buffer allocations failing while handshakes are under way.
+
+Only a daemon built with --enable-failalloc honours WSGATE_FAILALLOC
+(":evbuf": libevent's buffer allocations of 1024 bytes and more fail one
+in ONE_IN on the worker thread during the window); against another build
+these tests are skipped.
+
+What a user must see: the upgrade request the upstream gets is whole or
+not sent at all (no header missing, none run into the next); the client
+gets a whole response head (the 101, a refusal passed through, or 500
+internal_error) or none, never part of one; a server that is up is not
+marked down for the gateway's own want of memory.
+"""
+
+import os
+import re
+import subprocess
+import threading
+import time
+
+import jwt as pyjwt
+import pytest
+
+import rawclient
+import rawup
+import wsproto
+from conftest import WSGATE, echo_works, metric, policy
+
+START_MS, WINDOW_MS = 3000, 3000
+HMAC_SECRET = b"wsgate-fault-alloc-handshake-hmac-secret-0123456789"
+PADS = [("X-Pad-%d" % i, ("p%d-" % i) * 100) for i in range(6)]
+TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def failalloc_build():
+    try:
+        out = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "(failalloc)" in out
+
+
+pytestmark = pytest.mark.skipif(
+    not failalloc_build(),
+    reason="wsgate not built with --enable-failalloc")
+
+
+def start(gw, one_in):
+    """Start gw with its window of failing buffer allocations: the time
+    it closes (on the daemon's clock or later)."""
+    t0 = time.monotonic()
+    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="%d:%d:%d:evbuf" % (
+        one_in, START_MS, WINDOW_MS)))
+    time.sleep(max(0.0, t0 + START_MS / 1000.0 - time.monotonic()))
+    return t0 + (START_MS + WINDOW_MS) / 1000.0
+
+
+def hammer(gw, closes, one, nthreads=3, limit=150):
+    """Clients sending requests during the window; one(i) runs each."""
+    def worker(k):
+        for i in range(limit):
+            if time.monotonic() > closes - 0.2:
+                return
+            one(k * limit + i)
+    ths = [threading.Thread(target=worker, args=(k,))
+           for k in range(nthreads)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(60)
+
+
+def exchange(gw, req):
+    """Send req; the response head and body the gateway sent back (a 101
+    without waiting for more), or what came before it closed (or before
+    2 s of silence)."""
+    try:
+        c = gw.raw(timeout=2)
+    except OSError:
+        return None
+    try:
+        c.send(req)
+        deadline = time.monotonic() + 2
+        while b"\r\n\r\n" not in c.buf and c._fill(deadline):
+            pass
+        if c.buf.startswith(b"HTTP/1.1 101 "):
+            return bytes(c.buf)
+        return bytes(c.buf) + c.read_to_eof(2)
+    except (OSError, AssertionError):
+        return None
+    finally:
+        c.close()
+
+
+def whole_refusal(data, status):
+    """data is a whole HTTP/1.1 response head with this status and a body
+    of its Content-Length; the head's header lines."""
+    assert b"\r\n\r\n" in data, "a response head cut short: %r" % data[:300]
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert re.match(r"^HTTP/1\.1 %d [A-Za-z -]+$" % status, lines[0]), \
+        "a torn status line: %r" % data[:300]
+    hdrs = {}
+    for ln in lines[1:]:
+        k, sep, v = ln.partition(": ")
+        assert sep and TOKEN_RE.match(k), \
+            "a torn header line %r in %r" % (ln, data[:300])
+        assert k.lower() not in hdrs, "%s twice: %r" % (k, data[:300])
+        hdrs[k.lower()] = v
+    if "content-length" in hdrs:
+        assert len(body) == int(hdrs["content-length"]), \
+            "a body cut short: %r" % data[:300]
+    return hdrs
+
+
+WANT = dict([("host", ["localhost"]), ("upgrade", ["websocket"]),
+             ("connection", ["Upgrade"]), ("sec-websocket-version", ["13"]),
+             ("sec-websocket-protocol", ["chat"]),
+             ("x-wsgate-user", ["alice"]),
+             ("x-forwarded-for", ["127.0.0.1"]),
+             ("x-forwarded-proto", ["http"]),
+             ("x-forwarded-host", ["localhost"])] +
+            [(k.lower(), [v]) for k, v in PADS])
+
+
+def torn(c):
+    """None if the request c got is whole, else what is wrong with it."""
+    if c.head is None:
+        return "no end of the head"
+    hdrs = {}
+    for ln in c.head.decode("latin-1").split("\r\n")[1:]:
+        k, sep, v = ln.partition(": ")
+        if not sep or not TOKEN_RE.match(k):
+            return "a torn line %r" % ln[:80]
+        hdrs.setdefault(k.lower(), []).append(v)
+    for k, v in WANT.items():
+        if hdrs.get(k) != v:
+            return "%s: %r" % (k, [x[:80] for x in hdrs.get(k, [])])
+    return None
+
+
+def test_upstream_requests_are_whole(factory):
+    """One buffer allocation in eight fails while requests of some 3 KB
+    (six padding headers, a subprotocol, a forwarded claim) are sent: each
+    request the upstream gets carries every header, each on its own line,
+    and the X-Forwarded-* the gateway adds; a request that could not be
+    built whole is refused with 500 internal_error, not sent."""
+    def judge(c):
+        """101 to a whole request, 400 to a torn one."""
+        if not c.read_head(5):
+            return
+        if c.request_line == "GET /echo HTTP/1.1" and torn(c) is None:
+            c.accept_101("chat")
+        else:
+            c.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                   b"\r\n")
+        c.drain(3)
+    up = factory.raw_upstream(judge)
+    tmp = factory.tmpdir / "hmac.secret"
+    tmp.write_bytes(HMAC_SECRET)
+    gw = factory.gateway(
+        routes=[("/echo", "up", "jwt")], upstreams={"up": [up.addr]},
+        policies={"jwt": policy(auth={
+            "header": "Authorization",
+            "jwt": {"algorithms": ["HS256"], "key_file": str(tmp),
+                    "forward_claims": {"sub": "X-Wsgate-User"}}})},
+        tls=False, start=False)
+    token = pyjwt.encode({"sub": "alice", "exp": int(time.time()) + 3600},
+                         HMAC_SECRET, algorithm="HS256")
+    closes = start(gw, 8)
+    got = {}
+
+    def one(i):
+        req = rawclient.build_request(
+            "/echo", protocols="chat",
+            extra=[("Authorization", "Bearer " + token)] + PADS)
+        data = exchange(gw, req)
+        st = data[9:12] if data and data.startswith(b"HTTP/1.1 ") else \
+            (b"junk" if data else b"nothing")
+        got[st.decode()] = got.get(st.decode(), 0) + 1
+    hammer(gw, closes, one)
+    time.sleep(max(0.0, closes + 1.0 - time.monotonic()))
+    assert gw.alive(), gw.dump()
+    conns = up.connections()
+    bad = []
+    for c in conns:
+        c.done.wait(12)
+        if c.data and torn(c) is not None:
+            bad.append((torn(c), bytes(c.data[:3000])))
+    print("client answers: %r; upstream requests: %d" % (got, len(conns)))
+    assert not bad, "%d of %d requests torn, the first: %r" % (
+        len(bad), len(conns), bad[0])
+    assert got.get("500"), "no request ran out of memory: %r" % got
+    assert got.get("101"), "no request was upgraded: %r" % got
+    refused = [e for e in gw.entries() if e["reason"] == "upstream_refused"]
+    assert not refused, refused[:3]
