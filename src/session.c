@@ -968,14 +968,17 @@ session_open(struct wsg_session *s, const char *protocol)
 		session_refuse_internal(s, "no memory for the expiry timer");
 		return;
 	}
-	evbuffer_add_printf(out, "HTTP/1.1 101 Switching Protocols\r\n"
+	/* One write: a buffer that cannot grow takes all of it or none. */
+	if (evbuffer_add_printf(out, "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\n"
 	    "Connection: Upgrade\r\n"
-	    "Sec-WebSocket-Accept: %s\r\n", s->s_client_accept);
-	if (protocol != NULL)
-		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %s\r\n",
-		    protocol);
-	evbuffer_add(out, "\r\n", 2);
+	    "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n", s->s_client_accept,
+	    protocol != NULL ? "Sec-WebSocket-Protocol: " : "",
+	    protocol != NULL ? protocol : "",
+	    protocol != NULL ? "\r\n" : "") == -1) {
+		session_refuse_internal(s, "out of memory writing the 101");
+		return;
+	}
 	s->s_status = 101;
 	s->s_state = WSG_S_OPEN;
 	metrics_handshake(1, NULL, session_elapsed(s));

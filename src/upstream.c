@@ -427,38 +427,56 @@ upstream_refused(struct wsg_session *s, const struct wsg_http_response *r,
 {
 	static const char *const pass[] = { "Content-Type", "WWW-Authenticate",
 	    "Retry-After", "Location", NULL };
-	struct evbuffer		*out;
+	struct evbuffer		*msg;
 	const struct wsg_http_header *h;
 	size_t			 i;
+	int			 bad = 0;
 
-	log_info("conn %llu: refused: upstream_refused: upstream %s "
-	    "answered %d",
-	    (unsigned long long)s->s_id, s->s_server->srv_name, r->status);
-	out = bufferevent_get_output(s->s_client.p_bev);
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nConnection: close\r\n",
-	    r->status, http_status_text(r->status));
+	/*
+	 * Made aside and moved to the client whole: a buffer that could not
+	 * grow must not leave the client part of a head.
+	 */
+	if ((msg = evbuffer_new()) == NULL) {
+		session_refuse_internal(s, "out of memory passing the "
+		    "upstream's refusal on");
+		return;
+	}
+	bad |= evbuffer_add_printf(msg, "HTTP/1.1 %d %s\r\n"
+	    "Connection: close\r\n", r->status,
+	    http_status_text(r->status)) == -1;
 	for (i = 0; pass[i] != NULL; i++) {
 		if (body == NULL && strcmp(pass[i], "Content-Type") == 0)
 			continue;
 		if ((h = http_header_find(r->headers, r->nheaders, pass[i])) !=
 		    NULL)
-			evbuffer_add_printf(out, "%s: %.*s\r\n", pass[i],
-			    (int)h->value.len, h->value.p);
+			bad |= evbuffer_add_printf(msg, "%s: %.*s\r\n",
+			    pass[i], (int)h->value.len, h->value.p) == -1;
 	}
 	if (r->status == 204 || r->status == 304) {
 		/* No body, no Content-Length (RFC 9110 8.6, 15.3.5). */
-		evbuffer_add(out, "\r\n", 2);
-		s->s_status = r->status;
-		session_close(s, "upstream_refused");
+		bad |= evbuffer_add(msg, "\r\n", 2) == -1;
+	} else {
+		if (body == NULL) {
+			body = "upstream_refused\n";
+			bodylen = strlen(body);
+			bad |= evbuffer_add_printf(msg,
+			    "Content-Type: text/plain\r\n") == -1;
+		}
+		bad |= evbuffer_add_printf(msg,
+		    "Content-Length: %zu\r\n\r\n", bodylen) == -1;
+		bad |= evbuffer_add(msg, body, bodylen) == -1;
+	}
+	if (bad || evbuffer_add_buffer(bufferevent_get_output(
+	    s->s_client.p_bev), msg) == -1) {
+		evbuffer_free(msg);
+		session_refuse_internal(s, "out of memory passing the "
+		    "upstream's refusal on");
 		return;
 	}
-	if (body == NULL) {
-		body = "upstream_refused\n";
-		bodylen = strlen(body);
-		evbuffer_add_printf(out, "Content-Type: text/plain\r\n");
-	}
-	evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", bodylen);
-	evbuffer_add(out, body, bodylen);
+	evbuffer_free(msg);
+	log_info("conn %llu: refused: upstream_refused: upstream %s "
+	    "answered %d",
+	    (unsigned long long)s->s_id, s->s_server->srv_name, r->status);
 	s->s_status = r->status;
 	session_close(s, "upstream_refused");
 }

@@ -86,7 +86,7 @@ def exchange(gw, req):
             pass
         if c.buf.startswith(b"HTTP/1.1 101 "):
             return bytes(c.buf)
-        return bytes(c.buf) + c.read_to_eof(2)
+        return c.read_to_eof(2)
     except (OSError, AssertionError):
         return None
     finally:
@@ -195,3 +195,76 @@ def test_upstream_requests_are_whole(factory):
     assert got.get("101"), "no request was upgraded: %r" % got
     refused = [e for e in gw.entries() if e["reason"] == "upstream_refused"]
     assert not refused, refused[:3]
+
+
+REFUSAL_BODY = b"".join(b"refused-%04d\n" % i for i in range(120))
+
+
+def test_answers_to_the_client_are_whole(factory):
+    """One buffer allocation in six fails while clients are upgraded by
+    one upstream and refused by another (403 with a challenge, a retry
+    time, a location and a 1.5 KB body): every answer a client gets is a
+    whole 101 with its Sec-WebSocket-Accept and subprotocol, the whole
+    403 with every field and its body, or a whole 500 internal_error, or
+    nothing; never part of a head, which a client reads as a different
+    answer or none it can parse."""
+    ok = factory.raw_upstream(lambda c: c.read_head(5) and (
+        c.accept_101("chat"), c.drain(3)))
+    no = factory.raw_upstream(rawup.respond(
+        b"HTTP/1.1 403 Forbidden\r\nWWW-Authenticate: Bearer realm=\"x\"\r\n"
+        b"Retry-After: 7\r\nLocation: /elsewhere\r\n"
+        b"Content-Type: text/x-refusal\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(REFUSAL_BODY) + REFUSAL_BODY))
+    gw = factory.gateway(routes=[("/ok", "ok"), ("/no", "no")],
+                         upstreams={"ok": [ok.addr], "no": [no.addr]},
+                         tls=False, start=False)
+    closes = start(gw, 6)
+    got = {}
+    torn = []
+
+    def one(i):
+        path = ("/ok", "/no")[i % 2]
+        key = wsproto.new_key()
+        data = exchange(gw, rawclient.build_request(path, key=key,
+                                                    protocols="chat"))
+        if not data:
+            got["nothing"] = got.get("nothing", 0) + 1
+            return
+        try:
+            if data.startswith(b"HTTP/1.1 101 "):
+                h = whole_refusal(data.partition(b"\r\n\r\n")[0] +
+                                  b"\r\n\r\n", 101)
+                assert h == {"upgrade": "websocket",
+                             "connection": "Upgrade",
+                             "sec-websocket-accept": wsproto.accept_for(key),
+                             "sec-websocket-protocol": "chat"}, h
+                got["101"] = got.get("101", 0) + 1
+            elif data.startswith(b"HTTP/1.1 403 "):
+                h = whole_refusal(data, 403)
+                assert h == {"connection": "close",
+                             "www-authenticate": "Bearer realm=\"x\"",
+                             "retry-after": "7", "location": "/elsewhere",
+                             "content-type": "text/x-refusal",
+                             "content-length": str(len(REFUSAL_BODY))}, h
+                assert data.endswith(b"\r\n\r\n" + REFUSAL_BODY)
+                got["403"] = got.get("403", 0) + 1
+            elif data.startswith(b"HTTP/1.1 500 "):
+                h = whole_refusal(data, 500)
+                assert data.endswith(b"\r\n\r\ninternal_error\n"), data
+                got["500"] = got.get("500", 0) + 1
+            else:
+                # another refusal of the gateway's own: whole, too
+                st = int(data[9:12]) if re.match(rb"HTTP/1\.1 \d{3} ",
+                                                 data) else 0
+                whole_refusal(data, st)
+                got[str(st)] = got.get(str(st), 0) + 1
+        except AssertionError as e:
+            torn.append((path, str(e)[:400]))
+    hammer(gw, closes, one)
+    time.sleep(max(0.0, closes + 1.0 - time.monotonic()))
+    assert gw.alive(), gw.dump()
+    print("client answers: %r, %d torn" % (got, len(torn)))
+    assert not torn, "%d answers torn, the first: %r" % (len(torn),
+                                                         torn[:3])
+    assert got.get("500"), "no answer ran out of memory: %r" % got
+    assert got.get("101") and got.get("403"), got
