@@ -7,6 +7,7 @@
  */
 #include "autoconf.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +51,11 @@ failalloc_fail(void)
 	failalloc_rng ^= failalloc_rng << 13;
 	failalloc_rng ^= failalloc_rng >> 7;
 	failalloc_rng ^= failalloc_rng << 17;
-	return (failalloc_rng % failalloc_one_in == 0);
+	if (failalloc_rng % failalloc_one_in != 0)
+		return (0);
+	/* As malloc(3) says why: callers that look at errno see ENOMEM. */
+	errno = ENOMEM;
+	return (1);
 }
 
 static void *

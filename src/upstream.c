@@ -395,6 +395,12 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		upstream_connect_failed(s, err ? err : ECONNREFUSED);
 		return;
 	}
+	if ((what & BEV_EVENT_ERROR) && err == ENOMEM) {
+		/* Our input could not grow: the upstream is not to blame. */
+		session_refuse_internal(s, "out of memory reading the "
+		    "upstream's answer");
+		return;
+	}
 	/*
 	 * A whole refusal head whose body the close cut short: the status
 	 * stands, passed through without the body, as one too long to relay.

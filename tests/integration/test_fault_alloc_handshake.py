@@ -93,6 +93,13 @@ def exchange(gw, req):
         c.close()
 
 
+def upgrades_after(gw, path, extra=()):
+    """Once the window is over, a request to path is upgraded again."""
+    data = exchange(gw, rawclient.build_request(path, protocols="chat",
+                                                extra=list(extra)))
+    assert data and data.startswith(b"HTTP/1.1 101 "), (data, gw.dump())
+
+
 def whole_refusal(data, status):
     """data is a whole HTTP/1.1 response head with this status and a body
     of its Content-Length; the head's header lines."""
@@ -195,6 +202,8 @@ def test_upstream_requests_are_whole(factory):
     assert got.get("101"), "no request was upgraded: %r" % got
     refused = [e for e in gw.entries() if e["reason"] == "upstream_refused"]
     assert not refused, refused[:3]
+    upgrades_after(gw, "/echo", [("Authorization", "Bearer " + token)] +
+                   PADS)
 
 
 REFUSAL_BODY = b"".join(b"refused-%04d\n" % i for i in range(120))
@@ -268,3 +277,50 @@ def test_answers_to_the_client_are_whole(factory):
                                                          torn[:3])
     assert got.get("500"), "no answer ran out of memory: %r" % got
     assert got.get("101") and got.get("403"), got
+    upgrades_after(gw, "/ok")
+
+
+def test_our_want_of_memory_blames_no_server(factory):
+    """One buffer allocation in six fails while clients are upgraded by a
+    group of two healthy upstream servers (fail_timeout 1h): the gateway's
+    own failures never count as a connect failure, never mark a server
+    down, and are never answered 502/504 upstream_unavailable (which says
+    no server would take the connection); they are 500 internal_error."""
+    ups = [factory.raw_upstream(lambda c: c.read_head(5) and (
+        c.accept_101("chat"), c.drain(3))) for _ in range(2)]
+    gw = factory.gateway(routes=[("/ok", "grp")],
+                         upstreams={"grp": {
+                             "servers": [u.addr for u in ups],
+                             "fail_timeout": "1h"}},
+                         tls=False, start=False, admin=True)
+    closes = start(gw, 6)
+    got = {}
+
+    def one(i):
+        data = exchange(gw, rawclient.build_request("/ok",
+                                                    protocols="chat"))
+        st = data[9:12].decode() if data and data.startswith(
+            b"HTTP/1.1 ") else "nothing"
+        got[st] = got.get(st, 0) + 1
+    hammer(gw, closes, one)
+    time.sleep(max(0.0, closes + 1.0 - time.monotonic()))
+    assert gw.alive(), gw.dump()
+    m = gw.metrics()
+    log = gw.error_text()
+    whys = {}
+    for w in re.findall(r"refused: internal_error: (.*)", log):
+        whys[w] = whys.get(w, 0) + 1
+    print("client answers: %r; internal errors: %r" % (got, whys))
+    unavailable = [e for e in gw.entries()
+                   if e["reason"] == "upstream_unavailable"]
+    assert not unavailable, (unavailable[:3], [
+        ln for ln in log.splitlines() if "upstream_unavailable" in ln or
+        "connect failed" in ln][:5])
+    assert "down, skipped" not in log, log[-3000:]
+    for u in ups:
+        assert metric(m, "wsgate_upstream_server_up", upstream="grp",
+                      server=u.addr) == 1, m
+    assert (metric(m, "wsgate_upstream_connect_failures_total",
+                   upstream="grp") or 0) == 0, m
+    assert got.get("500") and got.get("101"), got
+    upgrades_after(gw, "/ok")
