@@ -1479,7 +1479,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	unsigned long		 e;
 	long			 vr;
 	char			 why[32];
-	int			 local;
+	int			 local, err = errno;
 
 	if (s->s_state == WSG_S_CLOSED) {
 		if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
@@ -1513,6 +1513,11 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (local) {
 		session_peer_free(p);
 		session_tls_failed(s, e);
+		return;
+	}
+	if (e == 0 && (what & BEV_EVENT_ERROR) && err == ENOMEM) {
+		/* Our input could not grow: the client is not to blame. */
+		session_refuse_internal(s, "out of memory reading the request");
 		return;
 	}
 	if (s->s_state == WSG_S_HANDSHAKE && e != 0) {

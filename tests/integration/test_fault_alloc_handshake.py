@@ -324,3 +324,47 @@ def test_our_want_of_memory_blames_no_server(factory):
                    upstream="grp") or 0) == 0, m
     assert got.get("500") and got.get("101"), got
     upgrades_after(gw, "/ok")
+
+
+def test_a_request_read_without_memory_blames_no_client(factory):
+    """One buffer allocation in six fails while clients send whole
+    upgrade requests at once: a request the gateway had no memory to read
+    is refused 500 internal_error (or closed without an answer when even
+    that cannot be written), logged as such, never handshake_failed,
+    which says the client went away before sending all of it."""
+    up = factory.raw_upstream(lambda c: c.read_head(5) and (
+        c.accept_101(), c.drain(3)))
+    gw = factory.gateway(routes=[("/ok", "up")], upstreams={"up": [up.addr]},
+                         tls=False, start=False)
+    closes = start(gw, 6)
+    ports = set()
+
+    def one(i):
+        try:
+            c = gw.raw(timeout=2)
+        except OSError:
+            return
+        try:
+            ports.add(c.local_port)
+            c.send(rawclient.build_request("/ok"))
+            c.read_until(b"\r\n\r\n", 2)
+        except (OSError, AssertionError):
+            pass
+        finally:
+            c.close()
+    hammer(gw, closes, one)
+    time.sleep(max(0.0, closes + 1.0 - time.monotonic()))
+    assert gw.alive(), gw.dump()
+    reasons = {}
+    blamed = []
+    for e in gw.entries():
+        if e["client_port"] not in ports:
+            continue
+        reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
+        if e["reason"] == "handshake_failed":
+            blamed.append(e)
+    print("reasons: %r" % reasons)
+    assert not blamed, "%d clients blamed, the first: %r" % (len(blamed),
+                                                             blamed[0])
+    assert reasons.get("internal_error"), reasons
+    upgrades_after(gw, "/ok")
