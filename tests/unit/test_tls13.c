@@ -236,6 +236,46 @@ both_ways(struct pair *p, struct wsg_tls13 *t, const unsigned char *data,
 	evbuffer_free(out);
 }
 
+/* The alerts the client read: how many, and the last one's two bytes. */
+static int		 al_n;
+static unsigned char	 al_last[2];
+
+static void
+al_msg_cb(int write_p, int version, int type, const void *buf, size_t len,
+    SSL *ssl, void *arg)
+{
+	(void)version;
+	(void)ssl;
+	(void)arg;
+	if (!write_p && type == SSL3_RT_ALERT && len == 2) {
+		al_n++;
+		memcpy(al_last, buf, 2);
+	}
+}
+
+/*
+ * The client reads until its OpenSSL stops on our alert: the alert's
+ * description, its level in *level; -1 unless exactly one came.  Nothing
+ * may follow it on the socket.
+ */
+static int
+client_alert(struct pair *p, int *level)
+{
+	unsigned char	b;
+	int		i, r = 0;
+
+	for (i = 0; i < STEPS; i++) {
+		r = SSL_read(p->c, &b, 1);
+		if (r > 0 || SSL_get_error(p->c, r) != SSL_ERROR_WANT_READ)
+			break;
+		wait_fd(p->cfd, POLLIN);
+	}
+	ERR_clear_error();
+	CHECK_INT(recv(p->cfd, &b, 1, MSG_DONTWAIT), -1);
+	*level = al_last[0];
+	return (r <= 0 && al_n == 1 ? al_last[1] : -1);
+}
+
 /* Every suite: read, write, big messages, key updates, close_notify. */
 static void
 check_suite(SSL_CTX *sctx, const char *suite)
@@ -255,6 +295,7 @@ check_suite(SSL_CTX *sctx, const char *suite)
 	cctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION);
 	CHECK(SSL_CTX_set_ciphersuites(cctx, suite) == 1);
+	SSL_CTX_set_msg_callback(cctx, al_msg_cb);
 	in = evbuffer_new();
 	out = evbuffer_new();
 	big = malloc(n);
@@ -314,6 +355,11 @@ check_suite(SSL_CTX *sctx, const char *suite)
 	both_ways(&p, t, big, 100);
 	CHECK_INT(tls13_fast_records() - fast,
 	    gcm_available() && strstr(suite, "CHACHA") == NULL ? 2 : 0);
+	/* 1023 bytes and the type: the longest record on that path. */
+	fast = tls13_fast_records();
+	both_ways(&p, t, big, 1023);
+	CHECK_INT(tls13_fast_records() - fast,
+	    gcm_available() && strstr(suite, "CHACHA") == NULL ? 2 : 0);
 	fast = tls13_fast_records();
 	both_ways(&p, t, big, 1024);
 	CHECK_INT(tls13_fast_records() - fast, 0);
@@ -352,8 +398,12 @@ check_suite(SSL_CTX *sctx, const char *suite)
 	    TLS13_ERROR);
 	CHECK_INT(ERR_GET_REASON(err), SSL_R_PROTOCOL_IS_SHUTDOWN);
 	CHECK_INT(sent, 0);
+	al_n = 0;
 	CHECK_INT(SSL_read(p.c, back, 1), 0);
 	CHECK_INT(SSL_get_error(p.c, 0), SSL_ERROR_ZERO_RETURN);
+	/* A warning: close_notify is the one alert that is not fatal. */
+	CHECK_INT(al_n, 1);
+	CHECK(al_last[0] == 1 && al_last[1] == 0);
 	tls13_free(t);
 closed:
 	pair_close(&p);
@@ -378,16 +428,20 @@ check_bad(SSL_CTX *sctx, const unsigned char *rec, size_t len, int reason,
 	unsigned long		 err = 0, e;
 	int			 r = 0, i;
 
+	SSL_CTX_set_msg_callback(cctx, al_msg_cb);
 	if (pair_open(&p, sctx, cctx) == -1 ||
 	    (t = tls13_takeover(p.s)) == NULL) {
 		CHECK(!"set-up");
 		goto done;
 	}
+	al_n = 0;
 	CHECK_INT(send(p.cfd, rec, len, 0), len);
 	CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
 	CHECK_INT(ERR_GET_REASON(err), reason);
 	CHECK_INT(evbuffer_get_length(in), 0);
-	/* The client's OpenSSL got our alert. */
+	/* After our fatal alert no close_notify follows. */
+	tls13_close_notify(t, p.sfd);
+	/* The client's OpenSSL got our alert, as a fatal one. */
 	ERR_clear_error();
 	for (i = 0; i < STEPS; i++) {
 		r = SSL_read(p.c, &b, 1);
@@ -399,6 +453,9 @@ check_bad(SSL_CTX *sctx, const unsigned char *rec, size_t len, int reason,
 	e = ERR_peek_last_error();
 	CHECK_INT(ERR_GET_REASON(e), SSL_AD_REASON_OFFSET + alert);
 	ERR_clear_error();
+	CHECK_INT(al_n, 1);
+	CHECK(al_last[0] == 2 && al_last[1] == alert);
+	CHECK_INT(recv(p.cfd, &b, 1, MSG_DONTWAIT), -1);
 done:
 	tls13_free(t);
 	pair_close(&p);
@@ -497,6 +554,61 @@ done:
 }
 
 /*
+ * The budget to the record: an update paid back in full leaves no debt,
+ * and then 17 updates with 3 records after each of the first 16 owe
+ * 64 + 16 * (64 - 1 - 3) = 1024 records, the most allowed; with one
+ * record fewer after the first, the 17th is one too many.
+ */
+static void
+check_update_exact(SSL_CTX *sctx, int fewer)
+{
+	SSL_CTX			*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair		 p;
+	struct wsg_tls13	*t = NULL;
+	struct evbuffer		*in = evbuffer_new();
+	unsigned long		 err = 0;
+	size_t			 want = 0;
+	int			 k, i, rc = 0;
+
+	if (pair_open(&p, sctx, cctx) == -1 ||
+	    (t = tls13_takeover(p.s)) == NULL) {
+		CHECK(!"set-up");
+		goto done;
+	}
+	CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+	for (i = 0; i < 64; i++)
+		CHECK_INT(SSL_write(p.c, "a", 1), 1);
+	want += 64;
+	rc = t13_read_n(t, p.sfd, in, want, &err);
+	for (k = 0; k < 17 && rc == 0; k++) {
+		CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+		for (i = 0; i < (k == 0 && fewer ? 2 : 3); i++)
+			CHECK_INT(SSL_write(p.c, "b", 1), 1);
+		want += (size_t)i;
+		rc = t13_read_n(t, p.sfd, in, want, &err);
+	}
+	if (fewer) {
+		CHECK_INT(rc, TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_TOO_MANY_KEY_UPDATES);
+		/* The 17th update's record came first in its read. */
+		CHECK_INT(evbuffer_get_length(in), want - 3);
+		goto done;
+	}
+	CHECK_INT(rc, 0);
+	CHECK_INT(evbuffer_get_length(in), want);
+	/* One more, with nothing between, is one too many. */
+	CHECK(SSL_key_update(p.c, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+	CHECK_INT(SSL_write(p.c, "c", 1), 1);
+	CHECK_INT(t13_read_n(t, p.sfd, in, want + 1, &err), TLS13_ERROR);
+	CHECK_INT(ERR_GET_REASON(err), SSL_R_TOO_MANY_KEY_UPDATES);
+done:
+	tls13_free(t);
+	pair_close(&p);
+	evbuffer_free(in);
+	SSL_CTX_free(cctx);
+}
+
+/*
  * Records OpenSSL's client would not send (empty, padded, typeless), made
  * by the test with the client's key from its own key log and derived
  * here through EVP_KDF's HKDF, apart from tls13.c's derivation.
@@ -543,20 +655,23 @@ check_crafted(SSL_CTX *sctx, int kase)
 	static unsigned char	 big[16385];
 	unsigned long		 err = 0;
 	uint64_t		 seq = 2;
-	size_t			 n, j, got = 0;
-	int			 i;
+	size_t			 n, j, got = 0, sent;
+	unsigned char		 next[32];
+	int			 i, level;
 
 	for (j = 0; j < sizeof(big); j++)
 		big[j] = (unsigned char)(j * 13 + 1);
 
 	SSL_CTX_set_ciphersuites(cctx, "TLS_AES_128_GCM_SHA256");
 	SSL_CTX_set_keylog_callback(cctx, tc_keylog);
+	SSL_CTX_set_msg_callback(cctx, al_msg_cb);
 	tc_secretlen = 0;
 	if (pair_open(&p, sctx, cctx) == -1 || tc_secretlen != 32 ||
 	    (t = tls13_takeover(p.s)) == NULL) {
 		CHECK(!"set-up");
 		goto done;
 	}
+	al_n = 0;
 	switch (kase) {
 	case 0:
 		/* Padding is stripped; 32 empty records in a row pass. */
@@ -664,6 +779,71 @@ check_crafted(SSL_CTX *sctx, int kase)
 		CHECK_INT(t13_read_n(t, p.sfd, in, 5, &err), 0);
 		CHECK(evbuffer_get_length(in) == 5 &&
 		    memcmp(evbuffer_pullup(in, -1), "still", 5) == 0);
+		break;
+	case 13:
+		/* A KeyUpdate without its request_update byte. */
+		cli_send(p.cfd, seq++, "\x18\x00\x00\x00", 4, 0x16, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_BAD_KEY_UPDATE);
+		CHECK_INT(client_alert(&p, &level), 50);
+		CHECK_INT(level, 2);
+		break;
+	case 14:
+		/* An alert of three bytes, one of one. */
+		cli_send(p.cfd, seq++, "\x01\x00\x00", 3, 0x15, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_BAD_LENGTH);
+		CHECK_INT(client_alert(&p, &level), 50);
+		break;
+	case 15:
+		cli_send(p.cfd, seq++, "\x01", 1, 0x15, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_BAD_LENGTH);
+		CHECK_INT(client_alert(&p, &level), 50);
+		break;
+	case 16:
+		/*
+		 * Warnings count as empty records: 32 user_canceled in a
+		 * row pass, data starts the count again, the 33rd ends it.
+		 */
+		for (i = 0; i < 32; i++)
+			cli_send(p.cfd, seq++, "\x01\x5a", 2, 0x15, 0);
+		cli_send(p.cfd, seq++, "ok", 2, 0x17, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 2, &err), 0);
+		CHECK_INT(evbuffer_get_length(in), 2);
+		for (i = 0; i < 33; i++)
+			cli_send(p.cfd, seq++, "\x01\x5a", 2, 0x15, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 3, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_RECORD_TOO_SMALL);
+		CHECK_INT(client_alert(&p, &level), 10);
+		break;
+	case 17:
+		/*
+		 * The client asks for our key update, then gives up with a
+		 * fatal alert: nothing is due from us any more, data is
+		 * refused, and no alert of ours follows the client's.
+		 */
+		sent = 0;
+		evbuffer_add(in, "hi", 2);
+		CHECK_INT(tls13_write(t, p.sfd, in, SIZE_MAX, &sent, &err), 0);
+		CHECK(client_read_n(&p, t, (unsigned char *)recs, 2) == 0);
+		CHECK(!tls13_write_pending(t));
+		cli_send(p.cfd, seq++, "\x18\x00\x00\x01\x01", 5, 0x16, 0);
+		CHECK(tc_expand("traffic upd", next, 32) == 0);
+		memcpy(tc_secret, next, 32);
+		seq = 0;
+		cli_send(p.cfd, seq++, "\x02\x28", 2, 0x15, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_AD_REASON_OFFSET + 40);
+		CHECK(!tls13_write_pending(t));
+		evbuffer_add(in, "late", 4);
+		sent = 0;
+		CHECK_INT(tls13_write(t, p.sfd, in, SIZE_MAX, &sent, &err),
+		    TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_PROTOCOL_IS_SHUTDOWN);
+		CHECK_INT(sent, 0);
+		tls13_close_notify(t, p.sfd);
+		CHECK_INT(recv(p.cfd, recs, 1, MSG_DONTWAIT), -1);
 		break;
 	}
 done:
@@ -856,6 +1036,7 @@ done:
  */
 static size_t	 rk_log[1024];
 static size_t	 rk_n, rk_clen;
+static int	 rk_requests;	/* our KeyUpdates that asked for the client's */
 
 static void
 rk_msg_cb(int write_p, int version, int type, const void *buf, size_t len,
@@ -873,8 +1054,11 @@ rk_msg_cb(int write_p, int version, int type, const void *buf, size_t len,
 	else if (type == SSL3_RT_INNER_CONTENT_TYPE &&
 	    b[0] == SSL3_RT_APPLICATION_DATA)
 		rk_log[rk_n++] = rk_clen - 16;
-	else if (type == SSL3_RT_HANDSHAKE && b[0] == SSL3_MT_KEY_UPDATE)
+	else if (type == SSL3_RT_HANDSHAKE && b[0] == SSL3_MT_KEY_UPDATE) {
 		rk_log[rk_n++] = 0;
+		if (len != 5 || b[4] != 0)
+			rk_requests++;
+	}
 }
 
 /* The bytes and records under the client's view of our write key. */
@@ -994,6 +1178,7 @@ check_own_updates(SSL_CTX *sctx, const char *suite)
 		goto done;
 	}
 	rk_n = 0;
+	rk_requests = 0;
 
 	/* 1000-byte records: five under each key, 5005 bytes >= 4096. */
 	tls13_set_rekey(4096, 0);
@@ -1002,6 +1187,16 @@ check_own_updates(SSL_CTX *sctx, const char *suite)
 		    &queued) == 0);
 	CHECK_INT(rk_check(&st, 4096, UINT64_MAX, 0), 7);
 	CHECK_INT(rk_n, 40 + 7);
+
+	/*
+	 * The limit reached exactly: three records of 1000 bytes and the
+	 * type seal 3003 bytes, and a KeyUpdate goes before the fourth.
+	 */
+	tls13_set_rekey(3003, 0);
+	for (k = 0; k < 12; k++)
+		CHECK(rk_pump(&p, t, big + k, 1000, 1000, SIZE_MAX,
+		    &queued) == 0);
+	CHECK_INT(rk_check(&st, 3003, UINT64_MAX, 0), 4);
 
 	/*
 	 * 1 MiB streamed 30000 bytes at a time, faster than the client
@@ -1029,6 +1224,8 @@ check_own_updates(SSL_CTX *sctx, const char *suite)
 	CHECK_INT(rk_check(&st, 1 << 20, 8, 1), 4);
 	CHECK_INT(rk_n, st.seen);
 	CHECK(rk_n >= 34 && rk_log[rk_n - 34] == 0 && rk_log[rk_n - 25] == 0);
+	/* Ours never ask for the client's: update_not_requested. */
+	CHECK_INT(rk_requests, 0);
 done:
 	tls13_set_rekey(0, 0);
 	tls13_free(t);
@@ -1195,6 +1392,11 @@ main(void)
 					    0x41, 0x01 };
 	static const unsigned char	 plainalert[7] = { 0x15, 0x03, 0x03,
 					    0x00, 0x02, 0x02, 0x28 };
+	/* A tag and no inner plaintext; a TLS 1.0 record version. */
+	static const unsigned char	 tagonly[5 + 16] = { 0x17, 0x03, 0x03,
+					    0x00, 0x10 };
+	static const unsigned char	 oldvers[5 + 32] = { 0x17, 0x03, 0x01,
+					    0x00, 0x20 };
 	struct wsg_errors		 errs;
 	SSL_CTX				*s13, *s12;
 	int				 k;
@@ -1219,9 +1421,14 @@ main(void)
 		    SSL_R_ENCRYPTED_LENGTH_TOO_LONG, 22);
 		check_bad(s13, plainalert, sizeof(plainalert),
 		    SSL_R_UNEXPECTED_RECORD, 10);
+		check_bad(s13, tagonly, sizeof(tagonly), SSL_R_BAD_LENGTH, 50);
+		check_bad(s13, oldvers, sizeof(oldvers),
+		    SSL_R_WRONG_VERSION_NUMBER, 70);
 		check_update_flood(s13);
 		check_update_bursts(s13);
-		for (k = 0; k <= 12; k++)
+		check_update_exact(s13, 0);
+		check_update_exact(s13, 1);
+		for (k = 0; k <= 17; k++)
 			check_crafted(s13, k);
 		check_tls12(s12);
 		check_pending(s13);
