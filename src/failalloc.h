@@ -3,7 +3,8 @@
  * With WSGATE_FAILALLOC="ONE_IN:START_MS:DURATION_MS" in the environment,
  * one allocation in ONE_IN made by OpenSSL on a worker thread fails,
  * during DURATION_MS starting START_MS after start-up (libevent's too with
- * a field ":ev", the main thread's too with ":main"; see failalloc.c).
+ * a field ":ev", only libevent's buffers and not OpenSSL's with ":evbuf",
+ * the main thread's too with ":main"; see failalloc.c).
  * Start-up and other builds are never affected.
  */
 #ifndef WSG_FAILALLOC_H

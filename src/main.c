@@ -13,6 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "config.h"
 #include "errors.h"
 #include "failalloc.h"
@@ -84,6 +88,26 @@ std_fds(void)
 		(void)fcntl(fd, F_SETFD, 0);	/* kept across exec */
 	if (fd > STDERR_FILENO)
 		close(fd);
+}
+
+/*
+ * Fetch, once at start-up, what workers compute with later: SHA-1 for
+ * Sec-WebSocket-Accept and the HMACs of JWTs.  OpenSSL 3 fills its name
+ * tables at a fetch's first use; a first use that found no memory (on a
+ * worker, under memory pressure) leaked, and in the failure-injection
+ * tests left every later Accept failing with 500.
+ */
+static void
+crypto_warm(void)
+{
+	unsigned char	md[EVP_MAX_MD_SIZE];
+	unsigned int	len;
+
+	(void)EVP_Digest("", 0, md, &len, EVP_sha1(), NULL);
+	(void)HMAC(EVP_sha256(), "k", 1, md, 1, md, &len);
+	(void)HMAC(EVP_sha384(), "k", 1, md, 1, md, &len);
+	(void)HMAC(EVP_sha512(), "k", 1, md, 1, md, &len);
+	ERR_clear_error();
 }
 
 /* Print the usage line and exit 1. */
@@ -163,6 +187,7 @@ main(int argc, char *argv[])
 		return (rc == 0 ? 0 : 1);
 	}
 
+	crypto_warm();
 	log_set_verbose(verbose);
 	if (log_open(conf->c_error_log, conf->c_access_log,
 	    conf->c_log_level) == -1)
