@@ -79,6 +79,12 @@ def gw(module_factory, keys):
                                        "obj": "X-Wsgate-Obj",
                                        "absent": "X-Wsgate-Absent"}},
             "on_expiry": "ignore"}),
+        # no query_param: the query is the upstream's, untouched
+        "hdr": policy(auth={"jwt": {
+            "algorithms": ["HS256"], "key_file": str(keys / "hmac.secret")}}),
+        # the header named as a client might write it
+        "lc": policy(auth={"header": "authorization", "jwt": {
+            "algorithms": ["HS256"], "key_file": str(keys / "hmac.secret")}}),
     }
     routes = []
     for name in pols:
@@ -402,6 +408,32 @@ def test_claim_with_line_breaks_is_not_injected_upstream(gw, keys, sub):
         assert e["status"] in (401, 502), e
 
 
+def test_bearer_scheme_is_case_insensitive_and_spaces_may_follow(gw, keys):
+    """RFC 7235: the scheme is case-insensitive; RFC 6750: "Bearer"
+    1*SP token."""
+    tok = make_token(keys, sub="alice")
+    for value in ("bearer " + tok, "BEARER " + tok, "Bearer   " + tok):
+        ev = accepted(gw, B("/ok/rs", extra=[("Authorization", value)]), tok)
+        assert headers_of(ev, "X-Wsgate-User") == ["alice"], (value, ev)
+
+
+def test_authorization_header_named_in_lower_case_takes_bearer(gw, keys):
+    """header: authorization is the Authorization header, with its
+    "Bearer" scheme, not a header carrying a bare token."""
+    tok = make_token(keys, "HS256", sub="alice")
+    accepted(gw, B("/ok/lc", extra=bearer(tok)), tok)
+
+
+def test_empty_query_token_is_auth_invalid(gw, up):
+    """access_token= is a token that is there but unusable, as an empty
+    header is: auth_invalid with error="invalid_request", not
+    auth_missing."""
+    resp, _ = refused_401(gw, up, B("/no/rs?x=1&access_token=&y=2"),
+                          "auth_invalid")
+    assert 'error="invalid_request"' in resp.header("WWW-Authenticate")[0], \
+        resp
+
+
 # -- header and query parameter together ------------------------------------------------
 
 def test_query_param_removed_even_when_header_carries_the_token(gw, keys):
@@ -421,6 +453,28 @@ def test_query_param_look_alike_names_are_kept(gw, keys):
     q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
     assert q == [("xaccess_token", "1"), ("access_tokens", "2"),
                  ("access_token_x", "3")], ev["path"]
+
+
+def test_query_token_removal_leaves_no_empty_parameters(gw, keys):
+    """Taking the token out of "?access_token=T&&x=1" sends "?x=1", not
+    "?&x=1": empty parameters are not passed on."""
+    tok = make_token(keys, sub="alice")
+    for q in ("access_token=%s&&x=1", "&access_token=%s&x=1&",
+              "x=1&&access_token=%s;"):
+        ev = accepted(gw, B("/ok/rs?" + q % tok), tok)
+        assert ev["path"] == "/ok/rs?x=1", (q, ev["path"])
+    ev = accepted(gw, B("/ok/rs?access_token=%s&&" % tok), tok)
+    assert ev["path"] == "/ok/rs", ev["path"]
+
+
+def test_query_is_untouched_without_query_param(gw, keys):
+    """With the token in the header and no query_param, the query goes
+    upstream as the client sent it, parameters named like a token, empty
+    ones and separators included."""
+    tok = make_token(keys, "HS256", sub="alice")
+    for q in ("access_token=abc&&x=1;y", "x=1", "&", "t=%41"):
+        ev = accepted(gw, B("/ok/hdr?" + q, extra=bearer(tok)), tok)
+        assert ev["path"] == "/ok/hdr?" + q, (q, ev["path"])
 
 
 # -- a second token the gateway did not check ---------------------------------------------
