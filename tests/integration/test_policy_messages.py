@@ -25,12 +25,13 @@ def gw(module_factory):
     free = module_factory.raw_upstream()
     g = module_factory.gateway(
         routes=[("/c", "rec", "content"), ("/sub", "rec", "sub"),
-                ("/free", "free")],
+                ("/nosub", "rec", "nosub"), ("/free", "free")],
         upstreams={"rec": [up.addr], "free": [free.addr]},
         policies={
             "content": policy(messages={"deny_regex": [
                 "(?i)<script", r"\bDROP\s+TABLE\b", "^(a+)+$"]}),
             "sub": policy(subprotocols=["chat.v2"]),
+            "nosub": policy(subprotocols=[]),
         })
     g.up = up
     return g
@@ -296,10 +297,22 @@ def test_offer_is_filtered_to_the_policy(gw, up):
     assert e["subprotocol"] == "chat.v2", e
 
 
-@pytest.mark.parametrize("offer", ["a", "a, b", "CHAT.V2", "chat.v1"])
+@pytest.mark.parametrize("offer", ["a", "a, b", "CHAT.V2", "chat.v1",
+                                   "chat", "chat.v", "chat.v22"])
 def test_offer_with_nothing_allowed_is_400(gw, up, offer):
     http_refusal(gw, B("/sub", protocols=offer), 400, "subprotocol_denied",
                  up=up)
+
+
+def test_empty_list_refuses_every_offer(gw, up):
+    """subprotocols: [] is a list with nothing in it, not a missing key:
+    any offer is refused, no offer passes."""
+    for offer in ("a", "chat.v2"):
+        http_refusal(gw, B("/nosub", protocols=offer), 400,
+                     "subprotocol_denied", up=up)
+    c, resp = http_upgrade(gw, B("/nosub"))
+    c.close()
+    assert resp.status == 101, resp
 
 
 def test_no_offer_is_not_affected(gw, up):
