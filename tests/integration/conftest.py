@@ -844,14 +844,16 @@ def assert_not_logged(gw, secret):
         assert secret not in text, "token written to %s" % path
 
 
-def make_mmdb(out, *specs, ipv4_only=False):
+def make_mmdb(out, *specs, ipv4_only=False, db_type=None):
     """A small MaxMind DB from tests/geoip/make-mmdb.pl, as in
     make_mmdb(path, "127.0.0.0/24=DE", "::1/128=FR"); ipv4_only writes an
-    IPv4 tree (ip_version 4).  A missing writer (Debian's
-    libmaxmind-db-writer-perl) fails the test; it does not skip."""
+    IPv4 tree (ip_version 4); db_type sets database_type.  A missing
+    writer (Debian's libmaxmind-db-writer-perl) fails the test; it does
+    not skip."""
     p = subprocess.run(["perl", str(REPO / "tests" / "geoip" /
                                     "make-mmdb.pl")] +
-                       (["-4"] if ipv4_only else []) + [str(out)] +
+                       (["-4"] if ipv4_only else []) +
+                       (["-t", db_type] if db_type else []) + [str(out)] +
                        list(specs),
                        capture_output=True, text=True, timeout=60,
                        stdin=subprocess.DEVNULL)

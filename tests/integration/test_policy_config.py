@@ -258,6 +258,7 @@ def test_an_hmac_secret_every_user_can_read_warns(tmp_path, certs,
     ("deny_countries", ["zz", "GB"], r"deny_countries: 'ZZ' is not an "
      r"ISO 3166-1 country code: no address is ever in it$"),
     ("deny_countries", ["gb", "XK", "AQ"], None),
+    ("allow_countries", ["AD", "ZW"], None),
 ])
 def test_a_country_code_no_one_has_warns(tmp_path, certs, client_ssl, keys,
                                         key, codes, want):
@@ -275,3 +276,17 @@ def test_a_country_code_no_one_has_warns(tmp_path, certs, client_ssl, keys,
         assert hits == [], out
     else:
         assert len(hits) == 1 and re.search(want, hits[0]), out
+
+
+@pytest.mark.parametrize("db_type", ["GeoIP2-Enterprise", "GeoLite2-City",
+                                     "DBIP-Country-Lite"])
+def test_country_carrying_database_types_load(tmp_path, certs, client_ssl,
+                                              db_type):
+    """Country, City and Enterprise databases, MaxMind's and DB-IP's, all
+    carry country.iso_code: -t says ok and nothing about the database."""
+    db = make_mmdb(tmp_path / "t.mmdb", "127.0.0.0/24=DE", db_type=db_type)
+    gw, rc, out = run_check(tmp_path, certs, client_ssl, policy(geoip={
+        "database": db, "deny_countries": ["KP"]}))
+    assert rc == 0, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+    assert "database: " not in out and "t.mmdb" not in out, out
