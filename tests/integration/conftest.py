@@ -167,6 +167,24 @@ def metric(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def failalloc_build():
+    """Was the daemon built with --enable-failalloc (wsgate -V says so)?"""
+    try:
+        out = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "(failalloc)" in out
+
+
+def needs_failalloc():
+    """A module's pytestmark: skip unless the daemon honours
+    WSGATE_FAILALLOC."""
+    return pytest.mark.skipif(not failalloc_build(),
+                              reason="wsgate not built with "
+                              "--enable-failalloc")
+
+
 # What a sanitizer build of the daemon writes to its stderr when it finds
 # something: ASan and LeakSanitizer reports, UBSan diagnostics.
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",

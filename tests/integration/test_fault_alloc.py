@@ -15,30 +15,19 @@ baseline.
 
 import asyncio
 import os
-import subprocess
 import threading
 import time
 
 import pytest
 
 import rawup
-from conftest import WSGATE, echo_works, fd_count, run, wait_fds_at_most
+from conftest import (echo_works, fd_count, needs_failalloc, run,
+                      wait_fds_at_most)
 
 FD_SLACK = 2
 
 
-def failalloc_build():
-    try:
-        out = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
-                             timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "(failalloc)" in out
-
-
-pytestmark = pytest.mark.skipif(
-    not failalloc_build(),
-    reason="wsgate not built with --enable-failalloc")
+pytestmark = needs_failalloc()
 
 
 def attempt(gw, msg, timeout=5.0):

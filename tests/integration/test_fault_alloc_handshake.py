@@ -14,17 +14,15 @@ marked down for the gateway's own want of memory.
 
 import os
 import re
-import subprocess
 import threading
 import time
 
 import jwt as pyjwt
-import pytest
 
 import rawclient
 import rawup
 import wsproto
-from conftest import WSGATE, echo_works, metric, policy
+from conftest import metric, needs_failalloc, policy
 
 START_MS, WINDOW_MS = 3000, 3000
 HMAC_SECRET = b"wsgate-fault-alloc-handshake-hmac-secret-0123456789"
@@ -32,18 +30,7 @@ PADS = [("X-Pad-%d" % i, ("p%d-" % i) * 100) for i in range(6)]
 TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
-def failalloc_build():
-    try:
-        out = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
-                             timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "(failalloc)" in out
-
-
-pytestmark = pytest.mark.skipif(
-    not failalloc_build(),
-    reason="wsgate not built with --enable-failalloc")
+pytestmark = needs_failalloc()
 
 
 def start(gw, one_in):

@@ -22,33 +22,21 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import time
 
 import jwt as pyjwt
 import pytest
 
 import rawclient
-from conftest import (WSGATE, echo_works, metric, openssl, parse_metrics,
-                      policy, run, wait_for)
+from conftest import (echo_works, metric, needs_failalloc, openssl,
+                      parse_metrics, policy, run, wait_for)
 
 ISS, AUD = "https://issuer.wsgate.test", "chat-api"
 HMAC_SECRET = b"wsgate-fault-alloc-paths-hmac-secret-0123456789"
 START_MS, WINDOW_MS = 3000, 3000
 
 
-def failalloc_build():
-    try:
-        out = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
-                             timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "(failalloc)" in out
-
-
-pytestmark = pytest.mark.skipif(
-    not failalloc_build(),
-    reason="wsgate not built with --enable-failalloc")
+pytestmark = needs_failalloc()
 
 
 def auth(alg, key_file):

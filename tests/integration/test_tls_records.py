@@ -10,14 +10,13 @@ then only waits.
 import os
 import socket
 import ssl
-import subprocess
 import time
 
 import pytest
 
 import rawclient
 import wsproto
-from conftest import WSGATE, echo_works, wait_for
+from conftest import echo_works, failalloc_build, wait_for
 
 
 class RecordClient:
@@ -310,12 +309,6 @@ def test_record_header_read_ahead_before_the_upgrade(echo_gateway):
         c.close()
     e = gw.wait_entry(client_port=c.local_port)
     assert e["status"] == 101 and e["frames_in"] == 1, e
-
-
-def failalloc_build():
-    out = subprocess.run([WSGATE, "-V"], capture_output=True, text=True,
-                         timeout=10).stdout
-    return "(failalloc)" in out
 
 
 def test_own_key_updates_after_the_limit(factory):
