@@ -520,7 +520,16 @@ server_store_changed(const struct wsg_store_conf *a,
 {
 	if (a == NULL || b == NULL)
 		return (a != b);
-	return (strcmp(a->sc_url, b->sc_url) != 0 ||
+	/*
+	 * The parsed address, not the URL's text: "redis://127.0.0.1" and
+	 * "redis://127.0.0.1:6379/0" are the same store.  sc_host is the
+	 * address as inet_ntop(3) wrote it, one spelling per address.
+	 */
+	return (strcmp(a->sc_host != NULL ? a->sc_host : "",
+	    b->sc_host != NULL ? b->sc_host : "") != 0 ||
+	    strcmp(a->sc_path != NULL ? a->sc_path : "",
+	    b->sc_path != NULL ? b->sc_path : "") != 0 ||
+	    a->sc_port != b->sc_port || a->sc_db != b->sc_db ||
 	    strcmp(a->sc_key_prefix != NULL ? a->sc_key_prefix : "",
 	    b->sc_key_prefix != NULL ? b->sc_key_prefix : "") != 0 ||
 	    a->sc_lease_ttl_ms != b->sc_lease_ttl_ms);
@@ -1082,8 +1091,14 @@ server_run(struct wsg_config *conf)
 		server_boot.has_store = 1;
 		server_boot.store.sc_lease_ttl_ms =
 		    conf->c_store->sc_lease_ttl_ms;
-		if ((server_boot.store.sc_url =
-		    strdup(conf->c_store->sc_url)) == NULL ||
+		server_boot.store.sc_port = conf->c_store->sc_port;
+		server_boot.store.sc_db = conf->c_store->sc_db;
+		if ((conf->c_store->sc_host != NULL &&
+		    (server_boot.store.sc_host =
+		    strdup(conf->c_store->sc_host)) == NULL) ||
+		    (conf->c_store->sc_path != NULL &&
+		    (server_boot.store.sc_path =
+		    strdup(conf->c_store->sc_path)) == NULL) ||
 		    (conf->c_store->sc_key_prefix != NULL &&
 		    (server_boot.store.sc_key_prefix =
 		    strdup(conf->c_store->sc_key_prefix)) == NULL))
@@ -1183,7 +1198,8 @@ server_run(struct wsg_config *conf)
 	rltable_free(server_rl);
 	config_unref(server_conf);
 	free(server_boot.user);
-	free(server_boot.store.sc_url);
+	free(server_boot.store.sc_host);
+	free(server_boot.store.sc_path);
 	free(server_boot.store.sc_key_prefix);
 	log_info("exiting");
 	return (0);

@@ -606,7 +606,8 @@ def test_a_connection_closed_while_redis_is_away_gives_its_lease_back(
 
 
 @pytest.mark.parametrize("key,value", [("key_prefix", "other:"),
-                                       ("lease_ttl", "7s")])
+                                       ("lease_ttl", "7s"),
+                                       ("redis", "unix:///nonexistent")])
 def test_reload_changing_the_store_says_it_needs_a_restart(
         factory, redis, key, value):
     """A reload keeps each worker's store as it was made; a changed key
@@ -629,8 +630,11 @@ def test_reload_changing_the_store_says_it_needs_a_restart(
             c.close()
     # on_failure alone changes without a warning (the warning compares
     # with the store the process started with).
+    # Nor does the same store written another way: the address is
+    # compared, not the URL's text.
     cfg = copy.deepcopy(first)
     cfg["rate_limit_store"]["on_failure"] = "allow"
+    cfg["rate_limit_store"]["redis"] = "redis://127.0.0.1:%d" % redis.port
     gw.write_config(cfg)
     gw.reload()
     assert count(gw, "a new rate_limit_store needs a restart") == 1, \
