@@ -302,3 +302,34 @@ def test_connect_share_is_no_write_timeout_after_the_101(factory):
         assert f is not None and f.payload == b"%d" % (len(frame) * frames), f
     finally:
         c.close()
+
+
+def test_connect_failing_at_once_is_one_try(factory):
+    # A multicast address fails connect(2) at once (ENETUNREACH), inside
+    # bufferevent_socket_connect(): each server is one failed try, counted
+    # and logged once, and the connection one access-log line.
+    up = factory.raw_upstream(rawup.ws_echo)
+    bad = ["224.0.0.1:80", "224.0.0.2:80"]
+    gw = factory.gateway(
+        routes=[("/echo", GROUP), ("/dead", "dead")], admin=True, tls=False,
+        upstreams={GROUP: {"servers": bad + [up.addr], "fail_timeout": "1h"},
+                   "dead": {"servers": ["224.0.0.3:80"]}})
+    gw.settle_probes()
+    c = gw.raw()
+    c.upgrade("/echo")
+    c.close()
+    resp, e, _ = gw.raw_upgrade("/dead")
+    assert (resp.status, e["reason"]) == (502, "upstream_unavailable"), e
+    gw.wait_entry(client_port=c.local_port)
+    m = gw.metrics()
+    for name, n in ((GROUP, 2), ("dead", 1)):
+        assert metric(m, "wsgate_upstream_connect_failures_total",
+                      upstream=name) == n, m
+    assert [server_up(gw, a) for a in bad] == [0, 0]
+    assert len(up.connections()) == 1
+    log = gw.error_text()
+    for a in bad + ["224.0.0.3:80"]:
+        assert log.count("server %s: connect failed: Network is "
+                         "unreachable" % a) == 1, log
+    ids = [x["id"] for x in gw.entries()]
+    assert len(ids) == len(set(ids)) == 2, gw.entries()
