@@ -330,6 +330,37 @@ tls_ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
 }
 
 /*
+ * OpenSSL's call once a ticket is opened, in TLS 1.2 and 1.3 alike.  A
+ * session carries its client certificate, checked at its full handshake
+ * only: a ticket lives for hours, the certificate may expire (or, its
+ * clock set back, not be valid yet) before then.  Such a session is not
+ * resumed; the client makes a full handshake, where its certificate is
+ * verified, and refused, as any other.  Otherwise what OpenSSL decided
+ * stands (and a new ticket with a full handshake, as without this call).
+ */
+static SSL_TICKET_RETURN
+tls_ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *name,
+    size_t namelen, SSL_TICKET_STATUS status, void *arg)
+{
+	X509	*x;
+
+	(void)ssl;
+	(void)name;
+	(void)namelen;
+	(void)arg;
+	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+		return (SSL_TICKET_RETURN_IGNORE_RENEW);
+	if ((x = SSL_SESSION_get0_peer(sess)) != NULL &&
+	    (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0 ||
+	    X509_cmp_current_time(X509_get0_notBefore(x)) >= 0)) {
+		ERR_clear_error();
+		return (SSL_TICKET_RETURN_IGNORE_RENEW);
+	}
+	return (status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE :
+	    SSL_TICKET_RETURN_USE_RENEW);
+}
+
+/*
  * The session ID context: which sessions this context may resume.  With
  * one ticket key ring for every listener, a ticket from one listener
  * would otherwise resume on another, past a client_ca that one requires
@@ -741,7 +772,9 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 	if (tls_tkey_cipher == NULL)
 		tls_tkey_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	if (tls_tkey_cipher == NULL || tls_ctx_sid(ctx) == -1 ||
-	    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_cb) != 1) {
+	    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_cb) != 1 ||
+	    SSL_CTX_set_session_ticket_cb(ctx, NULL, tls_ticket_dec_cb,
+	    NULL) != 1) {
 		errors_add(errs, file, line, col,
 		    "cannot set up session tickets: %s",
 		    tls_errstr(ebuf, sizeof(ebuf)));

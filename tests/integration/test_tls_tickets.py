@@ -394,3 +394,61 @@ def test_trusted_format_ca_listeners_do_not_share_sessions(factory, certs,
     st, reused, _, port = upgrade(gw, ctx, sess, port=gw.b_port)
     e = gw.wait_entry(client_port=port)
     assert st != OK, "A's session resumed on B: %s %s" % (reused, e)
+
+
+# -- a ticket does not outlive its client certificate ------------------------
+
+def test_expired_client_cert_does_not_resume(factory, certs, tmp_path):
+    """A session whose client certificate was valid at its handshake is
+    not resumed once the certificate is past its notAfter (its ticket is
+    good for hours more): the client makes a full handshake, refused as a
+    fresh one with that certificate is, with the same log line.  Before
+    then it resumes, in TLS 1.3 and TLS 1.2."""
+    import datetime
+    import time
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_policy_mtls import _cg_cert
+    pem = serialization.Encoding.PEM
+    day = datetime.timedelta(days=1)
+    rkey = ec.generate_private_key(ec.SECP256R1())
+    root = _cg_cert("exp-root", rkey, "exp-root", rkey, True, -day, day)
+    (tmp_path / "root.pem").write_bytes(root.public_bytes(pem))
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]},
+                         listener={"tls": {"certificate": certs["cert"],
+                                           "key": certs["key"],
+                                           "client_ca": str(
+                                               tmp_path / "root.pem")}})
+    # the leaf once the gateway runs: it expires 4 s from now
+    lkey = ec.generate_private_key(ec.SECP256R1())
+    leaf = _cg_cert("exp-leaf", lkey, "exp-root", rkey, False, -day,
+                    datetime.timedelta(seconds=4))
+    expiry = leaf.not_valid_after.replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+    (tmp_path / "c.pem").write_bytes(leaf.public_bytes(pem))
+    (tmp_path / "c.key").write_bytes(lkey.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    cert = (tmp_path / "c.pem", tmp_path / "c.key")
+    ctxs, sessions = [client_ctx(certs, v, cert) for v in
+                      (None, ssl.TLSVersion.TLSv1_2)], []
+    for ctx in ctxs:
+        st, reused, sess, _ = upgrade(gw, ctx)
+        assert (st, reused) == (OK, False) and sess.has_ticket, st
+        st, reused, sess, _ = upgrade(gw, ctx, sess)
+        assert (st, reused) == (OK, True), st
+        sessions.append(sess)
+    if time.time() >= expiry:
+        pytest.skip("too slow: the certificate expired before resuming")
+    time.sleep(max(0, expiry - time.time()) + 1.2)
+    for ctx, sess in zip(ctxs, sessions):
+        st, reused, _, port = upgrade(gw, ctx, sess)
+        e = gw.wait_entry(client_port=port)
+        assert st != OK, "resumed with an expired certificate: %s" % e
+        assert e["reason"] == "handshake_failed" and e["status"] != 101, e
+    fails = [l for l in gw.error_text().splitlines()
+             if "TLS handshake failed: certificate verify" in l]
+    assert len(fails) == 2, gw.error_text()[-2000:]
+    assert all("certificate has expired" in l for l in fails), fails
