@@ -118,6 +118,8 @@ struct wsg_tls13 {
 	int		 t_eof;		/* close_notify read */
 	int		 t_done;	/* fatal alert or close_notify sent */
 	unsigned int	 t_empty;	/* empty records in a row */
+	uint8_t		 t_hs[4 + 1];	/* a KeyUpdate read in part */
+	size_t		 t_hslen;
 	uint64_t	 t_update_debt;	/* records key updates still owe */
 	uint8_t		*t_in;		/* the start of a record */
 	size_t		 t_inlen;
@@ -863,31 +865,42 @@ t13_fail(struct wsg_tls13 *t, int fd, uint8_t desc, int reason,
 	return (TLS13_ERROR);
 }
 
-/* Post-handshake messages: only KeyUpdate, ending its record. */
+/*
+ * Post-handshake messages: only KeyUpdate, which must end its record.
+ * It may come in pieces over several records in a row (RFC 8446 5.1):
+ * the first bytes wait in t_hs, a KeyUpdate's 5 at most.
+ */
 static int
 t13_handshake_in(struct wsg_tls13 *t, int fd, const uint8_t *p, size_t n,
     unsigned long *err)
 {
-	size_t	mlen;
+	size_t	k;
 
 	while (n > 0) {
-		if (n < 4 || (mlen = (size_t)p[1] << 16 | (size_t)p[2] << 8 |
-		    p[3]) > n - 4)
+		k = sizeof(t->t_hs) - t->t_hslen;
+		if (k > n)
+			k = n;
+		memcpy(t->t_hs + t->t_hslen, p, k);
+		t->t_hslen += k;
+		p += k;
+		n -= k;
+		if (t->t_hs[0] != SSL3_MT_KEY_UPDATE)
 			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
 			    SSL_R_UNEXPECTED_MESSAGE, err));
-		if (p[0] != SSL3_MT_KEY_UPDATE)
-			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
-			    SSL_R_UNEXPECTED_MESSAGE, err));
-		if (mlen != 1)
+		if (t->t_hslen >= 4 && (t->t_hs[1] != 0 || t->t_hs[2] != 0 ||
+		    t->t_hs[3] != 1))
 			return (t13_fail(t, fd, T13_AD_DECODE,
 			    SSL_R_BAD_KEY_UPDATE, err));
-		if (p[4] > 1)
+		if (t->t_hslen < sizeof(t->t_hs))
+			return (0);
+		if (t->t_hs[4] > 1)
 			return (t13_fail(t, fd, T13_AD_ILLEGAL,
 			    SSL_R_BAD_KEY_UPDATE, err));
 		/* A key change must end its record (RFC 8446 5.1). */
-		if (n != 5)
+		if (n != 0)
 			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
 			    SSL_R_NOT_ON_RECORD_BOUNDARY, err));
+		t->t_hslen = 0;
 		t->t_update_debt += T13_UPDATE_GAP;
 		if (t->t_update_debt > (uint64_t)T13_UPDATE_GAP *
 		    T13_MAX_RAPID_UPDATES)
@@ -896,9 +909,8 @@ t13_handshake_in(struct wsg_tls13 *t, int fd, const uint8_t *p, size_t n,
 		if (t13_dir_update(t, &t->t_rd) == -1)
 			return (t13_fail(t, fd, T13_AD_INTERNAL,
 			    ERR_R_INTERNAL_ERROR, err));
-		if (p[4] == 1)
+		if (t->t_hs[4] == 1)
 			t->t_update_due = 1;
-		n = 0;
 	}
 	return (0);
 }
@@ -1013,6 +1025,10 @@ tls13_read(struct wsg_tls13 *t, int fd, struct evbuffer *dst, size_t want,
 		    ++t->t_empty > T13_MAX_EMPTY)
 			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
 			    SSL_R_RECORD_TOO_SMALL, err));
+		/* Nothing between the pieces of a message (RFC 8446 5.1). */
+		if (t->t_hslen > 0 && type != T13_CT_HANDSHAKE)
+			return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+			    SSL_R_UNEXPECTED_RECORD, err));
 		switch (type) {
 		case T13_CT_APPDATA:
 			v.iov_len = i;

@@ -95,6 +95,25 @@ def test_key_update_requested_then_data(echo_gateway, crafted):
         assert echo_after(c, s, b"after %d" % i) == b"after %d" % i
 
 
+def test_key_update_in_pieces(echo_gateway, crafted):
+    """A KeyUpdate split over records (RFC 8446 5.1 allows it: the key
+    changes where the message ends, at a record's end) is read, at every
+    split; a piece followed by another type of record is refused."""
+    c, s = crafted
+    ku = b"\x18\x00\x00\x01\x00"
+    for cut in range(1, 5):
+        c.sock.sendall(s.seal(ku[:cut], 22) + s.seal(ku[cut:], 22))
+        s.update()
+        assert echo_after(c, s, b"cut %d" % cut) == b"cut %d" % cut
+    c.sock.sendall(s.seal(ku[:2], 22) + s.seal(wsproto.encode_frame(
+        wsproto.OP_TEXT, b"between", mask=True), 23))
+    with pytest.raises(ssl.SSLError) as ei:
+        c.read_until(lambda b: False)
+    assert "UNEXPECTED_MESSAGE" in str(ei.value).upper(), ei.value
+    e = ended(echo_gateway, c)
+    assert e["reason"] == "client_dropped" and e["frames_in"] == 4, e
+
+
 def test_close_notify_is_client_dropped(echo_gateway, crafted):
     c, s = crafted
     c.sock.sendall(s.seal(b"\x01\x00", 21))
