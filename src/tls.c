@@ -330,25 +330,102 @@ tls_ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
 }
 
 /*
+ * A session carries its client certificate, whose chain was verified at
+ * the full handshake only: a ticket lives for hours, and the certificate,
+ * or an authority above it, may expire (or, the clock set back, not be
+ * valid yet) before then.  The ticket holds the window in which the whole
+ * verified chain is valid, the latest notBefore and the earliest
+ * notAfter as 8-byte big-endian Unix times; a resumed session keeps the
+ * window of the handshake that verified it.
+ */
+#define TLS_TAPP_LEN	16
+
+static void
+tls_put64(unsigned char *p, int64_t v)
+{
+	int	i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (unsigned char)((uint64_t)v >> (56 - 8 * i));
+}
+
+static int64_t
+tls_get64(const unsigned char *p)
+{
+	uint64_t	v = 0;
+	int		i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return ((int64_t)v);
+}
+
+static int64_t	tls_time(const ASN1_TIME *);
+
+/* OpenSSL's call as it makes a ticket: 0 would fail the handshake. */
+static int
+tls_ticket_gen_cb(SSL *ssl, void *arg)
+{
+	STACK_OF(X509)	*chain;
+	SSL_SESSION	*sess;
+	X509		*x;
+	unsigned char	 app[TLS_TAPP_LEN];
+	int64_t		 nb = INT64_MIN, na = INT64_MAX, t;
+	int		 i;
+
+	(void)arg;
+	if (SSL_session_reused(ssl) || (sess = SSL_get_session(ssl)) == NULL ||
+	    (chain = SSL_get0_verified_chain(ssl)) == NULL)
+		return (1);
+	for (i = 0; i < sk_X509_num(chain); i++) {
+		x = sk_X509_value(chain, i);
+		/* A time that does not convert: the leaf check alone. */
+		if ((t = tls_time(X509_get0_notBefore(x))) == -1)
+			return (1);
+		if (t > nb)
+			nb = t;
+		if ((t = tls_time(X509_get0_notAfter(x))) == -1)
+			return (1);
+		if (t < na)
+			na = t;
+	}
+	if (i == 0)
+		return (1);
+	tls_put64(app, nb);
+	tls_put64(app + 8, na);
+	/* Without it (no memory) the leaf is still checked. */
+	if (SSL_SESSION_set1_ticket_appdata(sess, app, sizeof(app)) != 1)
+		ERR_clear_error();
+	return (1);
+}
+
+/*
  * OpenSSL's call once a ticket is opened, in TLS 1.2 and 1.3 alike.  A
- * session carries its client certificate, checked at its full handshake
- * only: a ticket lives for hours, the certificate may expire (or, its
- * clock set back, not be valid yet) before then.  Such a session is not
- * resumed; the client makes a full handshake, where its certificate is
- * verified, and refused, as any other.  Otherwise what OpenSSL decided
- * stands (and a new ticket with a full handshake, as without this call).
+ * session whose chain is out of its window now, or whose client
+ * certificate is (a ticket without the window), is not resumed: the
+ * client makes a full handshake, where its chain is verified, and
+ * refused, as any other.  Otherwise what OpenSSL decided stands (and a
+ * new ticket with a full handshake, as without this call).
  */
 static SSL_TICKET_RETURN
 tls_ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *name,
     size_t namelen, SSL_TICKET_STATUS status, void *arg)
 {
-	X509	*x;
+	X509		*x;
+	void		*app;
+	size_t		 len;
+	int64_t		 now = (int64_t)time(NULL);
 
 	(void)ssl;
 	(void)name;
 	(void)namelen;
 	(void)arg;
 	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+		return (SSL_TICKET_RETURN_IGNORE_RENEW);
+	/* From notBefore on, until notAfter, as OpenSSL verifies. */
+	if (SSL_SESSION_get0_ticket_appdata(sess, &app, &len) == 1 &&
+	    len == TLS_TAPP_LEN && (now < tls_get64(app) ||
+	    now >= tls_get64((unsigned char *)app + 8)))
 		return (SSL_TICKET_RETURN_IGNORE_RENEW);
 	if ((x = SSL_SESSION_get0_peer(sess)) != NULL &&
 	    (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0 ||
@@ -773,8 +850,8 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 		tls_tkey_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	if (tls_tkey_cipher == NULL || tls_ctx_sid(ctx) == -1 ||
 	    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_cb) != 1 ||
-	    SSL_CTX_set_session_ticket_cb(ctx, NULL, tls_ticket_dec_cb,
-	    NULL) != 1) {
+	    SSL_CTX_set_session_ticket_cb(ctx, tls_ticket_gen_cb,
+	    tls_ticket_dec_cb, NULL) != 1) {
 		errors_add(errs, file, line, col,
 		    "cannot set up session tickets: %s",
 		    tls_errstr(ebuf, sizeof(ebuf)));

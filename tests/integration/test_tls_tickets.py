@@ -399,11 +399,11 @@ def test_trusted_format_ca_listeners_do_not_share_sessions(factory, certs,
 # -- a ticket does not outlive its client certificate ------------------------
 
 def test_expired_client_cert_does_not_resume(factory, certs, tmp_path):
-    """A session whose client certificate was valid at its handshake is
-    not resumed once the certificate is past its notAfter (its ticket is
-    good for hours more): the client makes a full handshake, refused as a
-    fresh one with that certificate is, with the same log line.  Before
-    then it resumes, in TLS 1.3 and TLS 1.2."""
+    """A session whose client certificate, or an authority above it, was
+    valid at its handshake is not resumed once that certificate is past
+    its notAfter (its ticket is good for hours more): the client makes a
+    full handshake, refused as a fresh one with that chain is, with the
+    same log line.  Before then it resumes, in TLS 1.3 and TLS 1.2."""
     import datetime
     import time
     from cryptography.hazmat.primitives import serialization
@@ -421,19 +421,28 @@ def test_expired_client_cert_does_not_resume(factory, certs, tmp_path):
                                            "key": certs["key"],
                                            "client_ca": str(
                                                tmp_path / "root.pem")}})
-    # the leaf once the gateway runs: it expires 4 s from now
-    lkey = ec.generate_private_key(ec.SECP256R1())
-    leaf = _cg_cert("exp-leaf", lkey, "exp-root", rkey, False, -day,
-                    datetime.timedelta(seconds=4))
-    expiry = leaf.not_valid_after.replace(
+    # Made once the gateway runs: a leaf that expires 4 s from now, and
+    # a leaf valid for a day under an intermediate that expires then.
+    soon = datetime.timedelta(seconds=4)
+    ikey = ec.generate_private_key(ec.SECP256R1())
+    inter = _cg_cert("exp-int", ikey, "exp-root", rkey, True, -day, soon)
+    expiry = inter.not_valid_after.replace(
         tzinfo=datetime.timezone.utc).timestamp()
-    (tmp_path / "c.pem").write_bytes(leaf.public_bytes(pem))
-    (tmp_path / "c.key").write_bytes(lkey.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    cert = (tmp_path / "c.pem", tmp_path / "c.key")
-    ctxs, sessions = [client_ctx(certs, v, cert) for v in
-                      (None, ssl.TLSVersion.TLSv1_2)], []
+    ctxs = []
+    for name, icn, issuer, end, chain in (
+            ("leaf", "exp-root", rkey, soon, []),
+            ("under", "exp-int", ikey, day, [inter])):
+        lkey = ec.generate_private_key(ec.SECP256R1())
+        leaf = _cg_cert("exp-" + name, lkey, icn, issuer, False, -day, end)
+        (tmp_path / "c.pem").write_bytes(b"".join(
+            c.public_bytes(pem) for c in [leaf] + chain))
+        (tmp_path / "c.key").write_bytes(lkey.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        cert = (tmp_path / "c.pem", tmp_path / "c.key")
+        ctxs += [client_ctx(certs, v, cert) for v in
+                 (None, ssl.TLSVersion.TLSv1_2)]
+    sessions = []
     for ctx in ctxs:
         st, reused, sess, _ = upgrade(gw, ctx)
         assert (st, reused) == (OK, False) and sess.has_ticket, st
@@ -441,7 +450,7 @@ def test_expired_client_cert_does_not_resume(factory, certs, tmp_path):
         assert (st, reused) == (OK, True), st
         sessions.append(sess)
     if time.time() >= expiry:
-        pytest.skip("too slow: the certificate expired before resuming")
+        pytest.skip("too slow: the certificates expired before resuming")
     time.sleep(max(0, expiry - time.time()) + 1.2)
     for ctx, sess in zip(ctxs, sessions):
         st, reused, _, port = upgrade(gw, ctx, sess)
@@ -450,5 +459,5 @@ def test_expired_client_cert_does_not_resume(factory, certs, tmp_path):
         assert e["reason"] == "handshake_failed" and e["status"] != 101, e
     fails = [l for l in gw.error_text().splitlines()
              if "TLS handshake failed: certificate verify" in l]
-    assert len(fails) == 2, gw.error_text()[-2000:]
+    assert len(fails) == 4, gw.error_text()[-2000:]
     assert all("certificate has expired" in l for l in fails), fails
