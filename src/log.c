@@ -7,12 +7,15 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -236,18 +239,115 @@ log_check_file(const char *file, const char *what, const char *path)
 	return (-1);
 }
 
-int
-log_check(const char *file, const char *error_log, const char *access_log)
+/*
+ * For wsgate -t with user: the daemon opens its log files again as that
+ * user, after dropping root: on SIGUSR1, once a rotation has taken a file
+ * away, and at a reload.  Run as the user, in a child: could it?  A FIFO
+ * or a device is tried as it is.  A regular file is tried as start-up
+ * leaves it, given to the user (log_chown()), so its owner's bits count;
+ * it, or one not there yet, must also be one the user could make anew in
+ * its folder after a rotation.  A failure is printed as log_check_file()
+ * prints it, with the user; -1 then.
+ */
+static int
+log_check_as(const char *file, const char *what, const char *path,
+    const struct passwd *pw)
 {
-	int	rc = 0;
+	struct stat	 st;
+	const char	*when = "";
+	int		 fd, err;
+
+	if (stat(path, &st) == -1) {
+		if ((err = errno) == ENOENT)
+			err = log_check_new(path);
+	} else if (S_ISFIFO(st.st_mode))
+		err = access(path, W_OK) == 0 ? 0 : errno;
+	else if (S_ISREG(st.st_mode) && st.st_uid != pw->pw_uid)
+		err = (st.st_mode & S_IWUSR) ? 0 : EACCES;
+	else if ((fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC |
+	    O_NOCTTY | O_NONBLOCK)) != -1) {
+		close(fd);
+		err = 0;
+	} else
+		err = errno;
+	if (err == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+		err = log_check_new(path);
+		when = ", to make it anew after a rotation";
+	}
+	if (err == 0)
+		return (0);
+	fprintf(stderr, "%s: cannot open %s %s: %s (as user %s%s)\n", file,
+	    what, path, strerror(err), pw->pw_name, when);
+	return (-1);
+}
+
+/*
+ * The checks of log_check_as() in a child that has become the user as
+ * server_drop_privileges() does: supplementary groups, gid, uid.  Each
+ * path is NULL or one to check.  -1 if one failed.
+ */
+static int
+log_check_user(const char *file, const char *user, const char *error_log,
+    const char *access_log)
+{
+	struct passwd	*pw;
+	pid_t		 pid;
+	int		 status, rc = 0;
+
+	/* A check as anyone but root is one as the user already, or none. */
+	if (geteuid() != 0 || (error_log == NULL && access_log == NULL))
+		return (0);
+	if ((pw = getpwnam(user)) == NULL || pw->pw_uid == 0)
+		return (0);
+	if ((pid = fork()) == -1) {
+		fprintf(stderr, "%s: cannot check the log files as user %s: "
+		    "%s\n", file, user, strerror(errno));
+		return (-1);
+	}
+	if (pid == 0) {
+		if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
+		    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
+		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
+			fprintf(stderr, "%s: cannot check the log files as "
+			    "user %s: %s\n", file, user, strerror(errno));
+			_exit(1);
+		}
+		if (error_log != NULL &&
+		    log_check_as(file, "error log", error_log, pw) == -1)
+			rc = -1;
+		if (access_log != NULL &&
+		    log_check_as(file, "access log", access_log, pw) == -1)
+			rc = -1;
+		_exit(rc == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			return (-1);
+	return (WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1);
+}
+
+int
+log_check(const char *file, const char *error_log, const char *access_log,
+    const char *user)
+{
+	const char	*e = NULL, *a = NULL;
+	int		 rc = 0;
 
 	if (strcmp(error_log, "syslog") != 0 &&
-	    strcmp(error_log, "stderr") != 0 &&
-	    log_check_file(file, "error log", error_log) == -1)
-		rc = -1;
+	    strcmp(error_log, "stderr") != 0) {
+		if (log_check_file(file, "error log", error_log) == -1)
+			rc = -1;
+		else
+			e = error_log;
+	}
 	if (strcmp(access_log, "off") != 0 &&
-	    strcmp(access_log, "stdout") != 0 &&
-	    log_check_file(file, "access log", access_log) == -1)
+	    strcmp(access_log, "stdout") != 0) {
+		if (log_check_file(file, "access log", access_log) == -1)
+			rc = -1;
+		else
+			a = access_log;
+	}
+	if (user != NULL && log_check_user(file, user, e, a) == -1)
 		rc = -1;
 	return (rc);
 }

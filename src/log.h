@@ -30,8 +30,11 @@ void	log_commit(struct wsg_log_files *, int);
 void	log_discard(struct wsg_log_files *);
 /* Open the targets; on failure returns -1 and keeps the previous ones. */
 int	log_open(const char *, const char *, int);
-/* wsgate -t: could CONFIG's two logs be opened?  -1, printed, if not. */
-int	log_check(const char *, const char *, const char *);
+/*
+ * wsgate -t: could CONFIG's two logs be opened, also as its user (or
+ * NULL) after the privilege drop?  -1, printed, if not.
+ */
+int	log_check(const char *, const char *, const char *, const char *);
 /* Reopen file targets, e.g. after log rotation (SIGUSR1). */
 int	log_reopen(void);
 /* Give the open log files to the user privileges are dropped to. */

@@ -180,7 +180,8 @@ main(int argc, char *argv[])
 	}
 	errors_free(&errs);
 	if (check) {
-		rc = log_check(file, conf->c_error_log, conf->c_access_log);
+		rc = log_check(file, conf->c_error_log, conf->c_access_log,
+		    conf->c_user);
 		if (rc == 0)
 			printf("%s: ok\n", file);
 		config_unref(conf);

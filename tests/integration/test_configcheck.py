@@ -983,3 +983,73 @@ def test_a_certificate_out_of_its_validity_warns(tmp_path, certs, client_ssl):
                             "check it refuse every handshake%s" % (
                                 cpath, when, " until then" if "before"
                                 in want else "")], out
+
+
+@pytest.mark.parametrize("key,what", [("access_log", "access log"),
+                                      ("error_log", "error log")])
+def test_check_tries_the_log_files_as_user(tmp_path, certs, client_ssl,
+                                           open_folder, key, what):
+    """With user: set, -t run as root tried each log file as root only.
+    The daemon opens them again after dropping to the user: on SIGUSR1,
+    after a rotation has taken the file away, and at a reload.  A log
+    folder only root can write (or a FIFO, or a file that stays
+    unwritable once start-up gives it to the user) passed -t, and the
+    reopen then failed.  -t tries each one as the user too."""
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("trying files as another user needs root")
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    gw = make_config(tmp_path, certs, client_ssl)
+    gw.config["user"] = "nobody"
+    logs = open_folder / "logs"
+    logs.mkdir(mode=0o755)
+    path = logs / "wsgate.log"
+    for k in ("access_log", "error_log"):
+        gw.config["log"][k] = str(logs / ("%s.log" % k))
+    gw.config["log"][key] = str(path)
+    gw.write_config()
+
+    def fails(why="Permission denied"):
+        rc, out = check(gw.cfg_path)
+        assert rc == 1, out
+        assert any(ln.startswith("%s: cannot open %s %s: %s" % (
+            gw.cfg_path, what, path, why)) for ln in out.splitlines()), out
+        assert ": ok" not in out, out
+
+    def ok():
+        rc, out = check(gw.cfg_path)
+        assert rc == 0, out
+        assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+
+    # root may make the file, the user may not
+    fails()
+    assert not path.exists()
+    # the user may write the file, but not make it anew after a rotation
+    path.touch(mode=0o640)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    fails("Permission denied (as user nobody, to make it anew after a "
+          "rotation)")
+    path.unlink()
+    os.chown(logs, pw.pw_uid, pw.pw_gid)
+    ok()
+    assert not path.exists()
+    # a root-owned file: start-up gives it to the user, who may write it
+    path.touch(mode=0o640)
+    ok()
+    assert os.stat(path).st_uid == 0      # -t gave nothing away
+    # but not one its owner may not write, whoever owns it
+    os.chmod(path, 0o440)
+    fails()
+    path.unlink()
+    # a FIFO keeps its owner
+    os.mkfifo(path, 0o600)
+    fails()
+    os.chmod(path, 0o622)
+    ok()
+    path.unlink()
+    # a folder on the way the user may not enter
+    os.chmod(open_folder, 0o700)
+    fails()
