@@ -173,3 +173,62 @@ def test_a_log_that_is_a_device_stays_root_s(factory, certs, client_ssl,
         assert gw.proc.returncode == 0
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_sigusr1_that_the_user_cannot_reopen_keeps_the_old_files(
+        factory, certs, client_ssl):
+    """The daemon as user: nobody, its logs in a folder only root may
+    write (wsgate -t says so, but it may run all the same): after a
+    rotation SIGUSR1 cannot make the files anew.  It must say so once,
+    in the error log it still has, keep writing both logs to the
+    rotated files, and keep serving."""
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("privilege drop needs root (euid %d)" % os.geteuid())
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    top = tempfile.mkdtemp(prefix="wsgate-priv-", dir="/tmp")
+    try:
+        os.chmod(top, 0o755)
+        a = factory.echo(name="a")
+        gw = Gateway(os.path.join(top, "gw"), certs, client_ssl,
+                     routes=[("/echo", "echo")], upstreams={"echo": [a.addr]},
+                     top={"user": "nobody"})
+        factory.made.append(gw)
+        os.chmod(gw.tmp, 0o755)
+        gw.start()
+        wait_for(lambda: "running as nobody" in gw.error_text(),
+                 timeout=10, what="the privilege drop")
+        old_error = gw.tmp / "error.log.1"
+        old_access = gw.tmp / "access.log.1"
+        os.rename(gw.error_log, old_error)
+        os.rename(gw.access_log, old_access)
+        gw.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "log files not all reopened" in
+                 old_error.read_text(), 5,
+                 what="'log files not all reopened' in the old error log")
+        text = old_error.read_text()
+        for what, path in (("error", gw.error_log),
+                           ("access", gw.access_log)):
+            assert text.count("cannot reopen %s log %s: Permission denied"
+                              % (what, path)) == 1, text
+        assert "log files reopened" not in text, text
+        assert not gw.error_log.exists() and not gw.access_log.exists()
+
+        async def echo():
+            async with gw.connect("/echo") as ws:
+                await ws.send("hi")
+                assert await asyncio.wait_for(ws.recv(), 5) == "a:hi"
+                return ws.local_address[1]
+        port = run(echo())
+        wait_for(lambda: '"client_port":%d,' % port in
+                 old_access.read_text().replace(" ", ""), 5,
+                 what="the access line in the rotated access log")
+        assert gw.alive()
+        gw.stop()
+        assert gw.proc.returncode == 0
+        assert "shutting down" in old_error.read_text()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
