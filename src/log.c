@@ -59,11 +59,33 @@ static int	 log_main_set;
 static const char *const log_level_names[] = { "error", "warn", "info",
     "debug" };
 
-/* Open a log file for appending; -1 with errno on failure. */
+/*
+ * Open a log file for appending; -1 with errno on failure.  Once started
+ * (log_open() done) it is the main thread that opens, on SIGUSR1 and at a
+ * reload, and a FIFO whose reader has gone (a log shipper that is down)
+ * would keep it waiting in open(2), deaf to every signal, until one came:
+ * that fails at once then (ENXIO).  The descriptor itself blocks, as the
+ * workers' writes want.
+ */
 static int
 log_open_file(const char *path)
 {
-	return (open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+	int	fd, fl;
+
+	if (!log_main_set)
+		return (open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+		    0640));
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	    O_NONBLOCK, 0640)) == -1)
+		return (-1);
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
+		fl = errno;
+		close(fd);
+		errno = fl;
+		return (-1);
+	}
+	return (fd);
 }
 
 /* Point a slot at a new descriptor (closed here) or at a standard one. */

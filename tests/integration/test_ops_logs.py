@@ -99,6 +99,39 @@ def test_sigusr1_says_when_the_error_log_cannot_be_reopened(echo_gateway):
     assert gw.proc.poll() is None
 
 
+def test_a_fifo_log_with_no_reader_does_not_hang_a_reopen(factory):
+    """An access log that is a FIFO (a log shipper's) whose reader has
+    gone: SIGUSR1 opened it again, and open(2) waited for a reader on
+    the main thread, which takes the signals: a reload or SIGTERM after
+    it did nothing until the shipper came back.  The reopen must fail
+    at once and say so, a reload that names it fail, and SIGTERM stop
+    the gateway."""
+    import os
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, tls=False,
+                         start=False)
+    os.mkfifo(gw.access_log)
+    reader = os.open(gw.access_log, os.O_RDONLY | os.O_NONBLOCK)
+    gw._log_lines = lambda: 0           # the harness must not read it
+    fifo = gw.access_log
+    try:
+        gw.start()
+        os.close(reader)
+        reader = None
+        gw.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "log files not all reopened" in gw.error_text(),
+                 5, what="'log files not all reopened'")
+        assert "cannot reopen access log %s" % fifo in gw.error_text()
+        gw.reload("failed")
+        assert "cannot open access log %s" % fifo in gw.error_text()
+        gw.stop()
+        assert gw.proc.returncode == 0, gw.proc.returncode
+    finally:
+        if reader is not None:
+            os.close(reader)
+        gw.access_log = gw.tmp / "access.log.none"
+
+
 def test_route_with_a_quote_is_logged_as_json(factory):
     """A route path may hold '"' (a request target may); the access log
     escapes it like every other string, prefix star included."""
