@@ -7,11 +7,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -303,74 +301,43 @@ log_check_as(const char *file, const char *what, const char *path,
 	return (-1);
 }
 
-/*
- * The checks of log_check_as() in a child that has become the user as
- * server_drop_privileges() does: supplementary groups, gid, uid.  Each
- * path is NULL or one to check.  -1 if one failed.
- */
-static int
-log_check_user(const char *file, const char *user, const char *error_log,
-    const char *access_log)
+/* In a child that has become the user: see log.h. */
+int
+log_check_user(const char *file, const char *error_log,
+    const char *access_log, const struct passwd *pw)
 {
-	struct passwd	*pw;
-	pid_t		 pid;
-	int		 status, rc = 0;
+	int	rc = 0;
 
-	/* A check as anyone but root is one as the user already, or none. */
-	if (geteuid() != 0 || (error_log == NULL && access_log == NULL))
-		return (0);
-	if ((pw = getpwnam(user)) == NULL || pw->pw_uid == 0)
-		return (0);
-	if ((pid = fork()) == -1) {
-		fprintf(stderr, "%s: cannot check the log files as user %s: "
-		    "%s\n", file, user, strerror(errno));
-		return (-1);
-	}
-	if (pid == 0) {
-		if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
-		    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
-		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
-			fprintf(stderr, "%s: cannot check the log files as "
-			    "user %s: %s\n", file, user, strerror(errno));
-			_exit(1);
-		}
-		if (error_log != NULL &&
-		    log_check_as(file, "error log", error_log, pw) == -1)
-			rc = -1;
-		if (access_log != NULL &&
-		    log_check_as(file, "access log", access_log, pw) == -1)
-			rc = -1;
-		_exit(rc == 0 ? 0 : 1);
-	}
-	while (waitpid(pid, &status, 0) == -1)
-		if (errno != EINTR)
-			return (-1);
-	return (WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1);
+	if (error_log != NULL &&
+	    log_check_as(file, "error log", error_log, pw) == -1)
+		rc = -1;
+	if (access_log != NULL &&
+	    log_check_as(file, "access log", access_log, pw) == -1)
+		rc = -1;
+	return (rc);
 }
 
 int
 log_check(const char *file, const char *error_log, const char *access_log,
-    const char *user)
+    const char **ue, const char **ua)
 {
-	const char	*e = NULL, *a = NULL;
-	int		 rc = 0;
+	int	rc = 0;
 
+	*ue = *ua = NULL;
 	if (strcmp(error_log, "syslog") != 0 &&
 	    strcmp(error_log, "stderr") != 0) {
 		if (log_check_file(file, "error log", error_log) == -1)
 			rc = -1;
 		else
-			e = error_log;
+			*ue = error_log;
 	}
 	if (strcmp(access_log, "off") != 0 &&
 	    strcmp(access_log, "stdout") != 0) {
 		if (log_check_file(file, "access log", access_log) == -1)
 			rc = -1;
 		else
-			a = access_log;
+			*ua = access_log;
 	}
-	if (user != NULL && log_check_user(file, user, e, a) == -1)
-		rc = -1;
 	return (rc);
 }
 

@@ -31,10 +31,20 @@ void	log_discard(struct wsg_log_files *);
 /* Open the targets; on failure returns -1 and keeps the previous ones. */
 int	log_open(const char *, const char *, int);
 /*
- * wsgate -t: could CONFIG's two logs be opened, also as its user (or
- * NULL) after the privilege drop?  -1, printed, if not.
+ * wsgate -t: could CONFIG's two logs be opened?  -1, printed, if not.
+ * The last two are set to the files among them to try again as user:
+ * (NULL for none).
  */
-int	log_check(const char *, const char *, const char *, const char *);
+int	log_check(const char *, const char *, const char *, const char **,
+	    const char **);
+/*
+ * The same files (NULL: skip) in a child that has become the user
+ * (struct passwd): could the daemon open them again after dropping root,
+ * on SIGUSR1 once rotated, or at a reload?  -1, printed, if not.
+ */
+struct passwd;
+int	log_check_user(const char *, const char *, const char *,
+	    const struct passwd *);
 /* Reopen file targets, e.g. after log rotation (SIGUSR1). */
 int	log_reopen(void);
 /* Give the open log files to the user privileges are dropped to. */

@@ -6,7 +6,12 @@
 #ifdef HAVE_MALLOPT
 #include <malloc.h>
 #endif
+#include <sys/wait.h>
+
+#include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +115,62 @@ crypto_warm(void)
 	ERR_clear_error();
 }
 
+/*
+ * wsgate -t, run as root with user: set.  The daemon drops to that user
+ * once started, and as the user it opens its logs again (SIGUSR1 after a
+ * rotation, a reload) and reads the whole configuration again at every
+ * reload: the file, policies, certificates and keys, the GeoIP database,
+ * the secrets.  A child becomes the user as server.c does and tries both.
+ * A log it could not open again fails the check (-1); a file it could not
+ * read is a warning, since the daemon starts, and only each reload fails.
+ */
+static int
+check_as_user(const char *file, const char *user, const char *error_log,
+    const char *access_log)
+{
+	struct wsg_errors	 errs;
+	struct wsg_config	*conf;
+	struct passwd		*pw;
+	size_t			 i;
+	pid_t			 pid;
+	int			 status, rc;
+
+	if (user == NULL || geteuid() != 0 ||
+	    (pw = getpwnam(user)) == NULL || pw->pw_uid == 0)
+		return (0);
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) == -1) {
+		fprintf(stderr, "%s: cannot check as user %s: %s\n", file,
+		    user, strerror(errno));
+		return (-1);
+	}
+	if (pid == 0) {
+		if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
+		    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
+		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
+			fprintf(stderr, "%s: cannot check as user %s: %s\n",
+			    file, user, strerror(errno));
+			_exit(1);
+		}
+		rc = log_check_user(file, error_log, access_log, pw);
+		memset(&errs, 0, sizeof(errs));
+		if ((conf = config_load(file, &errs)) != NULL)
+			config_unref(conf);
+		for (i = 0; i < errs.e_n; i++)
+			fprintf(stderr, "%s: warning: as user %s, which it runs "
+			    "as, a reload would fail: %s\n", file, user,
+			    errs.e_msgs[i]);
+		errors_free(&errs);
+		fflush(stderr);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			return (-1);
+	return (WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1);
+}
+
 /* Print the usage line and exit 1. */
 static void __attribute__((noreturn))
 usage(void)
@@ -121,7 +182,7 @@ usage(void)
 int
 main(int argc, char *argv[])
 {
-	const char		*file = WSG_DEFAULT_CONFIG;
+	const char		*file = WSG_DEFAULT_CONFIG, *ue, *ua;
 	struct wsg_errors	 errs;
 	struct wsg_config	*conf;
 	sigset_t		 set;
@@ -181,7 +242,9 @@ main(int argc, char *argv[])
 	errors_free(&errs);
 	if (check) {
 		rc = log_check(file, conf->c_error_log, conf->c_access_log,
-		    conf->c_user);
+		    &ue, &ua);
+		if (check_as_user(file, conf->c_user, ue, ua) == -1)
+			rc = -1;
 		if (rc == 0)
 			printf("%s: ok\n", file);
 		config_unref(conf);

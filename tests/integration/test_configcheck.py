@@ -1053,3 +1053,54 @@ def test_check_tries_the_log_files_as_user(tmp_path, certs, client_ssl,
     # a folder on the way the user may not enter
     os.chmod(open_folder, 0o700)
     fails()
+
+
+def test_check_warns_of_files_user_cannot_read_at_reload(certs, client_ssl,
+                                                         open_folder):
+    """With user: set, -t run as root read every file as root, though
+    the daemon reads them all again as the user at each reload: a key
+    only root may read started fine, and every reload then failed.  -t
+    loads the configuration again as the user, and names what would
+    fail as a warning (the daemon does start)."""
+    import pwd
+    import shutil
+    if os.geteuid() != 0:
+        pytest.skip("trying files as another user needs root")
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    gw = Gateway(open_folder / "gw", certs, client_ssl,
+                 routes=[("/echo", "echo")],
+                 upstreams={"echo": ["127.0.0.1:9"]}, top={"user": "nobody"})
+    key = open_folder / "server.key"
+    shutil.copy(certs["key"], key)
+    os.chmod(key, 0o600)
+    shutil.copy(certs["cert"], open_folder / "server.pem")
+    gw.config["listeners"][0]["tls"] = {
+        "certificate": str(open_folder / "server.pem"), "key": str(key)}
+    gw.config["log"] = {"error_log": "stderr", "access_log": "off"}
+    gw.write_config()
+    for p in (open_folder / "gw", open_folder / "gw" / "policies"):
+        os.chmod(p, 0o755)
+    os.chmod(gw.cfg_path, 0o644)
+    warning = ("%s: warning: as user nobody, which it runs as, a reload "
+               "would fail: " % gw.cfg_path)
+
+    rc, out = check(gw.cfg_path)
+    assert rc == 0, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+    lines = [ln for ln in out.splitlines() if ln.startswith(warning)]
+    assert len(lines) == 1 and str(key) in lines[0] and \
+        "Permission denied" in lines[0], out
+    # the user's own key: no warning
+    os.chown(key, pw.pw_uid, pw.pw_gid)
+    rc, out = check(gw.cfg_path)
+    assert rc == 0 and "warning: as user" not in out, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out
+    # nor is anything read as the user without user:
+    os.chown(key, 0, 0)
+    del gw.config["user"]
+    gw.write_config()
+    rc, out = check(gw.cfg_path)
+    assert rc == 0 and "warning: as user" not in out, out
