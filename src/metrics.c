@@ -65,6 +65,7 @@ static size_t				 metrics_nthreads;
 static struct metrics_thread		 metrics_spill;	/* past the cap */
 static uint64_t	metrics_reloads[2];
 static int	metrics_reload_ok = 1;		/* atomic: the last one's */
+static int	metrics_restart = 0;		/* atomic: a restart is due */
 static int64_t	metrics_config_time;		/* atomic: when it changed */
 static double	metrics_start_time;		/* set once, at start-up */
 /*
@@ -279,6 +280,12 @@ metrics_start(void)
 	    O_CLOEXEC)) != -1 && (metrics_fd_dir = fdopendir(fd)) == NULL)
 		close(fd);
 	metrics_statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+}
+
+void
+metrics_restart_pending(int pending)
+{
+	__atomic_store_n(&metrics_restart, pending ? 1 : 0, __ATOMIC_RELAXED);
 }
 
 void
@@ -525,6 +532,12 @@ metrics_render(struct evbuffer *b, int draining)
 	    __atomic_load_n(&metrics_reload_ok, __ATOMIC_RELAXED),
 	    (long long)__atomic_load_n(&metrics_config_time,
 	    __ATOMIC_RELAXED));
+	metrics_printf(b,
+	    "# HELP wsgate_config_restart_pending 1 when the running "
+	    "configuration sets a key that only a restart applies.\n"
+	    "# TYPE wsgate_config_restart_pending gauge\n"
+	    "wsgate_config_restart_pending %d\n",
+	    __atomic_load_n(&metrics_restart, __ATOMIC_RELAXED));
 	metrics_printf(b,
 	    "# HELP wsgate_handshake_duration_seconds From accept to the "
 	    "101 or the refusal.\n"

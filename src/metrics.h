@@ -29,6 +29,8 @@ void	metrics_upstreams(const struct wsg_config *);
 void	metrics_start(void);
 /* A reload succeeded (1) or failed (0). */
 void	metrics_reload(int);
+/* Whether the running configuration waits for a restart (server.c). */
+void	metrics_restart_pending(int);
 /* The shared rate-limit store went up (1) or down (0). */
 void	metrics_store_transition(int);
 /* A client's TLS handshake completed, resuming a session (1) or not. */

@@ -806,6 +806,7 @@ server_reload(void)
 	struct wsg_log_files	  logs;
 	int			**fds;
 	size_t			  i;
+	int			  restart;
 
 	server_notify("RELOADING=1");
 	memset(&errs, 0, sizeof(errs));
@@ -835,19 +836,30 @@ server_reload(void)
 		server_discard_all(conf, fds);
 		goto fail;
 	}
-	if (server_worker_count(conf) != server_nworkers)
+	restart = 0;
+	if (server_worker_count(conf) != server_nworkers) {
 		log_warnx("reload: a new number of workers needs a restart");
-	if (conf->c_busy_poll_ms != server_boot.busy_poll_ms)
+		restart = 1;
+	}
+	if (conf->c_busy_poll_ms != server_boot.busy_poll_ms) {
 		log_warnx("reload: a new busy_poll needs a restart");
+		restart = 1;
+	}
 	if (strcmp(conf->c_user != NULL ? conf->c_user : "",
-	    server_boot.user != NULL ? server_boot.user : "") != 0)
+	    server_boot.user != NULL ? server_boot.user : "") != 0) {
 		log_warnx("reload: a new user needs a restart");
+		restart = 1;
+	}
 	if (server_store_changed(conf->c_store, server_boot.has_store ?
-	    &server_boot.store : NULL))
+	    &server_boot.store : NULL)) {
 		log_warnx("reload: a new rate_limit_store needs a restart");
+		restart = 1;
+	}
 	if (conf->c_rl_max_entries != server_boot.rl_max_entries ||
-	    conf->c_rl_idle_ms != server_boot.rl_idle_ms)
+	    conf->c_rl_idle_ms != server_boot.rl_idle_ms) {
 		log_warnx("reload: a new rate_limit_table needs a restart");
+		restart = 1;
+	}
 	server_ticket_secret(conf, old);
 	for (i = 0; i < server_nworkers; i++)
 		server_post(&server_workers[i], WSG_MSG_RECONF,
@@ -858,6 +870,7 @@ server_reload(void)
 	server_conf = conf;
 	config_unref(old);
 	metrics_upstreams(conf);
+	metrics_restart_pending(restart);
 	metrics_reload(1);
 	log_info("reload done");
 	server_notify("READY=1");

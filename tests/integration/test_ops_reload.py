@@ -535,10 +535,15 @@ def test_restart_warnings_compare_with_what_runs(factory, key, value, what):
     """wsgate(8) CAVEATS: a reload logs a warning when workers, user, ...
     differ from those of the running process.  A second reload of the same
     file still differs from what runs and warns again; a reload back to
-    the values it started with needs no restart and does not warn."""
+    the values it started with needs no restart and does not warn.
+    wsgate_config_restart_pending says the same to a scrape: 1 while the
+    running configuration waits for a restart, 0 again after the reload
+    back, and a failed reload leaves it as it was."""
     be = factory.echo()
     gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [be.addr]})
+                         upstreams={"echo": [be.addr]}, admin=True)
+    pending = "wsgate_config_restart_pending"
+    assert metric(gw.metrics(), pending) == 0
     first = copy.deepcopy(gw.config)
     warning = "reload: %s needs a restart" % what
     cfg = copy.deepcopy(first)
@@ -546,9 +551,14 @@ def test_restart_warnings_compare_with_what_runs(factory, key, value, what):
     gw.write_config(cfg)
     gw.reload("done")
     assert gw.error_text().count(warning) == 1, gw.error_text()
+    assert metric(gw.metrics(), pending) == 1
     gw.reload("done")
     assert gw.error_text().count(warning) == 2, gw.error_text()
+    gw.cfg_path.write_text(gw.cfg_path.read_text() + "bogus_key: 1\n")
+    gw.reload("failed")
+    assert metric(gw.metrics(), pending) == 1
     gw.write_config(first)
     gw.reload("done")
     assert gw.error_text().count(warning) == 2, gw.error_text()
+    assert metric(gw.metrics(), pending) == 0
     echo_works(gw)
