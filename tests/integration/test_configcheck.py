@@ -824,6 +824,69 @@ def test_documented_list_limits(tmp_path, key, most, where, make):
         path, line, col, key, most, most + 1) in out.splitlines(), out
 
 
+def main_flow(nlisteners=1, nroutes=1, nupstreams=1):
+    """A main file, in flow style: nupstreams upstreams on line 2,
+    nlisteners listeners on line 3, the first with nroutes routes."""
+    ups = ", ".join("u%d: {servers: ['127.0.0.1:9']}" % i
+                    for i in range(nupstreams))
+    routes = ", ".join("{path: /r%d, upstream: u0}" % i
+                       for i in range(nroutes))
+    lst = ", ".join("{name: l%d, listen: '127.0.0.1:%d', routes: [%s]}" %
+                    (i, 20000 + i, routes if i == 0 else
+                     "{path: /ws, upstream: u0}")
+                    for i in range(nlisteners))
+    return ("policies_dir: policies\nupstreams: {%s}\nlisteners: [%s]\n" %
+            (ups, lst))
+
+
+# (key, documented most, line and column of the list in main_flow())
+STRUCT_LIMITS = [
+    ("listeners", 64, lambda n: main_flow(nlisteners=n), 3,
+     lambda t: len("listeners: ") + 1),
+    ("upstreams", 256, lambda n: main_flow(nupstreams=n), 2,
+     lambda t: len("upstreams: ") + 1),
+    ("routes", 256, lambda n: main_flow(nroutes=n), 3,
+     lambda t: t.index("routes: [") + len("routes: ") + 1),
+]
+
+
+@pytest.mark.parametrize("key,most,make,line,col", STRUCT_LIMITS,
+                         ids=["%s-%d" % r[:2] for r in STRUCT_LIMITS])
+def test_documented_structure_limits(tmp_path, key, most, make, line, col):
+    """wsgate.yaml(5): at most 64 listeners, 256 upstreams and 256 routes
+    in a listener.  N load; N + 1 are refused at the list."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yaml").write_text("")
+    cfg = tmp_path / "wsgate.yaml"
+    cfg.write_text(make(most))
+    rc, out = check(cfg)
+    assert rc == 0, out
+    text = make(most + 1)
+    cfg.write_text(text)
+    rc, out = check(cfg)
+    assert rc == 1, out
+    want = "%s:%d:%d: %s: at most %d entries are allowed, got %d" % (
+        cfg, line, col(text.splitlines()[line - 1]), key, most, most + 1)
+    assert want in out.splitlines(), out
+
+
+@pytest.mark.parametrize("key", ["allow_countries", "deny_countries"])
+def test_documented_country_limits(tmp_path, key):
+    """wsgate-policy(5): at most 256 codes.  (No database here: the
+    policy is refused for that, and only the count is looked at.)"""
+    codes = ["%s%s" % (a, b) for a in "ABCDEFGHIJK"
+             for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+    for n in (256, 257):
+        rc, out, path, line, col = check_value(
+            tmp_path, ("policy", "geoip:\n  %s: {v}" % key), key,
+            flow(codes[:n]))
+        assert rc == 1, out
+        want = "%s:%d:%d: %s: at most 256 entries are allowed, got 257" % (
+            path, line, col, key)
+        assert (want in out.splitlines()) == (n == 257), out
+        assert ("%s: at most" % key in out) == (n == 257), out
+
+
 @pytest.mark.parametrize("key,what", [("access_log", "access log"),
                                       ("error_log", "error log")])
 def test_check_tries_the_log_files(tmp_path, certs, client_ssl, key, what):
