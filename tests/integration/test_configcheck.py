@@ -668,6 +668,10 @@ def test_documented_defaults_lie_in_their_ranges():
      "'9999999999999h': number too large"),
     ("handshake_timeout", "''", "invalid duration '': empty value"),
     ("handshake_timeout", "~", None),              # null: the default
+    ("handshake_timeout", "null", None),
+    ("handshake_timeout", "Null", None),
+    ("handshake_timeout", "NULL", None),
+    ("handshake_timeout", "nULL", "invalid duration 'nULL'"),
     ("workers", "'4'", None),
     ("workers", "4.0", "expected auto or a number from 1 to 256, got '4.0'"),
     ("workers", "+4", "expected auto or a number from 1 to 256, got '+4'"),
@@ -679,6 +683,9 @@ def test_documented_defaults_lie_in_their_ranges():
     ("access_log", "false", "unquoted 'false' reads as a boolean, not a "
      "path; the words are stdout or off; quote it if it is a file name"),
     ("access_log", "No", "unquoted 'No' reads as a boolean"),
+    ("access_log", "n", "unquoted 'n' reads as a boolean"),
+    ("access_log", "Y", "unquoted 'Y' reads as a boolean"),
+    ("access_log", "On", "unquoted 'On' reads as a boolean"),
     ("access_log", "off", None),
     ("access_log", "'false'", None),
     ("error_log", "off", "unquoted 'off' reads as a boolean, not a path; "
@@ -721,6 +728,11 @@ def test_value_syntax(tmp_path, key, value, want):
      "maximum 1GiB/s"),
     ("bytes_per_connection", "0KiB/s", "the amount must be at least 1"),
     ("bytes_per_connection", "1MiB/d", "unknown period (use /s, /m or /h)"),
+    ("bytes_per_connection", "1KiB/s", None),
+    ("messages_per_connection", "1KiB/s", "invalid rate '1KiB/s': the amount "
+     "is a number of events, without a unit"),
+    ("connections_per_ip", "1KiB/m", "invalid rate '1KiB/m': the amount is "
+     "a number of events, without a unit"),
 ])
 def test_rate_amounts(tmp_path, limit, rate, want):
     """wsgate-policy(5): 'The amount is at least 1 and at most 1000000
@@ -868,6 +880,19 @@ def test_documented_structure_limits(tmp_path, key, most, make, line, col):
     want = "%s:%d:%d: %s: at most %d entries are allowed, got %d" % (
         cfg, line, col(text.splitlines()[line - 1]), key, most, most + 1)
     assert want in out.splitlines(), out
+
+
+def test_an_upstream_name_must_not_be_empty(tmp_path):
+    """wsgate.yaml(5): each upstream name "must not be empty"."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yaml").write_text("")
+    cfg = tmp_path / "wsgate.yaml"
+    text = main_flow().replace("{u0:", "{'': {servers: ['127.0.0.1:8']}, u0:")
+    cfg.write_text(text)
+    rc, out = check(cfg)
+    assert rc == 1, out
+    assert out.splitlines() == ["%s:2:13: upstreams: a name must not be "
+                                "empty" % cfg], out
 
 
 @pytest.mark.parametrize("key", ["allow_countries", "deny_countries"])
@@ -1167,3 +1192,105 @@ def test_check_warns_of_files_user_cannot_read_at_reload(certs, client_ssl,
     gw.write_config()
     rc, out = check(gw.cfg_path)
     assert rc == 0 and "warning: as user" not in out, out
+
+
+# -- value checks and warnings, one row each ---------------------------------
+
+JWT = "  jwt:\n    algorithms: [HS256]\n    key_file: hmac.secret\n"
+QP = "auth:\n  query_param: {v}\n" + JWT
+RQ = "auth:\n" + JWT + "    required_claims: [{v}]"
+FW = "auth:\n" + JWT + "    forward_claims: {{sub: {v}}}"
+KP = "rate_limit_store:\n  redis: redis://127.0.0.1\n  key_prefix: {v}"
+
+# (key whose line the answer names, where, template, value, the error the
+# answer has at that line, or None for ok)
+VALUE_CHECKS = [
+    # auth.query_param: 1 to 64 of [A-Za-z0-9._~-]
+    ("query_param", "policy", QP, "q" * 64, None),
+    ("query_param", "policy", QP, "a-b.c_d~e", None),
+    ("query_param", "policy", QP, "q" * 65,
+     "query_param: '%s' must be 1 to 64 letters" % ("q" * 65)),
+    ("query_param", "policy", QP, "'a b'",
+     "query_param: 'a b' must be 1 to 64 letters"),
+    # jwt.required_claims: names of 1 to 64 printable characters
+    ("required_claims", "policy", RQ, "c" * 64, None),
+    ("required_claims", "policy", RQ, "c" * 65, "required_claims: '%s' is "
+     "not a claim name of 1 to 64 printable characters" % ("c" * 65)),
+    ("required_claims", "policy", RQ, "'a b'",
+     "required_claims: 'a b' is not a claim name"),
+    ("required_claims", "policy", RQ, '"a\\x7fb"',
+     "required_claims: 'a\x7fb' is not a claim name"),
+    # jwt.forward_claims: never into a header the gateway sets
+    ("forward_claims", "policy", FW, "X-User", None),
+] + [
+    ("forward_claims", "policy", FW, h, "forward_claims: header '%s' is set "
+     "by the gateway and cannot carry a claim" % h)
+    for h in ("Host", "connection", "Upgrade", "Content-Length",
+              "Transfer-Encoding", "Keep-Alive", "TE", "Trailer",
+              "Proxy-Connection", "Forwarded", "sec-websocket-protocol",
+              "X-Forwarded-For", "x-forwarded-user")
+] + [
+    # rate_limit_store.key_prefix: 1 to 64 printable, no spaces
+    ("key_prefix", "main", KP, "k" * 64, None),
+    ("key_prefix", "main", KP, "'~x!:'", None),
+    ("key_prefix", "main", KP, "k" * 65, "key_prefix: '%s' must be 1 to 64 "
+     "printable characters without spaces" % ("k" * 65)),
+    ("key_prefix", "main", KP, "'a b'",
+     "key_prefix: 'a b' must be 1 to 64 printable"),
+    ("key_prefix", "main", KP, '"a\\x7f"',
+     "key_prefix: 'a\x7f' must be 1 to 64 printable"),
+]
+
+
+@pytest.mark.parametrize("leaf,where,tmpl,value,want", VALUE_CHECKS,
+                         ids=["%s=%.20s" % (r[0], r[3]) for r in
+                              VALUE_CHECKS])
+def test_value_checks(tmp_path, leaf, where, tmpl, value, want):
+    """The value checks of wsgate.yaml(5) and wsgate-policy(5), each
+    refused at its line."""
+    rc, out, path, line, _ = check_value(tmp_path, (where, tmpl), leaf,
+                                         value)
+    if want is None:
+        assert rc == 0, out
+        return
+    assert rc == 1, out
+    assert re.search(r"^%s:%d:\d+: %s" % (re.escape(str(path)), line,
+                                          re.escape(want)), out, re.M), out
+
+
+# (policy, [(line, column, warning)]): each loads (-t says ok) with
+# exactly these warnings (wsgate-policy(5) WARNINGS).
+POLICY_WARNINGS = [
+    ("frames:\n  max_message_size: 64MiB\n", []),
+    ("frames:\n  max_message_size: 65MiB\n",
+     [(2, 21, "max_message_size: 65MiB is over 64MiB; each connection may "
+       "buffer that much")]),
+    ("frames:\n  max_frame_size: 1MiB\n  max_message_size: 1MiB\n", []),
+    ("frames:\n  max_frame_size: 1MiB\n  max_message_size: 1023KiB\n",
+     [(3, 21, "max_message_size 1023KiB is below max_frame_size 1MiB, so "
+       "frames are capped at 1023KiB")]),
+    # the bytes burst against the largest frame a client may send
+    ("rate_limit:\n  bytes_per_connection: {rate: 1KiB/s, burst: 64KiB}\n",
+     []),
+    ("rate_limit:\n  bytes_per_connection: {rate: 1KiB/s, burst: 65535}\n",
+     [(2, 25, "bytes_per_connection: the burst 65535 is below the largest "
+       "frame allowed, 64KiB; a frame larger than the burst always closes "
+       "its connection with rate_bytes")]),
+    # frames capped by max_message_size are no larger than it
+    ("frames:\n  max_frame_size: 1MiB\n  max_message_size: 64KiB\n"
+     "rate_limit:\n  bytes_per_connection: {rate: 1KiB/s, burst: 64KiB}\n",
+     [(3, 21, "max_message_size 64KiB is below max_frame_size 1MiB, so "
+       "frames are capped at 64KiB")]),
+]
+
+
+@pytest.mark.parametrize("text,warnings", POLICY_WARNINGS,
+                         ids=[str(i) for i in range(len(POLICY_WARNINGS))])
+def test_policy_warnings(tmp_path, text, warnings):
+    leaf = next(l for l in text.splitlines() if ": " in l).split(":")[0]
+    rc, out, path, _, _ = check_value(tmp_path, ("policy", "{v}"),
+                                      leaf.strip(), text)
+    assert rc == 0, out
+    got = [l for l in out.splitlines() if ": warning: " in l]
+    assert got == ["%s:%d:%d: warning: %s" % (path, line, col, w)
+                   for line, col, w in warnings], out
