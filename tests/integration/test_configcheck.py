@@ -1230,6 +1230,15 @@ VALUE_CHECKS = [
               "Proxy-Connection", "Forwarded", "sec-websocket-protocol",
               "X-Forwarded-For", "x-forwarded-user")
 ] + [
+    # allow_regex, deny_regex: patterns of 1 to 4096 bytes
+    (key, "policy", tmpl, v, want % key if want else None)
+    for key, tmpl in (("allow_regex", "origin:\n  allow_regex: [{v}]"),
+                      ("deny_regex", "messages:\n  deny_regex: [{v}]"))
+    for v, want in (("x" * 4096, None),
+                    ("x" * 4097, "%s: a pattern is at most 4096 bytes, "
+                     "got 4097"),
+                    ("''", "%s: a pattern must not be empty"))
+] + [
     # rate_limit_store.key_prefix: 1 to 64 printable, no spaces
     ("key_prefix", "main", KP, "k" * 64, None),
     ("key_prefix", "main", KP, "'~x!:'", None),
