@@ -1230,6 +1230,24 @@ VALUE_CHECKS = [
               "Proxy-Connection", "Forwarded", "sec-websocket-protocol",
               "X-Forwarded-For", "x-forwarded-user")
 ] + [
+    # HTTP tokens of 1 to 128 characters
+    ("subprotocols", "policy", "subprotocols: [{v}]", "p" * 128, None),
+    ("subprotocols", "policy", "subprotocols: [{v}]", "p" * 129,
+     "subprotocols: '%s' is not a token of 1 to 128 characters" %
+     ("p" * 129)),
+    ("header", "policy", "auth:\n  header: {v}\n" + JWT, "H" * 128, None),
+    ("header", "policy", "auth:\n  header: {v}\n" + JWT, "H" * 129,
+     "header: '%s' is not an HTTP header name of 1 to 128 characters" %
+     ("H" * 129)),
+    ("forward_claims", "policy", FW, "H" * 128, None),
+    ("forward_claims", "policy", FW, "H" * 129, "forward_claims: '%s' is "
+     "not an HTTP header name of 1 to 128 characters" % ("H" * 129)),
+    # main.user: an account that exists
+    ("user", "main", "user: {v}", "root", None),
+    ("user", "main", "user: {v}", "''", "user: must not be empty"),
+    ("user", "main", "user: {v}", "no-such-user-here",
+     "user 'no-such-user-here' does not exist"),
+] + [
     # allow_regex, deny_regex: patterns of 1 to 4096 bytes
     (key, "policy", tmpl, v, want % key if want else None)
     for key, tmpl in (("allow_regex", "origin:\n  allow_regex: [{v}]"),
