@@ -895,6 +895,66 @@ def test_an_upstream_name_must_not_be_empty(tmp_path):
                                 "empty" % cfg], out
 
 
+P64 = "p" * 64
+
+# (routes of one listener, the answers' lines after the file name and
+# line, or "ok"): paths, policy names, and a route an earlier one shadows
+ROUTE_CHECKS = [
+    (["/a/*", "/a/"], ["warning: path: '/a/' never matches: '/a/*' above "
+                       "takes it first", "ok"]),
+    (["/a/*", "/a"], ["warning: path: '/a' never matches: '/a/*' above "
+                      "takes it first", "ok"]),
+    (["/a/*", "/a/b/*"], ["warning: path: '/a/b/*' never matches: '/a/*' "
+                          "above takes it first", "ok"]),
+    (["/*", "/x"], ["warning: path: '/x' never matches: '/*' above takes "
+                    "it first", "ok"]),
+    (["/a/*", "/ab", "/a", "/a/*"],
+     ["path: '/a/*' is routed twice in listener 'l0'",
+      "warning: path: '/a' never matches: '/a/*' above takes it first"]),
+    (["/a", "/a/*", "/ab/*", "/a/b"],
+     ["warning: path: '/a/b' never matches: '/a/*' above takes it first",
+      "ok"]),
+    (["a"], ["path: 'a' must start with '/'"]),
+    (["'/a?b'"], ["path: '/a?b' may contain '*' only as a final '/*', and "
+                  "no '?', '#', spaces or control characters"]),
+    (['"/a\\x7f"'], ["path: '/a\x7f' may contain '*' only"]),
+    (["/a*"], ["path: '/a*' may contain '*' only"]),
+    # policy names: 1 to 64 of [A-Za-z0-9._-], not starting with '.'
+    (["{path: /x, upstream: u0, policy: %s}" % P64],
+     ["policy '%s': cannot open " % P64]),
+    (["{path: /x, upstream: u0, policy: %s}" % (P64 + "p")],
+     ["policy '%s': a name is 1 to 64 letters, digits, '-', '_' or '.', "
+      "not starting with '.'" % (P64 + "p")]),
+    (["{path: /x, upstream: u0, policy: .hidden}"],
+     ["policy '.hidden': a name is 1 to 64 letters"]),
+    (["{path: /x, upstream: u0, policy: a/b}"],
+     ["policy 'a/b': a name is 1 to 64 letters"]),
+]
+
+
+@pytest.mark.parametrize("routes,want", ROUTE_CHECKS,
+                         ids=[str(i) for i in range(len(ROUTE_CHECKS))])
+def test_route_checks(tmp_path, routes, want):
+    """wsgate.yaml(5) ROUTES: what a path and a policy name may be, and
+    the warning for a route that an earlier one always takes first."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yaml").write_text("")
+    cfg = tmp_path / "wsgate.yaml"
+    items = ", ".join(r if r.startswith("{") else
+                      "{path: %s, upstream: u0}" % r for r in routes)
+    cfg.write_text(main_flow().replace("{path: /r0, upstream: u0}", items))
+    rc, out = check(cfg)
+    assert rc == (0 if "ok" in want else 1), out
+    lines = out.splitlines()
+    assert ("%s: ok" % cfg in lines) == ("ok" in want), out
+    got = [re.sub(r"^%s:3:\d+: " % re.escape(str(cfg)), "", l)
+           for l in lines if l != "%s: ok" % cfg]
+    want = [w for w in want if w != "ok"]
+    assert len(got) == len(want), out
+    for g, w in zip(got, want):
+        assert g.startswith(w), out
+
+
 @pytest.mark.parametrize("key", ["allow_countries", "deny_countries"])
 def test_documented_country_limits(tmp_path, key):
     """wsgate-policy(5): at most 256 codes.  (No database here: the
