@@ -895,6 +895,29 @@ def test_an_upstream_name_must_not_be_empty(tmp_path):
                                 "empty" % cfg], out
 
 
+@pytest.mark.parametrize("admin,clash", [
+    ("0.0.0.0:20000", True), ("'[::]:20000'", True),
+    ("127.0.0.1:20000", True), ("'[::ffff:127.0.0.1]:20000'", True),
+    ("0.0.0.0:20001", False), ("'[::]:20001'", False),
+    ("127.0.0.2:20000", False), ("'[::1]:20000'", False),
+])
+def test_admin_and_listener_addresses(tmp_path, admin, clash):
+    """An admin listener that cannot be bound beside listener l0
+    (127.0.0.1:20000): the same address and port, or a wildcard on the
+    same port, is refused at admin.listen; another port or another
+    address is not."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yaml").write_text("")
+    cfg = tmp_path / "wsgate.yaml"
+    cfg.write_text("admin: {listen: %s, allow_public: true}\n%s" %
+                   (admin, main_flow()))
+    rc, out = check(cfg)
+    assert rc == (1 if clash else 0), out
+    assert bool(re.search(r"^%s:1:\d+: listen: \S+ is already used by "
+                          r"listener 'l0'$" % re.escape(str(cfg)), out,
+                          re.M)) == clash, out
+
+
 P64 = "p" * 64
 
 # (routes of one listener, the answers' lines after the file name and
