@@ -918,6 +918,43 @@ def test_admin_and_listener_addresses(tmp_path, admin, clash):
                           re.M)) == clash, out
 
 
+@pytest.mark.parametrize("admin,public", [
+    ("127.0.0.1:20005", False), ("127.255.0.9:20005", False),
+    ("'[::1]:20005'", False), ("'[::ffff:127.0.0.1]:20005'", False),
+    ("10.0.0.1:20005", True), ("'[::2]:20005'", True),
+    ("'[::ffff:10.0.0.1]:20005'", True), ("0.0.0.0:20005", True),
+])
+def test_admin_stays_on_loopback(tmp_path, admin, public):
+    """wsgate.yaml(5): admin.listen is refused on an address other than
+    loopback (127.0.0.0/8, ::1, and 127/8 mapped) unless allow_public."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yaml").write_text("")
+    cfg = tmp_path / "wsgate.yaml"
+    cfg.write_text("admin: {listen: %s}\n%s" % (admin, main_flow()))
+    rc, out = check(cfg)
+    assert rc == (1 if public else 0), out
+    assert bool(re.search(r"^%s:1:\d+: listen: \S+ is not a loopback "
+                          r"address;" % re.escape(str(cfg)), out,
+                          re.M)) == public, out
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:20000",
+                                    "'[::ffff:127.0.0.1]:20000'"])
+def test_a_listen_address_written_twice_is_refused(tmp_path, listen):
+    """Two listeners on one address, the second written as the IPv4
+    address or as IPv4-mapped IPv6 (which binds the same socket)."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yaml").write_text("")
+    cfg = tmp_path / "wsgate.yaml"
+    cfg.write_text(main_flow(nlisteners=2).replace("'127.0.0.1:20001'",
+                                                   listen))
+    rc, out = check(cfg)
+    assert rc == 1, out
+    assert re.search(r"^%s:3:\d+: listen: 127\.0\.0\.1:20000 is already "
+                     r"used by listener 'l0'$" % re.escape(str(cfg)), out,
+                     re.M), out
+
+
 P64 = "p" * 64
 
 # (routes of one listener, the answers' lines after the file name and
@@ -1330,6 +1367,12 @@ VALUE_CHECKS = [
     ("user", "main", "user: {v}", "''", "user: must not be empty"),
     ("user", "main", "user: {v}", "no-such-user-here",
      "user 'no-such-user-here' does not exist"),
+    # upstream.servers: each address once, [::ffff:a.b.c.d] being a.b.c.d
+    ("servers", "upstream", "    servers: [{v}]",
+     "127.0.0.1:9, '[::1]:9', 127.0.0.1:10", None),
+    ("servers", "upstream", "    servers: [{v}]",
+     "127.0.0.1:9, '[::ffff:127.0.0.1]:9'",
+     "servers: '[::ffff:127.0.0.1]:9' is listed twice"),
 ] + [
     # allow_regex, deny_regex: patterns of 1 to 4096 bytes
     (key, "policy", tmpl, v, want % key if want else None)
