@@ -1373,6 +1373,10 @@ VALUE_CHECKS = [
     ("servers", "upstream", "    servers: [{v}]",
      "127.0.0.1:9, '[::ffff:127.0.0.1]:9'",
      "servers: '[::ffff:127.0.0.1]:9' is listed twice"),
+    ("servers", "upstream", "    servers: [{v}]", "localhost:65535", None),
+    ("servers", "upstream", "    servers: [{v}]", "LocalHost:9",
+     "servers: invalid address 'LocalHost:9': the host must be a numeric "
+     "address or localhost"),
 ] + [
     # allow_regex, deny_regex: patterns of 1 to 4096 bytes
     (key, "policy", tmpl, v, want % key if want else None)
