@@ -2236,7 +2236,9 @@ config_required_claims(struct config_ctx *x, const struct config_slot *s,
 /*
  * Headers the gateway owns on the upstream request: framing, the
  * handshake itself, and the forwarding headers it sets.  A claim may
- * not be copied into them.
+ * not be copied into them, nor into a name that a CGI-style server reads
+ * as one of them ("X_Forwarded_For"), as http_header_is_dropped() keeps
+ * such names of the client's from the upstream.
  */
 static int
 config_header_reserved(const char *h)
@@ -2246,13 +2248,21 @@ config_header_reserved(const char *h)
 		"Transfer-Encoding", "Keep-Alive", "TE", "Trailer",
 		"Proxy-Connection", "Forwarded", NULL
 	};
-	size_t	i;
+	static const char *const prefixes[] = {
+		"Sec-WebSocket-", "X-Forwarded-", NULL
+	};
+	struct wsg_str	name = { h, strlen(h) };
+	size_t		i;
 
 	for (i = 0; names[i] != NULL; i++)
-		if (strcasecmp(h, names[i]) == 0)
+		if (http_name_alias(name, names[i]))
 			return 1;
-	return (strncasecmp(h, "Sec-WebSocket-", 14) == 0 ||
-	    strncasecmp(h, "X-Forwarded-", 12) == 0);
+	for (i = 0; prefixes[i] != NULL; i++) {
+		name.len = strlen(prefixes[i]);
+		if (strlen(h) >= name.len && http_name_alias(name, prefixes[i]))
+			return 1;
+	}
+	return 0;
 }
 
 /* jwt.forward_claims: claim name to upstream request header. */
@@ -2307,10 +2317,12 @@ config_forward_claims(struct config_ctx *x, const struct config_slot *s,
 			    "set by the gateway and cannot carry a claim", h);
 			continue;
 		}
+		/* X-User and X_User are one header to a CGI-style server. */
 		for (i = 0; i < pol->pol_nforward_claims; i++) {
 			fc = &pol->pol_forward_claims[i];
 			if (strcmp(fc->fc_claim, c) == 0 ||
-			    strcasecmp(fc->fc_header, h) == 0)
+			    http_name_alias((struct wsg_str){ h, strlen(h) },
+			    fc->fc_header))
 				break;
 		}
 		if (i < pol->pol_nforward_claims) {

@@ -1348,7 +1348,15 @@ VALUE_CHECKS = [
     for h in ("Host", "connection", "Upgrade", "Content-Length",
               "Transfer-Encoding", "Keep-Alive", "TE", "Trailer",
               "Proxy-Connection", "Forwarded", "sec-websocket-protocol",
-              "X-Forwarded-For", "x-forwarded-user")
+              "X-Forwarded-For", "x-forwarded-user",
+              # the same to a CGI-style server, which reads '_' as '-'
+              "X_Forwarded_For", "Sec_WebSocket_Key", "transfer_encoding",
+              "Proxy_Connection")
+] + [
+    # each header once, X_User being X-User to a CGI-style server
+    ("forward_claims", "policy", FW.replace("{{", "{{a: X-User, "), v,
+     "forward_claims: claim 'sub' or header '%s' is used twice" % v)
+    for v in ("x-user", "X_User", "x_uSER")
 ] + [
     # HTTP tokens of 1 to 128 characters
     ("subprotocols", "policy", "subprotocols: [{v}]", "p" * 128, None),
