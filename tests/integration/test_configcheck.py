@@ -955,6 +955,25 @@ def test_a_listen_address_written_twice_is_refused(tmp_path, listen):
                      re.M), out
 
 
+def test_policies_dir_defaults_to_a_sibling_of_the_config_folder(tmp_path):
+    """wsgate.yaml(5): without policies_dir, policies are read from
+    ../policies, relative to the folder of the main file."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "policies").mkdir()
+    (etc / "policies" / "default.yaml").write_text("")
+    cfg = etc / "wsgate.yaml"
+    cfg.write_text(main_flow().replace("policies_dir: policies\n", ""))
+    rc, out = check(cfg)
+    assert rc == 1, out
+    assert "policy 'default': cannot open %s/../policies/default.yaml" % (
+        etc) in out, out
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yaml").write_text("")
+    rc, out = check(cfg)
+    assert rc == 0, out
+
+
 P64 = "p" * 64
 
 # (routes of one listener, the answers' lines after the file name and
