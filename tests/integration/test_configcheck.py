@@ -1389,6 +1389,11 @@ VALUE_CHECKS = [
     ("forward_claims", "policy", FW, "H" * 128, None),
     ("forward_claims", "policy", FW, "H" * 129, "forward_claims: '%s' is "
      "not an HTTP header name of 1 to 128 characters" % ("H" * 129)),
+    # only workers takes auto
+    ("max_connections", "main", "max_connections: {v}", "auto",
+     "max_connections: expected a number from 0 to 1000000, got 'auto'"),
+    ("max_pending_per_ip", "listener", "    max_pending_per_ip: {v}", "auto",
+     "max_pending_per_ip: expected a number from 0 to 1000000, got 'auto'"),
     # main.user: an account that exists
     ("user", "main", "user: {v}", "root", None),
     ("user", "main", "user: {v}", "''", "user: must not be empty"),
@@ -1460,6 +1465,12 @@ POLICY_WARNINGS = [
      [(2, 25, "bytes_per_connection: the burst 65535 is below the largest "
        "frame allowed, 64KiB; a frame larger than the burst always closes "
        "its connection with rate_bytes")]),
+    # an origin section that lets no one in
+    ("origin:\n  allow: []\n",
+     [(2, 3, "origin: nothing is allowed, so every client is refused")]),
+    ("origin:\n  allow_regex: ['^https://a\\.example$']\n", []),
+    ("origin:\n  allow: [https://a.example]\n", []),
+    ("origin:\n  allow_missing: true\n", []),
     # frames capped by max_message_size are no larger than it
     ("frames:\n  max_frame_size: 1MiB\n  max_message_size: 64KiB\n"
      "rate_limit:\n  bytes_per_connection: {rate: 1KiB/s, burst: 64KiB}\n",
