@@ -23,10 +23,13 @@ record() {
 }
 
 # Unit tests through automake's harness; counts come from each program's
-# closing "NAME: N passed, N failed" line.
+# closing "NAME: N passed, N failed" line.  A make job per core: the
+# test programs are built by `make check`, and the harness runs them side
+# by side (each has its own ports and files).
 unit() {
 	dir=$1
-	make -s -C "$dir" check >"$dir/check.out" 2>&1
+	make -s -C "$dir" -j"$(nproc 2>/dev/null || echo 1)" check \
+	    >"$dir/check.out" 2>&1
 	rc=$?
 	p=0
 	f=0
