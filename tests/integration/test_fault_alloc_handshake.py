@@ -24,7 +24,7 @@ import rawup
 import wsproto
 from conftest import metric, needs_failalloc, policy
 
-START_MS, WINDOW_MS = 3000, 3000
+START_MS, WINDOW_MS = 1500, 3000
 HMAC_SECRET = b"wsgate-fault-alloc-handshake-hmac-secret-0123456789"
 PADS = [("X-Pad-%d" % i, ("p%d-" % i) * 100) for i in range(6)]
 TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

@@ -33,7 +33,7 @@ from conftest import (echo_works, metric, needs_failalloc, openssl,
 
 ISS, AUD = "https://issuer.wsgate.test", "chat-api"
 HMAC_SECRET = b"wsgate-fault-alloc-paths-hmac-secret-0123456789"
-START_MS, WINDOW_MS = 3000, 3000
+START_MS, WINDOW_MS = 1500, 3000
 
 
 pytestmark = needs_failalloc()
