@@ -88,11 +88,15 @@ PYEOF
 	record "integration($dir)" "$1" "$2"
 }
 
-# Each libFuzzer harness for a short, bounded time on a scratch corpus,
-# as many at once as there are cores: each is single-threaded, and run
-# one after another they were two minutes of the suite's time.  An input
-# that crashed is left in the build folder as fuzz-NAME-crash-* (as `make
-# fuzz` leaves it), not in the source tree.
+# Each libFuzzer harness for a short, bounded time on a scratch corpus.
+# They run one after another in the background while the integration
+# suite runs, at the lowest priority: that suite mostly waits (timeouts,
+# lingers, slow peers; it keeps about a fifth of two cores busy), so the
+# harnesses get the core it leaves idle, and a test that wants both cores
+# gets them first.  As a stage of their own, two at a time, they were a
+# minute of the suite's time.  An input that crashed is left in the build
+# folder as fuzz-NAME-crash-* (as `make fuzz` leaves it), not in the
+# source tree.
 fuzz_one() {
 	bin=$1
 	name=$(basename "$bin" | sed 's/^fuzz_//')
@@ -100,30 +104,32 @@ fuzz_one() {
 	cp -r "tests/fuzz/corpus/$name/." "$work/" 2>/dev/null
 	dict=""
 	[ -f "tests/fuzz/$name.dict" ] && dict="-dict=tests/fuzz/$name.dict"
-	"$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+	nice -n 19 "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
 	    -rss_limit_mb=1024 -artifact_prefix="$dir/fuzz-$name-" $dict \
 	    "$work" >"$dir/fuzz_$name.out" 2>&1
 	echo $? >"$dir/fuzz_$name.rc"
 	rm -rf "$work"
 }
 
+# fuzz_start DIR: start the harnesses of DIR in the background.
+fuzz_start() {
+	rm -f "$1"/fuzz_*.rc
+	(
+		dir=$1
+		for bin in "$dir"/tests/fuzz/fuzz_*; do
+			[ -x "$bin" ] || continue
+			fuzz_one "$bin"
+		done
+	) &
+	fuzz_pid=$!
+}
+
+# fuzz DIR: wait for the harnesses fuzz_start began and count them.
 fuzz() {
 	dir=$1
 	p=0
 	f=0
-	jobs=$(nproc 2>/dev/null || echo 1)
-	running=0
-	rm -f "$dir"/fuzz_*.rc
-	for bin in "$dir"/tests/fuzz/fuzz_*; do
-		[ -x "$bin" ] || continue
-		fuzz_one "$bin" &
-		running=$((running + 1))
-		if [ "$running" -ge "$jobs" ]; then
-			wait
-			running=0
-		fi
-	done
-	wait
+	wait "$fuzz_pid"
 	for bin in "$dir"/tests/fuzz/fuzz_*; do
 		[ -x "$bin" ] || continue
 		name=$(basename "$bin" | sed 's/^fuzz_//')
@@ -155,7 +161,10 @@ manlint
 # The integration suite runs once, against the ASan/UBSan daemon: slower
 # per test than the plain build, but it is the run that can find memory
 # errors and leaks; the plain build is covered by the unit tests and the
-# benchmark smoke test.
+# benchmark smoke test.  The fuzz harnesses run meanwhile.
+if [ -d build-fuzz ]; then
+	fuzz_start build-fuzz
+fi
 integration build-asan
 if [ -d build-fuzz ]; then
 	fuzz build-fuzz
