@@ -86,12 +86,23 @@ def pytest_collection_modifyitems(session, config, items):
 
 # -- small helpers -------------------------------------------------------------
 
+_GIVEN_PORTS = set()
+
+
 def free_port(host="127.0.0.1"):
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                      socket.SOCK_STREAM)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A port nothing listens on now, and not one this process was given
+    before: two calls in a row, before either port is bound (a config
+    written for -t), could otherwise get the same one back from the
+    kernel, and a listener and the admin endpoint then clashed."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                          socket.SOCK_STREAM)
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _GIVEN_PORTS:
+            break
+    _GIVEN_PORTS.add(port)
     return port
 
 
