@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
@@ -716,6 +717,23 @@ tls_check_validity(SSL_CTX *ctx, const char *cert, struct wsg_errors *errs,
 	}
 }
 
+/*
+ * Whether OpenSSL's first error says the file had no PEM block of the kind
+ * wanted (an empty file, a DER file, a key given as the certificate or the
+ * other way round), for which its last one says only "PEM lib".
+ */
+static int
+tls_no_pem(void)
+{
+	unsigned long	e;
+
+	e = ERR_peek_error();
+	return ((ERR_GET_LIB(e) == ERR_LIB_PEM &&
+	    ERR_GET_REASON(e) == PEM_R_NO_START_LINE) ||
+	    (ERR_GET_LIB(e) == ERR_LIB_OSSL_DECODER &&
+	    ERR_GET_REASON(e) == ERR_R_UNSUPPORTED));
+}
+
 /* The first OpenSSL error as text, for a config error message. */
 static const char *
 tls_errstr(char *buf, size_t len)
@@ -796,8 +814,14 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		errors_add(errs, file, line, col, "certificate %s: %s", cert,
-		    tls_errstr(ebuf, sizeof(ebuf)));
+		if (tls_no_pem()) {
+			errors_add(errs, file, line, col, "certificate %s: no "
+			    "PEM certificate in it (-----BEGIN CERTIFICATE-----)",
+			    cert);
+			ERR_clear_error();
+		} else
+			errors_add(errs, file, line, col, "certificate %s: %s",
+			    cert, tls_errstr(ebuf, sizeof(ebuf)));
 		SSL_CTX_free(ctx);
 		return (NULL);
 	}
@@ -810,6 +834,13 @@ tls_ctx_new(const char *cert, const char *key, int min_version,
 	if (rc != 1 && asked) {
 		errors_add(errs, file, line, col, "key %s is encrypted; "
 		    "give a key without a passphrase", key);
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return (NULL);
+	}
+	if (rc != 1 && tls_no_pem()) {
+		errors_add(errs, file, line, col, "key %s: no PEM private key "
+		    "in it (-----BEGIN PRIVATE KEY-----)", key);
 		ERR_clear_error();
 		SSL_CTX_free(ctx);
 		return (NULL);

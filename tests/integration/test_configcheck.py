@@ -324,6 +324,36 @@ def test_a_key_of_another_certificate_is_named_as_such(tmp_path, certs,
         in out, out
 
 
+@pytest.mark.parametrize("case", ["swapped", "empty-cert", "empty-key",
+                                  "der-cert"])
+def test_a_file_without_the_pem_block_says_what_is_missing(tmp_path, certs,
+                                                          client_ssl, case):
+    """The certificate and key swapped, an empty file or a DER certificate:
+    -t says which file holds no PEM certificate or no private key, not
+    OpenSSL's "PEM lib", which names neither."""
+    gw = make_config(tmp_path, certs, client_ssl)
+    cert, key = certs["cert"], certs["key"]
+    empty = tmp_path / "empty.pem"
+    empty.write_text("")
+    der = tmp_path / "server.der"
+    openssl("x509", "-in", cert, "-outform", "DER", "-out", der)
+    cert, key = {"swapped": (key, cert), "empty-cert": (str(empty), key),
+                 "empty-key": (cert, str(empty)),
+                 "der-cert": (str(der), key)}[case]
+    cfg = yaml.safe_load(gw.cfg_path.read_text())
+    cfg["listeners"][0]["tls"].update({"certificate": cert, "key": key})
+    gw.cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    rc, out = check(gw.cfg_path)
+    assert rc == 1, out
+    assert "PEM lib" not in out, out
+    if case == "empty-key":
+        want = "key %s: no PEM private key in it" % key
+    else:
+        want = "certificate %s: no PEM certificate in it" % cert
+    assert re.search(r"^%s:\d+:\d+: %s" % (re.escape(str(gw.cfg_path)),
+                     re.escape(want)), out, re.M), out
+
+
 def test_an_encrypted_key_fails_at_once_without_a_prompt(tmp_path, certs,
                                                          client_ssl):
     """A key with a passphrase: -t, even run from a terminal, says the
