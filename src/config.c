@@ -850,6 +850,28 @@ config_plain_bool(const yaml_node_t *n, const char *v)
 }
 
 /*
+ * An unquoted word of the other log where a log path is expected, as in
+ * "access_log: stderr": meant as the stream, it would name a file.
+ */
+static int
+config_plain_log_word(const struct wsg_option *o, const yaml_node_t *n,
+    const char *v)
+{
+	const char *const	*other;
+
+	if (o->o_enum == config_error_logs)
+		other = config_access_logs;
+	else if (o->o_enum == config_access_logs)
+		other = config_error_logs;
+	else
+		return 0;
+	return (n != NULL && n->type == YAML_SCALAR_NODE &&
+	    n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+	    config_enum_index(o->o_enum, v) == -1 &&
+	    config_enum_index(other, v) != -1);
+}
+
+/*
  * Parse a scalar value of a leaf row and store it in obj.  n is NULL when
  * the table's default is being applied; then v is that default.
  */
@@ -883,6 +905,14 @@ config_store(struct config_ctx *x, const struct config_slot *s, void *obj,
 			    "file name", key, v,
 			    o->o_enum != NULL ? "; the words are " : "",
 			    o->o_enum != NULL ? choices : "");
+			return;
+		}
+		if ((s->s_flags & F_PATH) && config_plain_log_word(o, n, v)) {
+			config_fmt_choices(o->o_enum, choices, sizeof(choices));
+			errors_add(x->x_errs, x->x_file, config_line(n),
+			    config_col(n), "%s: unquoted '%s' would name a file, "
+			    "not a stream; the words are %s; quote it if it is "
+			    "a file name", key, v, choices);
 			return;
 		}
 		if ((s->s_flags & F_PATH) && (o->o_enum == NULL ||

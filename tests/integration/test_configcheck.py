@@ -721,6 +721,16 @@ def test_documented_defaults_lie_in_their_ranges():
     ("error_log", "off", "unquoted 'off' reads as a boolean, not a path; "
      "the words are stderr or syslog;"),
     ("error_log", "falsehood.log", None),
+    # the other log's words, unquoted, are not file names either
+    ("access_log", "stderr", "unquoted 'stderr' would name a file, not "
+     "a stream; the words are stdout or off; quote it if it is a file "
+     "name"),
+    ("access_log", "syslog", "unquoted 'syslog' would name a file"),
+    ("access_log", "'stderr'", None),
+    ("error_log", "stdout", "unquoted 'stdout' would name a file, not a "
+     "stream; the words are stderr or syslog;"),
+    ("error_log", "\"stdout\"", None),
+    ("error_log", "stdout.log", None),
 ] + [
     # YAML 1.1 booleans other than true and false are not booleans here
     ("proxy_protocol", v, None if v in ("true", "false", "'true'") else
