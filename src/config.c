@@ -1970,6 +1970,7 @@ config_origin(struct config_ctx *x, const struct config_slot *s, void *obj,
 {
 	struct wsg_policy	*pol = obj;
 	struct wsg_origin_policy *op;
+	size_t			 nerr = x->x_errs->e_n;
 
 	if (n == NULL)
 		return;
@@ -1978,7 +1979,9 @@ config_origin(struct config_ctx *x, const struct config_slot *s, void *obj,
 		return;
 	}
 	config_walk(x, SC_ORIGIN, op, n, "origin", NULL);
-	if (op->op_nallow == 0 && op->op_nregex == 0 && !op->op_allow_missing)
+	/* An entry in error is not an empty list: no warning on top. */
+	if (x->x_errs->e_n == nerr && op->op_nallow == 0 &&
+	    op->op_nregex == 0 && !op->op_allow_missing)
 		errors_warn(x->x_errs, x->x_file, config_line(n),
 		    config_col(n), "origin: nothing is allowed, so every "
 		    "client is refused");

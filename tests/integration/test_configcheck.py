@@ -1519,6 +1519,27 @@ POLICY_WARNINGS = [
 ]
 
 
+@pytest.mark.parametrize("entry,error", [
+    ("allow: [app.example.com]", "origin: 'app.example.com' is not a "
+     "scheme://host[:port] origin"),
+    ("allow: ['https://*.example.com']", "origin: 'https://*.example.com' "
+     "is not a scheme://host[:port] origin"),
+    ("allow_regex: ['[a-z']", "allow_regex: invalid regex '[a-z'"),
+])
+def test_a_bad_origin_entry_is_an_error_not_an_empty_list(tmp_path, entry,
+                                                         error):
+    """An origin entry in error is reported as such, without the warning
+    that the section allows nothing, which it would if the entry were
+    right: the operator has one thing to fix."""
+    rc, out, path, _, _ = check_value(tmp_path, ("policy", "{v}"),
+                                      entry.split(":")[0],
+                                      "origin:\n  %s\n" % entry)
+    assert rc == 1, out
+    assert re.search(r"^%s:2:\d+: %s" % (re.escape(str(path)),
+                                         re.escape(error)), out, re.M), out
+    assert "nothing is allowed" not in out, out
+
+
 @pytest.mark.parametrize("text,warnings", POLICY_WARNINGS,
                          ids=[str(i) for i in range(len(POLICY_WARNINGS))])
 def test_policy_warnings(tmp_path, text, warnings):
