@@ -2633,12 +2633,37 @@ config_offset_mark(FILE *fp, size_t off, size_t *line, size_t *col)
 	}
 }
 
+/*
+ * The byte at a 0-based line and column (in characters) of fp, or EOF:
+ * what a scanner error points at.
+ */
+static int
+config_char_at(FILE *fp, size_t line, size_t col)
+{
+	int	c;
+
+	rewind(fp);
+	while (line > 0 && (c = getc(fp)) != EOF)
+		if (c == '\n')
+			line--;
+	if (line > 0)
+		return (EOF);
+	while ((c = getc(fp)) != EOF && c != '\n') {
+		if ((c & 0xc0) == 0x80)
+			continue;
+		if (col-- == 0)
+			return (c);
+	}
+	return (EOF);
+}
+
 /* Report a libyaml parser error at its mark. */
 static void
 config_yaml_error(struct wsg_errors *errs, const char *file, FILE *fp,
     const yaml_parser_t *p)
 {
 	size_t	line, col;
+	int	tab;
 
 	if (p->error == YAML_MEMORY_ERROR)
 		errors_add(errs, file, 0, 0, "out of memory");
@@ -2648,10 +2673,17 @@ config_yaml_error(struct wsg_errors *errs, const char *file, FILE *fp,
 		errors_add(errs, file, line, col, "syntax error: %s at byte "
 		    "%zu", p->problem != NULL ? p->problem :
 		    "unreadable input", p->problem_offset);
-	} else
+	} else {
+		/* libyaml names a tab where a token may start only so. */
+		tab = p->error == YAML_SCANNER_ERROR && p->problem != NULL &&
+		    strstr(p->problem, "tab") == NULL &&
+		    config_char_at(fp, p->problem_mark.line,
+		    p->problem_mark.column) == '\t';
 		errors_add(errs, file, p->problem_mark.line + 1,
-		    p->problem_mark.column + 1, "syntax error: %s",
-		    p->problem != NULL ? p->problem : "unknown");
+		    p->problem_mark.column + 1, "syntax error: %s%s",
+		    p->problem != NULL ? p->problem : "unknown",
+		    tab ? " (a tab: YAML indents with spaces only)" : "");
+	}
 }
 
 /*

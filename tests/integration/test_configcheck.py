@@ -62,6 +62,28 @@ def test_unknown_key_is_reported_with_position(tmp_path, certs, client_ssl):
     assert ": ok" not in out, out
 
 
+@pytest.mark.parametrize("text,line,col,hint", [
+    ("log:\n\tlevel: info", 3, 1, True),
+    ("log:\n  \tlevel: info", 3, 3, True),
+    ("log: { level: info, @x }", 2, 21, False)])
+def test_a_tab_in_the_indentation_is_named(tmp_path, certs, client_ssl,
+                                           text, line, col, hint):
+    """A tab where libyaml says only "found character that cannot start
+    any token" is named as a tab, the usual mistake of a newcomer to YAML;
+    the message is unchanged for any other character."""
+    gw = make_config(tmp_path, certs, client_ssl)
+    lines = gw.cfg_path.read_text().splitlines()
+    lines.insert(1, text)
+    gw.cfg_path.write_text("\n".join(lines) + "\n")
+    rc, out = check(gw.cfg_path)
+    assert rc == 1, out
+    want = "%s:%d:%d: syntax error: found character that cannot start " \
+        "any token" % (gw.cfg_path, line, col)
+    if hint:
+        want += " (a tab: YAML indents with spaces only)"
+    assert want in out.splitlines(), out
+
+
 def test_every_error_is_reported(tmp_path, certs, client_ssl):
     gw = make_config(tmp_path, certs, client_ssl)
     lines = gw.cfg_path.read_text().splitlines()
