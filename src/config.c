@@ -3120,7 +3120,9 @@ config_routes(struct config_ctx *x, const struct config_slot *s, void *obj,
 /*
  * A browser-facing (TLS) route without an origin check lets any web page
  * open it with the user's cookies: cross-site WebSocket hijacking.  Legal
- * for non-browser clients, so a warning.
+ * for non-browser clients, so a warning.  Not for a route that asks for a
+ * JWT: a page of another site holds no token of the user's, and a browser
+ * sends none by itself.
  */
 static void
 config_warn_origin(struct config_ctx *x, const struct config_pending *pd,
@@ -3130,7 +3132,7 @@ config_warn_origin(struct config_ctx *x, const struct config_pending *pd,
 	const yaml_node_t		*n;
 	size_t				 i;
 
-	if (pol == NULL || pol->pol_origin != NULL)
+	if (pol == NULL || pol->pol_origin != NULL || pol->pol_jwt != NULL)
 		return;
 	for (i = 0; i < x->x_cf->c_nlisteners; i++) {
 		lc = &x->x_cf->c_listeners[i];

@@ -84,6 +84,34 @@ def test_a_tab_in_the_indentation_is_named(tmp_path, certs, client_ssl,
     assert want in out.splitlines(), out
 
 
+@pytest.mark.parametrize("policy,warned", [
+    ("frames:\n  allow_binary: false\n", True),
+    ("ip:\n  allow: [127.0.0.0/8]\n", True),
+    ("origin:\n  allow_missing: true\n", False),
+    ("auth:\n  jwt:\n    algorithms: [HS256]\n"
+     "    key_file: hmac.secret\n", False),
+    ("auth:\n  query_param: access_token\n  jwt:\n"
+     "    algorithms: [HS256]\n    key_file: hmac.secret\n", False),
+])
+def test_a_tls_route_without_origin_check_warns_unless_it_asks_a_token(
+        tmp_path, certs, client_ssl, policy, warned):
+    """A browser on another site can open a TLS route with no origin check
+    with what the browser sends by itself (cookies, client certificates,
+    its address on the inside of an IP allow-list): -t warns.  A route
+    whose policy asks for a JWT cannot be opened so, since a page of
+    another site holds no token of the user's: no warning."""
+    gw = make_config(tmp_path, certs, client_ssl)
+    secret = gw.pol_dir / "hmac.secret"
+    secret.write_bytes(b"k" * 32)
+    secret.chmod(0o600)
+    (gw.pol_dir / "default.yaml").write_text(policy)
+    rc, out = check(gw.cfg_path)
+    assert rc == 0, out
+    warning = "warning: route /echo on TLS listener 'public': policy " \
+        "'default' has no origin check, so any web page can open it"
+    assert (warning in out) == warned, out
+
+
 def test_every_error_is_reported(tmp_path, certs, client_ssl):
     gw = make_config(tmp_path, certs, client_ssl)
     lines = gw.cfg_path.read_text().splitlines()
