@@ -3132,7 +3132,10 @@ config_warn_origin(struct config_ctx *x, const struct config_pending *pd,
 	const yaml_node_t		*n;
 	size_t				 i;
 
-	if (pol == NULL || pol->pol_origin != NULL || pol->pol_jwt != NULL)
+	/* A token in a cookie is one the browser sends by itself, though. */
+	if (pol == NULL || pol->pol_origin != NULL || (pol->pol_jwt != NULL &&
+	    !http_name_alias((struct wsg_str){ "Cookie", 6 },
+	    pol->pol_auth_header)))
 		return;
 	for (i = 0; i < x->x_cf->c_nlisteners; i++) {
 		lc = &x->x_cf->c_listeners[i];

@@ -92,6 +92,9 @@ def test_a_tab_in_the_indentation_is_named(tmp_path, certs, client_ssl,
      "    key_file: hmac.secret\n", False),
     ("auth:\n  query_param: access_token\n  jwt:\n"
      "    algorithms: [HS256]\n    key_file: hmac.secret\n", False),
+    # a token in a cookie is sent by the browser by itself
+    ("auth:\n  header: cookie\n  jwt:\n"
+     "    algorithms: [HS256]\n    key_file: hmac.secret\n", True),
 ])
 def test_a_tls_route_without_origin_check_warns_unless_it_asks_a_token(
         tmp_path, certs, client_ssl, policy, warned):
@@ -99,7 +102,8 @@ def test_a_tls_route_without_origin_check_warns_unless_it_asks_a_token(
     with what the browser sends by itself (cookies, client certificates,
     its address on the inside of an IP allow-list): -t warns.  A route
     whose policy asks for a JWT cannot be opened so, since a page of
-    another site holds no token of the user's: no warning."""
+    another site holds no token of the user's: no warning, unless the
+    token is read from the Cookie header."""
     gw = make_config(tmp_path, certs, client_ssl)
     secret = gw.pol_dir / "hmac.secret"
     secret.write_bytes(b"k" * 32)
