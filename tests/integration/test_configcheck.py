@@ -18,9 +18,10 @@ from conftest import (REPO, WSGATE, Gateway, free_port, http_upgrade,
                       openssl)
 
 
-def check(path, timeout=20):
+def check(path, timeout=20, **kw):
     p = subprocess.run([WSGATE, "-t", "-c", str(path)], capture_output=True,
-                       text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                       text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                       **kw)
     return p.returncode, p.stdout + p.stderr
 
 
@@ -1414,6 +1415,14 @@ def test_check_warns_of_files_user_cannot_read_at_reload(certs, client_ssl,
     lines = [ln for ln in out.splitlines() if ln.startswith(warning)]
     assert len(lines) == 1 and str(key) in lines[0] and \
         "Permission denied" in lines[0], out
+    # root's group may read it, and -t runs in it but the user does not:
+    # the user's groups count, not the ones -t was started with
+    os.chmod(key, 0o640)
+    assert 0 not in os.getgrouplist("nobody", pw.pw_gid)
+    rc, out = check(gw.cfg_path, extra_groups=[0])
+    assert rc == 0, out
+    assert any(ln.startswith(warning) and str(key) in ln
+               for ln in out.splitlines()), out
     # the user's own key: no warning
     os.chown(key, pw.pw_uid, pw.pw_gid)
     rc, out = check(gw.cfg_path)
@@ -1464,7 +1473,9 @@ VALUE_CHECKS = [
               "X-Forwarded-For", "x-forwarded-user",
               # the same to a CGI-style server, which reads '_' as '-'
               "X_Forwarded_For", "Sec_WebSocket_Key", "transfer_encoding",
-              "Proxy_Connection")
+              "Proxy_Connection",
+              # a prefix alone is one of the names it covers
+              "X_Forwarded_", "Sec-WebSocket-")
 ] + [
     # each header once, X_User being X-User to a CGI-style server
     ("forward_claims", "policy", FW.replace("{{", "{{a: X-User, "), v,
