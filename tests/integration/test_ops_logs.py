@@ -116,6 +116,19 @@ def test_a_fifo_log_with_no_reader_does_not_hang_a_reopen(factory):
     fifo = gw.access_log
     try:
         gw.start()
+        # with a reader, the reopen works, and the descriptor it makes
+        # blocks as the first one did: a worker's write to a full pipe
+        # waits rather than losing its line
+        gw.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "log files reopened" in gw.error_text(), 5,
+                 what="'log files reopened'")
+        fds = [fd for fd in os.listdir("/proc/%d/fd" % gw.pid)
+               if os.readlink("/proc/%d/fd/%s" % (gw.pid, fd)) == str(fifo)]
+        assert len(fds) == 1, fds
+        with open("/proc/%d/fdinfo/%s" % (gw.pid, fds[0])) as f:
+            flags = int(next(ln for ln in f if ln.startswith("flags:"))
+                        .split()[1], 8)
+        assert not flags & os.O_NONBLOCK, oct(flags)
         os.close(reader)
         reader = None
         gw.proc.send_signal(signal.SIGUSR1)
