@@ -530,6 +530,7 @@ def test_reload_with_a_new_user_warns_that_it_needs_a_restart(factory):
     ("workers", 2, "a new number of workers"),
     ("user", "nobody", "a new user"),
     ("rate_limit_table", {"max_entries": 5000}, "a new rate_limit_table"),
+    ("busy_poll", "5ms", "a new busy_poll"),
 ])
 def test_restart_warnings_compare_with_what_runs(factory, key, value, what):
     """wsgate(8) CAVEATS: a reload logs a warning when workers, user, ...

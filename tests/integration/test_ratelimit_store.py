@@ -97,13 +97,14 @@ def redis(tmp_path):
     r.kill()
 
 
-def store_gateway(factory, redis, pol, on_failure="local", admin=False):
+def store_gateway(factory, redis, pol, on_failure="local", admin=False,
+                  url=None):
     up = factory.raw_upstream()
     gw = factory.gateway(
         routes=[("/r", "rec", "shared")],
         upstreams={"rec": [up.addr]},
         policies={"shared": policy(rate_limit=pol)},
-        top={"rate_limit_store": {"redis": redis.url,
+        top={"rate_limit_store": {"redis": url or redis.url,
                                   "on_failure": on_failure,
                                   "lease_ttl": "%ds" % LEASE_TTL}},
         admin=admin)
@@ -605,22 +606,34 @@ def test_a_connection_closed_while_redis_is_away_gives_its_lease_back(
     lease_given_back(gw)
 
 
-@pytest.mark.parametrize("key,value", [("key_prefix", "other:"),
-                                       ("lease_ttl", "7s"),
-                                       ("redis", "unix:///nonexistent")])
+@pytest.mark.parametrize("key,value,db", [
+    ("key_prefix", "other:", 3),
+    ("lease_ttl", "7s", 0),
+    ("redis", "unix:///nonexistent", 0),
+    # the host, the port, the database: each one is another store
+    ("redis", "redis://127.0.0.2:{port}/0", 0),
+    ("redis", "redis://127.0.0.1:{other}/0", 0),
+    ("redis", "redis://127.0.0.1:{port}/1", 0),
+])
 def test_reload_changing_the_store_says_it_needs_a_restart(
-        factory, redis, key, value):
+        factory, redis, key, value, db):
     """A reload keeps each worker's store as it was made; a changed key
     (not just a changed address) is logged as needing a restart, and the
-    store goes on as before."""
-    gw = store_gateway(factory, redis, {"concurrent_per_ip": 1}, "deny")
+    store goes on as before.  wsgate_config_restart_pending says so
+    until a reload back to the store that runs."""
+    gw = store_gateway(factory, redis, {"concurrent_per_ip": 1}, "deny",
+                       admin=True,
+                       url="redis://127.0.0.1:%d/%d" % (redis.port, db))
+    pending = "wsgate_config_restart_pending"
     first = copy.deepcopy(gw.config)
     cfg = copy.deepcopy(first)
-    cfg["rate_limit_store"][key] = value
+    cfg["rate_limit_store"][key] = value.format(port=redis.port,
+                                                other=redis.port + 1)
     gw.write_config(cfg)
     gw.reload()
     assert count(gw, "a new rate_limit_store needs a restart") == 1, \
         tail(gw.error_log, 20)
+    assert metric(gw.metrics(), pending) == 1
     held = []
     try:
         opened(gw, held)
@@ -634,11 +647,13 @@ def test_reload_changing_the_store_says_it_needs_a_restart(
     # compared, not the URL's text.
     cfg = copy.deepcopy(first)
     cfg["rate_limit_store"]["on_failure"] = "allow"
-    cfg["rate_limit_store"]["redis"] = "redis://127.0.0.1:%d" % redis.port
+    cfg["rate_limit_store"]["redis"] = "redis://127.0.0.1:%d%s" % (
+        redis.port, "/%d" % db if db else "")
     gw.write_config(cfg)
     gw.reload()
     assert count(gw, "a new rate_limit_store needs a restart") == 1, \
         tail(gw.error_log, 20)
+    assert metric(gw.metrics(), pending) == 0
 
 
 @pytest.mark.parametrize("mode", ["local", "allow"])
@@ -710,3 +725,25 @@ def test_handshakes_waiting_together_on_a_stalled_redis(factory, redis,
         for c in clients:
             c.close()
     assert gw.alive(), tail(gw.stderr_path, 30)
+
+
+def test_reload_to_another_unix_socket_needs_a_restart(factory, tmp_path):
+    """Two unix:// stores differ by their path alone: a reload to
+    another one says it needs a restart; the same path written with
+    ?db=0 is the same store.  (No Redis is needed for either.)"""
+    sock = tmp_path / "a.sock"
+    gw = factory.gateway(routes=[("/r", "rec")],
+                         upstreams={"rec": ["127.0.0.1:9"]},
+                         top={"rate_limit_store": {
+                             "redis": "unix://%s" % sock,
+                             "on_failure": "allow"}})
+    warning = "a new rate_limit_store needs a restart"
+    cfg = copy.deepcopy(gw.config)
+    cfg["rate_limit_store"]["redis"] = "unix://%s?db=0" % sock
+    gw.write_config(cfg)
+    gw.reload()
+    assert count(gw, warning) == 0, tail(gw.error_log, 20)
+    cfg["rate_limit_store"]["redis"] = "unix://%s" % (tmp_path / "b.sock")
+    gw.write_config(cfg)
+    gw.reload()
+    assert count(gw, warning) == 1, tail(gw.error_log, 20)
