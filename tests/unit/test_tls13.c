@@ -845,6 +845,20 @@ check_crafted(SSL_CTX *sctx, int kase)
 		tls13_close_notify(t, p.sfd);
 		CHECK_INT(recv(p.cfd, recs, 1, MSG_DONTWAIT), -1);
 		break;
+	case 18:
+		/* The first byte of another message is enough to refuse. */
+		cli_send(p.cfd, seq++, "\x04", 1, 0x16, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_UNEXPECTED_MESSAGE);
+		break;
+	case 19:
+		/* Not even a warning alert between a KeyUpdate's pieces. */
+		cli_send(p.cfd, seq++, "\x18\x00", 2, 0x16, 0);
+		cli_send(p.cfd, seq++, "\x01\x5a", 2, 0x15, 0);
+		CHECK_INT(t13_read_n(t, p.sfd, in, 1, &err), TLS13_ERROR);
+		CHECK_INT(ERR_GET_REASON(err), SSL_R_UNEXPECTED_RECORD);
+		CHECK_INT(client_alert(&p, &level), 10);
+		break;
 	}
 done:
 	tls13_free(t);
@@ -1428,7 +1442,7 @@ main(void)
 		check_update_bursts(s13);
 		check_update_exact(s13, 0);
 		check_update_exact(s13, 1);
-		for (k = 0; k <= 17; k++)
+		for (k = 0; k <= 19; k++)
 			check_crafted(s13, k);
 		check_tls12(s12);
 		check_pending(s13);
