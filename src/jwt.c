@@ -98,6 +98,8 @@ static const char *const jwt_result_strs[] = {
 	"issuer does not match",
 	"audience does not match",
 	"required claim missing",
+	"a registered claim has the wrong type (exp, nbf and iat are "
+	    "numbers, sub a string)",
 	"out of memory checking the token"
 };
 
@@ -732,7 +734,7 @@ jwt_check_claims(const json_t *p, const struct wsg_jwt_policy *pol,
 	    (nbf != NULL && !json_is_number(nbf)) ||
 	    (iat != NULL && !json_is_number(iat)) ||
 	    (sub != NULL && !json_is_string(sub)))
-		return WSG_JWT_MALFORMED;
+		return WSG_JWT_CLAIM_TYPE;
 
 	now = jwt_time_clamp(now);
 	leeway = pol->jp_leeway < 0 ? 0 : pol->jp_leeway;

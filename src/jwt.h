@@ -49,6 +49,7 @@ enum wsg_jwt_result {
 	WSG_JWT_BAD_ISSUER,
 	WSG_JWT_BAD_AUDIENCE,
 	WSG_JWT_MISSING_CLAIM,
+	WSG_JWT_CLAIM_TYPE,	/* exp, nbf or iat not a number, sub not a string */
 	WSG_JWT_NOMEM
 };
 

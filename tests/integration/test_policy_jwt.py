@@ -255,6 +255,23 @@ def test_invalid_token_is_auth_invalid(gw, keys, up, case):
                 tok if len(tok) > 10 else None)
 
 
+@pytest.mark.parametrize("claim,value", [("sub", 42), ("exp", "soon")])
+def test_a_claim_of_the_wrong_type_is_named_in_the_log(gw, keys, up, claim,
+                                                       value):
+    """A well-signed token whose sub is not a string (RFC 7519 4.1.2), or
+    whose exp is not a number, is auth_invalid; the error log said only
+    "malformed token", as for bytes that are no JWT at all, and left the
+    operator to guess what the issuer got wrong."""
+    tok = make_token(keys, **{claim: value})
+    _, e = refused_401(gw, up, B("/no/rs", extra=bearer(tok)),
+                       "auth_invalid", tok)
+    want = "a registered claim has the wrong type (exp, nbf and iat are " \
+        "numbers, sub a string)"
+    wait_for(lambda: [ln for ln in gw.error_text().splitlines()
+                      if "conn %d:" % e["id"] in ln and want in ln], 5,
+             what="the refusal's detail in the error log")
+
+
 def test_hs256_signed_with_rsa_public_key_is_auth_invalid(gw, keys, up):
     # The classic confusion: an RS256 route must never verify an HS256 token
     # using the RSA public key's PEM bytes as the HMAC secret.

@@ -309,7 +309,7 @@ test_alg_names(void)
 	CHECK_STR(jwt_result_str(WSG_JWT_BAD_SIGNATURE),
 	    "signature does not verify");
 	CHECK_STR(jwt_result_str(WSG_JWT_EXPIRED), "token expired");
-	for (i = WSG_JWT_OK; i <= WSG_JWT_MISSING_CLAIM; i++)
+	for (i = WSG_JWT_OK; i <= WSG_JWT_NOMEM; i++)
 		CHECK(strcmp(jwt_result_str((enum wsg_jwt_result)i),
 		    "unknown result") != 0);
 	CHECK_STR(jwt_result_str((enum wsg_jwt_result)99), "unknown result");
@@ -701,17 +701,19 @@ test_times(const struct wsg_jwt_key *k, const struct tkey *sk)
 	t = tok(WSG_JWT_HS256, sk, "{\"exp\":99999999999999999999}");
 	CHECK_INT(vf(t, &p), WSG_JWT_MALFORMED);	/* jansson: too big */
 
-	/* Wrong types. */
+	/* Wrong types: a result of their own, for the log. */
 	t = tok(WSG_JWT_HS256, sk, "{\"exp\":\"1800000000\"}");
-	CHECK_INT(vf(t, &p), WSG_JWT_MALFORMED);
+	CHECK_INT(vf(t, &p), WSG_JWT_CLAIM_TYPE);
 	t = tok(WSG_JWT_HS256, sk, "{\"nbf\":null}");
-	CHECK_INT(vf(t, &p), WSG_JWT_MALFORMED);
+	CHECK_INT(vf(t, &p), WSG_JWT_CLAIM_TYPE);
 	t = tok(WSG_JWT_HS256, sk, "{\"iat\":true}");
-	CHECK_INT(vf(t, &p), WSG_JWT_MALFORMED);
+	CHECK_INT(vf(t, &p), WSG_JWT_CLAIM_TYPE);
 	t = tok(WSG_JWT_HS256, sk, "{\"exp\":[1800000000]}");
-	CHECK_INT(vf(t, &p), WSG_JWT_MALFORMED);
+	CHECK_INT(vf(t, &p), WSG_JWT_CLAIM_TYPE);
 	t = tok(WSG_JWT_HS256, sk, "{\"sub\":42}");
-	CHECK_INT(vf(t, &p), WSG_JWT_MALFORMED);
+	CHECK_INT(vf(t, &p), WSG_JWT_CLAIM_TYPE);
+	CHECK(strstr(jwt_result_str(WSG_JWT_CLAIM_TYPE), "sub a string") !=
+	    NULL);
 	t = tok(WSG_JWT_HS256, sk, "{\"iat\":1800000000}");
 	CHECK_INT(vf(t, &p), WSG_JWT_OK);	/* iat is not checked */
 }
