@@ -442,7 +442,7 @@ def test_a_stalled_redis_holds_up_only_the_handshakes_it_decides(
                 held.append(c)
             assert st == want, resp
         if mode == "deny":
-            assert "store_unavailable" in gw.error_text()
+            assert "refused: store_unavailable: " in gw.error_text()
         assert count(gw, "is unavailable") == 1, tail(gw.error_log, 30)
     finally:
         os.kill(redis.proc.pid, signal.SIGCONT)
