@@ -64,6 +64,9 @@ def client_violation(gw, data, code, reason, mark=MARK):
     assert uc.done.wait(5)
     assert [cf.close_code for cf in uc.close_frames()] == [1001], uc.frames
     if mark:
+        # the gateway masks with keys of its own: the payloads, unmasked,
+        # are where a relayed mark would show
+        assert mark not in uc.payloads(), uc.frames
         assert mark not in uc.data
     return uc
 
@@ -453,6 +456,7 @@ def test_big_text_frames_checked_whole(factory, tls):
     assert e["reason"] == "invalid_utf8", e
     (uc,) = rec.connections()
     assert uc.done.wait(5)
+    assert MARK not in uc.payloads()
     assert MARK not in uc.data
     # backend -> client
     broken.behavior = rawup.ws_then(enc(T, good, mask=False) +
