@@ -210,7 +210,7 @@ def test_dot_segments_do_not_escape_a_prefix_route(gw, up, path):
     finally:
         c.close()
     resp = rawclient.HTTPResponse(head[:-4], b"")
-    assert resp.status in (400, 404), resp
+    assert resp.status == 400, resp        # ambiguous, not just unrouted
     assert up.connections() == [], up.all_bytes()[:300]
 
 
@@ -337,9 +337,10 @@ def test_too_many_header_fields_is_refused(gw, up):
         resp = c.http_response(timeout=5)
     finally:
         c.close()
-    assert resp.status in (400, 431), resp
+    # wsgate.8: more than 64 fields is a head too large, as over the bytes
+    assert resp.status == 431, resp
     e = gw.wait_entry(client_port=c.local_port)
-    assert e["reason"] in ("bad_request", "headers_too_large"), e
+    assert e["reason"] == "headers_too_large", e
     assert up.connections() == []
 
 
