@@ -4,6 +4,7 @@
  */
 #include "autoconf.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,41 +99,58 @@ nomem:
 	return NULL;
 }
 
-/* CPU time this thread has used, in milliseconds. */
+/* CPU time this thread has used, in microseconds. */
 static uint64_t
-regex_cpu_ms(void)
+regex_cpu_us(void)
 {
 	struct timespec	ts;
 
 	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == -1)
 		return 0;
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* Monotonic time, in milliseconds: a vDSO call, unlike regex_cpu_ms(). */
+/* Monotonic time, in microseconds: a vDSO call, unlike regex_cpu_us(). */
 static uint64_t
-regex_wall_ms(void)
+regex_wall_us(void)
 {
 	struct timespec	ts;
 
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
 		return 0;
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 /*
- * Has the subject of rb taken all its time?  A thread uses no more CPU
- * time than passes, so the thread's CPU clock, a system call, is read
- * only once the monotonic one says the limit may have been reached: a
- * message checked against several patterns pays one such call, not one
- * more per pattern.
+ * Has the subject of rb taken all its time (-1), or, with slice, the
+ * current slice of it (1, and the slice counts as used)?  A thread uses
+ * no more CPU time than passes, so the thread's CPU clock, a system
+ * call, is read only once the monotonic one says a limit may have been
+ * reached: a message checked against several patterns pays one such
+ * call, not one more per pattern.
  */
 static int
-regex_budget_spent(const struct wsg_regex_budget *rb)
+regex_budget_check(struct wsg_regex_budget *rb, int slice)
 {
-	if (!rb->rb_timed || regex_wall_ms() - rb->rb_wall < rb->rb_limit)
+	uint64_t	limit, wait, cpu;
+
+	if (!rb->rb_timed)
 		return 0;
-	return (regex_cpu_ms() - rb->rb_start >= rb->rb_limit);
+	limit = rb->rb_limit * 1000;
+	wait = rb->rb_used < limit ? limit - rb->rb_used : 0;
+	slice = slice && !rb->rb_fresh;
+	if (slice && wait > rb->rb_slice)
+		wait = rb->rb_slice;
+	if (regex_wall_us() - rb->rb_wall < wait)
+		return 0;
+	cpu = regex_cpu_us() - rb->rb_start;
+	if (rb->rb_used + cpu >= limit)
+		return -1;
+	if (slice && cpu >= rb->rb_slice) {
+		rb->rb_used += cpu;
+		return 1;
+	}
+	return 0;
 }
 
 /*
@@ -148,26 +166,46 @@ regex_budget_init(struct wsg_regex_budget *rb, size_t len, size_t npatterns)
 	rb->rb_limit = WSG_REGEX_TIME_LIMIT_MS +
 	    (uint64_t)len * npatterns / WSG_REGEX_BYTES_PER_MS;
 	rb->rb_timed = npatterns > 1 || len > WSG_REGEX_WINDOW;
-	rb->rb_start = rb->rb_timed ? regex_cpu_ms() : 0;
-	rb->rb_wall = rb->rb_timed ? regex_wall_ms() : 0;
+	rb->rb_used = 0;
+	rb->rb_slice = WSG_REGEX_SLICE_US;
+	rb->rb_fresh = 1;
+	rb->rb_start = rb->rb_timed ? regex_cpu_us() : 0;
+	rb->rb_wall = rb->rb_timed ? regex_wall_us() : 0;
 }
+
+/* The next slice starts now; see regex.h. */
+void
+regex_budget_resume(struct wsg_regex_budget *rb)
+{
+	rb->rb_fresh = 1;
+	if (!rb->rb_timed)
+		return;
+	rb->rb_start = regex_cpu_us();
+	rb->rb_wall = regex_wall_us();
+}
+
+/* regex_match_long(): the slice is used up, go on from *startp. */
+#define REGEX_RC_AGAIN	INT_MIN
 
 /*
  * Search a long subject WSG_REGEX_WINDOW start positions at a time (an
- * offset limit per call).  The match limit counts afresh at each start
- * position, so one call over the whole subject could cost its length
- * times the limit: seconds of a worker for a 1 MiB message.  Between
- * calls the thread's CPU time is held to the subject's budget.  The
- * first call checks the UTF-8 of the whole subject if asked to; the
- * windows after it start on character boundaries.
+ * offset limit per call), from *startp.  The match limit counts afresh
+ * at each start position, so one call over the whole subject could cost
+ * its length times the limit: seconds of a worker for a 1 MiB message.
+ * Between calls the thread's CPU time is held to the subject's budget,
+ * and, with slice, to a slice: then *startp is where the next window
+ * starts, and REGEX_RC_AGAIN is returned.  The first call checks the
+ * UTF-8 of the whole subject if asked to; the windows after it start on
+ * character boundaries.
  */
 static int
 regex_match_long(const struct wsg_regex *re, PCRE2_SPTR subject, size_t len,
-    uint32_t opts, pcre2_match_data *md, const struct wsg_regex_budget *rb)
+    uint32_t opts, pcre2_match_data *md, struct wsg_regex_budget *rb,
+    size_t *startp, int slice)
 {
 	pcre2_match_context	*mctx;
-	size_t			 start = 0;
-	int			 rc;
+	size_t			 start = *startp;
+	int			 rc, spent;
 
 	if ((mctx = pcre2_match_context_copy(re->re_mctx)) == NULL)
 		return PCRE2_ERROR_NOMEMORY;
@@ -176,10 +214,11 @@ regex_match_long(const struct wsg_regex *re, PCRE2_SPTR subject, size_t len,
 		    PCRE2_UNSET : start + WSG_REGEX_WINDOW - 1);
 		rc = pcre2_match(re->re_code, subject, len, start, opts, md,
 		    mctx);
+		rb->rb_fresh = 0;
 		if (rc != PCRE2_ERROR_NOMATCH ||
 		    len - start <= WSG_REGEX_WINDOW)
 			break;
-		if (regex_budget_spent(rb)) {
+		if ((spent = regex_budget_check(rb, slice)) == -1) {
 			rc = PCRE2_ERROR_MATCHLIMIT;
 			break;
 		}
@@ -187,6 +226,11 @@ regex_match_long(const struct wsg_regex *re, PCRE2_SPTR subject, size_t len,
 		start += WSG_REGEX_WINDOW;
 		while (start < len && (subject[start] & 0xc0) == 0x80)
 			start++;
+		if (spent) {
+			*startp = start;
+			rc = REGEX_RC_AGAIN;
+			break;
+		}
 	}
 	pcre2_match_context_free(mctx);
 	return rc;
@@ -210,17 +254,29 @@ int
 regex_match_budget(const struct wsg_regex *re, const char *subject,
     size_t len, int flags, struct wsg_regex_budget *rb)
 {
+	size_t	start = 0;
+
+	return regex_match_from(re, subject, len, flags & ~WSG_REGEX_SLICE,
+	    rb, &start);
+}
+
+/* The same from a start position, perhaps in slices; see regex.h. */
+int
+regex_match_from(const struct wsg_regex *re, const char *subject,
+    size_t len, int flags, struct wsg_regex_budget *rb, size_t *start)
+{
 	pcre2_match_data	*md;
 	uint32_t		 opts = 0;
-	int			 rc;
+	int			 rc, slice = (flags & WSG_REGEX_SLICE) != 0;
 
 	if (re == NULL || (subject == NULL && len > 0))
 		return -1;
-	if (regex_budget_spent(rb))
-		return -1;
+	if ((rc = regex_budget_check(rb, slice)) != 0)
+		return rc == 1 ? WSG_REGEX_AGAIN : -1;
 	if (subject == NULL)
 		subject = "";
-	if (flags & WSG_REGEX_VALID_UTF8)
+	/* Past the first window, the whole subject was checked. */
+	if ((flags & WSG_REGEX_VALID_UTF8) || *start > 0)
 		opts |= PCRE2_NO_UTF_CHECK;
 	/* Per call, so threads sharing re never share match data. */
 	if ((md = pcre2_match_data_create_from_pattern(re->re_code,
@@ -231,8 +287,11 @@ regex_match_budget(const struct wsg_regex *re, const char *subject,
 		    md, re->re_mctx);
 	else
 		rc = regex_match_long(re, (PCRE2_SPTR)subject, len, opts, md,
-		    rb);
+		    rb, start, slice);
+	rb->rb_fresh = 0;
 	pcre2_match_data_free(md);
+	if (rc == REGEX_RC_AGAIN)
+		return WSG_REGEX_AGAIN;
 	if (rc >= 0)
 		return 1;	/* 0 means a match with a short ovector */
 	if (rc == PCRE2_ERROR_NOMATCH || rc == PCRE2_ERROR_PARTIAL)

@@ -24,6 +24,7 @@
 #define WSG_REGEX_WINDOW	4096	/* start positions per pcre2_match() */
 #define WSG_REGEX_TIME_LIMIT_MS	100	/* CPU ms, long subjects, plus: */
 #define WSG_REGEX_BYTES_PER_MS	20000	/* a ms more per this many bytes */
+#define WSG_REGEX_SLICE_US	1000	/* CPU us per slice of a match */
 #define WSG_REGEX_ERR_MAX	128	/* enough for regex_compile()'s err */
 
 /*
@@ -34,6 +35,17 @@
  */
 #define WSG_REGEX_VALID_UTF8	0x01
 
+/*
+ * regex_match_from() flag: stop once the subject has taken a slice of
+ * CPU time (rb_slice, WSG_REGEX_SLICE_US) since regex_budget_init() or
+ * regex_budget_resume(), and return WSG_REGEX_AGAIN.  A slice does at
+ * least one pattern or window of start positions, however short it is.
+ */
+#define WSG_REGEX_SLICE		0x02
+
+/* regex_match_from(): a slice is used up, the match is not done. */
+#define WSG_REGEX_AGAIN		2
+
 struct wsg_regex;
 
 /*
@@ -42,10 +54,13 @@ struct wsg_regex;
  * WSG_REGEX_BYTES_PER_MS bytes per pattern.  See regex_budget_init().
  */
 struct wsg_regex_budget {
-	uint64_t	rb_start;	/* thread CPU ms when matching began */
-	uint64_t	rb_wall;	/* monotonic ms then */
+	uint64_t	rb_start;	/* thread CPU us when the slice began */
+	uint64_t	rb_wall;	/* monotonic us then */
+	uint64_t	rb_used;	/* CPU us of the slices before it */
 	uint64_t	rb_limit;	/* ms it may take in all */
+	uint64_t	rb_slice;	/* CPU us of a slice */
 	int		rb_timed;	/* rb_start is set */
+	int		rb_fresh;	/* nothing matched in this slice yet */
 };
 
 /*
@@ -87,6 +102,25 @@ void			 regex_budget_init(struct wsg_regex_budget *, size_t,
 int			 regex_match_budget(const struct wsg_regex *,
 			    const char *, size_t, int,
 			    struct wsg_regex_budget *);
+
+/*
+ * regex_match_budget() from start position *start (0, or where an
+ * earlier call returned WSG_REGEX_AGAIN).  With WSG_REGEX_SLICE in the
+ * flags, it may return WSG_REGEX_AGAIN once the current slice is used
+ * up, before the pattern or between windows of start positions, with
+ * *start set to where to go on: call regex_budget_resume(), then this
+ * again with the same pattern, subject and budget.  The windows are the
+ * same as in one call, so is the result.
+ */
+int			 regex_match_from(const struct wsg_regex *,
+			    const char *, size_t, int,
+			    struct wsg_regex_budget *, size_t *);
+
+/*
+ * Start a new slice of a budget whose match returned WSG_REGEX_AGAIN:
+ * the time between slices is not the subject's.
+ */
+void			 regex_budget_resume(struct wsg_regex_budget *);
 
 /* The source pattern, for messages and logs. */
 const char		*regex_pattern(const struct wsg_regex *);

@@ -74,6 +74,7 @@ static void	relay_tls_write_cb(evutil_socket_t, short, void *);
 static void	relay_tls13_takeover(struct wsg_peer *);
 static void	relay_kick(struct wsg_peer *);
 static void	relay_write_now(struct wsg_peer *);
+static void	relay_match_cb(evutil_socket_t, short, void *);
 
 __thread unsigned long	relay_reads;
 
@@ -203,6 +204,9 @@ relay_drained_cb(struct bufferevent *bev, void *arg)
 		o->p_paused = 0;
 		if (o->p_gone_ev != NULL)
 			event_del(o->p_gone_ev);
+		/* Reading resumes once its held message is judged. */
+		if (o->p_matching)
+			return;
 		bufferevent_enable(o->p_bev, EV_READ);
 		relay_process(o);
 		session_tls_kick(o);
@@ -647,6 +651,86 @@ fail:
 }
 
 /*
+ * Go on with a held message's match in a later turn of the loop.  A
+ * timer that is due at once, not event_active(): an event made active
+ * runs in the same turn, before the loop asks the kernel again, and the
+ * other sessions' new input would wait for the whole match all the same.
+ * Reading from p stops until the message is judged.  Returns -1 if
+ * there is no event for it.
+ */
+static int
+relay_match_later(struct wsg_peer *p, const struct wsg_regex_budget *rb,
+    size_t i, size_t start)
+{
+	struct timeval	tv = { 0, 0 };
+
+	if (p->p_match_ev == NULL && (p->p_match_ev = evtimer_new(
+	    bufferevent_get_base(p->p_bev), relay_match_cb, p)) == NULL)
+		return (-1);
+	if (evtimer_add(p->p_match_ev, &tv) == -1)
+		return (-1);
+	p->p_match_rb = *rb;
+	p->p_match_re = i;
+	p->p_match_start = start;
+	p->p_matching = 1;
+	bufferevent_disable(p->p_bev, EV_READ);
+	return (0);
+}
+
+/*
+ * Match the held message, len bytes of text, against deny_regex from
+ * pattern i and start position start, under the budget rb, then forward
+ * it to out or refuse it.  A match that has taken a slice of CPU time
+ * (WSG_REGEX_SLICE_US) and is not done goes on from relay_match_cb(),
+ * so that the worker's other sessions are not held up for the whole
+ * budget; the budget and the verdict are those of one pass.  Returns 0
+ * once forwarded, 1 while the match goes on, -1 once the session was
+ * closed.
+ */
+static int
+relay_judge_held(struct wsg_peer *p, struct evbuffer *out, const char *text,
+    size_t len, struct wsg_regex_budget *rb, size_t i, size_t start)
+{
+	struct wsg_session	*s = p->p_session;
+	const struct wsg_policy	*pol = s->s_route->rt_policy;
+	int			 m, flags = WSG_REGEX_SLICE;
+
+	if (pol->pol_validate_utf8)
+		flags |= WSG_REGEX_VALID_UTF8;
+	while (i < pol->pol_ndeny_regex) {
+		m = regex_match_from(pol->pol_deny_regex[i], text ? text : "",
+		    len, flags, rb, &start);
+		if (m == WSG_REGEX_AGAIN) {
+			if (relay_match_later(p, rb, i, start) == 0)
+				return (1);
+			/* No event to go on from: the rest in this turn. */
+			flags &= ~WSG_REGEX_SLICE;
+			regex_budget_resume(rb);
+			continue;
+		}
+		if (m != 0) {
+			/* A match, or a limit hit: either way, refused. */
+			log_info("conn %llu: content_denied: message refused "
+			    "by deny_regex '%s'%s", (unsigned long long)s->s_id,
+			    regex_pattern(pol->pol_deny_regex[i]),
+			    m == -1 ? " (match limit)" : "");
+			session_fail(s, "content_denied", 1008, 1008, 1001);
+			return (-1);
+		}
+		i++;
+		start = 0;
+	}
+	if (relay_send_held(p->p_text, len, pol->pol_max_frame_size,
+	    out) == -1) {
+		log_warnx("conn %llu: internal_error: out of memory holding a "
+		    "message", (unsigned long long)s->s_id);
+		session_fail(s, "internal_error", 1011, 1011, 1011);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
  * messages.deny_regex: a client's text message is held, frame by frame,
  * until its last fragment, then matched whole (at most max_message_size)
  * and either forwarded or refused.  Control frames between its fragments
@@ -655,7 +739,8 @@ fail:
  * refragment a message without extensions): held as received, a client's
  * empty or one-byte fragments would cost their headers, which neither
  * max_message_size nor a rate limit counts, and memory would grow without
- * bound.  Returns 0, or -1 once the session was closed.
+ * bound.  Returns 0, 1 while its match goes on (relay_judge_held()), or
+ * -1 once the session was closed.
  */
 static int
 relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
@@ -667,7 +752,7 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 	struct evbuffer_ptr	 pos;
 	struct wsg_regex_budget	 rb;
 	enum wsg_frame_result	 r = WSG_FRAME_OK;
-	size_t			 i, len;
+	size_t			 len;
 	const char		*text;
 	int			 m;
 
@@ -719,22 +804,10 @@ relay_hold_text(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out)
 		return (-1);
 	}
 	regex_budget_init(&rb, len, pol->pol_ndeny_regex);
-	for (i = 0; i < pol->pol_ndeny_regex; i++) {
-		m = regex_match_budget(pol->pol_deny_regex[i], text ? text : "",
-		    len, pol->pol_validate_utf8 ? WSG_REGEX_VALID_UTF8 : 0, &rb);
-		if (m != 0) {
-			/* A match, or a limit hit: either way, refused. */
-			log_info("conn %llu: content_denied: message refused "
-			    "by deny_regex '%s'%s", (unsigned long long)s->s_id,
-			    regex_pattern(pol->pol_deny_regex[i]),
-			    m == -1 ? " (match limit)" : "");
-			session_fail(s, "content_denied", 1008, 1008, 1001);
-			return (-1);
-		}
-	}
-	if (relay_send_held(p->p_text, len, pol->pol_max_frame_size, out) == -1)
-		goto fail;
-	return (0);
+	if ((m = relay_judge_held(p, out, text, len, &rb, 0, 0)) == 1)
+		log_debug("conn %llu: deny_regex: a long match, done in slices",
+		    (unsigned long long)s->s_id);
+	return (m);
 fail:
 	if (p->p_have_frame)
 		relay_count_refused(p);
@@ -784,7 +857,8 @@ relay_move(struct wsg_peer *p)
 	size_t			 avail, n, pend = 0;
 	uint64_t		 total;
 
-	if (s->s_state != WSG_S_OPEN || p->p_bev == NULL || o->p_bev == NULL)
+	if (s->s_state != WSG_S_OPEN || p->p_bev == NULL || o->p_bev == NULL ||
+	    p->p_matching)
 		return;
 	in = bufferevent_get_input(p->p_bev);
 	out = bufferevent_get_output(o->p_bev);
@@ -861,7 +935,7 @@ relay_move(struct wsg_peer *p)
 			if (avail < total)
 				break;
 			relay_flush(in, out, &pend);
-			if (relay_hold_text(p, in, out) == -1)
+			if (relay_hold_text(p, in, out) != 0)
 				return;
 			continue;
 		}
@@ -1419,6 +1493,60 @@ relay_tls_write_cb(evutil_socket_t fd, short what, void *arg)
 	relay_tls_io(arg, what & ~EV_READ);
 }
 
+/*
+ * The next slice of a held message's match (relay_match_later()), in a
+ * turn of the loop of its own.  Once it is judged, reading goes on, and
+ * an end of the side seen meanwhile is handled as it would have been
+ * then: after the message and what followed it.
+ */
+static void
+relay_match_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct wsg_peer		*p = arg;
+	struct wsg_session	*s = p->p_session;
+	struct wsg_regex_budget	 rb = p->p_match_rb;
+	short			 what = p->p_match_what;
+	const char		*text;
+	size_t			 len;
+	int			 r = -1;
+
+	(void)fd;
+	(void)ev;
+	p->p_matching = 0;
+	if (s->s_state == WSG_S_OPEN && p->p_other->p_bev != NULL) {
+		regex_budget_resume(&rb);
+		len = evbuffer_get_length(p->p_text);
+		/* Already in one piece: nothing is copied. */
+		text = (const char *)evbuffer_pullup(p->p_text, -1);
+		r = relay_judge_held(p, bufferevent_get_output(
+		    p->p_other->p_bev), text, len, &rb, p->p_match_re,
+		    p->p_match_start);
+		if (r == 1)
+			return;
+	}
+	p->p_match_what = 0;
+	if (r == -1) {
+		/* The session ended: the end goes where it would now. */
+		if (what != 0 && s->s_state == WSG_S_CLOSED &&
+		    p->p_bev != NULL) {
+			errno = p->p_match_errno;
+			session_event_cb(p->p_bev, what, p);
+		}
+		return;
+	}
+	relay_kick(p->p_other);
+	if (what != 0) {
+		errno = p->p_match_errno;
+		relay_event_cb(p->p_bev, what, p);
+		return;
+	}
+	if (!p->p_paused)
+		bufferevent_enable(p->p_bev, EV_READ);
+	relay_process(p);
+	relay_kick(p->p_other);
+	session_tls_kick(p);
+}
+
 /* New bytes from either half of an open session. */
 static void
 relay_read_cb(struct bufferevent *bev, void *arg)
@@ -1443,11 +1571,21 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
+	/*
+	 * What arrived before the end is relayed first, or counted.  A
+	 * message whose match goes on (relay_judge_held()) is judged
+	 * first, and the end is handled after it (relay_match_cb()).
+	 */
+	relay_process(p);
+	if (p->p_matching) {
+		p->p_match_what = what;
+		p->p_match_errno = err;
+		return;
+	}
 	e = session_tls_error(p, &local);
 	if (!local && (what & BEV_EVENT_ERROR) && err == ENOMEM &&
 	    s->s_state == WSG_S_OPEN) {
 		/* Our input could not grow: neither side is to blame. */
-		relay_process(p);
 		relay_count_cut(p);
 		log_warnx("conn %llu: internal_error: out of memory reading "
 		    "from the %s", (unsigned long long)s->s_id, p->p_name);
@@ -1460,8 +1598,6 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 		log_info("conn %llu: %s TLS error: %s",
 		    (unsigned long long)s->s_id, p->p_name,
 		    tls_reason(e, why, sizeof(why)));
-	/* What arrived before the end is relayed first, or counted. */
-	relay_process(p);
 	relay_count_cut(p);
 	session_peer_free(p);
 	if (s->s_state != WSG_S_OPEN)

@@ -1240,6 +1240,13 @@ session_peer_free(struct wsg_peer *p)
 		event_free(p->p_gone_ev);
 		p->p_gone_ev = NULL;
 	}
+	/* A held message's match still going on ends here. */
+	if (p->p_match_ev != NULL) {
+		event_free(p->p_match_ev);
+		p->p_match_ev = NULL;
+	}
+	p->p_matching = 0;
+	p->p_match_what = 0;
 	if (p->p_bev != NULL) {
 		bufferevent_free(p->p_bev);
 		p->p_bev = NULL;

@@ -14,6 +14,7 @@
 
 #include "frame.h"
 #include "ratelimit.h"
+#include "regex.h"
 
 /* OpenSSL errors kept for a TLS half, at most. */
 #define WSG_TLS_ERRORS	4
@@ -79,6 +80,17 @@ struct wsg_peer {
 	int			 p_tls_wbor;	/* a write waits to read */
 	int			 p_tls_nerr;
 	unsigned long		 p_tls_err[WSG_TLS_ERRORS];
+	/*
+	 * deny_regex: a held message whose match took more than a slice
+	 * goes on from an event of its own (relay.c), reading stopped.
+	 */
+	int			 p_matching;	/* its match is not done */
+	struct event		*p_match_ev;	/* made the first time */
+	struct wsg_regex_budget	 p_match_rb;	/* its time so far */
+	size_t			 p_match_re;	/* the pattern it is at */
+	size_t			 p_match_start;	/* and the start position */
+	short			 p_match_what;	/* EOF or error meanwhile */
+	int			 p_match_errno;	/* and its errno */
 };
 
 struct wsg_session {

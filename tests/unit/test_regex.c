@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "regex.h"
 #include "unit.h"
@@ -321,6 +322,151 @@ test_budget(void)
 	free(big);
 }
 
+/*
+ * Match in slices of one window or pattern each (a slice of no time),
+ * as the relay does under load; *slices says how many it took.
+ */
+static int
+match_sliced(const struct wsg_regex *re, const char *s, size_t n,
+    size_t *slices)
+{
+	struct wsg_regex_budget	 rb;
+	size_t			 start = 0;
+	int			 r;
+
+	regex_budget_init(&rb, n, 1);
+	rb.rb_slice = 0;
+	for (*slices = 1; *slices <= n; (*slices)++) {
+		r = regex_match_from(re, s, n, WSG_REGEX_SLICE, &rb, &start);
+		if (r != WSG_REGEX_AGAIN)
+			return r;
+		regex_budget_resume(&rb);
+	}
+	return -2;
+}
+
+/* Use ms of this thread's CPU time. */
+static void
+burn_cpu(long ms)
+{
+	struct timespec	t0, t;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+	do
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	while ((t.tv_sec - t0.tv_sec) * 1000 +
+	    (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+}
+
+/*
+ * A match done in slices (the relay's, so that other sessions run in
+ * between) stops only between windows of start positions and goes on
+ * where it stopped, over the whole subject: matches straddling a
+ * window's end, behind a multibyte character or at the very end are
+ * found as in one pass.  The budget counts only the slices' time, and
+ * a hostile subject is refused as in one pass.
+ */
+static void
+test_slices(void)
+{
+	struct wsg_regex_budget	 rb;
+	struct wsg_regex	*re;
+	char			*big;
+	size_t			 n = 1024 * 1024, w = WSG_REGEX_WINDOW, at;
+	size_t			 start, k;
+	int			 r;
+
+	big = malloc(n);
+	CHECK(big != NULL);
+	if (big == NULL)
+		return;
+	memset(big, 'x', n);
+	re = must_compile("needle");
+	CHECK_INT(match_sliced(re, big, n, &k), 0);
+	CHECK_INT(k, n / w);			/* one per window */
+	for (at = 5 * w - 3; at <= 5 * w + 1; at++) {
+		memset(big, 'x', n);
+		memcpy(big + at, "needle", 6);
+		CHECK_INT(match_sliced(re, big, n, &k), 1);
+		CHECK_INT(k, at / w + 1);
+	}
+	memset(big, 'x', n);
+	memcpy(big + n - 6, "needle", 6);
+	CHECK_INT(match_sliced(re, big, n, &k), 1);
+	CHECK_INT(k, n / w);
+	regex_free(re);
+
+	/* The next slice starts behind a character, as the next window. */
+	re = must_compile("\\x{20ac}y|z");
+	memset(big, 'x', n);
+	memcpy(big + w - 1, "\xe2\x82\xac", 3);
+	regex_budget_init(&rb, n, 1);
+	rb.rb_slice = 0;
+	start = 0;
+	CHECK_INT(regex_match_from(re, big, n, WSG_REGEX_SLICE, &rb, &start),
+	    WSG_REGEX_AGAIN);
+	CHECK_INT(start, w + 2);
+	big[w + 2] = 'y';
+	regex_budget_resume(&rb);
+	CHECK_INT(match_sliced(re, big, n, &k), 1);
+	CHECK_INT(k, 1);
+	big[w + 2] = 'x';
+	big[n - 1] = 'z';
+	CHECK_INT(match_sliced(re, big, n, &k), 1);
+	regex_free(re);
+
+	/* Several patterns: a slice may end between two of them. */
+	memset(big, 'x', 100);
+	re = must_compile("needle");
+	regex_budget_init(&rb, 100, 2);
+	rb.rb_slice = 0;
+	start = 0;
+	CHECK_INT(regex_match_from(re, big, 100, WSG_REGEX_SLICE, &rb,
+	    &start), 0);
+	CHECK_INT(regex_match_from(re, big, 100, WSG_REGEX_SLICE, &rb,
+	    &start), WSG_REGEX_AGAIN);
+	CHECK_INT(start, 0);
+	regex_budget_resume(&rb);
+	CHECK_INT(regex_match_from(re, big, 100, WSG_REGEX_SLICE, &rb,
+	    &start), 0);
+	/* Without the flag nothing is sliced. */
+	rb.rb_fresh = 0;
+	CHECK_INT(regex_match_from(re, big, 100, 0, &rb, &start), 0);
+	regex_free(re);
+
+	/*
+	 * Time between slices is not the subject's: 256 slices with a
+	 * millisecond of other work after each stay within 152 ms.
+	 */
+	memset(big, 'x', n);
+	re = must_compile("needle");
+	regex_budget_init(&rb, n, 1);
+	rb.rb_slice = 0;
+	start = 0;
+	while ((r = regex_match_from(re, big, n, WSG_REGEX_SLICE, &rb,
+	    &start)) == WSG_REGEX_AGAIN) {
+		burn_cpu(1);
+		regex_budget_resume(&rb);
+	}
+	CHECK_INT(r, 0);
+	regex_free(re);
+
+	/* A hostile subject is refused in slices as in one pass. */
+	memset(big, 'a', n);
+	re = must_compile("a{1,20}a{1,20}a{1,20}[bc]");
+	regex_budget_init(&rb, n, 1);
+	start = 0;
+	k = 0;
+	while ((r = regex_match_from(re, big, n, WSG_REGEX_SLICE, &rb,
+	    &start)) == WSG_REGEX_AGAIN && k++ < n)
+		regex_budget_resume(&rb);
+	CHECK_INT(r, -1);
+	CHECK(k > 1);
+	CHECK(rb.rb_used < (rb.rb_limit + 50) * 1000);
+	regex_free(re);
+	free(big);
+}
+
 struct test_shared {
 	struct wsg_regex	*ts_re;
 	int			 ts_bad;
@@ -368,6 +514,7 @@ main(void)
 	test_limits();
 	test_long_subject();
 	test_budget();
+	test_slices();
 	test_threads();
 	return unit_done("test_regex");
 }
