@@ -98,8 +98,7 @@ static const char *const jwt_result_strs[] = {
 	"issuer does not match",
 	"audience does not match",
 	"required claim missing",
-	"a registered claim has the wrong type (exp, nbf and iat are "
-	    "numbers, sub a string)",
+	"a claim has the wrong type (exp, nbf, iat: numbers; sub: a string)",
 	"out of memory checking the token"
 };
 

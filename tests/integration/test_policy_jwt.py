@@ -265,8 +265,8 @@ def test_a_claim_of_the_wrong_type_is_named_in_the_log(gw, keys, up, claim,
     tok = make_token(keys, **{claim: value})
     _, e = refused_401(gw, up, B("/no/rs", extra=bearer(tok)),
                        "auth_invalid", tok)
-    want = "a registered claim has the wrong type (exp, nbf and iat are " \
-        "numbers, sub a string)"
+    want = "a claim has the wrong type (exp, nbf, iat: numbers; sub: a " \
+        "string)"
     wait_for(lambda: [ln for ln in gw.error_text().splitlines()
                       if "conn %d:" % e["id"] in ln and want in ln], 5,
              what="the refusal's detail in the error log")

@@ -712,7 +712,7 @@ test_times(const struct wsg_jwt_key *k, const struct tkey *sk)
 	CHECK_INT(vf(t, &p), WSG_JWT_CLAIM_TYPE);
 	t = tok(WSG_JWT_HS256, sk, "{\"sub\":42}");
 	CHECK_INT(vf(t, &p), WSG_JWT_CLAIM_TYPE);
-	CHECK(strstr(jwt_result_str(WSG_JWT_CLAIM_TYPE), "sub a string") !=
+	CHECK(strstr(jwt_result_str(WSG_JWT_CLAIM_TYPE), "sub: a string") !=
 	    NULL);
 	t = tok(WSG_JWT_HS256, sk, "{\"iat\":1800000000}");
 	CHECK_INT(vf(t, &p), WSG_JWT_OK);	/* iat is not checked */
