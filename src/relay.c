@@ -662,16 +662,24 @@ static int
 relay_match_later(struct wsg_peer *p, const struct wsg_regex_budget *rb,
     size_t i, size_t start)
 {
-	struct timeval	tv = { 0, 0 };
+	struct wsg_match	*m = p->p_match;
+	struct timeval		 tv = { 0, 0 };
 
-	if (p->p_match_ev == NULL && (p->p_match_ev = evtimer_new(
-	    bufferevent_get_base(p->p_bev), relay_match_cb, p)) == NULL)
+	if (m == NULL) {
+		if ((m = calloc(1, sizeof(*m))) == NULL)
+			return (-1);
+		if ((m->m_ev = evtimer_new(bufferevent_get_base(p->p_bev),
+		    relay_match_cb, p)) == NULL) {
+			free(m);
+			return (-1);
+		}
+		p->p_match = m;
+	}
+	if (evtimer_add(m->m_ev, &tv) == -1)
 		return (-1);
-	if (evtimer_add(p->p_match_ev, &tv) == -1)
-		return (-1);
-	p->p_match_rb = *rb;
-	p->p_match_re = i;
-	p->p_match_start = start;
+	m->m_rb = *rb;
+	m->m_re = i;
+	m->m_start = start;
 	p->p_matching = 1;
 	bufferevent_disable(p->p_bev, EV_READ);
 	return (0);
@@ -1504,39 +1512,44 @@ relay_match_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct wsg_peer		*p = arg;
 	struct wsg_session	*s = p->p_session;
-	struct wsg_regex_budget	 rb = p->p_match_rb;
-	short			 what = p->p_match_what;
+	struct wsg_match	*m = p->p_match;
+	struct wsg_regex_budget	 rb = m->m_rb;
+	size_t			 re = m->m_re, start = m->m_start, len;
+	short			 what = m->m_what;
 	const char		*text;
-	size_t			 len;
-	int			 r = -1;
+	int			 r = -1, err = m->m_errno;
 
 	(void)fd;
 	(void)ev;
+	/* m is not looked at again: closing the session may free it. */
 	p->p_matching = 0;
+	m->m_what = 0;
 	if (s->s_state == WSG_S_OPEN && p->p_other->p_bev != NULL) {
 		regex_budget_resume(&rb);
 		len = evbuffer_get_length(p->p_text);
 		/* Already in one piece: nothing is copied. */
 		text = (const char *)evbuffer_pullup(p->p_text, -1);
 		r = relay_judge_held(p, bufferevent_get_output(
-		    p->p_other->p_bev), text, len, &rb, p->p_match_re,
-		    p->p_match_start);
-		if (r == 1)
+		    p->p_other->p_bev), text, len, &rb, re, start);
+		if (r == 1) {
+			/* An end seen before still waits for the verdict. */
+			p->p_match->m_what = what;
+			p->p_match->m_errno = err;
 			return;
+		}
 	}
-	p->p_match_what = 0;
 	if (r == -1) {
 		/* The session ended: the end goes where it would now. */
 		if (what != 0 && s->s_state == WSG_S_CLOSED &&
 		    p->p_bev != NULL) {
-			errno = p->p_match_errno;
+			errno = err;
 			session_event_cb(p->p_bev, what, p);
 		}
 		return;
 	}
 	relay_kick(p->p_other);
 	if (what != 0) {
-		errno = p->p_match_errno;
+		errno = err;
 		relay_event_cb(p->p_bev, what, p);
 		return;
 	}
@@ -1578,8 +1591,8 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 	 */
 	relay_process(p);
 	if (p->p_matching) {
-		p->p_match_what = what;
-		p->p_match_errno = err;
+		p->p_match->m_what = what;
+		p->p_match->m_errno = err;
 		return;
 	}
 	e = session_tls_error(p, &local);

@@ -1241,12 +1241,12 @@ session_peer_free(struct wsg_peer *p)
 		p->p_gone_ev = NULL;
 	}
 	/* A held message's match still going on ends here. */
-	if (p->p_match_ev != NULL) {
-		event_free(p->p_match_ev);
-		p->p_match_ev = NULL;
+	if (p->p_match != NULL) {
+		event_free(p->p_match->m_ev);
+		free(p->p_match);
+		p->p_match = NULL;
 	}
 	p->p_matching = 0;
-	p->p_match_what = 0;
 	if (p->p_bev != NULL) {
 		bufferevent_free(p->p_bev);
 		p->p_bev = NULL;

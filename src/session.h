@@ -83,14 +83,21 @@ struct wsg_peer {
 	/*
 	 * deny_regex: a held message whose match took more than a slice
 	 * goes on from an event of its own (relay.c), reading stopped.
+	 * Its state is allocated the first time, so that the sessions
+	 * that never need it (nearly all) stay small.
 	 */
 	int			 p_matching;	/* its match is not done */
-	struct event		*p_match_ev;	/* made the first time */
-	struct wsg_regex_budget	 p_match_rb;	/* its time so far */
-	size_t			 p_match_re;	/* the pattern it is at */
-	size_t			 p_match_start;	/* and the start position */
-	short			 p_match_what;	/* EOF or error meanwhile */
-	int			 p_match_errno;	/* and its errno */
+	struct wsg_match	*p_match;	/* made the first time */
+};
+
+/* A held message's match going on in slices (relay.c). */
+struct wsg_match {
+	struct event		*m_ev;
+	struct wsg_regex_budget	 m_rb;		/* its time so far */
+	size_t			 m_re;		/* the pattern it is at */
+	size_t			 m_start;	/* and the start position */
+	short			 m_what;	/* EOF or error meanwhile */
+	int			 m_errno;	/* and its errno */
 };
 
 struct wsg_session {
