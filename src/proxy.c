@@ -435,7 +435,32 @@ proxy_parse(const uint8_t *buf, size_t len, struct wsg_proxy_info *pi)
 	return WSG_PROXY_INVALID;
 }
 
-/* One X-Forwarded-For entry: a bare address, or "[v6]". */
+/*
+ * The port after an X-Forwarded-For address, as RFC 3986 writes a host
+ * and port and nginx's realip module reads them: 1 to 5 digits, 1 to
+ * 65535.  Returns the port, or -1.
+ */
+static int
+proxy_xff_port(const char *s, size_t n)
+{
+	size_t	i;
+	int	port = 0;
+
+	if (n == 0 || n > 5)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		port = port * 10 + (s[i] - '0');
+	}
+	return (port == 0 || port > 65535 ? -1 : port);
+}
+
+/*
+ * One X-Forwarded-For entry: an IPv4 address, optionally with ":port",
+ * or an IPv6 address, bare or as "[v6]", optionally "[v6]:port".  Every
+ * IPv6 address has two colons at least, so one colon is IPv4's port.
+ */
 static int
 proxy_xff_entry(const char *s, size_t n, struct sockaddr_storage *ss,
     socklen_t *sslen)
@@ -447,12 +472,26 @@ proxy_xff_entry(const char *s, size_t n, struct sockaddr_storage *ss,
 	static const uint8_t	 mapped[12] = {
 		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 	};
-	int			 bracket = 0;
+	const char		*end, *colon;
+	int			 bracket = 0, port = 0;
 
-	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+	if (n >= 2 && s[0] == '[') {
+		if ((end = memchr(s, ']', n)) == NULL)
+			return -1;
+		if ((size_t)(end - s) + 1 < n) {
+			if (end[1] != ':' || (port = proxy_xff_port(end + 2,
+			    n - (size_t)(end - s) - 2)) == -1)
+				return -1;
+		}
+		n = (size_t)(end - s) - 1;
 		s++;
-		n -= 2;
 		bracket = 1;
+	} else if ((colon = memchr(s, ':', n)) != NULL &&
+	    memchr(colon + 1, ':', n - (size_t)(colon - s) - 1) == NULL) {
+		if ((port = proxy_xff_port(colon + 1,
+		    n - (size_t)(colon - s) - 1)) == -1)
+			return -1;
+		n = (size_t)(colon - s);
 	}
 	if (n == 0 || n >= sizeof(buf) || memchr(s, '\0', n) != NULL)
 		return -1;
@@ -461,6 +500,7 @@ proxy_xff_entry(const char *s, size_t n, struct sockaddr_storage *ss,
 	memset(ss, 0, sizeof(*ss));
 	if (!bracket && inet_pton(AF_INET, buf, &sin->sin_addr) == 1) {
 		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
 		*sslen = sizeof(*sin);
 		return 0;
 	}
@@ -468,11 +508,13 @@ proxy_xff_entry(const char *s, size_t n, struct sockaddr_storage *ss,
 		return -1;
 	if (memcmp(&in6, mapped, sizeof(mapped)) == 0) {
 		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
 		memcpy(&sin->sin_addr, (uint8_t *)&in6 + 12, 4);
 		*sslen = sizeof(*sin);
 		return 0;
 	}
 	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
 	sin6->sin6_addr = in6;
 	*sslen = sizeof(*sin6);
 	return 0;

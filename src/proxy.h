@@ -56,11 +56,12 @@ enum wsg_proxy_result	proxy_parse(const uint8_t *, size_t,
  * field values in order, lens their lengths; together one comma list.
  * Walking from the right, entries inside the trusted blocks are skipped
  * and the first other one is the client (0).  If every entry is trusted,
- * the left-most is (0).  An entry that is not a bare IPv4 or IPv6 address
- * (optionally "[v6]"; no ports, no zones), more than WSG_PROXY_XFF_MAX
- * entries, or no entry at all: -1, and the caller keeps the peer address.
- * Empty list elements are skipped (RFC 9110 5.6.1).  An IPv4-mapped
- * IPv6 entry is returned as AF_INET; the port is 0.
+ * the left-most is (0).  An entry that is not an IPv4 or IPv6 address
+ * (IPv6 optionally as "[v6]"; either optionally with ":port", RFC 3986;
+ * no zones), more than WSG_PROXY_XFF_MAX entries, or no entry at all:
+ * -1, and the caller keeps the peer address.  Empty list elements are
+ * skipped (RFC 9110 5.6.1).  An IPv4-mapped IPv6 entry is returned as
+ * AF_INET; the port is the entry's, or 0 when it names none.
  */
 int	proxy_xff_client(const char *const *, const size_t *, size_t,
 	    const struct wsg_cidr *, size_t, struct sockaddr_storage *,

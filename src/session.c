@@ -543,7 +543,8 @@ session_identify(struct wsg_session *s, const struct wsg_http_request *req)
 		if (n > 0 && proxy_xff_client(vals, lens, n,
 		    lc->lc_trusted_proxies, lc->lc_ntrusted_proxies, &ss,
 		    &sslen) == 0) {
-			session_set_addr(s, (struct sockaddr *)&ss, sslen, 0);
+			/* An entry without a port gives 0: logged as null. */
+			session_set_addr(s, (struct sockaddr *)&ss, sslen, 1);
 			log_debug("conn %llu: X-Forwarded-For: client %s",
 			    (unsigned long long)s->s_id, s->s_client_ip);
 		}

@@ -238,12 +238,12 @@ def test_ipv6_proxy_xff_names_the_client(proxied, xff, client):
     assert e["client"] == client, e
 
 
-@pytest.mark.parametrize("xff", ["fe80::1%eth0", "[2001:db8::8]:443",
+@pytest.mark.parametrize("xff", ["fe80::1%eth0", "[2001:db8::8]:0",
                                  "[198.51.100.1]", "2001:db8::g",
                                  "2001:db8::1, fe80::1%25eth0"])
 def test_ipv6_proxy_malformed_xff_keeps_the_peer(proxied, xff):
-    """Zone ids, ports and bracketed IPv4 are not addresses: the header is
-    malformed and the proxy itself stays the client, as for IPv4."""
+    """Zone ids, port 0 and bracketed IPv4 are not addresses: the header
+    is malformed and the proxy itself stays the client, as for IPv4."""
     n = next(SEQ)
     for pre in ("/a", "/d"):
         proxied.up.clear()

@@ -108,6 +108,20 @@ def test_trusted_peer_xff_names_the_client(trusted, lines, client):
     assert xff == [client], xff
 
 
+@pytest.mark.parametrize("lines,client,port", [
+    (["203.0.113.9:5555, 127.0.0.1:80"], "203.0.113.9", 5555),
+    (["[2001:db8::5]:443"], "2001:db8::5", 443),
+])
+def test_trusted_peer_xff_with_ports_names_the_client(trusted, lines, client,
+                                                      port):
+    """A proxy that writes each hop as address:port (RFC 3986's form, which
+    nginx's realip module reads too) still names the client: its port is
+    logged, and the backend gets the address alone."""
+    e, xff, _ = through(trusted, unique("/t"), lines)
+    assert e["client"] == client and e["client_port"] == port, e
+    assert xff == [client], xff
+
+
 def test_trusted_peer_malformed_xff_leaves_peer_address(trusted):
     e, xff, port = through(trusted, unique("/t"), ["not-an-address"])
     assert e["client"] == "127.0.0.1" and e["client_port"] == port, e
