@@ -2298,6 +2298,24 @@ config_header_reserved(const char *h)
 	return 0;
 }
 
+/*
+ * A claim name of RFC 7519 4.1: as a forward_claims header it is most
+ * likely a mapping written the wrong way round ("X-User: sub").
+ */
+static int
+config_claim_registered(const char *h)
+{
+	static const char *const names[] = {
+		"iss", "sub", "aud", "exp", "nbf", "iat", "jti", NULL
+	};
+	size_t	i;
+
+	for (i = 0; names[i] != NULL; i++)
+		if (strcasecmp(h, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* jwt.forward_claims: claim name to upstream request header. */
 static void
 config_forward_claims(struct config_ctx *x, const struct config_slot *s,
@@ -2350,6 +2368,12 @@ config_forward_claims(struct config_ctx *x, const struct config_slot *s,
 			    "set by the gateway and cannot carry a claim", h);
 			continue;
 		}
+		if (config_claim_registered(h))
+			errors_warn(x->x_errs, x->x_file, config_line(v),
+			    config_col(v), "forward_claims: header '%s' is "
+			    "named as a JWT claim: the mapping is claim to "
+			    "header, as in 'sub: X-User', so this copies "
+			    "claim '%s' into header '%s'", h, c, h);
 		/* X-User and X_User are one header to a CGI-style server. */
 		for (i = 0; i < pol->pol_nforward_claims; i++) {
 			fc = &pol->pol_forward_claims[i];

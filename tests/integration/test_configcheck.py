@@ -1576,6 +1576,16 @@ POLICY_WARNINGS = [
     ("origin:\n  allow_regex: ['^https://a\\.example$']\n", []),
     ("origin:\n  allow: [https://a.example]\n", []),
     ("origin:\n  allow_missing: true\n", []),
+    # forward_claims written the wrong way round: header first
+    ("auth:\n" + JWT + "    forward_claims: {sub: X-User}\n", []),
+    ("auth:\n" + JWT + "    forward_claims: {X-User: sub}\n",
+     [(5, 30, "forward_claims: header 'sub' is named as a JWT claim: the "
+       "mapping is claim to header, as in 'sub: X-User', so this copies "
+       "claim 'X-User' into header 'sub'")]),
+    ("auth:\n" + JWT + "    forward_claims: {email: X-Mail, X-Iss: ISS}\n",
+     [(5, 44, "forward_claims: header 'ISS' is named as a JWT claim: the "
+       "mapping is claim to header, as in 'sub: X-User', so this copies "
+       "claim 'X-Iss' into header 'ISS'")]),
     # frames capped by max_message_size are no larger than it
     ("frames:\n  max_frame_size: 1MiB\n  max_message_size: 64KiB\n"
      "rate_limit:\n  bytes_per_connection: {rate: 1KiB/s, burst: 64KiB}\n",
