@@ -573,7 +573,12 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 			upstream_read_cb(bev, arg);
 		return;
 	}
-	if (r.content_length >= 0 &&
+	/*
+	 * A 204 or 304 ends at its empty line whatever its Content-Length
+	 * says (RFC 9112 6.3): a 304 may give the length of what it stands
+	 * for, and no such body is coming.
+	 */
+	if (r.status != 204 && r.status != 304 && r.content_length >= 0 &&
 	    r.content_length <= WSG_MAX_UPSTREAM_BODY) {
 		if (n < r.head_len + (size_t)r.content_length)
 			return;		/* wait for the body (bounded) */

@@ -227,6 +227,22 @@ def test_bodiless_status_is_passed_through_without_a_body(factory, status):
     assert resp.header("Content-Length") == [], resp
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_status_with_a_content_length_is_not_waited_on(factory,
+                                                                status):
+    """A 304 may carry the Content-Length of the representation it stands
+    for (RFC 9110 8.6), and a sloppy server sends one with a 204; neither
+    has a body (RFC 9112 6.3).  The refusal is passed through at once,
+    not a 504 once connect_timeout has run out waiting for those bytes
+    from an upstream that keeps its connection open."""
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 %d X\r\nETag: \"1\"\r\nContent-Length: 1234\r\n\r\n"
+        % status))
+    resp, e, _ = one_refusal(gw, status, "upstream_refused")
+    assert resp.body == b"", resp
+    assert resp.header("Content-Length") == [], resp
+
+
 def test_http10_refusal_is_passed_through(factory):
     """A server that answers in HTTP/1.0 (Python's http.server does) still
     has its refusal passed through, not turned into a 502."""
