@@ -859,9 +859,10 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 		/* A whole head, wrong in meaning: its X-Forwarded-For counts. */
 		if (req.head_len != 0)
 			session_identify(s, &req);
+		/* A 405 names the methods there are (RFC 9110 15.5.6). */
 		session_refuse(s, http_result_status(r), http_result_reason(r),
 		    r == WSG_HTTP_BAD_VERSION ? "Sec-WebSocket-Version: 13\r\n" :
-		    NULL);
+		    r == WSG_HTTP_BAD_METHOD ? "Allow: GET\r\n" : NULL);
 		return;
 	}
 	session_handle_request(s, &req, len);

@@ -142,7 +142,10 @@ def test_malformed_is_400_bad_request(gw, up, case):
 
 
 def test_post_is_405(gw, up):
-    refused(gw, B("/echo", method="POST"), 405, "bad_method", up)
+    # a 405 names the methods the target has (RFC 9110 15.5.6), as the
+    # admin listener's does
+    resp, _ = refused(gw, B("/echo", method="POST"), 405, "bad_method", up)
+    assert resp.header("Allow") == ["GET"], resp
 
 
 @pytest.mark.parametrize("method,target", [
@@ -152,7 +155,8 @@ def test_other_methods_with_other_target_forms_are_405(gw, up, method,
                                                         target):
     # well-formed requests whose method is not GET get 405 whatever form
     # their target takes (RFC 9112 3.2); a GET must still use origin-form
-    refused(gw, B(target, method=method), 405, "bad_method", up)
+    resp, _ = refused(gw, B(target, method=method), 405, "bad_method", up)
+    assert resp.header("Allow") == ["GET"], resp
 
 
 def test_post_with_a_body_is_405(gw, up):
