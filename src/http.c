@@ -761,16 +761,25 @@ http_request_parse(const char *buf, size_t len, size_t max_head,
 	struct wsg_http_header	 h;
 	enum wsg_http_result	 r;
 	const char		*bare;
-	size_t			 limit, pos = 0, end;
+	size_t			 limit, start = 0, pos, end;
 	int			 complete, seen = 0;
 
 	memset(req, 0, sizeof(*req));
 	limit = len < max_head ? len : max_head;
+	/*
+	 * Empty lines before the request line are skipped (RFC 9112 2.2);
+	 * they count towards max_head and head_len.
+	 */
+	while (start + 1 < limit && buf[start] == '\r' &&
+	    buf[start + 1] == '\n')
+		start += 2;
+	pos = start;
 	for (;;) {
 		complete = http_line_end(buf, limit, pos, &end, &bare) ==
 		    WSG_HTTP_OK;
-		if (pos == 0) {
-			r = http_request_line(buf, end, complete, req);
+		if (pos == start) {
+			r = http_request_line(buf + start, end - start,
+			    complete, req);
 			if (r != WSG_HTTP_OK)
 				return r;
 		} else if (end > pos) {

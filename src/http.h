@@ -56,7 +56,8 @@ struct wsg_http_request {
  * Parse the client's upgrade request in buf[0..len).  max_head bounds the
  * head (request line, fields, final CRLF): past it without an end, TOO_LARGE.
  * Syntax is strict: CRLF line ends only (bare CR or LF, NUL and obs-fold
- * are BAD_REQUEST), no whitespace before a colon, tchar field names,
+ * are BAD_REQUEST; empty lines before the request line are skipped, and
+ * count in head_len), no whitespace before a colon, tchar field names,
  * HTTP/1.1 only, a target without '#' (origin-form for a GET, any
  * form for another method, which gets BAD_METHOD), exactly one Host, at
  * most one Upgrade, Sec-WebSocket-Key and Sec-WebSocket-Version.  Then the

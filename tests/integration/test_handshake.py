@@ -183,6 +183,11 @@ def test_many_small_headers_over_max_is_431(gw, up):
     refused(gw, data, 431, "headers_too_large", up)
 
 
+def test_empty_lines_over_max_before_the_request_line_are_431(gw, up):
+    # skipped empty lines count towards max_header_bytes like the head
+    refused(gw, b"\r\n" * 4200 + B("/echo"), 431, "headers_too_large", up)
+
+
 def test_long_request_line_without_end_is_431(gw, up):
     # no CRLF at all: the gateway must not wait for more
     c = gw.raw()
@@ -550,6 +555,10 @@ VALID_VARIANTS = {
     "two_connection_fields": with_line("Connection: keep-alive"),
     "protocol_in_two_fields": with_line("Sec-WebSocket-Protocol: a.b") +
     b"",
+    # RFC 9112 2.2: a server SHOULD ignore empty lines before the request
+    # line, as the admin listener does
+    "leading_empty_line": b"\r\n" + req(GOOD_LINES),
+    "leading_empty_lines": b"\r\n" * 3 + req(GOOD_LINES),
 }
 
 

@@ -92,6 +92,15 @@ test_good(void)
 	CHECK(str_is(req.protocols[2], "v3"));
 	CHECK_INT(http_result_status(WSG_HTTP_OK), 0);
 	CHECK_STR(http_result_reason(WSG_HTTP_OK), "ok");
+
+	/* Empty lines before the request line are skipped, and counted. */
+	CHECK_INT(parse("\r\n\r\n" GOOD_REQ), WSG_HTTP_OK);
+	CHECK_INT(req.head_len, strlen(GOOD_REQ) + 4);
+	CHECK(str_is(req.method, "GET"));
+	CHECK(str_is(req.path, "/chat"));
+	CHECK_INT(req.nheaders, 9);
+	CHECK_INT(http_request_parse("\r\n" GOOD_REQ, strlen(GOOD_REQ) + 2,
+	    strlen(GOOD_REQ) + 1, &req), WSG_HTTP_TOO_LARGE);
 }
 
 /* Query splitting, OWS stripping, absent fields, odd but valid forms. */
@@ -265,7 +274,8 @@ test_syntax(void)
 	    WSG_HTTP_BAD_REQUEST);
 	REFUSED(" GET / HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
 	    WSG_HTTP_BAD_REQUEST);
-	REFUSED("\r\nGET / HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
+	/* Empty lines before the request line are skipped, not spaces. */
+	REFUSED("\r\n GET / HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
 	    WSG_HTTP_BAD_REQUEST);
 	REFUSED("GET /\r\n" REQ_HOST REQ_WS "\r\n", WSG_HTTP_BAD_REQUEST);
 	REFUSED("G(T / HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
@@ -565,6 +575,19 @@ test_incremental(void)
 	CHECK_INT(http_request_parse(hostile, 6, MAX_HEAD, &req),
 	    WSG_HTTP_BAD_REQUEST);
 	CHECK_INT(http_request_parse("\n", 1, MAX_HEAD, &req),
+	    WSG_HTTP_BAD_REQUEST);
+	/* Empty lines alone: no request line yet. */
+	CHECK_INT(http_request_parse("\r", 1, MAX_HEAD, &req),
+	    WSG_HTTP_INCOMPLETE);
+	CHECK_INT(http_request_parse("\r\n\r\n\r", 5, MAX_HEAD, &req),
+	    WSG_HTTP_INCOMPLETE);
+	CHECK_INT(http_request_parse("\r\n\r\n", 4, 4, &req),
+	    WSG_HTTP_INCOMPLETE);
+	CHECK_INT(http_request_parse("\r\n\r\n\r\n", 6, 4, &req),
+	    WSG_HTTP_TOO_LARGE);
+	CHECK_INT(http_request_parse("\r\n\n", 3, MAX_HEAD, &req),
+	    WSG_HTTP_BAD_REQUEST);
+	CHECK_INT(http_request_parse("\r\n\rX", 4, MAX_HEAD, &req),
 	    WSG_HTTP_BAD_REQUEST);
 	/* Bad bytes in an unfinished line are refused too. */
 	CHECK_INT(http_request_parse("GET http:", 9, MAX_HEAD, &req),
