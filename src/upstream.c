@@ -435,7 +435,7 @@ upstream_refused(struct wsg_session *s, const struct wsg_http_response *r,
 	    "Retry-After", "Location", NULL };
 	struct evbuffer		*msg;
 	const struct wsg_http_header *h;
-	size_t			 i;
+	size_t			 i, j, n;
 	int			 bad = 0;
 
 	/*
@@ -453,10 +453,18 @@ upstream_refused(struct wsg_session *s, const struct wsg_http_response *r,
 	for (i = 0; pass[i] != NULL; i++) {
 		if (body == NULL && strcmp(pass[i], "Content-Type") == 0)
 			continue;
-		if ((h = http_header_find(r->headers, r->nheaders, pass[i])) !=
-		    NULL)
+		/*
+		 * The first field of each name; every WWW-Authenticate, as
+		 * challenges may come in several (RFC 9110 11.6.1).
+		 */
+		for (j = 0, n = 0; j < r->nheaders; j++) {
+			h = &r->headers[j];
+			if (!http_str_eq(h->name, pass[i]) || (n++ > 0 &&
+			    strcmp(pass[i], "WWW-Authenticate") != 0))
+				continue;
 			bad |= evbuffer_add_printf(msg, "%s: %.*s\r\n",
 			    pass[i], (int)h->value.len, h->value.p) == -1;
+		}
 	}
 	if (r->status == 204 || r->status == 304) {
 		/* No body, no Content-Length (RFC 9110 8.6, 15.3.5). */

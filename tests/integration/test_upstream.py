@@ -291,6 +291,20 @@ def test_401_keeps_its_challenge_without_its_body(factory, body):
     assert resp.body == b"upstream_refused\n", resp
 
 
+def test_401_keeps_every_challenge_field(factory):
+    """Challenges may come in several WWW-Authenticate fields (RFC 9110
+    11.6.1): each reaches the client, in order, so that one which only
+    knows the second scheme can still answer it."""
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 401 Unauthorized\r\n"
+        b"WWW-Authenticate: Negotiate\r\n"
+        b"Content-Length: 0\r\n"
+        b"WWW-Authenticate: Basic realm=\"up\"\r\n\r\n"))
+    resp, e, _ = one_refusal(gw, 401, "upstream_refused")
+    assert resp.header("WWW-Authenticate") == [
+        "Negotiate", 'Basic realm="up"'], resp
+
+
 def test_200_with_upgrade_header_is_not_tunnelled(factory):
     gw, up = raw_gateway(factory, rawup.respond(
         b"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
