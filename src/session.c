@@ -67,6 +67,8 @@ static void	session_admit_rest(struct wsg_session *,
 		    struct wsg_http_request *);
 static void	session_timer_cb(evutil_socket_t, short, void *);
 static void	session_wait_hello(struct wsg_session *, int);
+static void	session_refuse_answer(struct wsg_session *, int,
+		    const char *, const char *, int);
 
 /* Sessions past their handshake checks, for max_connections. */
 static uint64_t	session_admitted;
@@ -860,9 +862,11 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 		if (req.head_len != 0)
 			session_identify(s, &req);
 		/* A 405 names the methods there are (RFC 9110 15.5.6). */
-		session_refuse(s, http_result_status(r), http_result_reason(r),
+		session_refuse_answer(s, http_result_status(r),
+		    http_result_reason(r),
 		    r == WSG_HTTP_BAD_VERSION ? "Sec-WebSocket-Version: 13\r\n" :
-		    r == WSG_HTTP_BAD_METHOD ? "Allow: GET\r\n" : NULL);
+		    r == WSG_HTTP_BAD_METHOD ? "Allow: GET\r\n" : NULL,
+		    req.method.len == 4 && memcmp(req.method.p, "HEAD", 4) == 0);
 		return;
 	}
 	session_handle_request(s, &req, len);
@@ -878,9 +882,13 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 	session_tls_kick(p);
 }
 
-void
-session_refuse(struct wsg_session *s, int status, const char *reason,
-    const char *extra)
+/*
+ * Answer the client with a refusal and close.  The answer to a HEAD has
+ * the same head and no body (RFC 9110 9.3.2).
+ */
+static void
+session_refuse_answer(struct wsg_session *s, int status, const char *reason,
+    const char *extra, int head_only)
 {
 	struct evbuffer	*out;
 
@@ -893,11 +901,19 @@ session_refuse(struct wsg_session *s, int status, const char *reason,
 		    "Connection: close\r\n"
 		    "Content-Type: text/plain\r\n"
 		    "Content-Length: %zu\r\n"
-		    "%s\r\n%s\n", status, http_status_text(status),
-		    strlen(reason) + 1, extra ? extra : "", reason);
+		    "%s\r\n%s%s", status, http_status_text(status),
+		    strlen(reason) + 1, extra ? extra : "",
+		    head_only ? "" : reason, head_only ? "" : "\n");
 		s->s_status = status;
 	}
 	session_close(s, reason);
+}
+
+void
+session_refuse(struct wsg_session *s, int status, const char *reason,
+    const char *extra)
+{
+	session_refuse_answer(s, status, reason, extra, 0);
 }
 
 void

@@ -159,6 +159,24 @@ def test_other_methods_with_other_target_forms_are_405(gw, up, method,
     assert resp.header("Allow") == ["GET"], resp
 
 
+def test_head_is_405_without_a_body(gw, up):
+    """A response to HEAD ends with its head (RFC 9110 9.3.2, RFC 9112
+    6.3), whatever its Content-Length says, as the admin listener's does:
+    bytes after it would be read as the start of another response."""
+    c = gw.raw()
+    try:
+        c.send(B("/echo", method="HEAD"))
+        resp = c.http_response(timeout=5)
+    finally:
+        c.close()
+    assert resp.status == 405, resp
+    assert resp.header("Allow") == ["GET"], resp
+    assert resp.body == b"", resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "bad_method" and e["status"] == 405, e
+    assert up.connections() == []
+
+
 def test_post_with_a_body_is_405(gw, up):
     """A body is refused after the method: the POST is well formed, its
     method is what is wrong; a GET with a body stays a 400."""
