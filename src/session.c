@@ -1082,6 +1082,12 @@ session_close_waited(struct wsg_session *s, uint64_t now)
 	log_info("conn %llu: %s did not answer the close frame",
 	    (unsigned long long)s->s_id, o->p_name);
 	s->s_close_code = p->p_close_code;
+	/*
+	 * As when the other side hangs up on it (relay_event_cb()): the
+	 * side that closed first gets the answer it is owed, its own code.
+	 */
+	relay_send_close(p, p->p_close_code == 1005 ? 1000 : p->p_close_code,
+	    NULL);
 	session_close(s, p->p_is_client ? "client_closed" : "upstream_closed");
 	return (1);
 }

@@ -1,6 +1,7 @@
 """A close frame relayed to a side that never answers it: the session ends a
-few seconds after the frame has gone out, not at the idle timeout, and the
-access log names the side that closed with its code.  A side that hangs up
+few seconds after the frame has gone out, not at the idle timeout, the side
+that closed first gets its own code back, and the access log names that
+side with its code.  A side that hangs up
 on the relayed close instead of answering it ends the close the other side
 asked for: that side gets its own code back, and the log says it closed."""
 
@@ -61,6 +62,11 @@ def test_client_close_unanswered_by_upstream(factory):
              timeout=5, what="the close frame upstream")
     # the client keeps its socket open, waiting for an answer
     assert c.wait_closed(BOUND), "session still open after the relayed close"
+    # the close it asked for is done: its own code back, not a cut
+    # connection (1006 to a browser), as when the upstream hangs up
+    f, _ = wsproto.decode_frame(c.buf)
+    assert f is not None and f.opcode == wsproto.OP_CLOSE and \
+        f.close_code == 4000, bytes(c.buf)
     assert uc.done.wait(10), "upstream connection still open"
     e = gw.wait_entry(client_port=c.local_port)
     assert e["reason"] == "client_closed" and e["close_code"] == 4000, e
@@ -88,6 +94,16 @@ def test_upstream_close_unanswered_by_client(factory):
     assert e["reason"] == "upstream_closed" and e["close_code"] == 4001, e
     (uc,) = gw.up.connections()
     assert uc.done.wait(10), "upstream connection still open"
+    # the upstream's close is answered with its own code, once
+    rest = bytes(uc.data[uc.data.index(b"\r\n\r\n") + 4:])
+    got = []
+    for _ in range(8):
+        g, n = wsproto.decode_frame(rest)
+        if g is None:
+            break
+        rest = rest[n:]
+        got.append((g.opcode, g.close_code))
+    assert got == [(wsproto.OP_CLOSE, 4001)] and not rest, (got, rest)
     c.close()
 
 
