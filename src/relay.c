@@ -68,6 +68,7 @@
 
 static void	relay_read_cb(struct bufferevent *, void *);
 static void	relay_event_cb(struct bufferevent *, short, void *);
+static void	relay_end(struct wsg_peer *, short, int, int);
 static void	relay_plain_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_write_cb(evutil_socket_t, short, void *);
@@ -189,7 +190,7 @@ relay_gone_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	log_debug("conn %llu: %s went away while paused",
 	    (unsigned long long)p->p_session->s_id, p->p_name);
-	relay_event_cb(p->p_bev, BEV_EVENT_EOF, p);
+	relay_end(p, BEV_EVENT_EOF, errno, 0);
 }
 
 /* The far side's output drained: resume reading the side we paused. */
@@ -207,6 +208,11 @@ relay_drained_cb(struct bufferevent *bev, void *arg)
 		/* Reading resumes once its held message is judged. */
 		if (o->p_matching)
 			return;
+		if (o->p_end_what != 0) {
+			/* Its end was read: the rest of it, then the end. */
+			relay_end(o, o->p_end_what, o->p_end_errno, 1);
+			return;
+		}
 		bufferevent_enable(o->p_bev, EV_READ);
 		relay_process(o);
 		session_tls_kick(o);
@@ -1549,8 +1555,7 @@ relay_match_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 	relay_kick(p->p_other);
 	if (what != 0) {
-		errno = err;
-		relay_event_cb(p->p_bev, what, p);
+		relay_end(p, what, err, 1);
 		return;
 	}
 	if (!p->p_paused)
@@ -1576,14 +1581,25 @@ relay_read_cb(struct bufferevent *bev, void *arg)
 static void
 relay_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct wsg_peer		*p = arg;
+	(void)bev;
+	relay_end(arg, what, errno, 1);
+}
+
+/*
+ * The end of a half, read by the relay (wait 1), or found while it was
+ * paused (relay_gone_cb(), wait 0).
+ */
+static void
+relay_end(struct wsg_peer *p, short what, int err, int wait)
+{
 	struct wsg_session	*s = p->p_session;
 	unsigned long		 e;
 	char			 why[32];
-	int			 local, err = errno;
+	int			 local;
 
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
+	p->p_end_what = 0;
 	/*
 	 * What arrived before the end is relayed first, or counted.  A
 	 * message whose match goes on (relay_judge_held()) is judged
@@ -1593,6 +1609,19 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (p->p_matching) {
 		p->p_match->m_what = what;
 		p->p_match->m_errno = err;
+		return;
+	}
+	/*
+	 * The read that brought a clean end (TLS close_notify) filled the
+	 * far side, and frames are left, its close frame perhaps: they go
+	 * once the far side has drained (relay_drained_cb()), the end
+	 * after them.  relay_gone_cb() still notices a reset meanwhile.
+	 */
+	if (wait && p->p_paused && !(what & BEV_EVENT_ERROR) &&
+	    s->s_state == WSG_S_OPEN && p->p_bev != NULL &&
+	    evbuffer_get_length(bufferevent_get_input(p->p_bev)) > 0) {
+		p->p_end_what = what;
+		p->p_end_errno = err;
 		return;
 	}
 	e = session_tls_error(p, &local);

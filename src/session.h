@@ -58,6 +58,8 @@ struct wsg_peer {
 	int			 p_paused;	/* reading stopped: far side full */
 	struct event		*p_gone_ev;	/* EV_CLOSED while paused */
 	size_t			 p_pause_owed;	/* far side's backlog, last seen */
+	short			 p_end_what;	/* its end, read while paused */
+	int			 p_end_errno;	/* and its errno */
 	size_t			 p_linger_owed;	/* its backlog, closed, last seen */
 	/* deny_regex: a text message is held whole until it is judged. */
 	struct evbuffer		*p_text;	/* its unmasked payload */

@@ -1,16 +1,18 @@
 """A side that sends its last frames, a close frame and FIN while the
 gateway has stopped reading it (the far side is slow) is not gone: what it
 sent before the FIN, its close frame included, must reach the far side
-(relay_gone_cb())."""
+(relay_gone_cb()).  Nor is one whose close frame and TLS close_notify come
+in the very read that fills the far side (relay_end())."""
 import socket
 import ssl
+import threading
 import time
 
 import pytest
 
 import rawclient
 import wsproto
-from conftest import policy
+from conftest import policy, wait_for
 
 MiB = 1 << 20
 CHUNK = 64 * 1024
@@ -153,3 +155,148 @@ def test_client_upload_close_fin_while_paused(factory, certs, mode):
     print(mode, "sent", sent, "upstream got", len(frames), closes,
           e["reason"])
     assert (len(frames), closes) == (sent, [1000]), e
+
+
+def tcp_queues(local_port, remote_port):
+    """(send queue, receive queue) of 127.0.0.1:local -> :remote."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fs = line.split()
+            lp = int(fs[1].split(":")[1], 16)
+            rp = int(fs[2].split(":")[1], 16)
+            if lp == local_port and rp == remote_port:
+                tx, rx = fs[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+class BioClient:
+    """A TLS 1.3 client over memory BIOs: what it writes becomes records
+    here, and several records leave in one send()."""
+
+    def __init__(self, port, cafile):
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.local_port = self.sock.getsockname()[1]
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.out,
+                                server_hostname="localhost")
+        self.plain = bytearray()
+        for _ in range(50):
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                self.feed()
+        self.flush()
+
+    def flush(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def feed(self):
+        data = self.sock.recv(65536)
+        assert data, "the gateway closed the connection"
+        self.inc.write(data)
+
+    def upgrade(self, path):
+        self.tls.write(rawclient.build_request(path))
+        self.flush()
+        deadline = time.monotonic() + 5
+        while b"\r\n\r\n" not in self.plain:
+            assert time.monotonic() < deadline, bytes(self.plain)
+            try:
+                self.plain += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self.feed()
+        assert self.plain.startswith(b"HTTP/1.1 101 "), bytes(self.plain)
+
+
+def test_close_notify_in_the_read_that_fills_the_far_side(factory, certs):
+    """A TLS 1.3 client uploads toward an upstream that does not read
+    until the gateway holds a full high-water mark for it (reading has not
+    stopped: nothing more was there), then sends its close frame and its
+    close_notify in one segment.  The gateway reads both at once; the
+    close frame cannot go yet and stays in its input.  It must reach the
+    upstream once that reads, and the log say client_closed, not
+    client_dropped with close 1001 to the upstream."""
+    high = 256 * 1024                   # WSG_HIGH_WATER
+    go = threading.Event()
+
+    def late_reader(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        go.wait(60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            f = c.read_frame(5)
+            if f is None:
+                return
+            if f.opcode == wsproto.OP_CLOSE:
+                c.send(wsproto.encode_frame(wsproto.OP_CLOSE, f.payload,
+                                            mask=False))
+                c.drain(5)
+                return
+
+    up = factory.raw_upstream(late_reader)
+    gw = factory.gateway(routes=[("/b", "b")], upstreams={"b": [up.addr]})
+    c = BioClient(gw.port, certs["cert"])
+    try:
+        c.upgrade("/b")
+        (uc,) = up.wait_conns(1)
+        gwport = uc.sock.getpeername()[1]
+        sent, frames, last = 0, 0, [None]
+
+        def held():
+            """What the gateway holds for the upstream (sent, less what
+            the kernel holds of it), once the same twice running."""
+            cq = tcp_queues(gw.port, c.local_port)
+            gq = tcp_queues(gwport, up.port)
+            uq = tcp_queues(up.port, gwport)
+            if None in (cq, gq, uq) or cq[1] != 0:
+                last[0] = None
+                return False
+            x = sent - gq[0] - uq[1]
+            same, last[0] = last[0] == x, x
+            return same
+
+        # Up to the high-water mark in steps small enough near it that
+        # the step crossing it is read and moved whole: then the gateway
+        # holds at least the mark, has nothing left to read, and is not
+        # paused.
+        for _ in range(5000):
+            n = 60000 if (last[0] or 0) < high - 100000 else 1000
+            frame = wsproto.encode_frame(wsproto.OP_BINARY, b"u" * n)
+            c.tls.write(frame)
+            c.flush()
+            sent += len(frame)
+            frames += 1
+            last[0] = None
+            wait_for(held, timeout=10, interval=0.02,
+                     what="the gateway to take the frame")
+            if last[0] >= high:
+                break
+        assert last[0] >= high, last[0]
+        c.tls.write(wsproto.encode_frame(
+            wsproto.OP_CLOSE, wsproto.close_payload(4000, b"bye")))
+        try:
+            c.tls.unwrap()              # close_notify, behind the close
+        except ssl.SSLWantReadError:
+            pass
+        c.flush()
+        wait_for(lambda: tcp_queues(gw.port, c.local_port)[1] == 0,
+                 what="the gateway to read the close")
+        go.set()
+        assert uc.done.wait(40), "upstream connection still open"
+        e = gw.wait_entry(client_port=c.local_port, timeout=10)
+    finally:
+        go.set()
+        c.sock.close()
+    got = [f for f in uc.frames if f.opcode == wsproto.OP_BINARY]
+    closes = [f.close_code for f in uc.close_frames()]
+    assert (len(got), closes) == (frames, [4000]), (len(got), frames, e)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 4000), e
