@@ -47,20 +47,26 @@ policy_country_listed(char (*list)[3], size_t n, const char *cc)
 }
 
 /*
- * A decoded query parameter name byte as PHP files it in $_GET: ' ', '.'
- * and a '[' without its ']' become '_'.
+ * A decoded query parameter name byte as the upstream's parser files it:
+ * PHP's $_GET turns ' ', '.' and a '[' without its ']' into '_', and
+ * ASP.NET looks names up without case (SignalR reads access_token there).
  */
 static int
 policy_param_fold(int c)
 {
-	return (c == ' ' || c == '.' || c == '[' ? '_' : c);
+	if (c == ' ' || c == '.' || c == '[')
+		return ('_');
+	if (c >= 'A' && c <= 'Z')
+		return (c - 'A' + 'a');
+	return (c);
 }
 
 /*
  * Is the query parameter name p[0..n) this name once decoded, as the
  * upstream's query parser will read it?  "access%5Ftoken" is
- * "access_token" there, so it must be here too; '+' is a space, and PHP
- * also drops leading spaces and reads "access.token" as "access_token".
+ * "access_token" there, so it must be here too; '+' is a space, PHP
+ * also drops leading spaces and reads "access.token" as "access_token",
+ * and ASP.NET reads "ACCESS_TOKEN" as it.
  */
 static int
 policy_param_is(const char *p, size_t n, const char *name)

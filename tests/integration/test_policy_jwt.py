@@ -569,6 +569,27 @@ def test_query_param_name_as_php_reads_it_is_the_param(gw, keys):
             ev["path"]
 
 
+def test_query_param_name_in_another_case_is_the_param(gw, keys, up):
+    # ASP.NET matches query names without case (SignalR reads its
+    # access_token there): a forged "ACCESS_TOKEN" beside the token the
+    # gateway checked went upstream untouched, the only copy left there
+    good = make_token(keys, sub="alice")
+    forged = forged_token()
+    for twin in ("ACCESS_TOKEN", "Access_Token", "access%5FTOKEN",
+                 "ACCESS.TOKEN"):
+        ev = accepted(gw, B("/ok/rs?access_token=%s&%s=%s&keep=1"
+                            % (good, twin, forged)), good)
+        assert forged not in ev["path"], (twin, ev["path"])
+        q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
+        assert q == [("keep", "1")], (twin, ev["path"])
+    # and a token under such a name is the token, checked and removed
+    ev = accepted(gw, B("/ok/rs?Access_Token=%s&keep=2" % good), good)
+    q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
+    assert q == [("keep", "2")], ev["path"]
+    refused_401(gw, up, B("/no/rs?ACCESS_TOKEN=" + forged), "auth_invalid",
+                forged)
+
+
 def test_semicolon_separates_query_params_like_ampersand(gw, keys, up):
     good = make_token(keys, sub="alice")
     forged = forged_token()
