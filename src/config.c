@@ -2113,6 +2113,7 @@ config_jwt(struct config_ctx *x, const struct config_slot *s, void *obj,
 	struct config_jwt_src	 js;
 	yaml_node_t		*seen[CONFIG_NOPT], *v;
 	char			 err[256];
+	size_t			 min;
 	int			 a;
 
 	if (n == NULL)
@@ -2140,10 +2141,21 @@ config_jwt(struct config_ctx *x, const struct config_slot *s, void *obj,
 			    "can sign tokens");
 	}
 	for (a = 0; a < WSG_JWT_NALGS && pol->pol_jwt_key != NULL; a++) {
-		if (!(js.js_algs & WSG_JWT_ALG_BIT(a)) ||
-		    jwt_key_allows(pol->pol_jwt_key, (enum wsg_jwt_alg)a))
+		if (!(js.js_algs & WSG_JWT_ALG_BIT(a)))
 			continue;
 		v = js.js_alg_node[a];
+		if (jwt_key_allows(pol->pol_jwt_key, (enum wsg_jwt_alg)a)) {
+			/* A shorter secret weakens HS384 and HS512. */
+			min = jwt_alg_min_secret((enum wsg_jwt_alg)a);
+			if (jwt_key_secret_len(pol->pol_jwt_key) < min)
+				errors_warn(x->x_errs, x->x_file,
+				    config_line(v), config_col(v),
+				    "algorithms: %s wants an HMAC secret of at "
+				    "least %zu bytes (RFC 7518 3.2); key_file "
+				    "has %zu", jwt_alg_name((enum wsg_jwt_alg)a),
+				    min, jwt_key_secret_len(pol->pol_jwt_key));
+			continue;
+		}
 		errors_add(x->x_errs, x->x_file, config_line(v), config_col(v),
 		    "algorithm %s cannot be used with %s",
 		    jwt_alg_name((enum wsg_jwt_alg)a),

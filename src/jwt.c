@@ -499,6 +499,23 @@ jwt_key_allows(const struct wsg_jwt_key *k, enum wsg_jwt_alg alg)
 	return jwt_algs[alg].ai_key == k->k_type;
 }
 
+/* RFC 7518 3.2: an HS* key is at least as long as the hash output. */
+size_t
+jwt_alg_min_secret(enum wsg_jwt_alg alg)
+{
+	if ((unsigned int)alg >= WSG_JWT_NALGS ||
+	    jwt_algs[alg].ai_family != JWT_FAM_HMAC)
+		return 0;
+	return (size_t)EVP_MD_get_size(jwt_algs[alg].ai_md());
+}
+
+/* The length of an HMAC secret, 0 for a public key. */
+size_t
+jwt_key_secret_len(const struct wsg_jwt_key *k)
+{
+	return k != NULL && k->k_type == JWT_KEY_HMAC ? k->k_secretlen : 0;
+}
+
 /*
  * Did OpenSSL fail for want of memory?  Empties its error queue, so no
  * failure is left behind for the TLS code to trip over.

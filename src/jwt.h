@@ -101,6 +101,15 @@ int			 jwt_key_allows(const struct wsg_jwt_key *,
 			    enum wsg_jwt_alg);
 
 /*
+ * The fewest bytes of HMAC secret an algorithm should have, its hash's
+ * output size (RFC 7518 3.2); 0 for an algorithm that is not HS*.
+ */
+size_t			 jwt_alg_min_secret(enum wsg_jwt_alg);
+
+/* The length of an HMAC secret, 0 for a public key. */
+size_t			 jwt_key_secret_len(const struct wsg_jwt_key *);
+
+/*
  * Verify a compact JWS of len bytes against the policy at time now (Unix
  * seconds).  On WSG_JWT_OK and out not NULL, *out holds the claims (free
  * with jwt_claims_free()); otherwise *out is NULL.

@@ -188,6 +188,13 @@ def test_unreadable_client_ca_is_reported(tmp_path, certs, client_ssl):
     (lambda k: policy(geoip={"database": str(k / "geo4.mmdb"),
                              "allow_countries": ["DE"]}),
      r"database: .*geo4\.mmdb has IPv4 networks only"),
+    # RFC 7518 3.2: a key at least as long as the hash output
+    (lambda k: jwt_pol(k, ["HS256", "HS512"], "good.secret"),
+     r"algorithms: HS512 wants an HMAC secret of at least 64 bytes "
+     r"\(RFC 7518 3\.2\); key_file has 32$"),
+    (lambda k: jwt_pol(k, ["HS384"], "good.secret"),
+     r"algorithms: HS384 wants an HMAC secret of at least 48 bytes "
+     r"\(RFC 7518 3\.2\); key_file has 32$"),
 ])
 def test_risky_settings_warn_but_load(tmp_path, certs, client_ssl, keys, pol,
                                       want):

@@ -413,8 +413,18 @@ test_key_load(EVP_PKEY *rsa, EVP_PKEY *rsa1024, EVP_PKEY *p256)
 	secret[31] = 'k';
 	k = jwt_key_load_mem(secret, 32, err, sizeof(err));
 	CHECK(k != NULL);
+	CHECK_INT(jwt_key_secret_len(k), 32);
 	jwt_key_free(k);
 	jwt_key_free(NULL);
+	CHECK_INT(jwt_key_secret_len(NULL), 0);
+
+	/* RFC 7518 3.2: as long as the hash output; none for others. */
+	CHECK_INT(jwt_alg_min_secret(WSG_JWT_HS256), 32);
+	CHECK_INT(jwt_alg_min_secret(WSG_JWT_HS384), 48);
+	CHECK_INT(jwt_alg_min_secret(WSG_JWT_HS512), 64);
+	CHECK_INT(jwt_alg_min_secret(WSG_JWT_RS512), 0);
+	CHECK_INT(jwt_alg_min_secret(WSG_JWT_EDDSA), 0);
+	CHECK_INT(jwt_alg_min_secret(WSG_JWT_NALGS), 0);
 }
 
 /* Which algorithms each kind of key allows. */
@@ -441,6 +451,9 @@ test_key_allows(struct wsg_jwt_key *const keys[5])
 		}
 		CHECK_INT(got, want[i]);
 		CHECK(!jwt_key_allows(keys[i], WSG_JWT_NALGS));
+		/* Public keys have no secret length. */
+		if (i > 0)
+			CHECK_INT(jwt_key_secret_len(keys[i]), 0);
 	}
 	CHECK(!jwt_key_allows(NULL, WSG_JWT_HS256));
 }
