@@ -855,7 +855,11 @@ store_send(struct wsg_store *st, struct store_req *r)
 
 /*
  * A request's timer: either the answer decided without Redis is due, or
- * Redis did not reply in time, and the connection is given up.
+ * Redis did not reply in time, and the connection is given up.  Not one
+ * still being set up: STORE_CONNECT_TIMEOUT_MS bounds that, and a Redis
+ * far enough away to need longer than a reply timeout for it would
+ * otherwise never come back while handshakes keep coming.  hiredis keeps
+ * the request and calls back once connected or given up.
  */
 static void
 store_req_timer_cb(evutil_socket_t fd, short ev, void *arg)
@@ -870,7 +874,8 @@ store_req_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 	st->st_stats.ss_timeouts++;
 	store_deliver(r, WSG_STORE_DOWN, 0);
-	store_conn_lost(st, "no reply in time");
+	if (st->st_state != STORE_CONNECTING)
+		store_conn_lost(st, "no reply in time");
 }
 
 /* Ask Redis to admit a connection. */

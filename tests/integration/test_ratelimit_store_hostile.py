@@ -239,6 +239,46 @@ def test_a_store_that_never_answers_its_setup_is_given_up(factory, fake):
     assert gw.alive()
 
 
+def test_a_distant_store_comes_back_while_handshakes_go_on(factory, fake):
+    """A store 0.35 s away (each SCRIPT LOAD answered that late): setting
+    up a connection takes 0.7 s, within the connect timeout, and each
+    admission well under the reply timeout.  Once the connection went,
+    every new one was given up at the reply timeout of a handshake that
+    came meanwhile, so under steady traffic the store never came back and
+    on_failure decided every handshake from then on."""
+    def answer(args):
+        if args[0].upper() == b"SCRIPT":
+            time.sleep(0.35)
+        return proper(args)
+    store = fake(answer)
+    gw = fake_gateway(factory, store, "local")
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to the store")
+    admitted = store.seen.count(b"EVALSHA")
+    store.drop()
+    wait_for(lambda: "is unavailable" in gw.error_text(), 5,
+             what="the store gone")
+    # A handshake every 0.1 s (on_failure local admits each one) until the
+    # store is back, for at most 8 s: several connection attempts' worth.
+    for _ in range(80):
+        st, c, resp = try_upgrade(gw)
+        assert st == 101, resp
+        c.close()
+        if count(gw, "rate_limit_store: connected") >= 2:
+            break
+        time.sleep(0.1)
+    assert count(gw, "rate_limit_store: connected") >= 2, \
+        [ln for ln in gw.error_text().splitlines() if "store" in ln]
+    assert "no reply in time" not in gw.error_text(), tail(gw.error_log, 30)
+    # and the store decides handshakes again
+    st, c, resp = try_upgrade(gw)
+    assert st == 101, resp
+    c.close()
+    wait_for(lambda: store.seen.count(b"EVALSHA") > admitted, 5,
+             what="an admission asked of the store")
+    assert gw.alive()
+
+
 # -- a store that drops every connection -------------------------------------
 
 def test_a_store_that_drops_each_connection_is_retried_with_backoff(
