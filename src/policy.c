@@ -65,8 +65,9 @@ policy_param_fold(int c)
  * Is the query parameter name p[0..n) this name once decoded, as the
  * upstream's query parser will read it?  "access%5Ftoken" is
  * "access_token" there, so it must be here too; '+' is a space, PHP
- * also drops leading spaces and reads "access.token" as "access_token",
- * and ASP.NET reads "ACCESS_TOKEN" as it.
+ * also drops leading spaces, ends the name at a NUL ("access_token%00x")
+ * and reads "access.token" as "access_token", and ASP.NET reads
+ * "ACCESS_TOKEN" as it.
  */
 static int
 policy_param_is(const char *p, size_t n, const char *name)
@@ -84,6 +85,9 @@ policy_param_is(const char *p, size_t n, const char *name)
 			c = hi << 4 | lo;
 			i += 2;
 		}
+		/* PHP reads the decoded name as a C string. */
+		if (c == '\0')
+			break;
 		if (k == 0 && c == ' ')
 			continue;
 		if (name[k] == '\0' || policy_param_fold(

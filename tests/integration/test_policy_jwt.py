@@ -551,7 +551,9 @@ def test_query_param_name_as_php_reads_it_is_the_param(gw, keys):
     forged = forged_token()
     for twin in ("access.token", "access+token", "access%20token",
                  "access[token", "+access_token", "%20access.token",
-                 "access%2Etoken"):
+                 "access%2Etoken",
+                 # PHP takes the name as a C string: it ends at a NUL
+                 "access_token%00", "access_token%00x", "access.token%00["):
         ev = accepted(gw, B("/ok/rs?access_token=%s&%s=%s&keep=1"
                             % (good, twin, forged)), good)
         assert forged not in ev["path"], (twin, ev["path"])
