@@ -330,6 +330,20 @@ jwt_pkey_type(EVP_PKEY *pkey, enum jwt_key_type *type, char *err,
 	}
 }
 
+/* How many times does lit occur in buf? */
+static size_t
+jwt_count(const void *buf, size_t len, const char *lit)
+{
+	const char	*p = buf, *end = p + len, *q;
+	size_t		 n = 0, litlen = strlen(lit);
+
+	while ((q = memmem(p, (size_t)(end - p), lit, litlen)) != NULL) {
+		n++;
+		p = q + litlen;
+	}
+	return n;
+}
+
 /* Build a key from PEM bytes. */
 static struct wsg_jwt_key *
 jwt_key_pem(const void *buf, size_t len, char *err, size_t errlen)
@@ -337,10 +351,23 @@ jwt_key_pem(const void *buf, size_t len, char *err, size_t errlen)
 	struct wsg_jwt_key	*k;
 	enum jwt_key_type	 type;
 	EVP_PKEY		*pkey;
+	size_t			 npub, ncert;
 
 	if (memmem(buf, len, "PRIVATE KEY-----", 16) != NULL) {
 		snprintf(err, errlen, "file holds a private key; give the "
 		    "public key or a certificate");
+		return NULL;
+	}
+	/*
+	 * One key verifies every token (there is no "kid" to choose by): a
+	 * second key, as for a rotation, would be ignored, and the tokens
+	 * signed with it all refused.  A certificate's chain may follow it.
+	 */
+	npub = jwt_count(buf, len, "-----BEGIN PUBLIC KEY-----");
+	ncert = jwt_count(buf, len, "CERTIFICATE-----");
+	if (npub > 1 || (npub == 1 && ncert > 0)) {
+		snprintf(err, errlen, "file holds more than one key; give one "
+		    "public key or one certificate");
 		return NULL;
 	}
 	if ((pkey = jwt_pem_pubkey(buf, len)) == NULL) {

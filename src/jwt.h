@@ -79,9 +79,10 @@ int			 jwt_alg_parse(const char *);
 const char		*jwt_alg_name(enum wsg_jwt_alg);
 
 /*
- * Load a key file.  PEM ("-----BEGIN" anywhere in it): a public key or an
- * X.509 certificate's key, RSA of at least 2048 bits, EC P-256 or P-384, or
- * Ed25519; a PEM file that does not load is an error, never a secret.
+ * Load a key file.  PEM ("-----BEGIN" anywhere in it): one public key or
+ * one X.509 certificate's key (its chain may follow), RSA of at least 2048
+ * bits, EC P-256 or P-384, or Ed25519; a PEM file that does not load, or
+ * holds a second key, is an error, never a secret.
  * Anything else: the bytes are an HMAC secret, one trailing "\n" or "\r\n"
  * removed, at least 32 bytes.  NULL with a message in err on failure.
  */

@@ -25,6 +25,8 @@ def keys(tmp_path_factory):
     openssl("genpkey", "-algorithm", "EC", "-pkeyopt",
             "ec_paramgen_curve:P-256", "-out", d / "ec.key")
     openssl("pkey", "-in", d / "ec.key", "-pubout", "-out", d / "ec.pub")
+    (d / "two.pub").write_bytes((d / "rsa.pub").read_bytes() +
+                                (d / "ec.pub").read_bytes())
     (d / "short.secret").write_bytes(b"x" * 31)
     (d / "good.secret").write_bytes(b"y" * 32 + b"\n")
     make_mmdb(d / "geo.mmdb", "127.0.0.0/24=DE")
@@ -68,6 +70,10 @@ BAD_POLICIES = {
                     r"private"),
     "rsa_1024": (lambda k: jwt_pol(k, ["RS256"], "rsa1024.pub"),
                  r"2048|bits|short|small|weak"),
+    # one key is used: tokens signed with the other would all fail
+    "two_public_keys": (lambda k: jwt_pol(k, ["RS256"], "two.pub"),
+                        r"key_file: .*two\.pub: file holds more than one "
+                        r"key; give one public key or one certificate"),
     "hmac_31_bytes": (lambda k: jwt_pol(k, ["HS256"], "short.secret"),
                       r"32|short"),
     "missing_key_file": (lambda k: jwt_pol(k, ["HS256"], "nope.secret"),

@@ -40,7 +40,7 @@ static const char	 test_secret[] =
 			    "0123456789abcdef0123456789abcdef-wsgate";
 static char		 tok_buf[TOK_SLOTS][TOK_SIZE];
 static int		 tok_next;
-static char		 tmp_paths[32][64];
+static char		 tmp_paths[48][64];
 static int		 tmp_n;
 
 static const char *const alg_names[WSG_JWT_NALGS] = {
@@ -253,6 +253,25 @@ tmp_cert(EVP_PKEY *pkey)
 	return path;
 }
 
+/* Two temporary files one after the other in a new one; its path. */
+static const char *
+tmp_cat(const char *a, const char *b)
+{
+	char	 buf[16384];
+	size_t	 n = 0, r;
+	FILE	*f;
+	int	 i;
+
+	for (i = 0; i < 2; i++) {
+		if ((f = fopen(i == 0 ? a : b, "r")) == NULL)
+			abort();
+		r = fread(buf + n, 1, sizeof(buf) - n, f);
+		fclose(f);
+		n += r;
+	}
+	return tmp_write(buf, n);
+}
+
 /* Load a key file, expecting success. */
 static struct wsg_jwt_key *
 load_ok(const char *path)
@@ -376,6 +395,21 @@ test_key_load(EVP_PKEY *rsa, EVP_PKEY *rsa1024, EVP_PKEY *p256)
 	k = load_ok(tmp_cert(rsa));
 	CHECK(jwt_key_allows(k, WSG_JWT_RS256));
 	CHECK(!jwt_key_allows(k, WSG_JWT_HS256));
+	jwt_key_free(k);
+
+	/*
+	 * One key: a second one would never be used (no kid selection), so
+	 * tokens signed with it would all fail.  A certificate's chain may
+	 * follow it: the first certificate's key is the key.
+	 */
+	load_fails(tmp_cat(tmp_pubkey(rsa), tmp_pubkey(p256)),
+	    "more than one key");
+	load_fails(tmp_cat(tmp_pubkey(rsa), tmp_cert(p256)),
+	    "more than one key");
+	load_fails(tmp_cat(tmp_cert(p256), tmp_pubkey(rsa)),
+	    "more than one key");
+	k = load_ok(tmp_cat(tmp_cert(rsa), tmp_cert(p256)));
+	CHECK(jwt_key_allows(k, WSG_JWT_RS256));
 	jwt_key_free(k);
 
 	/* A private key is refused rather than quietly used. */
