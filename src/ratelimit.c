@@ -45,6 +45,33 @@ bucket_debt_at(const struct wsg_bucket *b, const struct wsg_rl_limit *l,
 	return b->b_debt - dt * l->rl_rate.r_amount;
 }
 
+/*
+ * A bucket's debt counts tokens times the period of the limit it was spent
+ * under.  When a reload writes the rate with another period, turn it into
+ * the same number of tokens under the new one, rounded up, so that what a
+ * client has spent neither grows nor shrinks.  A limit that was off has
+ * counted nothing: its bucket starts full.
+ */
+static void
+bucket_rescale(struct wsg_bucket *b, const struct wsg_rl_limit *from,
+    const struct wsg_rl_limit *to, uint64_t now_ms)
+{
+	uint64_t	debt, f = from->rl_rate.r_per_ms, t = to->rl_rate.r_per_ms;
+
+	if (f == t && from->rl_rate.r_amount != 0)
+		return;
+	if (from->rl_rate.r_amount == 0 || to->rl_rate.r_amount == 0) {
+		b->b_debt = 0;
+		b->b_last_ms = now_ms;
+		return;
+	}
+	debt = bucket_debt_at(b, from, now_ms);
+	/* At most a million tokens: neither product can overflow. */
+	b->b_debt = debt / f * t + (debt % f * t + f - 1) / f;
+	if (now_ms > b->b_last_ms || debt == 0)
+		b->b_last_ms = now_ms;
+}
+
 /* Take n tokens if they are there. */
 int
 bucket_take(struct wsg_bucket *b, const struct wsg_rl_limit *l, uint64_t n,
@@ -525,7 +552,8 @@ rltable_admit(struct wsg_rltable *t, struct wsg_rlkey *k,
 		TAILQ_INSERT_HEAD(&st->st_lru, e, e_lru);
 	}
 	e->e_used_ms = now_ms;
-	/* A reload may change the limit; the debt carries over. */
+	/* A reload may change the limit; the tokens spent carry over. */
+	bucket_rescale(&e->e_conn, &e->e_limit, &rc->rc_connections, now_ms);
 	e->e_limit = rc->rc_connections;
 	if (e->e_limit.rl_rate.r_amount != 0 &&
 	    bucket_wait_ms(&e->e_conn, &e->e_limit, 1, now_ms) != 0) {

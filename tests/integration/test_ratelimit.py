@@ -149,6 +149,25 @@ def test_retry_after_is_computed_from_the_bucket(gw, up):
         c.close()
 
 
+def test_reload_rewriting_the_period_keeps_the_tokens_spent(factory):
+    # "60/m" and "1/s" are the same rate: a client that has spent one of
+    # its two tokens still has the other after the reload, rather than
+    # being refused for a minute's worth of tokens it never spent.
+    up = factory.raw_upstream()
+    gw = factory.gateway(
+        routes=[("/conn", "rec", "conn")], upstreams={"rec": [up.addr]},
+        policies={"conn": rl(connections_per_ip={"rate": "60/m",
+                                                 "burst": 2})})
+    a, _ = http_upgrade(gw, B("/conn"))
+    a.close()
+    gw.write_policy("conn", rl(connections_per_ip={"rate": "1/s",
+                                                   "burst": 2}))
+    gw.reload()
+    b, _ = http_upgrade(gw, B("/conn"))
+    echo_ok(b, b"second token")
+    b.close()
+
+
 # -- concurrent_per_ip --------------------------------------------------------
 
 def test_concurrent_per_ip_refuses_then_recovers(gw, up):

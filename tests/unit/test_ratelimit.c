@@ -585,6 +585,59 @@ test_threads(void)
 	rltable_free(r[0].r_t);
 }
 
+/*
+ * A reload that writes the connection rate with another period keeps the
+ * tokens spent, not the internal debt: "600/m" after "10/s" is the same
+ * limit, and "1/h" after "100/s" must not let a client back in sooner
+ * than one token an hour allows.
+ */
+static void
+test_table_reload_period(void)
+{
+	struct wsg_rltable		*t;
+	struct wsg_ratelimit_conf	 sec = conf(10, 1000, 10, 0);
+	struct wsg_ratelimit_conf	 min = conf(600, 60000, 10, 0);
+	struct wsg_ratelimit_conf	 hour = conf(1, 3600000, 1, 0);
+	struct wsg_rlkey		 k;
+	uint32_t			 ra;
+	int				 i;
+
+	CHECK((t = rltable_new(1000, 60000)) != NULL);
+
+	/* 10/s, all 10 spent; as 600/m nothing more is there. */
+	for (i = 0; i < 10; i++)
+		CHECK_INT(admit(t, "p", "192.0.2.1", &sec, 5000, &ra, &k),
+		    WSG_RL_OK);
+	CHECK_INT(admit(t, "p", "192.0.2.1", &min, 5000, &ra, &k),
+	    WSG_RL_RATE);
+	CHECK_INT(ra, 1);
+	/* 100 ms later one token is back, under either spelling. */
+	CHECK_INT(admit(t, "p", "192.0.2.1", &min, 5100, &ra, &k),
+	    WSG_RL_OK);
+	CHECK_INT(admit(t, "p", "192.0.2.1", &sec, 5100, &ra, &k),
+	    WSG_RL_RATE);
+
+	/* 600/m, one spent; as 10/s nine are left. */
+	CHECK_INT(admit(t, "p", "192.0.2.2", &min, 5000, &ra, &k), WSG_RL_OK);
+	for (i = 0; i < 9; i++)
+		CHECK_INT(admit(t, "p", "192.0.2.2", &sec, 5000, &ra, &k),
+		    WSG_RL_OK);
+	CHECK_INT(admit(t, "p", "192.0.2.2", &sec, 5000, &ra, &k),
+	    WSG_RL_RATE);
+	CHECK_INT(ra, 1);
+
+	/* Tightened to 1/h: a spent client waits for a whole token. */
+	for (i = 0; i < 10; i++)
+		CHECK_INT(admit(t, "p", "192.0.2.3", &sec, 5000, &ra, &k),
+		    WSG_RL_OK);
+	CHECK_INT(admit(t, "p", "192.0.2.3", &hour, 5000, &ra, &k),
+	    WSG_RL_RATE);
+	CHECK(ra >= 3600);
+	CHECK_INT(admit(t, "p", "192.0.2.3", &hour, 5000 + 600000, &ra, &k),
+	    WSG_RL_RATE);
+	rltable_free(t);
+}
+
 /* Run every group; exit 1 if any check failed. */
 int
 main(void)
@@ -593,6 +646,7 @@ main(void)
 	test_bucket_refill_edges();
 	test_keys();
 	test_table_limits();
+	test_table_reload_period();
 	test_ipv6();
 	test_flood();
 	test_busy_tail();
