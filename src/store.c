@@ -55,9 +55,12 @@
  * The admission, atomic in Redis, on Redis' clock.  KEYS: the bucket hash,
  * the lease set.  ARGV: rate amount, its period in ms, burst, concurrent
  * limit (0: off), lease TTL in ms, lease member.  The bucket keeps its
- * debt scaled by the period, as bucket_take() does; a token is spent only
- * when the connection is admitted.  Returns {0, 0} admitted, {1, ms until
- * a token} over the rate, {2, 1000} over the concurrency.
+ * debt scaled by the period, as bucket_take() does, and that period: a
+ * gateway whose policy writes the rate with another one (a reload, a fleet
+ * half way through a rollout) rescales it, so the tokens spent carry over.
+ * A token is spent only when the connection is admitted.  Returns {0, 0}
+ * admitted, {1, ms until a token} over the rate, {2, 1000} over the
+ * concurrency.
  */
 static const char store_admit_lua[] =
 	"local t = redis.call('TIME')\n"
@@ -70,9 +73,13 @@ static const char store_admit_lua[] =
 	"local ttl = tonumber(ARGV[5])\n"
 	"local debt = 0\n"
 	"if amount > 0 then\n"
-	"  local h = redis.call('HMGET', KEYS[1], 'debt', 'last')\n"
+	"  local h = redis.call('HMGET', KEYS[1], 'debt', 'last', 'per')\n"
 	"  debt = tonumber(h[1]) or 0\n"
 	"  local last = tonumber(h[2]) or now\n"
+	"  local was = tonumber(h[3]) or per\n"
+	"  if was ~= per and was > 0 then\n"
+	"    debt = math.ceil(debt / was * per)\n"
+	"  end\n"
 	"  if now > last then\n"
 	"    debt = math.max(0, debt - (now - last) * amount)\n"
 	"  end\n"
@@ -94,7 +101,8 @@ static const char store_admit_lua[] =
 	"if amount > 0 then\n"
 	"  debt = debt + per\n"
 	"  redis.call('HSET', KEYS[1], 'debt', string.format('%d', debt), "
-	    "'last', string.format('%d', now))\n"
+	    "'last', string.format('%d', now), 'per', "
+	    "string.format('%d', per))\n"
 	"  redis.call('PEXPIRE', KEYS[1], math.ceil(debt / amount) + 1000)\n"
 	"end\n"
 	"return {0, 0}\n";

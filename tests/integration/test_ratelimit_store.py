@@ -187,6 +187,24 @@ def test_two_gateways_share_concurrent_per_ip(factory, redis):
             c.close()
 
 
+def test_same_rate_written_with_another_period_shares_the_tokens(factory,
+                                                                  redis):
+    # A fleet half way through a rollout writes one limit two ways: a
+    # client that spent one of its two tokens on A still has the other
+    # on B, rather than being refused for a minute's worth of tokens.
+    a = store_gateway(factory, redis, {"connections_per_ip": {
+        "rate": "60/m", "burst": 2}})
+    b = store_gateway(factory, redis, {"connections_per_ip": {
+        "rate": "1/s", "burst": 2}})
+    held = []
+    try:
+        opened(a, held)
+        opened(b, held)
+    finally:
+        for c in held:
+            c.close()
+
+
 def test_two_gateways_share_connections_per_ip(factory, redis):
     pol = {"connections_per_ip": {"rate": "2/m", "burst": 3}}
     a = store_gateway(factory, redis, pol)
