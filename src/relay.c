@@ -69,6 +69,7 @@
 static void	relay_read_cb(struct bufferevent *, void *);
 static void	relay_event_cb(struct bufferevent *, short, void *);
 static void	relay_end(struct wsg_peer *, short, int, int);
+static void	relay_flush(struct evbuffer *, struct evbuffer *, size_t *);
 static void	relay_plain_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_read_cb(evutil_socket_t, short, void *);
 static void	relay_tls_write_cb(evutil_socket_t, short, void *);
@@ -330,11 +331,13 @@ relay_count_cut(struct wsg_peer *p)
 /*
  * messages_per_connection (data messages and pings/pongs) and
  * bytes_per_connection (every frame but the close), on what the client
- * sends.  Returns -1 once the
- * session was closed for it.
+ * sends.  The run of checked frames before this one (pend bytes at the
+ * front of in) stays batched, and goes out first only if this frame is
+ * refused.  Returns -1 once the session was closed for it.
  */
 static int
-relay_rate(struct wsg_peer *p)
+relay_rate(struct wsg_peer *p, struct evbuffer *in, struct evbuffer *out,
+    size_t *pend)
 {
 	const struct wsg_ratelimit_conf	*rc = p->p_session->s_route->rt_policy->
 					    pol_rate;
@@ -343,6 +346,7 @@ relay_rate(struct wsg_peer *p)
 
 	if (f->f_opcode != WSG_OP_CONT && f->f_opcode != WSG_OP_CLOSE &&
 	    !bucket_take(&p->p_msg_bucket, &rc->rc_messages, 1, now)) {
+		relay_flush(in, out, pend);
 		log_info("conn %llu: rate_messages: message rate exceeded",
 		    (unsigned long long)p->p_session->s_id);
 		relay_count_refused(p);
@@ -356,6 +360,7 @@ relay_rate(struct wsg_peer *p)
 	 */
 	if (f->f_opcode != WSG_OP_CLOSE && !bucket_take(&p->p_byte_bucket,
 	    &rc->rc_bytes, f->f_len > 0 ? f->f_len : 1, now)) {
+		relay_flush(in, out, pend);
 		log_info("conn %llu: rate_bytes: byte rate exceeded",
 		    (unsigned long long)p->p_session->s_id);
 		relay_count_refused(p);
@@ -930,11 +935,9 @@ relay_move(struct wsg_peer *p)
 			}
 			p->p_have_frame = 1;
 			p->p_frames++;
-			if (p->p_is_client && pol->pol_rate != NULL) {
-				relay_flush(in, out, &pend);
-				if (relay_rate(p) == -1)
-					return;
-			}
+			if (p->p_is_client && pol->pol_rate != NULL &&
+			    relay_rate(p, in, out, &pend) == -1)
+				return;
 		}
 		total = f->f_hdr_len + f->f_len;
 		if (f->f_opcode >= WSG_OP_CLOSE) {
