@@ -18,6 +18,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -172,6 +173,16 @@ server_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+/* The monotonic clock in microseconds, as sd_notify's MONOTONIC_USEC. */
+static uint64_t
+server_now_us(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000);
 }
 
 uint64_t
@@ -806,9 +817,18 @@ server_reload(void)
 	struct wsg_log_files	  logs;
 	int			**fds;
 	size_t			  i;
+	char			  reloading[64];
 	int			  restart;
 
-	server_notify("RELOADING=1");
+	/*
+	 * With the time it began, which systemd's Type=notify-reload needs
+	 * to tell this reload from an earlier one: it ignores a RELOADING=1
+	 * without MONOTONIC_USEC.
+	 */
+	(void)snprintf(reloading, sizeof(reloading),
+	    "RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)server_now_us());
+	server_notify(reloading);
 	memset(&errs, 0, sizeof(errs));
 	log_info("reloading %s", old->c_file);
 	conf = config_load(old->c_file, &errs);

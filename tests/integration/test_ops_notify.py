@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import tempfile
+import time
 
 import pytest
 
@@ -29,6 +30,11 @@ def recv(s):
         return None
 
 
+def first(msg):
+    """The first field of a notification (RELOADING=1 has more)."""
+    return None if msg is None else msg.split("\n")[0]
+
+
 def test_notify_ready_reloading_stopping(factory, notify_socket):
     s, path = notify_socket
     be = factory.echo()
@@ -38,11 +44,11 @@ def test_notify_ready_reloading_stopping(factory, notify_socket):
     assert recv(s) == "READY=1"
 
     gw.reload("done")
-    assert [recv(s), recv(s)] == ["RELOADING=1", "READY=1"]
+    assert [first(recv(s)), recv(s)] == ["RELOADING=1", "READY=1"]
 
     gw.cfg_path.write_text(gw.cfg_path.read_text() + "bogus_option: 1\n")
     gw.reload("failed")
-    assert [recv(s), recv(s)] == ["RELOADING=1", "READY=1"]
+    assert [first(recv(s)), recv(s)] == ["RELOADING=1", "READY=1"]
 
     gw.proc.send_signal(signal.SIGTERM)
     assert recv(s) == "STOPPING=1"
@@ -67,3 +73,29 @@ def test_notify_to_an_abstract_socket(factory):
         assert "sd_notify" not in gw.error_text()
     finally:
         s.close()
+
+
+def test_reloading_carries_its_monotonic_time(factory, notify_socket):
+    """RELOADING=1 comes with MONOTONIC_USEC=, the CLOCK_MONOTONIC time in
+    microseconds it was sent at: systemd's Type=notify-reload ignores a
+    RELOADING=1 without it, and its `systemctl reload` then waits for its
+    timeout and fails, though the reload was done."""
+    s, path = notify_socket
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, start=False)
+    gw.start(env=dict(os.environ, NOTIFY_SOCKET=path))
+    assert recv(s) == "READY=1"
+    for expect in ("done", "failed"):
+        if expect == "failed":
+            gw.cfg_path.write_text(gw.cfg_path.read_text() +
+                                   "bogus_option: 1\n")
+        before = time.monotonic_ns() // 1000
+        gw.reload(expect)
+        after = time.monotonic_ns() // 1000
+        fields = recv(s).split("\n")
+        assert fields[0] == "RELOADING=1"
+        usec = [f for f in fields[1:] if f.startswith("MONOTONIC_USEC=")]
+        assert len(usec) == 1, fields
+        assert before <= int(usec[0].split("=", 1)[1]) <= after
+        assert recv(s) == "READY=1"
