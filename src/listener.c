@@ -186,6 +186,27 @@ listener_set_conf(struct wsg_listener *l, const struct wsg_listener_conf *lc)
 }
 
 void
+listener_flush(struct wsg_listener *l)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	int			 fd, lfd, n;
+
+	if (l == NULL)
+		return;
+	lfd = evconnlistener_get_fd(l->l_lev);
+	/* At most a full backlog: what came before the call. */
+	for (n = 0; n < WSG_ACCEPT_BACKLOG; n++) {
+		len = sizeof(ss);
+		if ((fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1)
+			break;
+		session_accept(l->l_worker, l->l_conf, fd,
+		    (struct sockaddr *)&ss, (int)len);
+	}
+}
+
+void
 listener_stop(struct wsg_listener *l)
 {
 	if (l == NULL)

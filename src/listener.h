@@ -28,6 +28,12 @@ const struct wsg_listener_conf	*listener_conf(const struct wsg_listener *);
 /* After a reload: new connections use this listener configuration. */
 void			 listener_set_conf(struct wsg_listener *,
 			    const struct wsg_listener_conf *);
+/*
+ * Before a reload closes a listener's socket: take the connections that
+ * wait in its backlog, which the close would reset, as sessions of the
+ * listener's own configuration.
+ */
+void			 listener_flush(struct wsg_listener *);
 /* Stop accepting and close the socket. */
 void			 listener_stop(struct wsg_listener *);
 

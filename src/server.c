@@ -470,9 +470,17 @@ server_worker_reconf(struct wsg_worker *w, struct wsg_config *conf, int *fds)
 		nl[i] = w->w_listeners[j];
 		listener_set_conf(nl[i], &conf->c_listeners[i]);
 	}
+	/*
+	 * A listener that goes away first takes what waits in its backlog,
+	 * under the generation it belongs to (w_conf is still that one):
+	 * those connections came before the reload, and closing the socket
+	 * would reset them.
+	 */
 	for (j = 0; j < w->w_nlisteners; j++)
-		if (!kept[j] && w->w_listeners[j] != NULL)
+		if (!kept[j] && w->w_listeners[j] != NULL) {
+			listener_flush(w->w_listeners[j]);
 			listener_stop(w->w_listeners[j]);
+		}
 	free(kept);
 	free(w->w_listeners);
 	w->w_listeners = nl;

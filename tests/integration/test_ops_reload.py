@@ -504,6 +504,54 @@ def test_second_reload_before_a_busy_worker_keeps_a_new_listener(factory):
         log.close()
 
 
+def test_connections_waiting_on_a_removed_listener_are_served(factory):
+    """A reload removes a listener while the worker is busy (here blocked
+    writing its access log), and connections come to it before the
+    worker gets to the reload: the kernel completes their TCP handshakes
+    in its backlog and they send their requests.  Closing the socket would reset them; the worker takes
+    them first, under the configuration they came to, and they are
+    upgraded and relayed.  Only then does the address refuse."""
+    from conftest import StalledAccessLog, free_port
+    import rawclient
+    import rawup
+    import wsproto
+    echo = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [echo.addr]}, tls=False,
+                         start=False)
+    p2 = free_port()
+    add_second_listener(gw, p2)
+    one = copy.deepcopy(gw.config)
+    del one["listeners"][1]
+    log = StalledAccessLog(gw)
+    waiting = []
+    try:
+        gw.start()
+        log.fill(40)
+        gw.write_config(one)
+        gw.reload("done")
+        # The worker has not taken the reload: its socket still listens.
+        for _ in range(4):
+            c = rawclient.RawClient(p2, None, timeout=5)
+            waiting.append(c)
+            c.key = wsproto.new_key()
+            c.send(rawclient.build_request("/echo", key=c.key))
+        log.release()
+        for c in waiting:
+            head = c.read_until(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            c.send_frame(wsproto.OP_TEXT, b"queued", mask=True)
+            f = c.read_frame()
+            assert f is not None and f.payload.endswith(b"queued"), f
+        assert refused(p2)
+    finally:
+        for c in waiting:
+            c.close()
+        log.release()
+        gw.stop()
+        log.close()
+
+
 def test_reload_with_a_new_user_warns_that_it_needs_a_restart(factory):
     """user: applies at startup only; wsgate(8) CAVEATS promises a warning
     when a reload changes it, since the process keeps its uid."""
