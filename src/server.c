@@ -288,6 +288,29 @@ server_old_overlap(const struct wsg_config *old,
 	return (0);
 }
 
+/*
+ * Does a worker still listen at lc's address, or on its port with a
+ * wildcard on either side?  It does until it takes the newest generation:
+ * a reload that puts back a listener the one before removed finds the
+ * address still held by the gateway itself, not by another process.
+ */
+static int
+server_held(const struct wsg_listener_conf *lc)
+{
+	struct wsg_worker	*w;
+	size_t			 i;
+	int			 held = 0;
+
+	for (i = 0; i < server_nworkers && !held; i++) {
+		w = &server_workers[i];
+		pthread_mutex_lock(&w->w_lock);
+		held = server_old_listener(w->w_conf, lc) != NULL ||
+		    server_old_overlap(w->w_conf, lc);
+		pthread_mutex_unlock(&w->w_lock);
+	}
+	return (held);
+}
+
 /* Drop a generation that was never taken, closing the sockets bound for it. */
 static void
 server_discard(struct wsg_config *conf, int *fds)
@@ -436,6 +459,7 @@ server_worker_stop(struct wsg_worker *w)
 static void
 server_worker_reconf(struct wsg_worker *w, struct wsg_config *conf, int *fds)
 {
+	struct wsg_config	 *was;
 	struct wsg_listener	**nl;
 	size_t			  i, j;
 	int			 *kept;
@@ -485,9 +509,13 @@ server_worker_reconf(struct wsg_worker *w, struct wsg_config *conf, int *fds)
 	free(w->w_listeners);
 	w->w_listeners = nl;
 	w->w_nlisteners = conf->c_nlisteners;
-	if (w->w_conf != NULL)
-		config_unref(w->w_conf);
+	/* Under the lock: the main thread looks at it (server_held()). */
+	pthread_mutex_lock(&w->w_lock);
+	was = w->w_conf;
 	w->w_conf = conf;
+	pthread_mutex_unlock(&w->w_lock);
+	if (was != NULL)
+		config_unref(was);
 }
 
 /* A message from the main thread. */
@@ -665,6 +693,7 @@ server_bind_all(struct wsg_config *conf, const struct wsg_config *old)
 	for (j = 0; j < conf->c_nlisteners; j++)
 		if (server_old_listener(old, &conf->c_listeners[j]) == NULL &&
 		    !server_old_overlap(old, &conf->c_listeners[j]) &&
+		    (old == NULL || !server_held(&conf->c_listeners[j])) &&
 		    listener_probe(&conf->c_listeners[j]) == -1)
 			goto fail;
 	for (i = 0; i < server_nworkers; i++)

@@ -23,7 +23,7 @@ struct wsg_worker {
 	int			 w_index;
 	pthread_t		 w_thread;
 	struct event_base	*w_base;
-	struct wsg_config	*w_conf;	/* generation for new sessions */
+	struct wsg_config	*w_conf;	/* for new sessions; set under w_lock */
 	struct wsg_session_list	 w_sessions;
 	size_t			 w_nsessions;
 	struct wsg_listener	**w_listeners;

@@ -552,6 +552,51 @@ def test_connections_waiting_on_a_removed_listener_are_served(factory):
         log.close()
 
 
+def test_a_listener_removed_and_put_back_before_a_busy_worker(factory):
+    """Two reloads in quick succession while the worker is busy: the first
+    removes a listener, the second puts it back.  The worker still listens
+    there, as the first generation told it, until it gets to its
+    messages: the address is the gateway's own, not "in use" by another
+    process, and the second reload is done.  Then the listener serves."""
+    from conftest import StalledAccessLog, free_port, wait_for
+    import rawclient
+    import rawup
+    echo = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [echo.addr]}, tls=False,
+                         start=False)
+    p2 = free_port()
+    add_second_listener(gw, p2)
+    both = copy.deepcopy(gw.config)
+    log = StalledAccessLog(gw)
+    try:
+        gw.start()
+        log.fill(40)
+        one = copy.deepcopy(both)
+        del one["listeners"][1]
+        gw.write_config(one)
+        gw.reload("done")
+        gw.write_config(both)
+        gw.reload("done")
+        log.release()
+        # A connection it accepts after the release comes after the
+        # reloads: the worker has taken them and left its old socket.
+        probe = rawclient.RawClient(gw.port, None, timeout=5)
+        probe.close()
+        wait_for(lambda: "accepted from 127.0.0.1 port %d " %
+                 probe.local_port in gw.error_text(),
+                 what="the worker back at its loop")
+        c = rawclient.RawClient(p2, None, timeout=5)
+        try:
+            c.upgrade("/echo")
+        finally:
+            c.close()
+    finally:
+        log.release()
+        gw.stop()
+        log.close()
+
+
 def test_reload_with_a_new_user_warns_that_it_needs_a_restart(factory):
     """user: applies at startup only; wsgate(8) CAVEATS promises a warning
     when a reload changes it, since the process keeps its uid."""
