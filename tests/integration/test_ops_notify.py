@@ -1,5 +1,6 @@
 """systemd readiness (Type=notify): READY=1 once serving; RELOADING=1
-then READY=1 around each reload, good or bad; STOPPING=1 on SIGTERM."""
+(with MONOTONIC_USEC) then READY=1 around each reload, good or bad;
+STOPPING=1 on SIGTERM."""
 
 import os
 import signal
