@@ -418,6 +418,9 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	reason = len == 0 ? "upstream_unavailable" : "upstream_bad_handshake";
 	log_warnx("conn %llu: refused: %s: upstream %s closed before its 101",
 	    (unsigned long long)s->s_id, reason, s->s_server->srv_name);
+	/* Closed without a word: a failed connection, as one refused. */
+	if (len == 0)
+		metrics_upstream_failure(s->s_route->rt_upstream->up_name);
 	session_peer_free(p);
 	session_refuse(s, 502, reason, NULL);
 }

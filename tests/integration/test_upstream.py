@@ -4,6 +4,7 @@ load balancing."""
 import asyncio
 import base64
 import socket
+import struct
 import time
 
 import pytest
@@ -171,6 +172,33 @@ def test_upstream_timeout_counts_as_connect_failure(factory):
     after = metric(gw.metrics(), "wsgate_upstream_connect_failures_total",
                    upstream="up")
     assert after - before == 1, (before, after)
+
+
+@pytest.mark.parametrize("how", ["fin", "reset", "garbage"])
+def test_upstream_closing_before_answering_counts_as_connect_failure(
+        factory, how):
+    """wsgate(8): a server that closes the connection without answering
+    is upstream_unavailable, as one that refuses or times out, and so a
+    failed connection in wsgate_upstream_connect_failures_total: each
+    access-log line upstream_unavailable names a failure of its upstream.
+    One that answers something that is not a 101 is a bad handshake, and
+    is not."""
+    def behavior(c):
+        if not c.read_head():
+            return
+        if how == "reset":
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                              struct.pack("ii", 1, 0))
+        elif how == "garbage":
+            c.send(b"SSH-2.0-OpenSSH_9.2\r\n")
+    gw, up = raw_gateway(factory, behavior, admin=True)
+    gw.settle_probes()
+    key = ("wsgate_upstream_connect_failures_total", (("upstream", "up"),))
+    before = gw.metrics()[key]
+    reason = "upstream_bad_handshake" if how == "garbage" else \
+        "upstream_unavailable"
+    one_refusal(gw, 502, reason)
+    assert gw.metrics()[key] - before == (how != "garbage"), how
 
 
 def test_bare_101_is_502_bad_handshake(factory):
