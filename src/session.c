@@ -1538,17 +1538,20 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
+	e = session_tls_error(p, &local);
+	if (e == 0 && (what & BEV_EVENT_ERROR) && err == ENOMEM) {
+		/*
+		 * Our input could not grow: the client is not to blame.  Its
+		 * buffer stays, and session_close() counts what is in it.
+		 */
+		session_refuse_internal(s, "out of memory reading the request");
+		return;
+	}
 	if (p == &s->s_client)
 		session_count_unread(s);	/* before its buffer goes */
-	e = session_tls_error(p, &local);
 	if (local) {
 		session_peer_free(p);
 		session_tls_failed(s, e);
-		return;
-	}
-	if (e == 0 && (what & BEV_EVENT_ERROR) && err == ENOMEM) {
-		/* Our input could not grow: the client is not to blame. */
-		session_refuse_internal(s, "out of memory reading the request");
 		return;
 	}
 	if (s->s_state == WSG_S_HANDSHAKE && e != 0) {

@@ -355,3 +355,52 @@ def test_a_request_read_without_memory_blames_no_client(factory):
                                                              blamed[0])
     assert reasons.get("internal_error"), reasons
     upgrades_after(gw, "/ok")
+
+
+def test_a_request_read_without_memory_counts_its_bytes_once(factory):
+    """A client whose request head came in pieces, refused 500
+    internal_error when a later piece could not be read for want of
+    memory: bytes_in is what it had sent by then (wsgate(8): everything
+    the client sent), counted once, never more than the whole head."""
+    up = factory.raw_upstream(lambda c: c.read_head(5) and (
+        c.accept_101(), c.drain(3)))
+    gw = factory.gateway(routes=[("/ok", "up")], upstreams={"up": [up.addr]},
+                         tls=False, start=False,
+                         listener={"max_header_bytes": "64KiB"})
+    closes = start(gw, 4)
+    # Past a buffer chain's size, so that the second piece needs memory.
+    req = rawclient.build_request("/ok", extra=[("X-Pad", "p" * 20000)])
+    first = 12000
+    sent = set()
+
+    def one(i):
+        try:
+            c = gw.raw(timeout=2)
+        except OSError:
+            return
+        try:
+            sent.add(c.local_port)
+            c.send(req[:first])
+            time.sleep(0.02)
+            c.send(req[first:])
+            c.read_until(b"\r\n\r\n", 2)
+        except (OSError, AssertionError):
+            pass
+        finally:
+            c.close()
+    hammer(gw, closes, one)
+    time.sleep(max(0.0, closes + 1.0 - time.monotonic()))
+    assert gw.alive(), gw.dump()
+    entries = [e for e in gw.entries() if e["client_port"] in sent]
+    over = [e for e in entries if e["bytes_in"] > len(req)]
+    assert not over, "%d lines over the %d bytes sent, the first: %r" % (
+        len(over), len(req), over[0])
+    # The case itself came up: a read refused with part of a head held.
+    mark = "out of memory reading the request"
+    ids = set()
+    for ln in gw.error_text().splitlines():
+        if ln.endswith(mark) and "conn " in ln:
+            ids.add(int(ln.split("conn ", 1)[1].split(":", 1)[0]))
+    assert [e for e in entries if e["id"] in ids and e["bytes_in"] > 0], \
+        "no request refused for memory with part of its head read"
+    upgrades_after(gw, "/ok")
