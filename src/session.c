@@ -897,14 +897,15 @@ session_refuse_answer(struct wsg_session *s, int status, const char *reason,
 	if (s->s_client.p_bev != NULL) {
 		/* session_close() counts what the client sent. */
 		out = bufferevent_get_output(s->s_client.p_bev);
-		evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
+		/* One write, all or nothing: no memory, no answer logged. */
+		if (evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
 		    "Connection: close\r\n"
 		    "Content-Type: text/plain\r\n"
 		    "Content-Length: %zu\r\n"
 		    "%s\r\n%s%s", status, http_status_text(status),
 		    strlen(reason) + 1, extra ? extra : "",
-		    head_only ? "" : reason, head_only ? "" : "\n");
-		s->s_status = status;
+		    head_only ? "" : reason, head_only ? "" : "\n") != -1)
+			s->s_status = status;
 	}
 	session_close(s, reason);
 }

@@ -288,6 +288,55 @@ def test_access_log_lines_are_whole_or_missing(factory):
     assert lost > 0, "no line was lost: the injection never happened"
 
 
+def test_a_refusal_not_written_is_logged_without_a_status(factory):
+    """wsgate(8): status is the HTTP status sent to the client, null when
+    no response was sent.  With one in three buffer allocations failing,
+    some 404 answers cannot be queued at all: the client reads nothing
+    but the end, and its no_route line must say status null, not 404.
+    A client that got the 404 has a line that says 404."""
+    be = factory.echo()
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]}, tls=False,
+                         start=False)
+    t0 = time.monotonic()
+    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="3:%d:%d:evbuf" % (
+        START_MS, WINDOW_MS)))
+    opens = time.monotonic() + START_MS / 1000.0
+    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    time.sleep(max(0.0, opens - time.monotonic()))
+    got = {}
+    i = 0
+    while time.monotonic() < closes - 0.2 and i < 400:
+        i += 1
+        try:
+            c = gw.raw(timeout=1)
+        except OSError:
+            continue
+        try:
+            c.send(rawclient.build_request("/nowhere/%d" % i))
+            got[c.local_port] = c.read_to_eof(2)
+        except (OSError, AssertionError):
+            pass
+        finally:
+            c.close()
+    time.sleep(max(0.0, closes + 1.0 - time.monotonic()))
+    assert gw.alive(), gw.dump()
+    seen = {"none": 0, "404": 0}
+    for e in gw.entries():
+        if e["client_port"] not in got or e["reason"] != "no_route":
+            continue
+        data = got[e["client_port"]]
+        if data == b"":
+            assert e["status"] is None, \
+                "no answer reached the client, yet logged: %r" % e
+            seen["none"] += 1
+        elif data.startswith(b"HTTP/1.1 404 "):
+            assert e["status"] == 404, e
+            seen["404"] += 1
+    print(seen)
+    assert seen["none"] and seen["404"], seen
+
+
 def test_a_read_without_memory_blames_no_peer(factory):
     """libevent's buffer allocations on the worker thread fail one in
     twenty for a window while plaintext sessions relay messages both
