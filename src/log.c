@@ -1,6 +1,9 @@
 /*
- * Logging.  Error-log lines are single write(2)s so that lines from several
- * threads never interleave; so are access-log lines.
+ * Logging.  Error-log lines are single write(2)s of at most 2 KiB, within
+ * PIPE_BUF, so that lines from several threads never interleave, not even
+ * on a pipe.  Access-log lines can be longer (a long path, an Origin), and
+ * a pipe takes those in pieces when it is full: they are written one at a
+ * time, under a lock.
  */
 #include "autoconf.h"
 
@@ -41,6 +44,8 @@ static int	 log_syslog;			/* atomic */
 static int	 log_access_fd = STDOUT_FILENO;
 static int	 log_access_off;		/* atomic */
 static int	 log_access_torn;		/* atomic: ends mid-line */
+/* One access-log line at a time: see the top of the file. */
+static pthread_mutex_t log_access_lock = PTHREAD_MUTEX_INITIALIZER;
 static int	 log_slots;			/* slots made */
 static char	*log_error_path;		/* main thread only */
 static char	*log_access_path;
@@ -671,6 +676,7 @@ log_access(struct evbuffer *line)
 	len = evbuffer_get_length(line);
 	if (!__atomic_load_n(&log_access_off, __ATOMIC_RELAXED) && len > 0 &&
 	    (iov[1].iov_base = evbuffer_pullup(line, len)) != NULL) {
+		pthread_mutex_lock(&log_access_lock);
 		torn = __atomic_exchange_n(&log_access_torn, 0,
 		    __ATOMIC_RELAXED);
 		iov[0].iov_base = "\n";
@@ -682,6 +688,7 @@ log_access(struct evbuffer *line)
 		    (size_t)n < len + torn)
 			__atomic_store_n(&log_access_torn, 1,
 			    __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&log_access_lock);
 	}
 	evbuffer_drain(line, len);
 }

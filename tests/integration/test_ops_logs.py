@@ -444,6 +444,88 @@ def test_a_new_log_file_does_not_start_with_the_old_ones_cut_line(
     assert (e["client_port"], e["reason"]) == (p, "no_route"), e
 
 
+def test_long_lines_from_two_workers_to_a_pipe_do_not_interleave(factory):
+    """An access log that is a pipe (a log shipper's FIFO; stdout under
+    a container runtime or journald) and two workers: lines longer than
+    PIPE_BUF (4096 bytes; a long path makes one) are not written to a
+    pipe in one piece when it is full, and two workers' lines came out
+    mixed, neither of them JSON.  Each line must come out whole."""
+    import fcntl
+    import os
+    import termios
+    import threading
+    import time
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": ["127.0.0.1:9"]}, tls=False,
+                         start=False, top={"workers": 2})
+    os.mkfifo(gw.access_log)
+    reader = os.open(gw.access_log, os.O_RDONLY | os.O_NONBLOCK)
+    gw._log_lines = lambda: 0           # the harness must not read it
+    fifo = gw.access_log
+    got = bytearray()
+    go, done = threading.Event(), threading.Event()
+
+    def read_slowly():
+        go.wait(30)
+        while True:
+            try:
+                b = os.read(reader, 4096)
+            except BlockingIOError:
+                if done.is_set():
+                    return
+                b = None
+            if b == b"":
+                return
+            if b:
+                got.extend(b)
+            time.sleep(0.001)           # a reader slower than the writers
+    t = threading.Thread(target=read_slowly)
+    t.start()
+    n, ports, clients = 24, [], []
+    try:
+        gw.start()
+        # Connections from many ports: the kernel spreads them over both
+        # workers' sockets.
+        for i in range(n):
+            c = gw.raw(timeout=10)
+            clients.append(c)
+            ports.append(c.local_port)
+            c.send(rawclient.build_request("/n%d/" % i + "x" * 7000))
+
+        def queued():
+            b = bytearray(4)
+            fcntl.ioctl(reader, termios.FIONREAD, b)
+            return int.from_bytes(b, "little") >= 50000
+        wait_for(queued, 10, what="the pipe to fill")
+        go.set()
+        for c in clients:
+            c.read_to_eof(10)
+            c.close()
+        wait_for(lambda: got.count(b"\n") >= n + 1, 10,
+                 what="every line read")
+    finally:
+        go.set()
+        done.set()
+        t.join(10)
+        for c in clients:
+            c.close()
+        gw.stop()
+        os.close(reader)
+        gw.access_log = fifo.with_name("access.log.none")
+    lines = bytes(got).split(b"\n")
+    assert lines[-1] == b"", lines[-1][:100]
+    torn = []
+    seen = set()
+    for line in lines[:-1]:
+        try:
+            seen.add(json.loads(line)["client_port"])
+        except ValueError:
+            torn.append(line)
+    assert not torn, "%d of %d lines torn, the first: %r...%r" % (
+        len(torn), len(lines) - 1, torn[0][:80], torn[0][-80:])
+    assert set(ports) <= seen
+
+
 def test_reopening_the_logs_holds_no_more_descriptors(factory):
     """SIGUSR1 a few times: the files it opens replace the old ones, so
     the daemon ends with as many descriptors as it had."""
