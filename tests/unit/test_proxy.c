@@ -557,6 +557,7 @@ test_xff(void)
 	xff1("unknown:80", NULL);
 	xff1("[2001:db9::1]:", NULL);
 	xff1("[2001:db9::1]80", NULL);
+	xff1("[2001:db9::1]x80", NULL);	/* a port follows a colon only */
 	xff1("[2001:db9::1]:80]", NULL);
 	xff1("[2001:db9::1]:80:80", NULL);
 	xff1("[]:80", NULL);
