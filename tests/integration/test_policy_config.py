@@ -29,6 +29,7 @@ def keys(tmp_path_factory):
                                 (d / "ec.pub").read_bytes())
     (d / "short.secret").write_bytes(b"x" * 31)
     (d / "good.secret").write_bytes(b"y" * 32 + b"\n")
+    (d / "short384.secret").write_bytes(b"z" * 47 + b"\n")
     make_mmdb(d / "geo.mmdb", "127.0.0.0/24=DE")
     make_mmdb(d / "geo4.mmdb", "127.0.0.0/24=DE", ipv4_only=True)
     # the first node of the search tree points past the end of the file
@@ -201,6 +202,10 @@ def test_unreadable_client_ca_is_reported(tmp_path, certs, client_ssl):
     (lambda k: jwt_pol(k, ["HS384"], "good.secret"),
      r"algorithms: HS384 wants an HMAC secret of at least 48 bytes "
      r"\(RFC 7518 3\.2\); key_file has 32$"),
+    # one byte short is short
+    (lambda k: jwt_pol(k, ["HS384"], "short384.secret"),
+     r"algorithms: HS384 wants an HMAC secret of at least 48 bytes "
+     r"\(RFC 7518 3\.2\); key_file has 47$"),
 ])
 def test_risky_settings_warn_but_load(tmp_path, certs, client_ssl, keys, pol,
                                       want):
