@@ -333,6 +333,20 @@ def test_401_keeps_every_challenge_field(factory):
         "Negotiate", 'Basic realm="up"'], resp
 
 
+def test_a_refusal_field_given_twice_passes_once(factory):
+    """Only WWW-Authenticate may come in several fields: a redirect with
+    two Location fields, or two Retry-After, reaches the client with the
+    first alone, as before, not with two that contradict each other."""
+    gw, up = raw_gateway(factory, rawup.respond(
+        b"HTTP/1.1 307 Temporary Redirect\r\n"
+        b"Location: /first\r\nRetry-After: 7\r\n"
+        b"Location: /second\r\nRetry-After: 9\r\n"
+        b"Content-Length: 0\r\n\r\n"))
+    resp, e, _ = one_refusal(gw, 307, "upstream_refused")
+    assert resp.header("Location") == ["/first"], resp
+    assert resp.header("Retry-After") == ["7"], resp
+
+
 def test_200_with_upgrade_header_is_not_tunnelled(factory):
     gw, up = raw_gateway(factory, rawup.respond(
         b"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
