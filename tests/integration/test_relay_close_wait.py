@@ -75,6 +75,21 @@ def test_client_close_unanswered_by_upstream(factory):
     c.close()
 
 
+def test_client_close_without_a_code_unanswered_gets_1000(factory):
+    """A close frame without a code, left unanswered, is answered with
+    1000: 1005 only stands for "no code" and is never sent in a close
+    frame (RFC 6455 7.4.1)."""
+    gw = gateway(factory, mute_after_101)
+    c = gw.raw()
+    c.upgrade("/c")
+    c.send_frame(wsproto.OP_CLOSE, b"")
+    assert c.wait_closed(BOUND), "session still open after the relayed close"
+    f, _ = wsproto.decode_frame(c.buf)
+    assert f is not None and f.opcode == wsproto.OP_CLOSE and \
+        f.close_code == 1000, bytes(c.buf)
+    c.close()
+
+
 def upstream_closed_first(factory):
     """A plaintext gateway whose upstream sends close 4001 after the 101;
     the client has read that close and not answered: (gateway, client)."""
