@@ -215,14 +215,18 @@ class BioClient:
         assert self.plain.startswith(b"HTTP/1.1 101 "), bytes(self.plain)
 
 
-def test_close_notify_in_the_read_that_fills_the_far_side(factory, certs):
+@pytest.mark.parametrize("last", ["close", "data"])
+def test_close_notify_in_the_read_that_fills_the_far_side(factory, certs,
+                                                          last):
     """A TLS 1.3 client uploads toward an upstream that does not read
     until the gateway holds a full high-water mark for it (reading has not
     stopped: nothing more was there), then sends its close frame and its
     close_notify in one segment.  The gateway reads both at once; the
     close frame cannot go yet and stays in its input.  It must reach the
     upstream once that reads, and the log say client_closed, not
-    client_dropped with close 1001 to the upstream."""
+    client_dropped with close 1001 to the upstream.  A last data frame
+    instead of the close frame reaches the upstream too, and the end read
+    with it is not forgotten: close 1001 follows it, client_dropped."""
     high = 256 * 1024                   # WSG_HIGH_WATER
     go = threading.Event()
 
@@ -281,8 +285,12 @@ def test_close_notify_in_the_read_that_fills_the_far_side(factory, certs):
             if last[0] >= high:
                 break
         assert last[0] >= high, last[0]
-        c.tls.write(wsproto.encode_frame(
-            wsproto.OP_CLOSE, wsproto.close_payload(4000, b"bye")))
+        if last == "close":
+            c.tls.write(wsproto.encode_frame(
+                wsproto.OP_CLOSE, wsproto.close_payload(4000, b"bye")))
+        else:
+            c.tls.write(wsproto.encode_frame(wsproto.OP_BINARY, b"tail"))
+            frames += 1
         try:
             c.tls.unwrap()              # close_notify, behind the close
         except ssl.SSLWantReadError:
@@ -298,5 +306,10 @@ def test_close_notify_in_the_read_that_fills_the_far_side(factory, certs):
         c.sock.close()
     got = [f for f in uc.frames if f.opcode == wsproto.OP_BINARY]
     closes = [f.close_code for f in uc.close_frames()]
-    assert (len(got), closes) == (frames, [4000]), (len(got), frames, e)
-    assert (e["reason"], e["close_code"]) == ("client_closed", 4000), e
+    if last == "close":
+        assert (len(got), closes) == (frames, [4000]), (len(got), frames, e)
+        assert (e["reason"], e["close_code"]) == ("client_closed", 4000), e
+    else:
+        assert (len(got), closes) == (frames, [1001]), (len(got), frames, e)
+        assert got[-1].payload == b"tail", got[-1]
+        assert e["reason"] == "client_dropped", e
