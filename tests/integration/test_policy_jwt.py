@@ -85,6 +85,9 @@ def gw(module_factory, keys):
         # the header named as a client might write it
         "lc": policy(auth={"header": "authorization", "jwt": {
             "algorithms": ["HS256"], "key_file": str(keys / "hmac.secret")}}),
+        # a query_param with a 'z', the last letter case folding covers
+        "z": policy(auth={"query_param": "zone_token", "jwt": {
+            "algorithms": ["HS256"], "key_file": str(keys / "hmac.secret")}}),
     }
     routes = []
     for name in pols:
@@ -590,6 +593,16 @@ def test_query_param_name_in_another_case_is_the_param(gw, keys, up):
     assert q == [("keep", "2")], ev["path"]
     refused_401(gw, up, B("/no/rs?ACCESS_TOKEN=" + forged), "auth_invalid",
                 forged)
+
+
+def test_query_param_name_with_a_z_in_another_case_is_the_param(gw, keys):
+    # every letter folds, 'Z' as well as 'A': "ZONE_TOKEN" is the
+    # upstream's "zone_token", so a forged copy under it is removed
+    good = make_token(keys, alg="HS256", sub="alice")
+    ev = accepted(gw, B("/ok/z?zone_token=%s&ZONE_TOKEN=%s&keep=1"
+                        % (good, forged_token())), good)
+    q = urllib.parse.parse_qsl(urllib.parse.urlsplit(ev["path"]).query)
+    assert q == [("keep", "1")], ev["path"]
 
 
 def test_semicolon_separates_query_params_like_ampersand(gw, keys, up):
