@@ -205,6 +205,25 @@ def test_same_rate_written_with_another_period_shares_the_tokens(factory,
             c.close()
 
 
+def test_a_bucket_written_without_its_period_keeps_its_tokens(factory,
+                                                             redis):
+    # A bucket an older gateway of the fleet wrote (debt and time, no
+    # period) was written under the same rate: the one of two tokens it
+    # spent leaves the other, not a debt scaled a thousandfold.
+    gw = store_gateway(factory, redis, {"connections_per_ip": {
+        "rate": "1/s", "burst": 2}})
+    t = redis.command("TIME").split(b"\r\n")
+    now = int(t[2]) * 1000 + int(t[4]) // 1000
+    assert redis.command("HSET", "wsgate:conn:shared:127.0.0.1", "debt",
+                         1000, "last", now) == b":2\r\n"
+    held = []
+    try:
+        opened(gw, held)
+    finally:
+        for c in held:
+            c.close()
+
+
 def test_two_gateways_share_connections_per_ip(factory, redis):
     pol = {"connections_per_ip": {"rate": "2/m", "burst": 3}}
     a = store_gateway(factory, redis, pol)
