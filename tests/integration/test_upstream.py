@@ -174,7 +174,7 @@ def test_upstream_timeout_counts_as_connect_failure(factory):
     assert after - before == 1, (before, after)
 
 
-@pytest.mark.parametrize("how", ["fin", "reset", "garbage"])
+@pytest.mark.parametrize("how", ["fin", "reset", "garbage", "half"])
 def test_upstream_closing_before_answering_counts_as_connect_failure(
         factory, how):
     """wsgate(8): a server that closes the connection without answering
@@ -182,7 +182,7 @@ def test_upstream_closing_before_answering_counts_as_connect_failure(
     failed connection in wsgate_upstream_connect_failures_total: each
     access-log line upstream_unavailable names a failure of its upstream.
     One that answers something that is not a 101 is a bad handshake, and
-    is not."""
+    is not, nor one that closes half way through its answer's head."""
     def behavior(c):
         if not c.read_head():
             return
@@ -191,14 +191,17 @@ def test_upstream_closing_before_answering_counts_as_connect_failure(
                               struct.pack("ii", 1, 0))
         elif how == "garbage":
             c.send(b"SSH-2.0-OpenSSH_9.2\r\n")
+        elif how == "half":
+            c.send(b"HTTP/1.1 101 Switching Protocols\r\n")
     gw, up = raw_gateway(factory, behavior, admin=True)
     gw.settle_probes()
     key = ("wsgate_upstream_connect_failures_total", (("upstream", "up"),))
     before = gw.metrics()[key]
-    reason = "upstream_bad_handshake" if how == "garbage" else \
-        "upstream_unavailable"
+    unavailable = how in ("fin", "reset")
+    reason = "upstream_unavailable" if unavailable else \
+        "upstream_bad_handshake"
     one_refusal(gw, 502, reason)
-    assert gw.metrics()[key] - before == (how != "garbage"), how
+    assert gw.metrics()[key] - before == unavailable, how
 
 
 def test_bare_101_is_502_bad_handshake(factory):
