@@ -552,12 +552,16 @@ def test_connections_waiting_on_a_removed_listener_are_served(factory):
         log.close()
 
 
-def test_a_listener_removed_and_put_back_before_a_busy_worker(factory):
+@pytest.mark.parametrize("removed", ["127.0.0.1", "0.0.0.0"])
+def test_a_listener_removed_and_put_back_before_a_busy_worker(factory,
+                                                              removed):
     """Two reloads in quick succession while the worker is busy: the first
     removes a listener, the second puts it back.  The worker still listens
     there, as the first generation told it, until it gets to its
     messages: the address is the gateway's own, not "in use" by another
-    process, and the second reload is done.  Then the listener serves."""
+    process, and the second reload is done.  Then the listener serves.
+    The same when what the worker still holds is the wildcard of the
+    port (0.0.0.0:P) and what comes back is 127.0.0.1:P."""
     from conftest import StalledAccessLog, free_port, wait_for
     import rawclient
     import rawup
@@ -568,6 +572,8 @@ def test_a_listener_removed_and_put_back_before_a_busy_worker(factory):
     p2 = free_port()
     add_second_listener(gw, p2)
     both = copy.deepcopy(gw.config)
+    gw.config["listeners"][1]["listen"] = "%s:%d" % (removed, p2)
+    gw.write_config()
     log = StalledAccessLog(gw)
     try:
         gw.start()
