@@ -366,6 +366,29 @@ def test_reload_adds_and_removes_listeners(factory):
         assert n == 1, (name, n, text[-3000:])
 
 
+def test_reload_to_another_gateways_address_fails(factory):
+    """A reload that adds a listener on the address of another wsgate
+    (whose sockets, like ours, take SO_REUSEPORT, which the kernel would
+    let the two share) fails, naming the address in use, as a second
+    gateway started there does; the running listeners stay."""
+    import rawup
+    echo = factory.raw_upstream(rawup.ws_echo)
+    other = factory.gateway(routes=[("/echo", "echo")],
+                            upstreams={"echo": [echo.addr]}, tls=False)
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [echo.addr]}, tls=False)
+    add_second_listener(gw, other.port)
+    gw.reload("failed")
+    assert "listener second: 127.0.0.1:%d is in use" % other.port in \
+        gw.error_text()
+    for g in (gw, other):
+        c = g.raw()
+        try:
+            c.upgrade("/echo")
+        finally:
+            c.close()
+
+
 def test_reload_to_a_busy_admin_address_fails_and_keeps_admin(factory):
     """A new admin address is bound before anything changes, as new
     listener addresses are: when it cannot be, the reload fails and the
