@@ -344,6 +344,35 @@ jwt_count(const void *buf, size_t len, const char *lit)
 	return n;
 }
 
+/*
+ * Is each certificate after the first the one that signed the certificate
+ * before it, as in a chain?  One that did not is another key, as for a
+ * rotation, which would never be used.
+ */
+static int
+jwt_pem_is_chain(const void *buf, size_t len)
+{
+	X509		*prev, *x;
+	EVP_PKEY	*pkey;
+	BIO		*bio;
+	int		 ok = 1;
+
+	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
+		return 0;
+	prev = PEM_read_bio_X509(bio, NULL, jwt_no_pass_cb, NULL);
+	while (ok && prev != NULL &&
+	    (x = PEM_read_bio_X509(bio, NULL, jwt_no_pass_cb, NULL)) != NULL) {
+		pkey = X509_get0_pubkey(x);
+		ok = pkey != NULL && X509_verify(prev, pkey) == 1;
+		X509_free(prev);
+		prev = x;
+	}
+	X509_free(prev);
+	BIO_free(bio);
+	ERR_clear_error();
+	return ok;
+}
+
 /* Build a key from PEM bytes. */
 static struct wsg_jwt_key *
 jwt_key_pem(const void *buf, size_t len, char *err, size_t errlen)
@@ -361,11 +390,13 @@ jwt_key_pem(const void *buf, size_t len, char *err, size_t errlen)
 	/*
 	 * One key verifies every token (there is no "kid" to choose by): a
 	 * second key, as for a rotation, would be ignored, and the tokens
-	 * signed with it all refused.  A certificate's chain may follow it.
+	 * signed with it all refused.  A certificate's chain may follow it:
+	 * each certificate signed by the next.
 	 */
 	npub = jwt_count(buf, len, "-----BEGIN PUBLIC KEY-----");
-	ncert = jwt_count(buf, len, "CERTIFICATE-----");
-	if (npub > 1 || (npub == 1 && ncert > 0)) {
+	ncert = jwt_count(buf, len, "CERTIFICATE-----");	/* 2 each */
+	if (npub > 1 || (npub == 1 && ncert > 0) ||
+	    (ncert > 2 && !jwt_pem_is_chain(buf, len))) {
 		snprintf(err, errlen, "file holds more than one key; give one "
 		    "public key or one certificate");
 		return NULL;

@@ -27,6 +27,21 @@ def keys(tmp_path_factory):
     openssl("pkey", "-in", d / "ec.key", "-pubout", "-out", d / "ec.pub")
     (d / "two.pub").write_bytes((d / "rsa.pub").read_bytes() +
                                 (d / "ec.pub").read_bytes())
+    # two self-signed certificates, as for a rotation; and a real chain:
+    # a leaf the CA signed, then the CA
+    for name in ("rsa", "ec"):
+        openssl("req", "-x509", "-key", d / ("%s.key" % name), "-subj",
+                "/CN=jwt-%s" % name, "-days", "2", "-out",
+                d / ("%s.crt" % name))
+    (d / "two.crt").write_bytes((d / "rsa.crt").read_bytes() +
+                                (d / "ec.crt").read_bytes())
+    openssl("req", "-new", "-key", d / "rsa.key", "-subj", "/CN=jwt-leaf",
+            "-out", d / "leaf.csr")
+    openssl("x509", "-req", "-in", d / "leaf.csr", "-CA", d / "ec.crt",
+            "-CAkey", d / "ec.key", "-set_serial", "2", "-days", "2",
+            "-out", d / "leaf.crt")
+    (d / "chain.crt").write_bytes((d / "leaf.crt").read_bytes() +
+                                  (d / "ec.crt").read_bytes())
     (d / "short.secret").write_bytes(b"x" * 31)
     (d / "good.secret").write_bytes(b"y" * 32 + b"\n")
     (d / "short384.secret").write_bytes(b"z" * 47 + b"\n")
@@ -75,6 +90,11 @@ BAD_POLICIES = {
     "two_public_keys": (lambda k: jwt_pol(k, ["RS256"], "two.pub"),
                         r"key_file: .*two\.pub: file holds more than one "
                         r"key; give one public key or one certificate"),
+    # a second certificate that did not sign the first is another key,
+    # not its chain
+    "two_certificates": (lambda k: jwt_pol(k, ["RS256"], "two.crt"),
+                         r"key_file: .*two\.crt: file holds more than one "
+                         r"key; give one public key or one certificate"),
     "hmac_31_bytes": (lambda k: jwt_pol(k, ["HS256"], "short.secret"),
                       r"32|short"),
     "missing_key_file": (lambda k: jwt_pol(k, ["HS256"], "nope.secret"),
@@ -308,3 +328,11 @@ def test_country_carrying_database_types_load(tmp_path, certs, client_ssl,
     assert rc == 0, out
     assert "%s: ok" % gw.cfg_path in out.splitlines(), out
     assert "database: " not in out and "t.mmdb" not in out, out
+
+
+def test_a_certificate_followed_by_its_chain_loads(tmp_path, certs,
+                                                   client_ssl, keys):
+    gw, rc, out = run_check(tmp_path, certs, client_ssl,
+                            jwt_pol(keys, ["RS256"], "chain.crt"))
+    assert rc == 0, out
+    assert "%s: ok" % gw.cfg_path in out.splitlines(), out

@@ -408,7 +408,11 @@ test_key_load(EVP_PKEY *rsa, EVP_PKEY *rsa1024, EVP_PKEY *p256)
 	    "more than one key");
 	load_fails(tmp_cat(tmp_cert(p256), tmp_pubkey(rsa)),
 	    "more than one key");
-	k = load_ok(tmp_cat(tmp_cert(rsa), tmp_cert(p256)));
+	/* a second certificate that did not sign the first is a second key */
+	load_fails(tmp_cat(tmp_cert(rsa), tmp_cert(p256)),
+	    "more than one key");
+	/* one whose key signed the first is its chain */
+	k = load_ok(tmp_cat(tmp_cert(rsa), tmp_cert(rsa)));
 	CHECK(jwt_key_allows(k, WSG_JWT_RS256));
 	jwt_key_free(k);
 
