@@ -532,7 +532,12 @@ http_request_line(const char *p, size_t n, int complete,
 		req->error = "bad method";
 		return WSG_HTTP_BAD_REQUEST;
 	}
-	m = i++;
+	/*
+	 * The method is known from here on, whatever is wrong further on:
+	 * the refusal of a HEAD has no body (RFC 9110 9.3.2).
+	 */
+	req->method.p = p;
+	req->method.len = m = i++;
 	if (i == n)
 		goto short_line;
 	origin_form = p[i] == '/';
@@ -559,8 +564,6 @@ http_request_line(const char *p, size_t n, int complete,
 	}
 	if (!complete)
 		return WSG_HTTP_OK;
-	req->method.p = p;
-	req->method.len = m;
 	req->target.p = p + t;
 	req->target.len = i - t;
 	req->path = req->target;

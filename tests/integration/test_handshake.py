@@ -177,6 +177,26 @@ def test_head_is_405_without_a_body(gw, up):
     assert up.connections() == []
 
 
+@pytest.mark.parametrize("line", [
+    b"HEAD /echo HTTP/1.0",     # HAProxy's classic httpchk line
+    b"HEAD /echo#x HTTP/1.1",
+])
+def test_head_refused_for_its_request_line_has_no_body(gw, up, line):
+    """A HEAD refused with 400 for the rest of its request line is still
+    a HEAD: its answer ends with its head, as the 405's does."""
+    c = gw.raw()
+    try:
+        c.send(line + b"\r\nHost: a\r\n\r\n")
+        resp = c.http_response(timeout=5)
+    finally:
+        c.close()
+    assert resp.status == 400, resp
+    assert resp.body == b"", resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "bad_request" and e["status"] == 400, e
+    assert up.connections() == []
+
+
 def test_post_with_a_body_is_405(gw, up):
     """A body is refused after the method: the POST is well formed, its
     method is what is wrong; a GET with a body stays a 400."""
