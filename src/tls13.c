@@ -1036,6 +1036,10 @@ tls13_read(struct wsg_tls13 *t, int fd, struct evbuffer *dst, size_t want,
 			*got += i;
 			break;
 		case T13_CT_ALERT:
+			/* Never empty either (RFC 8446 5.4). */
+			if (i == 0)
+				return (t13_fail(t, fd, T13_AD_UNEXPECTED,
+				    SSL_R_BAD_LENGTH, err));
 			if ((rc = t13_alert_in(t, fd, pt, i, err)) != 0)
 				return (rc);
 			break;

@@ -140,10 +140,12 @@ def test_fatal_alert_is_client_dropped(echo_gateway, crafted, desc, name):
                                    b"hb\x18",            # heartbeat
                                    b"x\x63",             # unknown type
                                    b"\x0d\x00\x00\x00\x16",  # CertReq
+                                   b"\x15",             # empty alert
                                    ])
 def test_unexpected_record_ends_with_an_alert(echo_gateway, crafted, inner):
     """Nothing of it reaches the backend: the client gets
-    unexpected_message, the backend 1001."""
+    unexpected_message, the backend 1001.  An alert record with no alert
+    in it is one (RFC 8446 5.4), not a decode_error."""
     c, s = crafted
     c.sock.sendall(s.seal(inner[:-1], inner[-1]))
     with pytest.raises(ssl.SSLError) as ei:
