@@ -1644,6 +1644,7 @@ relay_end(struct wsg_peer *p, short what, int err, int wait)
 		    (unsigned long long)s->s_id, p->p_name,
 		    tls_reason(e, why, sizeof(why)));
 	relay_count_cut(p);
+	session_tls_answer_close(p);
 	session_peer_free(p);
 	if (s->s_state != WSG_S_OPEN)
 		return;

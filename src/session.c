@@ -1362,6 +1362,30 @@ session_tls_kick(struct wsg_peer *p)
 }
 
 /*
+ * The peer sent close_notify: ours goes back before the connection closes
+ * (RFC 5246 7.2.1, RFC 8446 6.1), not a bare FIN a client waiting for it
+ * takes for a truncation.  What is still queued for the peer is dropped,
+ * as both allow.  Not while OpenSSL has a record half written, which the
+ * alert cannot go before (relay_tls_write()).
+ */
+void
+session_tls_answer_close(struct wsg_peer *p)
+{
+	SSL	*ssl = p->p_ssl;
+
+	if (p->p_bev == NULL)
+		return;
+	if (p->p_tls13 != NULL)
+		tls13_answer_close(p->p_tls13, bufferevent_getfd(p->p_bev));
+	else if (ssl != NULL && p->p_tls_retry == 0 &&
+	    (SSL_get_shutdown(ssl) & (SSL_RECEIVED_SHUTDOWN |
+	    SSL_SENT_SHUTDOWN)) == SSL_RECEIVED_SHUTDOWN) {
+		(void)SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
+}
+
+/*
  * Has a closing peer been sent all we owe it?  Not while our buffers hold
  * some of it, nor while the kernel does (the peer has not taken it): a
  * close() with unread input resets the connection, and the kernel throws
@@ -1514,8 +1538,10 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	int			 local, err = errno;
 
 	if (s->s_state == WSG_S_CLOSED) {
-		if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+			session_tls_answer_close(p);
 			session_peer_free(p);
+		}
 		return;
 	}
 	if (what & BEV_EVENT_CONNECTED) {
@@ -1568,6 +1594,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_close(s, "handshake_failed");
 		return;
 	}
+	session_tls_answer_close(p);
 	session_peer_free(p);
 	/* Gone before its request was judged, or while we asked upstream. */
 	if (s->s_state == WSG_S_HANDSHAKE) {

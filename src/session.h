@@ -225,6 +225,11 @@ void	session_tls_failed(struct wsg_session *, unsigned long);
  * reading from a TLS peer, and wherever its reading is enabled again.
  */
 void	session_tls_kick(struct wsg_peer *);
+/*
+ * A TLS half whose peer ended TLS cleanly (its close_notify read) gets our
+ * close_notify in answer; call before freeing it.  Nothing otherwise.
+ */
+void	session_tls_answer_close(struct wsg_peer *);
 
 /* The event callback of a closing session's halves and of the client
  * before the upgrade. */

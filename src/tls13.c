@@ -115,7 +115,8 @@ struct wsg_tls13 {
 	size_t		 t_hashlen;
 	size_t		 t_keylen;
 	int		 t_update_due;	/* the client asked for our update */
-	int		 t_eof;		/* close_notify read */
+	int		 t_eof;		/* close_notify read, or the end */
+	int		 t_notified;	/* close_notify read */
 	int		 t_done;	/* fatal alert or close_notify sent */
 	unsigned int	 t_empty;	/* empty records in a row */
 	uint8_t		 t_hs[4 + 1];	/* a KeyUpdate read in part */
@@ -849,6 +850,13 @@ tls13_close_notify(struct wsg_tls13 *t, int fd)
 	t13_alert_out(t, fd, 1, T13_AD_CLOSE_NOTIFY);
 }
 
+void
+tls13_answer_close(struct wsg_tls13 *t, int fd)
+{
+	if (t->t_notified)
+		t13_alert_out(t, fd, 1, T13_AD_CLOSE_NOTIFY);
+}
+
 int
 tls13_write_pending(const struct wsg_tls13 *t)
 {
@@ -923,6 +931,7 @@ t13_alert_in(struct wsg_tls13 *t, int fd, const uint8_t *p, size_t n,
 		return (t13_fail(t, fd, T13_AD_DECODE, SSL_R_BAD_LENGTH, err));
 	if (p[1] == T13_AD_CLOSE_NOTIFY) {
 		t->t_eof = 1;
+		t->t_notified = 1;
 		return (TLS13_EOF);
 	}
 	if (p[1] == T13_AD_USER_CANCELED)

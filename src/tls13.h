@@ -82,6 +82,9 @@ int	 tls13_write_pending(const struct wsg_tls13 *);
 /* Best effort, never blocking: a close_notify alert. */
 void	 tls13_close_notify(struct wsg_tls13 *, int);
 
+/* The same, only if the client's close_notify was read: its answer. */
+void	 tls13_answer_close(struct wsg_tls13 *, int);
+
 /* Free this thread's cipher contexts (at a worker's end). */
 void	 tls13_thread_done(void);
 

@@ -16,7 +16,8 @@ import pytest
 
 import rawclient
 import wsproto
-from conftest import echo_works, failalloc_build, wait_for
+from conftest import (PreClient, echo_works, failalloc_build, http_upgrade,
+                      wait_for)
 
 
 class RecordClient:
@@ -372,3 +373,39 @@ def test_own_key_updates_after_the_limit(factory):
         elif sealed is not None:
             assert sealed < 4096, seq
             sealed += n
+
+
+@pytest.mark.parametrize("when", ["open", "before_request"])
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2,
+                                     ssl.TLSVersion.TLSv1_3])
+def test_close_notify_is_answered_with_close_notify(echo_gateway, version,
+                                                    when):
+    """A client that ends TLS cleanly without a close frame, and waits for
+    the answer (SSL_shutdown, Python's unwrap()), gets the gateway's own
+    close_notify before the connection closes (RFC 5246 7.2.1, RFC 8446
+    6.1), over OpenSSL's record layer and wsgate's (TLS 1.3, once open)
+    alike, not a connection closed under it.  Once open it is still a
+    client that dropped: client_dropped, close code 1006, the backend
+    1001; before its request, handshake_failed."""
+    gw = echo_gateway
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = version
+    # Python ignores a connection closed without close_notify by default.
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+    c = PreClient(gw.port).start_tls(ctx)
+    if when == "open":
+        c, _ = http_upgrade(gw, rawclient.build_request("/echo"), client=c)
+    try:
+        c.sock.unwrap()
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    if when == "open":
+        (ev,) = gw.backend.wait_event("close", timeout=8)
+        assert ev["code"] == 1001, ev
+        assert e["reason"] == "client_dropped" and \
+            e["close_code"] == 1006, e
+    else:
+        assert e["reason"] == "handshake_failed", e
