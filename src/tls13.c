@@ -441,8 +441,15 @@ tls13_takeover(SSL *ssl)
 	if (SSL_version(ssl) != TLS1_3_VERSION ||
 	    !SSL_is_init_finished(ssl) || SSL_get_shutdown(ssl) != 0)
 		goto fail;
+	/*
+	 * A session whose client negotiated max_fragment_length (RFC 6066)
+	 * stays with OpenSSL too: its records must be that short, as
+	 * OpenSSL keeps them, and those sealed here go up to 2^14 bytes.
+	 */
 	if (c == NULL || c->c_spoiled || !c->c_counting[0] ||
-	    !c->c_counting[1] || SSL_has_pending(ssl)) {
+	    !c->c_counting[1] || SSL_has_pending(ssl) ||
+	    SSL_SESSION_get_max_fragment_length(SSL_get_session(ssl)) !=
+	    TLSEXT_max_fragment_length_DISABLED) {
 		/* OpenSSL goes on: its next write sends the ticket first. */
 		(void)SSL_new_session_ticket(ssl);
 		goto fail;

@@ -8,8 +8,10 @@ then only waits.
 """
 
 import os
+import select
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -409,3 +411,51 @@ def test_close_notify_is_answered_with_close_notify(echo_gateway, version,
             e["close_code"] == 1006, e
     else:
         assert e["reason"] == "handshake_failed", e
+
+
+def _pipe_until(proc, pred, timeout=8.0):
+    """Bytes from proc's stdout until pred(them) holds, or its EOF."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not pred(buf):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        r, _, _ = select.select([proc.stdout], [], [], left)
+        if not r:
+            break
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def test_max_fragment_length_is_kept_after_the_upgrade(echo_gateway):
+    """A TLS 1.3 client that negotiated max_fragment_length (RFC 6066,
+    here 512 bytes, as small devices do) gets no record longer than that
+    after the upgrade either: a 2000-byte message comes back whole, where
+    a 2000-byte record would make its TLS library fail with record
+    overflow."""
+    gw = echo_gateway
+    payload = b"m" * 2000
+    p = subprocess.Popen(
+        ["openssl", "s_client", "-connect", "127.0.0.1:%d" % gw.port,
+         "-tls1_3", "-maxfraglen", "512", "-quiet", "-nocommands"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(rawclient.build_request("/echo"))
+        p.stdin.flush()
+        head = _pipe_until(p, lambda b: b"\r\n\r\n" in b)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        p.stdin.write(wsproto.encode_frame(wsproto.OP_BINARY, payload,
+                                           mask=True))
+        p.stdin.flush()
+        body = head[head.index(b"\r\n\r\n") + 4:]
+        body += _pipe_until(p, lambda b: frames_in(body + b)[0])
+        got = frames_in(body)[0]
+    finally:
+        p.kill()
+        err = p.communicate(timeout=10)[1]
+    assert got and got[0].payload == payload, err[-500:]
