@@ -36,12 +36,19 @@ def first(msg):
     return None if msg is None else msg.split("\n")[0]
 
 
-def test_notify_ready_reloading_stopping(factory, notify_socket):
-    s, path = notify_socket
+def start_notified(factory, target):
+    """A gateway with one echo route, started with NOTIFY_SOCKET=target;
+    reading its READY=1 is left to the caller."""
     be = factory.echo()
     gw = factory.gateway(routes=[("/echo", "echo")],
                          upstreams={"echo": [be.addr]}, start=False)
-    gw.start(env=dict(os.environ, NOTIFY_SOCKET=path))
+    gw.start(env=dict(os.environ, NOTIFY_SOCKET=target))
+    return gw
+
+
+def test_notify_ready_reloading_stopping(factory, notify_socket):
+    s, path = notify_socket
+    gw = start_notified(factory, path)
     assert recv(s) == "READY=1"
 
     gw.reload("done")
@@ -66,10 +73,7 @@ def test_notify_to_an_abstract_socket(factory):
     s.bind("\0" + name)
     s.settimeout(5)
     try:
-        be = factory.echo()
-        gw = factory.gateway(routes=[("/echo", "echo")],
-                             upstreams={"echo": [be.addr]}, start=False)
-        gw.start(env=dict(os.environ, NOTIFY_SOCKET="@" + name))
+        gw = start_notified(factory, "@" + name)
         assert recv(s) == "READY=1"
         assert "sd_notify" not in gw.error_text()
     finally:
@@ -82,10 +86,7 @@ def test_reloading_carries_its_monotonic_time(factory, notify_socket):
     RELOADING=1 without it, and its `systemctl reload` then waits for its
     timeout and fails, though the reload was done."""
     s, path = notify_socket
-    be = factory.echo()
-    gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [be.addr]}, start=False)
-    gw.start(env=dict(os.environ, NOTIFY_SOCKET=path))
+    gw = start_notified(factory, path)
     assert recv(s) == "READY=1"
     for expect in ("done", "failed"):
         if expect == "failed":
