@@ -128,6 +128,18 @@ def opened(gw, held):
     return c
 
 
+def open_one_each(*gws):
+    """Each gateway in turn lets one WebSocket through and echoes on it;
+    all of them are closed after, also when a later one fails."""
+    held = []
+    try:
+        for gw in gws:
+            opened(gw, held)
+    finally:
+        for c in held:
+            c.close()
+
+
 def close_ws(c):
     c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000))
     try:
@@ -196,13 +208,7 @@ def test_same_rate_written_with_another_period_shares_the_tokens(factory,
         "rate": "60/m", "burst": 2}})
     b = store_gateway(factory, redis, {"connections_per_ip": {
         "rate": "1/s", "burst": 2}})
-    held = []
-    try:
-        opened(a, held)
-        opened(b, held)
-    finally:
-        for c in held:
-            c.close()
+    open_one_each(a, b)
 
 
 def test_a_bucket_written_without_its_period_keeps_its_tokens(factory,
@@ -216,12 +222,7 @@ def test_a_bucket_written_without_its_period_keeps_its_tokens(factory,
     now = int(t[2]) * 1000 + int(t[4]) // 1000
     assert redis.command("HSET", "wsgate:conn:shared:127.0.0.1", "debt",
                          1000, "last", now) == b":2\r\n"
-    held = []
-    try:
-        opened(gw, held)
-    finally:
-        for c in held:
-            c.close()
+    open_one_each(gw)
 
 
 def test_two_gateways_share_connections_per_ip(factory, redis):
@@ -558,12 +559,7 @@ def test_a_stalled_redis_is_noticed_when_every_client_gives_up_first(
         os.kill(redis.proc.pid, signal.SIGCONT)
     wait_for(lambda: count(gw, "rate_limit_store: connected") >= 2, 10,
              what="the store connected again")
-    held = []
-    try:
-        opened(gw, held)
-    finally:
-        for c in held:
-            c.close()
+    open_one_each(gw)
 
 
 def upgrade_soon(gw, tries=10):
