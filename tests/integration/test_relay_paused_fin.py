@@ -18,16 +18,23 @@ MiB = 1 << 20
 CHUNK = 64 * 1024
 
 
-def rx_queue(local_port, remote_port):
-    """Unread bytes in the receive queue of 127.0.0.1:local -> :remote."""
+def tcp_queues(local_port, remote_port):
+    """(send queue, receive queue) of 127.0.0.1:local -> :remote."""
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
             fs = line.split()
             lp = int(fs[1].split(":")[1], 16)
             rp = int(fs[2].split(":")[1], 16)
             if lp == local_port and rp == remote_port:
-                return int(fs[4].split(":")[1], 16)
+                tx, rx = fs[4].split(":")
+                return int(tx, 16), int(rx, 16)
     return None
+
+
+def rx_queue(local_port, remote_port):
+    """Unread bytes in the receive queue of 127.0.0.1:local -> :remote."""
+    q = tcp_queues(local_port, remote_port)
+    return None if q is None else q[1]
 
 
 def burst_then_close(c):
@@ -155,19 +162,6 @@ def test_client_upload_close_fin_while_paused(factory, certs, mode):
     print(mode, "sent", sent, "upstream got", len(frames), closes,
           e["reason"])
     assert (len(frames), closes) == (sent, [1000]), e
-
-
-def tcp_queues(local_port, remote_port):
-    """(send queue, receive queue) of 127.0.0.1:local -> :remote."""
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fs = line.split()
-            lp = int(fs[1].split(":")[1], 16)
-            rp = int(fs[2].split(":")[1], 16)
-            if lp == local_port and rp == remote_port:
-                tx, rx = fs[4].split(":")
-                return int(tx, 16), int(rx, 16)
-    return None
 
 
 class BioClient:
