@@ -101,6 +101,20 @@ def upstream_closed_first(factory):
     return gw, c
 
 
+def frames_to_upstream(uc):
+    """(opcode, close code) of each frame (up to 8) the upstream read
+    after the request head, and the bytes left that make no frame."""
+    rest = bytes(uc.data[uc.data.index(b"\r\n\r\n") + 4:])
+    got = []
+    for _ in range(8):
+        g, n = wsproto.decode_frame(rest)
+        if g is None:
+            break
+        rest = rest[n:]
+        got.append((g.opcode, g.close_code))
+    return got, rest
+
+
 def test_upstream_close_unanswered_by_client(factory):
     gw, c = upstream_closed_first(factory)
     # never answer, keep reading: the gateway ends it by itself
@@ -110,14 +124,7 @@ def test_upstream_close_unanswered_by_client(factory):
     (uc,) = gw.up.connections()
     assert uc.done.wait(10), "upstream connection still open"
     # the upstream's close is answered with its own code, once
-    rest = bytes(uc.data[uc.data.index(b"\r\n\r\n") + 4:])
-    got = []
-    for _ in range(8):
-        g, n = wsproto.decode_frame(rest)
-        if g is None:
-            break
-        rest = rest[n:]
-        got.append((g.opcode, g.close_code))
+    got, rest = frames_to_upstream(uc)
     assert got == [(wsproto.OP_CLOSE, 4001)] and not rest, (got, rest)
     c.close()
 
@@ -256,13 +263,6 @@ def test_token_expiring_while_a_client_close_waits(factory, tmp_path):
     e = gw.wait_entry(client_port=c.local_port)
     assert (e["reason"], e["close_code"]) == ("token_expired", 1008), e
     assert uc.done.wait(10), "upstream connection still open"
-    rest = bytes(uc.data[uc.data.index(b"\r\n\r\n") + 4:])
-    got = []
-    for _ in range(8):
-        g, n = wsproto.decode_frame(rest)
-        if g is None:
-            break
-        rest = rest[n:]
-        got.append((g.opcode, g.close_code))
+    got, rest = frames_to_upstream(uc)
     assert got == [(wsproto.OP_CLOSE, 4000)] and not rest, (got, rest)
     c.close()
