@@ -317,6 +317,36 @@ def refused(port):
     return False
 
 
+def raw_echo_gateway(factory):
+    """A plaintext gateway, not started, whose /echo goes to a raw echo
+    upstream."""
+    import rawup
+    echo = factory.raw_upstream(rawup.ws_echo)
+    return factory.gateway(routes=[("/echo", "echo")],
+                           upstreams={"echo": [echo.addr]}, tls=False,
+                           start=False)
+
+
+def gateway_with_second_listener(factory):
+    """raw_echo_gateway() with a second listener on a free port, in its
+    configuration file: (gateway, that port)."""
+    from conftest import free_port
+    gw = raw_echo_gateway(factory)
+    p2 = free_port()
+    add_second_listener(gw, p2)
+    return gw, p2
+
+
+def upgrades_on(port):
+    """A WebSocket upgrade to /echo on 127.0.0.1:port gets its 101."""
+    import rawclient
+    c = rawclient.RawClient(port, None, timeout=5)
+    try:
+        c.upgrade("/echo")
+    finally:
+        c.close()
+
+
 def test_reload_adds_and_removes_listeners(factory):
     from conftest import free_port
     be = factory.echo(name="a")
@@ -500,12 +530,7 @@ def test_second_reload_before_a_busy_worker_keeps_a_new_listener(factory):
     gets to its messages it takes only the newest generation, which must
     still bring the socket the first reload bound for the new listener."""
     from conftest import StalledAccessLog, free_port
-    import rawclient
-    import rawup
-    echo = factory.raw_upstream(rawup.ws_echo)
-    gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [echo.addr]}, tls=False,
-                         start=False)
+    gw = raw_echo_gateway(factory)
     log = StalledAccessLog(gw)
     try:
         gw.start()
@@ -516,11 +541,7 @@ def test_second_reload_before_a_busy_worker_keeps_a_new_listener(factory):
         gw.reload("done")
         gw.reload("done")
         log.release()
-        c = rawclient.RawClient(p2, None, timeout=5)
-        try:
-            c.upgrade("/echo")
-        finally:
-            c.close()
+        upgrades_on(p2)
     finally:
         log.release()
         gw.stop()
@@ -534,16 +555,10 @@ def test_connections_waiting_on_a_removed_listener_are_served(factory):
     in its backlog and they send their requests.  Closing the socket would reset them; the worker takes
     them first, under the configuration they came to, and they are
     upgraded and relayed.  Only then does the address refuse."""
-    from conftest import StalledAccessLog, free_port
+    from conftest import StalledAccessLog
     import rawclient
-    import rawup
     import wsproto
-    echo = factory.raw_upstream(rawup.ws_echo)
-    gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [echo.addr]}, tls=False,
-                         start=False)
-    p2 = free_port()
-    add_second_listener(gw, p2)
+    gw, p2 = gateway_with_second_listener(factory)
     one = copy.deepcopy(gw.config)
     del one["listeners"][1]
     log = StalledAccessLog(gw)
@@ -585,15 +600,9 @@ def test_a_listener_removed_and_put_back_before_a_busy_worker(factory,
     process, and the second reload is done.  Then the listener serves.
     The same when what the worker still holds is the wildcard of the
     port (0.0.0.0:P) and what comes back is 127.0.0.1:P."""
-    from conftest import StalledAccessLog, free_port, wait_for
+    from conftest import StalledAccessLog, wait_for
     import rawclient
-    import rawup
-    echo = factory.raw_upstream(rawup.ws_echo)
-    gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [echo.addr]}, tls=False,
-                         start=False)
-    p2 = free_port()
-    add_second_listener(gw, p2)
+    gw, p2 = gateway_with_second_listener(factory)
     both = copy.deepcopy(gw.config)
     gw.config["listeners"][1]["listen"] = "%s:%d" % (removed, p2)
     gw.write_config()
@@ -615,11 +624,7 @@ def test_a_listener_removed_and_put_back_before_a_busy_worker(factory,
         wait_for(lambda: "accepted from 127.0.0.1 port %d " %
                  probe.local_port in gw.error_text(),
                  what="the worker back at its loop")
-        c = rawclient.RawClient(p2, None, timeout=5)
-        try:
-            c.upgrade("/echo")
-        finally:
-            c.close()
+        upgrades_on(p2)
     finally:
         log.release()
         gw.stop()
