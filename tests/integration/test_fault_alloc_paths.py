@@ -39,6 +39,50 @@ START_MS, WINDOW_MS = 1500, 3000
 pytestmark = needs_failalloc()
 
 
+def start_window(gw, spec):
+    """Start gw with a window of failing allocations, spec being ONE_IN
+    and what fails ("3:evbuf": WSGATE_FAILALLOC="3:START_MS:WINDOW_MS:
+    evbuf"): (opens, closes).  The daemon sets its clock between t0 and
+    the end of the start, so the window surely covers [opens, closes)."""
+    one_in, _, kinds = spec.partition(":")
+    t0 = time.monotonic()
+    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="%s:%d:%d%s" % (
+        one_in, START_MS, WINDOW_MS, ":" + kinds if kinds else "")))
+    opens = time.monotonic() + START_MS / 1000.0
+    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    return opens, closes
+
+
+def echo_gateway(factory):
+    """A plaintext gateway, not started, with one echo route."""
+    be = factory.echo()
+    return factory.gateway(routes=[("/echo", "echo")],
+                           upstreams={"echo": [be.addr]}, tls=False,
+                           start=False)
+
+
+def requests_to_no_route(gw, closes, wait):
+    """Requests to no route, one after another (400 at most) until the
+    window is about to close, each reading up to wait s to the end:
+    ({client port: what it read}, how many were tried)."""
+    got = {}
+    i = 0
+    while time.monotonic() < closes - 0.2 and i < 400:
+        i += 1
+        try:
+            c = gw.raw(timeout=1)
+        except OSError:
+            continue
+        try:
+            c.send(rawclient.build_request("/nowhere/%d" % i))
+            got[c.local_port] = c.read_to_eof(wait)
+        except (OSError, AssertionError):
+            pass
+        finally:
+            c.close()
+    return got, i
+
+
 def auth(alg, key_file):
     return policy(auth={
         "header": "Authorization",
@@ -70,13 +114,7 @@ def setup(factory, tmp_path):
                             algorithm="RS256"),
         "/hs": pyjwt.encode(claims, HMAC_SECRET, algorithm="HS256"),
     }
-    t0 = time.monotonic()
-    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="1:%d:%d" % (
-        START_MS, WINDOW_MS)))
-    # The daemon set its clock between t0 and now: the window surely
-    # covers [opens, closes).
-    opens = time.monotonic() + START_MS / 1000.0
-    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    opens, closes = start_window(gw, "1")
     return gw, tokens, opens, closes
 
 
@@ -210,14 +248,10 @@ def test_a_scrape_is_whole_or_refused(factory):
     gw = factory.gateway(routes=[("/echo", "echo")],
                          upstreams={"echo": [be.addr]}, tls=False,
                          start=False, admin=True)
-    t0 = time.monotonic()
-    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="10:%d:%d:ev:main" % (
-        START_MS, WINDOW_MS)))
+    opens, closes = start_window(gw, "10:ev:main")
     status, body = scrape(gw.admin_port)
     assert status == 200, status
     series = set(parse_metrics(body))
-    opens = time.monotonic() + START_MS / 1000.0
-    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
     time.sleep(max(0.0, opens - time.monotonic()))
     seen = {}
     i = 0
@@ -246,26 +280,10 @@ def test_access_log_lines_are_whole_or_missing(factory):
     a whole JSON object with every field, never a line that lost the
     part an allocation failed to add (a torn line breaks every JSON-lines
     reader of the file); a line given up is named in the error log."""
-    be = factory.echo()
-    gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [be.addr]}, tls=False,
-                         start=False)
-    t0 = time.monotonic()
-    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="3:%d:%d:evbuf" % (
-        START_MS, WINDOW_MS)))
-    opens = time.monotonic() + START_MS / 1000.0
-    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    gw = echo_gateway(factory)
+    opens, closes = start_window(gw, "3:evbuf")
     time.sleep(max(0.0, opens - time.monotonic()))
-    i = 0
-    while time.monotonic() < closes - 0.2 and i < 400:
-        i += 1
-        try:
-            c = gw.raw(timeout=1)
-            c.send(rawclient.build_request("/nowhere/%d" % i))
-            c.read_to_eof(1)
-            c.close()
-        except (OSError, AssertionError):
-            pass
+    _, i = requests_to_no_route(gw, closes, 1)
     # the daemon's clock started after t0: its window ends a little later
     time.sleep(max(0.0, closes + 1.0 - time.monotonic()))
     echo_works(gw)
@@ -294,31 +312,10 @@ def test_a_refusal_not_written_is_logged_without_a_status(factory):
     some 404 answers cannot be queued at all: the client reads nothing
     but the end, and its no_route line must say status null, not 404.
     A client that got the 404 has a line that says 404."""
-    be = factory.echo()
-    gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [be.addr]}, tls=False,
-                         start=False)
-    t0 = time.monotonic()
-    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="3:%d:%d:evbuf" % (
-        START_MS, WINDOW_MS)))
-    opens = time.monotonic() + START_MS / 1000.0
-    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    gw = echo_gateway(factory)
+    opens, closes = start_window(gw, "3:evbuf")
     time.sleep(max(0.0, opens - time.monotonic()))
-    got = {}
-    i = 0
-    while time.monotonic() < closes - 0.2 and i < 400:
-        i += 1
-        try:
-            c = gw.raw(timeout=1)
-        except OSError:
-            continue
-        try:
-            c.send(rawclient.build_request("/nowhere/%d" % i))
-            got[c.local_port] = c.read_to_eof(2)
-        except (OSError, AssertionError):
-            pass
-        finally:
-            c.close()
+    got, _ = requests_to_no_route(gw, closes, 2)
     time.sleep(max(0.0, closes + 1.0 - time.monotonic()))
     assert gw.alive(), gw.dump()
     seen = {"none": 0, "404": 0}
@@ -346,14 +343,8 @@ def test_a_read_without_memory_blames_no_peer(factory):
     client_dropped."""
     import threading
     import wsproto
-    be = factory.echo()
-    gw = factory.gateway(routes=[("/echo", "echo")],
-                         upstreams={"echo": [be.addr]}, tls=False,
-                         start=False)
-    t0 = time.monotonic()
-    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="20:%d:%d:evbuf" % (
-        START_MS, WINDOW_MS)))
-    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
+    gw = echo_gateway(factory)
+    opens, closes = start_window(gw, "20:evbuf")
     codes = []
 
     def client(k):
@@ -379,7 +370,7 @@ def test_a_read_without_memory_blames_no_peer(factory):
                 c.close()
             except (OSError, AssertionError):
                 pass
-    time.sleep(max(0.0, t0 + START_MS / 1000.0 - time.monotonic()))
+    time.sleep(max(0.0, opens - time.monotonic()))
     ths = [threading.Thread(target=client, args=(k,)) for k in range(4)]
     for t in ths:
         t.start()
@@ -406,12 +397,8 @@ def test_a_reload_without_memory_keeps_the_running_configuration(factory):
     gw = factory.gateway(routes=[("/echo", "echo")],
                          upstreams={"echo": [be.addr]}, start=False,
                          admin=True)
-    t0 = time.monotonic()
-    gw.start(env=dict(os.environ, WSGATE_FAILALLOC="1:%d:%d:main" % (
-        START_MS, WINDOW_MS)))
+    opens, closes = start_window(gw, "1:main")
     echo_works(gw)
-    opens = time.monotonic() + START_MS / 1000.0
-    closes = t0 + (START_MS + WINDOW_MS) / 1000.0
     time.sleep(max(0.0, opens - time.monotonic()))
     n = 0
     while time.monotonic() < closes - 1.0 and n < 5:
