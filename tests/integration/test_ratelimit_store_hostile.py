@@ -89,7 +89,10 @@ class FakeRedis:
 
     def _serve(self, c):
         buf = b""
-        c.settimeout(0.2)
+        try:
+            c.settimeout(0.2)
+        except OSError:         # stop() closed it before this thread ran
+            return
         while not self.done:
             try:
                 data = c.recv(65536)
