@@ -957,15 +957,22 @@ STRUCT_LIMITS = [
 ]
 
 
+def flow_file(tmp_path, text):
+    """tmp_path/wsgate.yaml holding text, beside an empty
+    policies/default.yaml."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.yaml").write_text("")
+    cfg = tmp_path / "wsgate.yaml"
+    cfg.write_text(text)
+    return cfg
+
+
 @pytest.mark.parametrize("key,most,make,line,col", STRUCT_LIMITS,
                          ids=["%s-%d" % r[:2] for r in STRUCT_LIMITS])
 def test_documented_structure_limits(tmp_path, key, most, make, line, col):
     """wsgate.yaml(5): at most 64 listeners, 256 upstreams and 256 routes
     in a listener.  N load; N + 1 are refused at the list."""
-    (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "default.yaml").write_text("")
-    cfg = tmp_path / "wsgate.yaml"
-    cfg.write_text(make(most))
+    cfg = flow_file(tmp_path, make(most))
     rc, out = check(cfg)
     assert rc == 0, out
     text = make(most + 1)
@@ -979,11 +986,8 @@ def test_documented_structure_limits(tmp_path, key, most, make, line, col):
 
 def test_an_upstream_name_must_not_be_empty(tmp_path):
     """wsgate.yaml(5): each upstream name "must not be empty"."""
-    (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "default.yaml").write_text("")
-    cfg = tmp_path / "wsgate.yaml"
-    text = main_flow().replace("{u0:", "{'': {servers: ['127.0.0.1:8']}, u0:")
-    cfg.write_text(text)
+    cfg = flow_file(tmp_path, main_flow().replace(
+        "{u0:", "{'': {servers: ['127.0.0.1:8']}, u0:"))
     rc, out = check(cfg)
     assert rc == 1, out
     assert out.splitlines() == ["%s:2:13: upstreams: a name must not be "
@@ -1001,11 +1005,8 @@ def test_admin_and_listener_addresses(tmp_path, admin, clash):
     (127.0.0.1:20000): the same address and port, or a wildcard on the
     same port, is refused at admin.listen; another port or another
     address is not."""
-    (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "default.yaml").write_text("")
-    cfg = tmp_path / "wsgate.yaml"
-    cfg.write_text("admin: {listen: %s, allow_public: true}\n%s" %
-                   (admin, main_flow()))
+    cfg = flow_file(tmp_path, "admin: {listen: %s, allow_public: true}\n"
+                    "%s" % (admin, main_flow()))
     rc, out = check(cfg)
     assert rc == (1 if clash else 0), out
     assert bool(re.search(r"^%s:1:\d+: listen: \S+ is already used by "
@@ -1022,10 +1023,8 @@ def test_admin_and_listener_addresses(tmp_path, admin, clash):
 def test_admin_stays_on_loopback(tmp_path, admin, public):
     """wsgate.yaml(5): admin.listen is refused on an address other than
     loopback (127.0.0.0/8, ::1, and 127/8 mapped) unless allow_public."""
-    (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "default.yaml").write_text("")
-    cfg = tmp_path / "wsgate.yaml"
-    cfg.write_text("admin: {listen: %s}\n%s" % (admin, main_flow()))
+    cfg = flow_file(tmp_path, "admin: {listen: %s}\n%s" % (admin,
+                                                            main_flow()))
     rc, out = check(cfg)
     assert rc == (1 if public else 0), out
     assert bool(re.search(r"^%s:1:\d+: listen: \S+ is not a loopback "
@@ -1038,11 +1037,8 @@ def test_admin_stays_on_loopback(tmp_path, admin, public):
 def test_a_listen_address_written_twice_is_refused(tmp_path, listen):
     """Two listeners on one address, the second written as the IPv4
     address or as IPv4-mapped IPv6 (which binds the same socket)."""
-    (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "default.yaml").write_text("")
-    cfg = tmp_path / "wsgate.yaml"
-    cfg.write_text(main_flow(nlisteners=2).replace("'127.0.0.1:20001'",
-                                                   listen))
+    cfg = flow_file(tmp_path, main_flow(nlisteners=2).replace(
+        "'127.0.0.1:20001'", listen))
     rc, out = check(cfg)
     assert rc == 1, out
     assert re.search(r"^%s:3:\d+: listen: 127\.0\.0\.1:20000 is already "
@@ -1111,12 +1107,10 @@ ROUTE_CHECKS = [
 def test_route_checks(tmp_path, routes, want):
     """wsgate.yaml(5) ROUTES: what a path and a policy name may be, and
     the warning for a route that an earlier one always takes first."""
-    (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "default.yaml").write_text("")
-    cfg = tmp_path / "wsgate.yaml"
     items = ", ".join(r if r.startswith("{") else
                       "{path: %s, upstream: u0}" % r for r in routes)
-    cfg.write_text(main_flow().replace("{path: /r0, upstream: u0}", items))
+    cfg = flow_file(tmp_path, main_flow().replace(
+        "{path: /r0, upstream: u0}", items))
     rc, out = check(cfg)
     assert rc == (0 if "ok" in want else 1), out
     lines = out.splitlines()
