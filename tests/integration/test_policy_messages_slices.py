@@ -139,9 +139,9 @@ def test_message_passed_in_slices_then_reading_goes_on(factory, tls):
     assert "a long match, done in slices" in text, text[-2000:]
 
 
-def test_upstream_frames_reach_the_client_while_it_is_matched(factory):
-    """The upstream's frames toward a client whose message is being
-    matched go on meanwhile; the verdict follows them."""
+def echo_once_then(factory, then):
+    """A raw upstream that echoes the client's first frame and, once the
+    event returned with it is set, calls then(c)."""
     go = threading.Event()
 
     def behavior(c):
@@ -152,10 +152,19 @@ def test_upstream_frames_reach_the_client_while_it_is_matched(factory):
         if f is not None:
             c.send(wsproto.encode_frame(f.opcode, f.payload, mask=False))
         if go.wait(15):
-            c.send(wsproto.encode_frame(T, b"from upstream", mask=False))
+            then(c)
+
+    return factory.raw_upstream(behavior), go
+
+
+def test_upstream_frames_reach_the_client_while_it_is_matched(factory):
+    """The upstream's frames toward a client whose message is being
+    matched go on meanwhile; the verdict follows them."""
+    def then(c):
+        c.send(wsproto.encode_frame(T, b"from upstream", mask=False))
         rawup.ws_echo_frames(c, 15.0)
 
-    up = factory.raw_upstream(behavior)
+    up, go = echo_once_then(factory, then)
     g = gateway(factory, up)
     a, _ = http_upgrade(g, B("/c"))
     try:
@@ -174,21 +183,12 @@ def test_upstream_gone_while_a_match_is_pending(factory):
     """The session ends (the upstream drops) while a message is being
     matched: the match ends with it, one access-log line, nothing kept
     (the sanitizer build's leak check at exit)."""
-    drop = threading.Event()
+    def reset(c):
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                          b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.sock.close()
 
-    def behavior(c):
-        if not c.read_head():
-            return
-        c.accept_101()
-        f = c.read_frame(10)
-        if f is not None:
-            c.send(wsproto.encode_frame(f.opcode, f.payload, mask=False))
-        if drop.wait(15):
-            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                              b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            c.sock.close()
-
-    up = factory.raw_upstream(behavior)
+    up, drop = echo_once_then(factory, reset)
     g = gateway(factory, up)
     a, _ = http_upgrade(g, B("/c"))
     try:
