@@ -240,6 +240,28 @@ upstream_release(struct wsg_session *s)
 }
 
 /*
+ * This try failed through the server: count it, pass the server over for
+ * fail_timeout, and try the next one.  0 when no server is left.
+ */
+static int
+upstream_try_next(struct wsg_session *s)
+{
+	struct wsg_upstream	*up = s->s_route->rt_upstream;
+
+	metrics_upstream_failure(up->up_name);
+	upstream_server_failed(up, s->s_server);
+	upstream_release(s);
+	if (s->s_upstream.p_bev != NULL) {
+		bufferevent_free(s->s_upstream.p_bev);
+		s->s_upstream.p_bev = NULL;
+	}
+	if (++s->s_server_tries >= up->up_nservers)
+		return (0);
+	upstream_connect(s);
+	return (1);
+}
+
+/*
  * A connect failed: try the next server, or refuse with 502.  When this
  * process is out of descriptors or memory the server is not to blame: it
  * is not marked down nor counted, no other server is tried, and the client
@@ -266,21 +288,61 @@ upstream_connect_failed(struct wsg_session *s, int err)
 	log_warnx("conn %llu: upstream %s server %s: connect failed: %s",
 	    (unsigned long long)s->s_id, up->up_name, s->s_server->srv_name,
 	    strerror(err));
-	metrics_upstream_failure(up->up_name);
-	upstream_server_failed(up, s->s_server);
-	upstream_release(s);
-	if (s->s_upstream.p_bev != NULL) {
-		bufferevent_free(s->s_upstream.p_bev);
-		s->s_upstream.p_bev = NULL;
-	}
-	if (++s->s_server_tries < up->up_nservers) {
-		upstream_connect(s);
+	if (upstream_try_next(s))
 		return;
-	}
 	log_warnx("conn %llu: refused: upstream_unavailable: no server of "
 	    "upstream %s accepted the connection",
 	    (unsigned long long)s->s_id, up->up_name);
 	session_refuse(s, 502, "upstream_unavailable", NULL);
+}
+
+/*
+ * The server accepted the connection, then closed or reset it before a
+ * byte of its answer: it is going down or restarting, and has done
+ * nothing another server could not do.  As after a failed connect, the
+ * next server is tried within the same deadline, or the client refused.
+ */
+static void
+upstream_closed_early(struct wsg_session *s, short what, int err)
+{
+	struct wsg_upstream	*up = s->s_route->rt_upstream;
+	const char		*name = s->s_server->srv_name;
+	int			 reset = (what & BEV_EVENT_ERROR) && err != 0;
+
+	if (s->s_server_tries + 1 < up->up_nservers)
+		log_warnx("conn %llu: upstream %s server %s: closed before "
+		    "its 101 without answering%s%s",
+		    (unsigned long long)s->s_id, up->up_name, name,
+		    reset ? ": " : "", reset ? strerror(err) : "");
+	else
+		log_warnx("conn %llu: refused: upstream_unavailable: "
+		    "upstream %s closed before its 101",
+		    (unsigned long long)s->s_id, name);
+	if (upstream_try_next(s))
+		return;
+	session_refuse(s, 502, "upstream_unavailable", NULL);
+}
+
+/*
+ * Hand the request to a new connection.  While other servers are left
+ * to try, it is added by reference, not copied, so that it can go to the
+ * next one should this one close without answering; the last try moves
+ * it.  -1 if the connection's buffer could not take all of it.
+ */
+static int
+upstream_send_request(struct wsg_session *s, struct bufferevent *bev)
+{
+	struct evbuffer	*out = bufferevent_get_output(bev);
+	size_t		 before, len = evbuffer_get_length(s->s_upreq);
+
+	if (s->s_server_tries + 1 >= s->s_route->rt_upstream->up_nservers)
+		return (evbuffer_add_buffer(out, s->s_upreq));
+	before = evbuffer_get_length(out);
+	/* It can stop short for want of memory and still return 0. */
+	if (evbuffer_add_buffer_reference(out, s->s_upreq) == -1 ||
+	    evbuffer_get_length(out) - before != len)
+		return (-1);
+	return (0);
 }
 
 void
@@ -379,9 +441,12 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		upstream_server_ok(s->s_route->rt_upstream, s->s_server);
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
 		    &one, sizeof(one));
-		if (bufferevent_write_buffer(bev, s->s_upreq) == -1)
+		if (upstream_send_request(s, bev) == -1) {
+			/* Never part of a request: dropped, not flushed. */
+			session_peer_free(p);
 			session_refuse_internal(s, "cannot send the upstream "
 			    "request");
+		}
 		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && !s->s_up_connected) {
@@ -401,11 +466,16 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		    "upstream's answer");
 		return;
 	}
+	/* Not a byte of answer, not even an interim one. */
+	if ((len = evbuffer_get_length(in)) == 0 && s->s_interim == 0) {
+		upstream_closed_early(s, what, err);
+		return;
+	}
 	/*
 	 * A whole refusal head whose body the close cut short: the status
 	 * stands, passed through without the body, as one too long to relay.
 	 */
-	if ((len = evbuffer_get_length(in)) > 0 &&
+	if (len > 0 &&
 	    (buf = (const char *)evbuffer_pullup(in, len)) != NULL &&
 	    http_response_parse(buf, len, WSG_MAX_UPSTREAM_HEAD, &r) ==
 	    WSG_HTTP_OK && r.status >= 200) {
@@ -418,7 +488,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	reason = len == 0 ? "upstream_unavailable" : "upstream_bad_handshake";
 	log_warnx("conn %llu: refused: %s: upstream %s closed before its 101",
 	    (unsigned long long)s->s_id, reason, s->s_server->srv_name);
-	/* Closed without a word: a failed connection, as one refused. */
+	/* Only interim answers, then a close: failed, but not retried. */
 	if (len == 0)
 		metrics_upstream_failure(s->s_route->rt_upstream->up_name);
 	session_peer_free(p);

@@ -7,6 +7,7 @@ All loops are bounded by a deadline and by the upstream's stop event.
 """
 
 import socket
+import struct
 import threading
 import time
 
@@ -272,6 +273,18 @@ def ws_echo_frames(c, lifetime=60.0, reply=None):
 def silent(c):
     """Accept the TCP connection, record, never answer."""
     c.drain(30.0)
+
+
+def hang_up(reset=False):
+    """Read the request head, then close without a byte of answer, as a
+    server going down would; reset: with a TCP RST, not a FIN."""
+    def behavior(c):
+        if not c.read_head():
+            return
+        if reset:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                              struct.pack("ii", 1, 0))
+    return behavior
 
 
 def respond(raw):

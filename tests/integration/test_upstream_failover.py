@@ -1,9 +1,12 @@
 """Upstream failover: a server that drops connection attempts costs one
-try, not the whole connect_timeout, and a server that failed is passed over
-for fail_timeout, then tried again."""
+try, not the whole connect_timeout, as does one that accepts and then hangs
+up without answering; a server that failed is passed over for
+fail_timeout, then tried again."""
 
 import asyncio
 import socket
+
+import pytest
 
 import rawup
 import wsproto
@@ -333,3 +336,86 @@ def test_connect_failing_at_once_is_one_try(factory):
                          "unreachable" % a) == 1, log
     ids = [x["id"] for x in gw.entries()]
     assert len(ids) == len(set(ids)) == 2, gw.entries()
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "reset"])
+def test_server_closing_before_answering_costs_one_try(factory, reset):
+    # The first server accepts, reads the request and hangs up without a
+    # byte of answer (a backend crashing or restarting): the client is
+    # upgraded by the second all the same, within the same deadline, and
+    # the first is passed over for fail_timeout as if it had refused.
+    gone = factory.raw_upstream(rawup.hang_up(reset))
+    be = factory.echo(name="b")
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [gone.addr, be.addr],
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    for i in range(4):
+        got, port = run(echo_once(gw, "m%d" % i))
+        assert got == "b:m%d" % i, got
+        e = gw.wait_entry(client_port=port)
+        assert (e["status"], e["upstream_server"]) == (101, be.addr), e
+    # the first session's try only; the next three passed it over
+    assert len(gone.connections()) == 1, gone.connections()
+    assert gone.connections()[0].request_line.startswith("GET /echo ")
+    m = gw.metrics()
+    assert metric(m, "wsgate_upstream_connect_failures_total",
+                  upstream=GROUP) == 1, m
+    assert server_up(gw, gone.addr) == 0 and server_up(gw, be.addr) == 1
+    log = gw.error_text()
+    line = "server %s: closed before its 101 without answering" % gone.addr
+    assert log.count(line) == 1, log
+    if reset:
+        assert line + ": Connection reset by peer" in log, log
+    assert log.count("server %s: down, skipped for 3600000 ms"
+                     % gone.addr) == 1, log
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_every_server_closing_before_answering_is_502(factory, n):
+    # With no server left to try, the client is refused as today: 502
+    # upstream_unavailable, one failure counted for each server tried.
+    gone = [factory.raw_upstream(rawup.hang_up()) for _ in range(n)]
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [g.addr for g in gone],
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    resp, e, _ = gw.raw_upgrade()
+    assert (resp.status, e["reason"]) == (502, "upstream_unavailable"), e
+    assert b"upstream_unavailable" in resp.body, resp
+    assert [len(g.connections()) for g in gone] == [1] * n
+    assert metric(gw.metrics(), "wsgate_upstream_connect_failures_total",
+                  upstream=GROUP) == n
+    assert [server_up(gw, g.addr) for g in gone] == [0] * n
+    assert "refused: upstream_unavailable: upstream %s closed before its " \
+        "101" % e["upstream_server"] in gw.error_text()
+
+
+@pytest.mark.parametrize("answer,reason", [
+    (b"HTTP/1.1 10", "upstream_bad_handshake"),
+    (b"HTTP/1.1 100 Continue\r\n\r\n", "upstream_unavailable"),
+], ids=["half_status_line", "interim_only"])
+def test_server_closing_after_part_of_an_answer_is_not_retried(
+        factory, answer, reason):
+    # A server that said something before closing was not merely gone:
+    # the client gets its refusal as before, and no other server is tried
+    # nor this one passed over.
+    def behavior(c):
+        if c.read_head():
+            c.send(answer)
+    first = factory.raw_upstream(behavior)
+    other = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [first.addr, other.addr],
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    resp, e, _ = gw.raw_upgrade()
+    assert (resp.status, e["reason"]) == (502, reason), e
+    assert e["upstream_server"] == first.addr, e
+    assert other.connections() == []
+    assert server_up(gw, first.addr) == 1
+    assert "refused: %s: upstream %s closed before its 101" \
+        % (reason, first.addr) in gw.error_text()
