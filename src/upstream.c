@@ -192,7 +192,10 @@ upstream_server_failed(const struct wsg_upstream *up, struct wsg_server *srv)
 		    (unsigned long long)up->up_fail_timeout_ms);
 }
 
-/* A connection to this server succeeded: clear a mark, expired or not. */
+/*
+ * This server answered: clear a mark, expired or not.  Accepting is not
+ * enough, as one going down may accept and then hang up.
+ */
 static void
 upstream_server_ok(const struct wsg_upstream *up, struct wsg_server *srv)
 {
@@ -438,7 +441,6 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		s->s_up_connected = 1;
 		bufferevent_set_timeouts(bev, NULL, NULL);
-		upstream_server_ok(s->s_route->rt_upstream, s->s_server);
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
 		    &one, sizeof(one));
 		if (upstream_send_request(s, bev) == -1) {
@@ -584,6 +586,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 
 	if (s->s_state != WSG_S_UPSTREAM)
 		return;
+	upstream_server_ok(s->s_route->rt_upstream, s->s_server);
 	len = evbuffer_get_length(in);
 	n = len > WSG_MAX_UPSTREAM_HEAD + WSG_MAX_UPSTREAM_BODY ?
 	    WSG_MAX_UPSTREAM_HEAD + WSG_MAX_UPSTREAM_BODY : len;

@@ -419,3 +419,22 @@ def test_server_closing_after_part_of_an_answer_is_not_retried(
     assert server_up(gw, first.addr) == 1
     assert "refused: %s: upstream %s closed before its 101" \
         % (reason, first.addr) in gw.error_text()
+
+
+def test_down_server_that_accepts_and_hangs_up_stays_down(factory):
+    # Every server is down, so the first is tried all the same; accepting
+    # the connection is not being back: it hangs up again, and stays down
+    # without an "up again" and a second "down" in the log.
+    gone = factory.raw_upstream(rawup.hang_up())
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [gone.addr], "fail_timeout": "1h"}})
+    gw.settle_probes()
+    for _ in range(2):
+        resp, e, _ = gw.raw_upgrade()
+        assert (resp.status, e["reason"]) == (502, "upstream_unavailable"), e
+    assert len(gone.connections()) == 2
+    assert server_up(gw, gone.addr) == 0
+    log = gw.error_text()
+    assert "server %s: up again" % gone.addr not in log, log
+    assert log.count("server %s: down, skipped" % gone.addr) == 1, log
