@@ -68,7 +68,7 @@ static void	session_admit_rest(struct wsg_session *,
 static void	session_timer_cb(evutil_socket_t, short, void *);
 static void	session_wait_hello(struct wsg_session *, int);
 static void	session_refuse_answer(struct wsg_session *, int,
-		    const char *, const char *, int);
+		    const char *, const char *, const char *, int);
 
 /* Sessions past their handshake checks, for max_connections. */
 static uint64_t	session_admitted;
@@ -364,6 +364,8 @@ session_hello_cb(evutil_socket_t fd, short ev, void *arg)
 		session_close(s, "handshake_failed");
 		return;
 	}
+	/* Enough to tell a HEAD should OpenSSL find plaintext HTTP. */
+	s->s_first_byte = b;
 	session_start_client(s, fd);
 }
 
@@ -865,7 +867,7 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 		session_refuse_answer(s, http_result_status(r),
 		    http_result_reason(r),
 		    r == WSG_HTTP_BAD_VERSION ? "Sec-WebSocket-Version: 13\r\n" :
-		    r == WSG_HTTP_BAD_METHOD ? "Allow: GET\r\n" : NULL,
+		    r == WSG_HTTP_BAD_METHOD ? "Allow: GET\r\n" : NULL, NULL,
 		    req.method.len == 4 && memcmp(req.method.p, "HEAD", 4) == 0);
 		return;
 	}
@@ -883,30 +885,41 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
 }
 
 /*
- * Answer the client with a refusal and close.  The answer to a HEAD has
- * the same head and no body (RFC 9110 9.3.2).
+ * A refusal's bytes: the body is the reason code, and after it what the
+ * client should do, if there is more to say than the code does.  The
+ * answer to a HEAD has the same head and no body (RFC 9110 9.3.2).  One
+ * write, all or nothing: -1 when there was no memory for it.
  */
+static int
+session_refusal_add(struct evbuffer *out, int status, const char *reason,
+    const char *extra, const char *detail, int head_only)
+{
+	size_t	len;
+
+	len = strlen(reason) + (detail ? 2 + strlen(detail) : 0) + 1;
+	return (evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
+	    "Connection: close\r\n"
+	    "Content-Type: text/plain\r\n"
+	    "Content-Length: %zu\r\n"
+	    "%s\r\n%s%s%s%s", status, http_status_text(status), len,
+	    extra ? extra : "", head_only ? "" : reason,
+	    head_only || detail == NULL ? "" : ": ",
+	    head_only || detail == NULL ? "" : detail,
+	    head_only ? "" : "\n") == -1 ? -1 : 0);
+}
+
+/* Answer the client with a refusal and close. */
 static void
 session_refuse_answer(struct wsg_session *s, int status, const char *reason,
-    const char *extra, int head_only)
+    const char *extra, const char *detail, int head_only)
 {
-	struct evbuffer	*out;
-
 	if (s->s_state == WSG_S_CLOSED)
 		return;
-	if (s->s_client.p_bev != NULL) {
-		/* session_close() counts what the client sent. */
-		out = bufferevent_get_output(s->s_client.p_bev);
-		/* One write, all or nothing: no memory, no answer logged. */
-		if (evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
-		    "Connection: close\r\n"
-		    "Content-Type: text/plain\r\n"
-		    "Content-Length: %zu\r\n"
-		    "%s\r\n%s%s", status, http_status_text(status),
-		    strlen(reason) + 1, extra ? extra : "",
-		    head_only ? "" : reason, head_only ? "" : "\n") != -1)
-			s->s_status = status;
-	}
+	/* session_close() counts what the client sent. */
+	if (s->s_client.p_bev != NULL && session_refusal_add(
+	    bufferevent_get_output(s->s_client.p_bev), status, reason, extra,
+	    detail, head_only) == 0)
+		s->s_status = status;	/* no memory, no answer logged */
 	session_close(s, reason);
 }
 
@@ -914,7 +927,7 @@ void
 session_refuse(struct wsg_session *s, int status, const char *reason,
     const char *extra)
 {
-	session_refuse_answer(s, status, reason, extra, 0);
+	session_refuse_answer(s, status, reason, extra, NULL, 0);
 }
 
 void
@@ -1526,6 +1539,51 @@ session_finished(struct wsg_session *s)
 		session_log_access(s);
 }
 
+/*
+ * The client spoke plaintext HTTP to a TLS listener (http:// or ws:// for
+ * https:// or wss://): OpenSSL refused it before sending anything.  As
+ * nginx does, the client is told in plaintext, as a 400 bad_request, so
+ * that its user sees what went wrong rather than a cut connection.  The
+ * TLS bufferevent cannot carry the answer: it is written to the socket
+ * at once (a fresh connection's send buffer takes it whole), and a plain
+ * bufferevent takes the socket over to send any rest and to close as any
+ * refusal does, taking what the client still sends.  The fd and the SSL
+ * stay the peer's, released in session_free().  Written at once, the
+ * answer is out before the client's FIN, which may have come with its
+ * request (netcat), is read: that EOF frees the bufferevent, and what is
+ * still queued in it with it.  What OpenSSL read of the request counts
+ * in bytes_in.  Of the methods OpenSSL knows, only HEAD starts with an H.
+ */
+static void
+session_refuse_plain_http(struct wsg_session *s, struct wsg_peer *p)
+{
+	struct evbuffer	*b = NULL;
+	BIO		*rbio;
+
+	log_info("conn %llu: refused: bad_request: a plaintext HTTP request "
+	    "came to TLS listener %s", (unsigned long long)s->s_id,
+	    s->s_listener->lc_name);
+	if (p->p_ssl != NULL && (rbio = SSL_get_rbio(p->p_ssl)) != NULL)
+		p->p_bytes += BIO_number_read(rbio);
+	bufferevent_free(p->p_bev);
+	if ((p->p_bev = bufferevent_socket_new(s->s_worker->w_base, p->p_fd,
+	    0)) == NULL || (b = evbuffer_new()) == NULL ||
+	    session_refusal_add(b, 400, "bad_request", NULL,
+	    "this port speaks TLS: use wss:// or https://",
+	    s->s_first_byte == 'H') == -1)
+		log_warnx("conn %llu: no memory to answer its plaintext "
+		    "request", (unsigned long long)s->s_id);
+	else {
+		s->s_status = 400;
+		/* A client already gone is no matter: it is closed anyway. */
+		(void)evbuffer_write(b, p->p_fd);
+		(void)evbuffer_add_buffer(bufferevent_get_output(p->p_bev), b);
+	}
+	if (b != NULL)
+		evbuffer_free(b);
+	session_close(s, "bad_request");
+}
+
 /* EOF and errors: the client before the upgrade, either half once closed. */
 void
 session_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1579,6 +1637,12 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (local) {
 		session_peer_free(p);
 		session_tls_failed(s, e);
+		return;
+	}
+	if (s->s_state == WSG_S_HANDSHAKE && e != 0 && p == &s->s_client &&
+	    p->p_ssl != NULL && !SSL_is_init_finished(p->p_ssl) &&
+	    tls_plain_http(e)) {
+		session_refuse_plain_http(s, p);
 		return;
 	}
 	if (s->s_state == WSG_S_HANDSHAKE && e != 0) {

@@ -122,6 +122,7 @@ struct wsg_session {
 	struct event			*s_expiry;	/* token exp, or NULL */
 	struct event			*s_proxy_ev;	/* PROXY, TLS hello */
 	int				 s_fd;		/* until the bev owns it */
+	uint8_t				 s_first_byte;	/* TLS: first byte */
 	uint64_t			 s_last_active;	/* ms, for idle */
 	size_t				 s_parsed_len;	/* head bytes parsed */
 

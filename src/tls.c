@@ -661,6 +661,19 @@ tls_reason(unsigned long e, char *buf, size_t len)
 	return (buf);
 }
 
+/*
+ * OpenSSL tells these apart from other garbage by the first five bytes of
+ * the first record, and sends no alert for them: the client has been sent
+ * nothing yet.
+ */
+int
+tls_plain_http(unsigned long e)
+{
+	return (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+	    (ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST ||
+	    ERR_GET_REASON(e) == SSL_R_HTTPS_PROXY_REQUEST));
+}
+
 /* A certificate time as a Unix time; -1 if it does not convert. */
 static int64_t
 tls_time(const ASN1_TIME *t)

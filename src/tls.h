@@ -53,4 +53,10 @@ int	 tls_tkey_set_secret(const void *, size_t);
  */
 const char *tls_reason(unsigned long, char *, size_t);
 
+/*
+ * Did a handshake fail because the client spoke plaintext HTTP (a request
+ * line, or a proxy's CONNECT, where its first TLS record should be)?
+ */
+int	 tls_plain_http(unsigned long);
+
 #endif /* WSG_TLS_H */

@@ -705,7 +705,8 @@ PROXY_CASES = [
     ("bad_proxy_header", b"HELLO THERE\r\n", False),
     ("handshake_failed", b"PROXY TCP4 ", False),
     ("handshake_failed", b"", True),
-    ("handshake_failed", b"GET / HTTP/1.1\r\n\r\n", True),
+    ("handshake_failed", b"HELLO / HTTP/1.1\r\n\r\n", True),
+    ("bad_request", b"GET / HTTP/1.1\r\n\r\n", True),
 ]
 
 
@@ -715,8 +716,9 @@ PROXY_CASES = [
 def test_tls_and_proxy_failures_log_their_reason(factory, reason, data,
                                                  header):
     """On a TLS listener with proxy_protocol: a bad PROXY header, one cut
-    short, a client gone before its first byte and one that does not
-    speak TLS each get a line naming the connection and the reason."""
+    short, a client gone before its first byte, one that does not speak
+    TLS and one that speaks plaintext HTTP (answered 400) each get a line
+    naming the connection and the reason."""
     be = factory.echo()
     gw = factory.gateway(routes=[("/echo", "echo")],
                          upstreams={"echo": [be.addr]},

@@ -4,14 +4,18 @@
  * With a shared secret: keys derived as documented, the same in a fresh
  * ring (another gateway, a restart), the next hour's opening too, and a
  * new secret retiring every key.
+ * And which first bytes of a client OpenSSL's handshake takes for
+ * plaintext HTTP: those the gateway answers with a plaintext 400.
  */
 #include "autoconf.h"
 
 #include <stdint.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
 
 #include "tls.h"
 #include "unit.h"
@@ -172,6 +176,56 @@ shared_secret(void)
 	CHECK(!same(&k, &r));
 }
 
+/*
+ * A server handshake fed these first bytes: 1 when it failed for
+ * plaintext HTTP, having sent nothing back; 0 otherwise.
+ */
+static int
+first_bytes(const char *bytes)
+{
+	SSL_CTX	*ctx;
+	SSL	*ssl;
+	BIO	*in, *out;
+	int	 r;
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_server_method());
+	ssl = ctx != NULL ? SSL_new(ctx) : NULL;
+	in = BIO_new(BIO_s_mem());
+	out = BIO_new(BIO_s_mem());
+	if (ssl == NULL || in == NULL || out == NULL) {
+		CHECK(!"cannot set up a server handshake");
+		return (-1);
+	}
+	BIO_write(in, bytes, strlen(bytes));
+	SSL_set_bio(ssl, in, out);
+	CHECK(SSL_accept(ssl) <= 0);
+	r = tls_plain_http(ERR_peek_error());
+	if (r)
+		CHECK_INT(BIO_pending(out), 0);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	return (r);
+}
+
+static void
+plain_http(void)
+{
+	CHECK_INT(first_bytes("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 1);
+	CHECK_INT(first_bytes("POST /x HTTP/1.1\r\n"), 1);
+	CHECK_INT(first_bytes("HEAD / HTTP/1.0\r\n\r\n"), 1);
+	CHECK_INT(first_bytes("PUT /x HTTP/1.1\r\n"), 1);
+	CHECK_INT(first_bytes("CONNECT a.example:443 HTTP/1.1\r\n"), 1);
+	/* Other bytes, a method in lower case, half a method: not HTTP. */
+	CHECK_INT(first_bytes("get / HTTP/1.1\r\n\r\n"), 0);
+	CHECK_INT(first_bytes("HELLO THERE\r\n"), 0);
+	CHECK_INT(first_bytes("OPTIONS * HTTP/1.1\r\n"), 0);
+	CHECK_INT(first_bytes("GET"), 0);
+	CHECK_INT(first_bytes("\x16\x03\x01\x00\x05hello"), 0);
+	CHECK_INT(tls_plain_http(0), 0);
+}
+
 int
 main(void)
 {
@@ -221,5 +275,6 @@ main(void)
 	CHECK_INT(opens(&none, 40 * H), -1);
 
 	shared_secret();
+	plain_http();
 	return (unit_done("test_tls"));
 }
