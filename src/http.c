@@ -42,6 +42,17 @@ static const char *const http_dropped_names[] = {
 	"Upgrade", "Host", "Forwarded", "Content-Length"
 };
 
+/*
+ * Fields of the upstream's 101 the client never gets: hop-by-hop ones
+ * (RFC 9110 7.6.1, 11.7), and those the gateway writes itself or that
+ * would describe the upstream's message, not the client's.
+ */
+static const char *const http_101_dropped_names[] = {
+	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+	"Transfer-Encoding", "Upgrade", "Proxy-Authenticate",
+	"Proxy-Authentication-Info", "Content-Length"
+};
+
 /* Name prefixes the gateway owns (Proxy-*, Sec-WebSocket-*, X-Forwarded-*). */
 static const char *const http_dropped_prefixes[] = {
 	"Proxy-", "Sec-WebSocket-", "X-Forwarded-"
@@ -1187,6 +1198,43 @@ http_header_is_dropped(const struct wsg_http_request *req, struct wsg_str name)
 		    http_list_has(req->headers[i].value, name))
 			return 1;
 	return 0;
+}
+
+/*
+ * Should this field of the upstream's valid 101 go on to the client?
+ * Not the hop-by-hop fields nor those any Connection field names, not
+ * Content-Length, and no Sec-WebSocket-* field: the gateway writes its
+ * own.  Names are matched as http_name_alias() does.  The parser already
+ * refused CR, LF, NUL and obs-fold; a value holding one is kept back all
+ * the same, as the client's head must never be split.
+ */
+int
+http_response_field_passed(const struct wsg_http_response *resp,
+    const struct wsg_http_header *h)
+{
+	static const char	 prefix[] = "Sec-WebSocket-";
+	size_t			 i;
+
+	if (h->name.len == 0)
+		return 0;
+	for (i = 0; i < h->name.len; i++)
+		if (!http_is_tchar(h->name.p[i]))
+			return 0;
+	for (i = 0; i < h->value.len; i++)
+		if (!http_is_value_char(h->value.p[i]))
+			return 0;
+	for (i = 0; i < sizeof(http_101_dropped_names) /
+	    sizeof(http_101_dropped_names[0]); i++)
+		if (http_name_alias(h->name, http_101_dropped_names[i]))
+			return 0;
+	if (h->name.len >= sizeof(prefix) - 1 &&
+	    http_name_ieq(h->name.p, prefix, sizeof(prefix) - 1))
+		return 0;
+	for (i = 0; i < resp->nheaders; i++)
+		if (http_str_eq(resp->headers[i].name, "Connection") &&
+		    http_list_has(resp->headers[i].value, h->name))
+			return 0;
+	return 1;
 }
 
 /* HTTP status sent for a parse result; 0 when it is not a refusal. */

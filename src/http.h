@@ -145,6 +145,18 @@ int	http_name_alias(struct wsg_str, const char *);
  */
 int	http_path_ambiguous(const char *, size_t);
 
+/*
+ * Does this field of the upstream's valid 101 go on to the client's 101?
+ * Not the hop-by-hop fields (Connection, Keep-Alive, Proxy-Connection,
+ * TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authenticate,
+ * Proxy-Authentication-Info), nor fields named in any Connection field,
+ * nor Content-Length or any Sec-WebSocket-* field, nor a field whose
+ * name is not a token or whose value holds CR, LF, NUL or another
+ * control character.
+ */
+int	http_response_field_passed(const struct wsg_http_response *,
+	    const struct wsg_http_header *);
+
 /* Status code, status text and reason code of a refusal. */
 int		 http_result_status(enum wsg_http_result);
 const char	*http_result_reason(enum wsg_http_result);

@@ -991,26 +991,43 @@ session_expiry_arm(struct wsg_session *s)
 }
 
 void
-session_open(struct wsg_session *s, const char *protocol)
+session_open(struct wsg_session *s, const char *protocol,
+    struct evbuffer *fields)
 {
-	struct evbuffer	*out = bufferevent_get_output(s->s_client.p_bev);
+	struct evbuffer	*msg;
+	int		 bad = 0;
 
 	/* Armed first: a session whose token could outlive it is refused. */
 	if (session_expiry_arm(s) == -1) {
 		session_refuse_internal(s, "no memory for the expiry timer");
 		return;
 	}
-	/* One write: a buffer that cannot grow takes all of it or none. */
-	if (evbuffer_add_printf(out, "HTTP/1.1 101 Switching Protocols\r\n"
-	    "Upgrade: websocket\r\n"
-	    "Connection: Upgrade\r\n"
-	    "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n", s->s_client_accept,
-	    protocol != NULL ? "Sec-WebSocket-Protocol: " : "",
-	    protocol != NULL ? protocol : "",
-	    protocol != NULL ? "\r\n" : "") == -1) {
+	/*
+	 * Made aside and moved whole: a buffer that cannot grow leaves the
+	 * client all of the 101 or none of it.  The gateway's own fields
+	 * come first, then the upstream's end-to-end ones.
+	 */
+	if ((msg = evbuffer_new()) == NULL) {
 		session_refuse_internal(s, "out of memory writing the 101");
 		return;
 	}
+	bad |= evbuffer_add_printf(msg, "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: %s\r\n%s%s%s", s->s_client_accept,
+	    protocol != NULL ? "Sec-WebSocket-Protocol: " : "",
+	    protocol != NULL ? protocol : "",
+	    protocol != NULL ? "\r\n" : "") == -1;
+	if (fields != NULL)
+		bad |= evbuffer_add_buffer(msg, fields) == -1;
+	bad |= evbuffer_add(msg, "\r\n", 2) == -1;
+	if (bad || evbuffer_add_buffer(bufferevent_get_output(
+	    s->s_client.p_bev), msg) == -1) {
+		evbuffer_free(msg);
+		session_refuse_internal(s, "out of memory writing the 101");
+		return;
+	}
+	evbuffer_free(msg);
 	s->s_status = 101;
 	s->s_state = WSG_S_OPEN;
 	metrics_handshake(1, NULL, session_elapsed(s));

@@ -196,8 +196,13 @@ void	session_refuse(struct wsg_session *, int, const char *,
 /* Refuse with 500 internal_error, logging why (a resource ran out). */
 void	session_refuse_internal(struct wsg_session *, const char *);
 
-/* The upstream's 101 was checked: send ours and start relaying. */
-void	session_open(struct wsg_session *, const char *);
+/*
+ * The upstream's 101 was checked: send ours, the gateway's own fields
+ * followed by those in the buffer (the upstream's end-to-end fields,
+ * whole lines; moved out of it, NULL for none), and start relaying.
+ */
+void	session_open(struct wsg_session *, const char *,
+	    struct evbuffer *);
 
 /*
  * Free one half (its socket is gone or done); when both are gone the

@@ -570,6 +570,38 @@ upstream_refused(struct wsg_session *s, const struct wsg_http_response *r,
 	session_close(s, "upstream_refused");
 }
 
+/*
+ * The end-to-end fields of the upstream's valid 101, in its order and
+ * repeats kept (several Set-Cookie), for the client's 101; NULL when
+ * the buffer could not take them all.  Bounded, as the upstream's head
+ * is (WSG_MAX_UPSTREAM_HEAD).
+ */
+static struct evbuffer *
+upstream_101_fields(const struct wsg_http_response *r)
+{
+	const struct wsg_http_header	*h;
+	struct evbuffer			*b;
+	size_t				 i;
+	int				 bad = 0;
+
+	if ((b = evbuffer_new()) == NULL)
+		return (NULL);
+	for (i = 0; i < r->nheaders; i++) {
+		h = &r->headers[i];
+		if (!http_response_field_passed(r, h))
+			continue;
+		bad |= evbuffer_add(b, h->name.p, h->name.len) == -1;
+		bad |= evbuffer_add(b, ": ", 2) == -1;
+		bad |= evbuffer_add(b, h->value.p, h->value.len) == -1;
+		bad |= evbuffer_add(b, "\r\n", 2) == -1;
+	}
+	if (bad) {
+		evbuffer_free(b);
+		return (NULL);
+	}
+	return (b);
+}
+
 /* The upstream's answer to our upgrade request. */
 static void
 upstream_read_cb(struct bufferevent *bev, void *arg)
@@ -579,6 +611,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer			*in = bufferevent_get_input(bev);
 	struct wsg_http_response	 r;
 	struct wsg_str			 offered[WSG_MAX_SUBPROTOCOLS], chosen;
+	struct evbuffer			*fields;
 	enum wsg_http_result		 res;
 	const char			*buf, *why;
 	size_t				 len, n, i;
@@ -631,8 +664,15 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 			    "subprotocol");
 			return;
 		}
+		/* Made before the drain: the fields point into the input. */
+		if ((fields = upstream_101_fields(&r)) == NULL) {
+			session_refuse_internal(s, "out of memory writing the "
+			    "101");
+			return;
+		}
 		evbuffer_drain(in, r.head_len);
-		session_open(s, s->s_subprotocol);
+		session_open(s, s->s_subprotocol, fields);
+		evbuffer_free(fields);
 		return;
 	}
 	if (r.status < 200) {

@@ -194,18 +194,23 @@ def test_upstream_requests_are_whole(factory):
 
 
 REFUSAL_BODY = b"".join(b"refused-%04d\n" % i for i in range(120))
+UP_PAD = "u" * 1500
+# End-to-end fields of the upstream's 101 the client's 101 passes on.
+UP_101_FIELDS = (b"Set-Cookie: lb=ok-1; Path=/\r\nX-Pad-Up: " +
+                 UP_PAD.encode() + b"\r\n")
 
 
 def test_answers_to_the_client_are_whole(factory):
     """One buffer allocation in six fails while clients are upgraded by
     one upstream and refused by another (403 with a challenge, a retry
     time, a location and a 1.5 KB body): every answer a client gets is a
-    whole 101 with its Sec-WebSocket-Accept and subprotocol, the whole
+    whole 101 with its Sec-WebSocket-Accept, subprotocol and the
+    upstream's end-to-end fields (a cookie, a 1.5 KB field), the whole
     403 with every field and its body, or a whole 500 internal_error, or
     nothing; never part of a head, which a client reads as a different
     answer or none it can parse."""
     ok = factory.raw_upstream(lambda c: c.read_head(5) and (
-        c.accept_101("chat"), c.drain(3)))
+        c.accept_101("chat", extra=UP_101_FIELDS), c.drain(3)))
     no = factory.raw_upstream(rawup.respond(
         b"HTTP/1.1 403 Forbidden\r\nWWW-Authenticate: Bearer realm=\"x\"\r\n"
         b"Retry-After: 7\r\nLocation: /elsewhere\r\n"
@@ -233,7 +238,9 @@ def test_answers_to_the_client_are_whole(factory):
                 assert h == {"upgrade": "websocket",
                              "connection": "Upgrade",
                              "sec-websocket-accept": wsproto.accept_for(key),
-                             "sec-websocket-protocol": "chat"}, h
+                             "sec-websocket-protocol": "chat",
+                             "set-cookie": "lb=ok-1; Path=/",
+                             "x-pad-up": UP_PAD}, h
                 got["101"] = got.get("101", 0) + 1
             elif data.startswith(b"HTTP/1.1 403 "):
                 h = whole_refusal(data, 403)

@@ -506,6 +506,144 @@ def test_frame_in_same_segment_as_101_reaches_client(factory):
         c.close()
 
 
+# -- what the client gets in the 101 ----------------------------------------
+
+OWN_101 = ["Upgrade", "Connection", "Sec-WebSocket-Accept"]
+
+
+def upgrade_101(gw, **kw):
+    """Raw client: upgrade; the 101's header lines, in order, and the
+    client.  c.upgrade() checks its Sec-WebSocket-Accept."""
+    c = gw.raw()
+    try:
+        resp = c.upgrade("/echo", **kw)
+    except BaseException:
+        c.close()
+        raise
+    return resp, c
+
+
+def test_backend_101_fields_reach_the_client_in_order(factory):
+    # Sticky-session cookies, a request id: the client gets the backend's
+    # end-to-end fields after the gateway's own, in order, repeats kept.
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101("chat", extra=b"Set-Cookie: lb=s1; Path=/; HttpOnly\r\n"
+                     b"X-Request-Id: req-7f3a\r\n"
+                     b"Set-Cookie: sid=abc; Secure\r\n"
+                     b"Server: backend/1.0\r\n"
+                     b"Date: Tue, 08 Dec 2026 01:00:00 GMT\r\n")
+        rawup.ws_echo_frames(c)
+    gw, up = raw_gateway(factory, behavior)
+    resp, c = upgrade_101(gw, protocols="chat, other")
+    try:
+        assert resp.headers == [
+            ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", wsproto.accept_for(c.key)),
+            ("Sec-WebSocket-Protocol", "chat"),
+            ("Set-Cookie", "lb=s1; Path=/; HttpOnly"),
+            ("X-Request-Id", "req-7f3a"),
+            ("Set-Cookie", "sid=abc; Secure"),
+            ("Server", "backend/1.0"),
+            ("Date", "Tue, 08 Dec 2026 01:00:00 GMT")], resp
+        c.send_frame(wsproto.OP_TEXT, b"after cookies", mask=True)
+        f = c.read_frame(5)
+        assert f is not None and f.payload == b"after cookies", f
+    finally:
+        c.close()
+
+
+def test_backend_101_hop_by_hop_fields_stay_behind(factory):
+    # Hop-by-hop fields, those the backend's Connection names, its
+    # Content-Length and its Sec-WebSocket-* fields are not the
+    # client's: the gateway writes its own Upgrade, Connection and
+    # Sec-WebSocket-Accept, for the client's key.
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101(extra=b"Connection: X-Hop\r\n"
+                     b"Keep-Alive: timeout=5\r\n"
+                     b"X-Hop: backend-internal\r\n"
+                     b"Proxy-Connection: keep-alive\r\n"
+                     b"TE: trailers\r\nTrailer: X-Sum\r\n"
+                     b"Transfer-Encoding: chunked\r\n"
+                     b"Proxy-Authenticate: Basic realm=\"lb\"\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n"
+                     b"X-Kept: yes\r\n")
+        rawup.ws_echo_frames(c)
+    gw, up = raw_gateway(factory, behavior)
+    resp, c = upgrade_101(gw)
+    try:
+        assert resp.headers == [
+            ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", wsproto.accept_for(c.key)),
+            ("X-Kept", "yes")], resp
+        c.send_frame(wsproto.OP_TEXT, b"still framed", mask=True)
+        f = c.read_frame(5)
+        assert f is not None and f.payload == b"still framed", f
+    finally:
+        c.close()
+
+
+def test_backend_101_content_length_stays_behind(factory):
+    # A Content-Length on a 101 means nothing to the client's tunnel.
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101(extra=b"Content-Length: 0\r\nX-Kept: yes\r\n")
+        rawup.ws_echo_frames(c)
+    gw, up = raw_gateway(factory, behavior)
+    resp, c = upgrade_101(gw)
+    try:
+        assert [k for k, _ in resp.headers] == OWN_101 + ["X-Kept"], resp
+    finally:
+        c.close()
+
+
+def test_backend_101_of_a_full_head_reaches_the_client_whole(factory):
+    # Near the bound of the upstream's head (WSG_MAX_UPSTREAM_HEAD, 16 KB)
+    # and of its fields (WSG_MAX_HEADERS, 64): every field goes on.
+    cookies = [("Set-Cookie", "c%02d=%s" % (i, "v" * 200))
+               for i in range(58)]
+
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101(extra=b"".join(b"%s: %s\r\n" % (k.encode(),
+                                                      v.encode())
+                                    for k, v in cookies))
+        rawup.ws_echo_frames(c)
+    gw, up = raw_gateway(factory, behavior)
+    resp, c = upgrade_101(gw)
+    try:
+        assert resp.headers[3:] == cookies, resp
+        c.send_frame(wsproto.OP_TEXT, b"big head", mask=True)
+        f = c.read_frame(5)
+        assert f is not None and f.payload == b"big head", f
+    finally:
+        c.close()
+
+
+def test_backend_101_cookies_reach_a_websockets_client(factory):
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101(extra=b"Set-Cookie: lb=s2\r\nSet-Cookie: io=xyz\r\n"
+                     b"X-Request-Id: req-9\r\n")
+        rawup.ws_echo_frames(c)
+    gw, up = raw_gateway(factory, behavior)
+
+    async def go():
+        async with gw.connect("/echo") as ws:
+            h = ws.response_headers
+            assert h.get_all("Set-Cookie") == ["lb=s2", "io=xyz"], h
+            assert h.get_all("X-Request-Id") == ["req-9"], h
+            await ws.send("cookie echo")
+            assert await asyncio.wait_for(ws.recv(), 5) == "cookie echo"
+    run(go())
+
+
 def test_upstream_negotiating_extension_is_502(factory):
     def behavior(c):
         if not c.read_head():
@@ -513,7 +651,9 @@ def test_upstream_negotiating_extension_is_502(factory):
         c.accept_101(extra=b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
         c.drain(5)
     gw, up = raw_gateway(factory, behavior)
-    one_refusal(gw, 502, "upstream_bad_handshake")
+    resp, _, _ = one_refusal(gw, 502, "upstream_bad_handshake")
+    # refused, not passed on: the gateway negotiates no extension
+    assert resp.header("Sec-WebSocket-Extensions") == [], resp
 
 
 def test_upstream_101_without_upgrade_header_is_502(factory):

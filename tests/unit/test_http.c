@@ -990,6 +990,55 @@ test_ambiguous_paths(void)
 	}
 }
 
+/* Which fields of the upstream's 101 go on to the client, in order. */
+static void
+test_101_passed(void)
+{
+	static const char *const want[] = {
+		"Set-Cookie", "X-Request-Id", "set-cookie", "Date", "Server",
+		"Cache-Control", "X_Request_Id"
+	};
+	struct wsg_http_header	 h;
+	size_t			 i, n = 0;
+
+	CHECK_INT(parse_resp(RESP_101 "Set-Cookie: a=1\r\n"
+	    "Keep-Alive: timeout=5\r\nX-Request-Id: r1\r\n"
+	    "Connection: X-Hop, x-other\r\nX-Hop: 1\r\nX-Other: 2\r\n"
+	    "Proxy-Connection: close\r\nTE: trailers\r\nTrailer: X-Sum\r\n"
+	    "Transfer-Encoding: chunked\r\nProxy-Authenticate: Basic\r\n"
+	    "Proxy-Authentication-Info: x\r\nUpgrade: h2c\r\n"
+	    "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n"
+	    "Sec-WebSocket-Extensions: x\r\nSec_WebSocket_Accept: x\r\n"
+	    "Keep_Alive: 1\r\nset-cookie: b=2\r\nDate: today\r\n"
+	    "Server: be\r\nCache-Control: no-store\r\nX_Request_Id: r2\r\n"
+	    "\r\n"), WSG_HTTP_OK);
+	for (i = 0; i < resp.nheaders; i++) {
+		if (!http_response_field_passed(&resp, &resp.headers[i]))
+			continue;
+		CHECK(n < sizeof(want) / sizeof(want[0]));
+		if (n < sizeof(want) / sizeof(want[0]))
+			CHECK(str_is(resp.headers[i].name, want[n]));
+		n++;
+	}
+	CHECK_INT(n, sizeof(want) / sizeof(want[0]));
+
+	/* Never a line break nor a control byte, whoever filled h. */
+	h.name.p = "X-A";
+	h.name.len = 3;
+	h.value.p = "a\r\nX-B: b";
+	h.value.len = 10;
+	CHECK(!http_response_field_passed(&resp, &h));
+	h.value.p = "a\0b";
+	h.value.len = 3;
+	CHECK(!http_response_field_passed(&resp, &h));
+	h.value.p = "a\tb";
+	CHECK(http_response_field_passed(&resp, &h));
+	h.name.p = "X A";
+	CHECK(!http_response_field_passed(&resp, &h));
+	h.name.len = 0;
+	CHECK(!http_response_field_passed(&resp, &h));
+}
+
 /* Run every group; the exit status says whether all checks passed. */
 int
 main(void)
@@ -1005,6 +1054,7 @@ main(void)
 	test_check_upgrade();
 	test_keys();
 	test_dropped();
+	test_101_passed();
 	test_name_alias();
 	test_helpers();
 	test_ambiguous_paths();
