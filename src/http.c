@@ -1168,6 +1168,20 @@ http_name_alias(struct wsg_str name, const char *lit)
 	return name.len == n && http_name_ieq(name.p, lit, n);
 }
 
+/* Does any Connection field of a head name this field (hop-by-hop)? */
+static int
+http_connection_names(const struct wsg_http_header *hdrs, size_t n,
+    struct wsg_str name)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (http_str_eq(hdrs[i].name, "Connection") &&
+		    http_list_has(hdrs[i].value, name))
+			return 1;
+	return 0;
+}
+
 /*
  * Should the client's field be kept from the upstream request?  Origin is
  * always kept, even if Connection names it: the gateway vetted it and the
@@ -1193,11 +1207,7 @@ http_header_is_dropped(const struct wsg_http_request *req, struct wsg_str name)
 		    http_name_ieq(name.p, http_dropped_prefixes[i], n))
 			return 1;
 	}
-	for (i = 0; i < req->nheaders; i++)
-		if (http_str_eq(req->headers[i].name, "Connection") &&
-		    http_list_has(req->headers[i].value, name))
-			return 1;
-	return 0;
+	return http_connection_names(req->headers, req->nheaders, name);
 }
 
 /*
@@ -1230,11 +1240,7 @@ http_response_field_passed(const struct wsg_http_response *resp,
 	if (h->name.len >= sizeof(prefix) - 1 &&
 	    http_name_ieq(h->name.p, prefix, sizeof(prefix) - 1))
 		return 0;
-	for (i = 0; i < resp->nheaders; i++)
-		if (http_str_eq(resp->headers[i].name, "Connection") &&
-		    http_list_has(resp->headers[i].value, h->name))
-			return 0;
-	return 1;
+	return !http_connection_names(resp->headers, resp->nheaders, h->name);
 }
 
 /* HTTP status sent for a parse result; 0 when it is not a refusal. */
