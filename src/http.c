@@ -44,13 +44,14 @@ static const char *const http_dropped_names[] = {
 
 /*
  * Fields of the upstream's 101 the client never gets: hop-by-hop ones
- * (RFC 9110 7.6.1, 11.7), and those the gateway writes itself or that
- * would describe the upstream's message, not the client's.
+ * (RFC 9110 7.6.1, 11.7), those the gateway writes itself or that would
+ * describe the upstream's message, not the client's, and the upstream's
+ * Server banner, which names its software to anyone (nginx hides it too).
  */
 static const char *const http_101_dropped_names[] = {
 	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Proxy-Authenticate",
-	"Proxy-Authentication-Info", "Content-Length"
+	"Proxy-Authentication-Info", "Content-Length", "Server"
 };
 
 /* Name prefixes the gateway owns (Proxy-*, Sec-WebSocket-*, X-Forwarded-*). */
@@ -1213,8 +1214,8 @@ http_header_is_dropped(const struct wsg_http_request *req, struct wsg_str name)
 /*
  * Should this field of the upstream's valid 101 go on to the client?
  * Not the hop-by-hop fields nor those any Connection field names, not
- * Content-Length, and no Sec-WebSocket-* field: the gateway writes its
- * own.  Names are matched as http_name_alias() does.  The parser already
+ * Content-Length or Server, and no Sec-WebSocket-* field: the gateway
+ * writes its own.  Names are matched as http_name_alias() does.  The parser already
  * refused CR, LF, NUL and obs-fold; a value holding one is kept back all
  * the same, as the client's head must never be split.
  */

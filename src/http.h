@@ -150,7 +150,7 @@ int	http_path_ambiguous(const char *, size_t);
  * Not the hop-by-hop fields (Connection, Keep-Alive, Proxy-Connection,
  * TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authenticate,
  * Proxy-Authentication-Info), nor fields named in any Connection field,
- * nor Content-Length or any Sec-WebSocket-* field, nor a field whose
+ * nor Content-Length, Server or any Sec-WebSocket-* field, nor a field whose
  * name is not a token or whose value holds CR, LF, NUL or another
  * control character.
  */
