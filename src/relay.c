@@ -1455,6 +1455,11 @@ relay_tls_io(struct bufferevent *bev, short what)
 	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&p);
 	if (p == NULL || !RELAY_TLS(p))
 		return;
+	/* Its end was read: it is only written to (relay_half_closed()). */
+	if (p->p_rd_ended && (what & EV_READ)) {
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
 	bufferevent_incref(bev);
 	if (what & EV_TIMEOUT)
 		ev = BEV_EVENT_TIMEOUT | (what & EV_READ ? BEV_EVENT_READING :
@@ -1589,6 +1594,52 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 /*
+ * A TLS 1.3 client that ended TLS cleanly (close_notify, perhaps a FIN
+ * too) right after its close frame may still read what we send (RFC 8446
+ * 6.1 allows a half-closure) and is owed a close frame in answer (RFC 6455
+ * 5.5.1): its half stays, written to and no longer read, while the close
+ * goes on as for any client that closed first.  The upstream's answer is
+ * relayed to it (relay_control()), or ours goes once the close wait runs
+ * out (session_close_waited()) or the upstream hangs up (relay_end());
+ * then our close_notify and FIN (session_peer_flushed()).  TLS 1.2 wants
+ * the close_notify answered at once, pending writes dropped (RFC 5246
+ * 7.2.1): not there, nor after a truncation (a FIN without close_notify)
+ * or an alert.  Returns 1 if the half stays.
+ */
+static int
+relay_half_closed(struct wsg_peer *p, short what)
+{
+	struct wsg_session	*s = p->p_session;
+
+	if (p->p_rd_ended)
+		return (!(what & BEV_EVENT_ERROR));
+	if (!p->p_is_client || !p->p_close_rcvd || p->p_close_sent ||
+	    (what & BEV_EVENT_ERROR) || !(what & BEV_EVENT_EOF) ||
+	    s->s_state != WSG_S_OPEN || p->p_bev == NULL ||
+	    p->p_other->p_bev == NULL)
+		return (0);
+	if (p->p_tls13 != NULL) {
+		if (!tls13_notified(p->p_tls13))
+			return (0);
+	} else if (p->p_ssl == NULL ||
+	    SSL_version(p->p_ssl) != TLS1_3_VERSION ||
+	    SSL_get_shutdown(p->p_ssl) != SSL_RECEIVED_SHUTDOWN)
+		return (0);
+	p->p_rd_ended = 1;
+	if (p->p_paused) {
+		p->p_paused = 0;
+		if (p->p_gone_ev != NULL)
+			event_del(p->p_gone_ev);
+	}
+	/* The reader turned both off at the end. */
+	bufferevent_disable(p->p_bev, EV_READ);
+	bufferevent_enable(p->p_bev, EV_WRITE);
+	relay_write_now(p);
+	relay_kick(p->p_other);
+	return (1);
+}
+
+/*
  * The end of a half, read by the relay (wait 1), or found while it was
  * paused (relay_gone_cb(), wait 0).
  */
@@ -1627,6 +1678,8 @@ relay_end(struct wsg_peer *p, short what, int err, int wait)
 		p->p_end_errno = err;
 		return;
 	}
+	if (relay_half_closed(p, what))
+		return;
 	e = session_tls_error(p, &local);
 	if (!local && (what & BEV_EVENT_ERROR) && err == ENOMEM &&
 	    s->s_state == WSG_S_OPEN) {

@@ -1351,6 +1351,9 @@ session_peer_flushed(struct wsg_peer *p)
 		shutdown(fd, SHUT_WR);
 	/* The peer's EOF (or the linger timer) frees it. */
 	bufferevent_disable(p->p_bev, EV_WRITE);
+	/* Unless that was read before (relay_half_closed()). */
+	if (p->p_rd_ended)
+		session_peer_free(p);
 }
 
 /*
@@ -1470,7 +1473,9 @@ session_peer_close(struct wsg_peer *p)
 	    session_linger_write_cb, session_event_cb, p);
 	bufferevent_setwatermark(p->p_bev, EV_READ, 0, 0);
 	bufferevent_setwatermark(p->p_bev, EV_WRITE, 0, 0);
-	bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
+	/* A half whose end was read is not read again. */
+	bufferevent_enable(p->p_bev, p->p_rd_ended ? EV_WRITE :
+	    EV_READ | EV_WRITE);
 	p->p_discarded = 0;
 	/* The rest of a frame streamed to the other side still goes there. */
 	if (!relay_finish(p)) {

@@ -865,6 +865,12 @@ tls13_answer_close(struct wsg_tls13 *t, int fd)
 }
 
 int
+tls13_notified(const struct wsg_tls13 *t)
+{
+	return (t->t_notified);
+}
+
+int
 tls13_write_pending(const struct wsg_tls13 *t)
 {
 	return (t->t_outlen > 0 || (t->t_update_due && !t->t_done));

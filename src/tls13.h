@@ -85,6 +85,9 @@ void	 tls13_close_notify(struct wsg_tls13 *, int);
 /* The same, only if the client's close_notify was read: its answer. */
 void	 tls13_answer_close(struct wsg_tls13 *, int);
 
+/* Was the client's close_notify read? */
+int	 tls13_notified(const struct wsg_tls13 *);
+
 /* Free this thread's cipher contexts (at a worker's end). */
 void	 tls13_thread_done(void);
 

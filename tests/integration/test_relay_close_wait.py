@@ -3,15 +3,22 @@ few seconds after the frame has gone out, not at the idle timeout, the side
 that closed first gets its own code back, and the access log names that
 side with its code.  A side that hangs up
 on the relayed close instead of answering it ends the close the other side
-asked for: that side gets its own code back, and the log says it closed."""
+asked for: that side gets its own code back, and the log says it closed.
+A TLS 1.3 client that ends TLS (close_notify, FIN) right behind its close
+frame still gets the close answered, before the gateway's close_notify."""
 
+import socket
+import ssl
 import time
 
 import jwt
+import pytest
 
 import rawclient
 import wsproto
 from conftest import policy, wait_for
+from test_tls13_crafted import Sealer
+from test_tls_records import RecordClient, frames_in, upgrade
 
 # Far above the gateway's wait for a close answer, far below the test bound
 # of the other side's idle timeout: reaching it means no bound was applied.
@@ -266,3 +273,139 @@ def test_token_expiring_while_a_client_close_waits(factory, tmp_path):
     got, rest = frames_to_upstream(uc)
     assert got == [(wsproto.OP_CLOSE, 4000)] and not rest, (got, rest)
     c.close()
+
+
+def answer_close(code, reason):
+    """A 101; on a close frame, answer with a close of code, keep reading."""
+    def behavior(c):
+        if not c.read_head():
+            return
+        c.accept_101()
+        f = c.read_frame(10)
+        while f is not None and f.opcode != wsproto.OP_CLOSE:
+            f = c.read_frame(10)
+        if f is None:
+            return
+        c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                    wsproto.close_payload(code, reason),
+                                    mask=False))
+        c.drain(BOUND + 30)
+    return behavior
+
+
+TAKEN_OVER = "TLS records now sealed and opened by wsgate"
+
+
+def tls_close_then_notify(gw, layer, fin, keylog):
+    """Open /c over TLS 1.3 on the record layer asked for ("wsgate" or
+    "openssl"), or over TLS 1.2; send a close frame (4002) and the
+    close_notify behind it in one segment, then FIN if fin; read until
+    the gateway's close_notify.  Returns (client, frames read, whether
+    the close_notify came, whether the TCP connection ended after it)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = \
+        ssl.TLSVersion.TLSv1_2 if layer == "tls12" else \
+        ssl.TLSVersion.TLSv1_3
+    ctx.keylog_filename = str(keylog)
+    c = RecordClient(gw.port, ctx)
+    c.handshake()
+    req = rawclient.build_request("/c")
+    close = wsproto.encode_frame(wsproto.OP_CLOSE,
+                                 wsproto.close_payload(4002, b"bye"))
+    if layer == "openssl":
+        # A KeyUpdate before the request keeps the session with OpenSSL
+        # (tls13_takeover()); the client's records are sealed by hand.
+        s = Sealer(keylog, 0)
+        ku = s.seal(b"\x18\x00\x00\x01\x00", 22)
+        s.update()
+        c.sock.sendall(c.out.read() + ku + s.seal(req, 23))
+    else:
+        c.write(req)
+        c.flush()
+    assert upgrade(c).status == 101
+    if layer == "wsgate":
+        wait_for(lambda: TAKEN_OVER in gw.error_text(),
+                 what="the record layer's takeover")
+    if layer == "openssl":
+        c.sock.sendall(s.seal(close, 23) + s.seal(b"\x01\x00", 21))
+    else:
+        c.write(close)
+        try:
+            c.tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        c.flush()
+    if fin:
+        c.sock.shutdown(socket.SHUT_WR)
+    notified = c.read_to_close_notify(BOUND)
+    ended = False
+    if notified:
+        c.sock.settimeout(10)
+        try:
+            ended = c.sock.recv(1) == b""
+        except OSError:
+            pass
+    if layer == "openssl":
+        assert TAKEN_OVER not in gw.error_text()
+    return c, frames_in(c.buf)[0], notified, ended
+
+
+def client_closed_4002(gw, c):
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 4002), e
+    (uc,) = gw.up.connections()
+    assert uc.done.wait(10), "upstream connection still open"
+    got, rest = frames_to_upstream(uc)
+    assert got[-1:] == [(wsproto.OP_CLOSE, 4002)] and not rest, (got, rest)
+
+
+@pytest.mark.parametrize("fin", [False, True], ids=["notify", "notify_fin"])
+@pytest.mark.parametrize("layer", ["wsgate", "openssl"])
+def test_tls13_close_then_close_notify_gets_the_answer(factory, tmp_path,
+                                                      layer, fin):
+    """RFC 8446 6.1 lets a TLS 1.3 client end its side and go on reading:
+    the upstream's answer (4100) reaches it before our close_notify, and
+    the connection closes after that."""
+    gw = gateway(factory, answer_close(4100, b"up"))
+    c, got, notified, ended = tls_close_then_notify(gw, layer, fin,
+                                                   tmp_path / "keylog")
+    try:
+        assert [(f.opcode, f.close_code) for f in got] == \
+            [(wsproto.OP_CLOSE, 4100)], got
+        assert notified and ended, (notified, ended)
+        client_closed_4002(gw, c)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("layer", ["wsgate", "openssl"])
+def test_tls13_close_then_close_notify_unanswered(factory, tmp_path,
+                                                  layer):
+    """The upstream never answers: once the close wait is over the client
+    gets its own code back, then our close_notify."""
+    gw = gateway(factory, mute_after_101)
+    c, got, notified, ended = tls_close_then_notify(gw, layer, True,
+                                                   tmp_path / "keylog")
+    try:
+        assert [(f.opcode, f.close_code) for f in got] == \
+            [(wsproto.OP_CLOSE, 4002)], got
+        assert notified and ended, (notified, ended)
+        client_closed_4002(gw, c)
+    finally:
+        c.close()
+
+
+def test_tls12_close_then_close_notify_is_answered_at_once(factory,
+                                                          tmp_path):
+    """TLS 1.2 has the close_notify answered at once, pending writes
+    dropped (RFC 5246 7.2.1): no close frame before it."""
+    gw = gateway(factory, answer_close(4100, b"up"))
+    c, got, notified, ended = tls_close_then_notify(gw, "tls12", False,
+                                                   tmp_path / "keylog")
+    try:
+        assert got == [] and notified, (got, notified)
+        client_closed_4002(gw, c)
+    finally:
+        c.close()

@@ -90,6 +90,25 @@ class RecordClient:
                                          bytes(self.buf[:200]))
         return bytes(self.buf)
 
+    def read_to_close_notify(self, timeout=5.0):
+        """Decrypted bytes into buf until the peer's close_notify: True,
+        or False if the connection ends without it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                chunk = self.tls.read(65536)
+            except ssl.SSLZeroReturnError:
+                return True
+            except ssl.SSLEOFError:
+                return False
+            except ssl.SSLWantReadError:
+                if not self._pull(deadline):
+                    return False
+                continue
+            if not chunk:
+                return True
+            self.buf += chunk
+
     def close(self):
         self.sock.close()
 
