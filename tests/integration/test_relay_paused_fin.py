@@ -247,7 +247,7 @@ def test_close_notify_in_the_read_that_fills_the_far_side(factory, certs,
         c.upgrade("/b")
         (uc,) = up.wait_conns(1)
         gwport = uc.sock.getpeername()[1]
-        sent, frames, last = 0, 0, [None]
+        sent, frames, seen = 0, 0, [None]
 
         def held():
             """What the gateway holds for the upstream (sent, less what
@@ -256,10 +256,10 @@ def test_close_notify_in_the_read_that_fills_the_far_side(factory, certs,
             gq = tcp_queues(gwport, up.port)
             uq = tcp_queues(up.port, gwport)
             if None in (cq, gq, uq) or cq[1] != 0:
-                last[0] = None
+                seen[0] = None
                 return False
             x = sent - gq[0] - uq[1]
-            same, last[0] = last[0] == x, x
+            same, seen[0] = seen[0] == x, x
             return same
 
         # Up to the high-water mark in steps small enough near it that
@@ -267,18 +267,18 @@ def test_close_notify_in_the_read_that_fills_the_far_side(factory, certs,
         # holds at least the mark, has nothing left to read, and is not
         # paused.
         for _ in range(5000):
-            n = 60000 if (last[0] or 0) < high - 100000 else 1000
+            n = 60000 if (seen[0] or 0) < high - 100000 else 1000
             frame = wsproto.encode_frame(wsproto.OP_BINARY, b"u" * n)
             c.tls.write(frame)
             c.flush()
             sent += len(frame)
             frames += 1
-            last[0] = None
+            seen[0] = None
             wait_for(held, timeout=10, interval=0.02,
                      what="the gateway to take the frame")
-            if last[0] >= high:
+            if seen[0] >= high:
                 break
-        assert last[0] >= high, last[0]
+        assert seen[0] >= high, seen[0]
         if last == "close":
             c.tls.write(wsproto.encode_frame(
                 wsproto.OP_CLOSE, wsproto.close_payload(4000, b"bye")))
