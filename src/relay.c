@@ -1594,14 +1594,17 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 /*
- * A TLS 1.3 client that ended TLS cleanly (close_notify, perhaps a FIN
- * too) right after its close frame may still read what we send (RFC 8446
- * 6.1 allows a half-closure) and is owed a close frame in answer (RFC 6455
+ * A client that ended its side cleanly right after its close frame, a
+ * ws:// one with a FIN (shutdown(2)), a TLS 1.3 one with close_notify
+ * (perhaps a FIN too), may still read what we send (TCP and RFC 8446 6.1
+ * allow a half-closure) and is owed a close frame in answer (RFC 6455
  * 5.5.1): its half stays, written to and no longer read, while the close
  * goes on as for any client that closed first.  The upstream's answer is
  * relayed to it (relay_control()), or ours goes once the close wait runs
  * out (session_close_waited()) or the upstream hangs up (relay_end());
- * then our close_notify and FIN (session_peer_flushed()).  TLS 1.2 wants
+ * then our close_notify, if TLS, and FIN (session_peer_flushed()).  A
+ * client that closed its socket outright resets our first write, which
+ * ends the half as any reset does.  TLS 1.2 wants
  * the close_notify answered at once, pending writes dropped (RFC 5246
  * 7.2.1): not there, nor after a truncation (a FIN without close_notify)
  * or an alert.  Returns 1 if the half stays.
@@ -1621,9 +1624,9 @@ relay_half_closed(struct wsg_peer *p, short what)
 	if (p->p_tls13 != NULL) {
 		if (!tls13_notified(p->p_tls13))
 			return (0);
-	} else if (p->p_ssl == NULL ||
+	} else if (p->p_ssl != NULL && (
 	    SSL_version(p->p_ssl) != TLS1_3_VERSION ||
-	    SSL_get_shutdown(p->p_ssl) != SSL_RECEIVED_SHUTDOWN)
+	    SSL_get_shutdown(p->p_ssl) != SSL_RECEIVED_SHUTDOWN))
 		return (0);
 	p->p_rd_ended = 1;
 	if (p->p_paused) {

@@ -69,7 +69,7 @@ struct wsg_peer {
 	uint16_t		 p_close_code;	/* code of the close it sent */
 	uint16_t		 p_close_due;	/* to send once a frame ends */
 	const char		*p_close_why;	/* its reason */
-	int			 p_rd_ended;	/* TLS ended after its close */
+	int			 p_rd_ended;	/* its end read after its close */
 
 	uint64_t		 p_frames;	/* frames read from this side */
 	uint64_t		 p_bytes;	/* bytes read from this side */

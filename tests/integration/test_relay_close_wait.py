@@ -4,8 +4,9 @@ that closed first gets its own code back, and the access log names that
 side with its code.  A side that hangs up
 on the relayed close instead of answering it ends the close the other side
 asked for: that side gets its own code back, and the log says it closed.
-A TLS 1.3 client that ends TLS (close_notify, FIN) right behind its close
-frame still gets the close answered, before the gateway's close_notify."""
+A ws:// client that half-closes TCP, or a TLS 1.3 client that ends TLS
+(close_notify, FIN), right behind its close frame still gets the close
+answered, before the gateway's close_notify."""
 
 import socket
 import ssl
@@ -406,6 +407,29 @@ def test_tls12_close_then_close_notify_is_answered_at_once(factory,
                                                    tmp_path / "keylog")
     try:
         assert got == [] and notified, (got, notified)
+        client_closed_4002(gw, c)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("answered", [True, False],
+                         ids=["answered", "unanswered"])
+def test_plain_close_then_fin_gets_the_answer(factory, answered):
+    """A ws:// client that half-closes TCP (shutdown(SHUT_WR)) right
+    behind its close frame still reads: the upstream's answer (4100), or
+    its own code once the close wait is over, reaches it before the
+    gateway's FIN, as over TLS 1.3 after a close_notify."""
+    gw = gateway(factory, answer_close(4100, b"up") if answered else
+                 mute_after_101, tls=False)
+    c = gw.raw()
+    try:
+        c.upgrade("/c")
+        c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(4002, b"bye"))
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.wait_closed(BOUND), "session still open after the close"
+        got = frames_in(c.buf)[0]
+        assert [(f.opcode, f.close_code) for f in got] == \
+            [(wsproto.OP_CLOSE, 4100 if answered else 4002)], bytes(c.buf)
         client_closed_4002(gw, c)
     finally:
         c.close()
