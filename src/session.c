@@ -1349,11 +1349,17 @@ session_peer_flushed(struct wsg_peer *p)
 		SSL_shutdown(ssl);
 	if (fd != -1)
 		shutdown(fd, SHUT_WR);
-	/* The peer's EOF (or the linger timer) frees it. */
 	bufferevent_disable(p->p_bev, EV_WRITE);
 	/* Unless that was read before (relay_half_closed()). */
-	if (p->p_rd_ended)
+	if (p->p_rd_ended) {
 		session_peer_free(p);
+		return;
+	}
+	/* The peer's EOF (or the linger timer) frees it. */
+	if (!(bufferevent_get_enabled(p->p_bev) & EV_READ)) {
+		bufferevent_enable(p->p_bev, EV_READ);
+		session_tls_kick(p);
+	}
 }
 
 /*
@@ -1473,9 +1479,19 @@ session_peer_close(struct wsg_peer *p)
 	    session_linger_write_cb, session_event_cb, p);
 	bufferevent_setwatermark(p->p_bev, EV_READ, 0, 0);
 	bufferevent_setwatermark(p->p_bev, EV_WRITE, 0, 0);
-	/* A half whose end was read is not read again. */
-	bufferevent_enable(p->p_bev, p->p_rd_ended ? EV_WRITE :
-	    EV_READ | EV_WRITE);
+	/*
+	 * A client refused before the upgrade is not read until its answer
+	 * is out (session_peer_flushed()): its EOF, close_notify or FIN,
+	 * perhaps sent with its request, would end the connection with the
+	 * answer still queued.  The linger timer bounds the wait.  A half
+	 * whose end was read (relay_half_closed()) is not read again.
+	 */
+	if (p->p_rd_ended ||
+	    (p->p_is_client && p->p_session->s_status != 101)) {
+		bufferevent_disable(p->p_bev, EV_READ);
+		bufferevent_enable(p->p_bev, EV_WRITE);
+	} else
+		bufferevent_enable(p->p_bev, EV_READ | EV_WRITE);
 	p->p_discarded = 0;
 	/* The rest of a frame streamed to the other side still goes there. */
 	if (!relay_finish(p)) {
@@ -1566,21 +1582,17 @@ session_finished(struct wsg_session *s)
  * https:// or wss://): OpenSSL refused it before sending anything.  As
  * nginx does, the client is told in plaintext, as a 400 bad_request, so
  * that its user sees what went wrong rather than a cut connection.  The
- * TLS bufferevent cannot carry the answer: it is written to the socket
- * at once (a fresh connection's send buffer takes it whole), and a plain
- * bufferevent takes the socket over to send any rest and to close as any
- * refusal does, taking what the client still sends.  The fd and the SSL
- * stay the peer's, released in session_free().  Written at once, the
- * answer is out before the client's FIN, which may have come with its
- * request (netcat), is read: that EOF frees the bufferevent, and what is
- * still queued in it with it.  What OpenSSL read of the request counts
- * in bytes_in.  Of the methods OpenSSL knows, only HEAD starts with an H.
+ * TLS bufferevent cannot carry the answer: a plain bufferevent takes the
+ * socket over to send it and to close as any refusal does, reading
+ * nothing until it is out (session_peer_close()).  The fd and the SSL
+ * stay the peer's, released in session_free().  What OpenSSL read of the
+ * request counts in bytes_in.  Of the methods OpenSSL knows, only HEAD
+ * starts with an H.
  */
 static void
 session_refuse_plain_http(struct wsg_session *s, struct wsg_peer *p)
 {
-	struct evbuffer	*b = NULL;
-	BIO		*rbio;
+	BIO	*rbio;
 
 	log_info("conn %llu: refused: bad_request: a plaintext HTTP request "
 	    "came to TLS listener %s", (unsigned long long)s->s_id,
@@ -1589,20 +1601,14 @@ session_refuse_plain_http(struct wsg_session *s, struct wsg_peer *p)
 		p->p_bytes += BIO_number_read(rbio);
 	bufferevent_free(p->p_bev);
 	if ((p->p_bev = bufferevent_socket_new(s->s_worker->w_base, p->p_fd,
-	    0)) == NULL || (b = evbuffer_new()) == NULL ||
-	    session_refusal_add(b, 400, "bad_request", NULL,
+	    0)) == NULL || session_refusal_add(bufferevent_get_output(
+	    p->p_bev), 400, "bad_request", NULL,
 	    "this port speaks TLS: use wss:// or https://",
 	    s->s_first_byte == 'H') == -1)
 		log_warnx("conn %llu: no memory to answer its plaintext "
 		    "request", (unsigned long long)s->s_id);
-	else {
+	else
 		s->s_status = 400;
-		/* A client already gone is no matter: it is closed anyway. */
-		(void)evbuffer_write(b, p->p_fd);
-		(void)evbuffer_add_buffer(bufferevent_get_output(p->p_bev), b);
-	}
-	if (b != NULL)
-		evbuffer_free(b);
 	session_close(s, "bad_request");
 }
 
