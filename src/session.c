@@ -67,6 +67,8 @@ static void	session_admit_rest(struct wsg_session *,
 		    struct wsg_http_request *);
 static void	session_timer_cb(evutil_socket_t, short, void *);
 static void	session_wait_hello(struct wsg_session *, int);
+static void	session_refuse_plain_http(struct wsg_session *,
+		    struct wsg_peer *);
 static void	session_refuse_answer(struct wsg_session *, int,
 		    const char *, const char *, const char *, int);
 
@@ -336,24 +338,26 @@ session_proxy_cb(evutil_socket_t fd, short ev, void *arg)
  * The first bytes of a client on a TLS listener have come (or its EOF):
  * only now is its TLS state made.  OpenSSL allocates some 50 KiB for a
  * handshake it has started, even with nothing read, and a connection that
- * sends nothing costs its client nothing at all.
+ * sends nothing costs its client nothing at all.  A plaintext HTTP
+ * request line is answered without any (session_refuse_plain_http()).
+ * Edge-triggered, so that bytes too few to tell by are waited on without
+ * spinning; but never for more than a record header's worth, which
+ * OpenSSL would wait for too, and the handshake timeout bounds the wait.
  */
 static void
 session_hello_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct wsg_session	*s = arg;
-	uint8_t			 b;
+	uint8_t			 b[TLS_MAX_METHOD + sizeof(" https://")];
 	ssize_t			 n;
+	int			 plain = 0;
 
-	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-		if (event_add(s->s_proxy_ev, NULL) == -1) {
-			log_warnx("conn %llu: internal_error: cannot wait for "
-			    "the TLS hello", (unsigned long long)s->s_id);
-			session_close(s, "internal_error");
-		}
+	n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
-	}
+	if (n > 0 && (plain = tls_plain_request_line(b, n)) == -1 &&
+	    !(ev & EV_CLOSED))
+		return;
 	event_free(s->s_proxy_ev);
 	s->s_proxy_ev = NULL;
 	/* Gone before a byte: no TLS state is made only to read its EOF. */
@@ -364,9 +368,12 @@ session_hello_cb(evutil_socket_t fd, short ev, void *arg)
 		session_close(s, "handshake_failed");
 		return;
 	}
-	/* Enough to tell a HEAD should OpenSSL find plaintext HTTP. */
-	s->s_first_byte = b;
-	session_start_client(s, fd);
+	/* Enough to tell a HEAD by (session_refuse_plain_http()). */
+	s->s_first_byte = b[0];
+	if (plain == 1)
+		session_refuse_plain_http(s, &s->s_client);
+	else
+		session_start_client(s, fd);
 }
 
 /*
@@ -381,8 +388,8 @@ session_wait_hello(struct wsg_session *s, int fd)
 		session_start_client(s, fd);
 		return;
 	}
-	s->s_proxy_ev = event_new(s->s_worker->w_base, fd, EV_READ,
-	    session_hello_cb, s);
+	s->s_proxy_ev = event_new(s->s_worker->w_base, fd,
+	    EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, session_hello_cb, s);
 	if (s->s_proxy_ev == NULL || event_add(s->s_proxy_ev, NULL) == -1) {
 		log_warnx("conn %llu: internal_error: cannot wait for the TLS "
 		    "hello", (unsigned long long)s->s_id);
@@ -1579,27 +1586,38 @@ session_finished(struct wsg_session *s)
 
 /*
  * The client spoke plaintext HTTP to a TLS listener (http:// or ws:// for
- * https:// or wss://): OpenSSL refused it before sending anything.  As
- * nginx does, the client is told in plaintext, as a 400 bad_request, so
- * that its user sees what went wrong rather than a cut connection.  The
- * TLS bufferevent cannot carry the answer: a plain bufferevent takes the
- * socket over to send it and to close as any refusal does, reading
- * nothing until it is out (session_peer_close()).  The fd and the SSL
- * stay the peer's, released in session_free().  What OpenSSL read of the
- * request counts in bytes_in.  Of the methods OpenSSL knows, only HEAD
- * starts with an H.
+ * https:// or wss://): session_hello_cb() saw a request line come, or
+ * OpenSSL refused one before sending anything.  As nginx does, the client
+ * is told in plaintext, as a 400 bad_request, so that its user sees what
+ * went wrong rather than a cut connection.  The TLS bufferevent, if there
+ * is one, cannot carry the answer: a plain bufferevent takes the socket
+ * over to send it and to close as any refusal does, reading nothing until
+ * it is out (session_peer_close()).  The fd and the SSL are the peer's,
+ * released in session_free().  What was read of the request counts in
+ * bytes_in: what OpenSSL read, or here a bounded read of what has come.
+ * Of the methods in use, only HEAD starts with an H.
  */
 static void
 session_refuse_plain_http(struct wsg_session *s, struct wsg_peer *p)
 {
+	char	 buf[4096];
 	BIO	*rbio;
+	ssize_t	 n;
 
 	log_info("conn %llu: refused: bad_request: a plaintext HTTP request "
 	    "came to TLS listener %s", (unsigned long long)s->s_id,
 	    s->s_listener->lc_name);
-	if (p->p_ssl != NULL && (rbio = SSL_get_rbio(p->p_ssl)) != NULL)
-		p->p_bytes += BIO_number_read(rbio);
-	bufferevent_free(p->p_bev);
+	if (p->p_bev != NULL) {
+		if (p->p_ssl != NULL &&
+		    (rbio = SSL_get_rbio(p->p_ssl)) != NULL)
+			p->p_bytes += BIO_number_read(rbio);
+		bufferevent_free(p->p_bev);
+	} else {
+		p->p_fd = s->s_fd;
+		s->s_fd = -1;
+		if ((n = recv(p->p_fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+			p->p_bytes += n;
+	}
 	if ((p->p_bev = bufferevent_socket_new(s->s_worker->w_base, p->p_fd,
 	    0)) == NULL || session_refusal_add(bufferevent_get_output(
 	    p->p_bev), 400, "bad_request", NULL,

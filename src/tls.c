@@ -674,6 +674,46 @@ tls_plain_http(unsigned long e)
 	    ERR_GET_REASON(e) == SSL_R_HTTPS_PROXY_REQUEST));
 }
 
+/*
+ * Do the first bytes a client sent to a TLS listener start an HTTP request
+ * line: a method in capitals, a space and a target ("/", "*", or an
+ * absolute http:// or https:// URI)?  No TLS record starts with a capital
+ * letter.  1 if so, 0 if not, -1 while what came, shorter than a record
+ * header, could still be one.  What OpenSSL tells by itself (GET, POST,
+ * HEAD, PUT, CONNECT) is told here too, more is not: a request line come
+ * in pieces longer than that is left to OpenSSL.
+ */
+int
+tls_plain_request_line(const unsigned char *b, size_t len)
+{
+	static const char *const abs[] = { "http://", "https://" };
+	size_t	i = 0, j, k;
+
+	while (i < len && i < TLS_MAX_METHOD && ((b[i] >= 'A' &&
+	    b[i] <= 'Z') || (i > 0 && (b[i] == '-' || b[i] == '_'))))
+		i++;
+	if (i == 0)
+		return (0);
+	if (i < len && b[i++] != ' ')
+		return (0);
+	if (i < len) {
+		if (b[i] == '/' || b[i] == '*')
+			return (1);
+		for (k = 0; k < 2; k++) {
+			for (j = 0; i + j < len && abs[k][j] != '\0' &&
+			    (b[i + j] | 0x20) == abs[k][j]; j++)
+				;
+			if (abs[k][j] == '\0')
+				return (1);
+			if (i + j == len)
+				break;		/* so far, so good */
+		}
+		if (k == 2)
+			return (0);
+	}
+	return (len < TLS_RECORD_HEADER ? -1 : 0);
+}
+
 /* A certificate time as a Unix time; -1 if it does not convert. */
 static int64_t
 tls_time(const ASN1_TIME *t)

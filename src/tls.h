@@ -59,4 +59,13 @@ const char *tls_reason(unsigned long, char *, size_t);
  */
 int	 tls_plain_http(unsigned long);
 
+#define TLS_RECORD_HEADER	5	/* a TLS record's header, bytes */
+#define TLS_MAX_METHOD		16	/* longest method a request line has */
+
+/*
+ * Do a TLS listener's first bytes start a plaintext HTTP request line?
+ * 1 if so, 0 if not, -1 while too few have come to tell.
+ */
+int	 tls_plain_request_line(const unsigned char *, size_t);
+
 #endif /* WSG_TLS_H */

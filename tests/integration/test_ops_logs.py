@@ -705,7 +705,7 @@ PROXY_CASES = [
     ("bad_proxy_header", b"HELLO THERE\r\n", False),
     ("handshake_failed", b"PROXY TCP4 ", False),
     ("handshake_failed", b"", True),
-    ("handshake_failed", b"HELLO / HTTP/1.1\r\n\r\n", True),
+    ("handshake_failed", b"hello / HTTP/1.1\r\n\r\n", True),
     ("bad_request", b"GET / HTTP/1.1\r\n\r\n", True),
 ]
 

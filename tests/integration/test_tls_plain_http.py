@@ -1,13 +1,15 @@
 """Plaintext HTTP sent to a TLS listener (ws:// or http:// for a wss://
 port, the usual mistake).
 
-OpenSSL recognises a request line (GET, POST, HEAD, PUT) or a proxy's
-CONNECT where the first TLS record should be, and sends no alert.  The
+The gateway sees a request line (any method in capitals, a space, a
+target) come where the first TLS record should be, or OpenSSL recognises
+one (GET, POST, HEAD, PUT) or a proxy's CONNECT and sends no alert.  The
 gateway then answers in plaintext, as nginx does: a whole 400 with
 Connection: close and a body naming bad_request and saying that the port
 wants wss:// or https://; no body for a HEAD.  The access log and
 wsgate_rejections_total say bad_request, and the error log says what came.
-Bytes that are not HTTP still get no answer (handshake_failed), and TLS
+Bytes that are not HTTP, a request line in lower case, or too few bytes
+to tell by still get no answer (handshake_failed), and TLS
 clients on the same listener are served as before.  Behind proxy_protocol
 the answer comes the same way, and the log names the client the PROXY
 header gave.
@@ -84,9 +86,23 @@ REQUESTS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(REQUESTS))
+# Methods OpenSSL does not know: the gateway tells them by the request line
+# it sees come, before any TLS state is made.
+OTHER_METHODS = {
+    "options": b"OPTIONS /echo HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "options_star": b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "delete": b"DELETE /x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "patch": b"PATCH /x HTTP/1.1\r\nHost: localhost\r\n"
+             b"Content-Length: 2\r\n\r\nhi",
+    "trace": b"TRACE / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "propfind_absolute": b"PROPFIND http://localhost/x HTTP/1.1\r\n"
+                         b"Host: localhost\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(REQUESTS) + sorted(OTHER_METHODS))
 def test_plain_http_gets_a_plain_400(gw, case):
-    data = REQUESTS[case]
+    data = REQUESTS.get(case) or OTHER_METHODS[case]
     before = rejected(gw, "bad_request")
     resp, c = plain(gw, data)
     assert_plain_400(resp)
@@ -119,16 +135,24 @@ def test_plain_head_gets_no_body(gw, pause):
     echo_works(gw)
 
 
-def test_split_get_still_gets_its_body(gw):
-    """A GET whose first byte came alone is no HEAD."""
-    resp, c = plain(gw, REQUESTS["browser_get"], pause=0.3)
+@pytest.mark.parametrize("case", ["browser_get", "options", "delete"])
+def test_split_request_still_gets_its_body(gw, case):
+    """A request whose first byte came alone gets the same 400, with its
+    body: it is no HEAD."""
+    data = REQUESTS.get(case) or OTHER_METHODS[case]
+    resp, c = plain(gw, data, pause=0.3)
     assert_plain_400(resp)
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["status"], e["reason"]) == (400, "bad_request"), e
 
 
 GARBAGE = {
     "text": b"HELLO THERE, NOT HTTP\r\n\r\n",
     "lowercase_get": b"get / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "lowercase_options": b"options / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "method_no_space": b"OPTIONS/ HTTP/1.1\r\nHost: x\r\n\r\n",
     "binary": bytes(range(1, 64)) * 4,
+    "capitals_then_binary": b"OPT\x00\x01\x02\x03" * 8,
 }
 
 
@@ -148,7 +172,8 @@ def test_other_garbage_still_gets_no_answer(gw, case):
     echo_works(gw)
 
 
-def test_plain_http_behind_proxy_protocol(factory):
+@pytest.mark.parametrize("case", ["upgrade", "options"])
+def test_plain_http_behind_proxy_protocol(factory, case):
     """PROXY header, then a plaintext request: the same 400, logged with
     the client the header named; a TLS client behind a header upgrades."""
     be = factory.echo()
@@ -159,7 +184,7 @@ def test_plain_http_behind_proxy_protocol(factory):
     port = 40000 + c.local_port % 20000
     try:
         c.send(b"PROXY TCP4 192.0.2.44 127.0.0.1 %d 443\r\n" % port +
-               REQUESTS["upgrade"])
+               (REQUESTS.get(case) or OTHER_METHODS[case]))
         resp = c.http_response(timeout=5)
     finally:
         c.close()
@@ -260,4 +285,63 @@ def test_plain_answers_are_whole_without_memory(factory):
     assert whole > 0, got
     resp, _ = plain(g, REQUESTS["browser_get"])
     assert_plain_400(resp)
+    echo_works(g)
+
+
+def test_tls_record_of_another_version_gets_no_http(gw):
+    """A handshake record of SSL 2 days' version is no request line:
+    OpenSSL fails it as before (handshake_failed), no 400."""
+    before = rejected(gw, "bad_request")
+    c = PreClient(gw.port)
+    try:
+        c.send(b"\x16\x02\x00\x00\x30" + b"\x01" * 48)
+        assert c.wait_closed(5), "the gateway kept a bad record open"
+        assert b"HTTP/" not in bytes(c.buf), bytes(c.buf)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["status"], e["reason"]) == (None, "handshake_failed"), e
+    assert rejected(gw, "bad_request") == before
+
+
+@pytest.mark.parametrize("data", [b"O", b"OPTI"], ids=["1_byte", "4_bytes"])
+def test_few_capitals_then_fin_get_no_answer(gw, data):
+    """Fewer bytes than a record header, a request line so far, then the
+    FIN: nothing more will come to tell by; closed as handshake_failed,
+    not held until the handshake timeout."""
+    c = PreClient(gw.port)
+    try:
+        c.send(data)
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.wait_closed(5), "a client gone after %r was kept" % data
+        # at most OpenSSL's alert for a record cut short, as before
+        assert b"HTTP/" not in bytes(c.buf), bytes(c.buf)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["status"], e["reason"]) == (None, "handshake_failed"), e
+    echo_works(gw)
+
+
+@pytest.mark.parametrize("data", [b"O", b"OPTI", b"OPTIONS"],
+                         ids=["1_byte", "4_bytes", "7_bytes"])
+def test_few_capitals_then_silence_meet_the_handshake_timeout(factory,
+                                                              data):
+    """A client that sends the start of a request line and waits is
+    closed at the handshake timeout without an answer, as one that sends
+    part of a ClientHello is."""
+    be = factory.echo()
+    g = factory.gateway(routes=[("/echo", "echo")],
+                        upstreams={"echo": [be.addr]},
+                        listener={"handshake_timeout": "1s"})
+    c = PreClient(g.port, timeout=10)
+    try:
+        c.send(data)
+        assert c.wait_closed(8), "a client silent after %r was kept" % data
+        assert b"HTTP/" not in bytes(c.buf), bytes(c.buf)
+    finally:
+        c.close()
+    e = g.wait_entry(client_port=c.local_port)
+    assert e["status"] is None, e
+    assert e["reason"] in ("handshake_timeout", "handshake_failed"), e
     echo_works(g)

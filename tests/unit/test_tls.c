@@ -226,6 +226,47 @@ plain_http(void)
 	CHECK_INT(tls_plain_http(0), 0);
 }
 
+static int
+line(const char *s)
+{
+	return (tls_plain_request_line((const unsigned char *)s, strlen(s)));
+}
+
+static void
+plain_request_line(void)
+{
+	/* Any method in capitals, a space and a target. */
+	CHECK_INT(line("OPTIONS * HTTP/1.1\r\n"), 1);
+	CHECK_INT(line("OPTIONS /echo HTTP/1.1\r\n"), 1);
+	CHECK_INT(line("DELETE /x HTTP/1.1\r\n"), 1);
+	CHECK_INT(line("PATCH /"), 1);
+	CHECK_INT(line("GET /"), 1);
+	CHECK_INT(line("M-SEARCH * HTTP/1.1\r\n"), 1);
+	CHECK_INT(line("PROPFIND http://a/ HTTP/1.1\r\n"), 1);
+	CHECK_INT(line("GET HTTPS://a/ HTTP/1.1\r\n"), 1);
+	/* Fewer bytes than a record header, so far a request line: wait. */
+	CHECK_INT(line("O"), -1);
+	CHECK_INT(line("GET"), -1);
+	CHECK_INT(line("GET "), -1);
+	/* As many as a record header, and still undecided: not HTTP. */
+	CHECK_INT(line("OPTIO"), 0);
+	CHECK_INT(line("OPTIONS"), 0);
+	CHECK_INT(line("OPTIONS "), 0);
+	CHECK_INT(line("GET http"), 0);
+	/* Garbage, a TLS record, lower case, no space, no target. */
+	CHECK_INT(line(""), 0);
+	CHECK_INT(line("\x16\x03\x01\x00\x05hello"), 0);
+	CHECK_INT(line("\x16"), 0);
+	CHECK_INT(line("get / HTTP/1.1\r\n"), 0);
+	CHECK_INT(line("-GET /"), 0);
+	CHECK_INT(line("OPTIONS/ HTTP/1.1\r\n"), 0);
+	CHECK_INT(line("HELLO THERE\r\n"), 0);
+	CHECK_INT(line("GET  / HTTP/1.1\r\n"), 0);
+	CHECK_INT(line("GET ftp://a/ HTTP/1.1\r\n"), 0);
+	CHECK_INT(line("ABCDEFGHIJKLMNOPQRSTUVWXYZ /"), 0);
+	CHECK_INT(line("OPT\x01\x02"), 0);
+}
+
 int
 main(void)
 {
@@ -276,5 +317,6 @@ main(void)
 
 	shared_secret();
 	plain_http();
+	plain_request_line();
 	return (unit_done("test_tls"));
 }
