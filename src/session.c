@@ -58,6 +58,8 @@
 #define WSG_CLOSE_POLL_MS	250
 /* Re-parse a growing request head only after this many new bytes. */
 #define WSG_REPARSE_STEP	256
+/* What is read (and counted) of a plaintext request to a TLS listener. */
+#define WSG_PLAIN_HTTP_READ	4096
 
 static void	session_client_read_cb(struct bufferevent *, void *);
 static void	session_peer_flushed(struct wsg_peer *);
@@ -1600,7 +1602,7 @@ session_finished(struct wsg_session *s)
 static void
 session_refuse_plain_http(struct wsg_session *s, struct wsg_peer *p)
 {
-	char	 buf[4096];
+	char	 buf[WSG_PLAIN_HTTP_READ];
 	BIO	*rbio;
 	ssize_t	 n;
 

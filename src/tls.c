@@ -701,7 +701,8 @@ tls_plain_request_line(const unsigned char *b, size_t len)
 			return (1);
 		for (k = 0; k < 2; k++) {
 			for (j = 0; i + j < len && abs[k][j] != '\0' &&
-			    (b[i + j] | 0x20) == abs[k][j]; j++)
+			    (b[i + j] == abs[k][j] || (abs[k][j] >= 'a' &&
+			    b[i + j] == abs[k][j] - 'a' + 'A')); j++)
 				;
 			if (abs[k][j] == '\0')
 				return (1);

@@ -265,6 +265,8 @@ plain_request_line(void)
 	CHECK_INT(line("GET ftp://a/ HTTP/1.1\r\n"), 0);
 	CHECK_INT(line("ABCDEFGHIJKLMNOPQRSTUVWXYZ /"), 0);
 	CHECK_INT(line("OPT\x01\x02"), 0);
+	CHECK_INT(line("GET http\x1a//a/ HTTP/1.1\r\n"), 0);
+	CHECK_INT(line("GET hTtP://a/ HTTP/1.1\r\n"), 1);
 }
 
 int
