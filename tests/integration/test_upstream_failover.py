@@ -417,6 +417,11 @@ def test_server_closing_after_part_of_an_answer_is_not_retried(
     assert e["upstream_server"] == first.addr, e
     assert other.connections() == []
     assert server_up(gw, first.addr) == 1
+    # no answer but interim ones is still a failed connection: each
+    # upstream_unavailable line has one counted (wsgate(8))
+    assert metric(gw.metrics(), "wsgate_upstream_connect_failures_total",
+                  upstream=GROUP) == (1 if reason == "upstream_unavailable"
+                                      else 0)
     assert "refused: %s: upstream %s closed before its 101" \
         % (reason, first.addr) in gw.error_text()
 
