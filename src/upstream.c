@@ -444,7 +444,13 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
 		    &one, sizeof(one));
 		if (upstream_send_request(s, bev) == -1) {
-			/* Never part of a request: dropped, not flushed. */
+			/*
+			 * Never part of a request: dropped, not flushed.  This
+			 * runs inside libevent's write callback, which goes on
+			 * to write what the output holds, freed or not.
+			 */
+			evbuffer_drain(bufferevent_get_output(bev),
+			    evbuffer_get_length(bufferevent_get_output(bev)));
 			session_peer_free(p);
 			session_refuse_internal(s, "cannot send the upstream "
 			    "request");

@@ -150,11 +150,14 @@ def test_upstream_requests_are_whole(factory):
             c.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
                    b"\r\n")
         c.drain(3)
-    up = factory.raw_upstream(judge)
+    # Two servers: while another is left to try, the request is added
+    # to the connection by reference, which can run out of memory midway.
+    ups = [factory.raw_upstream(judge) for _ in range(2)]
     tmp = factory.tmpdir / "hmac.secret"
     tmp.write_bytes(HMAC_SECRET)
     gw = factory.gateway(
-        routes=[("/echo", "up", "jwt")], upstreams={"up": [up.addr]},
+        routes=[("/echo", "up", "jwt")],
+        upstreams={"up": [u.addr for u in ups]},
         policies={"jwt": policy(auth={
             "header": "Authorization",
             "jwt": {"algorithms": ["HS256"], "key_file": str(tmp),
@@ -176,7 +179,7 @@ def test_upstream_requests_are_whole(factory):
     hammer(gw, closes, one)
     time.sleep(max(0.0, closes + 1.0 - time.monotonic()))
     assert gw.alive(), gw.dump()
-    conns = up.connections()
+    conns = ups[0].connections() + ups[1].connections()
     bad = []
     for c in conns:
         c.done.wait(12)
