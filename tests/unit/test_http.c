@@ -1037,6 +1037,13 @@ test_101_passed(void)
 	CHECK(!http_response_field_passed(&resp, &h));
 	h.name.len = 0;
 	CHECK(!http_response_field_passed(&resp, &h));
+
+	/* The Connection field naming one may be the last of the head. */
+	CHECK_INT(parse_resp(RESP_101 "X-Hop: 1\r\nConnection: x-hop\r\n"
+	    "\r\n"), WSG_HTTP_OK);
+	CHECK_INT(resp.nheaders, 5);
+	CHECK(str_is(resp.headers[3].name, "X-Hop"));
+	CHECK(!http_response_field_passed(&resp, &resp.headers[3]));
 }
 
 /* Run every group; the exit status says whether all checks passed. */
