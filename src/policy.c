@@ -163,10 +163,51 @@ policy_query_value(struct wsg_str v, char *buf, size_t len,
 }
 
 /*
+ * Is v an Authorization credential of a scheme other than Bearer, well
+ * formed (RFC 9110 11.4: a token for the scheme, then nothing or spaces
+ * and a non-empty rest without control characters)?  A browser sends the
+ * Basic or Digest credentials it holds for the site on a WebSocket
+ * handshake too; such a field is no token, but the site's own business.
+ */
+static int
+policy_other_scheme(struct wsg_str v)
+{
+	static const char	 tspecial[] = "!#$%&'*+-.^_`|~";
+	size_t			 i, n;
+	unsigned char		 c;
+
+	for (n = 0; n < v.len; n++) {
+		c = (unsigned char)v.p[n];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr(tspecial, c) != NULL) ||
+		    c == '\0')
+			break;
+	}
+	if (n == 0 || (n == 6 && strncasecmp(v.p, "Bearer", 6) == 0))
+		return (0);
+	if (n == v.len)
+		return (1);
+	if (v.p[n] != ' ')
+		return (0);
+	for (i = n; i < v.len && v.p[i] == ' '; i++)
+		;
+	if (i == v.len)
+		return (0);
+	for (; i < v.len; i++) {
+		c = (unsigned char)v.p[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return (0);
+	}
+	return (1);
+}
+
+/*
  * The bearer token of a request: from the configured header ("Bearer"
  * scheme for Authorization, the raw value for any other header), else from
- * the query parameter, percent-decoded into buf.  Returns 1 found, 0
- * missing, -1 present but not a usable token, with why.
+ * the query parameter, percent-decoded into buf.  An Authorization field
+ * of another scheme carries no token: it is passed over, and the token is
+ * looked for in the query.  Returns 1 found, 0 missing, -1 present but not
+ * a usable token, with why.
  */
 static int
 policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
@@ -175,6 +216,7 @@ policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
 	const struct wsg_http_header	*h;
 	struct wsg_str			 v;
 	size_t				 i, copies = 0;
+	int				 authz;
 
 	/*
 	 * One copy only.  All of them would go upstream, which may read
@@ -199,9 +241,12 @@ policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
 		return (-1);
 	}
 	*why = "not a bearer token";
+	authz = strcasecmp(pol->pol_auth_header, "Authorization") == 0;
+	if (h != NULL && authz && policy_other_scheme(h->value))
+		h = NULL;
 	if (h != NULL) {
 		v = h->value;
-		if (strcasecmp(pol->pol_auth_header, "Authorization") == 0) {
+		if (authz) {
 			if (v.len < 7 || strncasecmp(v.p, "Bearer ", 7) != 0)
 				return (-1);
 			v.p += 7;

@@ -205,11 +205,18 @@ def test_missing_token_is_401_auth_missing(gw, up):
     refused_401(gw, up, B("/no/rs"), "auth_missing")
 
 
-def test_basic_authorization_is_auth_invalid(gw, up):
-    basic = base64.b64encode(b"alice:secret").decode()
-    refused_401(gw, up, B("/no/rs", extra=[("Authorization",
-                                            "Basic " + basic)]),
-                "auth_invalid")
+BASIC = "Basic " + base64.b64encode(b"alice:secret").decode()
+
+
+@pytest.mark.parametrize("route", ["rs", "hdr"])
+def test_basic_authorization_alone_is_auth_missing(gw, up, route):
+    """Basic credentials are no token: the request carries none, so it is
+    auth_missing, with a challenge that names no error (RFC 6750 3.1), on
+    a route with a query_param and on one without."""
+    resp, _ = refused_401(gw, up, B("/no/" + route,
+                                    extra=[("Authorization", BASIC)]),
+                          "auth_missing")
+    assert "error=" not in resp.header("WWW-Authenticate")[0], resp
 
 
 def test_expired_token_is_auth_expired(gw, keys, up):
@@ -313,6 +320,68 @@ def test_query_param_only_token_is_removed(gw, keys):
 def test_query_param_bad_token_is_refused(gw, keys, up):
     tok = make_token(keys, iss="https://evil.example")
     refused_401(gw, up, B("/no/rs?access_token=" + tok), "auth_invalid", tok)
+
+
+# Browsers send the Basic (or Digest) credentials they hold for a site on
+# its WebSocket handshakes too, and cannot send a Bearer header at all.
+OTHER_SCHEMES = [
+    BASIC,
+    "basic " + base64.b64encode(b"bob:pw").decode(),
+    'Digest username="alice", realm="staging", nonce="abc", uri="/ok/rs", '
+    'response="6629fae49393a05397450978507c4ef1"',
+]
+
+
+@pytest.mark.parametrize("cred", OTHER_SCHEMES)
+def test_other_scheme_authorization_with_query_token_is_accepted(gw, keys,
+                                                                 cred):
+    """The token comes from the query; the Authorization field reaches the
+    upstream as sent, the access_token does not."""
+    tok = make_token(keys, sub="qdave")
+    path = "/ok/rs?room=7&access_token=%s" % urllib.parse.quote(tok)
+    ev = accepted(gw, B(path, extra=[("Authorization", cred)]), tok,
+                  sub="qdave")
+    assert headers_of(ev, "Authorization") == [cred], ev["headers"]
+    assert "access_token" not in ev["path"] and tok not in ev["path"], ev
+    assert urllib.parse.parse_qsl(
+        urllib.parse.urlsplit(ev["path"]).query) == [("room", "7")], ev
+    assert headers_of(ev, "X-Wsgate-User") == ["qdave"], ev["headers"]
+
+
+def test_basic_authorization_with_bad_query_token_is_auth_invalid(gw, keys,
+                                                                  up):
+    tok = make_token(keys, iss="https://evil.example")
+    refused_401(gw, up, B("/no/rs?access_token=" + tok,
+                          extra=[("Authorization", BASIC)]),
+                "auth_invalid", tok)
+
+
+@pytest.mark.parametrize("fields", [
+    [("Authorization", BASIC), ("Authorization", BASIC)],
+    [("Authorization", "")],
+    [("Authorization", "Bearer")],
+    [("Authorization", "Basic\tYWxpY2U6c2VjcmV0")],
+    [("Authorization", "Ba/sic YWxpY2U6c2VjcmV0")],
+])
+def test_malformed_or_repeated_authorization_stays_auth_invalid(gw, keys, up,
+                                                                fields):
+    """A valid query token does not save a request whose Authorization is
+    repeated, empty or not a credential of any scheme."""
+    tok = make_token(keys)
+    refused_401(gw, up, B("/no/rs?access_token=" + tok, extra=fields),
+                "auth_invalid", tok)
+
+
+def test_bearer_header_wins_over_query_token(gw, keys, up):
+    """A Bearer field is the carrier: it alone is checked, and a query
+    token beside it is dropped unchecked either way."""
+    good = make_token(keys, sub="hdr-erin")
+    path = "/ok/rs?access_token=not.a.jwt&x=1"
+    ev = accepted(gw, B(path, extra=bearer(good)), good, sub="hdr-erin")
+    assert "access_token" not in ev["path"], ev
+    bad = make_token(keys, iss="https://evil.example")
+    refused_401(gw, up, B("/no/rs?access_token=" + good,
+                          extra=bearer(bad)), "auth_invalid", bad)
 
 
 # -- forward_claims --------------------------------------------------------------------
