@@ -206,8 +206,9 @@ policy_other_scheme(struct wsg_str v)
  * scheme for Authorization, the raw value for any other header), else from
  * the query parameter, percent-decoded into buf.  An Authorization field
  * of another scheme carries no token: it is passed over, and the token is
- * looked for in the query.  Returns 1 found, 0 missing, -1 present but not
- * a usable token, with why.
+ * looked for in the query; with none there, it is what the request offered
+ * for one, refused as before.  Returns 1 found, 0 missing, -1 present but
+ * not a usable token, with why.
  */
 static int
 policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
@@ -216,7 +217,7 @@ policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
 	const struct wsg_http_header	*h;
 	struct wsg_str			 v;
 	size_t				 i, copies = 0;
-	int				 authz;
+	int				 authz, other = 0;
 
 	/*
 	 * One copy only.  All of them would go upstream, which may read
@@ -242,8 +243,10 @@ policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
 	}
 	*why = "not a bearer token";
 	authz = strcasecmp(pol->pol_auth_header, "Authorization") == 0;
-	if (h != NULL && authz && policy_other_scheme(h->value))
+	if (h != NULL && authz && policy_other_scheme(h->value)) {
+		other = 1;
 		h = NULL;
+	}
 	if (h != NULL) {
 		v = h->value;
 		if (authz) {
@@ -271,7 +274,8 @@ policy_token(const struct wsg_policy *pol, const struct wsg_http_request *req,
 		}
 		return (1);
 	}
-	return (0);
+	/* Another scheme and no token beside it: not a bearer token. */
+	return (other ? -1 : 0);
 }
 
 int
