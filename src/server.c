@@ -1148,6 +1148,16 @@ server_run(struct wsg_config *conf)
 	signal(SIGPIPE, SIG_IGN);
 	/* A log past the file size limit loses lines, as a full disk does. */
 	signal(SIGXFSZ, SIG_IGN);
+	/*
+	 * Held from here until their handlers are in place: a SIGTERM sent
+	 * once the listeners take connections is a shutdown, not a death by
+	 * the signal.  Workers, made meanwhile, never see them at all: the
+	 * main thread takes them.
+	 */
+	sigemptyset(&set);
+	for (i = 0; i < 4; i++)
+		sigaddset(&set, sigs[i]);
+	pthread_sigmask(SIG_BLOCK, &set, &oset);
 	if ((server_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	server_conf = conf;
@@ -1191,11 +1201,6 @@ server_run(struct wsg_config *conf)
 	if (conf->c_user != NULL)
 		server_drop_privileges(conf->c_user);
 
-	/* Workers never see the signals: the main thread takes them all. */
-	sigemptyset(&set);
-	for (i = 0; i < 4; i++)
-		sigaddset(&set, sigs[i]);
-	pthread_sigmask(SIG_BLOCK, &set, &oset);
 	for (i = 0; i < server_nworkers; i++) {
 		w = &server_workers[i];
 		w->w_index = (int)i;
@@ -1222,13 +1227,14 @@ server_run(struct wsg_config *conf)
 			fatalx("cannot start worker %zu", i);
 	}
 	free(fds);
-	pthread_sigmask(SIG_SETMASK, &oset, NULL);
 	for (i = 0; i < 4; i++) {
 		sigev[i] = evsignal_new(server_base, sigs[i],
 		    server_signal_cb, NULL);
 		if (sigev[i] == NULL || evsignal_add(sigev[i], NULL) == -1)
 			fatalx("cannot set up signal %d", sigs[i]);
 	}
+	/* A SIGTERM or SIGINT held meanwhile runs now. */
+	pthread_sigmask(SIG_SETMASK, &oset, NULL);
 	/* main() held these back while starting; a pending one runs now. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);

@@ -3,6 +3,7 @@ wsgate_draining 1) as soon as the drain starts, every open session gets
 close 1001 "shutdown", and the process exits 0 within shutdown_timeout."""
 
 import os
+import socket
 import signal
 import time
 import subprocess
@@ -258,3 +259,33 @@ def test_a_worker_back_from_a_stuck_log_cuts_off_at_the_deadline(factory):
     text = gw.error_text()
     assert "shutdown timeout:" in text
     assert "cut off at shutdown_timeout" in text
+
+
+def test_sigterm_while_starting_up_ends_it_cleanly(factory):
+    """A SIGTERM sent as soon as the listener takes connections, while the
+    gateway still sets up its workers and signal handlers, is a shutdown
+    like any other once it can be taken: exit 0, not death by the
+    signal.  Tried a few times, as the window is short."""
+    from conftest import WSGATE, stop_process
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [factory.echo().addr]},
+                         tls=False, start=False, top={"workers": 2})
+    gw.write_config()
+    for _ in range(5):
+        proc = subprocess.Popen([WSGATE, "-c", str(gw.cfg_path)],
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, cwd=str(gw.tmp))
+        try:
+            deadline = time.monotonic() + 10
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    socket.create_connection((gw.host, gw.port), 1).close()
+                    break
+                except OSError:
+                    time.sleep(0.0005)
+            assert proc.poll() is None, proc.returncode
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(10) == 0, proc.returncode
+        finally:
+            stop_process(proc, signal.SIGKILL)
