@@ -2291,7 +2291,7 @@ config_header_reserved(const char *h)
 	static const char *const names[] = {
 		"Host", "Connection", "Upgrade", "Content-Length",
 		"Transfer-Encoding", "Keep-Alive", "TE", "Trailer",
-		"Proxy-Connection", "Forwarded", NULL
+		"Proxy-Connection", "Forwarded", "X-Real-IP", NULL
 	};
 	static const char *const prefixes[] = {
 		"Sec-WebSocket-", "X-Forwarded-", NULL

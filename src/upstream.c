@@ -88,8 +88,10 @@ upstream_build_request(struct wsg_session *s,
 	/* Set by the gateway only; client copies were dropped above. */
 	bad |= evbuffer_add_printf(b, "X-Forwarded-For: %s\r\n"
 	    "X-Forwarded-Proto: %s\r\n"
-	    "X-Forwarded-Host: %.*s\r\n\r\n", s->s_client_ip,
-	    tls ? "https" : "http", (int)req->host.len, req->host.p) == -1;
+	    "X-Forwarded-Host: %.*s\r\n"
+	    "X-Real-IP: %s\r\n\r\n", s->s_client_ip,
+	    tls ? "https" : "http", (int)req->host.len, req->host.p,
+	    s->s_client_ip) == -1;
 	if (bad) {
 		evbuffer_free(b);
 		return (-1);

@@ -1458,13 +1458,16 @@ VALUE_CHECKS = [
      "required_claims: 'a\x7fb' is not a claim name"),
     # jwt.forward_claims: never into a header the gateway sets
     ("forward_claims", "policy", FW, "X-User", None),
+    # dropped from the client, but not set by the gateway: a claim may go
+    ("forward_claims", "policy", FW, "True-Client-IP", None),
 ] + [
     ("forward_claims", "policy", FW, h, "forward_claims: header '%s' is set "
      "by the gateway and cannot carry a claim" % h)
     for h in ("Host", "connection", "Upgrade", "Content-Length",
               "Transfer-Encoding", "Keep-Alive", "TE", "Trailer",
               "Proxy-Connection", "Forwarded", "sec-websocket-protocol",
-              "X-Forwarded-For", "x-forwarded-user",
+              "X-Forwarded-For", "x-forwarded-user", "X-Real-IP",
+              "x_real_ip",
               # the same to a CGI-style server, which reads '_' as '-'
               "X_Forwarded_For", "Sec_WebSocket_Key", "transfer_encoding",
               "Proxy_Connection",

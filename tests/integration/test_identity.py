@@ -52,6 +52,7 @@ def test_xff_believed_only_from_trusted_proxy(factory):
     (ev,) = gw.backend.wait_event("open")
     xff = ",".join(headers_of(ev, "X-Forwarded-For"))
     assert [x.strip() for x in xff.split(",")][0] == "10.1.2.3", ev["headers"]
+    assert headers_of(ev, "X-Real-IP") == ["10.1.2.3"], ev["headers"]
     st, _ = status_of(gw, B("/echo"))
     assert st == 403
 

@@ -40,6 +40,10 @@ def test_backend_request_headers(echo_gateway):
                ("Forwarded", "for=6.6.6.6;proto=https"),
                ("X-Forwarded-Proto", "gopher"),
                ("X-Forwarded-Host", "evil.example"),
+               ("X-Real-IP", "6.6.6.6"),
+               ("True-Client-IP", "6.6.6.6"),
+               ("X-Client-IP", "6.6.6.6"),
+               ("X_Real_IP", "6.6.6.6"),
                ("Keep-Alive", "timeout=5"),
                ("TE", "trailers"),
                ("X-Hop", "secret"),
@@ -58,6 +62,10 @@ def test_backend_request_headers(echo_gateway):
     assert h("X-Forwarded-Proto") == ["https"], ev["headers"]
     assert h("X-Forwarded-Host") == ["app.example.test:8443"], ev["headers"]
     assert h("Host") == ["app.example.test:8443"], ev["headers"]
+    assert h("X-Real-IP") == ["127.0.0.1"], ev["headers"]
+    assert h("True-Client-IP") == [], ev["headers"]
+    assert h("X-Client-IP") == [], ev["headers"]
+    assert h("X_Real_IP") == [], ev["headers"]
     assert h("Forwarded") == [], ev["headers"]
     assert h("Keep-Alive") == [], ev["headers"]
     assert h("TE") == [], ev["headers"]

@@ -850,12 +850,16 @@ test_dropped(void)
 		/* what CGI-style servers take for the names above */
 		"X_Forwarded_For", "x-forwarded_proto", "X_Forwarded-Host",
 		"Sec_WebSocket_Key", "Proxy_Authorization", "Keep_Alive",
-		"Transfer_Encoding", "Content_Length"
+		"Transfer_Encoding", "Content_Length",
+		/* client addresses that libraries read before X-Forwarded-For */
+		"X-Real-IP", "x-real-ip", "X_Real_IP", "True-Client-IP",
+		"true_client_ip", "X-Client-IP", "X_CLIENT_IP"
 	};
 	static const char *const kept[] = {
 		"Origin", "User-Agent", "Cookie", "Authorization",
 		"X-Forwarded", "Sec-WebSocket", "Hostname", "X-Secrets",
-		"Accept", "X_Forwarded", "User_Agent", "X_Secrets"
+		"Accept", "X_Forwarded", "User_Agent", "X_Secrets",
+		"X-Real-IPs", "X-Real", "Client-IP", "X-Client-IP-Hash"
 	};
 	size_t	 i;
 
