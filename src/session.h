@@ -114,6 +114,7 @@ struct wsg_session {
 	size_t				 s_server_tries;
 	uint64_t			 s_server_tried;	/* bit per index */
 	uint64_t			 s_up_deadline;	/* monotonic ms */
+	uint64_t			 s_try_until;	/* its share ends */
 
 	enum wsg_session_state		 s_state;
 	struct wsg_peer			 s_client;
@@ -150,6 +151,7 @@ struct wsg_session {
 	int				 s_freeing;	/* free scheduled */
 	int				 s_server_held;	/* counted in srv_active */
 	int				 s_up_connected;
+	int				 s_up_answered;	/* sent a byte */
 	int				 s_draining;	/* shutdown is queued */
 	int				 s_admitted;	/* counted in admitted */
 	struct wsg_rlkey		 s_rlkey;	/* k_tracked: release */

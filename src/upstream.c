@@ -329,6 +329,27 @@ upstream_closed_early(struct wsg_session *s, short what, int err)
 }
 
 /*
+ * The server accepted the connection and has sent nothing within its
+ * share of connect_timeout: stuck, as one whose kernel accepts while the
+ * application hangs.  It costs a try, as a server that never accepted
+ * does.  Only a try with other servers left has a share of its own.
+ */
+static void
+upstream_silent(struct wsg_session *s)
+{
+	struct wsg_upstream	*up = s->s_route->rt_upstream;
+
+	log_warnx("conn %llu: upstream %s server %s: accepted, but no answer "
+	    "within its share of connect_timeout",
+	    (unsigned long long)s->s_id, up->up_name, s->s_server->srv_name);
+	if (upstream_try_next(s))
+		return;
+	log_warnx("conn %llu: refused: upstream_unavailable: no server of "
+	    "upstream %s answered", (unsigned long long)s->s_id, up->up_name);
+	session_refuse(s, 504, "upstream_unavailable", NULL);
+}
+
+/*
  * Hand the request to a new connection.  While other servers are left
  * to try, it is added by reference, not copied, so that it can go to the
  * next one should this one close without answering; the last try moves
@@ -356,12 +377,17 @@ upstream_timed_out(struct wsg_session *s)
 	struct wsg_upstream	*up = s->s_route->rt_upstream;
 
 	log_warnx("conn %llu: refused: upstream_unavailable: upstream %s "
-	    "timed out",
-	    (unsigned long long)s->s_id, s->s_server ?
-	    s->s_server->srv_name : "?");
+	    "server %s: %s within connect_timeout",
+	    (unsigned long long)s->s_id, up->up_name, s->s_server ?
+	    s->s_server->srv_name : "?", !s->s_up_connected ?
+	    "not connected" : !s->s_up_answered ? "no answer" :
+	    "answer not finished");
 	metrics_upstream_failure(up->up_name);
-	/* A server that answers slowly is up; one that never accepted is not. */
-	if (s->s_server != NULL && !s->s_up_connected)
+	/*
+	 * A server that answers slowly is up; one that never accepted, or
+	 * accepted and said nothing, is not.
+	 */
+	if (s->s_server != NULL && !s->s_up_answered)
 		upstream_server_failed(up, s->s_server);
 	session_refuse(s, 504, "upstream_unavailable", NULL);
 }
@@ -379,6 +405,8 @@ upstream_connect(struct wsg_session *s)
 	s->s_server = srv;
 	s->s_server_tried |= UINT64_C(1) << (srv - up->up_servers);
 	s->s_up_connected = 0;
+	s->s_up_answered = 0;
+	s->s_try_until = 0;
 	bev = bufferevent_socket_new(s->s_worker->w_base, -1,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
@@ -404,14 +432,17 @@ upstream_connect(struct wsg_session *s)
 	}
 	/*
 	 * While other servers are left to try, this one gets its share of
-	 * what is left of the deadline to accept the TCP connection, so that
-	 * a server that drops SYNs costs a try, not the whole deadline.
+	 * what is left of the deadline to accept the TCP connection and to
+	 * send a first byte of its answer, so that a server that drops SYNs,
+	 * or accepts and hangs, costs a try, not the whole deadline.  The
+	 * connect is bounded here, the answer once connected.
 	 */
 	if ((left = up->up_nservers - s->s_server_tries) > 1) {
 		per = s->s_up_deadline > now ? (s->s_up_deadline - now) / left :
 		    0;
 		if (per == 0)
 			per = 1;
+		s->s_try_until = now + per;
 		tv.tv_sec = per / 1000;
 		tv.tv_usec = (per % 1000) * 1000;
 		bufferevent_set_timeouts(bev, NULL, &tv);
@@ -431,8 +462,10 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct wsg_session		*s = p->p_session;
 	struct evbuffer			*in = bufferevent_get_input(bev);
 	struct wsg_http_response	 r;
+	struct timeval			 tv;
 	const char			*buf;
 	const char			*reason;
+	uint64_t			 now, ms;
 	size_t				 len;
 	int				 one = 1, err;
 
@@ -442,7 +475,15 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_CONNECTED) {
 		s->s_up_connected = 1;
-		bufferevent_set_timeouts(bev, NULL, NULL);
+		/* What is left of the share, if any, is for the answer. */
+		if (s->s_try_until != 0) {
+			now = upstream_clock_ms();
+			ms = s->s_try_until > now ? s->s_try_until - now : 1;
+			tv.tv_sec = ms / 1000;
+			tv.tv_usec = (ms % 1000) * 1000;
+			bufferevent_set_timeouts(bev, &tv, NULL);
+		} else
+			bufferevent_set_timeouts(bev, NULL, NULL);
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
 		    &one, sizeof(one));
 		if (upstream_send_request(s, bev) == -1) {
@@ -461,6 +502,11 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && !s->s_up_connected) {
 		upstream_connect_failed(s, ETIMEDOUT);
+		return;
+	}
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+	    !s->s_up_answered) {
+		upstream_silent(s);
 		return;
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
@@ -627,6 +673,12 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 
 	if (s->s_state != WSG_S_UPSTREAM)
 		return;
+	/* It answers: it is not stuck, and no longer bounded by its share. */
+	if (!s->s_up_answered) {
+		s->s_up_answered = 1;
+		if (s->s_try_until != 0)
+			bufferevent_set_timeouts(bev, NULL, NULL);
+	}
 	upstream_server_ok(s->s_route->rt_upstream, s->s_server);
 	len = evbuffer_get_length(in);
 	n = len > WSG_MAX_UPSTREAM_HEAD + WSG_MAX_UPSTREAM_BODY ?

@@ -1,7 +1,7 @@
 """Upstream failover: a server that drops connection attempts costs one
 try, not the whole connect_timeout, as does one that accepts and then hangs
-up without answering; a server that failed is passed over for
-fail_timeout, then tried again."""
+up or stays silent without answering; a server that failed is passed over
+for fail_timeout, then tried again."""
 
 import asyncio
 import socket
@@ -242,19 +242,63 @@ def test_least_conn_ties_share_a_passed_over_server_turn_evenly(factory):
     assert tags.count("b") == 3 and tags.count("c") == 3, tags
 
 
-def test_timeout_waiting_for_the_101_keeps_the_server_up(factory):
-    # The server accepted and then said nothing: the session times out
-    # with 504, but the server is up (it is slow, not gone), is not passed
-    # over, and serves the next session.
+def silent_first(n=1):
+    """A behaviour that reads the request and stays silent on its first n
+    connections (a backend whose kernel accepts while it is stuck), then
+    is a correct echo server."""
     state = {"n": 0}
 
     def behavior(c):
         state["n"] += 1
-        if state["n"] == 1:
+        if state["n"] <= n:
             rawup.silent(c)
         else:
             rawup.ws_echo(c)
-    up = factory.raw_upstream(behavior)
+    return behavior
+
+
+def test_server_accepting_and_staying_silent_costs_one_try(factory):
+    # The first server accepts, reads the request and never answers: past
+    # its share of connect_timeout (half of it, with two servers) the same
+    # request goes to the second, and the first is passed over for
+    # fail_timeout, as if it had refused.
+    hung = factory.raw_upstream(rawup.silent)
+    be = factory.echo(name="b")
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [hung.addr, be.addr],
+                           "connect_timeout": "6s",
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    for i in range(4):
+        got, port = run(echo_once(gw, "m%d" % i))
+        assert got == "b:m%d" % i, got
+        e = gw.wait_entry(client_port=port)
+        assert (e["status"], e["reason"], e["upstream"],
+                e["upstream_server"]) == (101, "client_closed", GROUP,
+                                          be.addr), e
+    # the first session's try only, which got the whole request
+    (uc,) = hung.connections()
+    assert uc.data.startswith(b"GET /echo HTTP/1.1\r\n"), bytes(uc.data)
+    m = gw.metrics()
+    assert metric(m, "wsgate_upstream_connect_failures_total",
+                  upstream=GROUP) == 1, m
+    assert server_up(gw, hung.addr) == 0 and server_up(gw, be.addr) == 1
+    log = gw.error_text()
+    assert log.count("server %s: accepted, but no answer within"
+                     % hung.addr) == 1, log
+    assert log.count("server %s: down, skipped for 3600000 ms"
+                     % hung.addr) == 1, log
+    assert (metric(m, "wsgate_rejections_total",
+                   reason="upstream_unavailable") or 0) == 0, m
+
+
+def test_silent_server_past_connect_timeout_is_passed_over(factory):
+    # Alone in its group, the server has all of connect_timeout: the client
+    # gets 504, and the server is passed over for fail_timeout as one that
+    # never accepted is.  With no other server the next client tries it
+    # all the same, and its answer has it back at once.
+    up = factory.raw_upstream(silent_first())
     gw = factory.gateway(
         routes=[("/echo", GROUP)], admin=True,
         upstreams={GROUP: {"servers": [up.addr],
@@ -263,10 +307,117 @@ def test_timeout_waiting_for_the_101_keeps_the_server_up(factory):
     gw.settle_probes()
     resp, e, _ = gw.raw_upgrade()
     assert (resp.status, e["reason"]) == (504, "upstream_unavailable"), e
-    assert server_up(gw, up.addr) == 1
-    assert "down, skipped" not in gw.error_text()
+    assert e["upstream_server"] == up.addr, e
+    m = gw.metrics()
+    assert metric(m, "wsgate_upstream_connect_failures_total",
+                  upstream=GROUP) == 1, m
+    assert metric(m, "wsgate_rejections_total",
+                  reason="upstream_unavailable") == 1, m
+    assert server_up(gw, up.addr) == 0
+    log = gw.error_text()
+    assert "refused: upstream_unavailable: upstream %s server %s: no " \
+        "answer within connect_timeout" % (GROUP, up.addr) in log, log
+    assert log.count("server %s: down, skipped for 3600000 ms"
+                     % up.addr) == 1, log
     got, p = run(echo_once(gw, "next"))
     assert got == "next", got
+    assert gw.wait_entry(client_port=p)["status"] == 101
+    assert server_up(gw, up.addr) == 1
+    assert "server %s: up again" % up.addr in gw.error_text()
+
+
+def test_every_server_passed_over_after_silence_is_still_tried(factory):
+    # The first server refuses, the second accepts and stays silent until
+    # connect_timeout runs out: 504, and both are passed over.  Then the
+    # first listens again.  The next client tries them all the same, the
+    # silent one first (its round-robin turn) for its share only, then the
+    # first, which answers and is back; later clients go to it at once.
+    port = closed_port()
+    first = "127.0.0.1:%d" % port
+    hung = factory.raw_upstream(rawup.silent)
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [first, hung.addr],
+                           "connect_timeout": "4s",
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    resp, e, _ = gw.raw_upgrade()
+    assert (resp.status, e["reason"]) == (504, "upstream_unavailable"), e
+    assert e["upstream_server"] == hung.addr, e
+    assert [server_up(gw, a) for a in (first, hung.addr)] == [0, 0]
+    back = factory.raw_upstream(rawup.ws_echo, port=port)
+    for i in range(4):
+        got, p = run(echo_once(gw, "x%d" % i))
+        assert got == "x%d" % i, got
+        e = gw.wait_entry(client_port=p)
+        assert (e["status"], e["upstream_server"]) == (101, first), e
+    # one try for the 504, one for the second client; none after
+    assert len(hung.connections()) == 2, hung.connections()
+    assert len(back.connections()) == 4, back.connections()
+    m = gw.metrics()
+    assert metric(m, "wsgate_upstream_connect_failures_total",
+                  upstream=GROUP) == 3, m
+    assert [server_up(gw, a) for a in (first, hung.addr)] == [1, 0]
+    log = gw.error_text()
+    assert log.count("server %s: down, skipped" % hung.addr) == 1, log
+    assert log.count("server %s: accepted, but no answer within"
+                     % hung.addr) == 1, log
+    assert "server %s: up again" % first in log, log
+
+
+def test_slow_server_answering_within_its_share_is_untouched(factory):
+    # A server that takes a while to answer, but less than its share of
+    # connect_timeout, is not failed over nor passed over: it serves its
+    # round-robin turns.
+    slow = factory.raw_upstream(lambda c: rawup.ws_echo(c, delay=0.5))
+    be = factory.echo(name="b")
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [slow.addr, be.addr],
+                           "connect_timeout": "8s",
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    answers = [run(echo_once(gw, "s%d" % i))[0] for i in range(4)]
+    assert answers == ["s0", "b:s1", "s2", "b:s3"], answers
+    assert len(slow.connections()) == 2
+    m = gw.metrics()
+    assert (metric(m, "wsgate_upstream_connect_failures_total",
+                   upstream=GROUP) or 0) == 0, m
+    assert server_up(gw, slow.addr) == 1
+    log = gw.error_text()
+    assert "no answer within" not in log and "down, skipped" not in log, log
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 10", b"HTTP/1.1 100 Continue\r\n\r\n",
+], ids=["half_status_line", "interim_only"])
+def test_server_silent_after_part_of_an_answer_is_not_retried(
+        factory, answer):
+    # A byte of an answer, then silence: the server is not merely stuck
+    # before answering, so neither its share nor a retry applies.  The
+    # client waits for it until connect_timeout (504), no other server is
+    # tried, and it is not passed over.
+    def behavior(c):
+        if c.read_head():
+            c.send(answer)
+            c.drain(30.0)
+    first = factory.raw_upstream(behavior)
+    other = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [first.addr, other.addr],
+                           "connect_timeout": "2s",
+                           "fail_timeout": "1h"}})
+    gw.settle_probes()
+    resp, e, _ = gw.raw_upgrade()
+    assert (resp.status, e["reason"]) == (504, "upstream_unavailable"), e
+    assert e["upstream_server"] == first.addr, e
+    assert other.connections() == []
+    assert server_up(gw, first.addr) == 1
+    assert metric(gw.metrics(), "wsgate_upstream_connect_failures_total",
+                  upstream=GROUP) == 1
+    log = gw.error_text()
+    assert "no answer within" not in log and "down, skipped" not in log, log
 
 
 def test_connect_share_is_no_write_timeout_after_the_101(factory):
