@@ -264,6 +264,14 @@ test_syntax(void)
 	    WSG_HTTP_BAD_REQUEST);
 	REFUSED("GET / HTTP/1.11\r\n" REQ_HOST REQ_WS "\r\n",
 	    WSG_HTTP_BAD_REQUEST);
+	/* A version cut short is no version, nor is a missing one. */
+	REFUSED("GET / HTTP/1.\r\n" REQ_HOST REQ_WS "\r\n",
+	    WSG_HTTP_BAD_REQUEST);
+	CHECK_STR(req.error, "unsupported HTTP version");
+	REFUSED("GET / HTTP/1\r\n" REQ_HOST REQ_WS "\r\n",
+	    WSG_HTTP_BAD_REQUEST);
+	REFUSED("GET / \r\n" REQ_HOST REQ_WS "\r\n", WSG_HTTP_BAD_REQUEST);
+	CHECK_STR(req.error, "unsupported HTTP version");
 	REFUSED("GET / HTTP/1.1 \r\n" REQ_HOST REQ_WS "\r\n",
 	    WSG_HTTP_BAD_REQUEST);
 	REFUSED("GET  / HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
@@ -350,6 +358,11 @@ test_semantics(void)
 	REFUSED("get / HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
 	    WSG_HTTP_BAD_METHOD);
 	REFUSED("HEAD / HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
+	    WSG_HTTP_BAD_METHOD);
+	/* The method is GET exactly, not a longer token starting so. */
+	REFUSED("GETX / HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
+	    WSG_HTTP_BAD_METHOD);
+	REFUSED("GET_ / HTTP/1.1\r\n" REQ_HOST REQ_WS "\r\n",
 	    WSG_HTTP_BAD_METHOD);
 	/* Method comes before the upgrade checks. */
 	REFUSED("PUT / HTTP/1.1\r\n" REQ_HOST "\r\n", WSG_HTTP_BAD_METHOD);
