@@ -194,6 +194,9 @@ test_normalise_bad(void)
 	NORM_BAD("http://::1");
 	NORM_BAD("http://[]");
 	NORM_BAD("http://[::1]x");
+	/* After the ']' only a ':' may start the port. */
+	NORM_BAD("http://[::1]x80");
+	NORM_BAD("https://[::1]/443");
 	NORM_BAD("http://[::1]:");
 	NORM_BAD("http://[fe80::1%25eth0]");
 	NORM_BAD("http://[fe80::1%eth0]");
