@@ -195,6 +195,9 @@ main(void)
 	addr_bad("127.0.0.1:0", PORT);
 	addr_bad("127.0.0.1:65536", PORT);
 	addr_bad("127.0.0.1:99999999999999999999", PORT);
+	/* 2^64 + 8443 and 2^64 + 443: no wrap-around to a valid port. */
+	addr_bad("127.0.0.1:18446744073709560059", PORT);
+	addr_bad("[::1]:18446744073709552059", PORT);
 	addr_bad("127.0.0.1:http", PORT);
 	addr_bad("127.0.0.1:-1", PORT);
 	addr_bad("127.0.0.1: 80", PORT);
