@@ -192,6 +192,9 @@ CIDR_POLICIES = {
     "a6": policy(ip={"allow": ["::1"]}),
     "a6net": policy(ip={"allow": ["::/127"]}),
     "d4only": policy(ip={"deny": ["0.0.0.0/0"]}),
+    # both lists, the client in neither: allow still applies
+    "neither": policy(ip={"allow": ["10.0.0.0/8", "2001:db8::/32"],
+                          "deny": ["203.0.113.0/24", "2001:db8:dead::/48"]}),
 }
 
 
@@ -238,7 +241,7 @@ def check(gw, route, v6, ok):
 @pytest.mark.parametrize("route,ok", [
     ("d4", False), ("a4", True), ("a4bare", True), ("a4other", False),
     ("denywins", False), ("d6", True), ("a6", False), ("a6net", False),
-    ("d4only", False)])
+    ("d4only", False), ("neither", False)])
 def test_ipv4_client(cidr, route, ok):
     check(cidr, route, False, ok)
 
@@ -247,7 +250,7 @@ def test_ipv4_client(cidr, route, ok):
 @pytest.mark.parametrize("route,ok", [
     ("d4", True), ("a4", False), ("a4bare", False), ("a4other", False),
     ("denywins", False), ("d6", False), ("a6", True), ("a6net", True),
-    ("d4only", True)])
+    ("d4only", True), ("neither", False)])
 def test_ipv6_client(cidr, route, ok):
     check(cidr, route, True, ok)
 
