@@ -756,6 +756,54 @@ def test_percent_encoded_query_token_is_the_token(gw, keys, up):
                 "auth_invalid", tok)
 
 
+def test_query_token_with_its_last_character_escaped_is_the_token(gw, keys):
+    # A "%XX" that ends the value, at the end of the query or before the
+    # next parameter, is decoded like any other.
+    tok = make_token(keys, sub="pctend")
+    enc = tok[:-1] + "%%%02X" % ord(tok[-1])
+    accepted(gw, B("/ok/rs?access_token=" + enc), tok, sub="pctend")
+    ev = accepted(gw, B("/ok/rs?access_token=" + enc + "&room=7"), tok,
+                  sub="pctend")
+    assert urllib.parse.urlsplit(ev["path"]).query == "room=7", ev
+
+
+def padded_token(length):
+    """An HS256 token of exactly length bytes, padded with a claim."""
+    base = claims(sub="big")
+    short = len(jwt.encode(dict(base, pad=""), HMAC_SECRET,
+                           algorithm="HS256"))
+    guess = (length - short) * 3 // 4
+    for n in range(max(guess - 8, 0), guess + 8):
+        tok = jwt.encode(dict(base, pad="x" * n), HMAC_SECRET,
+                         algorithm="HS256")
+        if len(tok) == length:
+            return tok
+    raise AssertionError("no padding gives %d bytes" % length)
+
+
+def test_query_token_of_the_longest_size_is_read(factory):
+    """A query token of WSG_JWT_MAX_TOKEN (8192) bytes is checked and
+    accepted; one byte more is auth_invalid.  The head limit is raised
+    so that the request line fits."""
+    up = factory.raw_upstream()
+    d = factory.tmpdir / "big"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "hmac.secret").write_bytes(HMAC_SECRET)
+    pol = policy(auth={"query_param": "access_token", "jwt": {
+        "algorithms": ["HS256"], "key_file": str(d / "hmac.secret")}})
+    g = factory.gateway(routes=[("/big", "rec", "big")],
+                        upstreams={"rec": [up.addr]}, policies={"big": pol},
+                        listener={"max_header_bytes": "16KiB"})
+    tok = padded_token(8192)
+    c, _ = http_upgrade(g, B("/big?access_token=" + tok))
+    c.close()
+    e = g.wait_entry(client_port=c.local_port)
+    assert e["status"] == 101 and e["user"] == "big", e
+    up.clear()
+    refused_401(g, up, B("/big?access_token=" + padded_token(8193)),
+                "auth_invalid")
+
+
 def test_no_session_outlives_the_gateways_own_refusal_of_its_token(gw, keys):
     # The gateway's two judgements of one token must agree: once it
     # refuses a new handshake with the token as auth_expired, a session
