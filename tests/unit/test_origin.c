@@ -99,11 +99,20 @@ test_normalise_sizes(void)
 	CHECK_INT(origin_normalise(in, strlen(in), out, 0), -1);
 	CHECK_INT(origin_normalise("https://a", 9, out, 9), -1);
 	CHECK_INT(origin_normalise("https://a", 9, out, 10), 0);
-	/* 254 bytes: too long a name. */
+	/* 254 bytes: too long a name (its first label is too long, too). */
 	n = (size_t)snprintf(in, sizeof(in), "https://b");
 	for (i = 0; i < 253; i++)
 		in[n + i] = (i % 64 == 63) ? '.' : 'a';
 	in[n + 253] = '\0';
+	CHECK_INT(origin_normalise(in, strlen(in), out, sizeof(out)), -1);
+	/* 254 bytes of labels no longer than 63: 63.63.63.62 */
+	n = (size_t)snprintf(in, sizeof(in), "https://");
+	for (i = 0; i < 254; i++)
+		in[n + i] = (i % 64 == 63) ? '.' : 'a';
+	in[n + 254] = '\0';
+	CHECK_INT(origin_normalise(in, strlen(in), out, sizeof(out)), -1);
+	/* ... the same with a port */
+	strcat(in, ":8443");
 	CHECK_INT(origin_normalise(in, strlen(in), out, sizeof(out)), -1);
 	/* 64-byte label. */
 	NORM_BAD("https://a" L63 ".x");
