@@ -206,6 +206,9 @@ main(void)
 	addr_bad("", "missing ':port' (use host:port or [v6]:port)");
 	addr_bad(":80", "missing host before ':'");
 	addr_bad("example.com:80", HOST);
+	/* localhost is the whole name, not a prefix of one. */
+	addr_bad("localhostx:80", HOST);
+	addr_bad("localhost.example.com:80", HOST);
 	addr_bad("256.0.0.1:80", HOST);
 	addr_bad("1.2.3:80", HOST);
 	addr_bad("[::1", "unterminated '[' in an IPv6 address");
