@@ -323,6 +323,11 @@ test_open_errors(const char *good, int have_script)
 	make_mmdb(0, "GeoLite2-ASN", path, asn_nets);
 	check_open_fails(path, "database type \"GeoLite2-ASN\" has no "
 	    "country data");
+	/* ... as is one whose type only starts like "country" */
+	snprintf(path, sizeof(path), "%s/count.mmdb", tmpdir);
+	make_mmdb(0, "GeoIP2-User-Count", path, asn_nets);
+	check_open_fails(path, "database type \"GeoIP2-User-Count\" has no "
+	    "country data");
 	/* ... a City one is fine */
 	snprintf(path, sizeof(path), "%s/city.mmdb", tmpdir);
 	make_mmdb(0, "GeoIP2-City", path, asn_nets);
@@ -352,6 +357,22 @@ test_code_valid(void)
 	CHECK_INT(geoip_country_code_valid(" D"), 0);
 	CHECK_INT(geoip_country_code_valid("@["), 0);
 	CHECK_INT(geoip_country_code_valid("\xc3\x84"), 0);
+}
+
+/* The assigned codes are read in pairs, never across two of them. */
+static void
+test_code_assigned(void)
+{
+	CHECK_INT(geoip_country_code_assigned("AD"), 1);	/* first */
+	CHECK_INT(geoip_country_code_assigned("ZW"), 1);	/* last */
+	CHECK_INT(geoip_country_code_assigned("DE"), 1);
+	CHECK_INT(geoip_country_code_assigned("XK"), 1);
+	CHECK_INT(geoip_country_code_assigned("UK"), 0);
+	CHECK_INT(geoip_country_code_assigned("ZZ"), 0);
+	/* Straddling two codes: "AD" "AE", "TZ" "UA", "AE" "AF". */
+	CHECK_INT(geoip_country_code_assigned("DA"), 0);
+	CHECK_INT(geoip_country_code_assigned("ZU"), 0);
+	CHECK_INT(geoip_country_code_assigned("EA"), 0);
 }
 
 /* Remove the temporary folder and what the tests put in it. */
@@ -440,5 +461,6 @@ main(void)
 	if (have_script)
 		test_ipv4_only();
 	test_code_valid();
+	test_code_assigned();
 	return unit_done("test_geoip");
 }
