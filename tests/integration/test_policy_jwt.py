@@ -534,6 +534,20 @@ def test_query_param_removed_even_when_header_carries_the_token(gw, keys):
     assert_not_logged(gw, other)
 
 
+def test_bare_query_param_name_is_removed_too(gw, keys):
+    """A bare "access_token" (no '=') is an empty token to PHP and most
+    query parsers; with the token in the header it is not passed on
+    either, however it is spelt, and the rest keeps its separators."""
+    tok = make_token(keys, sub="bare")
+    for q, want in (("access_token&keep=1", "keep=1"),
+                    ("keep=1&access_token", "keep=1"),
+                    ("a=1;access%5Ftoken;b=2", "a=1;b=2"),
+                    ("a=1&ACCESS_TOKEN&b=2", "a=1&b=2")):
+        ev = accepted(gw, B("/ok/rs?" + q, extra=bearer(tok)), tok,
+                      sub="bare")
+        assert ev["path"] == "/ok/rs?" + want, (q, ev["path"])
+
+
 def test_query_param_look_alike_names_are_kept(gw, keys):
     tok = make_token(keys, sub="qdave")
     path = ("/ok/rs?xaccess_token=1&access_token=%s&access_tokens=2"
