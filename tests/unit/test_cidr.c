@@ -113,6 +113,14 @@ test_parse(void)
 	CHECK_INT(cidr_parse("2001:db8:ffff::/33", &c, &err), 1);
 	CHECK_INT(c.c_addr[4], 0x80);
 	CHECK_INT(c.c_addr[5], 0);
+	/* A mapped address under a prefix shorter than 96 is no IPv4 block. */
+	CHECK_INT(cidr_parse("::ffff:0:0/80", &c, &err), 1);
+	CHECK_INT(c.c_family, AF_INET6);
+	CHECK_INT(c.c_prefix, 80);
+	CHECK_INT(c.c_addr[10], 0);
+	CHECK_INT(cidr_parse("::ffff:10.0.0.0/95", &c, &err), 1);
+	CHECK_INT(c.c_family, AF_INET6);
+	CHECK_INT(c.c_prefix, 95);
 
 	cidr_bad("", "empty address");
 	cidr_bad("/8", "not a numeric IPv4 or IPv6 address");
