@@ -235,6 +235,8 @@ test_allow_entry(void)
 	CHECK_STR(out, "null");
 	CHECK_INT(origin_allow_entry("null", out, 4), -1);
 	CHECK_INT(origin_allow_entry("NULL", out, sizeof(out)), -1);
+	CHECK_INT(origin_allow_entry("nullx", out, sizeof(out)), -1);
+	CHECK_INT(origin_allow_entry("null ", out, sizeof(out)), -1);
 	CHECK_INT(origin_allow_entry("HTTPS://App.Example.com:443", out,
 	    sizeof(out)), 0);
 	CHECK_STR(out, "https://app.example.com");
