@@ -219,7 +219,10 @@ def test_basic_authorization_alone_is_auth_invalid(gw, up, route):
 
 def test_expired_token_is_auth_expired(gw, keys, up):
     tok = make_token(keys, exp=int(time.time()) - 5)
-    refused_401(gw, up, B("/no/rs", extra=bearer(tok)), "auth_expired", tok)
+    resp, _ = refused_401(gw, up, B("/no/rs", extra=bearer(tok)),
+                          "auth_expired", tok)
+    assert 'error="invalid_token"' in resp.header("WWW-Authenticate")[0], \
+        resp
 
 
 INVALID = ["nbf_in_future", "wrong_issuer", "wrong_audience",
@@ -259,8 +262,12 @@ def test_invalid_token_is_auth_invalid(gw, keys, up, case):
         tok = "not.a.jwt"
     elif case == "empty_bearer":
         tok = ""
-    refused_401(gw, up, B("/no/rs", extra=bearer(tok)), "auth_invalid",
-                tok if len(tok) > 10 else None)
+    resp, _ = refused_401(gw, up, B("/no/rs", extra=bearer(tok)),
+                          "auth_invalid", tok if len(tok) > 10 else None)
+    # RFC 6750 3.1: a token that fails its checks is invalid_token; a
+    # "Bearer" with nothing after it is a malformed request
+    want = "invalid_request" if case == "empty_bearer" else "invalid_token"
+    assert 'error="%s"' % want in resp.header("WWW-Authenticate")[0], resp
 
 
 @pytest.mark.parametrize("claim,value", [("sub", 42), ("exp", "soon")])
