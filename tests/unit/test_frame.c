@@ -613,8 +613,11 @@ test_check_close(void)
 	code = 0;
 	CHECK_INT(frame_check_close(NULL, 0, 1, &code), WSG_FRAME_OK);
 	CHECK_INT(code, 1005);
+	/* One byte is no code, even when a byte past it would make one. */
 	p[0] = 0x03;
+	p[1] = 0xe8;
 	CHECK_INT(frame_check_close(p, 1, 1, &code), WSG_FRAME_PROTOCOL);
+	CHECK_INT(frame_check_close(p, 1, 0, &code), WSG_FRAME_PROTOCOL);
 	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		p[0] = (uint8_t)(codes[i].code >> 8);
 		p[1] = (uint8_t)codes[i].code;
