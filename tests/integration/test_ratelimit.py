@@ -277,6 +277,40 @@ def test_messages_per_connection_does_not_limit_the_upstream(gw, up):
         up.behavior = rawup.ws_echo
 
 
+def test_messages_per_connection_counts_a_fragmented_message_once(gw, up):
+    """A message is one message however many fragments carry it: one in
+    eight fragments, then four whole ones, is five messages under a
+    burst of five, and all of them reach the backend; the client's own
+    close ends the session."""
+    CONT = wsproto.OP_CONT
+    c, _ = http_upgrade(gw, B("/msgs"))
+    try:
+        frags = [wsproto.encode_frame(T, b"f0", fin=False)]
+        frags += [wsproto.encode_frame(CONT, b"f%d" % i, fin=False)
+                  for i in range(1, 7)]
+        frags.append(wsproto.encode_frame(CONT, b"f7"))
+        c.send(b"".join(frags) +
+               b"".join(wsproto.encode_frame(T, b"w%d" % i)
+                        for i in range(4)))
+        got = []
+        while len(got) < 12:
+            f = c.read_frame(5)
+            assert f is not None and f.opcode in DATA, (f, got)
+            got.append(f.payload)
+        assert got == [b"f%d" % i for i in range(8)] + \
+            [b"w%d" % i for i in range(4)], got
+        c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                    wsproto.close_payload(1000)))
+        close, _ = c.read_close(5)
+        assert close.close_code == 1000, close
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 1000), e
+    conn = up.wait_conns(1)[0]
+    assert len(data_frames(conn)) == 12, conn.frames
+
+
 def test_ping_flood_closed_by_messages_per_connection(gw, up):
     c, _ = http_upgrade(gw, B("/ping"))
     try:
