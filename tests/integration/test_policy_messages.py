@@ -12,6 +12,7 @@ import os
 import pytest
 
 import rawclient
+import rawup
 import wsproto
 from conftest import http_refusal, http_upgrade, policy, run, wait_for
 
@@ -121,6 +122,35 @@ def test_fragmented_non_matching_message_passes_whole(gw, up):
         assert got == b"hello <scribble> ok"
     finally:
         c.close()
+
+
+def test_upstream_messages_are_not_matched(factory):
+    """deny_regex is on what the client sends: the upstream's text that
+    matches a pattern, whole or in fragments, reaches the client as the
+    upstream framed it, and the session goes on."""
+    sent = [(T, b"<script>one</script>", True),
+            (T, b"x <scr", False), (C, b"ipt>", True),
+            (T, b"DROP TABLE t", True)]
+    up = factory.raw_upstream()
+    up.behavior = rawup.ws_then(b"".join(
+        wsproto.encode_frame(op, pl, fin=fin, mask=False)
+        for op, pl, fin in sent))
+    gw = factory.gateway(
+        routes=[("/c", "rec", "c")], upstreams={"rec": [up.addr]},
+        policies={"c": policy(messages={"deny_regex": [
+            "(?i)<script", r"\bDROP\s+TABLE\b"]})})
+    c, _ = http_upgrade(gw, B("/c"))
+    try:
+        got = [c.read_frame(5) for _ in sent]
+        assert [(f.opcode, f.payload, f.fin) for f in got if f] == sent, got
+        assert not any(f.masked for f in got), got
+        c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                    wsproto.close_payload(1000)))
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] in ("client_closed", "client_dropped"), e
+    assert e["frames_out"] == len(sent), e
 
 
 def rss_kib(pid):
