@@ -646,6 +646,41 @@ def test_large_message_near_limit(factory):
     run(go())
 
 
+def test_messages_after_a_streamed_frame_both_ways(factory):
+    """A frame over 256 KiB is streamed rather than held whole, and the
+    message it ends is over all the same: the messages after it, either
+    way, are relayed, not refused as a new message in the middle of one."""
+    up = factory.raw_upstream(rawup.ws_echo)
+    gw = factory.gateway(
+        routes=[("/echo", "echo", "big")], upstreams={"echo": [up.addr]},
+        policies={"big": policy(frames={"max_frame_size": "1MiB",
+                                        "max_message_size": "1MiB"})})
+    big = bytes(range(256)) * 1200                  # 300 KiB
+    msgs = [(wsproto.OP_BINARY, big), (wsproto.OP_TEXT, b"after one"),
+            (wsproto.OP_TEXT, b"t" * 300000), (wsproto.OP_TEXT, b"two")]
+    c = gw.raw(timeout=15)
+    try:
+        c.upgrade("/echo")
+        c.send(b"".join(wsproto.encode_frame(op, pl) for op, pl in msgs))
+        for op, pl in msgs:
+            f = c.read_frame(10)
+            assert f is not None, gw.entries()
+            assert (f.opcode, f.fin, len(f.payload), f.payload == pl) == \
+                (op, True, len(pl), True), (f.opcode, f.fin, len(f.payload))
+        c.send(wsproto.encode_frame(wsproto.OP_CLOSE,
+                                    wsproto.close_payload(1000)))
+        f, _ = c.read_close(5)
+        assert f.close_code == 1000, f
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 1000), e
+    (uc,) = up.connections()
+    got = [(f.opcode, f.payload) for f in uc.frames
+           if f.opcode in (wsproto.OP_TEXT, wsproto.OP_BINARY)]
+    assert got == msgs, [(op, len(pl)) for op, pl in got]
+
+
 def test_many_concurrent_sessions(echo_gateway):
     gw = echo_gateway
 
