@@ -83,6 +83,38 @@ def test_client_close_unanswered_by_upstream(factory):
     c.close()
 
 
+def test_frames_after_a_close_do_not_hold_the_session_open(factory):
+    """What a client sends after its close frame is thrown away and is no
+    activity either: a client that keeps sending after its close still
+    has the session ended once the wait for the mute upstream's answer
+    runs out, with its own code back, and none of it reaches the
+    upstream."""
+    gw = gateway(factory, mute_after_101, tls=False)
+    c = gw.raw()
+    c.upgrade("/c")
+    c.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(4000, b"bye"))
+    deadline = time.monotonic() + BOUND
+    closed = False
+    while not closed and time.monotonic() < deadline:
+        if wsproto.decode_frame(c.buf)[0] is not None:
+            # the answer is here: stop sending, the end follows
+            closed = c.wait_closed(5)
+            break
+        if not c.try_send(wsproto.encode_frame(wsproto.OP_TEXT, b"junk")):
+            break
+        closed = c.wait_closed(0.25)
+    f, _ = wsproto.decode_frame(c.buf)
+    assert f is not None and f.opcode == wsproto.OP_CLOSE and \
+        f.close_code == 4000, "no close answer while frames kept coming"
+    assert closed, "session still open after the close answer"
+    e = gw.wait_entry(client_port=c.local_port)
+    assert e["reason"] == "client_closed" and e["close_code"] == 4000, e
+    (uc,) = gw.up.wait_conns(1)
+    assert uc.done.wait(10), "upstream connection still open"
+    got, rest = frames_to_upstream(uc)
+    assert got == [(wsproto.OP_CLOSE, 4000)] and not rest, (got, rest)
+    c.close()
+
 def test_client_close_without_a_code_unanswered_gets_1000(factory):
     """A close frame without a code, left unanswered, is answered with
     1000: 1005 only stands for "no code" and is never sent in a close
