@@ -157,6 +157,56 @@ def test_upstream_good_close_code_relayed(gw, code):
     assert (e["reason"], e["close_code"]) == ("upstream_closed", code), e
 
 
+CLOSE_125 = wsproto.close_payload(4000, ("r" * 120 + "\u2713").encode())
+
+
+def test_client_close_of_125_bytes_relayed_whole(gw):
+    """RFC 6455 5.5: a control frame carries up to 125 bytes.  A close
+    frame of exactly that, a code and a reason ending in a multi-byte
+    character, reaches the upstream byte for byte, and its answer the
+    client."""
+    assert len(CLOSE_125) == 125
+    c = echo_client(gw)
+    try:
+        c.send(enc(C, CLOSE_125))
+        f, _ = c.read_close(5)
+        assert f.payload == CLOSE_125, f
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["close_code"]) == ("client_closed", 4000), e
+    (uc,) = gw.rec.connections()
+    assert [cf.payload for cf in uc.close_frames()] == [CLOSE_125], uc.frames
+
+
+@pytest.mark.parametrize("payload", [b"", CLOSE_125],
+                         ids=["empty", "125_bytes"])
+def test_upstream_close_at_the_payload_limits_relayed_whole(gw, payload):
+    """The upstream's close frame at either end of RFC 6455's range, no
+    code at all (1005 in the log, RFC 6455 7.1.5) or 125 bytes, reaches
+    the client unmasked and unchanged, and the client's answer the
+    upstream."""
+    gw.broken.clear()
+    gw.broken.behavior = rawup.ws_then(enc(C, payload, mask=False))
+    c = gw.raw()
+    try:
+        c.upgrade("/u/x")
+        f, _ = c.read_close(5)
+        assert (f.payload, f.masked) == (payload, False), f
+        c.send(enc(C, payload))
+        assert c.wait_closed(5)
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    code = 4000 if payload else 1005
+    assert (e["reason"], e["close_code"]) == ("upstream_closed", code), e
+    (uc,) = gw.broken.connections()
+    assert uc.done.wait(5)
+    assert [(cf.payload, cf.masked) for cf in uc.close_frames()] == \
+        [(payload, True)], uc.frames
+
+
 BAD_SPLIT = {
     "overlong_e0": (b"ab\xe0", b"\x80\x80" + MARK),
     "overlong_f0": (b"ab\xf0\x80", b"\x80\x80" + MARK),
