@@ -26,10 +26,12 @@ def gw(module_factory):
     broken = module_factory.raw_upstream()
     echo = module_factory.raw_upstream(rawup.ws_echo)
     g = module_factory.gateway(
-        routes=[("/echo", "echo"), ("/broken/*", "broken", "limits")],
+        routes=[("/echo", "echo"), ("/broken/*", "broken", "limits"),
+                ("/nobin/*", "broken", "nobin")],
         upstreams={"echo": [echo.addr], "broken": [broken.addr]},
         policies={"limits": policy(frames={"max_frame_size": "1KiB",
-                                           "max_message_size": "4KiB"})})
+                                           "max_message_size": "4KiB"}),
+                  "nobin": policy(frames={"allow_binary": False})})
     g.broken = broken
     return g
 
@@ -37,7 +39,8 @@ def gw(module_factory):
 # SPEC second table: the close code of each violation, sent to the upstream
 # that broke the rule and written to the access log.
 UP_CODES = {"protocol_error": 1002, "frame_too_large": 1009,
-            "message_too_large": 1009, "invalid_utf8": 1007}
+            "message_too_large": 1009, "invalid_utf8": 1007,
+            "binary_denied": 1003}
 
 
 def upstream_violation(gw, after, reason, then="read", code=1014,
@@ -122,6 +125,16 @@ def test_upstream_message_too_large(gw):
         data += enc(wsproto.OP_CONT, part, fin=False, mask=False)
     data += enc(wsproto.OP_CONT, MARK + part[len(MARK):], mask=False)
     upstream_violation(gw, data, "message_too_large")
+
+
+def test_upstream_binary_denied(gw):
+    """allow_binary: false holds for a binary message from the upstream
+    too (wsgate-policy.5 names no direction): the text before it reaches
+    the client, then 1014; the upstream gets 1003 binary_denied."""
+    e, _ = upstream_violation(gw, enc(T, b"text is fine", mask=False) +
+                              enc(BIN, MARK, fin=False, mask=False),
+                              "binary_denied", path="/nobin/x")
+    assert e["frames_out"] == 1, e
 
 
 def test_upstream_drop_without_close(gw):
