@@ -363,6 +363,9 @@ test_b64url(void)
 	CHECK_INT(jwt_b64url_decode("QUJD\n", 5, out, sizeof(out), &n), -1);
 	CHECK_INT(jwt_b64url_decode("Q", 1, out, sizeof(out), &n), -1);
 	CHECK_INT(jwt_b64url_decode("QUJDQ", 5, out, sizeof(out), &n), -1);
+	/* Six spare bits of zero: no byte, yet still an impossible length. */
+	CHECK_INT(jwt_b64url_decode("A", 1, out, sizeof(out), &n), -1);
+	CHECK_INT(jwt_b64url_decode("QUJDA", 5, out, sizeof(out), &n), -1);
 	CHECK_INT(jwt_b64url_decode("QU\0D", 4, out, sizeof(out), &n), -1);
 	/* Non-zero leftover bits: a second spelling of the same bytes. */
 	CHECK_INT(jwt_b64url_decode("QR", 2, out, sizeof(out), &n), -1);
@@ -799,6 +802,13 @@ test_claim_checks(const struct wsg_jwt_key *k, const struct tkey *sk)
 	CHECK_INT(vf(t, &p), WSG_JWT_OK);
 	t = tok(WSG_JWT_HS256, sk, "{\"aud\":\"billing\"}");
 	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
+	/* A string is compared whole too: neither a prefix nor empty. */
+	t = tok(WSG_JWT_HS256, sk, "{\"aud\":\"cha\"}");
+	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
+	t = tok(WSG_JWT_HS256, sk, "{\"aud\":\"\"}");
+	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
+	t = tok(WSG_JWT_HS256, sk, "{\"aud\":\"chat2\"}");
+	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
 	t = tok(WSG_JWT_HS256, sk, "{\"aud\":[\"billing\",\"chat2\"]}");
 	CHECK_INT(vf(t, &p), WSG_JWT_BAD_AUDIENCE);
 	/* An array entry is compared whole, not as a prefix of ours. */
@@ -1001,8 +1011,9 @@ test_sig_forms(struct wsg_jwt_key *const vkeys[WSG_JWT_NALGS],
 	EVP_MD_CTX		*ctx;
 	uint8_t			 der[SIG_MAX];
 	char			 t[TOK_SIZE];
-	size_t			 off, n = sizeof(der);
+	size_t			 off, sigoff, n = sizeof(der);
 	const char		*v;
+	int			 tries;
 
 	/* ES256 with a DER signature, as some libraries wrongly emit. */
 	p = pol(ALL_ALGS, vkeys[WSG_JWT_ES256]);
@@ -1057,6 +1068,31 @@ test_sig_forms(struct wsg_jwt_key *const vkeys[WSG_JWT_NALGS],
 	memcpy(t, v, off);
 	b64url_put(t, &off, der, 255);
 	CHECK_INT(vf(t, &p), WSG_JWT_BAD_SIGNATURE);
+
+	/*
+	 * A PS256 signature whose first byte is zero, sent without it: the
+	 * same number, a second spelling of the token.  OpenSSL's PSS check
+	 * takes it, so only the length check refuses it.  PSS signatures are
+	 * salted: sign until one starts with zero (1 in 256).
+	 */
+	p = pol(ALL_ALGS, vkeys[WSG_JWT_PS256]);
+	v = tok(WSG_JWT_PS256, &skeys[WSG_JWT_PS256], "{}");
+	off = (size_t)(strrchr(v, '.') - v);
+	memcpy(t, v, off);
+	for (tries = 0; tries < 8192; tries++) {
+		n = sign(WSG_JWT_PS256, &skeys[WSG_JWT_PS256],
+		    (const uint8_t *)t, off, der, RSA_PSS_SALTLEN_DIGEST);
+		if (n == 256 && der[0] == 0)
+			break;
+	}
+	CHECK(tries < 8192);
+	t[off++] = '.';
+	sigoff = off;
+	b64url_put(t, &off, der, n);
+	CHECK_INT(vf(t, &p), WSG_JWT_OK);
+	off = sigoff;
+	b64url_put(t, &off, der + 1, n - 1);
+	CHECK_INT(vf(t, &p), WSG_JWT_BAD_SIGNATURE);
 }
 
 /* Rendering claims for forwarded headers. */
@@ -1075,7 +1111,8 @@ test_claims_get(const struct wsg_jwt_key *k, const struct tkey *sk)
 	    "\"lf\":\"a\\nb\",\"cr\":\"a\\r\",\"tab\":\"a\\tb\","
 	    "\"del\":\"a\\u007fb\",\"esc\":\"\\u001b[0m\",\"empty\":\"\","
 	    "\"utf8\":\"caf\\u00e9\",\"eight\":\"12345678\","
-	    "\"lsp\":\" admin\",\"tsp\":\"admin \",\"isp\":\"a b\"}");
+	    "\"lsp\":\" admin\",\"tsp\":\"admin \",\"isp\":\"a b\","
+	    "\"us\":\"a\\u001fb\"}");
 	CHECK_INT(jwt_verify(t, strlen(t), &p, NOW, &c), WSG_JWT_OK);
 	if (c == NULL)
 		return;
@@ -1112,6 +1149,7 @@ test_claims_get(const struct wsg_jwt_key *k, const struct tkey *sk)
 	CHECK_INT(jwt_claims_get(c, "tab", buf, sizeof(buf)), -1);
 	CHECK_INT(jwt_claims_get(c, "del", buf, sizeof(buf)), -1);
 	CHECK_INT(jwt_claims_get(c, "esc", buf, sizeof(buf)), -1);
+	CHECK_INT(jwt_claims_get(c, "us", buf, sizeof(buf)), -1);
 	/* HTTP strips outer spaces: the upstream would read "admin". */
 	CHECK_INT(jwt_claims_get(c, "lsp", buf, sizeof(buf)), -1);
 	CHECK_STR(buf, "");
