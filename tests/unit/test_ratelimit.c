@@ -80,6 +80,9 @@ test_bucket(void)
 	memset(&b, 0, sizeof(b));
 	CHECK_INT(bucket_take(&b, &l, 21, 0), 0);
 	CHECK(bucket_wait_ms(&b, &l, 21, 0) == UINT64_MAX);
+	/* Even when n times the period wraps round to nothing. */
+	CHECK_INT(bucket_take(&b, &l, UINT64_C(1) << 63, 0), 0);
+	CHECK(bucket_wait_ms(&b, &l, UINT64_C(1) << 63, 0) == UINT64_MAX);
 	CHECK_INT(bucket_take(&b, &l, 20, 0), 1);
 	/* Off: always. */
 	memset(&off, 0, sizeof(off));
@@ -189,6 +192,18 @@ test_keys(void)
 	CHECK_INT(rlkey_make(&k1, "chat", (struct sockaddr *)&a, 61), 0);
 	CHECK_INT(rlkey_addr(&k1, buf, sizeof(buf)), 0);
 	CHECK_STR(buf, "2001:db8:1::/61");
+	/* The last byte kept is masked to the bit. */
+	a = addr("2001:db8:1:7:aaaa:bbbb:cccc:dddd");
+	CHECK_INT(rlkey_make(&k1, "chat", (struct sockaddr *)&a, 61), 0);
+	CHECK_INT(rlkey_addr(&k1, buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "2001:db8:1::/61");
+	CHECK_INT(rlkey_make(&k1, "chat", (struct sockaddr *)&a, 63), 0);
+	CHECK_INT(rlkey_addr(&k1, buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "2001:db8:1:6::/63");
+	CHECK_INT(rlkey_make(&k1, "chat", (struct sockaddr *)&a, 65), 0);
+	CHECK_INT(rlkey_addr(&k1, buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "2001:db8:1:7:8000::/65");
+	a = addr("2001:db8:1:2:aaaa:bbbb:cccc:dddd");
 	CHECK_INT(rlkey_make(&k1, "chat", (struct sockaddr *)&a, 128), 0);
 	CHECK_INT(rlkey_addr(&k1, buf, sizeof(buf)), 0);
 	CHECK_STR(buf, "2001:db8:1:2:aaaa:bbbb:cccc:dddd/128");
@@ -477,6 +492,38 @@ test_expiry(void)
 	rltable_free(t);
 }
 
+/* Not a millisecond before idle_expiry: an entry is dropped only then. */
+static void
+test_expiry_not_early(void)
+{
+	struct wsg_rltable		*t;
+	struct wsg_ratelimit_conf	 rc = conf(1, 1000, 1, 0);
+	struct wsg_rl_stats		 s;
+	struct wsg_rlkey		 k;
+	uint32_t			 ra, i;
+	char				 a[64];
+
+	CHECK((t = rltable_new(100000, 10000)) != NULL);
+	CHECK_INT(admit(t, "p", "192.0.2.1", &rc, 0, &ra, &k), WSG_RL_OK);
+	/* Other addresses in every stripe, 1 ms before it is due. */
+	for (i = 0; i < 5000; i++) {
+		snprintf(a, sizeof(a), "10.1.%u.%u", i >> 8, i & 0xff);
+		(void)admit(t, "q", a, &rc, 9999, &ra, &k);
+	}
+	rltable_stats(t, &s);
+	CHECK_INT(s.rs_expired, 0);
+	CHECK_INT(s.rs_entries, 5001);
+	/* On time: that one goes, those used at 9999 stay. */
+	for (i = 0; i < 5000; i++) {
+		snprintf(a, sizeof(a), "10.2.%u.%u", i >> 8, i & 0xff);
+		(void)admit(t, "r", a, &rc, 10000, &ra, &k);
+	}
+	rltable_stats(t, &s);
+	CHECK_INT(s.rs_expired, 1);
+	CHECK_INT(s.rs_entries, 10000);
+	rltable_free(t);
+}
+
 /*
  * Addresses with open connections at the old end of a full stripe do not
  * hide the idle ones behind them: a new address evicts an idle one and is
@@ -598,6 +645,8 @@ test_table_reload_period(void)
 	struct wsg_ratelimit_conf	 sec = conf(10, 1000, 10, 0);
 	struct wsg_ratelimit_conf	 min = conf(600, 60000, 10, 0);
 	struct wsg_ratelimit_conf	 hour = conf(1, 3600000, 1, 0);
+	struct wsg_ratelimit_conf	 seven = conf(7, 60000, 1, 0);
+	struct wsg_ratelimit_conf	 one = conf(1, 1000, 1, 0);
 	struct wsg_rlkey		 k;
 	uint32_t			 ra;
 	int				 i;
@@ -635,6 +684,17 @@ test_table_reload_period(void)
 	CHECK(ra >= 3600);
 	CHECK_INT(admit(t, "p", "192.0.2.3", &hour, 5000 + 600000, &ra, &k),
 	    WSG_RL_RATE);
+
+	/*
+	 * Rescaled debt is rounded up, never down.  7/m, one spent at 0;
+	 * as 1/s at 1 ms, 59993/60000 of a token is owed: 999.88 ms of 1/s,
+	 * so the token is back at 1001 ms, not a millisecond sooner.
+	 */
+	CHECK_INT(admit(t, "p", "192.0.2.4", &seven, 0, &ra, &k), WSG_RL_OK);
+	CHECK_INT(admit(t, "p", "192.0.2.4", &one, 1, &ra, &k), WSG_RL_RATE);
+	CHECK_INT(admit(t, "p", "192.0.2.4", &one, 1000, &ra, &k),
+	    WSG_RL_RATE);
+	CHECK_INT(admit(t, "p", "192.0.2.4", &one, 1001, &ra, &k), WSG_RL_OK);
 	rltable_free(t);
 }
 
@@ -651,6 +711,7 @@ main(void)
 	test_flood();
 	test_busy_tail();
 	test_expiry();
+	test_expiry_not_early();
 	test_threads();
 	return unit_done("test_ratelimit");
 }
