@@ -225,6 +225,53 @@ def test_a_bucket_written_without_its_period_keeps_its_tokens(factory,
     open_one_each(gw)
 
 
+def test_the_last_token_of_the_burst_is_there_exactly(factory, redis):
+    # Redis' clock stepped back (a failover to a replica behind it): the
+    # bucket's last spend is in its future, so nothing refills and one of
+    # the two tokens is owed exactly.  The other is still there, and only
+    # then is the client refused.  Without the step back, refills between
+    # handshakes hide an off-by-one at the burst's edge.
+    gw = store_gateway(factory, redis, {"connections_per_ip": {
+        "rate": "1/m", "burst": 2}})
+    t = redis.command("TIME").split(b"\r\n")
+    now = int(t[2]) * 1000 + int(t[4]) // 1000
+    assert redis.command("HSET", "wsgate:conn:shared:127.0.0.1", "debt",
+                         60000, "last", now + 600000, "per", 60000) == \
+        b":3\r\n"
+    st, c, resp = try_upgrade(gw)
+    assert st == 101, resp
+    c.close()
+    http_refusal(gw, B("/r"), 429, "rate_connections")
+
+
+def test_a_spent_bucket_refills_at_its_rate_not_faster(factory, redis):
+    # Both tokens of a 1/m bucket were spent 30 s ago (by Redis' clock):
+    # half a token is back, not one, so the client is refused, and told
+    # to come back within 30 s, not 60.
+    gw = store_gateway(factory, redis, {"connections_per_ip": {
+        "rate": "1/m", "burst": 2}})
+    t = redis.command("TIME").split(b"\r\n")
+    now = int(t[2]) * 1000 + int(t[4]) // 1000
+    assert redis.command("HSET", "wsgate:conn:shared:127.0.0.1", "debt",
+                         120000, "last", now - 30000, "per", 60000) == \
+        b":3\r\n"
+    resp, _ = http_refusal(gw, B("/r"), 429, "rate_connections")
+    assert 1 <= int(resp.one("Retry-After")) <= 30, resp
+
+
+def test_a_spent_bucket_outlives_its_first_second(factory, redis):
+    # The bucket's key expires only once its debt is paid: a 1/m client
+    # that spent its one token is still refused well after a second.
+    gw = store_gateway(factory, redis, {"connections_per_ip": {
+        "rate": "1/m", "burst": 1}})
+    st, c, resp = try_upgrade(gw)
+    assert st == 101, resp
+    c.close()
+    http_refusal(gw, B("/r"), 429, "rate_connections")
+    time.sleep(1.5)
+    http_refusal(gw, B("/r"), 429, "rate_connections")
+
+
 def test_two_gateways_share_connections_per_ip(factory, redis):
     pol = {"connections_per_ip": {"rate": "2/m", "burst": 3}}
     a = store_gateway(factory, redis, pol)
