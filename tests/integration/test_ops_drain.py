@@ -79,6 +79,36 @@ def test_drain_healthz_and_1001(factory):
     assert [ev["code"] for ev in closes] == [1001, 1001], closes
 
 
+def test_a_draining_gateway_no_longer_listens(factory):
+    """The drain closes the listening sockets before it sends a single
+    close frame: a new connection is refused by the kernel, so that a load
+    balancer's TCP check fails over and a new instance sharing the port
+    gets every new client, rather than being accepted and dropped."""
+    be = factory.echo(name="a")
+    gw = factory.gateway(routes=[("/echo", "echo")],
+                         upstreams={"echo": [be.addr]},
+                         top={"shutdown_timeout": "5s"})
+    deaf = gw.raw()
+    try:
+        deaf.upgrade("/echo")
+        gw.proc.send_signal(signal.SIGTERM)
+        f, _ = deaf.read_close(5)
+        assert (f.close_code, f.close_reason) == (1001, b"shutdown"), f
+        # Still draining: "deaf" has not answered its close frame.
+        s = socket.socket(socket.AF_INET6 if ":" in gw.host else
+                          socket.AF_INET)
+        s.settimeout(3)
+        try:
+            with pytest.raises(ConnectionRefusedError):
+                s.connect((gw.host, gw.port))
+        finally:
+            s.close()
+        assert gw.proc.poll() is None, "the drain ended before the check"
+    finally:
+        deaf.close()
+    assert gw.proc.wait(10) == 0
+
+
 def test_drain_right_after_a_reload_uses_the_new_shutdown_timeout(factory):
     """SIGHUP then SIGTERM while both workers are busy (blocked writing the
     access log to a pipe nobody reads yet): each worker finds the new
