@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import http_refusal, policy, tail, wait_for
+from conftest import http_refusal, metric, policy, tail, wait_for
 from test_ratelimit_store import B, count, redis, try_upgrade  # noqa: F401
 
 SHA = b"$40\r\n" + b"0" * 40 + b"\r\n"
@@ -240,6 +240,48 @@ def test_a_store_that_never_answers_its_setup_is_given_up(factory, fake):
     http_refusal(gw, B("/r"), 503, "store_unavailable")
     assert count(gw, "is unavailable") == 1, tail(gw.error_log, 30)
     assert gw.alive()
+
+
+def test_handshake_timeout_while_the_store_decides(factory, fake):
+    """handshake_timeout bounds the whole handshake, the wait for the
+    store's verdict included: a handshake_timeout shorter than the store's
+    reply timeout ends a handshake the store has not decided yet as any
+    other that ran out of time (the connection closed, no answer, reason
+    handshake_timeout), not as an upstream that timed out: no upstream
+    was asked, and none is blamed."""
+    def answer(args):
+        if args[0].upper() in (b"EVALSHA", b"EVAL"):
+            return None
+        return proper(args)
+    store = fake(answer)
+    up = factory.raw_upstream()
+    gw = factory.gateway(
+        routes=[("/r", "rec", "shared")],
+        upstreams={"rec": [up.addr]},
+        policies={"shared": policy(rate_limit={"concurrent_per_ip": 5})},
+        listener={"handshake_timeout": "300ms"}, admin=True,
+        top={"rate_limit_store": {"redis": store.url,
+                                  "on_failure": "deny"}})
+    wait_for(lambda: "rate_limit_store: connected" in gw.error_text(), 10,
+             what="the gateway's connection to the store")
+    gw.settle_probes()
+    before = metric(gw.metrics(), "wsgate_rejections_total",
+                    reason="handshake_timeout")
+    c = gw.raw()
+    try:
+        c.send(B("/r"))
+        got = c.read_to_eof(5)
+    finally:
+        c.close()
+    assert got == b"", got[:200]
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["reason"], e["status"]) == ("handshake_timeout", None), e
+    assert up.connections() == [], up.connections()
+    m = gw.metrics()
+    assert metric(m, "wsgate_upstream_connect_failures_total",
+                  upstream="rec") == 0, m
+    assert metric(m, "wsgate_rejections_total",
+                  reason="handshake_timeout") == before + 1, m
 
 
 def test_a_distant_store_comes_back_while_handshakes_go_on(factory, fake):
