@@ -14,6 +14,7 @@ connection's refusal is logged, the connections made before it, which
 have no line of their own, were admitted.
 """
 
+import copy
 import socket
 import subprocess
 
@@ -269,6 +270,47 @@ def test_proxy_protocol_counts_the_address_of_the_header(factory):
     for port, client in ((40000, "192.0.2.1"), (40002, "192.0.2.2")):
         e = gw.wait_entry(pred=lambda e: e["client_port"] == port)
         assert e["status"] == 101 and e["client"] == client, e
+
+
+def test_each_listener_counts_its_own(factory):
+    """The cap is per listener: a client that holds its cap of silent
+    connections on one listener still gets in on another, which counts
+    its own."""
+    up = factory.raw_upstream()
+    gw = factory.gateway(routes=[("/echo", "up")],
+                         upstreams={"up": [up.addr]}, tls=False,
+                         listener={"max_pending_per_ip": 1}, start=False)
+    port2 = free_port("127.0.0.1")
+    second = copy.deepcopy(gw.config["listeners"][0])
+    second["name"] = "second"
+    second["listen"] = "127.0.0.1:%d" % port2
+    gw.config["listeners"].append(second)
+    gw.write_config()
+    gw.start()
+    gw.settle_probes()
+    held = fill(gw, 1)
+    c = rawclient.RawClient(port2, None)
+    try:
+        c.upgrade("/echo")
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["listener"], e["status"]) == ("second", 101), e
+    # The second listener's cap holds there, the first one's slot stays.
+    s2 = rawclient.RawClient(port2, None)
+    gw.port_floor[s2.local_port] = gw._log_lines()
+    s3 = rawclient.RawClient(port2, None)
+    try:
+        resp = s3.http_response(timeout=5)
+        assert resp.status == 429, resp
+        e = gw.wait_entry(client_port=s3.local_port)
+        assert (e["listener"], e["reason"]) == \
+            ("second", "rate_concurrent"), e
+        assert_pending(gw, held + [s2])
+    finally:
+        s2.close()
+        s3.close()
+    close_all(gw, held)
 
 
 def test_ipv6_clients_count_by_their_64(factory):
