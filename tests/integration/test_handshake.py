@@ -430,6 +430,30 @@ def test_refused_client_that_stays_connected_past_the_linger(gw, up):
     echo_works(gw)
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_refused_client_reading_to_eof_is_not_kept_waiting(factory, tls):
+    """A refusal says "Connection: close", and the gateway closes its side
+    (FIN, after close_notify on TLS) as soon as the answer is out: a
+    client that reads to the end of the connection is not kept waiting
+    for the linger (2 s), which only bounds how long the gateway waits
+    for the client's own end.  The wait here (1.5 s) is under it."""
+    up = factory.raw_upstream()
+    g = factory.gateway(routes=[("/echo", "rec")],
+                        upstreams={"rec": [up.addr]}, tls=tls)
+    for data, status in ((B("/nope"), 404),
+                         (B("/echo", method="POST"), 405)):
+        c = g.raw()
+        try:
+            c.send(data)
+            got = c.read_to_eof(timeout=1.5)
+        finally:
+            c.close()
+        assert got.startswith(b"HTTP/1.1 %d " % status), got[:200]
+        e = g.wait_entry(client_port=c.local_port)
+        assert e["status"] == status, e
+    assert up.connections() == []
+
+
 def test_refusal_logged_in_error_log_with_conn_id(gw, up):
     """The refusal has its error-log line, "conn N: refused: REASON",
     with the access log's id (any line naming conn N, such as the debug
