@@ -840,7 +840,7 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 	 * rather than the head waiting for its timeout.
 	 */
 	max = s->s_listener->lc_max_header_bytes;
-	if (len <= max && len < s->s_parsed_len + WSG_REPARSE_STEP &&
+	if (len < max && len < s->s_parsed_len + WSG_REPARSE_STEP &&
 	    evbuffer_search(in, "\n\r\n", 3, NULL).pos == -1 &&
 	    evbuffer_search(in, "\n\n", 2, NULL).pos == -1)
 		return;
@@ -853,7 +853,8 @@ session_client_read(struct wsg_peer *p, struct bufferevent *bev)
 	}
 	r = http_request_parse(buf, n, max, &req);
 	if (r == WSG_HTTP_INCOMPLETE) {
-		if (len > max) {
+		/* max bytes and no end: the end would be past max. */
+		if (len >= max) {
 			log_info("conn %llu: refused: headers_too_large: no "
 			    "end of the head in max_header_bytes (%zu)",
 			    (unsigned long long)s->s_id, max);

@@ -240,6 +240,28 @@ def test_long_request_line_without_end_is_431(gw, up):
     assert up.connections() == []
 
 
+@pytest.mark.parametrize("tail", [b"", b"\r", b"\r\n", b"\r\n\r"],
+                         ids=["field", "cr", "crlf", "crlfcr"])
+def test_unfinished_head_of_exactly_max_header_bytes_is_431_at_once(gw, up,
+                                                                   tail):
+    # 8 KiB with no end of the head: its end would be byte 8193 or later,
+    # so it can never fit; the answer comes now, not at handshake_timeout
+    # (10s here, twice the wait)
+    head = B("/echo", extra=[("X-Pad", "")])[:-4] + b"\r\nX-Pad-2: "
+    data = head + b"q" * (8192 - len(head) - len(tail)) + tail
+    assert len(data) == 8192 and b"\r\n\r\n" not in data
+    c = gw.raw()
+    try:
+        c.send(data)
+        resp = c.http_response(timeout=5)
+    finally:
+        c.close()
+    assert resp.status == 431, resp
+    e = gw.wait_entry(client_port=c.local_port)
+    assert (e["status"], e["reason"]) == (431, "headers_too_large"), e
+    assert up.connections() == []
+
+
 @pytest.mark.parametrize("path", [
     "/pub/../secret/x", "/pub/%2e%2e/secret/x", "/pub/%2E%2E/secret/x",
     "/pub/..%2fsecret/x", "/pub/..%2Fsecret/x", "/pub/x/../../secret",
