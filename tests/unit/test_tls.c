@@ -269,6 +269,38 @@ plain_request_line(void)
 	CHECK_INT(line("GET hTtP://a/ HTTP/1.1\r\n"), 1);
 }
 
+/*
+ * The reasons the access log gives for TLS errors: OpenSSL's words where
+ * it has some, else the number of an alert the client sent (the reason
+ * of tls13.c's fatal alerts read) or of the error itself.
+ */
+static void
+reasons(void)
+{
+	char	buf[64];
+
+	(void)OPENSSL_init_ssl(0, NULL);
+	CHECK_STR(tls_reason(ERR_PACK(ERR_LIB_SSL, 0,
+	    SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC), buf, sizeof(buf)),
+	    "decryption failed or bad record mac");
+	CHECK_STR(tls_reason(ERR_PACK(ERR_LIB_SSL, 0,
+	    SSL_AD_REASON_OFFSET + SSL_AD_HANDSHAKE_FAILURE), buf,
+	    sizeof(buf)), "sslv3 alert handshake failure");
+	CHECK_STR(tls_reason(ERR_PACK(ERR_LIB_SSL, 0, SSL_AD_REASON_OFFSET),
+	    buf, sizeof(buf)), "alert number 0");
+	CHECK_STR(tls_reason(ERR_PACK(ERR_LIB_SSL, 0,
+	    SSL_AD_REASON_OFFSET + 254), buf, sizeof(buf)), "alert number 254");
+	CHECK_STR(tls_reason(ERR_PACK(ERR_LIB_SSL, 0,
+	    SSL_AD_REASON_OFFSET + 255), buf, sizeof(buf)), "alert number 255");
+	/* Past the alerts' range, or another library's: no alert. */
+	CHECK_STR(tls_reason(ERR_PACK(ERR_LIB_SSL, 0,
+	    SSL_AD_REASON_OFFSET + 256), buf, sizeof(buf)), "error 1256");
+	CHECK_STR(tls_reason(ERR_PACK(ERR_LIB_SYS, 0,
+	    SSL_AD_REASON_OFFSET + 20), buf, sizeof(buf)), "error 1020");
+	CHECK_STR(tls_reason(ERR_PACK(ERR_LIB_SSL, 0, 4000), buf, sizeof(buf)),
+	    "error 4000");
+}
+
 int
 main(void)
 {
@@ -320,5 +352,6 @@ main(void)
 	shared_secret();
 	plain_http();
 	plain_request_line();
+	reasons();
 	return (unit_done("test_tls"));
 }
