@@ -7,7 +7,9 @@
  */
 #include "tls13.c"
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "unit.h"
 
@@ -130,9 +132,13 @@ evp_open_rec(const uint8_t *rec, size_t clen, uint64_t seq, uint8_t *out)
 	return (ok ? 0 : -1);
 }
 
-/* Seal a record as the client would, for sequence number seq. */
+/*
+ * Seal a record as the client would, for sequence number seq, its header
+ * (the additional data) saying outer.
+ */
 static void
-evp_seal_rec(const uint8_t *plain, size_t n, uint64_t seq, uint8_t *rec)
+evp_seal_outer(const uint8_t *plain, size_t n, uint64_t seq, uint8_t outer,
+    uint8_t *rec)
 {
 	EVP_CIPHER_CTX	*ctx = EVP_CIPHER_CTX_new();
 	uint8_t		 nonce[12];
@@ -140,7 +146,7 @@ evp_seal_rec(const uint8_t *plain, size_t n, uint64_t seq, uint8_t *rec)
 	int		 ol, fl;
 
 	want_nonce(rfc_iv, seq, nonce);
-	rec[0] = T13_CT_APPDATA;
+	rec[0] = outer;
 	rec[1] = rec[2] = 3;
 	rec[3] = (uint8_t)(clen >> 8);
 	rec[4] = (uint8_t)clen;
@@ -152,6 +158,12 @@ evp_seal_rec(const uint8_t *plain, size_t n, uint64_t seq, uint8_t *rec)
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, T13_TAG,
 	    rec + T13_HDR + n) == 1);
 	EVP_CIPHER_CTX_free(ctx);
+}
+
+static void
+evp_seal_rec(const uint8_t *plain, size_t n, uint64_t seq, uint8_t *rec)
+{
+	evp_seal_outer(plain, n, seq, T13_CT_APPDATA, rec);
 }
 
 /*
@@ -215,6 +227,87 @@ check_records(void)
 	t13_forget(&t.t_wr, 1);
 }
 
+/*
+ * What a client's record or hang-up costs, read from a socket: the error,
+ * its reason, the application data delivered, and the alert the client
+ * gets, sealed as our record 0 (none when want_alert is 0).
+ */
+static void
+read_fails(const uint8_t *rec, size_t len, int hangup, int reason,
+    int want_alert)
+{
+	struct wsg_tls13	 t;
+	struct evbuffer		*in = evbuffer_new();
+	unsigned long		 err = 0;
+	uint8_t			 back[64], out[64];
+	size_t			 got = 0;
+	ssize_t			 n;
+	int			 sv[2], i, rc;
+
+	new_session(&t);
+	if (in == NULL || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) {
+		CHECK(!"set-up");
+		return;
+	}
+	/* Never blocks: a record let through must not hang the test. */
+	CHECK(fcntl(sv[0], F_SETFL, O_NONBLOCK) == 0);
+	if (len > 0)
+		CHECK_INT(write(sv[1], rec, len), len);
+	if (hangup)
+		CHECK_INT(shutdown(sv[1], SHUT_WR), 0);
+	/* A record cut short waits for the rest, then meets the end. */
+	for (i = 0, rc = 0; i < 4 && rc == 0; i++)
+		rc = tls13_read(&t, sv[0], in, 0, &got, &err);
+	CHECK_INT(rc, TLS13_ERROR);
+	CHECK_INT(ERR_GET_REASON(err), reason);
+	CHECK_INT(got, 0);
+	CHECK_INT(evbuffer_get_length(in), 0);
+	(void)shutdown(sv[0], SHUT_WR);
+	n = read(sv[1], back, sizeof(back));
+	if (want_alert) {
+		/* Level 2, the description, the inner type 21. */
+		CHECK_INT(n, T13_HDR + 3 + T13_TAG);
+		CHECK(n == T13_HDR + 3 + T13_TAG &&
+		    evp_open_rec(back, 3 + T13_TAG, 0, out) == 0 &&
+		    out[0] == 2 && out[1] == want_alert &&
+		    out[2] == T13_CT_ALERT);
+	} else
+		CHECK_INT(n, 0);
+	close(sv[0]);
+	close(sv[1]);
+	evbuffer_free(in);
+	free(t.t_in);
+	t13_forget(&t.t_rd, 0);
+	t13_forget(&t.t_wr, 1);
+}
+
+/*
+ * After the handshake every record says application_data outside (RFC
+ * 8446 5.2): one that says handshake, alert or change_cipher_spec is
+ * refused with unexpected_message, though its tag (over that header) is
+ * right.  A hang-up without close_notify is an error, not an end (6.1),
+ * and the client, gone, is sent nothing.
+ */
+static void
+check_refused(void)
+{
+	static const uint8_t	 outer[] = { T13_CT_HANDSHAKE, T13_CT_ALERT,
+				    20 };
+	uint8_t			 plain[6] = "hello", rec[64];
+	size_t			 i;
+
+	plain[5] = T13_CT_APPDATA;
+	for (i = 0; i < sizeof(outer); i++) {
+		evp_seal_outer(plain, sizeof(plain), 0, outer[i], rec);
+		read_fails(rec, T13_HDR + sizeof(plain) + T13_TAG, 0,
+		    SSL_R_UNEXPECTED_RECORD, T13_AD_UNEXPECTED);
+	}
+	read_fails(NULL, 0, 1, SSL_R_UNEXPECTED_EOF_WHILE_READING, 0);
+	/* Cut off within a record. */
+	evp_seal_rec(plain, sizeof(plain), 0, rec);
+	read_fails(rec, 9, 1, SSL_R_UNEXPECTED_EOF_WHILE_READING, 0);
+}
+
 int
 main(void)
 {
@@ -223,6 +316,7 @@ main(void)
 	check_schedule();
 	check_nonces();
 	check_records();
+	check_refused();
 	tls13_thread_done();
 	return (unit_done("test_tls13_seq"));
 }
