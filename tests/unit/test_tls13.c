@@ -913,6 +913,44 @@ done:
 }
 
 /*
+ * A key update of the client's that OpenSSL read before the takeover (a
+ * client may send one right after its Finished): the secrets captured at
+ * the handshake are no longer the client's, so the session stays with
+ * OpenSSL, and the client's next records, and ours, still get through.
+ */
+static void
+check_update_before_takeover(SSL_CTX *sctx, int requested)
+{
+	SSL_CTX		*cctx = SSL_CTX_new(TLS_client_method());
+	struct pair	 p;
+	char		 buf[5];
+	int		 i, r = 0;
+
+	if (pair_open(&p, sctx, cctx) == -1) {
+		CHECK(!"handshake");
+		goto done;
+	}
+	CHECK(SSL_key_update(p.c, requested ? SSL_KEY_UPDATE_REQUESTED :
+	    SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+	CHECK_INT(SSL_write(p.c, "x", 1), 1);
+	for (i = 0; i < STEPS && (r = SSL_read(p.s, buf, 1)) <= 0; i++)
+		wait_fd(p.sfd, POLLIN);
+	CHECK_INT(r, 1);
+	CHECK(tls13_takeover(p.s) == NULL);
+	CHECK_INT(SSL_write(p.c, "later", 5), 5);
+	for (i = 0; i < STEPS && (r = SSL_read(p.s, buf, 5)) <= 0; i++)
+		wait_fd(p.sfd, POLLIN);
+	CHECK(r == 5 && memcmp(buf, "later", 5) == 0);
+	CHECK_INT(SSL_write(p.s, "reply", 5), 5);
+	for (i = 0; i < STEPS && (r = SSL_read(p.c, buf, 5)) <= 0; i++)
+		wait_fd(p.cfd, POLLIN);
+	CHECK(r == 5 && memcmp(buf, "reply", 5) == 0);
+done:
+	pair_close(&p);
+	SSL_CTX_free(cctx);
+}
+
+/*
  * No ticket at the end of the handshake: the one ticket leaves with the
  * first records sealed after the takeover (in the gateway, the 101), and
  * the client resumes with it; a resumed session gets its next ticket the
@@ -1446,6 +1484,8 @@ main(void)
 			check_crafted(s13, k);
 		check_tls12(s12);
 		check_pending(s13);
+		check_update_before_takeover(s13, 0);
+		check_update_before_takeover(s13, 1);
 		check_ticket(s13);
 		check_update_before_ticket(s13);
 		check_abandon(s13);
