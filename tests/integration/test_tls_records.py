@@ -478,3 +478,27 @@ def test_max_fragment_length_is_kept_after_the_upgrade(echo_gateway):
         p.kill()
         err = p.communicate(timeout=10)[1]
     assert got and got[0].payload == payload, err[-500:]
+
+
+def test_hang_up_without_close_notify_gets_no_close_notify(echo_gateway):
+    """A TLS 1.3 client, its records with wsgate, that ends its half with a
+    bare FIN (no close_notify, no close frame) is not answered with a
+    close_notify: that would tell it our side ended cleanly, while what
+    was still queued for it is dropped.  It sees the connection end
+    without one; client_dropped, close code 1006, the backend 1001."""
+    gw = echo_gateway
+    c = RecordClient(gw.port, gw.ssl)
+    try:
+        open_session(c)
+        assert c.tls.version() == "TLSv1.3"
+        wait_for(lambda: "TLS records now sealed and opened by wsgate"
+                 in gw.error_text(), what="the record layer's takeover")
+        assert echo_one(c, b"before the FIN") == b"before the FIN"
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_to_close_notify() is False
+    finally:
+        c.close()
+    e = gw.wait_entry(client_port=c.local_port)
+    (ev,) = gw.backend.wait_event("close", timeout=8)
+    assert ev["code"] == 1001, ev
+    assert e["reason"] == "client_dropped" and e["close_code"] == 1006, e
