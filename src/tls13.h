@@ -46,7 +46,12 @@ void	 tls13_free(struct wsg_tls13 *);
 void	 tls13_abandon(struct wsg_tls13 *, int);
 
 /* tls13_read() results besides 0 (read something, or nothing yet). */
-#define TLS13_EOF	1	/* close_notify, or the socket's EOF */
+/*
+ * TLS13_EOF: a close_notify came, or any call after the input ended.  A
+ * hang-up without close_notify is first a TLS13_ERROR, *err saying
+ * SSL_R_UNEXPECTED_EOF_WHILE_READING, as OpenSSL reports it.
+ */
+#define TLS13_EOF	1
 #define TLS13_ERROR	(-1)	/* *err says what, as an OpenSSL error */
 
 /*
