@@ -295,9 +295,10 @@ upstream_connect_failed(struct wsg_session *s, int err)
 	    strerror(err));
 	if (upstream_try_next(s))
 		return;
-	log_warnx("conn %llu: refused: upstream_unavailable: no server of "
-	    "upstream %s accepted the connection",
-	    (unsigned long long)s->s_id, up->up_name);
+	log_warnx("conn %llu: refused: upstream_unavailable: upstream %s: "
+	    "%s", (unsigned long long)s->s_id, up->up_name,
+	    up->up_nservers > 1 ? "no server left to try" :
+	    "its server did not accept the connection");
 	session_refuse(s, 502, "upstream_unavailable", NULL);
 }
 

@@ -547,6 +547,29 @@ def test_every_server_closing_before_answering_is_502(factory, n):
         "101" % e["upstream_server"] in gw.error_text()
 
 
+def test_last_server_refusing_after_one_that_accepted_is_logged_so(factory):
+    # The first server accepts and hangs up, the last refuses: the 502's
+    # log line must not say that no server accepted the connection.
+    gone = factory.raw_upstream(rawup.hang_up())
+    shut = "127.0.0.1:%d" % closed_port()
+    gw = factory.gateway(
+        routes=[("/echo", GROUP)], admin=True,
+        upstreams={GROUP: {"servers": [gone.addr, shut],
+                           "balance": "round_robin", "fail_timeout": "1h"}})
+    gw.settle_probes()
+    resp, e, _ = gw.raw_upgrade()
+    assert (resp.status, e["reason"]) == (502, "upstream_unavailable"), e
+    assert len(gone.connections()) == 1
+    text = wait_for(lambda: "refused: upstream_unavailable" in
+                    gw.error_text() and gw.error_text(), 5,
+                    what="the 502's log line")
+    assert "server %s: closed before its 101" % gone.addr in text, text
+    assert "server %s: connect failed" % shut in text, text
+    assert "refused: upstream_unavailable: upstream %s: no server left to " \
+        "try" % GROUP in text, text
+    assert "accepted the connection" not in text, text
+
+
 @pytest.mark.parametrize("answer,reason", [
     (b"HTTP/1.1 10", "upstream_bad_handshake"),
     (b"HTTP/1.1 100 Continue\r\n\r\n", "upstream_unavailable"),
