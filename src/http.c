@@ -38,15 +38,16 @@ static const char b64_alphabet[] =
 
 /*
  * Fields the gateway never forwards from the client, whatever they say.
- * X-Real-IP (set by the gateway), True-Client-IP and X-Client-IP name
- * the client to libraries that read them before X-Forwarded-For (Go's
- * chi RealIP, Node's request-ip): a client's own copy would let it
- * choose the address the backend believes.
+ * X-Real-IP (set by the gateway), True-Client-IP, X-Client-IP and
+ * Client-IP name the client to code that reads them before
+ * X-Forwarded-For (Go's chi RealIP, Node's request-ip, PHP's common
+ * HTTP_CLIENT_IP test): a client's own copy would let it choose the
+ * address the backend believes.
  */
 static const char *const http_dropped_names[] = {
 	"Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
 	"Upgrade", "Host", "Forwarded", "Content-Length", "X-Real-IP",
-	"True-Client-IP", "X-Client-IP"
+	"True-Client-IP", "X-Client-IP", "Client-IP"
 };
 
 /*

@@ -44,6 +44,7 @@ def test_backend_request_headers(echo_gateway):
                ("True-Client-IP", "6.6.6.6"),
                ("X-Client-IP", "6.6.6.6"),
                ("X_Real_IP", "6.6.6.6"),
+               ("Client-IP", "6.6.6.6"),
                ("Keep-Alive", "timeout=5"),
                ("TE", "trailers"),
                ("X-Hop", "secret"),
@@ -66,6 +67,7 @@ def test_backend_request_headers(echo_gateway):
     assert h("True-Client-IP") == [], ev["headers"]
     assert h("X-Client-IP") == [], ev["headers"]
     assert h("X_Real_IP") == [], ev["headers"]
+    assert h("Client-IP") == [], ev["headers"]
     assert h("Forwarded") == [], ev["headers"]
     assert h("Keep-Alive") == [], ev["headers"]
     assert h("TE") == [], ev["headers"]

@@ -866,13 +866,14 @@ test_dropped(void)
 		"Transfer_Encoding", "Content_Length",
 		/* client addresses that libraries read before X-Forwarded-For */
 		"X-Real-IP", "x-real-ip", "X_Real_IP", "True-Client-IP",
-		"true_client_ip", "X-Client-IP", "X_CLIENT_IP"
+		"true_client_ip", "X-Client-IP", "X_CLIENT_IP", "Client-IP",
+		"client_ip"
 	};
 	static const char *const kept[] = {
 		"Origin", "User-Agent", "Cookie", "Authorization",
 		"X-Forwarded", "Sec-WebSocket", "Hostname", "X-Secrets",
 		"Accept", "X_Forwarded", "User_Agent", "X_Secrets",
-		"X-Real-IPs", "X-Real", "Client-IP", "X-Client-IP-Hash"
+		"X-Real-IPs", "X-Real", "Client-IPs", "X-Client-IP-Hash"
 	};
 	size_t	 i;
 
